@@ -1,0 +1,225 @@
+//! The planner: a pure function of (table snapshot, policy, now) to an ordered list of steps.
+//!
+//! No I/O here. [`crate::executor`] carries the steps out; `plan`/`maintain --dry-run` print them.
+//!
+//! Rules (the SQL function `partition_archiver.create_partitions` follows the same ones):
+//! - the current period and `premake` periods ahead exist, counted from `now`, not from the data;
+//! - gaps between existing partitions are filled, but never with a period already past retention;
+//! - a period that overlaps an existing partition (a foreign-named one, say) is not created, and a
+//!   partial overlap is reported as a warning;
+//! - rows already in the default partition for a new range are moved into it (the executor does it
+//!   in the same transaction);
+//! - a detach left pending by an interrupted run is finalized first;
+//! - a partition is due for retention when its whole range ends on or before the start of
+//!   (current period - retention); never the current or a future one, never the default;
+//! - partitions part-way through the archive state machine resume where they stopped.
+
+use crate::ident::QualifiedName;
+use crate::period::{bound_literal, to_local, Period};
+use crate::policy::{RetentionAction, TablePolicy};
+use crate::snapshot::{ArchiveState, BoundValue, PartitionBound, TableSnapshot};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// `ALTER TABLE parent DETACH PARTITION p FINALIZE`.
+    FinalizeDetach { partition: QualifiedName },
+    /// `CREATE TABLE {table}_default PARTITION OF parent DEFAULT`.
+    CreateDefault { partition: QualifiedName },
+    /// Create one period's partition; moves `rows_in_default` rows out of the default partition.
+    CreatePartition {
+        partition: QualifiedName,
+        period: String,
+        from: String,
+        to: String,
+        rows_in_default: i64,
+    },
+    /// Detach a partition past retention (`CONCURRENTLY` only when the parent has no default).
+    Detach { partition: QualifiedName, concurrently: bool },
+    /// Stream the detached partition to S3, verify the object, record it in the manifest.
+    Archive { partition: QualifiedName },
+    /// Drop the detached, archived-and-verified partition.
+    Drop { partition: QualifiedName },
+    /// Move the detached partition to the historical schema.
+    MoveToSchema { partition: QualifiedName, schema: String },
+}
+
+impl Step {
+    pub fn partition(&self) -> &QualifiedName {
+        match self {
+            Step::FinalizeDetach { partition }
+            | Step::CreateDefault { partition }
+            | Step::CreatePartition { partition, .. }
+            | Step::Detach { partition, .. }
+            | Step::Archive { partition }
+            | Step::Drop { partition }
+            | Step::MoveToSchema { partition, .. } => partition,
+        }
+    }
+    pub fn is_retention(&self) -> bool {
+        matches!(self, Step::Detach { .. } | Step::Archive { .. } | Step::Drop { .. } | Step::MoveToSchema { .. })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub table: QualifiedName,
+    pub current_period: String,
+    /// Partitions whose range ends on or before this local time are past retention.
+    pub retention_cutoff: Option<NaiveDateTime>,
+    pub steps: Vec<Step>,
+    pub warnings: Vec<String>,
+}
+
+/// Plans one table. Pure: same inputs, same plan.
+pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) -> Plan {
+    let tz = policy.time_zone;
+    let current = Period::containing(policy.interval, to_local(tz, now));
+    let last = current.offset(policy.premake as i64);
+    let cutoff = policy.retention.map(|r| current.offset(-(r as i64)).start());
+    let mut steps = Vec::new();
+    let mut warnings = Vec::new();
+
+    // 1. Finish what an interrupted DETACH ... CONCURRENTLY left behind.
+    for p in snapshot.partitions.iter().filter(|p| p.detach_pending) {
+        steps.push(Step::FinalizeDetach { partition: p.name.clone() });
+    }
+
+    // Ranges that stay attached after step 1.
+    let ranges: Vec<(BoundValue, BoundValue, &QualifiedName)> = snapshot
+        .partitions
+        .iter()
+        .filter(|p| !p.detach_pending)
+        .filter_map(|p| p.range().map(|(f, t)| (f, t, &p.name)))
+        .collect();
+    let attached_names: BTreeSet<&str> = snapshot.partitions.iter().map(|p| p.name.name.as_str()).collect();
+
+    // 2. The default partition.
+    let has_default = snapshot.default_partition().is_some();
+    if policy.create_default && !has_default {
+        let name = format!("{}_default", policy.table.name);
+        if snapshot.other_relations.contains(&name) {
+            warnings.push(format!("cannot create default partition: {name} already exists and is not a partition of {}", policy.table));
+        } else {
+            steps.push(Step::CreateDefault { partition: policy.table.sibling(name) });
+        }
+    }
+
+    // 3. Partitions ahead, and gaps between existing ones (never past retention).
+    let mut first = current;
+    for (from, to, _) in &ranges {
+        let start = match (from, to) {
+            (BoundValue::At(f), _) => Period::containing(policy.interval, *f),
+            (BoundValue::MinValue, BoundValue::At(t)) => Period::containing(policy.interval, *t),
+            _ => continue,
+        };
+        first = first.min(start);
+    }
+    if let Some(c) = cutoff {
+        first = first.max(Period::containing(policy.interval, c));
+    }
+    // However old the oldest partition, never plan more than this many periods back.
+    first = first.max(current.offset(-(crate::policy::MAX_RETENTION as i64)));
+
+    let mut created_periods = BTreeSet::new();
+    let mut period = first;
+    while period <= last {
+        let (start, end) = (BoundValue::At(period.start()), BoundValue::At(period.end()));
+        let overlapping: Vec<&QualifiedName> =
+            ranges.iter().filter(|(f, t, _)| *f < end && start < *t).map(|(_, _, n)| *n).collect();
+        let name = period.partition_name(&policy.table.name);
+        let exact = ranges.iter().any(|(f, t, _)| *f == start && *t == end);
+        if exact || (overlapping.iter().any(|n| n.name == name)) {
+            // exists
+        } else if !overlapping.is_empty() {
+            let covered = ranges.iter().any(|(f, t, _)| *f <= start && end <= *t);
+            if !covered {
+                let names: Vec<String> = overlapping.iter().map(|n| n.to_string()).collect();
+                warnings.push(format!(
+                    "period {period} is only partly covered by {}: rows outside it go to the default partition",
+                    names.join(", ")
+                ));
+            }
+        } else if name.len() > crate::ident::MAX_IDENT_BYTES {
+            warnings.push(format!("cannot create {name}: longer than {} bytes", crate::ident::MAX_IDENT_BYTES));
+        } else if snapshot.other_relations.contains(&name) || attached_names.contains(name.as_str()) {
+            warnings.push(format!("cannot create period {period}: a relation named {name} already exists in schema {}", policy.table.schema));
+        } else {
+            created_periods.insert(period.start());
+            steps.push(Step::CreatePartition {
+                partition: policy.table.sibling(name),
+                period: period.to_string(),
+                from: bound_literal(snapshot.key_type, tz, period.start()),
+                to: bound_literal(snapshot.key_type, tz, period.end()),
+                rows_in_default: snapshot.default_rows.get(&period.start()).copied().unwrap_or(0),
+            });
+        }
+        period = period.offset(1);
+    }
+    let stranded: i64 = snapshot
+        .default_rows
+        .iter()
+        .filter(|(start, _)| !created_periods.contains(*start))
+        .map(|(_, n)| n)
+        .sum();
+    if stranded > 0 {
+        warnings.push(format!(
+            "{stranded} rows in the default partition fall outside the periods this run creates; they stay there"
+        ));
+    }
+
+    // 4. Retention.
+    if let Some(cutoff) = cutoff {
+        let cutoff = BoundValue::At(cutoff);
+        let mut due: Vec<(BoundValue, &QualifiedName, bool)> = Vec::new();
+        for p in &snapshot.partitions {
+            if let PartitionBound::Range { from, to } = p.bound {
+                if to <= cutoff {
+                    due.push((from, &p.name, p.detach_pending));
+                }
+            }
+        }
+        due.sort();
+        for (_, name, pending) in due {
+            if !pending {
+                steps.push(Step::Detach { partition: name.clone(), concurrently: !has_default });
+            }
+            push_after_detach(&mut steps, policy, name, ArchiveState::Detached);
+        }
+    }
+    // Partitions already detached by an earlier run (no longer attached) resume where they stopped.
+    for entry in &snapshot.manifest {
+        if entry.state.is_final() || attached_names.contains(entry.partition.name.as_str()) {
+            continue;
+        }
+        push_after_detach(&mut steps, policy, &entry.partition, entry.state);
+    }
+
+    Plan {
+        table: policy.table.clone(),
+        current_period: current.to_string(),
+        retention_cutoff: cutoff,
+        steps,
+        warnings,
+    }
+}
+
+fn push_after_detach(steps: &mut Vec<Step>, policy: &TablePolicy, partition: &QualifiedName, state: ArchiveState) {
+    let archives = policy.retention_action.archives();
+    if archives && state < ArchiveState::Verified {
+        steps.push(Step::Archive { partition: partition.clone() });
+    }
+    match policy.retention_action {
+        RetentionAction::ArchiveDrop => steps.push(Step::Drop { partition: partition.clone() }),
+        RetentionAction::ArchiveMove | RetentionAction::DetachOnly => steps.push(Step::MoveToSchema {
+            partition: partition.clone(),
+            schema: policy.historical_schema.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,117 @@
+//! What the planner sees: a snapshot of one table's partitions (read from `pg_catalog` by
+//! [`crate::catalog`]) and of its archive manifest. Plain data, so the planner is a pure function
+//! and tests build snapshots by hand.
+
+use crate::ident::QualifiedName;
+use crate::period::KeyType;
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// One end of a range partition, as local wall time in the table's zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum BoundValue {
+    MinValue,
+    At(NaiveDateTime),
+    MaxValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PartitionBound {
+    Default,
+    Range { from: BoundValue, to: BoundValue },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionInfo {
+    pub name: QualifiedName,
+    pub bound: PartitionBound,
+    /// `pg_inherits.inhdetachpending`: an interrupted `DETACH ... CONCURRENTLY`.
+    pub detach_pending: bool,
+    pub total_bytes: i64,
+    pub estimated_rows: i64,
+}
+
+impl PartitionInfo {
+    pub fn range(&self) -> Option<(BoundValue, BoundValue)> {
+        match self.bound {
+            PartitionBound::Range { from, to } => Some((from, to)),
+            PartitionBound::Default => None,
+        }
+    }
+}
+
+/// Archive state of one partition, persisted in `partition_archiver.archive_manifest`.
+/// `attached -> detaching -> detached -> uploading -> uploaded -> verified -> dropped | moved`;
+/// every transition is committed before the next step starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArchiveState {
+    Detaching,
+    Detached,
+    Uploading,
+    Uploaded,
+    Verified,
+    Dropped,
+    Moved,
+}
+
+impl ArchiveState {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "detaching" => Self::Detaching,
+            "detached" => Self::Detached,
+            "uploading" => Self::Uploading,
+            "uploaded" => Self::Uploaded,
+            "verified" => Self::Verified,
+            "dropped" => Self::Dropped,
+            "moved" => Self::Moved,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Detaching => "detaching",
+            Self::Detached => "detached",
+            Self::Uploading => "uploading",
+            Self::Uploaded => "uploaded",
+            Self::Verified => "verified",
+            Self::Dropped => "dropped",
+            Self::Moved => "moved",
+        }
+    }
+    /// The partition has left the database's hot set for good (nothing more to do).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Dropped | Self::Moved)
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestEntry {
+    pub partition: QualifiedName,
+    pub state: ArchiveState,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableSnapshot {
+    pub table: QualifiedName,
+    pub key_column: String,
+    pub key_type: KeyType,
+    pub partitions: Vec<PartitionInfo>,
+    /// Rows in the default partition, by the start of the period they fall in (local time).
+    pub default_rows: BTreeMap<NaiveDateTime, i64>,
+    /// Relations in the table's schema that share its name prefix but are not its partitions
+    /// (a detached partition awaiting archive, a user's table): never created over.
+    pub other_relations: BTreeSet<String>,
+    pub manifest: Vec<ManifestEntry>,
+}
+
+impl TableSnapshot {
+    pub fn default_partition(&self) -> Option<&PartitionInfo> {
+        self.partitions.iter().find(|p| p.bound == PartitionBound::Default)
+    }
+    pub fn default_rows_total(&self) -> i64 {
+        self.default_rows.values().sum()
+    }
+}
