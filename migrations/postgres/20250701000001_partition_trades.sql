@@ -13,7 +13,8 @@
 -- application holds a conflicting lock, the migration fails fast and can simply be rerun.
 --
 -- On a database where `trades` is already partitioned (or absent) this file changes nothing.
--- It runs as separate transactions on purpose (with psql -f and with `partition-archiver migrate`).
+-- It runs as separate transactions on purpose: psql -f commits each statement; `partition-archiver
+-- migrate` runs each chunk between `-- migrate:split` lines as its own transaction.
 
 SET lock_timeout = '5s';
 
@@ -38,6 +39,7 @@ BEGIN
   END IF;
 END $$;
 
+-- migrate:split
 DO $$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass('public.trades')
@@ -46,6 +48,7 @@ BEGIN
   END IF;
 END $$;
 
+-- migrate:split
 -- Step 2: one short transaction swaps the plain table for a partitioned parent.
 DO $$
 DECLARE
@@ -81,6 +84,7 @@ BEGIN
   RAISE NOTICE 'public.trades is now partitioned; its old rows are in partition public.trades_legacy (up to %)', v_hi;
 END $$;
 
+-- migrate:split
 -- Install dynamic creation: register the table and create the default and upcoming partitions.
 DO $$
 BEGIN

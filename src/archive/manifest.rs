@@ -1,0 +1,242 @@
+//! The archive manifest: one record per archived partition, kept in
+//! `partition_archiver.archive_manifest` (the state machine's source of truth) and written as JSON
+//! beside the object in S3 (so an archive can be found and restored without the database).
+
+use crate::archive::settings::{Compression, Format};
+use crate::ident::{quote_literal, QualifiedName};
+use anyhow::Context;
+use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_postgres::GenericClient;
+
+pub const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    #[serde(default)]
+    pub not_null: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ManifestRecord {
+    #[serde(default = "default_version")]
+    pub manifest_version: u32,
+    pub table_schema: String,
+    pub table_name: String,
+    pub partition_schema: String,
+    pub partition_name: String,
+    pub key_column: String,
+    pub key_type: String,
+    pub time_zone: String,
+    pub range_from: Option<String>,
+    pub range_to: Option<String>,
+    pub columns: Vec<Column>,
+    pub state: String,
+    pub row_count: Option<i64>,
+    pub raw_bytes: Option<i64>,
+    pub compressed_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub format: Option<String>,
+    pub compression: Option<String>,
+    pub bucket: Option<String>,
+    pub object_key: Option<String>,
+    pub manifest_key: Option<String>,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    pub checksum_composite: Option<String>,
+    #[serde(default)]
+    pub multipart_upload_id: Option<String>,
+    pub pg_version: Option<String>,
+    pub tool_version: Option<String>,
+    #[serde(default)]
+    pub moved_to_schema: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub uploaded_at: Option<DateTime<Utc>>,
+    pub verified_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+fn default_version() -> u32 {
+    MANIFEST_VERSION
+}
+
+impl ManifestRecord {
+    pub fn table(&self) -> QualifiedName {
+        QualifiedName::new(&self.table_schema, &self.table_name)
+    }
+    pub fn partition(&self) -> QualifiedName {
+        QualifiedName::new(&self.partition_schema, &self.partition_name)
+    }
+    pub fn format(&self) -> anyhow::Result<Format> {
+        self.format.as_deref().and_then(Format::parse).context("manifest has no valid format")
+    }
+    pub fn compression(&self) -> anyhow::Result<Compression> {
+        self.compression.as_deref().and_then(Compression::parse).context("manifest has no valid compression")
+    }
+}
+
+/// `{prefix}/{schema}.{table}/year=YYYY/month=MM/{partition}.csv.zst` (Hive-style, so query
+/// engines prune by period). The period is that of the lower bound; a partition with no lower
+/// bound (MINVALUE) goes under `year=0000`.
+pub fn object_key(prefix: &str, record: &ManifestRecord, interval_is_year: bool, format: Format, compression: Compression) -> String {
+    let start = record
+        .range_from
+        .as_deref()
+        .and_then(|f| match DateTime::parse_from_rfc3339(f) {
+            // A timestamptz bound: the period is the one in the table's own zone.
+            Ok(d) => Some(crate::period::to_local(record.time_zone.parse().unwrap_or(chrono_tz::UTC), d.with_timezone(&Utc))),
+            Err(_) => local_start(f),
+        });
+    let period = match start {
+        Some(s) if interval_is_year => format!("year={:04}", s.year()),
+        Some(s) => format!("year={:04}/month={:02}", s.year(), s.month()),
+        None => "year=0000".to_string(),
+    };
+    let base = format!("{}.{}/{}/{}.{}{}", record.table_schema, record.table_name, period, record.partition_name, format.extension(), compression.extension());
+    if prefix.is_empty() {
+        base
+    } else {
+        format!("{prefix}/{base}")
+    }
+}
+
+fn local_start(s: &str) -> Option<NaiveDateTime> {
+    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
+}
+
+/// The key of the JSON manifest beside an object key.
+pub fn manifest_key(object_key: &str) -> String {
+    let stem = object_key.rsplit_once('/').map_or(object_key, |(_, f)| f);
+    let dir = object_key.rsplit_once('/').map_or("", |(d, _)| d);
+    let name = stem.split('.').next().unwrap_or(stem);
+    if dir.is_empty() {
+        format!("{name}.manifest.json")
+    } else {
+        format!("{dir}/{name}.manifest.json")
+    }
+}
+
+pub async fn load(client: &impl GenericClient, table: &QualifiedName, partition: &str) -> anyhow::Result<Option<ManifestRecord>> {
+    let row = client
+        .query_opt(
+            "SELECT to_jsonb(m) FROM partition_archiver.archive_manifest m
+              WHERE table_schema = $1 AND table_name = $2 AND partition_name = $3",
+            &[&table.schema, &table.name, &partition],
+        )
+        .await
+        .context("read archive manifest")?;
+    row.map(|r| serde_json::from_value(r.get::<_, serde_json::Value>(0)).context("decode archive manifest row")).transpose()
+}
+
+pub async fn list(client: &impl GenericClient, table: Option<&QualifiedName>) -> anyhow::Result<Vec<ManifestRecord>> {
+    let (schema, name) = table.map_or((None, None), |t| (Some(t.schema.clone()), Some(t.name.clone())));
+    let rows = client
+        .query(
+            "SELECT to_jsonb(m) FROM partition_archiver.archive_manifest m
+              WHERE ($1::text IS NULL OR table_schema = $1) AND ($2::text IS NULL OR table_name = $2)
+              ORDER BY table_schema, table_name, range_from NULLS FIRST, partition_name",
+            &[&schema, &name],
+        )
+        .await
+        .context("list archive manifest")?;
+    rows.into_iter().map(|r| serde_json::from_value(r.get::<_, serde_json::Value>(0)).context("decode archive manifest row")).collect()
+}
+
+/// SQL that sets `state` (and any extra `column = literal` pairs) on one manifest row. Built with
+/// [`quote_literal`] because it runs inside [`crate::executor::run_ddl`]'s statement lists.
+pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Option<String>)]) -> String {
+    let mut sets = vec![format!("state = {}", quote_literal(state)), "updated_at = now()".to_string()];
+    for (col, val) in extra {
+        let v = match val {
+            Some(v) if v == "now()" => "now()".to_string(),
+            Some(v) => quote_literal(v),
+            None => "NULL".to_string(),
+        };
+        sets.push(format!("{col} = {v}"));
+    }
+    format!(
+        "UPDATE partition_archiver.archive_manifest SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {}",
+        sets.join(", "),
+        quote_literal(&table.schema),
+        quote_literal(&table.name),
+        quote_literal(partition)
+    )
+}
+
+/// SQL that inserts (or resets) the manifest row of a partition about to be detached.
+pub fn upsert_sql(r: &ManifestRecord) -> String {
+    let lit = |v: &str| quote_literal(v);
+    let opt = |v: &Option<String>| v.as_deref().map_or("NULL".to_string(), quote_literal);
+    let columns = serde_json::to_string(&r.columns).expect("columns serialize");
+    format!(
+        "INSERT INTO partition_archiver.archive_manifest
+           (table_schema, table_name, partition_schema, partition_name, key_column, key_type, time_zone,
+            range_from, range_to, columns, state, pg_version, tool_version)
+         VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, current_setting('server_version'), {})
+         ON CONFLICT (table_schema, table_name, partition_name) DO UPDATE SET
+           partition_schema = EXCLUDED.partition_schema, key_column = EXCLUDED.key_column, key_type = EXCLUDED.key_type,
+           time_zone = EXCLUDED.time_zone, range_from = EXCLUDED.range_from, range_to = EXCLUDED.range_to,
+           columns = EXCLUDED.columns, state = EXCLUDED.state, pg_version = EXCLUDED.pg_version,
+           tool_version = EXCLUDED.tool_version, row_count = NULL, raw_bytes = NULL, compressed_bytes = NULL,
+           sha256 = NULL, object_key = NULL, manifest_key = NULL, version_id = NULL, etag = NULL,
+           checksum_composite = NULL, moved_to_schema = NULL, last_error = NULL, uploaded_at = NULL,
+           verified_at = NULL, finished_at = NULL, updated_at = now()",
+        lit(&r.table_schema),
+        lit(&r.table_name),
+        lit(&r.partition_schema),
+        lit(&r.partition_name),
+        lit(&r.key_column),
+        lit(&r.key_type),
+        lit(&r.time_zone),
+        opt(&r.range_from),
+        opt(&r.range_to),
+        lit(&columns),
+        lit(&r.state),
+        lit(env!("CARGO_PKG_VERSION")),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(from: Option<&str>) -> ManifestRecord {
+        serde_json::from_value(serde_json::json!({
+            "table_schema": "public", "table_name": "trades", "partition_schema": "public",
+            "partition_name": "trades_2026_01", "key_column": "created_at", "key_type": "timestamptz",
+            "time_zone": "UTC", "range_from": from, "range_to": null, "columns": [], "state": "detached",
+            "row_count": null, "raw_bytes": null, "compressed_bytes": null, "sha256": null, "format": null,
+            "compression": null, "bucket": null, "object_key": null, "manifest_key": null, "version_id": null,
+            "etag": null, "checksum_composite": null, "pg_version": null, "tool_version": null,
+            "created_at": null, "uploaded_at": null, "verified_at": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn hive_style_keys() {
+        let r = record(Some("2026-01-01T00:00:00+00:00"));
+        let k = object_key("arch", &r, false, Format::Csv, Compression::Zstd);
+        assert_eq!(k, "arch/public.trades/year=2026/month=01/trades_2026_01.csv.zst");
+        assert_eq!(manifest_key(&k), "arch/public.trades/year=2026/month=01/trades_2026_01.manifest.json");
+        assert_eq!(object_key("", &r, true, Format::Binary, Compression::None), "public.trades/year=2026/trades_2026_01.pgcopy");
+        assert_eq!(object_key("p", &record(None), false, Format::Csv, Compression::Gzip), "p/public.trades/year=0000/trades_2026_01.csv.gz");
+        let mut tokyo = record(Some("2026-11-30T15:00:00+00:00"));
+        tokyo.time_zone = "Asia/Tokyo".into();
+        assert_eq!(object_key("", &tokyo, false, Format::Csv, Compression::None), "public.trades/year=2026/month=12/trades_2026_01.csv");
+        assert_eq!(object_key("p", &record(Some("2026-03-01")), false, Format::Csv, Compression::Gzip), "p/public.trades/year=2026/month=03/trades_2026_01.csv.gz");
+    }
+
+    #[test]
+    fn state_sql_quotes_values() {
+        let sql = set_state_sql(&QualifiedName::new("public", "t'x"), "p", "uploaded", &[("sha256", Some("ab'c".into())), ("etag", None), ("uploaded_at", Some("now()".into()))]);
+        assert!(sql.contains("table_name = 't''x'"), "{sql}");
+        assert!(sql.contains("sha256 = 'ab''c'") && sql.contains("etag = NULL") && sql.contains("uploaded_at = now()"), "{sql}");
+    }
+}

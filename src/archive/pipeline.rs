@@ -1,0 +1,337 @@
+//! The streaming pipelines, with memory bounded by part size x parts in flight, never by the
+//! partition's size.
+//!
+//! Archive:  COPY TO STDOUT (async task) --chunks--> compressor thread (zstd/gzip, row counter,
+//!           SHA-256 of the object and of each part; spawn_blocking, off the async workers)
+//!           --parts, queue of 1--> uploader (async; at most `parts_in_flight` UploadPart calls).
+//! Restore:  GetObject body (async; SHA-256 as it streams) --chunks--> decompressor thread
+//!           --chunks--> COPY FROM STDIN sink (async); the caller commits only if the SHA-256 and
+//!           the row count both match.
+
+use crate::archive::rows::RowCounter;
+use crate::archive::settings::{Compression, Format};
+use crate::archive::store::Store;
+use anyhow::{anyhow, bail, Context};
+use base64::Engine;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// What the archive pipeline produced.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    pub rows: u64,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    /// SHA-256 of the whole object, hex.
+    pub sha256: String,
+    /// S3's composite checksum of the multipart object: base64(SHA-256(part digests)) + "-N".
+    pub composite_sha256: String,
+    pub parts: usize,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+}
+
+struct Part {
+    number: i32,
+    data: Bytes,
+    sha256: [u8; 32],
+}
+
+/// Collects compressed bytes into parts of exactly `part_size` (the last one shorter), hashing as
+/// it goes, and hands each full part to the uploader. The buffer never grows past `part_size`.
+struct PartSink {
+    buf: Vec<u8>,
+    part_size: usize,
+    next_number: i32,
+    object_hash: Sha256,
+    total: u64,
+    tx: mpsc::Sender<Part>,
+}
+
+impl PartSink {
+    fn ship(&mut self) -> std::io::Result<()> {
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size));
+        let sha256: [u8; 32] = Sha256::digest(&data).into();
+        let part = Part { number: self.next_number, data: Bytes::from(data), sha256 };
+        self.next_number += 1;
+        self.tx
+            .blocking_send(part)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "uploader stopped"))
+    }
+
+    fn finish(mut self) -> std::io::Result<(u64, String)> {
+        if !self.buf.is_empty() || self.next_number == 1 {
+            self.ship()?;
+        }
+        Ok((self.total, hex::encode(self.object_hash.finalize())))
+    }
+}
+
+impl Write for PartSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = self.part_size - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        self.object_hash.update(&data[..n]);
+        self.total += n as u64;
+        if self.buf.len() == self.part_size {
+            self.ship()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Encoder {
+    Zstd(zstd::stream::write::Encoder<'static, PartSink>),
+    Gzip(flate2::write::GzEncoder<PartSink>),
+    Plain(PartSink),
+}
+
+impl Encoder {
+    fn new(compression: Compression, level: i32, sink: PartSink) -> std::io::Result<Self> {
+        Ok(match compression {
+            Compression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
+                enc.include_checksum(true)?;
+                Self::Zstd(enc)
+            }
+            Compression::Gzip => Self::Gzip(flate2::write::GzEncoder::new(sink, flate2::Compression::new(level as u32))),
+            Compression::None => Self::Plain(sink),
+        })
+    }
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Zstd(e) => e.write_all(data),
+            Self::Gzip(e) => e.write_all(data),
+            Self::Plain(s) => s.write_all(data),
+        }
+    }
+    fn finish(self) -> std::io::Result<PartSink> {
+        match self {
+            Self::Zstd(e) => e.finish(),
+            Self::Gzip(e) => e.finish(),
+            Self::Plain(s) => Ok(s),
+        }
+    }
+}
+
+/// Streams `copy_sql` (a `COPY ... TO STDOUT`) into the multipart upload `upload_id` of `key`.
+/// Does not complete or abort the upload on error: the caller aborts (it also owns the record).
+#[allow(clippy::too_many_arguments)]
+pub async fn archive_stream(
+    db: &tokio_postgres::Client,
+    copy_sql: &str,
+    store: &Store,
+    key: &str,
+    upload_id: &str,
+    format: Format,
+    compression: Compression,
+    level: i32,
+    part_size: usize,
+    parts_in_flight: usize,
+) -> anyhow::Result<Uploaded> {
+    let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
+    let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
+    let (part_tx, mut part_rx) = mpsc::channel::<Part>(1);
+
+    // COPY reader.
+    let reader = tokio::spawn(async move {
+        let mut copy = std::pin::pin!(copy);
+        let mut raw_bytes = 0u64;
+        while let Some(chunk) = copy.next().await {
+            let chunk = chunk.context("read COPY stream")?;
+            raw_bytes += chunk.len() as u64;
+            if raw_tx.send(chunk).await.is_err() {
+                bail!("compressor stopped");
+            }
+        }
+        Ok::<u64, anyhow::Error>(raw_bytes)
+    });
+
+    // Compressor, off the async worker threads.
+    let compressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, String)> {
+        let sink = PartSink { buf: Vec::with_capacity(part_size), part_size, next_number: 1, object_hash: Sha256::new(), total: 0, tx: part_tx };
+        let mut encoder = Encoder::new(compression, level, sink).context("start compressor")?;
+        let mut counter = RowCounter::new(format, format == Format::Csv);
+        while let Some(chunk) = raw_rx.blocking_recv() {
+            counter.feed(&chunk);
+            encoder.write_all(&chunk).context("compress")?;
+        }
+        let (compressed, sha) = encoder.finish().context("finish compression")?.finish().context("ship last part")?;
+        let rows = counter.finish().map_err(|e| anyhow!("COPY stream: {e}"))?;
+        Ok((rows, compressed, sha))
+    });
+
+    // Uploader: at most `parts_in_flight` parts uploading at once.
+    let mut in_flight: JoinSet<anyhow::Result<(i32, String, [u8; 32])>> = JoinSet::new();
+    let mut done: Vec<(i32, String, [u8; 32])> = Vec::new();
+    let upload_result: anyhow::Result<()> = async {
+        while let Some(part) = part_rx.recv().await {
+            while in_flight.len() >= parts_in_flight {
+                done.push(in_flight.join_next().await.expect("non-empty")??);
+            }
+            let (store, key, upload_id) = (store.clone(), key.to_string(), upload_id.to_string());
+            in_flight.spawn(async move {
+                let etag = store.upload_part(&key, &upload_id, part.number, part.data, &part.sha256).await?;
+                Ok((part.number, etag, part.sha256))
+            });
+        }
+        while let Some(r) = in_flight.join_next().await {
+            done.push(r??);
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = upload_result {
+        in_flight.abort_all();
+        drop(part_rx);
+        reader.abort();
+        let _ = compressor.await;
+        return Err(e);
+    }
+    let raw_bytes = reader.await.context("COPY reader panicked")??;
+    let (rows, compressed_bytes, sha256) = compressor.await.context("compressor panicked")??;
+
+    done.sort_by_key(|(n, _, _)| *n);
+    let mut composite = Sha256::new();
+    for (_, _, digest) in &done {
+        composite.update(digest);
+    }
+    let composite_sha256 = format!("{}-{}", base64::engine::general_purpose::STANDARD.encode(composite.finalize()), done.len());
+    let parts: Vec<(i32, String, String)> = done
+        .iter()
+        .map(|(n, etag, d)| (*n, etag.clone(), base64::engine::general_purpose::STANDARD.encode(d)))
+        .collect();
+    let (etag, version_id) = store.complete_upload(key, upload_id, &parts).await?;
+    Ok(Uploaded { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts: done.len(), etag, version_id })
+}
+
+/// A `Read` over chunks arriving on a channel (the decompressor's input).
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.current = b,
+                None => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.current.len());
+        out[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// What the restore pipeline saw.
+#[derive(Debug)]
+pub struct Restored {
+    pub rows_copied: u64,
+    pub rows_counted: u64,
+    pub compressed_bytes: u64,
+    pub sha256: String,
+}
+
+/// Streams the object into `copy_in_sql` (a `COPY ... FROM STDIN`) on `tx`'s connection. The
+/// caller decides to commit after comparing the returned SHA-256 and row counts with the manifest.
+pub async fn restore_stream(
+    db: &tokio_postgres::Transaction<'_>,
+    copy_in_sql: &str,
+    store: &Store,
+    key: &str,
+    version_id: Option<&str>,
+    format: Format,
+    compression: Compression,
+) -> anyhow::Result<Restored> {
+    read_object(Some((db, copy_in_sql)), store, key, version_id, format, compression).await
+}
+
+/// Reads an object through SHA-256, the decompressor and the row counter, without loading it.
+pub async fn scan_object(store: &Store, key: &str, version_id: Option<&str>, format: Format, compression: Compression) -> anyhow::Result<Restored> {
+    read_object(None, store, key, version_id, format, compression).await
+}
+
+async fn read_object(
+    copy: Option<(&tokio_postgres::Transaction<'_>, &str)>,
+    store: &Store,
+    key: &str,
+    version_id: Option<&str>,
+    format: Format,
+    compression: Compression,
+) -> anyhow::Result<Restored> {
+    let mut body = store.get_stream(key, version_id).await?;
+    let (comp_tx, comp_rx) = mpsc::channel::<Bytes>(8);
+    let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
+
+    let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+        let input = ChannelReader { rx: comp_rx, current: Bytes::new() };
+        let mut decoder: Box<dyn Read> = match compression {
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).context("start zstd decoder")?),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+            Compression::None => Box::new(input),
+        };
+        let mut counter = RowCounter::new(format, format == Format::Csv);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = decoder.read(&mut buf).context("decompress (corrupt or truncated object?)")?;
+            if n == 0 {
+                break;
+            }
+            counter.feed(&buf[..n]);
+            if raw_tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                bail!("COPY FROM stopped");
+            }
+        }
+        counter.finish().map_err(|e| anyhow!("archive content: {e}"))
+    });
+
+    let downloader = tokio::spawn(async move {
+        let mut hash = Sha256::new();
+        let mut total = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.context("read object body")?;
+            hash.update(&chunk);
+            total += chunk.len() as u64;
+            if comp_tx.send(chunk).await.is_err() {
+                break; // the decompressor failed; its error is the one to report
+            }
+        }
+        Ok::<_, anyhow::Error>((total, hex::encode(hash.finalize())))
+    });
+
+    let Some((db, copy_in_sql)) = copy else {
+        while raw_rx.recv().await.is_some() {}
+        let rows_counted = decompressor.await.context("decompressor panicked")??;
+        let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;
+        return Ok(Restored { rows_copied: rows_counted, rows_counted, compressed_bytes, sha256 });
+    };
+    let sink = db.copy_in::<_, Bytes>(copy_in_sql).await.context("start COPY FROM STDIN")?;
+    let mut sink = std::pin::pin!(sink);
+    let mut copy_err = None;
+    while let Some(chunk) = raw_rx.recv().await {
+        if let Err(e) = sink.send(chunk).await {
+            copy_err = Some(e);
+            break;
+        }
+    }
+    drop(raw_rx);
+    let rows_counted = decompressor.await.context("decompressor panicked")?;
+    let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;
+    let rows_counted = rows_counted?;
+    if let Some(e) = copy_err {
+        return Err(anyhow::Error::new(e).context("COPY FROM STDIN"));
+    }
+    let rows_copied = sink.as_mut().finish().await.context("finish COPY FROM STDIN")?;
+    Ok(Restored { rows_copied, rows_counted, compressed_bytes, sha256 })
+}

@@ -1,0 +1,226 @@
+//! Restore an archived partition into PostgreSQL, verified; re-verify archives; list them.
+//!
+//! Restore: find the manifest (the database's row, or the JSON beside the object when the row is
+//! gone) -> one transaction: create `{schema}.{partition}` from the manifest's columns, stream the
+//! object through SHA-256 and the decompressor into `COPY FROM STDIN` -> commit only if the
+//! SHA-256 and both row counts match the manifest. With `attach`, attach it back to its parent
+//! if the range is free, or say why not.
+
+use crate::archive::manifest::{self, ManifestRecord};
+use crate::archive::pipeline;
+use crate::archive::Archiver;
+use crate::error::{Error, ErrorKind};
+use crate::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
+use anyhow::Context;
+use serde::Serialize;
+use tokio_postgres::Client;
+
+#[derive(Debug, Serialize)]
+pub struct RestoreReport {
+    pub table: QualifiedName,
+    pub partition: String,
+    pub restored_as: QualifiedName,
+    pub rows: u64,
+    pub sha256: String,
+    pub source: String,
+    pub attached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_attached_because: Option<String>,
+}
+
+fn wrap(e: anyhow::Error) -> Error {
+    Error::transient(e)
+}
+
+/// The manifest of `partition`: from the database, or from S3 when the database has no row.
+pub async fn find_manifest(client: &Client, archiver: &Archiver, table: &QualifiedName, partition: &str) -> Result<(ManifestRecord, String), Error> {
+    let from_db = manifest::load(client, table, partition).await.ok().flatten();
+    if let Some(rec) = from_db {
+        return Ok((rec, "database manifest".into()));
+    }
+    let store = &archiver.store;
+    let prefix = if store.settings.prefix.is_empty() {
+        format!("{}.{}/", table.schema, table.name)
+    } else {
+        format!("{}/{}.{}/", store.settings.prefix, table.schema, table.name)
+    };
+    let wanted = format!("/{partition}.manifest.json");
+    let mut pages = store.client.list_objects_v2().bucket(&store.settings.bucket).prefix(&prefix).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| wrap(anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)).context(format!("list s3://{}/{prefix}", store.settings.bucket))))?;
+        for obj in page.contents() {
+            if let Some(key) = obj.key().filter(|k| k.ends_with(&wanted)) {
+                let body = store.get_small(key).await.map_err(wrap)?.ok_or_else(|| Error::not_found(format!("{key} vanished")))?;
+                let rec: ManifestRecord = serde_json::from_slice(&body).map_err(|e| Error::integrity(format!("manifest {key} is not a valid partition-archiver manifest: {e}")))?;
+                return Ok((rec, format!("s3://{}/{key}", store.settings.bucket)));
+            }
+        }
+    }
+    Err(Error::not_found(format!("no archive of partition {partition} of {table}: neither the database manifest nor S3 has one")))
+}
+
+/// Checks a manifest before it drives any SQL: it must name this table and partition, be complete,
+/// and every column type must be one PostgreSQL parses as a type.
+async fn check_manifest(client: &Client, rec: &ManifestRecord, table: &QualifiedName, partition: &str) -> Result<(), Error> {
+    if &rec.table() != table || rec.partition_name != partition {
+        return Err(Error::integrity(format!("manifest is for {}.{}, not {table} {partition}", rec.table(), rec.partition_name)));
+    }
+    if !matches!(rec.state.as_str(), "verified" | "dropped" | "moved") {
+        return Err(Error::invalid(format!("partition {partition} is in archive state {}: only verified archives are restored", rec.state)));
+    }
+    if rec.sha256.as_deref().is_none_or(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit())) || rec.row_count.is_none() || rec.object_key.is_none() {
+        return Err(Error::integrity(format!("manifest of {partition} is incomplete (sha256, row_count, object_key)")));
+    }
+    rec.format().map_err(|e| Error::integrity(e.to_string()))?;
+    rec.compression().map_err(|e| Error::integrity(e.to_string()))?;
+    if rec.columns.is_empty() {
+        return Err(Error::integrity(format!("manifest of {partition} has no columns")));
+    }
+    for c in &rec.columns {
+        validate_ident(&c.name).map_err(|e| Error::integrity(format!("manifest column: {e}")))?;
+        // Type names come from format_type() at archive time; anything else is refused before it
+        // reaches DDL (to_regtype parses a type name and nothing more).
+        let ok = c.type_name.len() < 200
+            && !c.type_name.contains(';')
+            && client.query_one("SELECT to_regtype($1) IS NOT NULL", &[&c.type_name]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
+        if !ok {
+            return Err(Error::integrity(format!("manifest column {} has an invalid type {:?}", c.name, c.type_name)));
+        }
+    }
+    Ok(())
+}
+
+pub async fn restore(
+    client: &mut Client,
+    archiver: &Archiver,
+    table: &QualifiedName,
+    partition: &str,
+    into_schema: &str,
+    attach: bool,
+    lock_timeout_ms: u64,
+) -> Result<RestoreReport, Error> {
+    validate_ident(partition)?;
+    validate_ident(into_schema)?;
+    let (rec, source) = find_manifest(client, archiver, table, partition).await?;
+    check_manifest(client, &rec, table, partition).await?;
+    let target = QualifiedName::new(into_schema, partition);
+    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&target.quoted()]).await.map_err(|e| wrap(e.into()))?.get(0);
+    if exists {
+        return Err(Error::invalid(format!("{target} already exists: this partition was already restored (drop it or restore into another schema)")));
+    }
+    let format = rec.format().map_err(wrap)?;
+    let compression = rec.compression().map_err(wrap)?;
+    let cols: Vec<String> = rec
+        .columns
+        .iter()
+        .map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, if c.not_null { " NOT NULL" } else { "" }))
+        .collect();
+    let key = rec.object_key.clone().expect("checked");
+    let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
+    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(into_schema))).await.map_err(|e| wrap(e.into()))?;
+    tx.batch_execute(&format!("CREATE TABLE {} ({})", target.quoted(), cols.join(", "))).await.map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {target}"))))?;
+    let copy_sql = format!("COPY {} FROM STDIN {}", target.quoted(), format.copy_options());
+    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, &key, rec.version_id.as_deref(), format, compression)
+        .await
+        .map_err(|e| match e.downcast::<Error>() {
+            Ok(inner) => inner,
+            Err(e) => Error::new(ErrorKind::Integrity, format!("restore of {partition} failed, nothing was kept: {e:#}")),
+        })?;
+    let want_sha = rec.sha256.clone().expect("checked");
+    if got.sha256 != want_sha {
+        return Err(Error::integrity(format!("object s3://{}/{key} has SHA-256 {}, the manifest says {want_sha}: rolled back", archiver.store.settings.bucket, got.sha256)));
+    }
+    let want_rows = rec.row_count.expect("checked") as u64;
+    if got.rows_copied != want_rows || got.rows_counted != want_rows {
+        return Err(Error::integrity(format!(
+            "restore of {partition}: {} rows copied ({} counted in the stream), the manifest says {want_rows}: rolled back",
+            got.rows_copied, got.rows_counted
+        )));
+    }
+    tx.commit().await.map_err(|e| wrap(e.into()))?;
+
+    let mut report = RestoreReport {
+        table: table.clone(),
+        partition: partition.into(),
+        restored_as: target.clone(),
+        rows: got.rows_copied,
+        sha256: got.sha256,
+        source,
+        attached: false,
+        not_attached_because: None,
+    };
+    if attach {
+        match attach_back(client, &rec, &target, lock_timeout_ms).await {
+            Ok(()) => report.attached = true,
+            Err(why) => report.not_attached_because = Some(why),
+        }
+    }
+    Ok(report)
+}
+
+/// Attaches a restored table back to its parent; `Err(reason)` when the range is not free.
+async fn attach_back(client: &mut Client, rec: &ManifestRecord, target: &QualifiedName, lock_timeout_ms: u64) -> Result<(), String> {
+    let parent = rec.table();
+    let bound = |b: &Option<String>, open: &str| b.as_deref().map_or(open.to_string(), quote_literal);
+    let attach = format!(
+        "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})",
+        parent.quoted(),
+        target.quoted(),
+        bound(&rec.range_from, "MINVALUE"),
+        bound(&rec.range_to, "MAXVALUE")
+    );
+    let result: anyhow::Result<()> = async {
+        let tx = client.transaction().await?;
+        tx.batch_execute(&format!("SET LOCAL lock_timeout = '{lock_timeout_ms}ms'")).await?;
+        // ATTACH requires the parent's CHECK constraints on the table.
+        let checks = tx
+            .query(
+                "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = to_regclass($1) AND contype = 'c'",
+                &[&parent.quoted()],
+            )
+            .await?;
+        for c in checks {
+            let (name, def): (String, String) = (c.get(0), c.get(1));
+            tx.batch_execute(&format!("ALTER TABLE {} ADD CONSTRAINT {} {def}", target.quoted(), quote_ident(&name))).await?;
+        }
+        tx.batch_execute(&attach).await.context("attach")?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    result.map_err(|e| {
+        let msg = e.chain().find_map(|c| c.downcast_ref::<tokio_postgres::Error>().and_then(|d| d.as_db_error().map(|d| d.message().to_string())));
+        format!("could not attach {target} to {parent}: {}", msg.unwrap_or_else(|| format!("{e:#}")))
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyItem {
+    pub table: QualifiedName,
+    pub partition: String,
+    pub ok: bool,
+    pub rows: Option<u64>,
+    pub message: String,
+}
+
+/// Re-reads archived objects and checks SHA-256 and row counts against the manifest.
+pub async fn verify_all(client: &Client, archiver: &Archiver, table: Option<&QualifiedName>) -> Result<Vec<VerifyItem>, Error> {
+    let records = manifest::list(client, table).await.map_err(wrap)?;
+    let mut out = Vec::new();
+    for rec in records.into_iter().filter(|r| matches!(r.state.as_str(), "verified" | "dropped" | "moved") && r.object_key.is_some()) {
+        let (ok, rows, message) = match verify_one(archiver, &rec).await {
+            Ok(rows) => (true, Some(rows), "SHA-256 and row count match the manifest".to_string()),
+            Err(e) => (false, None, format!("{e:#}")),
+        };
+        out.push(VerifyItem { table: rec.table(), partition: rec.partition_name.clone(), ok, rows, message });
+    }
+    Ok(out)
+}
+
+async fn verify_one(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<u64> {
+    let key = rec.object_key.as_deref().context("no object key")?;
+    let got = pipeline::scan_object(&archiver.store, key, rec.version_id.as_deref(), rec.format()?, rec.compression()?).await?;
+    anyhow::ensure!(Some(got.sha256.as_str()) == rec.sha256.as_deref(), "SHA-256 {} differs from the manifest's {:?}", got.sha256, rec.sha256);
+    anyhow::ensure!(Some(got.rows_counted as i64) == rec.row_count, "{} rows, the manifest says {:?}", got.rows_counted, rec.row_count);
+    Ok(got.rows_counted)
+}

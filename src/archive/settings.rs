@@ -1,0 +1,251 @@
+//! Archive settings: where and how objects are written. From the environment (and the same keys in
+//! the TOML file); per-table `archive_format` / `archive_compression` in part_config override them.
+
+use crate::error::ConfigError;
+use serde::Serialize;
+
+pub const MIB: usize = 1024 * 1024;
+/// S3's minimum part size (every part but the last).
+pub const MIN_PART_SIZE: usize = 5 * MIB;
+/// S3's maximum part count.
+pub const MAX_PARTS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Binary,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "csv" => Some(Self::Csv),
+            "binary" => Some(Self::Binary),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Binary => "binary",
+        }
+    }
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Binary => "pgcopy",
+        }
+    }
+    pub fn copy_options(self) -> &'static str {
+        match self {
+            Self::Csv => "(FORMAT csv, HEADER)",
+            Self::Binary => "(FORMAT binary)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    Zstd,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "zstd" => Some(Self::Zstd),
+            "gzip" => Some(Self::Gzip),
+            "none" => Some(Self::None),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Zstd => "zstd",
+            Self::Gzip => "gzip",
+            Self::None => "none",
+        }
+    }
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Zstd => ".zst",
+            Self::Gzip => ".gz",
+            Self::None => "",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum Sse {
+    /// SSE-S3 (`AES256`).
+    Aes256,
+    /// SSE-KMS (`aws:kms`), with the bucket's default key when no key id is given.
+    Kms { key_id: Option<String> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectLock {
+    /// `GOVERNANCE` or `COMPLIANCE`.
+    pub mode: String,
+    pub days: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveSettings {
+    pub bucket: String,
+    pub prefix: String,
+    pub format: Format,
+    pub compression: Compression,
+    pub compression_level: i32,
+    pub part_size: usize,
+    pub parts_in_flight: usize,
+    pub sse: Sse,
+    pub object_lock: Option<ObjectLock>,
+}
+
+impl ArchiveSettings {
+    /// `None` when `ARCHIVE_BUCKET` is not set: the archiver then creates partitions but never
+    /// detaches one that it would have to archive.
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
+        let Some(bucket) = get("ARCHIVE_BUCKET").filter(|b| !b.is_empty()) else { return Ok(None) };
+        if !(3..=63).contains(&bucket.len()) || !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
+            return Err(ConfigError::invalid("ARCHIVE_BUCKET", &bucket, "an S3 bucket name (3-63 of a-z 0-9 . -)"));
+        }
+        let prefix = get("ARCHIVE_PREFIX").unwrap_or_else(|| "partition-archiver".into()).trim_matches('/').to_string();
+        if prefix.contains("..") || prefix.chars().any(char::is_control) {
+            return Err(ConfigError::invalid("ARCHIVE_PREFIX", &prefix, "a key prefix without '..' or control characters"));
+        }
+        let format = match get("ARCHIVE_FORMAT") {
+            None => Format::Csv,
+            Some(f) => Format::parse(&f).ok_or_else(|| ConfigError::invalid("ARCHIVE_FORMAT", &f, "csv or binary"))?,
+        };
+        let compression = match get("ARCHIVE_COMPRESSION") {
+            None => Compression::Zstd,
+            Some(c) => Compression::parse(&c).ok_or_else(|| ConfigError::invalid("ARCHIVE_COMPRESSION", &c, "zstd, gzip or none"))?,
+        };
+        let compression_level = match get("ARCHIVE_COMPRESSION_LEVEL") {
+            None => match compression {
+                Compression::Gzip => 6,
+                _ => 3,
+            },
+            Some(l) => {
+                let v: i32 = l.parse().map_err(|_| ConfigError::invalid("ARCHIVE_COMPRESSION_LEVEL", &l, "an integer"))?;
+                let ok = match compression {
+                    Compression::Zstd => (1..=19).contains(&v),
+                    Compression::Gzip => (1..=9).contains(&v),
+                    Compression::None => true,
+                };
+                if !ok {
+                    return Err(ConfigError::invalid("ARCHIVE_COMPRESSION_LEVEL", &l, "1-19 for zstd, 1-9 for gzip"));
+                }
+                v
+            }
+        };
+        let part_size = match get("ARCHIVE_PART_SIZE") {
+            None => 16 * MIB,
+            Some(s) => parse_size(&s).ok_or_else(|| ConfigError::invalid("ARCHIVE_PART_SIZE", &s, "a size such as 16MiB (at least 5MiB, at most 5GiB)"))?,
+        };
+        if !(MIN_PART_SIZE..=5 * 1024 * MIB).contains(&part_size) {
+            return Err(ConfigError::invalid("ARCHIVE_PART_SIZE", &part_size.to_string(), "at least 5MiB (S3's minimum part size) and at most 5GiB"));
+        }
+        let parts_in_flight = match get("ARCHIVE_PARTS_IN_FLIGHT") {
+            None => 2,
+            Some(s) => s.parse().ok().filter(|n| (1..=64).contains(n)).ok_or_else(|| ConfigError::invalid("ARCHIVE_PARTS_IN_FLIGHT", &s, "1-64"))?,
+        };
+        let sse = match get("ARCHIVE_SSE").as_deref() {
+            None | Some("AES256") | Some("aes256") => Sse::Aes256,
+            Some("aws:kms") | Some("kms") => Sse::Kms { key_id: get("ARCHIVE_KMS_KEY_ID").filter(|k| !k.is_empty()) },
+            Some(other) => return Err(ConfigError::invalid("ARCHIVE_SSE", other, "AES256 or aws:kms (server-side encryption is always on)")),
+        };
+        let object_lock = match (get("ARCHIVE_OBJECT_LOCK_MODE"), get("ARCHIVE_OBJECT_LOCK_DAYS")) {
+            (None, None) => None,
+            (Some(mode), Some(days)) => {
+                let mode = mode.to_ascii_uppercase();
+                if mode != "GOVERNANCE" && mode != "COMPLIANCE" {
+                    return Err(ConfigError::invalid("ARCHIVE_OBJECT_LOCK_MODE", &mode, "GOVERNANCE or COMPLIANCE"));
+                }
+                let days = days.parse().ok().filter(|d| (1..=36500).contains(d)).ok_or_else(|| ConfigError::invalid("ARCHIVE_OBJECT_LOCK_DAYS", &days, "1-36500"))?;
+                Some(ObjectLock { mode, days })
+            }
+            _ => return Err(ConfigError::Missing("ARCHIVE_OBJECT_LOCK_MODE and ARCHIVE_OBJECT_LOCK_DAYS go together".into())),
+        };
+        Ok(Some(Self { bucket, prefix, format, compression, compression_level, part_size, parts_in_flight, sse, object_lock }))
+    }
+
+    /// The part size for an object of about `expected_bytes`: the configured size, grown so the
+    /// object never needs more than 10,000 parts.
+    pub fn part_size_for(&self, expected_bytes: u64) -> usize {
+        let needed = expected_bytes.div_ceil((MAX_PARTS - 100) as u64) as usize;
+        self.part_size.max(needed.next_multiple_of(MIB))
+    }
+}
+
+/// `16MiB`, `8388608`, `5mb` (MB and MiB both mean 2^20 here).
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim().to_ascii_lowercase();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: usize = num.parse().ok()?;
+    let mult = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => 1024 * MIB,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Option<ArchiveSettings>, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ArchiveSettings::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        assert!(parse(&[]).unwrap().is_none());
+        let s = parse(&[("ARCHIVE_BUCKET", "my-archive")]).unwrap().unwrap();
+        assert_eq!((s.format, s.compression, s.compression_level, s.part_size, s.sse.clone()), (Format::Csv, Compression::Zstd, 3, 16 * MIB, Sse::Aes256));
+        assert_eq!(s.prefix, "partition-archiver");
+        let bad: &[(&[(&str, &str)], &str)] = &[
+            (&[("ARCHIVE_BUCKET", "Bad_Bucket")], "ARCHIVE_BUCKET"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet")], "ARCHIVE_FORMAT"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION", "lz4")], "ARCHIVE_COMPRESSION"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION_LEVEL", "42")], "ARCHIVE_COMPRESSION_LEVEL"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "1MiB")], "at least 5MiB"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "lots")], "ARCHIVE_PART_SIZE"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_SSE", "none")], "ARCHIVE_SSE"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_OBJECT_LOCK_MODE", "forever"), ("ARCHIVE_OBJECT_LOCK_DAYS", "3")], "GOVERNANCE or COMPLIANCE"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_OBJECT_LOCK_DAYS", "3")], "go together"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PREFIX", "a/../b")], "ARCHIVE_PREFIX"),
+        ];
+        for (vars, needle) in bad {
+            let e = parse(vars).unwrap_err().to_string();
+            assert!(e.contains(needle), "{e} should contain {needle}");
+        }
+        let s = parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_SSE", "aws:kms"), ("ARCHIVE_KMS_KEY_ID", "k1"), ("ARCHIVE_PART_SIZE", "8MiB"), ("ARCHIVE_OBJECT_LOCK_MODE", "compliance"), ("ARCHIVE_OBJECT_LOCK_DAYS", "365")]).unwrap().unwrap();
+        assert_eq!(s.sse, Sse::Kms { key_id: Some("k1".into()) });
+        assert_eq!(s.part_size, 8 * MIB);
+        assert_eq!(s.object_lock, Some(ObjectLock { mode: "COMPLIANCE".into(), days: 365 }));
+    }
+
+    #[test]
+    fn part_size_grows_to_stay_under_10000_parts() {
+        let s = parse(&[("ARCHIVE_BUCKET", "b-1")]).unwrap().unwrap();
+        assert_eq!(s.part_size_for(1 << 30), 16 * MIB);
+        let huge = 1u64 << 40; // 1 TiB
+        let p = s.part_size_for(huge);
+        assert!(huge.div_ceil(p as u64) <= MAX_PARTS as u64, "{p}");
+        assert_eq!(parse_size("16MiB"), Some(16 * MIB));
+        assert_eq!(parse_size("5242880"), Some(5 * MIB));
+    }
+}

@@ -1,0 +1,231 @@
+//! The S3 side: a thin wrapper over `aws-sdk-s3` with the settings every call needs (bucket,
+//! server-side encryption, Object Lock) and errors that carry the key. The SDK retries transient
+//! failures itself (standard mode); [`crate::retry`] adds a second layer around each part.
+
+use crate::archive::settings::{ArchiveSettings, Sse};
+use crate::retry::{retry, RetryPolicy};
+use anyhow::{anyhow, Context};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ServerSideEncryption};
+use base64::Engine;
+use bytes::Bytes;
+
+#[derive(Clone)]
+pub struct Store {
+    pub client: aws_sdk_s3::Client,
+    pub settings: ArchiveSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectHead {
+    pub size: i64,
+    pub checksum_sha256: Option<String>,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+}
+
+fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> anyhow::Error {
+    // DisplayErrorContext prints the whole chain (service code and message), not just "service error".
+    anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
+}
+
+impl Store {
+    /// Builds the S3 client from the SDK's usual sources (`AWS_REGION`, credential chain,
+    /// `AWS_ENDPOINT_URL`); path-style addressing when a custom endpoint is set (LocalStack, MinIO).
+    pub async fn connect(settings: ArchiveSettings) -> Self {
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
+        if std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
+            builder = builder.force_path_style(true);
+        }
+        Self { client: aws_sdk_s3::Client::from_conf(builder.build()), settings }
+    }
+
+    fn bucket(&self) -> &str {
+        &self.settings.bucket
+    }
+
+    pub async fn create_upload(&self, key: &str, content_type: &str) -> anyhow::Result<String> {
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(self.bucket())
+            .key(key)
+            .content_type(content_type)
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        req = match &self.settings.sse {
+            Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Sse::Kms { key_id } => {
+                let r = req.server_side_encryption(ServerSideEncryption::AwsKms);
+                match key_id {
+                    Some(k) => r.ssekms_key_id(k),
+                    None => r,
+                }
+            }
+        };
+        if let Some(lock) = &self.settings.object_lock {
+            let until = chrono::Utc::now() + chrono::Duration::days(lock.days as i64);
+            req = req
+                .object_lock_mode(ObjectLockMode::from(lock.mode.as_str()))
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp()));
+        }
+        let out = req.send().await.map_err(sdk_err).with_context(|| format!("start multipart upload of s3://{}/{key}", self.bucket()))?;
+        out.upload_id.ok_or_else(|| anyhow!("S3 returned no upload id for {key}"))
+    }
+
+    pub async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes, sha256: &[u8; 32]) -> anyhow::Result<String> {
+        crate::fail_point!("upload_part");
+        let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
+        let (r, _) = retry(RetryPolicy::default(), "upload part", |_: &anyhow::Error| true, |_| {
+            let (data, checksum) = (data.clone(), checksum.clone());
+            async move {
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(self.bucket())
+                    .key(key)
+                    .upload_id(upload_id)
+                    .part_number(number)
+                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                    .checksum_sha256(checksum)
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .map_err(sdk_err)?;
+                out.e_tag.ok_or_else(|| anyhow!("no ETag for part {number}"))
+            }
+        })
+        .await;
+        r.with_context(|| format!("upload part {number} of s3://{}/{key}", self.bucket()))
+    }
+
+    /// Completes the upload; returns (ETag, version id).
+    pub async fn complete_upload(&self, key: &str, upload_id: &str, parts: &[(i32, String, String)]) -> anyhow::Result<(Option<String>, Option<String>)> {
+        let completed = CompletedMultipartUpload::builder()
+            .set_parts(Some(
+                parts
+                    .iter()
+                    .map(|(n, etag, sha)| CompletedPart::builder().part_number(*n).e_tag(etag).checksum_sha256(sha).build())
+                    .collect(),
+            ))
+            .build();
+        let out = self
+            .client
+            .complete_multipart_upload()
+            .bucket(self.bucket())
+            .key(key)
+            .upload_id(upload_id)
+            .multipart_upload(completed)
+            .send()
+            .await
+            .map_err(sdk_err)
+            .with_context(|| format!("complete multipart upload of s3://{}/{key}", self.bucket()))?;
+        Ok((out.e_tag, out.version_id))
+    }
+
+    /// Aborts a multipart upload; an upload that no longer exists is not an error.
+    pub async fn abort_upload(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
+        let (r, _) = retry(RetryPolicy::default(), "abort upload", |_: &anyhow::Error| true, |_| async {
+            match self.client.abort_multipart_upload().bucket(self.bucket()).key(key).upload_id(upload_id).send().await {
+                Ok(_) => Ok(()),
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
+                Err(e) => Err(sdk_err(e)),
+            }
+        })
+        .await;
+        r.with_context(|| format!("abort multipart upload of s3://{}/{key}", self.bucket()))
+    }
+
+    /// Aborts every unfinished multipart upload of `key` (left by a run that was killed).
+    pub async fn abort_uploads_of(&self, key: &str) -> anyhow::Result<usize> {
+        let out = self
+            .client
+            .list_multipart_uploads()
+            .bucket(self.bucket())
+            .prefix(key)
+            .send()
+            .await
+            .map_err(sdk_err)
+            .with_context(|| format!("list multipart uploads of s3://{}/{key}", self.bucket()))?;
+        let mut n = 0;
+        for u in out.uploads() {
+            if u.key() == Some(key) {
+                if let Some(id) = u.upload_id() {
+                    self.abort_upload(key, id).await?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    pub async fn head(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<Option<ObjectHead>> {
+        match self
+            .client
+            .head_object()
+            .bucket(self.bucket())
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+        {
+            Ok(h) => Ok(Some(ObjectHead {
+                size: h.content_length.unwrap_or(-1),
+                checksum_sha256: h.checksum_sha256,
+                version_id: h.version_id,
+                etag: h.e_tag,
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(sdk_err(e)).with_context(|| format!("HEAD s3://{}/{key}", self.bucket())),
+        }
+    }
+
+    pub async fn put_json(&self, key: &str, body: Vec<u8>) -> anyhow::Result<Option<String>> {
+        let sha = base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(self.bucket())
+            .key(key)
+            .content_type("application/json")
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .checksum_sha256(sha)
+            .body(ByteStream::from(body));
+        req = match &self.settings.sse {
+            Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Sse::Kms { key_id } => req.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone()),
+        };
+        let out = req.send().await.map_err(sdk_err).with_context(|| format!("put s3://{}/{key}", self.bucket()))?;
+        Ok(out.version_id)
+    }
+
+    /// The whole (small) object, or `None` when it does not exist.
+    pub async fn get_small(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
+        match self.client.get_object().bucket(self.bucket()).key(key).send().await {
+            Ok(o) => Ok(Some(o.body.collect().await.with_context(|| format!("read s3://{}/{key}", self.bucket()))?.to_vec())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(sdk_err(e)).with_context(|| format!("get s3://{}/{key}", self.bucket())),
+        }
+    }
+
+    pub async fn get_stream(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<ByteStream> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
+                    anyhow::Error::new(crate::error::Error::not_found(format!("archive object s3://{}/{key} does not exist", self.settings.bucket)))
+                } else {
+                    sdk_err(e)
+                }
+            })
+            .with_context(|| format!("get s3://{}/{key}", self.bucket()))?;
+        Ok(out.body)
+    }
+}

@@ -1,0 +1,303 @@
+//! Reads what the planner needs from PostgreSQL: policies from `part_config`, and per table its
+//! partitions (`pg_inherits`, `pg_get_expr(relpartbound)`), pending detaches, sizes, the rows that
+//! sit in the default partition, and the archive manifest.
+//!
+//! Refuses, with a [`CatalogError`] and no change, a table that is missing, not range-partitioned,
+//! or partitioned on anything but one `timestamptz`/`timestamp`/`date` column.
+
+use crate::error::{CatalogError, Error};
+use crate::ident::QualifiedName;
+use crate::period::{to_local, KeyType};
+use crate::policy::{RawPolicy, TablePolicy};
+use crate::snapshot::{ArchiveState, BoundValue, ManifestEntry, PartitionBound, PartitionInfo, TableSnapshot};
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+use std::collections::{BTreeMap, BTreeSet};
+use tokio_postgres::GenericClient;
+
+/// Policies of the enabled tables, or of exactly the tables asked for (an unknown one is an error).
+pub async fn load_policies(client: &impl GenericClient, only: &[QualifiedName]) -> Result<Vec<TablePolicy>, Error> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('partition_archiver.part_config') IS NOT NULL", &[])
+        .await
+        .map_err(|e| Error::transient(e.into()))?
+        .get(0);
+    if !exists {
+        return Err(Error::not_found("partition_archiver.part_config does not exist: run `partition-archiver migrate` first"));
+    }
+    let rows = client
+        .query(
+            "SELECT schema_name, table_name, partition_column, partition_interval, premake, retention, time_zone,
+                    retention_action, historical_schema, create_default, archive_format, archive_compression, enabled
+               FROM partition_archiver.part_config ORDER BY schema_name, table_name",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::transient(anyhow::Error::new(e).context("read partition_archiver.part_config")))?;
+    let mut all = Vec::new();
+    for r in rows {
+        let raw = RawPolicy {
+            schema_name: r.get(0),
+            table_name: r.get(1),
+            partition_column: r.get(2),
+            partition_interval: r.get(3),
+            premake: r.get(4),
+            retention: r.get(5),
+            time_zone: r.get(6),
+            retention_action: r.get(7),
+            historical_schema: r.get(8),
+            create_default: r.get(9),
+            archive_format: r.get(10),
+            archive_compression: r.get(11),
+            enabled: r.get(12),
+        };
+        all.push(TablePolicy::try_from(raw)?);
+    }
+    if only.is_empty() {
+        return Ok(all.into_iter().filter(|p| p.enabled).collect());
+    }
+    let mut chosen = Vec::new();
+    for name in only {
+        match all.iter().find(|p| &p.table == name) {
+            Some(p) => chosen.push(p.clone()),
+            None => {
+                return Err(Error::not_found(format!(
+                    "unknown table {name}: it is not registered in partition_archiver.part_config"
+                )))
+            }
+        }
+    }
+    Ok(chosen)
+}
+
+/// The parent's OID after checking it is a table we can manage.
+pub async fn check_parent(client: &impl GenericClient, policy: &TablePolicy) -> Result<(u32, KeyType), Error> {
+    let t = policy.table.to_string();
+    let row = client
+        .query_opt(
+            "SELECT c.oid, c.relkind::text, pt.partstrat::text, pt.partnatts::int4, a.attname::text,
+                    format_type(a.atttypid, NULL)
+               FROM pg_class c
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+               LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+               LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = pt.partattrs[0]
+              WHERE n.nspname = $1 AND c.relname = $2",
+            &[&policy.table.schema, &policy.table.name],
+        )
+        .await
+        .map_err(|e| Error::transient(e.into()))?
+        .ok_or_else(|| CatalogError::TableNotFound(t.clone()))?;
+    let oid: u32 = row.get(0);
+    let relkind: String = row.get(1);
+    if relkind != "p" {
+        return Err(CatalogError::NotPartitioned(t).into());
+    }
+    let strategy: String = row.get(2);
+    if strategy != "r" {
+        let s = match strategy.as_str() {
+            "l" => "list",
+            "h" => "hash",
+            other => other,
+        };
+        return Err(CatalogError::NotRange(t, s.into()).into());
+    }
+    let natts: i32 = row.get(3);
+    let column: Option<String> = row.get(4);
+    let column = match (natts, column) {
+        (1, Some(c)) => c,
+        _ => return Err(CatalogError::KeyNotSingleColumn(t).into()),
+    };
+    let type_name: String = row.get(5);
+    let key = match type_name.as_str() {
+        "timestamp with time zone" => KeyType::Timestamptz,
+        "timestamp without time zone" => KeyType::Timestamp,
+        "date" => KeyType::Date,
+        _ => return Err(CatalogError::KeyType { table: t, column, type_name }.into()),
+    };
+    if column != policy.column {
+        return Err(CatalogError::KeyColumnMismatch { table: t, actual: column, configured: policy.column.clone() }.into());
+    }
+    Ok((oid, key))
+}
+
+pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) -> Result<TableSnapshot, Error> {
+    let (oid, key_type) = check_parent(client, policy).await?;
+    let db = |e: tokio_postgres::Error, what: &str| Error::transient(anyhow::Error::new(e).context(what.to_string()));
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, pg_get_expr(c.relpartbound, c.oid), i.inhdetachpending,
+                    pg_total_relation_size(c.oid), greatest(c.reltuples, 0)::int8
+               FROM pg_inherits i
+               JOIN pg_class c ON c.oid = i.inhrelid
+               JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE i.inhparent = $1
+              ORDER BY c.relname",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| db(e, "list partitions"))?;
+    let mut partitions = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name = QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1));
+        let expr: String = r.get(2);
+        let bound = parse_bound(&expr, key_type, policy.time_zone).ok_or_else(|| CatalogError::Bound {
+            table: policy.table.to_string(),
+            partition: name.to_string(),
+            bound: expr.clone(),
+        })?;
+        partitions.push(PartitionInfo { name, bound, detach_pending: r.get(3), total_bytes: r.get(4), estimated_rows: r.get(5) });
+    }
+
+    let mut default_rows = BTreeMap::new();
+    if let Some(default) = partitions.iter().find(|p| p.bound == PartitionBound::Default) {
+        let col = crate::ident::quote_ident(&policy.column);
+        let local = match key_type {
+            KeyType::Timestamptz => format!("({col} AT TIME ZONE $2)"),
+            KeyType::Timestamp => col.clone(),
+            KeyType::Date => format!("{col}::timestamp"),
+        };
+        let sql = format!(
+            "SELECT date_trunc($1, {local}) AS period, count(*) FROM {} WHERE $2::text IS NOT NULL GROUP BY 1",
+            default.name.quoted()
+        );
+        let tz = policy.time_zone.name().to_string();
+        for r in client.query(&sql, &[&policy.interval.as_str(), &tz]).await.map_err(|e| db(e, "count rows in the default partition"))? {
+            let period: Option<NaiveDateTime> = r.get(0);
+            if let Some(p) = period {
+                default_rows.insert(p, r.get::<_, i64>(1));
+            }
+        }
+    }
+
+    let other_relations: BTreeSet<String> = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND starts_with(c.relname::text, $2) AND c.oid <> $3
+                AND c.oid NOT IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = $3)",
+            &[&policy.table.schema, &policy.table.name, &oid],
+        )
+        .await
+        .map_err(|e| db(e, "list relations"))?
+        .into_iter()
+        .map(|r| r.get(0))
+        .collect();
+
+    let manifest = load_manifest_states(client, &policy.table).await?;
+    Ok(TableSnapshot {
+        table: policy.table.clone(),
+        key_column: policy.column.clone(),
+        key_type,
+        partitions,
+        default_rows,
+        other_relations,
+        manifest,
+    })
+}
+
+async fn load_manifest_states(client: &impl GenericClient, table: &QualifiedName) -> Result<Vec<ManifestEntry>, Error> {
+    let rows = client
+        .query(
+            "SELECT partition_schema, partition_name, state FROM partition_archiver.archive_manifest
+              WHERE table_schema = $1 AND table_name = $2 ORDER BY range_from NULLS FIRST, partition_name",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .context("read partition_archiver.archive_manifest (run `partition-archiver migrate`?)")
+        .map_err(Error::transient)?;
+    let mut out = Vec::new();
+    for r in rows {
+        let state: String = r.get(2);
+        let state = ArchiveState::parse(&state)
+            .ok_or_else(|| Error::integrity(format!("archive_manifest has an unknown state {state:?}")))?;
+        out.push(ManifestEntry { partition: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)), state });
+    }
+    Ok(out)
+}
+
+/// Parses `pg_get_expr(relpartbound)` (session TimeZone UTC) into local bounds in `tz`.
+pub fn parse_bound(expr: &str, key: KeyType, tz: Tz) -> Option<PartitionBound> {
+    if expr == "DEFAULT" {
+        return Some(PartitionBound::Default);
+    }
+    let rest = expr.strip_prefix("FOR VALUES FROM (")?;
+    let (from, to) = rest.split_once(") TO (")?;
+    let to = to.strip_suffix(')')?;
+    Some(PartitionBound::Range { from: parse_value(from, key, tz)?, to: parse_value(to, key, tz)? })
+}
+
+fn parse_value(v: &str, key: KeyType, tz: Tz) -> Option<BoundValue> {
+    match v {
+        "MINVALUE" => return Some(BoundValue::MinValue),
+        "MAXVALUE" => return Some(BoundValue::MaxValue),
+        _ => {}
+    }
+    let text = v.strip_prefix('\'')?.strip_suffix('\'')?;
+    match text {
+        "-infinity" => return Some(BoundValue::MinValue),
+        "infinity" => return Some(BoundValue::MaxValue),
+        _ => {}
+    }
+    let local = match key {
+        KeyType::Timestamptz => {
+            let t = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z").ok()?;
+            to_local(tz, t.with_timezone(&Utc))
+        }
+        KeyType::Timestamp => NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()?,
+        KeyType::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?,
+    };
+    Some(BoundValue::At(local))
+}
+
+/// Column names, types and NOT NULL of a relation, in order, as `CREATE TABLE` would need them.
+pub async fn columns(client: &impl GenericClient, rel: &QualifiedName) -> anyhow::Result<Vec<crate::archive::manifest::Column>> {
+    let rows = client
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
+               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum",
+            &[&rel.schema, &rel.name],
+        )
+        .await
+        .with_context(|| format!("read columns of {rel}"))?;
+    Ok(rows.into_iter().map(|r| crate::archive::manifest::Column { name: r.get(0), type_name: r.get(1), not_null: r.get(2) }).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> BoundValue {
+        BoundValue::At(NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap())
+    }
+
+    #[test]
+    fn parses_catalog_bounds() {
+        let utc: Tz = "UTC".parse().unwrap();
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let range = |f, t| Some(PartitionBound::Range { from: f, to: t });
+        let cases: Vec<(&str, KeyType, Tz, Option<PartitionBound>)> = vec![
+            ("DEFAULT", KeyType::Timestamptz, utc, Some(PartitionBound::Default)),
+            ("FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00')", KeyType::Timestamptz, utc,
+             range(at("2026-11-01 00:00:00"), at("2026-12-01 00:00:00"))),
+            ("FOR VALUES FROM ('2026-03-01 05:00:00+00') TO ('2026-04-01 04:00:00+00')", KeyType::Timestamptz, ny,
+             range(at("2026-03-01 00:00:00"), at("2026-04-01 00:00:00"))),
+            ("FOR VALUES FROM ('2026-03-01 05:30:00.5+05:30') TO (MAXVALUE)", KeyType::Timestamptz, utc,
+             range(BoundValue::At(NaiveDateTime::parse_from_str("2026-03-01 00:00:00.5", "%Y-%m-%d %H:%M:%S%.f").unwrap()), BoundValue::MaxValue)),
+            ("FOR VALUES FROM (MINVALUE) TO ('2026-12-01 00:00:00+00')", KeyType::Timestamptz, utc,
+             range(BoundValue::MinValue, at("2026-12-01 00:00:00"))),
+            ("FOR VALUES FROM ('2026-11-01 00:00:00') TO ('2026-12-01 00:00:00')", KeyType::Timestamp, ny,
+             range(at("2026-11-01 00:00:00"), at("2026-12-01 00:00:00"))),
+            ("FOR VALUES FROM ('2026-11-01') TO ('2026-12-01')", KeyType::Date, utc,
+             range(at("2026-11-01 00:00:00"), at("2026-12-01 00:00:00"))),
+            ("FOR VALUES FROM ('-infinity') TO ('2026-12-01')", KeyType::Date, utc,
+             range(BoundValue::MinValue, at("2026-12-01 00:00:00"))),
+            ("FOR VALUES IN (1, 2)", KeyType::Date, utc, None),
+            ("FOR VALUES FROM ('garbage') TO ('2026-12-01')", KeyType::Date, utc, None),
+        ];
+        for (expr, key, tz, want) in cases {
+            assert_eq!(parse_bound(expr, key, tz), want, "{expr}");
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Settings: environment first (Lambda's way), then an optional TOML file for the CLI whose keys
+//! are the same names (`DATABASE_URL = "..."`, `ARCHIVE_BUCKET = "..."`). Parsed in two steps: raw
+//! strings from a lookup function, then typed and validated, so parsing is tested from strings.
+
+use crate::archive::settings::ArchiveSettings;
+use crate::db::DbConfig;
+use crate::error::ConfigError;
+use crate::executor::ExecOptions;
+use crate::retry::RetryPolicy;
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub db: DbConfig,
+    pub exec: ExecOptions,
+    pub archive: Option<ArchiveSettings>,
+    /// Schema that `restore` writes into when none is given (`RESTORE_SCHEMA`, default `archive_restore`).
+    pub restore_schema: String,
+}
+
+impl Settings {
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let lock_timeout_ms = int(get, "LOCK_TIMEOUT_MS", 2000, 1..=600_000)?;
+        let attempts = int(get, "DDL_MAX_ATTEMPTS", 5, 1..=50)?;
+        let restore_schema = get("RESTORE_SCHEMA").unwrap_or_else(|| "archive_restore".into());
+        crate::ident::validate_ident(&restore_schema).map_err(|e| ConfigError::invalid("RESTORE_SCHEMA", &restore_schema, &e.to_string()))?;
+        Ok(Self {
+            db: DbConfig::from_lookup(get)?,
+            exec: ExecOptions {
+                lock_timeout: Duration::from_millis(lock_timeout_ms),
+                retry: RetryPolicy { max_attempts: attempts as u32, ..RetryPolicy::default() },
+                dry_run: false,
+            },
+            archive: ArchiveSettings::from_lookup(get)?,
+            restore_schema,
+        })
+    }
+
+    /// From the process environment, then `file` (TOML) for keys the environment does not set.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let from_file = match file {
+            Some(p) => read_toml(p)?,
+            None => HashMap::new(),
+        };
+        Self::from_lookup(&|k| std::env::var(k).ok().or_else(|| from_file.get(k).cloned()))
+    }
+}
+
+fn int(get: &dyn Fn(&str) -> Option<String>, key: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+    match get(key) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| ConfigError::invalid(key, &v, &format!("an integer in {}..={}", range.start(), range.end()))),
+    }
+}
+
+fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
+    let err = |message: String| ConfigError::File { path: path.display().to_string(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+    let mut out = HashMap::new();
+    for (k, v) in table {
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => return Err(err(format!("{k}: expected a string or number, got {}", other.type_str()))),
+        };
+        out.insert(k.to_ascii_uppercase(), s);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let s = parse(&[]).unwrap();
+        assert_eq!(s.exec.lock_timeout, Duration::from_secs(2));
+        assert_eq!(s.exec.retry.max_attempts, 5);
+        assert!(s.archive.is_none());
+        assert_eq!(s.restore_schema, "archive_restore");
+        assert_eq!(parse(&[("LOCK_TIMEOUT_MS", "250")]).unwrap().exec.lock_timeout, Duration::from_millis(250));
+        for (k, v) in [("LOCK_TIMEOUT_MS", "0"), ("LOCK_TIMEOUT_MS", "soon"), ("DDL_MAX_ATTEMPTS", "1000"), ("RESTORE_SCHEMA", "")] {
+            let e = parse(&[(k, v)]).unwrap_err().to_string();
+            assert!(e.contains(k), "{e}");
+        }
+    }
+
+    #[test]
+    fn toml_file_fills_in_what_the_environment_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "LOCK_TIMEOUT_MS = 750\narchive_bucket = \"from-file\"\n").unwrap();
+        let file = read_toml(&p).unwrap();
+        let s = Settings::from_lookup(&|k| file.get(k).cloned()).unwrap();
+        assert_eq!(s.exec.lock_timeout, Duration::from_millis(750));
+        assert_eq!(s.archive.unwrap().bucket, "from-file");
+        std::fs::write(&p, "LOCK_TIMEOUT_MS = [1]").unwrap();
+        assert!(read_toml(&p).unwrap_err().to_string().contains("expected a string"));
+    }
+}

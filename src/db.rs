@@ -1,0 +1,238 @@
+//! Connecting to PostgreSQL: `DATABASE_URL` or the libpq variables, TLS through `native-tls`.
+//!
+//! tokio-postgres understands `sslmode=disable|prefer|require` but not libpq's `verify-ca` and
+//! `verify-full`, so the mode is taken out of the URL and applied here: `require` encrypts without
+//! checking the certificate (as libpq does), `verify-ca` checks it against `sslrootcert`,
+//! `verify-full` also checks the host name. Every session gets `TimeZone = UTC` so catalog bounds
+//! read back in one zone whatever the server's default.
+
+use crate::error::ConfigError;
+use native_tls::{Certificate, TlsConnector};
+use postgres_native_tls::MakeTlsConnector;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio_postgres::config::SslMode as PgSslMode;
+use tokio_postgres::{Client, Config};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        Ok(match s {
+            "disable" => Self::Disable,
+            "allow" | "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            other => return Err(ConfigError::invalid("PGSSLMODE", other, "disable, prefer, require, verify-ca or verify-full")),
+        })
+    }
+}
+
+#[derive(Clone)]
+pub struct DbConfig {
+    pub pg: Config,
+    pub ssl_mode: SslMode,
+    pub ssl_root_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for DbConfig {
+    /// Never prints the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl DbConfig {
+    /// From `DATABASE_URL` (a `postgres://` URL or a libpq key=value string) or, when it is not set,
+    /// from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`. `PGSSLMODE` and
+    /// `PGSSLROOTCERT` apply to both (a `sslmode` in the URL wins).
+    pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut ssl_mode = get("PGSSLMODE").map(|s| SslMode::parse(&s)).transpose()?;
+        let mut ssl_root_cert = get("PGSSLROOTCERT").map(PathBuf::from);
+        let mut pg = if let Some(url) = get("DATABASE_URL").filter(|s| !s.is_empty()) {
+            let (cleaned, mode, root) = take_ssl_params(&url)?;
+            ssl_mode = mode.or(ssl_mode);
+            ssl_root_cert = root.or(ssl_root_cert);
+            cleaned
+                .parse::<Config>()
+                .map_err(|e| ConfigError::invalid("DATABASE_URL", "(hidden)", &format!("not a PostgreSQL connection string: {e}")))?
+        } else {
+            let mut c = Config::new();
+            c.host(get("PGHOST").as_deref().unwrap_or("localhost"));
+            let port = get("PGPORT").unwrap_or_else(|| "5432".into());
+            c.port(port.parse().map_err(|_| ConfigError::invalid("PGPORT", &port, "a port number"))?);
+            c.user(get("PGUSER").as_deref().unwrap_or("postgres"));
+            if let Some(db) = get("PGDATABASE") {
+                c.dbname(&db);
+            }
+            c
+        };
+        if pg.get_password().is_none() {
+            if let Some(pw) = get("PGPASSWORD") {
+                pg.password(pw);
+            }
+        }
+        if pg.get_application_name().is_none() {
+            pg.application_name("partition-archiver");
+        }
+        pg.connect_timeout(Duration::from_secs(10));
+        let ssl_mode = ssl_mode.unwrap_or(SslMode::Prefer);
+        if matches!(ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull) && ssl_root_cert.is_none() {
+            return Err(ConfigError::Missing("PGSSLROOTCERT (required by sslmode verify-ca / verify-full)".into()));
+        }
+        Ok(Self { pg, ssl_mode, ssl_root_cert })
+    }
+
+    /// `user@host:port/db`, for logs and reports: no password, ever.
+    pub fn describe(&self) -> String {
+        let hosts: Vec<String> = self
+            .pg
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(s) => s.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .collect();
+        let port = self.pg.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{}@{}:{}/{}",
+            self.pg.get_user().unwrap_or("?"),
+            hosts.join(","),
+            port,
+            self.pg.get_dbname().unwrap_or("")
+        )
+    }
+
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        use anyhow::Context;
+        let mut pg = self.pg.clone();
+        let client = if self.ssl_mode == SslMode::Disable {
+            pg.ssl_mode(PgSslMode::Disable);
+            let (client, conn) = pg.connect(tokio_postgres::NoTls).await.with_context(|| format!("connect to {}", self.describe()))?;
+            spawn_connection(conn);
+            client
+        } else {
+            pg.ssl_mode(if self.ssl_mode == SslMode::Prefer { PgSslMode::Prefer } else { PgSslMode::Require });
+            let mut builder = TlsConnector::builder();
+            match self.ssl_mode {
+                SslMode::VerifyCa | SslMode::VerifyFull => {
+                    let path = self.ssl_root_cert.as_ref().expect("checked in from_lookup");
+                    let pem = std::fs::read(path).with_context(|| format!("read PGSSLROOTCERT {}", path.display()))?;
+                    // A bundle (such as the RDS one) holds many certificates: add each.
+                    for block in split_pem(&pem) {
+                        builder.add_root_certificate(Certificate::from_pem(&block).context("parse a certificate of PGSSLROOTCERT")?);
+                    }
+                    builder.danger_accept_invalid_hostnames(self.ssl_mode == SslMode::VerifyCa);
+                }
+                _ => {
+                    builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+                }
+            }
+            let tls = MakeTlsConnector::new(builder.build().context("build TLS connector")?);
+            let (client, conn) = pg.connect(tls).await.with_context(|| format!("connect to {}", self.describe()))?;
+            spawn_connection(conn);
+            client
+        };
+        client
+            .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0")
+            .await
+            .context("initialise session")?;
+        Ok(client)
+    }
+}
+
+fn spawn_connection<F>(conn: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "database connection ended with an error");
+        }
+    });
+}
+
+fn split_pem(pem: &[u8]) -> Vec<Vec<u8>> {
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        current.push_str(line);
+        current.push('\n');
+        if line.starts_with("-----END ") {
+            out.push(std::mem::take(&mut current).into_bytes());
+        }
+    }
+    out
+}
+
+/// Removes `sslmode` and `sslrootcert` from a URL or key=value string, returning them.
+fn take_ssl_params(conn: &str) -> Result<(String, Option<SslMode>, Option<PathBuf>), ConfigError> {
+    let mut mode = None;
+    let mut root = None;
+    if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
+        let mut url = url::Url::parse(conn).map_err(|e| ConfigError::invalid("DATABASE_URL", "(hidden)", &e.to_string()))?;
+        let mut kept = Vec::new();
+        for (k, v) in url.query_pairs() {
+            match k.as_ref() {
+                "sslmode" => mode = Some(SslMode::parse(&v)?),
+                "sslrootcert" => root = Some(PathBuf::from(v.as_ref())),
+                _ => kept.push((k.into_owned(), v.into_owned())),
+            }
+        }
+        if kept.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(kept);
+        }
+        Ok((url.to_string(), mode, root))
+    } else {
+        let mut kept = Vec::new();
+        for part in conn.split_whitespace() {
+            match part.split_once('=') {
+                Some(("sslmode", v)) => mode = Some(SslMode::parse(v)?),
+                Some(("sslrootcert", v)) => root = Some(PathBuf::from(v)),
+                _ => kept.push(part),
+            }
+        }
+        Ok((kept.join(" "), mode, root))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<DbConfig, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        DbConfig::from_lookup(&|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn url_and_libpq_variables() {
+        let c = cfg(&[("DATABASE_URL", "postgres://app:s3cret@db.example:6543/shop?sslmode=verify-full&sslrootcert=/ca.pem")]).unwrap();
+        assert_eq!(c.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(c.ssl_root_cert.as_deref(), Some(std::path::Path::new("/ca.pem")));
+        assert_eq!(c.describe(), "app@db.example:6543/shop");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let c = cfg(&[("PGHOST", "h"), ("PGPORT", "5433"), ("PGUSER", "u"), ("PGPASSWORD", "pw"), ("PGDATABASE", "d"), ("PGSSLMODE", "require")]).unwrap();
+        assert_eq!((c.describe().as_str(), c.ssl_mode), ("u@h:5433/d", SslMode::Require));
+        assert_eq!(c.pg.get_password(), Some(&b"pw"[..]));
+        assert!(cfg(&[("PGSSLMODE", "verify-full")]).unwrap_err().to_string().contains("PGSSLROOTCERT"));
+        assert!(cfg(&[("PGSSLMODE", "sometimes")]).unwrap_err().to_string().contains("PGSSLMODE"));
+        assert!(cfg(&[("PGPORT", "http")]).is_err());
+        let err = cfg(&[("DATABASE_URL", "postgres://u:topsecret@h:notaport/d")]).unwrap_err().to_string();
+        assert!(!err.contains("topsecret"), "{err}");
+    }
+}

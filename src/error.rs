@@ -1,0 +1,124 @@
+//! Errors at the boundary. Inside, code uses `anyhow` with context; what reaches a caller (the CLI's
+//! exit code, the Lambda's error type) is an [`Error`] that says what failed and whether a retry can
+//! help.
+
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("setting {key}={value} is invalid: expected {expected}")]
+    Invalid { key: String, value: String, expected: String },
+    #[error("missing setting: {0}")]
+    Missing(String),
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+}
+
+impl ConfigError {
+    pub fn invalid(key: &str, value: &str, expected: &str) -> Self {
+        Self::Invalid { key: key.into(), value: format!("{value:?}"), expected: expected.into() }
+    }
+}
+
+/// A table the archiver must refuse to touch. Nothing is changed when one of these is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CatalogError {
+    #[error("table {0} does not exist")]
+    TableNotFound(String),
+    #[error("table {0} is not partitioned")]
+    NotPartitioned(String),
+    #[error("table {0} is not range-partitioned (strategy {1})")]
+    NotRange(String, String),
+    #[error("table {0} must be partitioned on a single column, not an expression or several columns")]
+    KeyNotSingleColumn(String),
+    #[error("table {table} is partitioned on {column} of type {type_name}: expected timestamptz, timestamp or date")]
+    KeyType { table: String, column: String, type_name: String },
+    #[error("table {table} is partitioned on {actual}, but part_config says {configured}")]
+    KeyColumnMismatch { table: String, actual: String, configured: String },
+    #[error("table {table}: cannot read partition bound of {partition}: {bound}")]
+    Bound { table: String, partition: String, bound: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Bad input: a retry with the same input fails the same way. Nothing was changed.
+    InvalidInput,
+    /// The thing asked for does not exist (table, partition, archive).
+    NotFound,
+    /// Another run holds the table's lock.
+    AlreadyRunning,
+    /// Data did not verify (checksum, row count, size): nothing was dropped or committed.
+    Integrity,
+    /// The database or S3 failed or was unreachable: a later retry may succeed.
+    Transient,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidInput, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    pub fn integrity(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Integrity, message)
+    }
+    /// Wraps an internal error chain; `{:#}` keeps every context layer in the message.
+    pub fn transient(err: anyhow::Error) -> Self {
+        // An Error raised deeper keeps its kind.
+        match err.downcast::<Error>() {
+            Ok(e) => e,
+            Err(err) => Self::new(ErrorKind::Transient, format!("{err:#}")),
+        }
+    }
+    pub fn retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Transient | ErrorKind::AlreadyRunning)
+    }
+    /// The name a Lambda caller sees as `errorType`.
+    pub fn type_name(&self) -> &'static str {
+        match self.kind {
+            ErrorKind::InvalidInput => "InvalidInput",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::AlreadyRunning => "AlreadyRunning",
+            ErrorKind::Integrity => "IntegrityError",
+            ErrorKind::Transient => "TransientError",
+        }
+    }
+}
+
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+impl From<CatalogError> for Error {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::TableNotFound(_) => Self::not_found(e.to_string()),
+            _ => Self::invalid(e.to_string()),
+        }
+    }
+}
+impl From<crate::policy::PolicyError> for Error {
+    fn from(e: crate::policy::PolicyError) -> Self {
+        Self::invalid(format!("bad policy in partition_archiver.part_config: {e}"))
+    }
+}
+impl From<crate::ident::IdentError> for Error {
+    fn from(e: crate::ident::IdentError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

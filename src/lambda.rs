@@ -1,0 +1,28 @@
+//! The Lambda front door: the `lambda_runtime` loop over the same [`App`]. The app (settings, S3
+//! client) is built once at cold start; each event is parsed strictly into a [`Request`]; the
+//! response is the JSON report; errors come back with a type that says whether a retry can help.
+
+use crate::app::App;
+use crate::error::Error;
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+
+impl From<Error> for Diagnostic {
+    fn from(e: Error) -> Self {
+        Diagnostic { error_type: e.type_name().into(), error_message: e.message }
+    }
+}
+
+/// Handles one event. Public so tests can call it without the runtime.
+pub async fn handle(app: &App, event: Value) -> Result<Value, Error> {
+    let request = crate::request::from_event(&event)?;
+    let response = app.handle(request).await?;
+    serde_json::to_value(&response).map_err(|e| Error::transient(e.into()))
+}
+
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    let settings = crate::config::Settings::load(None).map_err(|e| Box::new(Error::from(e)) as lambda_runtime::Error)?;
+    let app = App::new(settings).await;
+    let app = &app;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(app, event.payload).await })).await
+}

@@ -1,0 +1,115 @@
+//! `partition-archiver migrate`: applies the SQL files of `migrations/postgres/`, embedded at build
+//! time, in order, under an advisory lock, recording each file's SHA-256 in
+//! `partition_archiver.schema_migrations`. Every file is idempotent (it can also be applied with
+//! `psql -f`, which records nothing), so a file whose checksum changed is simply applied again.
+//! A file is split on `-- migrate:split` lines, each chunk its own transaction.
+
+use anyhow::Context;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio_postgres::Client;
+
+pub struct Migration {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+macro_rules! migration {
+    ($name:literal) => {
+        Migration { name: $name, sql: include_str!(concat!("../migrations/postgres/", $name)) }
+    };
+}
+
+/// In the order they apply: the dated files by name, then the SQL-only archiving functions.
+pub const MIGRATIONS: &[Migration] = &[
+    migration!("20250528000000_partition_archiver_schema.sql"),
+    migration!("20250528000001_partition_orders.sql"),
+    migration!("20250528000002_create_trades.sql"),
+    migration!("20250701000001_partition_trades.sql"),
+    migration!("20250701000002_partition_orders_dynamic.sql"),
+    migration!("20250701000003_partition_trades_yearly.sql"),
+    migration!("20250701000004_partition_orders_yearly.sql"),
+    migration!("20250801000001_archive_manifest.sql"),
+    migration!("partition_archiving.sql"),
+];
+
+#[derive(Debug, Serialize)]
+pub struct MigrationOutcome {
+    pub name: &'static str,
+    pub checksum: String,
+    /// `applied`, `reapplied` (the file changed since it was recorded) or `unchanged`.
+    pub outcome: &'static str,
+}
+
+const MIGRATE_LOCK: (i32, i32) = (0x5041_5243, 0);
+
+pub async fn migrate(client: &mut Client) -> anyhow::Result<Vec<MigrationOutcome>> {
+    client
+        .query_one("SELECT pg_advisory_lock($1, $2)", &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1])
+        .await
+        .context("take the migration lock")?;
+    let result = apply_all(client).await;
+    let _ = client.query_one("SELECT pg_advisory_unlock($1, $2)", &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1]).await;
+    result
+}
+
+async fn apply_all(client: &mut Client) -> anyhow::Result<Vec<MigrationOutcome>> {
+    client
+        .batch_execute(
+            "SET client_min_messages = warning;
+             CREATE SCHEMA IF NOT EXISTS partition_archiver;
+             CREATE TABLE IF NOT EXISTS partition_archiver.schema_migrations (
+               name text PRIMARY KEY, checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+        )
+        .await
+        .context("create partition_archiver.schema_migrations")?;
+    let mut out = Vec::new();
+    for m in MIGRATIONS {
+        let checksum = hex::encode(Sha256::digest(m.sql.as_bytes()));
+        let recorded: Option<String> = client
+            .query_opt("SELECT checksum FROM partition_archiver.schema_migrations WHERE name = $1", &[&m.name])
+            .await?
+            .map(|r| r.get(0));
+        let outcome = match recorded.as_deref() {
+            Some(c) if c == checksum => "unchanged",
+            Some(_) => "reapplied",
+            None => "applied",
+        };
+        if outcome != "unchanged" {
+            let chunks: Vec<&str> = m.sql.split("\n-- migrate:split\n").collect();
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                if i < last {
+                    client.batch_execute(chunk).await.with_context(|| format!("apply {}", m.name))?;
+                } else {
+                    // The last chunk commits together with its record.
+                    let tx = client.transaction().await?;
+                    tx.batch_execute(chunk).await.with_context(|| format!("apply {}", m.name))?;
+                    tx.execute(
+                        "INSERT INTO partition_archiver.schema_migrations (name, checksum) VALUES ($1, $2)
+                         ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
+                        &[&m.name, &checksum],
+                    )
+                    .await?;
+                    tx.commit().await?;
+                }
+            }
+            tracing::info!(migration = m.name, outcome, "migration");
+        }
+        out.push(MigrationOutcome { name: m.name, checksum, outcome });
+    }
+    client.batch_execute("RESET client_min_messages").await?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_file_in_the_directory_is_embedded_in_order() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).filter(|n| n.ends_with(".sql")).collect();
+        on_disk.sort_by_key(|n| (!n.chars().next().unwrap().is_ascii_digit(), n.clone()));
+        let embedded: Vec<&str> = super::MIGRATIONS.iter().map(|m| m.name).collect();
+        assert_eq!(embedded, on_disk);
+    }
+}

@@ -1,0 +1,145 @@
+//! The structured results every verb returns: printed as JSON by the CLI (`--output json`) and
+//! returned by the Lambda, or rendered for a person on a terminal.
+
+use crate::error::{Error, ErrorKind};
+use crate::ident::QualifiedName;
+use crate::planner::Step;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Planned,
+    Done,
+    Skipped,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    #[serde(flatten)]
+    pub step: Step,
+    pub outcome: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_moved: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows_archived: Option<i64>,
+    pub attempts: u32,
+    pub duration_ms: u64,
+}
+
+impl StepReport {
+    pub fn planned(step: Step) -> Self {
+        Self { step, outcome: Outcome::Planned, detail: None, rows_moved: None, rows_archived: None, attempts: 0, duration_ms: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableStatus {
+    Ok,
+    Planned,
+    Failed,
+    AlreadyRunning,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorReport {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl From<&Error> for ErrorReport {
+    fn from(e: &Error) -> Self {
+        Self { kind: e.kind, message: e.message.clone() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    pub table: QualifiedName,
+    pub status: TableStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub current_period: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention_cutoff: Option<NaiveDateTime>,
+    pub steps: Vec<StepReport>,
+    pub warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+}
+
+impl TableReport {
+    pub fn new(table: QualifiedName) -> Self {
+        Self { table, status: TableStatus::Ok, current_period: None, retention_cutoff: None, steps: vec![], warnings: vec![], error: None }
+    }
+    pub fn failed(table: QualifiedName, e: &Error) -> Self {
+        let mut r = Self::new(table);
+        r.status = TableStatus::Failed;
+        r.error = Some(e.into());
+        r
+    }
+    pub fn count(&self, outcome: Outcome, pred: impl Fn(&Step) -> bool) -> usize {
+        self.steps.iter().filter(|s| s.outcome == outcome && pred(&s.step)).count()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub action: String,
+    pub dry_run: bool,
+    pub now: DateTime<Utc>,
+    pub ok: bool,
+    pub tables: Vec<TableReport>,
+}
+
+impl RunReport {
+    pub fn human(&self) -> String {
+        let mut out = format!("{} {} at {}{}\n", self.action, if self.ok { "ok" } else { "FAILED" }, self.now.to_rfc3339(), if self.dry_run { " (dry run: nothing changed)" } else { "" });
+        for t in &self.tables {
+            out.push_str(&format!("\n{}: {:?}", t.table, t.status));
+            if let Some(p) = &t.current_period {
+                out.push_str(&format!(" (current period {p})"));
+            }
+            out.push('\n');
+            if t.steps.is_empty() && t.error.is_none() {
+                out.push_str("  nothing to do\n");
+            }
+            for s in &t.steps {
+                let what = match &s.step {
+                    Step::FinalizeDetach { partition } => format!("finalize detach of {partition}"),
+                    Step::CreateDefault { partition } => format!("create default partition {partition}"),
+                    Step::CreatePartition { partition, from, to, .. } => format!("create {partition} [{from}, {to})"),
+                    Step::Detach { partition, concurrently } => format!("detach {partition}{}", if *concurrently { " concurrently" } else { "" }),
+                    Step::Archive { partition } => format!("archive {partition} to S3"),
+                    Step::Drop { partition } => format!("drop {partition}"),
+                    Step::MoveToSchema { partition, schema } => format!("move {partition} to schema {schema}"),
+                };
+                let mut extra = Vec::new();
+                if let Some(n) = s.rows_moved.filter(|n| *n > 0) {
+                    extra.push(format!("{n} rows moved from default"));
+                }
+                if let Some(n) = s.rows_archived {
+                    extra.push(format!("{n} rows"));
+                }
+                if let Some(d) = &s.detail {
+                    extra.push(d.clone());
+                }
+                let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join("; ")) };
+                let outcome = serde_json::to_value(s.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                out.push_str(&format!("  [{outcome}] {what}{extra}\n"));
+            }
+            for w in &t.warnings {
+                out.push_str(&format!("  warning: {w}\n"));
+            }
+            if let Some(e) = &t.error {
+                out.push_str(&format!("  error ({:?}): {}\n", e.kind, e.message));
+            }
+        }
+        out
+    }
+}
