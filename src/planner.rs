@@ -121,12 +121,23 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     if let Some(c) = cutoff {
         first = first.max(Period::containing(policy.interval, c));
     }
+    // Rows stranded in the default partition get their period's partition, whatever its age (an
+    // old one is then archived by the retention steps below), but never beyond the premake window.
+    if let Some(oldest) = snapshot.default_rows.keys().next() {
+        first = first.min(Period::containing(policy.interval, *oldest));
+    }
     // However old the oldest partition, never plan more than this many periods back.
     first = first.max(current.offset(-(crate::policy::MAX_RETENTION as i64)));
 
     let mut created_periods = BTreeSet::new();
+    let mut created_past_retention = Vec::new();
     let mut period = first;
     while period <= last {
+        let rows_in_default = snapshot.default_rows.get(&period.start()).copied().unwrap_or(0);
+        if rows_in_default == 0 && cutoff.is_some_and(|c| period.end() <= c) {
+            period = period.offset(1);
+            continue;
+        }
         let (start, end) = (BoundValue::At(period.start()), BoundValue::At(period.end()));
         let overlapping: Vec<&QualifiedName> =
             ranges.iter().filter(|(f, t, _)| *f < end && start < *t).map(|(_, _, n)| *n).collect();
@@ -149,12 +160,15 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
             warnings.push(format!("cannot create period {period}: a relation named {name} already exists in schema {}", policy.table.schema));
         } else {
             created_periods.insert(period.start());
+            if cutoff.is_some_and(|c| period.end() <= c) {
+                created_past_retention.push((BoundValue::At(period.start()), policy.table.sibling(name.clone())));
+            }
             steps.push(Step::CreatePartition {
                 partition: policy.table.sibling(name),
                 period: period.to_string(),
                 from: bound_literal(snapshot.key_type, tz, period.start()),
                 to: bound_literal(snapshot.key_type, tz, period.end()),
-                rows_in_default: snapshot.default_rows.get(&period.start()).copied().unwrap_or(0),
+                rows_in_default,
             });
         }
         period = period.offset(1);
@@ -181,6 +195,9 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
                     due.push((from, &p.name, p.detach_pending));
                 }
             }
+        }
+        for (from, name) in &created_past_retention {
+            due.push((*from, name, false));
         }
         due.sort();
         for (_, name, pending) in due {

@@ -126,6 +126,15 @@ async fn detach(
 }
 
 async fn detach_record(client: &Client, policy: &TablePolicy, snapshot: &TableSnapshot, partition: &QualifiedName) -> anyhow::Result<ManifestRecord> {
+    // A partition this run created (for rows found in the default partition) is not in the
+    // snapshot taken before the run: read the catalog again for it.
+    let fresh;
+    let snapshot = if snapshot.partitions.iter().any(|p| &p.name == partition) {
+        snapshot
+    } else {
+        fresh = crate::catalog::load_snapshot(client, policy).await.map_err(anyhow::Error::new)?;
+        &fresh
+    };
     let info = snapshot
         .partitions
         .iter()

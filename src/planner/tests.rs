@@ -460,9 +460,9 @@ fn default_rows_are_moved_into_new_partitions() {
 #[test]
 fn default_rows_outside_the_window_are_reported() {
     check(
-        Case { parts: HOT, default_rows: &[("2031-01-01", 3), ("2020-01-01", 2)], ..BASE },
+        Case { parts: HOT, default_rows: &[("2031-01-01", 3)], ..BASE },
         &[],
-        &["5 rows in the default partition fall outside"],
+        &["3 rows in the default partition fall outside"],
     );
 }
 
@@ -642,4 +642,18 @@ fn plans_100_tables_of_120_partitions_quickly() {
     }
     // 2017-01..2026-12 exist: 2027-01 is created; 2017-01..2026-04 (112 months) are due, 3 steps each.
     assert_eq!(total_steps, 100 * (1 + 112 * 3));
+}
+
+#[test]
+fn old_default_rows_get_a_partition_that_is_then_archived() {
+    check(
+        Case { parts: &contiguous(&[], 5), default_rows: &[("2026-03-01", 20)], ..BASE },
+        &[
+            "create trades_2026_03 2026-03-01T00:00:00+00:00..2026-04-01T00:00:00+00:00 moving 20",
+            "detach trades_2026_03",
+            "archive trades_2026_03",
+            "drop trades_2026_03",
+        ],
+        &[],
+    );
 }
