@@ -26,39 +26,90 @@ pub struct App {
 #[serde(untagged)]
 pub enum Response {
     Run(RunReport),
-    Migrate { action: &'static str, ok: bool, migrations: Vec<MigrationOutcome> },
-    Status { action: &'static str, ok: bool, now: DateTime<Utc>, tables: Vec<TableStatusReport> },
-    Restore { action: &'static str, ok: bool, restore: RestoreReport },
-    Verify { action: &'static str, ok: bool, archives: Vec<VerifyItem> },
-    List { action: &'static str, ok: bool, archives: Vec<ManifestRecord> },
+    Migrate {
+        action: &'static str,
+        ok: bool,
+        migrations: Vec<MigrationOutcome>,
+    },
+    Status {
+        action: &'static str,
+        ok: bool,
+        now: DateTime<Utc>,
+        tables: Vec<TableStatusReport>,
+    },
+    Restore {
+        action: &'static str,
+        ok: bool,
+        restore: RestoreReport,
+    },
+    Verify {
+        action: &'static str,
+        ok: bool,
+        archives: Vec<VerifyItem>,
+    },
+    List {
+        action: &'static str,
+        ok: bool,
+        archives: Vec<ManifestRecord>,
+    },
 }
 
 impl Response {
     pub fn ok(&self) -> bool {
         match self {
             Response::Run(r) => r.ok,
-            Response::Migrate { ok, .. } | Response::Status { ok, .. } | Response::Restore { ok, .. } | Response::Verify { ok, .. } | Response::List { ok, .. } => *ok,
+            Response::Migrate { ok, .. }
+            | Response::Status { ok, .. }
+            | Response::Restore { ok, .. }
+            | Response::Verify { ok, .. }
+            | Response::List { ok, .. } => *ok,
         }
     }
 
     pub fn human(&self) -> String {
         match self {
             Response::Run(r) => r.human(),
-            Response::Migrate { migrations, .. } => migrations.iter().map(|m| format!("{:<52} {}\n", m.name, m.outcome)).collect(),
+            Response::Migrate { migrations, .. } => migrations
+                .iter()
+                .map(|m| format!("{:<52} {}\n", m.name, m.outcome))
+                .collect(),
             Response::Status { tables, now, .. } => {
                 let mut out = format!("status at {}\n", now.to_rfc3339());
                 for t in tables {
-                    out.push_str(&format!("\n{} (partitioned on {}, {} partitions, {} rows in default)\n", t.table, t.key_column, t.partitions.len(), t.default_rows));
+                    out.push_str(&format!(
+                        "\n{} (partitioned on {}, {} partitions, {} rows in default)\n",
+                        t.table,
+                        t.key_column,
+                        t.partitions.len(),
+                        t.default_rows
+                    ));
                     for p in &t.partitions {
-                        let flag = if p.detach_pending { " DETACH PENDING" } else { "" };
-                        out.push_str(&format!("  {:<32} {:<22} {:<22} {:>12} bytes ~{} rows{flag}\n", p.name, p.from, p.to, p.total_bytes, p.estimated_rows));
+                        let flag = if p.detach_pending {
+                            " DETACH PENDING"
+                        } else {
+                            ""
+                        };
+                        out.push_str(&format!(
+                            "  {:<32} {:<22} {:<22} {:>12} bytes ~{} rows{flag}\n",
+                            p.name, p.from, p.to, p.total_bytes, p.estimated_rows
+                        ));
                     }
-                    out.push_str(&t.next_run.human().lines().skip(2).map(|l| format!("  next run: {}\n", l.trim())).collect::<String>());
+                    out.push_str(
+                        &t.next_run
+                            .human()
+                            .lines()
+                            .skip(2)
+                            .map(|l| format!("  next run: {}\n", l.trim()))
+                            .collect::<String>(),
+                    );
                 }
                 out
             }
             Response::Restore { restore: r, .. } => {
-                let mut s = format!("restored {} rows of {} {} into {} (SHA-256 {} verified, from {})\n", r.rows, r.table, r.partition, r.restored_as, r.sha256, r.source);
+                let mut s = format!(
+                    "restored {} rows of {} {} into {} (SHA-256 {} verified, from {})\n",
+                    r.rows, r.table, r.partition, r.restored_as, r.sha256, r.source
+                );
                 if r.attached {
                     s.push_str(&format!("attached to {}\n", r.table));
                 } else if let Some(why) = &r.not_attached_because {
@@ -68,7 +119,14 @@ impl Response {
             }
             Response::Verify { archives, .. } => archives
                 .iter()
-                .map(|a| format!("{} {:<32} {}\n", if a.ok { "ok  " } else { "FAIL" }, format!("{}.{}", a.table, a.partition), a.message))
+                .map(|a| {
+                    format!(
+                        "{} {:<32} {}\n",
+                        if a.ok { "ok  " } else { "FAIL" },
+                        format!("{}.{}", a.table, a.partition),
+                        a.message
+                    )
+                })
                 .collect(),
             Response::List { archives, .. } => archives
                 .iter()
@@ -129,7 +187,9 @@ impl App {
     }
 
     fn archiver(&self) -> Result<&Archiver, Error> {
-        self.archiver.as_ref().ok_or_else(|| Error::invalid("ARCHIVE_BUCKET is not set: this verb needs the archive bucket"))
+        self.archiver.as_ref().ok_or_else(|| {
+            Error::invalid("ARCHIVE_BUCKET is not set: this verb needs the archive bucket")
+        })
     }
 
     async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
@@ -144,16 +204,37 @@ impl App {
         match request {
             Request::Migrate => {
                 let mut client = self.connect().await?;
-                let migrations = crate::migrate::migrate(&mut client).await.map_err(Error::transient)?;
-                Ok(Response::Migrate { action, ok: true, migrations })
+                let migrations = crate::migrate::migrate(&mut client)
+                    .await
+                    .map_err(Error::transient)?;
+                Ok(Response::Migrate {
+                    action,
+                    ok: true,
+                    migrations,
+                })
             }
-            Request::Maintain { dry_run, now, tables } => {
+            Request::Maintain {
+                dry_run,
+                now,
+                tables,
+            } => {
                 let now = now.unwrap_or_else(Utc::now);
-                Ok(Response::Run(self.maintain(run_id, action, now, dry_run, &tables).await?))
+                Ok(Response::Run(
+                    self.maintain(run_id, action, now, dry_run, &tables).await?,
+                ))
             }
-            Request::Status { now, tables } => self.status(now.unwrap_or_else(Utc::now), &tables).await,
-            Request::Archive { table, partition } => Ok(Response::Run(self.archive_one(run_id, &table, &partition).await?)),
-            Request::Restore { table, partition, into_schema, attach } => {
+            Request::Status { now, tables } => {
+                self.status(now.unwrap_or_else(Utc::now), &tables).await
+            }
+            Request::Archive { table, partition } => Ok(Response::Run(
+                self.archive_one(run_id, &table, &partition).await?,
+            )),
+            Request::Restore {
+                table,
+                partition,
+                into_schema,
+                attach,
+            } => {
                 let archiver = self.archiver()?;
                 let mut client = self.connect().await?;
                 let schema = into_schema.unwrap_or_else(|| self.settings.restore_schema.clone());
@@ -167,34 +248,67 @@ impl App {
                     self.settings.exec.lock_timeout.as_millis() as u64,
                 )
                 .await?;
-                Ok(Response::Restore { action, ok: true, restore })
+                Ok(Response::Restore {
+                    action,
+                    ok: true,
+                    restore,
+                })
             }
             Request::Verify { table } => {
                 let archiver = self.archiver()?;
                 let client = self.connect().await?;
-                let archives = crate::archive::restore::verify_all(&client, archiver, table.as_ref()).await?;
-                Ok(Response::Verify { action, ok: archives.iter().all(|a| a.ok), archives })
+                let archives =
+                    crate::archive::restore::verify_all(&client, archiver, table.as_ref()).await?;
+                Ok(Response::Verify {
+                    action,
+                    ok: archives.iter().all(|a| a.ok),
+                    archives,
+                })
             }
             Request::List { table } => {
                 let client = self.connect().await?;
-                let archives = crate::archive::manifest::list(&client, table.as_ref()).await.map_err(Error::transient)?;
-                Ok(Response::List { action, ok: true, archives })
+                let archives = crate::archive::manifest::list(&client, table.as_ref())
+                    .await
+                    .map_err(Error::transient)?;
+                Ok(Response::List {
+                    action,
+                    ok: true,
+                    archives,
+                })
             }
         }
     }
 
     /// Runs (or plans) every table; one table's failure is reported and does not stop the others.
-    pub async fn maintain(&self, run_id: String, action: &str, now: DateTime<Utc>, dry_run: bool, only: &[QualifiedName]) -> Result<RunReport, Error> {
+    pub async fn maintain(
+        &self,
+        run_id: String,
+        action: &str,
+        now: DateTime<Utc>,
+        dry_run: bool,
+        only: &[QualifiedName],
+    ) -> Result<RunReport, Error> {
         let mut client = self.connect().await?;
         let policies = crate::catalog::load_policies(&client, only).await?;
-        let opts = ExecOptions { dry_run, ..self.settings.exec.clone() };
+        let opts = ExecOptions {
+            dry_run,
+            ..self.settings.exec.clone()
+        };
         let mut tables = Vec::new();
         for policy in &policies {
-            let report = maintain_table(&mut client, policy, now, &opts, self.archiver.as_ref()).await;
+            let report =
+                maintain_table(&mut client, policy, now, &opts, self.archiver.as_ref()).await;
             tables.push(report);
         }
         let ok = tables.iter().all(|t| t.status != TableStatus::Failed);
-        Ok(RunReport { run_id, action: action.into(), dry_run, now, ok, tables })
+        Ok(RunReport {
+            run_id,
+            action: action.into(),
+            dry_run,
+            now,
+            ok,
+            tables,
+        })
     }
 
     async fn status(&self, now: DateTime<Utc>, only: &[QualifiedName]) -> Result<Response, Error> {
@@ -208,7 +322,11 @@ impl App {
             report.status = TableStatus::Planned;
             report.current_period = Some(next.current_period.clone());
             report.warnings.append(&mut next.warnings);
-            report.steps = next.steps.into_iter().map(crate::report::StepReport::planned).collect();
+            report.steps = next
+                .steps
+                .into_iter()
+                .map(crate::report::StepReport::planned)
+                .collect();
             let partitions: Vec<PartitionStatus> = snapshot
                 .partitions
                 .iter()
@@ -217,7 +335,15 @@ impl App {
                         PartitionBound::Default => ("DEFAULT".into(), String::new(), true),
                         PartitionBound::Range { from, to } => (show(from), show(to), false),
                     };
-                    PartitionStatus { name: p.name.to_string(), from, to, total_bytes: p.total_bytes, estimated_rows: p.estimated_rows, detach_pending: p.detach_pending, is_default }
+                    PartitionStatus {
+                        name: p.name.to_string(),
+                        from,
+                        to,
+                        total_bytes: p.total_bytes,
+                        estimated_rows: p.estimated_rows,
+                        detach_pending: p.detach_pending,
+                        is_default,
+                    }
                 })
                 .collect();
             tables.push(TableStatusReport {
@@ -226,60 +352,135 @@ impl App {
                 total_bytes: partitions.iter().map(|p| p.total_bytes).sum(),
                 default_rows: snapshot.default_rows_total(),
                 partitions,
-                next_run: RunReport { run_id: String::new(), action: "plan".into(), dry_run: true, now, ok: true, tables: vec![report] },
+                next_run: RunReport {
+                    run_id: String::new(),
+                    action: "plan".into(),
+                    dry_run: true,
+                    now,
+                    ok: true,
+                    tables: vec![report],
+                },
             });
         }
-        Ok(Response::Status { action: "status", ok: true, now, tables })
+        Ok(Response::Status {
+            action: "status",
+            ok: true,
+            now,
+            tables,
+        })
     }
 
     /// `archive --table T --partition P`: detach (if attached), archive, verify and drop/move one
     /// partition now, whatever the retention, but only a whole period that has ended.
-    async fn archive_one(&self, run_id: String, table: &QualifiedName, partition: &str) -> Result<RunReport, Error> {
+    async fn archive_one(
+        &self,
+        run_id: String,
+        table: &QualifiedName,
+        partition: &str,
+    ) -> Result<RunReport, Error> {
         let archiver = self.archiver()?;
         let mut client = self.connect().await?;
-        let policy = crate::catalog::load_policies(&client, std::slice::from_ref(table)).await?.remove(0);
+        let policy = crate::catalog::load_policies(&client, std::slice::from_ref(table))
+            .await?
+            .remove(0);
         let now = Utc::now();
         let snapshot = crate::catalog::load_snapshot(&client, &policy).await?;
-        let current_start: NaiveDateTime =
-            crate::period::Period::containing(policy.interval, crate::period::to_local(policy.time_zone, now)).start();
+        let current_start: NaiveDateTime = crate::period::Period::containing(
+            policy.interval,
+            crate::period::to_local(policy.time_zone, now),
+        )
+        .start();
         let mut steps = Vec::new();
-        let attached = snapshot.partitions.iter().find(|p| p.name.name == partition);
+        let attached = snapshot
+            .partitions
+            .iter()
+            .find(|p| p.name.name == partition);
         match attached {
             Some(p) => match p.bound {
-                PartitionBound::Default => return Err(Error::invalid(format!("{} is the default partition: it is never archived", p.name))),
+                PartitionBound::Default => {
+                    return Err(Error::invalid(format!(
+                        "{} is the default partition: it is never archived",
+                        p.name
+                    )))
+                }
                 PartitionBound::Range { to, .. } if to > BoundValue::At(current_start) => {
-                    return Err(Error::invalid(format!("{} holds the current or a future period: only ended periods are archived", p.name)))
+                    return Err(Error::invalid(format!(
+                        "{} holds the current or a future period: only ended periods are archived",
+                        p.name
+                    )))
                 }
                 _ => {
                     if !p.detach_pending {
-                        steps.push(Step::Detach { partition: p.name.clone(), concurrently: snapshot.default_partition().is_none() });
+                        steps.push(Step::Detach {
+                            partition: p.name.clone(),
+                            concurrently: snapshot.default_partition().is_none(),
+                        });
                     }
                 }
             },
             None => {
-                let in_manifest = snapshot.manifest.iter().find(|m| m.partition.name == partition);
+                let in_manifest = snapshot
+                    .manifest
+                    .iter()
+                    .find(|m| m.partition.name == partition);
                 match in_manifest {
                     Some(m) if !m.state.is_final() => {}
-                    Some(m) => return Err(Error::invalid(format!("{} is already archived (state {})", m.partition, m.state.as_str()))),
-                    None => return Err(Error::not_found(format!("{partition} is not a partition of {table}"))),
+                    Some(m) => {
+                        return Err(Error::invalid(format!(
+                            "{} is already archived (state {})",
+                            m.partition,
+                            m.state.as_str()
+                        )))
+                    }
+                    None => {
+                        return Err(Error::not_found(format!(
+                            "{partition} is not a partition of {table}"
+                        )))
+                    }
                 }
             }
         }
         let name = table.sibling(partition);
-        let state = snapshot.manifest.iter().find(|m| m.partition.name == partition).map(|m| m.state);
+        let state = snapshot
+            .manifest
+            .iter()
+            .find(|m| m.partition.name == partition)
+            .map(|m| m.state);
         let resume_from = match state {
             Some(s) if attached.is_none() => s,
             _ => crate::snapshot::ArchiveState::Detached,
         };
         if resume_from < crate::snapshot::ArchiveState::Verified {
-            steps.push(Step::Archive { partition: name.clone() });
+            steps.push(Step::Archive {
+                partition: name.clone(),
+            });
         }
         steps.push(match policy.retention_action {
-            crate::policy::RetentionAction::ArchiveDrop => Step::Drop { partition: name.clone() },
-            _ => Step::MoveToSchema { partition: name.clone(), schema: policy.historical_schema.clone() },
+            crate::policy::RetentionAction::ArchiveDrop => Step::Drop {
+                partition: name.clone(),
+            },
+            _ => Step::MoveToSchema {
+                partition: name.clone(),
+                schema: policy.historical_schema.clone(),
+            },
         });
-        let report = crate::executor::run_steps(&mut client, &policy, &snapshot, steps, &self.settings.exec, Some(archiver)).await;
+        let report = crate::executor::run_steps(
+            &mut client,
+            &policy,
+            &snapshot,
+            steps,
+            &self.settings.exec,
+            Some(archiver),
+        )
+        .await;
         let ok = report.status != TableStatus::Failed;
-        Ok(RunReport { run_id, action: "archive".into(), dry_run: false, now, ok, tables: vec![report] })
+        Ok(RunReport {
+            run_id,
+            action: "archive".into(),
+            dry_run: false,
+            now,
+            ok,
+            tables: vec![report],
+        })
     }
 }

@@ -9,7 +9,9 @@ use crate::error::{CatalogError, Error};
 use crate::ident::QualifiedName;
 use crate::period::{to_local, KeyType};
 use crate::policy::{RawPolicy, TablePolicy};
-use crate::snapshot::{ArchiveState, BoundValue, ManifestEntry, PartitionBound, PartitionInfo, TableSnapshot};
+use crate::snapshot::{
+    ArchiveState, BoundValue, ManifestEntry, PartitionBound, PartitionInfo, TableSnapshot,
+};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
@@ -17,14 +19,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::GenericClient;
 
 /// Policies of the enabled tables, or of exactly the tables asked for (an unknown one is an error).
-pub async fn load_policies(client: &impl GenericClient, only: &[QualifiedName]) -> Result<Vec<TablePolicy>, Error> {
+pub async fn load_policies(
+    client: &impl GenericClient,
+    only: &[QualifiedName],
+) -> Result<Vec<TablePolicy>, Error> {
     let exists: bool = client
-        .query_one("SELECT to_regclass('partition_archiver.part_config') IS NOT NULL", &[])
+        .query_one(
+            "SELECT to_regclass('partition_archiver.part_config') IS NOT NULL",
+            &[],
+        )
         .await
         .map_err(|e| Error::transient(e.into()))?
         .get(0);
     if !exists {
-        return Err(Error::not_found("partition_archiver.part_config does not exist: run `partition-archiver migrate` first"));
+        return Err(Error::not_found(
+            "partition_archiver.part_config does not exist: run `partition-archiver migrate` first",
+        ));
     }
     let rows = client
         .query(
@@ -72,7 +82,10 @@ pub async fn load_policies(client: &impl GenericClient, only: &[QualifiedName]) 
 }
 
 /// The parent's OID after checking it is a table we can manage.
-pub async fn check_parent(client: &impl GenericClient, policy: &TablePolicy) -> Result<(u32, KeyType), Error> {
+pub async fn check_parent(
+    client: &impl GenericClient,
+    policy: &TablePolicy,
+) -> Result<(u32, KeyType), Error> {
     let t = policy.table.to_string();
     let row = client
         .query_opt(
@@ -113,17 +126,34 @@ pub async fn check_parent(client: &impl GenericClient, policy: &TablePolicy) -> 
         "timestamp with time zone" => KeyType::Timestamptz,
         "timestamp without time zone" => KeyType::Timestamp,
         "date" => KeyType::Date,
-        _ => return Err(CatalogError::KeyType { table: t, column, type_name }.into()),
+        _ => {
+            return Err(CatalogError::KeyType {
+                table: t,
+                column,
+                type_name,
+            }
+            .into())
+        }
     };
     if column != policy.column {
-        return Err(CatalogError::KeyColumnMismatch { table: t, actual: column, configured: policy.column.clone() }.into());
+        return Err(CatalogError::KeyColumnMismatch {
+            table: t,
+            actual: column,
+            configured: policy.column.clone(),
+        }
+        .into());
     }
     Ok((oid, key))
 }
 
-pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) -> Result<TableSnapshot, Error> {
+pub async fn load_snapshot(
+    client: &impl GenericClient,
+    policy: &TablePolicy,
+) -> Result<TableSnapshot, Error> {
     let (oid, key_type) = check_parent(client, policy).await?;
-    let db = |e: tokio_postgres::Error, what: &str| Error::transient(anyhow::Error::new(e).context(what.to_string()));
+    let db = |e: tokio_postgres::Error, what: &str| {
+        Error::transient(anyhow::Error::new(e).context(what.to_string()))
+    };
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text, pg_get_expr(c.relpartbound, c.oid), i.inhdetachpending,
@@ -141,16 +171,26 @@ pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) ->
     for r in rows {
         let name = QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1));
         let expr: String = r.get(2);
-        let bound = parse_bound(&expr, key_type, policy.time_zone).ok_or_else(|| CatalogError::Bound {
-            table: policy.table.to_string(),
-            partition: name.to_string(),
-            bound: expr.clone(),
-        })?;
-        partitions.push(PartitionInfo { name, bound, detach_pending: r.get(3), total_bytes: r.get(4), estimated_rows: r.get(5) });
+        let bound =
+            parse_bound(&expr, key_type, policy.time_zone).ok_or_else(|| CatalogError::Bound {
+                table: policy.table.to_string(),
+                partition: name.to_string(),
+                bound: expr.clone(),
+            })?;
+        partitions.push(PartitionInfo {
+            name,
+            bound,
+            detach_pending: r.get(3),
+            total_bytes: r.get(4),
+            estimated_rows: r.get(5),
+        });
     }
 
     let mut default_rows = BTreeMap::new();
-    if let Some(default) = partitions.iter().find(|p| p.bound == PartitionBound::Default) {
+    if let Some(default) = partitions
+        .iter()
+        .find(|p| p.bound == PartitionBound::Default)
+    {
         let col = crate::ident::quote_ident(&policy.column);
         let local = match key_type {
             KeyType::Timestamptz => format!("({col} AT TIME ZONE $2)"),
@@ -162,7 +202,11 @@ pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) ->
             default.name.quoted()
         );
         let tz = policy.time_zone.name().to_string();
-        for r in client.query(&sql, &[&policy.interval.as_str(), &tz]).await.map_err(|e| db(e, "count rows in the default partition"))? {
+        for r in client
+            .query(&sql, &[&policy.interval.as_str(), &tz])
+            .await
+            .map_err(|e| db(e, "count rows in the default partition"))?
+        {
             let period: Option<NaiveDateTime> = r.get(0);
             if let Some(p) = period {
                 default_rows.insert(p, r.get::<_, i64>(1));
@@ -195,7 +239,10 @@ pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) ->
     })
 }
 
-async fn load_manifest_states(client: &impl GenericClient, table: &QualifiedName) -> Result<Vec<ManifestEntry>, Error> {
+async fn load_manifest_states(
+    client: &impl GenericClient,
+    table: &QualifiedName,
+) -> Result<Vec<ManifestEntry>, Error> {
     let rows = client
         .query(
             "SELECT partition_schema, partition_name, state FROM partition_archiver.archive_manifest
@@ -208,9 +255,13 @@ async fn load_manifest_states(client: &impl GenericClient, table: &QualifiedName
     let mut out = Vec::new();
     for r in rows {
         let state: String = r.get(2);
-        let state = ArchiveState::parse(&state)
-            .ok_or_else(|| Error::integrity(format!("archive_manifest has an unknown state {state:?}")))?;
-        out.push(ManifestEntry { partition: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)), state });
+        let state = ArchiveState::parse(&state).ok_or_else(|| {
+            Error::integrity(format!("archive_manifest has an unknown state {state:?}"))
+        })?;
+        out.push(ManifestEntry {
+            partition: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
+            state,
+        });
     }
     Ok(out)
 }
@@ -223,7 +274,10 @@ pub fn parse_bound(expr: &str, key: KeyType, tz: Tz) -> Option<PartitionBound> {
     let rest = expr.strip_prefix("FOR VALUES FROM (")?;
     let (from, to) = rest.split_once(") TO (")?;
     let to = to.strip_suffix(')')?;
-    Some(PartitionBound::Range { from: parse_value(from, key, tz)?, to: parse_value(to, key, tz)? })
+    Some(PartitionBound::Range {
+        from: parse_value(from, key, tz)?,
+        to: parse_value(to, key, tz)?,
+    })
 }
 
 fn parse_value(v: &str, key: KeyType, tz: Tz) -> Option<BoundValue> {
@@ -244,13 +298,18 @@ fn parse_value(v: &str, key: KeyType, tz: Tz) -> Option<BoundValue> {
             to_local(tz, t.with_timezone(&Utc))
         }
         KeyType::Timestamp => NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()?,
-        KeyType::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?,
+        KeyType::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()?
+            .and_hms_opt(0, 0, 0)?,
     };
     Some(BoundValue::At(local))
 }
 
 /// Column names, types and NOT NULL of a relation, in order, as `CREATE TABLE` would need them.
-pub async fn columns(client: &impl GenericClient, rel: &QualifiedName) -> anyhow::Result<Vec<crate::archive::manifest::Column>> {
+pub async fn columns(
+    client: &impl GenericClient,
+    rel: &QualifiedName,
+) -> anyhow::Result<Vec<crate::archive::manifest::Column>> {
     let rows = client
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
@@ -261,7 +320,14 @@ pub async fn columns(client: &impl GenericClient, rel: &QualifiedName) -> anyhow
         )
         .await
         .with_context(|| format!("read columns of {rel}"))?;
-    Ok(rows.into_iter().map(|r| crate::archive::manifest::Column { name: r.get(0), type_name: r.get(1), not_null: r.get(2) }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| crate::archive::manifest::Column {
+            name: r.get(0),
+            type_name: r.get(1),
+            not_null: r.get(2),
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -278,23 +344,70 @@ mod tests {
         let ny: Tz = "America/New_York".parse().unwrap();
         let range = |f, t| Some(PartitionBound::Range { from: f, to: t });
         let cases: Vec<(&str, KeyType, Tz, Option<PartitionBound>)> = vec![
-            ("DEFAULT", KeyType::Timestamptz, utc, Some(PartitionBound::Default)),
-            ("FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00')", KeyType::Timestamptz, utc,
-             range(at("2026-11-01 00:00:00"), at("2026-12-01 00:00:00"))),
-            ("FOR VALUES FROM ('2026-03-01 05:00:00+00') TO ('2026-04-01 04:00:00+00')", KeyType::Timestamptz, ny,
-             range(at("2026-03-01 00:00:00"), at("2026-04-01 00:00:00"))),
-            ("FOR VALUES FROM ('2026-03-01 05:30:00.5+05:30') TO (MAXVALUE)", KeyType::Timestamptz, utc,
-             range(BoundValue::At(NaiveDateTime::parse_from_str("2026-03-01 00:00:00.5", "%Y-%m-%d %H:%M:%S%.f").unwrap()), BoundValue::MaxValue)),
-            ("FOR VALUES FROM (MINVALUE) TO ('2026-12-01 00:00:00+00')", KeyType::Timestamptz, utc,
-             range(BoundValue::MinValue, at("2026-12-01 00:00:00"))),
-            ("FOR VALUES FROM ('2026-11-01 00:00:00') TO ('2026-12-01 00:00:00')", KeyType::Timestamp, ny,
-             range(at("2026-11-01 00:00:00"), at("2026-12-01 00:00:00"))),
-            ("FOR VALUES FROM ('2026-11-01') TO ('2026-12-01')", KeyType::Date, utc,
-             range(at("2026-11-01 00:00:00"), at("2026-12-01 00:00:00"))),
-            ("FOR VALUES FROM ('-infinity') TO ('2026-12-01')", KeyType::Date, utc,
-             range(BoundValue::MinValue, at("2026-12-01 00:00:00"))),
+            (
+                "DEFAULT",
+                KeyType::Timestamptz,
+                utc,
+                Some(PartitionBound::Default),
+            ),
+            (
+                "FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00')",
+                KeyType::Timestamptz,
+                utc,
+                range(at("2026-11-01 00:00:00"), at("2026-12-01 00:00:00")),
+            ),
+            (
+                "FOR VALUES FROM ('2026-03-01 05:00:00+00') TO ('2026-04-01 04:00:00+00')",
+                KeyType::Timestamptz,
+                ny,
+                range(at("2026-03-01 00:00:00"), at("2026-04-01 00:00:00")),
+            ),
+            (
+                "FOR VALUES FROM ('2026-03-01 05:30:00.5+05:30') TO (MAXVALUE)",
+                KeyType::Timestamptz,
+                utc,
+                range(
+                    BoundValue::At(
+                        NaiveDateTime::parse_from_str(
+                            "2026-03-01 00:00:00.5",
+                            "%Y-%m-%d %H:%M:%S%.f",
+                        )
+                        .unwrap(),
+                    ),
+                    BoundValue::MaxValue,
+                ),
+            ),
+            (
+                "FOR VALUES FROM (MINVALUE) TO ('2026-12-01 00:00:00+00')",
+                KeyType::Timestamptz,
+                utc,
+                range(BoundValue::MinValue, at("2026-12-01 00:00:00")),
+            ),
+            (
+                "FOR VALUES FROM ('2026-11-01 00:00:00') TO ('2026-12-01 00:00:00')",
+                KeyType::Timestamp,
+                ny,
+                range(at("2026-11-01 00:00:00"), at("2026-12-01 00:00:00")),
+            ),
+            (
+                "FOR VALUES FROM ('2026-11-01') TO ('2026-12-01')",
+                KeyType::Date,
+                utc,
+                range(at("2026-11-01 00:00:00"), at("2026-12-01 00:00:00")),
+            ),
+            (
+                "FOR VALUES FROM ('-infinity') TO ('2026-12-01')",
+                KeyType::Date,
+                utc,
+                range(BoundValue::MinValue, at("2026-12-01 00:00:00")),
+            ),
             ("FOR VALUES IN (1, 2)", KeyType::Date, utc, None),
-            ("FOR VALUES FROM ('garbage') TO ('2026-12-01')", KeyType::Date, utc, None),
+            (
+                "FOR VALUES FROM ('garbage') TO ('2026-12-01')",
+                KeyType::Date,
+                utc,
+                None,
+            ),
         ];
         for (expr, key, tz, want) in cases {
             assert_eq!(parse_bound(expr, key, tz), want, "{expr}");

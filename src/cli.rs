@@ -6,7 +6,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "partition-archiver", version, about = "Keeps PostgreSQL time-partitioned tables healthy: creates partitions ahead, archives old ones to S3 (verified), restores them.")]
+#[command(
+    name = "partition-archiver",
+    version,
+    about = "Keeps PostgreSQL time-partitioned tables healthy: creates partitions ahead, archives old ones to S3 (verified), restores them."
+)]
 pub struct Cli {
     /// TOML file with settings (same keys as the environment, e.g. DATABASE_URL, ARCHIVE_BUCKET); the environment wins.
     #[arg(long, global = true, env = "PARTITION_ARCHIVER_CONFIG")]
@@ -93,25 +97,61 @@ fn one_table(t: String) -> Result<crate::ident::QualifiedName, Error> {
 impl Command {
     pub fn into_request(self) -> Result<Request, Error> {
         let now = |n: Option<String>| n.as_deref().map(parse_now).transpose();
-        let check = |p: &str| crate::ident::validate_ident(p).map_err(|e| Error::invalid(format!("partition {p:?}: {e}")));
+        let check = |p: &str| {
+            crate::ident::validate_ident(p)
+                .map_err(|e| Error::invalid(format!("partition {p:?}: {e}")))
+        };
         Ok(match self {
             Command::Migrate => Request::Migrate,
-            Command::Maintain { dry_run, now: n, tables } => Request::Maintain { dry_run, now: now(n)?, tables: parse_tables(&tables)? },
-            Command::Plan { now: n, tables } => Request::Maintain { dry_run: true, now: now(n)?, tables: parse_tables(&tables)? },
-            Command::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
+            Command::Maintain {
+                dry_run,
+                now: n,
+                tables,
+            } => Request::Maintain {
+                dry_run,
+                now: now(n)?,
+                tables: parse_tables(&tables)?,
+            },
+            Command::Plan { now: n, tables } => Request::Maintain {
+                dry_run: true,
+                now: now(n)?,
+                tables: parse_tables(&tables)?,
+            },
+            Command::Status { now: n, tables } => Request::Status {
+                now: now(n)?,
+                tables: parse_tables(&tables)?,
+            },
             Command::Archive { table, partition } => {
                 check(&partition)?;
-                Request::Archive { table: one_table(table)?, partition }
+                Request::Archive {
+                    table: one_table(table)?,
+                    partition,
+                }
             }
-            Command::Restore { table, partition, into_schema, attach } => {
+            Command::Restore {
+                table,
+                partition,
+                into_schema,
+                attach,
+            } => {
                 check(&partition)?;
                 if let Some(s) = &into_schema {
-                    crate::ident::validate_ident(s).map_err(|e| Error::invalid(format!("--into-schema {s:?}: {e}")))?;
+                    crate::ident::validate_ident(s)
+                        .map_err(|e| Error::invalid(format!("--into-schema {s:?}: {e}")))?;
                 }
-                Request::Restore { table: one_table(table)?, partition, into_schema, attach }
+                Request::Restore {
+                    table: one_table(table)?,
+                    partition,
+                    into_schema,
+                    attach,
+                }
             }
-            Command::Verify { table } => Request::Verify { table: table.map(one_table).transpose()? },
-            Command::List { table } => Request::List { table: table.map(one_table).transpose()? },
+            Command::Verify { table } => Request::Verify {
+                table: table.map(one_table).transpose()?,
+            },
+            Command::List { table } => Request::List {
+                table: table.map(one_table).transpose()?,
+            },
         })
     }
 }
@@ -119,7 +159,11 @@ impl Command {
 /// Exit codes: 0 done, 1 a table or step failed, 2 bad input (nothing changed), 3 transient.
 pub async fn run(cli: Cli) -> i32 {
     use std::io::IsTerminal;
-    let output = cli.output.unwrap_or(if std::io::stdout().is_terminal() { Output::Human } else { Output::Json });
+    let output = cli.output.unwrap_or(if std::io::stdout().is_terminal() {
+        Output::Human
+    } else {
+        Output::Json
+    });
     let result = async {
         let request = cli.command.into_request()?;
         let settings = crate::config::Settings::load(cli.config.as_deref())?;
@@ -130,7 +174,10 @@ pub async fn run(cli: Cli) -> i32 {
     match result {
         Ok(response) => {
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&response).expect("report serializes")),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&response).expect("report serializes")
+                ),
                 Output::Human => print!("{}", response.human()),
             }
             if response.ok() {
@@ -141,7 +188,10 @@ pub async fn run(cli: Cli) -> i32 {
         }
         Err(e) => {
             match output {
-                Output::Json => println!("{}", serde_json::json!({"ok": false, "error": {"kind": e.kind, "type": e.type_name(), "message": e.message}})),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "error": {"kind": e.kind, "type": e.type_name(), "message": e.message}})
+                ),
                 Output::Human => eprintln!("error: {}", e.message),
             }
             match e.kind {

@@ -25,12 +25,16 @@ impl Settings {
         let lock_timeout_ms = int(get, "LOCK_TIMEOUT_MS", 2000, 1..=600_000)?;
         let attempts = int(get, "DDL_MAX_ATTEMPTS", 5, 1..=50)?;
         let restore_schema = get("RESTORE_SCHEMA").unwrap_or_else(|| "archive_restore".into());
-        crate::ident::validate_ident(&restore_schema).map_err(|e| ConfigError::invalid("RESTORE_SCHEMA", &restore_schema, &e.to_string()))?;
+        crate::ident::validate_ident(&restore_schema)
+            .map_err(|e| ConfigError::invalid("RESTORE_SCHEMA", &restore_schema, &e.to_string()))?;
         Ok(Self {
             db: DbConfig::from_lookup(get)?,
             exec: ExecOptions {
                 lock_timeout: Duration::from_millis(lock_timeout_ms),
-                retry: RetryPolicy { max_attempts: attempts as u32, ..RetryPolicy::default() },
+                retry: RetryPolicy {
+                    max_attempts: attempts as u32,
+                    ..RetryPolicy::default()
+                },
                 dry_run: false,
             },
             archive: ArchiveSettings::from_lookup(get)?,
@@ -48,7 +52,12 @@ impl Settings {
     }
 }
 
-fn int(get: &dyn Fn(&str) -> Option<String>, key: &str, default: u64, range: std::ops::RangeInclusive<u64>) -> Result<u64, ConfigError> {
+fn int(
+    get: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
     match get(key) {
         None => Ok(default),
         Some(v) => v
@@ -56,21 +65,37 @@ fn int(get: &dyn Fn(&str) -> Option<String>, key: &str, default: u64, range: std
             .parse()
             .ok()
             .filter(|n| range.contains(n))
-            .ok_or_else(|| ConfigError::invalid(key, &v, &format!("an integer in {}..={}", range.start(), range.end()))),
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    key,
+                    &v,
+                    &format!("an integer in {}..={}", range.start(), range.end()),
+                )
+            }),
     }
 }
 
 fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
-    let err = |message: String| ConfigError::File { path: path.display().to_string(), message };
+    let err = |message: String| ConfigError::File {
+        path: path.display().to_string(),
+        message,
+    };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| err(e.to_string()))?;
     let mut out = HashMap::new();
     for (k, v) in table {
         let s = match v {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            other => return Err(err(format!("{k}: expected a string or number, got {}", other.type_str()))),
+            other => {
+                return Err(err(format!(
+                    "{k}: expected a string or number, got {}",
+                    other.type_str()
+                )))
+            }
         };
         out.insert(k.to_ascii_uppercase(), s);
     }
@@ -82,7 +107,10 @@ mod tests {
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Settings::from_lookup(&|k| map.get(k).cloned())
     }
 
@@ -93,8 +121,19 @@ mod tests {
         assert_eq!(s.exec.retry.max_attempts, 5);
         assert!(s.archive.is_none());
         assert_eq!(s.restore_schema, "archive_restore");
-        assert_eq!(parse(&[("LOCK_TIMEOUT_MS", "250")]).unwrap().exec.lock_timeout, Duration::from_millis(250));
-        for (k, v) in [("LOCK_TIMEOUT_MS", "0"), ("LOCK_TIMEOUT_MS", "soon"), ("DDL_MAX_ATTEMPTS", "1000"), ("RESTORE_SCHEMA", "")] {
+        assert_eq!(
+            parse(&[("LOCK_TIMEOUT_MS", "250")])
+                .unwrap()
+                .exec
+                .lock_timeout,
+            Duration::from_millis(250)
+        );
+        for (k, v) in [
+            ("LOCK_TIMEOUT_MS", "0"),
+            ("LOCK_TIMEOUT_MS", "soon"),
+            ("DDL_MAX_ATTEMPTS", "1000"),
+            ("RESTORE_SCHEMA", ""),
+        ] {
             let e = parse(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(k), "{e}");
         }
@@ -104,12 +143,19 @@ mod tests {
     fn toml_file_fills_in_what_the_environment_lacks() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "LOCK_TIMEOUT_MS = 750\narchive_bucket = \"from-file\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "LOCK_TIMEOUT_MS = 750\narchive_bucket = \"from-file\"\n",
+        )
+        .unwrap();
         let file = read_toml(&p).unwrap();
         let s = Settings::from_lookup(&|k| file.get(k).cloned()).unwrap();
         assert_eq!(s.exec.lock_timeout, Duration::from_millis(750));
         assert_eq!(s.archive.unwrap().bucket, "from-file");
         std::fs::write(&p, "LOCK_TIMEOUT_MS = [1]").unwrap();
-        assert!(read_toml(&p).unwrap_err().to_string().contains("expected a string"));
+        assert!(read_toml(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("expected a string"));
     }
 }

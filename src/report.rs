@@ -33,7 +33,15 @@ pub struct StepReport {
 
 impl StepReport {
     pub fn planned(step: Step) -> Self {
-        Self { step, outcome: Outcome::Planned, detail: None, rows_moved: None, rows_archived: None, attempts: 0, duration_ms: 0 }
+        Self {
+            step,
+            outcome: Outcome::Planned,
+            detail: None,
+            rows_moved: None,
+            rows_archived: None,
+            attempts: 0,
+            duration_ms: 0,
+        }
     }
 }
 
@@ -54,7 +62,10 @@ pub struct ErrorReport {
 
 impl From<&Error> for ErrorReport {
     fn from(e: &Error) -> Self {
-        Self { kind: e.kind, message: e.message.clone() }
+        Self {
+            kind: e.kind,
+            message: e.message.clone(),
+        }
     }
 }
 
@@ -74,7 +85,15 @@ pub struct TableReport {
 
 impl TableReport {
     pub fn new(table: QualifiedName) -> Self {
-        Self { table, status: TableStatus::Ok, current_period: None, retention_cutoff: None, steps: vec![], warnings: vec![], error: None }
+        Self {
+            table,
+            status: TableStatus::Ok,
+            current_period: None,
+            retention_cutoff: None,
+            steps: vec![],
+            warnings: vec![],
+            error: None,
+        }
     }
     pub fn failed(table: QualifiedName, e: &Error) -> Self {
         let mut r = Self::new(table);
@@ -83,7 +102,10 @@ impl TableReport {
         r
     }
     pub fn count(&self, outcome: Outcome, pred: impl Fn(&Step) -> bool) -> usize {
-        self.steps.iter().filter(|s| s.outcome == outcome && pred(&s.step)).count()
+        self.steps
+            .iter()
+            .filter(|s| s.outcome == outcome && pred(&s.step))
+            .count()
     }
 }
 
@@ -99,7 +121,17 @@ pub struct RunReport {
 
 impl RunReport {
     pub fn human(&self) -> String {
-        let mut out = format!("{} {} at {}{}\n", self.action, if self.ok { "ok" } else { "FAILED" }, self.now.to_rfc3339(), if self.dry_run { " (dry run: nothing changed)" } else { "" });
+        let mut out = format!(
+            "{} {} at {}{}\n",
+            self.action,
+            if self.ok { "ok" } else { "FAILED" },
+            self.now.to_rfc3339(),
+            if self.dry_run {
+                " (dry run: nothing changed)"
+            } else {
+                ""
+            }
+        );
         for t in &self.tables {
             out.push_str(&format!("\n{}: {:?}", t.table, t.status));
             if let Some(p) = &t.current_period {
@@ -112,12 +144,27 @@ impl RunReport {
             for s in &t.steps {
                 let what = match &s.step {
                     Step::FinalizeDetach { partition } => format!("finalize detach of {partition}"),
-                    Step::CreateDefault { partition } => format!("create default partition {partition}"),
-                    Step::CreatePartition { partition, from, to, .. } => format!("create {partition} [{from}, {to})"),
-                    Step::Detach { partition, concurrently } => format!("detach {partition}{}", if *concurrently { " concurrently" } else { "" }),
+                    Step::CreateDefault { partition } => {
+                        format!("create default partition {partition}")
+                    }
+                    Step::CreatePartition {
+                        partition,
+                        from,
+                        to,
+                        ..
+                    } => format!("create {partition} [{from}, {to})"),
+                    Step::Detach {
+                        partition,
+                        concurrently,
+                    } => format!(
+                        "detach {partition}{}",
+                        if *concurrently { " concurrently" } else { "" }
+                    ),
                     Step::Archive { partition } => format!("archive {partition} to S3"),
                     Step::Drop { partition } => format!("drop {partition}"),
-                    Step::MoveToSchema { partition, schema } => format!("move {partition} to schema {schema}"),
+                    Step::MoveToSchema { partition, schema } => {
+                        format!("move {partition} to schema {schema}")
+                    }
                 };
                 let mut extra = Vec::new();
                 if let Some(n) = s.rows_moved.filter(|n| *n > 0) {
@@ -129,8 +176,15 @@ impl RunReport {
                 if let Some(d) = &s.detail {
                     extra.push(d.clone());
                 }
-                let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join("; ")) };
-                let outcome = serde_json::to_value(s.outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                let extra = if extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", extra.join("; "))
+                };
+                let outcome = serde_json::to_value(s.outcome)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
                 out.push_str(&format!("  [{outcome}] {what}{extra}\n"));
             }
             for w in &t.warnings {

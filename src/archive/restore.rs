@@ -33,8 +33,16 @@ fn wrap(e: anyhow::Error) -> Error {
 }
 
 /// The manifest of `partition`: from the database, or from S3 when the database has no row.
-pub async fn find_manifest(client: &Client, archiver: &Archiver, table: &QualifiedName, partition: &str) -> Result<(ManifestRecord, String), Error> {
-    let from_db = manifest::load(client, table, partition).await.ok().flatten();
+pub async fn find_manifest(
+    client: &Client,
+    archiver: &Archiver,
+    table: &QualifiedName,
+    partition: &str,
+) -> Result<(ManifestRecord, String), Error> {
+    let from_db = manifest::load(client, table, partition)
+        .await
+        .ok()
+        .flatten();
     if let Some(rec) = from_db {
         return Ok((rec, "database manifest".into()));
     }
@@ -45,13 +53,32 @@ pub async fn find_manifest(client: &Client, archiver: &Archiver, table: &Qualifi
         format!("{}/{}.{}/", store.settings.prefix, table.schema, table.name)
     };
     let wanted = format!("/{partition}.manifest.json");
-    let mut pages = store.client.list_objects_v2().bucket(&store.settings.bucket).prefix(&prefix).into_paginator().send();
+    let mut pages = store
+        .client
+        .list_objects_v2()
+        .bucket(&store.settings.bucket)
+        .prefix(&prefix)
+        .into_paginator()
+        .send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| wrap(anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e)).context(format!("list s3://{}/{prefix}", store.settings.bucket))))?;
+        let page = page.map_err(|e| {
+            wrap(
+                anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
+                    .context(format!("list s3://{}/{prefix}", store.settings.bucket)),
+            )
+        })?;
         for obj in page.contents() {
             if let Some(key) = obj.key().filter(|k| k.ends_with(&wanted)) {
-                let body = store.get_small(key).await.map_err(wrap)?.ok_or_else(|| Error::not_found(format!("{key} vanished")))?;
-                let rec: ManifestRecord = serde_json::from_slice(&body).map_err(|e| Error::integrity(format!("manifest {key} is not a valid partition-archiver manifest: {e}")))?;
+                let body = store
+                    .get_small(key)
+                    .await
+                    .map_err(wrap)?
+                    .ok_or_else(|| Error::not_found(format!("{key} vanished")))?;
+                let rec: ManifestRecord = serde_json::from_slice(&body).map_err(|e| {
+                    Error::integrity(format!(
+                        "manifest {key} is not a valid partition-archiver manifest: {e}"
+                    ))
+                })?;
                 return Ok((rec, format!("s3://{}/{key}", store.settings.bucket)));
             }
         }
@@ -61,20 +88,43 @@ pub async fn find_manifest(client: &Client, archiver: &Archiver, table: &Qualifi
 
 /// Checks a manifest before it drives any SQL: it must name this table and partition, be complete,
 /// and every column type must be one PostgreSQL parses as a type.
-async fn check_manifest(client: &Client, rec: &ManifestRecord, table: &QualifiedName, partition: &str) -> Result<(), Error> {
+async fn check_manifest(
+    client: &Client,
+    rec: &ManifestRecord,
+    table: &QualifiedName,
+    partition: &str,
+) -> Result<(), Error> {
     if &rec.table() != table || rec.partition_name != partition {
-        return Err(Error::integrity(format!("manifest is for {}.{}, not {table} {partition}", rec.table(), rec.partition_name)));
+        return Err(Error::integrity(format!(
+            "manifest is for {}.{}, not {table} {partition}",
+            rec.table(),
+            rec.partition_name
+        )));
     }
     if !matches!(rec.state.as_str(), "verified" | "dropped" | "moved") {
-        return Err(Error::invalid(format!("partition {partition} is in archive state {}: only verified archives are restored", rec.state)));
+        return Err(Error::invalid(format!(
+            "partition {partition} is in archive state {}: only verified archives are restored",
+            rec.state
+        )));
     }
-    if rec.sha256.as_deref().is_none_or(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit())) || rec.row_count.is_none() || rec.object_key.is_none() {
-        return Err(Error::integrity(format!("manifest of {partition} is incomplete (sha256, row_count, object_key)")));
+    if rec
+        .sha256
+        .as_deref()
+        .is_none_or(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
+        || rec.row_count.is_none()
+        || rec.object_key.is_none()
+    {
+        return Err(Error::integrity(format!(
+            "manifest of {partition} is incomplete (sha256, row_count, object_key)"
+        )));
     }
     rec.format().map_err(|e| Error::integrity(e.to_string()))?;
-    rec.compression().map_err(|e| Error::integrity(e.to_string()))?;
+    rec.compression()
+        .map_err(|e| Error::integrity(e.to_string()))?;
     if rec.columns.is_empty() {
-        return Err(Error::integrity(format!("manifest of {partition} has no columns")));
+        return Err(Error::integrity(format!(
+            "manifest of {partition} has no columns"
+        )));
     }
     for c in &rec.columns {
         validate_ident(&c.name).map_err(|e| Error::integrity(format!("manifest column: {e}")))?;
@@ -82,9 +132,16 @@ async fn check_manifest(client: &Client, rec: &ManifestRecord, table: &Qualified
         // reaches DDL (to_regtype parses a type name and nothing more).
         let ok = c.type_name.len() < 200
             && !c.type_name.contains(';')
-            && client.query_one("SELECT to_regtype($1) IS NOT NULL", &[&c.type_name]).await.map(|r| r.get::<_, bool>(0)).unwrap_or(false);
+            && client
+                .query_one("SELECT to_regtype($1) IS NOT NULL", &[&c.type_name])
+                .await
+                .map(|r| r.get::<_, bool>(0))
+                .unwrap_or(false);
         if !ok {
-            return Err(Error::integrity(format!("manifest column {} has an invalid type {:?}", c.name, c.type_name)));
+            return Err(Error::integrity(format!(
+                "manifest column {} has an invalid type {:?}",
+                c.name, c.type_name
+            )));
         }
     }
     Ok(())
@@ -104,7 +161,11 @@ pub async fn restore(
     let (rec, source) = find_manifest(client, archiver, table, partition).await?;
     check_manifest(client, &rec, table, partition).await?;
     let target = QualifiedName::new(into_schema, partition);
-    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&target.quoted()]).await.map_err(|e| wrap(e.into()))?.get(0);
+    let exists: bool = client
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&target.quoted()])
+        .await
+        .map_err(|e| wrap(e.into()))?
+        .get(0);
     if exists {
         return Err(Error::invalid(format!("{target} already exists: this partition was already restored (drop it or restore into another schema)")));
     }
@@ -113,22 +174,58 @@ pub async fn restore(
     let cols: Vec<String> = rec
         .columns
         .iter()
-        .map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, if c.not_null { " NOT NULL" } else { "" }))
+        .map(|c| {
+            format!(
+                "{} {}{}",
+                quote_ident(&c.name),
+                c.type_name,
+                if c.not_null { " NOT NULL" } else { "" }
+            )
+        })
         .collect();
     let key = rec.object_key.clone().expect("checked");
     let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
-    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(into_schema))).await.map_err(|e| wrap(e.into()))?;
-    tx.batch_execute(&format!("CREATE TABLE {} ({})", target.quoted(), cols.join(", "))).await.map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {target}"))))?;
-    let copy_sql = format!("COPY {} FROM STDIN {}", target.quoted(), format.copy_options());
-    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, &key, rec.version_id.as_deref(), format, compression)
-        .await
-        .map_err(|e| match e.downcast::<Error>() {
-            Ok(inner) => inner,
-            Err(e) => Error::new(ErrorKind::Integrity, format!("restore of {partition} failed, nothing was kept: {e:#}")),
-        })?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {}",
+        quote_ident(into_schema)
+    ))
+    .await
+    .map_err(|e| wrap(e.into()))?;
+    tx.batch_execute(&format!(
+        "CREATE TABLE {} ({})",
+        target.quoted(),
+        cols.join(", ")
+    ))
+    .await
+    .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {target}"))))?;
+    let copy_sql = format!(
+        "COPY {} FROM STDIN {}",
+        target.quoted(),
+        format.copy_options()
+    );
+    let got = pipeline::restore_stream(
+        &tx,
+        &copy_sql,
+        &archiver.store,
+        &key,
+        rec.version_id.as_deref(),
+        format,
+        compression,
+    )
+    .await
+    .map_err(|e| match e.downcast::<Error>() {
+        Ok(inner) => inner,
+        Err(e) => Error::new(
+            ErrorKind::Integrity,
+            format!("restore of {partition} failed, nothing was kept: {e:#}"),
+        ),
+    })?;
     let want_sha = rec.sha256.clone().expect("checked");
     if got.sha256 != want_sha {
-        return Err(Error::integrity(format!("object s3://{}/{key} has SHA-256 {}, the manifest says {want_sha}: rolled back", archiver.store.settings.bucket, got.sha256)));
+        return Err(Error::integrity(format!(
+            "object s3://{}/{key} has SHA-256 {}, the manifest says {want_sha}: rolled back",
+            archiver.store.settings.bucket, got.sha256
+        )));
     }
     let want_rows = rec.row_count.expect("checked") as u64;
     if got.rows_copied != want_rows || got.rows_counted != want_rows {
@@ -159,9 +256,15 @@ pub async fn restore(
 }
 
 /// Attaches a restored table back to its parent; `Err(reason)` when the range is not free.
-async fn attach_back(client: &mut Client, rec: &ManifestRecord, target: &QualifiedName, lock_timeout_ms: u64) -> Result<(), String> {
+async fn attach_back(
+    client: &mut Client,
+    rec: &ManifestRecord,
+    target: &QualifiedName,
+    lock_timeout_ms: u64,
+) -> Result<(), String> {
     let parent = rec.table();
-    let bound = |b: &Option<String>, open: &str| b.as_deref().map_or(open.to_string(), quote_literal);
+    let bound =
+        |b: &Option<String>, open: &str| b.as_deref().map_or(open.to_string(), quote_literal);
     let attach = format!(
         "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})",
         parent.quoted(),
@@ -189,8 +292,14 @@ async fn attach_back(client: &mut Client, rec: &ManifestRecord, target: &Qualifi
     }
     .await;
     result.map_err(|e| {
-        let msg = e.chain().find_map(|c| c.downcast_ref::<tokio_postgres::Error>().and_then(|d| d.as_db_error().map(|d| d.message().to_string())));
-        format!("could not attach {target} to {parent}: {}", msg.unwrap_or_else(|| format!("{e:#}")))
+        let msg = e.chain().find_map(|c| {
+            c.downcast_ref::<tokio_postgres::Error>()
+                .and_then(|d| d.as_db_error().map(|d| d.message().to_string()))
+        });
+        format!(
+            "could not attach {target} to {parent}: {}",
+            msg.unwrap_or_else(|| format!("{e:#}"))
+        )
     })
 }
 
@@ -204,23 +313,56 @@ pub struct VerifyItem {
 }
 
 /// Re-reads archived objects and checks SHA-256 and row counts against the manifest.
-pub async fn verify_all(client: &Client, archiver: &Archiver, table: Option<&QualifiedName>) -> Result<Vec<VerifyItem>, Error> {
+pub async fn verify_all(
+    client: &Client,
+    archiver: &Archiver,
+    table: Option<&QualifiedName>,
+) -> Result<Vec<VerifyItem>, Error> {
     let records = manifest::list(client, table).await.map_err(wrap)?;
     let mut out = Vec::new();
-    for rec in records.into_iter().filter(|r| matches!(r.state.as_str(), "verified" | "dropped" | "moved") && r.object_key.is_some()) {
+    for rec in records.into_iter().filter(|r| {
+        matches!(r.state.as_str(), "verified" | "dropped" | "moved") && r.object_key.is_some()
+    }) {
         let (ok, rows, message) = match verify_one(archiver, &rec).await {
-            Ok(rows) => (true, Some(rows), "SHA-256 and row count match the manifest".to_string()),
+            Ok(rows) => (
+                true,
+                Some(rows),
+                "SHA-256 and row count match the manifest".to_string(),
+            ),
             Err(e) => (false, None, format!("{e:#}")),
         };
-        out.push(VerifyItem { table: rec.table(), partition: rec.partition_name.clone(), ok, rows, message });
+        out.push(VerifyItem {
+            table: rec.table(),
+            partition: rec.partition_name.clone(),
+            ok,
+            rows,
+            message,
+        });
     }
     Ok(out)
 }
 
 async fn verify_one(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<u64> {
     let key = rec.object_key.as_deref().context("no object key")?;
-    let got = pipeline::scan_object(&archiver.store, key, rec.version_id.as_deref(), rec.format()?, rec.compression()?).await?;
-    anyhow::ensure!(Some(got.sha256.as_str()) == rec.sha256.as_deref(), "SHA-256 {} differs from the manifest's {:?}", got.sha256, rec.sha256);
-    anyhow::ensure!(Some(got.rows_counted as i64) == rec.row_count, "{} rows, the manifest says {:?}", got.rows_counted, rec.row_count);
+    let got = pipeline::scan_object(
+        &archiver.store,
+        key,
+        rec.version_id.as_deref(),
+        rec.format()?,
+        rec.compression()?,
+    )
+    .await?;
+    anyhow::ensure!(
+        Some(got.sha256.as_str()) == rec.sha256.as_deref(),
+        "SHA-256 {} differs from the manifest's {:?}",
+        got.sha256,
+        rec.sha256
+    );
+    anyhow::ensure!(
+        Some(got.rows_counted as i64) == rec.row_count,
+        "{} rows, the manifest says {:?}",
+        got.rows_counted,
+        rec.row_count
+    );
     Ok(got.rows_counted)
 }

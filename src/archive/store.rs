@@ -6,7 +6,10 @@ use crate::archive::settings::{ArchiveSettings, Sse};
 use crate::retry::{retry, RetryPolicy};
 use anyhow::{anyhow, Context};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ServerSideEncryption};
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+    ServerSideEncryption,
+};
 use base64::Engine;
 use bytes::Bytes;
 
@@ -24,7 +27,9 @@ pub struct ObjectHead {
     pub etag: Option<String>,
 }
 
-fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> anyhow::Error {
+fn sdk_err<E: std::error::Error + Send + Sync + 'static>(
+    e: aws_sdk_s3::error::SdkError<E>,
+) -> anyhow::Error {
     // DisplayErrorContext prints the whole chain (service code and message), not just "service error".
     anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
 }
@@ -35,10 +40,15 @@ impl Store {
     pub async fn connect(settings: ArchiveSettings) -> Self {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
-        if std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
+        if std::env::var_os("AWS_ENDPOINT_URL").is_some()
+            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+        {
             builder = builder.force_path_style(true);
         }
-        Self { client: aws_sdk_s3::Client::from_conf(builder.build()), settings }
+        Self {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            settings,
+        }
     }
 
     fn bucket(&self) -> &str {
@@ -67,45 +77,75 @@ impl Store {
             let until = chrono::Utc::now() + chrono::Duration::days(lock.days as i64);
             req = req
                 .object_lock_mode(ObjectLockMode::from(lock.mode.as_str()))
-                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp()));
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                    until.timestamp(),
+                ));
         }
-        let out = req.send().await.map_err(sdk_err).with_context(|| format!("start multipart upload of s3://{}/{key}", self.bucket()))?;
-        out.upload_id.ok_or_else(|| anyhow!("S3 returned no upload id for {key}"))
+        let out =
+            req.send().await.map_err(sdk_err).with_context(|| {
+                format!("start multipart upload of s3://{}/{key}", self.bucket())
+            })?;
+        out.upload_id
+            .ok_or_else(|| anyhow!("S3 returned no upload id for {key}"))
     }
 
-    pub async fn upload_part(&self, key: &str, upload_id: &str, number: i32, data: Bytes, sha256: &[u8; 32]) -> anyhow::Result<String> {
+    pub async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        data: Bytes,
+        sha256: &[u8; 32],
+    ) -> anyhow::Result<String> {
         crate::fail_point!("upload_part");
         let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
-        let (r, _) = retry(RetryPolicy::default(), "upload part", |_: &anyhow::Error| true, |_| {
-            let (data, checksum) = (data.clone(), checksum.clone());
-            async move {
-                let out = self
-                    .client
-                    .upload_part()
-                    .bucket(self.bucket())
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(number)
-                    .checksum_algorithm(ChecksumAlgorithm::Sha256)
-                    .checksum_sha256(checksum)
-                    .body(ByteStream::from(data))
-                    .send()
-                    .await
-                    .map_err(sdk_err)?;
-                out.e_tag.ok_or_else(|| anyhow!("no ETag for part {number}"))
-            }
-        })
+        let (r, _) = retry(
+            RetryPolicy::default(),
+            "upload part",
+            |_: &anyhow::Error| true,
+            |_| {
+                let (data, checksum) = (data.clone(), checksum.clone());
+                async move {
+                    let out = self
+                        .client
+                        .upload_part()
+                        .bucket(self.bucket())
+                        .key(key)
+                        .upload_id(upload_id)
+                        .part_number(number)
+                        .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                        .checksum_sha256(checksum)
+                        .body(ByteStream::from(data))
+                        .send()
+                        .await
+                        .map_err(sdk_err)?;
+                    out.e_tag
+                        .ok_or_else(|| anyhow!("no ETag for part {number}"))
+                }
+            },
+        )
         .await;
         r.with_context(|| format!("upload part {number} of s3://{}/{key}", self.bucket()))
     }
 
     /// Completes the upload; returns (ETag, version id).
-    pub async fn complete_upload(&self, key: &str, upload_id: &str, parts: &[(i32, String, String)]) -> anyhow::Result<(Option<String>, Option<String>)> {
+    pub async fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: &[(i32, String, String)],
+    ) -> anyhow::Result<(Option<String>, Option<String>)> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
                     .iter()
-                    .map(|(n, etag, sha)| CompletedPart::builder().part_number(*n).e_tag(etag).checksum_sha256(sha).build())
+                    .map(|(n, etag, sha)| {
+                        CompletedPart::builder()
+                            .part_number(*n)
+                            .e_tag(etag)
+                            .checksum_sha256(sha)
+                            .build()
+                    })
                     .collect(),
             ))
             .build();
@@ -119,19 +159,34 @@ impl Store {
             .send()
             .await
             .map_err(sdk_err)
-            .with_context(|| format!("complete multipart upload of s3://{}/{key}", self.bucket()))?;
+            .with_context(|| {
+                format!("complete multipart upload of s3://{}/{key}", self.bucket())
+            })?;
         Ok((out.e_tag, out.version_id))
     }
 
     /// Aborts a multipart upload; an upload that no longer exists is not an error.
     pub async fn abort_upload(&self, key: &str, upload_id: &str) -> anyhow::Result<()> {
-        let (r, _) = retry(RetryPolicy::default(), "abort upload", |_: &anyhow::Error| true, |_| async {
-            match self.client.abort_multipart_upload().bucket(self.bucket()).key(key).upload_id(upload_id).send().await {
-                Ok(_) => Ok(()),
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
-                Err(e) => Err(sdk_err(e)),
-            }
-        })
+        let (r, _) = retry(
+            RetryPolicy::default(),
+            "abort upload",
+            |_: &anyhow::Error| true,
+            |_| async {
+                match self
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(self.bucket())
+                    .key(key)
+                    .upload_id(upload_id)
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_upload()) => Ok(()),
+                    Err(e) => Err(sdk_err(e)),
+                }
+            },
+        )
         .await;
         r.with_context(|| format!("abort multipart upload of s3://{}/{key}", self.bucket()))
     }
@@ -159,7 +214,11 @@ impl Store {
         Ok(n)
     }
 
-    pub async fn head(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<Option<ObjectHead>> {
+    pub async fn head(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> anyhow::Result<Option<ObjectHead>> {
         match self
             .client
             .head_object()
@@ -182,7 +241,8 @@ impl Store {
     }
 
     pub async fn put_json(&self, key: &str, body: Vec<u8>) -> anyhow::Result<Option<String>> {
-        let sha = base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+        let sha = base64::engine::general_purpose::STANDARD
+            .encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
         let mut req = self
             .client
             .put_object()
@@ -194,22 +254,45 @@ impl Store {
             .body(ByteStream::from(body));
         req = match &self.settings.sse {
             Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Sse::Kms { key_id } => req.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone()),
+            Sse::Kms { key_id } => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(key_id.clone()),
         };
-        let out = req.send().await.map_err(sdk_err).with_context(|| format!("put s3://{}/{key}", self.bucket()))?;
+        let out = req
+            .send()
+            .await
+            .map_err(sdk_err)
+            .with_context(|| format!("put s3://{}/{key}", self.bucket()))?;
         Ok(out.version_id)
     }
 
     /// The whole (small) object, or `None` when it does not exist.
     pub async fn get_small(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        match self.client.get_object().bucket(self.bucket()).key(key).send().await {
-            Ok(o) => Ok(Some(o.body.collect().await.with_context(|| format!("read s3://{}/{key}", self.bucket()))?.to_vec())),
+        match self
+            .client
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(o) => Ok(Some(
+                o.body
+                    .collect()
+                    .await
+                    .with_context(|| format!("read s3://{}/{key}", self.bucket()))?
+                    .to_vec(),
+            )),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(sdk_err(e)).with_context(|| format!("get s3://{}/{key}", self.bucket())),
         }
     }
 
-    pub async fn get_stream(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<ByteStream> {
+    pub async fn get_stream(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> anyhow::Result<ByteStream> {
         let out = self
             .client
             .get_object()
@@ -220,7 +303,10 @@ impl Store {
             .await
             .map_err(|e| {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
-                    anyhow::Error::new(crate::error::Error::not_found(format!("archive object s3://{}/{key} does not exist", self.settings.bucket)))
+                    anyhow::Error::new(crate::error::Error::not_found(format!(
+                        "archive object s3://{}/{key} does not exist",
+                        self.settings.bucket
+                    )))
                 } else {
                     sdk_err(e)
                 }

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# README command 2: every check and every test. Starts its own PostgreSQL 15 and LocalStack (no
+# Docker), builds once (tests and binary from one profile, with the test-only fault points), runs
+# the suite with cargo-nextest, and stops the servers by PID whatever happens.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PA_RUN_DIR="${PA_RUN_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/pa-test.XXXXXX")}"
+
+cleanup() {
+  bash infra/localstack.sh stop || true
+  bash infra/postgres.sh stop || true
+}
+trap cleanup EXIT
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --features failpoints --locked -- -D warnings
+
+echo "== start PostgreSQL and LocalStack"
+bash infra/postgres.sh start
+bash infra/localstack.sh start
+. "$PA_RUN_DIR/postgres.env"
+. "$PA_RUN_DIR/localstack.env"
+export PA_TEST_DATABASE_URL="$DATABASE_URL" PA_TEST_S3_ENDPOINT="$AWS_ENDPOINT_URL"
+unset DATABASE_URL
+
+echo "== tests (unit + integration)"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --features failpoints --locked --no-fail-fast --test-threads "${PA_TEST_THREADS:-4}"
+else
+  cargo test --features failpoints --locked -- --test-threads "${PA_TEST_THREADS:-4}"
+fi

@@ -1,0 +1,241 @@
+//! One harness for every integration test: PostgreSQL and LocalStack are started once by
+//! `scripts/test.sh` (infra/postgres.sh, infra/localstack.sh), which exports their addresses; each
+//! test gets its own database and its own bucket, and runs the real binary.
+
+use serde_json::Value;
+use std::process::{Command, Output};
+use tokio_postgres::{Client, NoTls};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_partition-archiver");
+
+fn admin_url() -> String {
+    std::env::var("PA_TEST_DATABASE_URL").expect(
+        "PA_TEST_DATABASE_URL is not set: run the integration tests through scripts/test.sh, which starts PostgreSQL and LocalStack",
+    )
+}
+
+pub fn endpoint() -> String {
+    std::env::var("PA_TEST_S3_ENDPOINT")
+        .expect("PA_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh")
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{:012x}", fastrand::u64(..) & 0xffff_ffff_ffff)
+}
+
+pub async fn connect(url: &str) -> Client {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(conn);
+    client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+    client
+}
+
+pub struct TestEnv {
+    pub url: String,
+    pub db: Client,
+    pub bucket: String,
+}
+
+impl TestEnv {
+    /// A fresh database (not migrated) and a fresh, versioned bucket.
+    pub async fn new() -> Self {
+        let admin = admin_url();
+        let dbname = unique("pa_it_");
+        connect(&admin)
+            .await
+            .batch_execute(&format!("CREATE DATABASE {dbname}"))
+            .await
+            .unwrap();
+        let url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{dbname}"),
+            None => panic!("PA_TEST_DATABASE_URL must end with /database"),
+        };
+        let db = connect(&url).await;
+        let bucket = unique("pa-it-");
+        let s3 = s3().await;
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create bucket");
+        s3.put_bucket_versioning()
+            .bucket(&bucket)
+            .versioning_configuration(
+                aws_sdk_s3::types::VersioningConfiguration::builder()
+                    .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("enable versioning");
+        Self { url, db, bucket }
+    }
+
+    /// A fresh database with the migrations applied through the binary.
+    pub async fn migrated() -> Self {
+        let env = Self::new().await;
+        let out = env.run(&["migrate"], &[]);
+        assert!(
+            out.status.success(),
+            "migrate failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env
+    }
+
+    /// Runs the binary with this test's database and bucket; `extra` env wins.
+    pub fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--output", "json"]).args(args);
+        for k in [
+            "DATABASE_URL",
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGDATABASE",
+            "PGPASSWORD",
+            "AWS_LAMBDA_RUNTIME_API",
+            "PARTITION_ARCHIVER_FAILPOINTS",
+        ] {
+            cmd.env_remove(k);
+        }
+        cmd.env("DATABASE_URL", &self.url)
+            .env("PGSSLMODE", "disable")
+            .env("ARCHIVE_BUCKET", &self.bucket)
+            .env("AWS_ENDPOINT_URL", endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("ARCHIVE_PART_SIZE", "5MiB")
+            .env("RUST_LOG", "partition_archiver=debug,warn");
+        for (k, v) in extra {
+            if v.is_empty() {
+                cmd.env_remove(k);
+            } else {
+                cmd.env(k, v);
+            }
+        }
+        cmd.output().expect("run partition-archiver")
+    }
+
+    /// Runs the binary and parses its JSON report.
+    pub fn json(&self, args: &[&str], extra: &[(&str, &str)]) -> (Output, Value) {
+        let out = self.run(args, extra);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: stdout is not JSON ({e}): {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out, v)
+    }
+
+    pub async fn partitions(&self, table: &str) -> Vec<(String, String)> {
+        self.db
+            .query(
+                "SELECT c.relname::text, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = $1::text::regclass ORDER BY 1",
+                &[&table],
+            )
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    pub async fn names(&self, table: &str) -> Vec<String> {
+        self.partitions(table)
+            .await
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    pub async fn scalar_i64(&self, sql: &str) -> i64 {
+        self.db
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    pub async fn scalar_text(&self, sql: &str) -> Option<String> {
+        self.db
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    /// Everything in the database that a failed command must not have changed.
+    pub async fn fingerprint(&self) -> String {
+        self.scalar_text(
+            "SELECT md5(coalesce((SELECT string_agg(n.nspname || '.' || c.relname || ':' || c.relkind || ':' || coalesce(pg_get_expr(c.relpartbound, c.oid), ''), ',' ORDER BY 1)
+                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')), '')
+              || coalesce((SELECT string_agg(m::text, ',' ORDER BY m.id) FROM partition_archiver.archive_manifest m), ''))",
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn multipart_uploads(&self) -> usize {
+        s3().await
+            .list_multipart_uploads()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap()
+            .uploads()
+            .len()
+    }
+}
+
+pub async fn s3() -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+pub fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "command failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+/// Steps of one table in a run report, as "step partition" strings.
+pub fn steps(report: &Value, table: &str) -> Vec<String> {
+    report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["table"] == table)
+        .flat_map(|t| t["steps"].as_array().unwrap().clone())
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["step"].as_str().unwrap(),
+                s["partition"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
