@@ -36,6 +36,7 @@ start() {
   local run=()
   if [ "$(id -u)" = 0 ]; then
     id postgres >/dev/null 2>&1 || as_root useradd --system --no-create-home postgres
+    chmod 755 "$PA_RUN_DIR"
     chown postgres "$dir"
     run=(runuser -u postgres --)
     user=postgres

@@ -174,7 +174,7 @@ impl TestEnv {
     /// Everything in the database that a failed command must not have changed.
     pub async fn fingerprint(&self) -> String {
         self.scalar_text(
-            "SELECT md5(coalesce((SELECT string_agg(n.nspname || '.' || c.relname || ':' || c.relkind || ':' || coalesce(pg_get_expr(c.relpartbound, c.oid), ''), ',' ORDER BY 1)
+            "SELECT md5(coalesce((SELECT string_agg(n.nspname || '.' || c.relname || ':' || c.relkind::text || ':' || coalesce(pg_get_expr(c.relpartbound, c.oid), ''), ',' ORDER BY n.nspname, c.relname)
                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')), '')
               || coalesce((SELECT string_agg(m::text, ',' ORDER BY m.id) FROM partition_archiver.archive_manifest m), ''))",
         )

@@ -329,7 +329,7 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         (
             &["maintain", "--table", r#"public."x; drop table trades""#],
             2,
-            "unknown table public.\"x; drop table trades\"",
+            "is not registered in partition_archiver.part_config",
         ),
         (
             &["maintain", "--table", "x; drop table trades"],
