@@ -28,7 +28,7 @@ $BIN --output human migrate
 $BIN --output human migrate | head -3
 
 NOW="$(date -u +%Y-%m-01T00:00:00Z)"
-step "sample data: 9 months of orders and trades, 3 ahead of time in the default partition"
+step "sample data: 9 months of orders and trades (months without a partition yet land in the default partition)"
 psql -X -q -v ON_ERROR_STOP=1 <<SQL
 INSERT INTO orders (user_id, symbol, side, type, status, price, quantity, filled_quantity, created_at)
 SELECT g % 500, (ARRAY['BTC-USD','ETH-USD','SOL-USD'])[1 + g % 3], CASE WHEN g % 2 = 0 THEN 'buy' ELSE 'sell' END,

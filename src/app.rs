@@ -89,9 +89,13 @@ impl Response {
                         } else {
                             ""
                         };
+                        let rows = match p.estimated_rows {
+                            n if n < 0 => "?".to_string(), // never analyzed
+                            n => n.to_string(),
+                        };
                         out.push_str(&format!(
-                            "  {:<32} {:<22} {:<22} {:>12} bytes ~{} rows{flag}\n",
-                            p.name, p.from, p.to, p.total_bytes, p.estimated_rows
+                            "  {:<32} {:<22} {:<22} {:>12} bytes ~{rows} rows{flag}\n",
+                            p.name, p.from, p.to, p.total_bytes
                         ));
                     }
                     out.push_str(

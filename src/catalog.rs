@@ -157,7 +157,7 @@ pub async fn load_snapshot(
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text, pg_get_expr(c.relpartbound, c.oid), i.inhdetachpending,
-                    pg_total_relation_size(c.oid), greatest(c.reltuples, 0)::int8
+                    pg_total_relation_size(c.oid), c.reltuples::int8
                FROM pg_inherits i
                JOIN pg_class c ON c.oid = i.inhrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace

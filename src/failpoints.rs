@@ -1,22 +1,40 @@
 //! Named fault points for crash-safety tests. Compiled in only with the `failpoints` cargo feature
 //! (the test command enables it; release builds do not), and inert unless
-//! `PARTITION_ARCHIVER_FAILPOINTS` names the point: then the process exits on the spot, as if
-//! killed, with no cleanup (no upload aborted, no transaction finished).
+//! `PARTITION_ARCHIVER_FAILPOINTS` names the point:
+//! - `name`: the process exits on the spot (code 86), as if killed: no cleanup, no upload aborted,
+//!   no transaction finished;
+//! - `name=error`: the point returns the given error instead (for points that take one), so the
+//!   ordinary error path (abort the upload, record the error) runs.
 
 #[macro_export]
 macro_rules! fail_point {
     ($name:expr) => {
         #[cfg(feature = "failpoints")]
-        $crate::failpoints::hit($name);
+        let _ = $crate::failpoints::hit($name);
+    };
+    ($name:expr, $error:expr) => {
+        #[cfg(feature = "failpoints")]
+        if $crate::failpoints::hit($name) {
+            return $error;
+        }
     };
 }
 
+/// Exits if `name` is listed; returns true if `name=error` is listed.
 #[cfg(feature = "failpoints")]
-pub fn hit(name: &str) {
-    if let Ok(list) = std::env::var("PARTITION_ARCHIVER_FAILPOINTS") {
-        if list.split(',').any(|p| p.trim() == name) {
-            eprintln!("failpoint {name}: exiting");
-            std::process::exit(86);
+pub fn hit(name: &str) -> bool {
+    let Ok(list) = std::env::var("PARTITION_ARCHIVER_FAILPOINTS") else {
+        return false;
+    };
+    for entry in list.split(',').map(str::trim) {
+        match entry.split_once('=') {
+            None if entry == name => {
+                eprintln!("failpoint {name}: exiting");
+                std::process::exit(86);
+            }
+            Some((n, "error")) if n == name => return true,
+            _ => {}
         }
     }
+    false
 }

@@ -30,6 +30,7 @@ pub struct PartitionInfo {
     /// `pg_inherits.inhdetachpending`: an interrupted `DETACH ... CONCURRENTLY`.
     pub detach_pending: bool,
     pub total_bytes: i64,
+    /// `pg_class.reltuples`: -1 when the table was never analyzed.
     pub estimated_rows: i64,
 }
 

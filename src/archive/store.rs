@@ -39,7 +39,11 @@ impl Store {
     /// `AWS_ENDPOINT_URL`); path-style addressing when a custom endpoint is set (LocalStack, MinIO).
     pub async fn connect(settings: ArchiveSettings) -> Self {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let mut builder = aws_sdk_s3::config::Builder::from(&sdk);
+        // We check every object's SHA-256 ourselves; the SDK cannot validate the part-level
+        // checksums of multipart objects on GET and would only warn about it.
+        let mut builder = aws_sdk_s3::config::Builder::from(&sdk).response_checksum_validation(
+            aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
+        );
         if std::env::var_os("AWS_ENDPOINT_URL").is_some()
             || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
         {
@@ -97,7 +101,10 @@ impl Store {
         data: Bytes,
         sha256: &[u8; 32],
     ) -> anyhow::Result<String> {
-        crate::fail_point!("upload_part");
+        crate::fail_point!(
+            "upload_part",
+            Err(anyhow!("injected fault: upload_part failed"))
+        );
         let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
         let (r, _) = retry(
             RetryPolicy::default(),

@@ -409,6 +409,48 @@ async fn s3_down_mid_run_drops_nothing_and_the_next_run_succeeds() {
 }
 
 #[tokio::test]
+async fn s3_failing_mid_upload_aborts_the_upload_and_drops_nothing() {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    let original = env.scalar_text(ORDERS_SUM).await;
+    let rows = env
+        .scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'")
+        .await;
+    let (out, report) = env.json(
+        &["maintain", "--now", NOW, "--table", "orders"],
+        &[("PARTITION_ARCHIVER_FAILPOINTS", "upload_part=error")],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        report
+            .to_string()
+            .contains("injected fault: upload_part failed"),
+        "{report}"
+    );
+    assert_eq!(
+        env.multipart_uploads().await,
+        0,
+        "the failed upload was aborted"
+    );
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state IN ('verified', 'dropped')").await, 0);
+    let last_error = env.scalar_text("SELECT last_error FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'").await;
+    assert!(
+        last_error.unwrap_or_default().contains("injected fault"),
+        "the error is recorded on the manifest row"
+    );
+    assert_no_row_lost(&env, &original, rows).await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
+    assert_eq!(
+        env.scalar_i64(
+            "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'"
+        )
+        .await,
+        0
+    );
+    assert_no_row_lost(&env, &original, rows).await;
+}
+
+#[tokio::test]
 async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
