@@ -14,10 +14,7 @@ fn main() {
     let now = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
     let first = Period::containing(
         Interval::Month,
-        chrono::NaiveDate::from_ymd_opt(2017, 1, 1)
-            .unwrap()
-            .and_hms_opt(0, 0, 0)
-            .unwrap(),
+        chrono::NaiveDate::from_ymd_opt(2017, 1, 1).unwrap().and_hms_opt(0, 0, 0).unwrap(),
     );
     let tables: Vec<(TablePolicy, TableSnapshot)> = (0..100)
         .map(|t| {
@@ -28,10 +25,7 @@ fn main() {
                     let p = first.offset(i);
                     PartitionInfo {
                         name: QualifiedName::new("public", p.partition_name(&name)),
-                        bound: PartitionBound::Range {
-                            from: BoundValue::At(p.start()),
-                            to: BoundValue::At(p.end()),
-                        },
+                        bound: PartitionBound::Range { from: BoundValue::At(p.start()), to: BoundValue::At(p.end()) },
                         detach_pending: false,
                         total_bytes: 1 << 30,
                         estimated_rows: 5_000_000,
@@ -61,21 +55,12 @@ fn main() {
     let mut steps = 0;
     for _ in 0..20 {
         let started = Instant::now();
-        steps = tables
-            .iter()
-            .map(|(p, s)| plan(s, p, now).steps.len())
-            .sum::<usize>();
+        steps = tables.iter().map(|(p, s)| plan(s, p, now).steps.len()).sum::<usize>();
         samples.push(started.elapsed());
     }
     samples.sort();
     println!("planner: 100 tables x 120 partitions -> {steps} steps");
     println!("  min    {:>8.3} ms", samples[0].as_secs_f64() * 1e3);
-    println!(
-        "  median {:>8.3} ms",
-        samples[samples.len() / 2].as_secs_f64() * 1e3
-    );
-    println!(
-        "  max    {:>8.3} ms",
-        samples[samples.len() - 1].as_secs_f64() * 1e3
-    );
+    println!("  median {:>8.3} ms", samples[samples.len() / 2].as_secs_f64() * 1e3);
+    println!("  max    {:>8.3} ms", samples[samples.len() - 1].as_secs_f64() * 1e3);
 }

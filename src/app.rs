@@ -26,32 +26,11 @@ pub struct App {
 #[serde(untagged)]
 pub enum Response {
     Run(RunReport),
-    Migrate {
-        action: &'static str,
-        ok: bool,
-        migrations: Vec<MigrationOutcome>,
-    },
-    Status {
-        action: &'static str,
-        ok: bool,
-        now: DateTime<Utc>,
-        tables: Vec<TableStatusReport>,
-    },
-    Restore {
-        action: &'static str,
-        ok: bool,
-        restore: RestoreReport,
-    },
-    Verify {
-        action: &'static str,
-        ok: bool,
-        archives: Vec<VerifyItem>,
-    },
-    List {
-        action: &'static str,
-        ok: bool,
-        archives: Vec<ManifestRecord>,
-    },
+    Migrate { action: &'static str, ok: bool, migrations: Vec<MigrationOutcome> },
+    Status { action: &'static str, ok: bool, now: DateTime<Utc>, tables: Vec<TableStatusReport> },
+    Restore { action: &'static str, ok: bool, restore: RestoreReport },
+    Verify { action: &'static str, ok: bool, archives: Vec<VerifyItem> },
+    List { action: &'static str, ok: bool, archives: Vec<ManifestRecord> },
 }
 
 impl Response {
@@ -69,10 +48,9 @@ impl Response {
     pub fn human(&self) -> String {
         match self {
             Response::Run(r) => r.human(),
-            Response::Migrate { migrations, .. } => migrations
-                .iter()
-                .map(|m| format!("{:<52} {}\n", m.name, m.outcome))
-                .collect(),
+            Response::Migrate { migrations, .. } => {
+                migrations.iter().map(|m| format!("{:<52} {}\n", m.name, m.outcome)).collect()
+            }
             Response::Status { tables, now, .. } => {
                 let mut out = format!("status at {}\n", now.to_rfc3339());
                 for t in tables {
@@ -84,11 +62,7 @@ impl Response {
                         t.default_rows
                     ));
                     for p in &t.partitions {
-                        let flag = if p.detach_pending {
-                            " DETACH PENDING"
-                        } else {
-                            ""
-                        };
+                        let flag = if p.detach_pending { " DETACH PENDING" } else { "" };
                         let rows = match p.estimated_rows {
                             n if n < 0 => "?".to_string(), // never analyzed
                             n => n.to_string(),
@@ -191,9 +165,9 @@ impl App {
     }
 
     fn archiver(&self) -> Result<&Archiver, Error> {
-        self.archiver.as_ref().ok_or_else(|| {
-            Error::invalid("ARCHIVE_BUCKET is not set: this verb needs the archive bucket")
-        })
+        self.archiver
+            .as_ref()
+            .ok_or_else(|| Error::invalid("ARCHIVE_BUCKET is not set: this verb needs the archive bucket"))
     }
 
     async fn connect(&self) -> Result<tokio_postgres::Client, Error> {
@@ -208,37 +182,18 @@ impl App {
         match request {
             Request::Migrate => {
                 let mut client = self.connect().await?;
-                let migrations = crate::migrate::migrate(&mut client)
-                    .await
-                    .map_err(Error::transient)?;
-                Ok(Response::Migrate {
-                    action,
-                    ok: true,
-                    migrations,
-                })
+                let migrations = crate::migrate::migrate(&mut client).await.map_err(Error::transient)?;
+                Ok(Response::Migrate { action, ok: true, migrations })
             }
-            Request::Maintain {
-                dry_run,
-                now,
-                tables,
-            } => {
+            Request::Maintain { dry_run, now, tables } => {
                 let now = now.unwrap_or_else(Utc::now);
-                Ok(Response::Run(
-                    self.maintain(run_id, action, now, dry_run, &tables).await?,
-                ))
+                Ok(Response::Run(self.maintain(run_id, action, now, dry_run, &tables).await?))
             }
-            Request::Status { now, tables } => {
-                self.status(now.unwrap_or_else(Utc::now), &tables).await
+            Request::Status { now, tables } => self.status(now.unwrap_or_else(Utc::now), &tables).await,
+            Request::Archive { table, partition } => {
+                Ok(Response::Run(self.archive_one(run_id, &table, &partition).await?))
             }
-            Request::Archive { table, partition } => Ok(Response::Run(
-                self.archive_one(run_id, &table, &partition).await?,
-            )),
-            Request::Restore {
-                table,
-                partition,
-                into_schema,
-                attach,
-            } => {
+            Request::Restore { table, partition, into_schema, attach } => {
                 let archiver = self.archiver()?;
                 let mut client = self.connect().await?;
                 let schema = into_schema.unwrap_or_else(|| self.settings.restore_schema.clone());
@@ -252,33 +207,19 @@ impl App {
                     self.settings.exec.lock_timeout.as_millis() as u64,
                 )
                 .await?;
-                Ok(Response::Restore {
-                    action,
-                    ok: true,
-                    restore,
-                })
+                Ok(Response::Restore { action, ok: true, restore })
             }
             Request::Verify { table } => {
                 let archiver = self.archiver()?;
                 let client = self.connect().await?;
-                let archives =
-                    crate::archive::restore::verify_all(&client, archiver, table.as_ref()).await?;
-                Ok(Response::Verify {
-                    action,
-                    ok: archives.iter().all(|a| a.ok),
-                    archives,
-                })
+                let archives = crate::archive::restore::verify_all(&client, archiver, table.as_ref()).await?;
+                Ok(Response::Verify { action, ok: archives.iter().all(|a| a.ok), archives })
             }
             Request::List { table } => {
                 let client = self.connect().await?;
-                let archives = crate::archive::manifest::list(&client, table.as_ref())
-                    .await
-                    .map_err(Error::transient)?;
-                Ok(Response::List {
-                    action,
-                    ok: true,
-                    archives,
-                })
+                let archives =
+                    crate::archive::manifest::list(&client, table.as_ref()).await.map_err(Error::transient)?;
+                Ok(Response::List { action, ok: true, archives })
             }
         }
     }
@@ -292,27 +233,79 @@ impl App {
         dry_run: bool,
         only: &[QualifiedName],
     ) -> Result<RunReport, Error> {
+        let started = Utc::now();
         let mut client = self.connect().await?;
-        let policies = crate::catalog::load_policies(&client, only).await?;
-        let opts = ExecOptions {
-            dry_run,
-            ..self.settings.exec.clone()
+        let only = if only.is_empty() && !self.settings.maintain_tables.is_empty() {
+            self.register_missing(&client, &self.settings.maintain_tables).await?;
+            self.settings.maintain_tables.as_slice()
+        } else {
+            only
         };
+        let policies = crate::catalog::load_policies(&client, only).await?;
+        let opts = ExecOptions { dry_run, ..self.settings.exec.clone() };
         let mut tables = Vec::new();
         for policy in &policies {
-            let report =
-                maintain_table(&mut client, policy, now, &opts, self.archiver.as_ref()).await;
+            let report = maintain_table(&mut client, policy, now, &opts, self.archiver.as_ref()).await;
             tables.push(report);
         }
         let ok = tables.iter().all(|t| t.status != TableStatus::Failed);
-        Ok(RunReport {
-            run_id,
-            action: action.into(),
-            dry_run,
-            now,
-            ok,
-            tables,
-        })
+        let mut report = RunReport { run_id, action: action.into(), dry_run, now, ok, tables, units: vec![] };
+        if dry_run {
+            report.units = report.archive_units();
+        } else {
+            let summary = serde_json::to_value(&report).unwrap_or_default();
+            if let Err(e) = client
+                .execute(
+                    "INSERT INTO partition_archiver.run_log (run_id, action, ok, started_at, summary) VALUES ($1, $2, $3, $4, $5)",
+                    &[&report.run_id, &report.action, &report.ok, &started, &summary],
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "could not record the run in partition_archiver.run_log");
+            }
+            let days = days_since_last_success(&client).await;
+            self.emit_metrics(&report, days);
+        }
+        Ok(report)
+    }
+
+    fn emit_metrics(&self, report: &RunReport, days_since_last_success: Option<f64>) {
+        let ts = Utc::now().timestamp_millis();
+        let mut lines: Vec<serde_json::Value> =
+            report.tables.iter().map(|t| crate::metrics::table_line(t, ts)).collect();
+        lines.push(crate::metrics::run_line(report, days_since_last_success, ts));
+        crate::metrics::emit(self.settings.metrics, &lines);
+    }
+
+    /// Registers listed tables that part_config does not know yet, if they are partitioned tables.
+    async fn register_missing(&self, client: &tokio_postgres::Client, tables: &[QualifiedName]) -> Result<(), Error> {
+        let d = &self.settings.register_defaults;
+        for t in tables {
+            let n = client
+                .execute(
+                    "INSERT INTO partition_archiver.part_config
+                       (schema_name, table_name, partition_column, partition_interval, premake, retention, time_zone)
+                     SELECT $1, $2, $3, $4, $5, $6, $7
+                      WHERE EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                     WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind = 'p')
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &t.schema,
+                        &t.name,
+                        &d.partition_column,
+                        &d.partition_interval,
+                        &d.premake,
+                        &d.retention,
+                        &d.time_zone,
+                    ],
+                )
+                .await
+                .map_err(|e| Error::transient(anyhow::Error::new(e).context(format!("register {t} in part_config"))))?;
+            if n > 0 {
+                tracing::info!(table = %t, "registered in partition_archiver.part_config with the DEFAULT_* policy");
+            }
+        }
+        Ok(())
     }
 
     async fn status(&self, now: DateTime<Utc>, only: &[QualifiedName]) -> Result<Response, Error> {
@@ -326,11 +319,16 @@ impl App {
             report.status = TableStatus::Planned;
             report.current_period = Some(next.current_period.clone());
             report.warnings.append(&mut next.warnings);
-            report.steps = next
-                .steps
-                .into_iter()
-                .map(crate::report::StepReport::planned)
-                .collect();
+            report.steps = next.steps.into_iter().map(crate::report::StepReport::planned).collect();
+            report.stats = Some(crate::metrics::TableStats::of(&snapshot));
+            if let Some(limit) = self.settings.partition_size_warn_bytes {
+                for p in snapshot.partitions.iter().filter(|p| p.total_bytes > limit) {
+                    report.warnings.push(format!(
+                        "{} is {} bytes, larger than PARTITION_SIZE_WARN_BYTES ({limit})",
+                        p.name, p.total_bytes
+                    ));
+                }
+            }
             let partitions: Vec<PartitionStatus> = snapshot
                 .partitions
                 .iter()
@@ -363,49 +361,47 @@ impl App {
                     now,
                     ok: true,
                     tables: vec![report],
+                    units: vec![],
                 },
             });
         }
-        Ok(Response::Status {
-            action: "status",
-            ok: true,
+        // The heartbeat: status publishes the same per-table metrics and DaysSinceLastSuccess.
+        let heartbeat = RunReport {
+            run_id: String::new(),
+            action: "status".into(),
+            dry_run: true,
             now,
-            tables,
-        })
+            ok: true,
+            tables: tables
+                .iter()
+                .map(|t| {
+                    let mut r = TableReport::new(t.table.clone());
+                    r.stats = t.next_run.tables.first().and_then(|x| x.stats.clone());
+                    r
+                })
+                .collect(),
+            units: vec![],
+        };
+        self.emit_metrics(&heartbeat, days_since_last_success(&client).await);
+        Ok(Response::Status { action: "status", ok: true, now, tables })
     }
 
     /// `archive --table T --partition P`: detach (if attached), archive, verify and drop/move one
     /// partition now, whatever the retention, but only a whole period that has ended.
-    async fn archive_one(
-        &self,
-        run_id: String,
-        table: &QualifiedName,
-        partition: &str,
-    ) -> Result<RunReport, Error> {
+    async fn archive_one(&self, run_id: String, table: &QualifiedName, partition: &str) -> Result<RunReport, Error> {
         let archiver = self.archiver()?;
         let mut client = self.connect().await?;
-        let policy = crate::catalog::load_policies(&client, std::slice::from_ref(table))
-            .await?
-            .remove(0);
+        let policy = crate::catalog::load_policies(&client, std::slice::from_ref(table)).await?.remove(0);
         let now = Utc::now();
         let snapshot = crate::catalog::load_snapshot(&client, &policy).await?;
-        let current_start: NaiveDateTime = crate::period::Period::containing(
-            policy.interval,
-            crate::period::to_local(policy.time_zone, now),
-        )
-        .start();
+        let current_start: NaiveDateTime =
+            crate::period::Period::containing(policy.interval, crate::period::to_local(policy.time_zone, now)).start();
         let mut steps = Vec::new();
-        let attached = snapshot
-            .partitions
-            .iter()
-            .find(|p| p.name.name == partition);
+        let attached = snapshot.partitions.iter().find(|p| p.name.name == partition);
         match attached {
             Some(p) => match p.bound {
                 PartitionBound::Default => {
-                    return Err(Error::invalid(format!(
-                        "{} is the default partition: it is never archived",
-                        p.name
-                    )))
+                    return Err(Error::invalid(format!("{} is the default partition: it is never archived", p.name)))
                 }
                 PartitionBound::Range { to, .. } if to > BoundValue::At(current_start) => {
                     return Err(Error::invalid(format!(
@@ -423,10 +419,7 @@ impl App {
                 }
             },
             None => {
-                let in_manifest = snapshot
-                    .manifest
-                    .iter()
-                    .find(|m| m.partition.name == partition);
+                let in_manifest = snapshot.manifest.iter().find(|m| m.partition.name == partition);
                 match in_manifest {
                     Some(m) if !m.state.is_final() => {}
                     Some(m) => {
@@ -436,55 +429,52 @@ impl App {
                             m.state.as_str()
                         )))
                     }
-                    None => {
-                        return Err(Error::not_found(format!(
-                            "{partition} is not a partition of {table}"
-                        )))
-                    }
+                    None => return Err(Error::not_found(format!("{partition} is not a partition of {table}"))),
                 }
             }
         }
         let name = table.sibling(partition);
-        let state = snapshot
-            .manifest
-            .iter()
-            .find(|m| m.partition.name == partition)
-            .map(|m| m.state);
+        let state = snapshot.manifest.iter().find(|m| m.partition.name == partition).map(|m| m.state);
         let resume_from = match state {
             Some(s) if attached.is_none() => s,
             _ => crate::snapshot::ArchiveState::Detached,
         };
         if resume_from < crate::snapshot::ArchiveState::Verified {
-            steps.push(Step::Archive {
-                partition: name.clone(),
-            });
+            steps.push(Step::Archive { partition: name.clone() });
         }
         steps.push(match policy.retention_action {
-            crate::policy::RetentionAction::ArchiveDrop => Step::Drop {
-                partition: name.clone(),
-            },
-            _ => Step::MoveToSchema {
-                partition: name.clone(),
-                schema: policy.historical_schema.clone(),
-            },
+            crate::policy::RetentionAction::ArchiveDrop => Step::Drop { partition: name.clone() },
+            _ => Step::MoveToSchema { partition: name.clone(), schema: policy.historical_schema.clone() },
         });
-        let report = crate::executor::run_steps(
-            &mut client,
-            &policy,
-            &snapshot,
-            steps,
-            &self.settings.exec,
-            Some(archiver),
-        )
-        .await;
+        let report =
+            crate::executor::run_steps(&mut client, &policy, &snapshot, steps, &self.settings.exec, Some(archiver))
+                .await;
         let ok = report.status != TableStatus::Failed;
-        Ok(RunReport {
+        let report = RunReport {
             run_id,
             action: "archive".into(),
             dry_run: false,
             now,
             ok,
             tables: vec![report],
-        })
+            units: vec![],
+        };
+        self.emit_metrics(&report, None);
+        Ok(report)
     }
+}
+
+/// Days since the last successful `maintain`, from the run log; before the first one, days since
+/// the archiver's schema was installed (so a fresh install does not alarm on its first day).
+async fn days_since_last_success(client: &tokio_postgres::Client) -> Option<f64> {
+    client
+        .query_one(
+            "SELECT extract(epoch FROM now() - coalesce(
+                      (SELECT max(finished_at) FROM partition_archiver.run_log WHERE ok AND action = 'maintain'),
+                      (SELECT min(applied_at) FROM partition_archiver.schema_migrations)))::float8 / 86400",
+            &[],
+        )
+        .await
+        .ok()
+        .and_then(|r| r.get::<_, Option<f64>>(0))
 }

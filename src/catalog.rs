@@ -9,9 +9,7 @@ use crate::error::{CatalogError, Error};
 use crate::ident::QualifiedName;
 use crate::period::{to_local, KeyType};
 use crate::policy::{RawPolicy, TablePolicy};
-use crate::snapshot::{
-    ArchiveState, BoundValue, ManifestEntry, PartitionBound, PartitionInfo, TableSnapshot,
-};
+use crate::snapshot::{ArchiveState, BoundValue, ManifestEntry, PartitionBound, PartitionInfo, TableSnapshot};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
@@ -19,15 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::GenericClient;
 
 /// Policies of the enabled tables, or of exactly the tables asked for (an unknown one is an error).
-pub async fn load_policies(
-    client: &impl GenericClient,
-    only: &[QualifiedName],
-) -> Result<Vec<TablePolicy>, Error> {
+pub async fn load_policies(client: &impl GenericClient, only: &[QualifiedName]) -> Result<Vec<TablePolicy>, Error> {
     let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('partition_archiver.part_config') IS NOT NULL",
-            &[],
-        )
+        .query_one("SELECT to_regclass('partition_archiver.part_config') IS NOT NULL", &[])
         .await
         .map_err(|e| Error::transient(e.into()))?
         .get(0);
@@ -82,10 +74,7 @@ pub async fn load_policies(
 }
 
 /// The parent's OID after checking it is a table we can manage.
-pub async fn check_parent(
-    client: &impl GenericClient,
-    policy: &TablePolicy,
-) -> Result<(u32, KeyType), Error> {
+pub async fn check_parent(client: &impl GenericClient, policy: &TablePolicy) -> Result<(u32, KeyType), Error> {
     let t = policy.table.to_string();
     let row = client
         .query_opt(
@@ -126,34 +115,19 @@ pub async fn check_parent(
         "timestamp with time zone" => KeyType::Timestamptz,
         "timestamp without time zone" => KeyType::Timestamp,
         "date" => KeyType::Date,
-        _ => {
-            return Err(CatalogError::KeyType {
-                table: t,
-                column,
-                type_name,
-            }
-            .into())
-        }
+        _ => return Err(CatalogError::KeyType { table: t, column, type_name }.into()),
     };
     if column != policy.column {
-        return Err(CatalogError::KeyColumnMismatch {
-            table: t,
-            actual: column,
-            configured: policy.column.clone(),
-        }
-        .into());
+        return Err(
+            CatalogError::KeyColumnMismatch { table: t, actual: column, configured: policy.column.clone() }.into()
+        );
     }
     Ok((oid, key))
 }
 
-pub async fn load_snapshot(
-    client: &impl GenericClient,
-    policy: &TablePolicy,
-) -> Result<TableSnapshot, Error> {
+pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) -> Result<TableSnapshot, Error> {
     let (oid, key_type) = check_parent(client, policy).await?;
-    let db = |e: tokio_postgres::Error, what: &str| {
-        Error::transient(anyhow::Error::new(e).context(what.to_string()))
-    };
+    let db = |e: tokio_postgres::Error, what: &str| Error::transient(anyhow::Error::new(e).context(what.to_string()));
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text, pg_get_expr(c.relpartbound, c.oid), i.inhdetachpending,
@@ -171,12 +145,11 @@ pub async fn load_snapshot(
     for r in rows {
         let name = QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1));
         let expr: String = r.get(2);
-        let bound =
-            parse_bound(&expr, key_type, policy.time_zone).ok_or_else(|| CatalogError::Bound {
-                table: policy.table.to_string(),
-                partition: name.to_string(),
-                bound: expr.clone(),
-            })?;
+        let bound = parse_bound(&expr, key_type, policy.time_zone).ok_or_else(|| CatalogError::Bound {
+            table: policy.table.to_string(),
+            partition: name.to_string(),
+            bound: expr.clone(),
+        })?;
         partitions.push(PartitionInfo {
             name,
             bound,
@@ -187,10 +160,7 @@ pub async fn load_snapshot(
     }
 
     let mut default_rows = BTreeMap::new();
-    if let Some(default) = partitions
-        .iter()
-        .find(|p| p.bound == PartitionBound::Default)
-    {
+    if let Some(default) = partitions.iter().find(|p| p.bound == PartitionBound::Default) {
         let col = crate::ident::quote_ident(&policy.column);
         let local = match key_type {
             KeyType::Timestamptz => format!("({col} AT TIME ZONE $2)"),
@@ -239,10 +209,7 @@ pub async fn load_snapshot(
     })
 }
 
-async fn load_manifest_states(
-    client: &impl GenericClient,
-    table: &QualifiedName,
-) -> Result<Vec<ManifestEntry>, Error> {
+async fn load_manifest_states(client: &impl GenericClient, table: &QualifiedName) -> Result<Vec<ManifestEntry>, Error> {
     let rows = client
         .query(
             "SELECT partition_schema, partition_name, state FROM partition_archiver.archive_manifest
@@ -255,13 +222,9 @@ async fn load_manifest_states(
     let mut out = Vec::new();
     for r in rows {
         let state: String = r.get(2);
-        let state = ArchiveState::parse(&state).ok_or_else(|| {
-            Error::integrity(format!("archive_manifest has an unknown state {state:?}"))
-        })?;
-        out.push(ManifestEntry {
-            partition: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)),
-            state,
-        });
+        let state = ArchiveState::parse(&state)
+            .ok_or_else(|| Error::integrity(format!("archive_manifest has an unknown state {state:?}")))?;
+        out.push(ManifestEntry { partition: QualifiedName::new(r.get::<_, String>(0), r.get::<_, String>(1)), state });
     }
     Ok(out)
 }
@@ -274,10 +237,7 @@ pub fn parse_bound(expr: &str, key: KeyType, tz: Tz) -> Option<PartitionBound> {
     let rest = expr.strip_prefix("FOR VALUES FROM (")?;
     let (from, to) = rest.split_once(") TO (")?;
     let to = to.strip_suffix(')')?;
-    Some(PartitionBound::Range {
-        from: parse_value(from, key, tz)?,
-        to: parse_value(to, key, tz)?,
-    })
+    Some(PartitionBound::Range { from: parse_value(from, key, tz)?, to: parse_value(to, key, tz)? })
 }
 
 fn parse_value(v: &str, key: KeyType, tz: Tz) -> Option<BoundValue> {
@@ -298,9 +258,7 @@ fn parse_value(v: &str, key: KeyType, tz: Tz) -> Option<BoundValue> {
             to_local(tz, t.with_timezone(&Utc))
         }
         KeyType::Timestamp => NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()?,
-        KeyType::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d")
-            .ok()?
-            .and_hms_opt(0, 0, 0)?,
+        KeyType::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?,
     };
     Some(BoundValue::At(local))
 }
@@ -322,11 +280,7 @@ pub async fn columns(
         .with_context(|| format!("read columns of {rel}"))?;
     Ok(rows
         .into_iter()
-        .map(|r| crate::archive::manifest::Column {
-            name: r.get(0),
-            type_name: r.get(1),
-            not_null: r.get(2),
-        })
+        .map(|r| crate::archive::manifest::Column { name: r.get(0), type_name: r.get(1), not_null: r.get(2) })
         .collect())
 }
 
@@ -344,12 +298,7 @@ mod tests {
         let ny: Tz = "America/New_York".parse().unwrap();
         let range = |f, t| Some(PartitionBound::Range { from: f, to: t });
         let cases: Vec<(&str, KeyType, Tz, Option<PartitionBound>)> = vec![
-            (
-                "DEFAULT",
-                KeyType::Timestamptz,
-                utc,
-                Some(PartitionBound::Default),
-            ),
+            ("DEFAULT", KeyType::Timestamptz, utc, Some(PartitionBound::Default)),
             (
                 "FOR VALUES FROM ('2026-11-01 00:00:00+00') TO ('2026-12-01 00:00:00+00')",
                 KeyType::Timestamptz,
@@ -368,11 +317,7 @@ mod tests {
                 utc,
                 range(
                     BoundValue::At(
-                        NaiveDateTime::parse_from_str(
-                            "2026-03-01 00:00:00.5",
-                            "%Y-%m-%d %H:%M:%S%.f",
-                        )
-                        .unwrap(),
+                        NaiveDateTime::parse_from_str("2026-03-01 00:00:00.5", "%Y-%m-%d %H:%M:%S%.f").unwrap(),
                     ),
                     BoundValue::MaxValue,
                 ),
@@ -402,12 +347,7 @@ mod tests {
                 range(BoundValue::MinValue, at("2026-12-01 00:00:00")),
             ),
             ("FOR VALUES IN (1, 2)", KeyType::Date, utc, None),
-            (
-                "FOR VALUES FROM ('garbage') TO ('2026-12-01')",
-                KeyType::Date,
-                utc,
-                None,
-            ),
+            ("FOR VALUES FROM ('garbage') TO ('2026-12-01')", KeyType::Date, utc, None),
         ];
         for (expr, key, tz, want) in cases {
             assert_eq!(parse_bound(expr, key, tz), want, "{expr}");

@@ -97,61 +97,30 @@ fn one_table(t: String) -> Result<crate::ident::QualifiedName, Error> {
 impl Command {
     pub fn into_request(self) -> Result<Request, Error> {
         let now = |n: Option<String>| n.as_deref().map(parse_now).transpose();
-        let check = |p: &str| {
-            crate::ident::validate_ident(p)
-                .map_err(|e| Error::invalid(format!("partition {p:?}: {e}")))
-        };
+        let check =
+            |p: &str| crate::ident::validate_ident(p).map_err(|e| Error::invalid(format!("partition {p:?}: {e}")));
         Ok(match self {
             Command::Migrate => Request::Migrate,
-            Command::Maintain {
-                dry_run,
-                now: n,
-                tables,
-            } => Request::Maintain {
-                dry_run,
-                now: now(n)?,
-                tables: parse_tables(&tables)?,
-            },
-            Command::Plan { now: n, tables } => Request::Maintain {
-                dry_run: true,
-                now: now(n)?,
-                tables: parse_tables(&tables)?,
-            },
-            Command::Status { now: n, tables } => Request::Status {
-                now: now(n)?,
-                tables: parse_tables(&tables)?,
-            },
+            Command::Maintain { dry_run, now: n, tables } => {
+                Request::Maintain { dry_run, now: now(n)?, tables: parse_tables(&tables)? }
+            }
+            Command::Plan { now: n, tables } => {
+                Request::Maintain { dry_run: true, now: now(n)?, tables: parse_tables(&tables)? }
+            }
+            Command::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
             Command::Archive { table, partition } => {
                 check(&partition)?;
-                Request::Archive {
-                    table: one_table(table)?,
-                    partition,
-                }
+                Request::Archive { table: one_table(table)?, partition }
             }
-            Command::Restore {
-                table,
-                partition,
-                into_schema,
-                attach,
-            } => {
+            Command::Restore { table, partition, into_schema, attach } => {
                 check(&partition)?;
                 if let Some(s) = &into_schema {
-                    crate::ident::validate_ident(s)
-                        .map_err(|e| Error::invalid(format!("--into-schema {s:?}: {e}")))?;
+                    crate::ident::validate_ident(s).map_err(|e| Error::invalid(format!("--into-schema {s:?}: {e}")))?;
                 }
-                Request::Restore {
-                    table: one_table(table)?,
-                    partition,
-                    into_schema,
-                    attach,
-                }
+                Request::Restore { table: one_table(table)?, partition, into_schema, attach }
             }
-            Command::Verify { table } => Request::Verify {
-                table: table.map(one_table).transpose()?,
-            },
-            Command::List { table } => Request::List {
-                table: table.map(one_table).transpose()?,
-            },
+            Command::Verify { table } => Request::Verify { table: table.map(one_table).transpose()? },
+            Command::List { table } => Request::List { table: table.map(one_table).transpose()? },
         })
     }
 }
@@ -159,14 +128,10 @@ impl Command {
 /// Exit codes: 0 done, 1 a table or step failed, 2 bad input (nothing changed), 3 transient.
 pub async fn run(cli: Cli) -> i32 {
     use std::io::IsTerminal;
-    let output = cli.output.unwrap_or(if std::io::stdout().is_terminal() {
-        Output::Human
-    } else {
-        Output::Json
-    });
+    let output = cli.output.unwrap_or(if std::io::stdout().is_terminal() { Output::Human } else { Output::Json });
     let result = async {
         let request = cli.command.into_request()?;
-        let settings = crate::config::Settings::load(cli.config.as_deref())?;
+        let settings = crate::config::Settings::load(cli.config.as_deref()).await?;
         let app = crate::app::App::new(settings).await;
         app.handle(request).await
     }
@@ -174,10 +139,7 @@ pub async fn run(cli: Cli) -> i32 {
     match result {
         Ok(response) => {
             match output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::to_string_pretty(&response).expect("report serializes")
-                ),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&response).expect("report serializes")),
                 Output::Human => print!("{}", response.human()),
             }
             if response.ok() {

@@ -18,6 +18,17 @@ pub struct Settings {
     pub archive: Option<ArchiveSettings>,
     /// Schema that `restore` writes into when none is given (`RESTORE_SCHEMA`, default `archive_restore`).
     pub restore_schema: String,
+    /// `MAINTAIN_TABLES`: tables a run without an explicit table list maintains (default: every
+    /// enabled table in part_config). A listed partitioned table that part_config does not know
+    /// yet is registered with the `DEFAULT_*` policy below.
+    pub maintain_tables: Vec<crate::ident::QualifiedName>,
+    /// `DEFAULT_RETENTION`, `DEFAULT_PREMAKE`, `DEFAULT_TIME_ZONE`, `DEFAULT_INTERVAL`,
+    /// `DEFAULT_PARTITION_COLUMN`: the policy given to tables registered that way.
+    pub register_defaults: crate::policy::RawPolicy,
+    /// `PARTITION_SIZE_WARN_BYTES`: `status` flags partitions larger than this.
+    pub partition_size_warn_bytes: Option<i64>,
+    /// `METRICS`: where CloudWatch EMF lines go (`stdout` in Lambda, `stderr` on the CLI, `off`).
+    pub metrics: crate::metrics::MetricsSink,
 }
 
 impl Settings {
@@ -27,14 +38,63 @@ impl Settings {
         let restore_schema = get("RESTORE_SCHEMA").unwrap_or_else(|| "archive_restore".into());
         crate::ident::validate_ident(&restore_schema)
             .map_err(|e| ConfigError::invalid("RESTORE_SCHEMA", &restore_schema, &e.to_string()))?;
+        let maintain_tables = match get("MAINTAIN_TABLES").filter(|s| !s.trim().is_empty()) {
+            None => vec![],
+            Some(list) => list
+                .split(',')
+                .map(|t| {
+                    crate::ident::QualifiedName::parse(t.trim())
+                        .map_err(|e| ConfigError::invalid("MAINTAIN_TABLES", t, &e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let mut defaults = crate::policy::RawPolicy::defaults("public", "x");
+        defaults.retention = Some(int(get, "DEFAULT_RETENTION", 6, 1..=1200)? as i32);
+        defaults.premake = int(get, "DEFAULT_PREMAKE", 2, 0..=120)? as i32;
+        if let Some(tz) = get("DEFAULT_TIME_ZONE") {
+            tz.parse::<chrono_tz::Tz>()
+                .map_err(|_| ConfigError::invalid("DEFAULT_TIME_ZONE", &tz, "an IANA time zone such as UTC"))?;
+            defaults.time_zone = tz;
+        }
+        if let Some(i) = get("DEFAULT_INTERVAL") {
+            crate::period::Interval::parse(&i)
+                .ok_or_else(|| ConfigError::invalid("DEFAULT_INTERVAL", &i, "month or year"))?;
+            defaults.partition_interval = i;
+        }
+        if let Some(c) = get("DEFAULT_PARTITION_COLUMN") {
+            crate::ident::validate_ident(&c)
+                .map_err(|e| ConfigError::invalid("DEFAULT_PARTITION_COLUMN", &c, &e.to_string()))?;
+            defaults.partition_column = c;
+        }
+        let partition_size_warn_bytes = match get("PARTITION_SIZE_WARN_BYTES").filter(|s| !s.is_empty()) {
+            None => None,
+            Some(v) => Some(
+                crate::archive::settings::parse_size(&v)
+                    .ok_or_else(|| ConfigError::invalid("PARTITION_SIZE_WARN_BYTES", &v, "a size such as 100GiB"))?
+                    as i64,
+            ),
+        };
+        let lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
+        let metrics = match get("METRICS") {
+            None => {
+                if lambda {
+                    crate::metrics::MetricsSink::Stdout
+                } else {
+                    crate::metrics::MetricsSink::Stderr
+                }
+            }
+            Some(m) => crate::metrics::MetricsSink::parse(&m)
+                .ok_or_else(|| ConfigError::invalid("METRICS", &m, "stdout, stderr or off"))?,
+        };
         Ok(Self {
+            maintain_tables,
+            register_defaults: defaults,
+            partition_size_warn_bytes,
+            metrics,
             db: DbConfig::from_lookup(get)?,
             exec: ExecOptions {
                 lock_timeout: Duration::from_millis(lock_timeout_ms),
-                retry: RetryPolicy {
-                    max_attempts: attempts as u32,
-                    ..RetryPolicy::default()
-                },
+                retry: RetryPolicy { max_attempts: attempts as u32, ..RetryPolicy::default() },
                 dry_run: false,
             },
             archive: ArchiveSettings::from_lookup(get)?,
@@ -43,12 +103,16 @@ impl Settings {
     }
 
     /// From the process environment, then `file` (TOML) for keys the environment does not set.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+    /// On AWS, `DB_SECRET_ARN` (and `DB_IAM_AUTH`) replace the connection settings.
+    pub async fn load(file: Option<&Path>) -> Result<Self, crate::error::Error> {
         let from_file = match file {
             Some(p) => read_toml(p)?,
             None => HashMap::new(),
         };
-        Self::from_lookup(&|k| std::env::var(k).ok().or_else(|| from_file.get(k).cloned()))
+        let get = |k: &str| std::env::var(k).ok().or_else(|| from_file.get(k).cloned());
+        let mut settings = Self::from_lookup(&get)?;
+        settings.db = crate::secrets::resolve_db(&get, settings.db).await?;
+        Ok(settings)
     }
 }
 
@@ -60,42 +124,23 @@ fn int(
 ) -> Result<u64, ConfigError> {
     match get(key) {
         None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| range.contains(n))
-            .ok_or_else(|| {
-                ConfigError::invalid(
-                    key,
-                    &v,
-                    &format!("an integer in {}..={}", range.start(), range.end()),
-                )
-            }),
+        Some(v) => v.trim().parse().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+            ConfigError::invalid(key, &v, &format!("an integer in {}..={}", range.start(), range.end()))
+        }),
     }
 }
 
 fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
-    let err = |message: String| ConfigError::File {
-        path: path.display().to_string(),
-        message,
-    };
+    let err = |message: String| ConfigError::File { path: path.display().to_string(), message };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| err(e.to_string()))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
     let mut out = HashMap::new();
     for (k, v) in table {
         let s = match v {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            other => {
-                return Err(err(format!(
-                    "{k}: expected a string or number, got {}",
-                    other.type_str()
-                )))
-            }
+            other => return Err(err(format!("{k}: expected a string or number, got {}", other.type_str()))),
         };
         out.insert(k.to_ascii_uppercase(), s);
     }
@@ -107,10 +152,7 @@ mod tests {
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Settings::from_lookup(&|k| map.get(k).cloned())
     }
 
@@ -121,18 +163,33 @@ mod tests {
         assert_eq!(s.exec.retry.max_attempts, 5);
         assert!(s.archive.is_none());
         assert_eq!(s.restore_schema, "archive_restore");
+        assert_eq!(parse(&[("LOCK_TIMEOUT_MS", "250")]).unwrap().exec.lock_timeout, Duration::from_millis(250));
+        let s = parse(&[
+            ("MAINTAIN_TABLES", "public.trades, orders"),
+            ("DEFAULT_RETENTION", "12"),
+            ("DEFAULT_TIME_ZONE", "Europe/London"),
+            ("PARTITION_SIZE_WARN_BYTES", "100GiB"),
+            ("METRICS", "off"),
+        ])
+        .unwrap();
+        assert_eq!(s.maintain_tables.len(), 2);
         assert_eq!(
-            parse(&[("LOCK_TIMEOUT_MS", "250")])
-                .unwrap()
-                .exec
-                .lock_timeout,
-            Duration::from_millis(250)
+            (s.register_defaults.retention, s.register_defaults.time_zone.as_str()),
+            (Some(12), "Europe/London")
         );
+        assert_eq!(s.partition_size_warn_bytes, Some(100 << 30));
+        assert_eq!(s.metrics, crate::metrics::MetricsSink::Off);
         for (k, v) in [
             ("LOCK_TIMEOUT_MS", "0"),
             ("LOCK_TIMEOUT_MS", "soon"),
             ("DDL_MAX_ATTEMPTS", "1000"),
             ("RESTORE_SCHEMA", ""),
+            ("MAINTAIN_TABLES", "a.b.c"),
+            ("DEFAULT_RETENTION", "0"),
+            ("DEFAULT_TIME_ZONE", "Nowhere/Land"),
+            ("DEFAULT_INTERVAL", "week"),
+            ("PARTITION_SIZE_WARN_BYTES", "huge"),
+            ("METRICS", "loud"),
         ] {
             let e = parse(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(k), "{e}");
@@ -143,19 +200,12 @@ mod tests {
     fn toml_file_fills_in_what_the_environment_lacks() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.toml");
-        std::fs::write(
-            &p,
-            "LOCK_TIMEOUT_MS = 750\narchive_bucket = \"from-file\"\n",
-        )
-        .unwrap();
+        std::fs::write(&p, "LOCK_TIMEOUT_MS = 750\narchive_bucket = \"from-file\"\n").unwrap();
         let file = read_toml(&p).unwrap();
         let s = Settings::from_lookup(&|k| file.get(k).cloned()).unwrap();
         assert_eq!(s.exec.lock_timeout, Duration::from_millis(750));
         assert_eq!(s.archive.unwrap().bucket, "from-file");
         std::fs::write(&p, "LOCK_TIMEOUT_MS = [1]").unwrap();
-        assert!(read_toml(&p)
-            .unwrap_err()
-            .to_string()
-            .contains("expected a string"));
+        assert!(read_toml(&p).unwrap_err().to_string().contains("expected a string"));
     }
 }

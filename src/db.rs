@@ -68,20 +68,13 @@ impl DbConfig {
             ssl_mode = mode.or(ssl_mode);
             ssl_root_cert = root.or(ssl_root_cert);
             cleaned.parse::<Config>().map_err(|e| {
-                ConfigError::invalid(
-                    "DATABASE_URL",
-                    "(hidden)",
-                    &format!("not a PostgreSQL connection string: {e}"),
-                )
+                ConfigError::invalid("DATABASE_URL", "(hidden)", &format!("not a PostgreSQL connection string: {e}"))
             })?
         } else {
             let mut c = Config::new();
             c.host(get("PGHOST").as_deref().unwrap_or("localhost"));
             let port = get("PGPORT").unwrap_or_else(|| "5432".into());
-            c.port(
-                port.parse()
-                    .map_err(|_| ConfigError::invalid("PGPORT", &port, "a port number"))?,
-            );
+            c.port(port.parse().map_err(|_| ConfigError::invalid("PGPORT", &port, "a port number"))?);
             c.user(get("PGUSER").as_deref().unwrap_or("postgres"));
             if let Some(db) = get("PGDATABASE") {
                 c.dbname(&db);
@@ -99,15 +92,9 @@ impl DbConfig {
         pg.connect_timeout(Duration::from_secs(10));
         let ssl_mode = ssl_mode.unwrap_or(SslMode::Prefer);
         if matches!(ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull) && ssl_root_cert.is_none() {
-            return Err(ConfigError::Missing(
-                "PGSSLROOTCERT (required by sslmode verify-ca / verify-full)".into(),
-            ));
+            return Err(ConfigError::Missing("PGSSLROOTCERT (required by sslmode verify-ca / verify-full)".into()));
         }
-        Ok(Self {
-            pg,
-            ssl_mode,
-            ssl_root_cert,
-        })
+        Ok(Self { pg, ssl_mode, ssl_root_cert })
     }
 
     /// `user@host:port/db`, for logs and reports: no password, ever.
@@ -137,51 +124,36 @@ impl DbConfig {
         let mut pg = self.pg.clone();
         let client = if self.ssl_mode == SslMode::Disable {
             pg.ssl_mode(PgSslMode::Disable);
-            let (client, conn) = pg
-                .connect(tokio_postgres::NoTls)
-                .await
-                .with_context(|| format!("connect to {}", self.describe()))?;
+            let (client, conn) =
+                pg.connect(tokio_postgres::NoTls).await.with_context(|| format!("connect to {}", self.describe()))?;
             spawn_connection(conn);
             client
         } else {
-            pg.ssl_mode(if self.ssl_mode == SslMode::Prefer {
-                PgSslMode::Prefer
-            } else {
-                PgSslMode::Require
-            });
+            pg.ssl_mode(if self.ssl_mode == SslMode::Prefer { PgSslMode::Prefer } else { PgSslMode::Require });
             let mut builder = TlsConnector::builder();
             match self.ssl_mode {
                 SslMode::VerifyCa | SslMode::VerifyFull => {
                     let path = self.ssl_root_cert.as_ref().expect("checked in from_lookup");
-                    let pem = std::fs::read(path)
-                        .with_context(|| format!("read PGSSLROOTCERT {}", path.display()))?;
+                    let pem = std::fs::read(path).with_context(|| format!("read PGSSLROOTCERT {}", path.display()))?;
                     // A bundle (such as the RDS one) holds many certificates: add each.
                     for block in split_pem(&pem) {
                         builder.add_root_certificate(
-                            Certificate::from_pem(&block)
-                                .context("parse a certificate of PGSSLROOTCERT")?,
+                            Certificate::from_pem(&block).context("parse a certificate of PGSSLROOTCERT")?,
                         );
                     }
                     builder.danger_accept_invalid_hostnames(self.ssl_mode == SslMode::VerifyCa);
                 }
                 _ => {
-                    builder
-                        .danger_accept_invalid_certs(true)
-                        .danger_accept_invalid_hostnames(true);
+                    builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
                 }
             }
             let tls = MakeTlsConnector::new(builder.build().context("build TLS connector")?);
-            let (client, conn) = pg
-                .connect(tls)
-                .await
-                .with_context(|| format!("connect to {}", self.describe()))?;
+            let (client, conn) = pg.connect(tls).await.with_context(|| format!("connect to {}", self.describe()))?;
             spawn_connection(conn);
             client
         };
         client
-            .batch_execute(
-                "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0",
-            )
+            .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0")
             .await
             .context("initialise session")?;
         Ok(client)
@@ -218,8 +190,8 @@ fn take_ssl_params(conn: &str) -> Result<(String, Option<SslMode>, Option<PathBu
     let mut mode = None;
     let mut root = None;
     if conn.starts_with("postgres://") || conn.starts_with("postgresql://") {
-        let mut url = url::Url::parse(conn)
-            .map_err(|e| ConfigError::invalid("DATABASE_URL", "(hidden)", &e.to_string()))?;
+        let mut url =
+            url::Url::parse(conn).map_err(|e| ConfigError::invalid("DATABASE_URL", "(hidden)", &e.to_string()))?;
         let mut kept = Vec::new();
         for (k, v) in url.query_pairs() {
             match k.as_ref() {
@@ -253,10 +225,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<DbConfig, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         DbConfig::from_lookup(&|k| map.get(k).cloned())
     }
 
@@ -268,10 +237,7 @@ mod tests {
         )])
         .unwrap();
         assert_eq!(c.ssl_mode, SslMode::VerifyFull);
-        assert_eq!(
-            c.ssl_root_cert.as_deref(),
-            Some(std::path::Path::new("/ca.pem"))
-        );
+        assert_eq!(c.ssl_root_cert.as_deref(), Some(std::path::Path::new("/ca.pem")));
         assert_eq!(c.describe(), "app@db.example:6543/shop");
         assert!(!format!("{c:?}").contains("s3cret"));
         let c = cfg(&[
@@ -283,23 +249,12 @@ mod tests {
             ("PGSSLMODE", "require"),
         ])
         .unwrap();
-        assert_eq!(
-            (c.describe().as_str(), c.ssl_mode),
-            ("u@h:5433/d", SslMode::Require)
-        );
+        assert_eq!((c.describe().as_str(), c.ssl_mode), ("u@h:5433/d", SslMode::Require));
         assert_eq!(c.pg.get_password(), Some(&b"pw"[..]));
-        assert!(cfg(&[("PGSSLMODE", "verify-full")])
-            .unwrap_err()
-            .to_string()
-            .contains("PGSSLROOTCERT"));
-        assert!(cfg(&[("PGSSLMODE", "sometimes")])
-            .unwrap_err()
-            .to_string()
-            .contains("PGSSLMODE"));
+        assert!(cfg(&[("PGSSLMODE", "verify-full")]).unwrap_err().to_string().contains("PGSSLROOTCERT"));
+        assert!(cfg(&[("PGSSLMODE", "sometimes")]).unwrap_err().to_string().contains("PGSSLMODE"));
         assert!(cfg(&[("PGPORT", "http")]).is_err());
-        let err = cfg(&[("DATABASE_URL", "postgres://u:topsecret@h:notaport/d")])
-            .unwrap_err()
-            .to_string();
+        let err = cfg(&[("DATABASE_URL", "postgres://u:topsecret@h:notaport/d")]).unwrap_err().to_string();
         assert!(!err.contains("topsecret"), "{err}");
     }
 }

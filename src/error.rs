@@ -7,11 +7,7 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("setting {key}={value} is invalid: expected {expected}")]
-    Invalid {
-        key: String,
-        value: String,
-        expected: String,
-    },
+    Invalid { key: String, value: String, expected: String },
     #[error("missing setting: {0}")]
     Missing(String),
     #[error("config file {path}: {message}")]
@@ -20,11 +16,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub fn invalid(key: &str, value: &str, expected: &str) -> Self {
-        Self::Invalid {
-            key: key.into(),
-            value: format!("{value:?}"),
-            expected: expected.into(),
-        }
+        Self::Invalid { key: key.into(), value: format!("{value:?}"), expected: expected.into() }
     }
 }
 
@@ -37,28 +29,14 @@ pub enum CatalogError {
     NotPartitioned(String),
     #[error("table {0} is not range-partitioned (strategy {1})")]
     NotRange(String, String),
-    #[error(
-        "table {0} must be partitioned on a single column, not an expression or several columns"
-    )]
+    #[error("table {0} must be partitioned on a single column, not an expression or several columns")]
     KeyNotSingleColumn(String),
     #[error("table {table} is partitioned on {column} of type {type_name}: expected timestamptz, timestamp or date")]
-    KeyType {
-        table: String,
-        column: String,
-        type_name: String,
-    },
+    KeyType { table: String, column: String, type_name: String },
     #[error("table {table} is partitioned on {actual}, but part_config says {configured}")]
-    KeyColumnMismatch {
-        table: String,
-        actual: String,
-        configured: String,
-    },
+    KeyColumnMismatch { table: String, actual: String, configured: String },
     #[error("table {table}: cannot read partition bound of {partition}: {bound}")]
-    Bound {
-        table: String,
-        partition: String,
-        bound: String,
-    },
+    Bound { table: String, partition: String, bound: String },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,10 +63,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
+        Self { kind, message: message.into() }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidInput, message)

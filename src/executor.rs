@@ -35,11 +35,7 @@ pub struct ExecOptions {
 
 impl Default for ExecOptions {
     fn default() -> Self {
-        Self {
-            lock_timeout: Duration::from_secs(2),
-            retry: RetryPolicy::default(),
-            dry_run: false,
-        }
+        Self { lock_timeout: Duration::from_secs(2), retry: RetryPolicy::default(), dry_run: false }
     }
 }
 
@@ -48,6 +44,8 @@ impl Default for ExecOptions {
 pub struct StepResult {
     pub rows_moved: Option<i64>,
     pub rows_archived: Option<i64>,
+    pub raw_bytes: Option<i64>,
+    pub bytes_archived: Option<i64>,
     pub detail: Option<String>,
 }
 
@@ -55,21 +53,16 @@ pub struct StepResult {
 /// serialization failure)?
 pub fn is_lock_error(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<tokio_postgres::Error>()
-            .and_then(|e| e.code())
-            .is_some_and(|code| {
-                *code == SqlState::LOCK_NOT_AVAILABLE
-                    || *code == SqlState::T_R_DEADLOCK_DETECTED
-                    || *code == SqlState::T_R_SERIALIZATION_FAILURE
-            })
+        c.downcast_ref::<tokio_postgres::Error>().and_then(|e| e.code()).is_some_and(|code| {
+            *code == SqlState::LOCK_NOT_AVAILABLE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED
+                || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        })
     })
 }
 
 fn sqlstate(e: &anyhow::Error) -> Option<SqlState> {
-    e.chain().find_map(|c| {
-        c.downcast_ref::<tokio_postgres::Error>()
-            .and_then(|e| e.code().cloned())
-    })
+    e.chain().find_map(|c| c.downcast_ref::<tokio_postgres::Error>().and_then(|e| e.code().cloned()))
 }
 
 /// Advisory-lock key of a table: two int4s, the first fixed for this tool.
@@ -78,10 +71,7 @@ const LOCK_CLASS: i32 = 0x5041_5243; // "PARC"
 pub async fn try_lock_table(client: &Client, table: &QualifiedName) -> anyhow::Result<bool> {
     let key = format!("{}.{}", table.schema, table.name);
     Ok(client
-        .query_one(
-            "SELECT pg_try_advisory_lock($1, hashtext($2))",
-            &[&LOCK_CLASS, &key],
-        )
+        .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&LOCK_CLASS, &key])
         .await
         .context("take advisory lock")?
         .get(0))
@@ -90,10 +80,7 @@ pub async fn try_lock_table(client: &Client, table: &QualifiedName) -> anyhow::R
 pub async fn unlock_table(client: &Client, table: &QualifiedName) -> anyhow::Result<()> {
     let key = format!("{}.{}", table.schema, table.name);
     client
-        .query_one(
-            "SELECT pg_advisory_unlock($1, hashtext($2))",
-            &[&LOCK_CLASS, &key],
-        )
+        .query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&LOCK_CLASS, &key])
         .await
         .context("release advisory lock")?;
     Ok(())
@@ -117,11 +104,7 @@ pub async fn run_ddl(
                 .context("set lock_timeout")?;
             let mut counts = Vec::with_capacity(statements.len());
             for sql in statements {
-                counts.push(
-                    tx.execute(sql.as_str(), &[])
-                        .await
-                        .with_context(|| label.to_string())?,
-                );
+                counts.push(tx.execute(sql.as_str(), &[]).await.with_context(|| label.to_string())?);
             }
             tx.commit().await.context("commit")?;
             Ok(counts)
@@ -149,14 +132,8 @@ pub async fn ddl_outside_transaction(
 ) -> (anyhow::Result<()>, u32) {
     let timeout_ms = opts.lock_timeout.as_millis().max(1) as u64;
     let (r, attempts) = retry(opts.retry, label, is_lock_error, |_| async move {
-        client
-            .batch_execute(&format!("SET lock_timeout = '{timeout_ms}ms'"))
-            .await
-            .context("set lock_timeout")?;
-        client
-            .batch_execute(sql)
-            .await
-            .with_context(|| label.to_string())
+        client.batch_execute(&format!("SET lock_timeout = '{timeout_ms}ms'")).await.context("set lock_timeout")?;
+        client.batch_execute(sql).await.with_context(|| label.to_string())
     })
     .await;
     let _ = client.batch_execute("RESET lock_timeout").await;
@@ -177,10 +154,9 @@ pub async fn maintain_table(
             Ok(true) => {}
             Ok(false) => {
                 report.status = TableStatus::AlreadyRunning;
-                report.warnings.push(format!(
-                    "another partition-archiver run holds the lock on {}: skipped",
-                    policy.table
-                ));
+                report
+                    .warnings
+                    .push(format!("another partition-archiver run holds the lock on {}: skipped", policy.table));
                 return report;
             }
             Err(e) => return TableReport::failed(policy.table.clone(), &Error::transient(e)),
@@ -213,10 +189,7 @@ pub async fn run_steps(
         Ok(true) => {}
         Ok(false) => {
             report.status = TableStatus::AlreadyRunning;
-            report.warnings.push(format!(
-                "another partition-archiver run holds the lock on {}: skipped",
-                policy.table
-            ));
+            report.warnings.push(format!("another partition-archiver run holds the lock on {}: skipped", policy.table));
             return report;
         }
         Err(e) => return TableReport::failed(policy.table.clone(), &Error::transient(e)),
@@ -242,23 +215,20 @@ async fn run_locked(
     let mut plan = planner::plan(&snapshot, policy, now);
     report.current_period = Some(plan.current_period.clone());
     report.retention_cutoff = plan.retention_cutoff;
+    report.stats = Some(crate::metrics::TableStats::of(&snapshot));
     report.warnings.append(&mut plan.warnings);
-    if policy.retention_action.archives()
-        && archiver.is_none()
-        && plan.steps.iter().any(Step::is_retention)
-    {
+    if policy.retention_action.archives() && archiver.is_none() && plan.steps.iter().any(Step::is_retention) {
         plan.steps.retain(|s| !s.is_retention());
-        report.warnings.push("retention skipped: no archive bucket is configured (set ARCHIVE_BUCKET); nothing was detached".into());
+        report.warnings.push(
+            "retention skipped: no archive bucket is configured (set ARCHIVE_BUCKET); nothing was detached".into(),
+        );
     }
     if opts.dry_run {
         report.status = TableStatus::Planned;
         report.steps = plan.steps.into_iter().map(StepReport::planned).collect();
         return Ok(());
     }
-    execute_steps(
-        client, policy, &snapshot, plan.steps, opts, archiver, report,
-    )
-    .await
+    execute_steps(client, policy, &snapshot, plan.steps, opts, archiver, report).await
 }
 
 async fn execute_steps(
@@ -280,11 +250,9 @@ async fn execute_steps(
             continue;
         }
         let started = Instant::now();
-        let span =
-            tracing::info_span!("step", table = %policy.table, partition = %step.partition().name);
+        let span = tracing::info_span!("step", table = %policy.table, partition = %step.partition().name);
         let _enter = span.enter();
-        let (result, attempts) =
-            execute_step(client, policy, snapshot, &step, opts, archiver).await;
+        let (result, attempts) = execute_step(client, policy, snapshot, &step, opts, archiver).await;
         let mut s = StepReport::planned(step);
         s.attempts = attempts;
         s.duration_ms = started.elapsed().as_millis() as u64;
@@ -294,6 +262,8 @@ async fn execute_steps(
                 s.outcome = Outcome::Done;
                 s.rows_moved = r.rows_moved;
                 s.rows_archived = r.rows_archived;
+                s.raw_bytes = r.raw_bytes;
+                s.bytes_archived = r.bytes_archived;
                 s.detail = r.detail;
             }
             Err(e) => {
@@ -323,50 +293,19 @@ async fn execute_step(
     let parent = policy.table.quoted();
     match step {
         Step::FinalizeDetach { partition } => {
-            let sql = format!(
-                "ALTER TABLE {parent} DETACH PARTITION {} FINALIZE",
-                partition.quoted()
-            );
-            let (r, n) = ddl_outside_transaction(
-                client,
-                opts,
-                &format!("finalize detach of {partition}"),
-                &sql,
-            )
-            .await;
+            let sql = format!("ALTER TABLE {parent} DETACH PARTITION {} FINALIZE", partition.quoted());
+            let (r, n) = ddl_outside_transaction(client, opts, &format!("finalize detach of {partition}"), &sql).await;
             (r.map(|_| StepResult::default()), n)
         }
         Step::CreateDefault { partition } => {
-            let sql = format!(
-                "CREATE TABLE {} PARTITION OF {parent} DEFAULT",
-                partition.quoted()
-            );
+            let sql = format!("CREATE TABLE {} PARTITION OF {parent} DEFAULT", partition.quoted());
             let (r, n) = run_ddl(client, opts, &format!("create {partition}"), &[sql]).await;
             (r.map(|_| StepResult::default()), n)
         }
-        Step::CreatePartition {
-            partition,
-            from,
-            to,
-            rows_in_default,
-            ..
-        } => {
-            create_partition(
-                client,
-                policy,
-                snapshot,
-                partition,
-                from,
-                to,
-                *rows_in_default,
-                opts,
-            )
-            .await
+        Step::CreatePartition { partition, from, to, rows_in_default, .. } => {
+            create_partition(client, policy, snapshot, partition, from, to, *rows_in_default, opts).await
         }
-        Step::Detach { .. }
-        | Step::Archive { .. }
-        | Step::Drop { .. }
-        | Step::MoveToSchema { .. } => {
+        Step::Detach { .. } | Step::Archive { .. } | Step::Drop { .. } | Step::MoveToSchema { .. } => {
             crate::archive::lifecycle::execute(client, policy, snapshot, step, opts, archiver).await
         }
     }
@@ -395,15 +334,7 @@ async fn create_partition(
     if rows_in_default == 0 || default.is_none() {
         let (r, n) = run_ddl(client, opts, &label, std::slice::from_ref(&create)).await;
         match r {
-            Ok(_) => {
-                return (
-                    Ok(StepResult {
-                        rows_moved: Some(0),
-                        ..Default::default()
-                    }),
-                    n,
-                )
-            }
+            Ok(_) => return (Ok(StepResult { rows_moved: Some(0), ..Default::default() }), n),
             // Rows reached the default partition after the snapshot was taken: move them.
             Err(e) if default.is_some() && sqlstate(&e) == Some(SqlState::CHECK_VIOLATION) => {}
             Err(e) => return (Err(e), n),
@@ -411,11 +342,7 @@ async fn create_partition(
     }
     let default = default.expect("checked above");
     let columns = match crate::catalog::columns(&*client, &policy.table).await {
-        Ok(c) => c
-            .iter()
-            .map(|c| quote_ident(&c.name))
-            .collect::<Vec<_>>()
-            .join(", "),
+        Ok(c) => c.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", "),
         Err(e) => return (Err(e), 1),
     };
     let key = quote_ident(&policy.column);
@@ -431,28 +358,16 @@ async fn create_partition(
         format!("ALTER TABLE {parent} DETACH PARTITION {}", default.quoted()),
         create,
         move_rows,
-        format!(
-            "ALTER TABLE {parent} ATTACH PARTITION {} DEFAULT",
-            default.quoted()
-        ),
+        format!("ALTER TABLE {parent} ATTACH PARTITION {} DEFAULT", default.quoted()),
     ];
     let (r, n) = run_ddl(client, opts, &label, &statements).await;
-    (
-        r.map(|counts| StepResult {
-            rows_moved: Some(counts[2] as i64),
-            ..Default::default()
-        }),
-        n,
-    )
+    (r.map(|counts| StepResult { rows_moved: Some(counts[2] as i64), ..Default::default() }), n)
 }
 
 /// Maps an internal error to the boundary error, keeping the chain.
 pub fn step_error(e: anyhow::Error) -> Error {
     if is_lock_error(&e) {
-        return Error::new(
-            ErrorKind::Transient,
-            format!("lock not granted within lock_timeout: {e:#}"),
-        );
+        return Error::new(ErrorKind::Transient, format!("lock not granted within lock_timeout: {e:#}"));
     }
     Error::transient(e)
 }

@@ -29,7 +29,9 @@ pub enum IdentError {
     TooLong(String),
     #[error("identifier {0:?} contains a control character")]
     ControlChar(String),
-    #[error("{0:?} is not a valid identifier: unquoted names are letters, digits, _ and $ (quote other names with \")")]
+    #[error(
+        "{0:?} is not a valid identifier: unquoted names are letters, digits, _ and $ (quote other names with \")"
+    )]
     Invalid(String),
     #[error("unterminated quoted identifier in {0:?}")]
     Unterminated(String),
@@ -60,10 +62,7 @@ pub struct QualifiedName {
 
 impl QualifiedName {
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            schema: schema.into(),
-            name: name.into(),
-        }
+        Self { schema: schema.into(), name: name.into() }
     }
 
     /// Parses `table`, `schema.table`, `"Odd Schema"."odd.table"`; the schema defaults to `public`.
@@ -90,12 +89,7 @@ impl QualifiedName {
 impl fmt::Display for QualifiedName {
     /// `schema.name`, with parts quoted only where PostgreSQL would need it to read them back.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{}",
-            display_part(&self.schema),
-            display_part(&self.name)
-        )
+        write!(f, "{}.{}", display_part(&self.schema), display_part(&self.name))
     }
 }
 
@@ -106,13 +100,8 @@ impl Serialize for QualifiedName {
 }
 
 fn display_part(part: &str) -> String {
-    let plain = part
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && part
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
+    let plain = part.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$');
     if plain {
         part.to_string()
     } else {
@@ -152,11 +141,7 @@ fn split_parts(input: &str) -> Result<Vec<String>, IdentError> {
                 part.push(c.to_ascii_lowercase());
                 chars.next();
             }
-            if part
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_digit() || c == '$')
-            {
+            if part.chars().next().is_some_and(|c| c.is_ascii_digit() || c == '$') {
                 return Err(IdentError::Invalid(input.into()));
             }
         }
@@ -185,10 +170,7 @@ mod tests {
             ("public.trades", Ok(("public", "trades"))),
             ("Sales.Orders", Ok(("sales", "orders"))),
             (r#""Sales"."Big Orders""#, Ok(("Sales", "Big Orders"))),
-            (
-                r#"public."x; drop table trades""#,
-                Ok(("public", "x; drop table trades")),
-            ),
+            (r#"public."x; drop table trades""#, Ok(("public", "x; drop table trades"))),
             (r#"public."a""b""#, Ok(("public", "a\"b"))),
             ("a.b.c", Err(())),
             ("", Err(())),
@@ -214,17 +196,11 @@ mod tests {
     fn quotes_for_sql_and_displays_readably() {
         let q = QualifiedName::new("public", "x\"; drop table trades; --");
         assert_eq!(q.quoted(), r#""public"."x""; drop table trades; --""#);
-        assert_eq!(
-            QualifiedName::new("public", "trades").to_string(),
-            "public.trades"
-        );
+        assert_eq!(QualifiedName::new("public", "trades").to_string(), "public.trades");
         assert_eq!(QualifiedName::new("Sales", "t").to_string(), r#""Sales".t"#);
         assert_eq!(quote_literal("it's"), "'it''s'");
         // round trip through Display and parse
-        for q in [
-            QualifiedName::new("A b", "c\"d"),
-            QualifiedName::new("s", "t_1"),
-        ] {
+        for q in [QualifiedName::new("A b", "c\"d"), QualifiedName::new("s", "t_1")] {
             assert_eq!(QualifiedName::parse(&q.to_string()).unwrap(), q);
         }
     }

@@ -9,10 +9,7 @@ use serde_json::Value;
 
 impl From<Error> for Diagnostic {
     fn from(e: Error) -> Self {
-        Diagnostic {
-            error_type: e.type_name().into(),
-            error_message: e.message,
-        }
+        Diagnostic { error_type: e.type_name().into(), error_message: e.message }
     }
 }
 
@@ -24,12 +21,9 @@ pub async fn handle(app: &App, event: Value) -> Result<Value, Error> {
 }
 
 pub async fn run() -> Result<(), lambda_runtime::Error> {
-    let settings = crate::config::Settings::load(None)
-        .map_err(|e| Box::new(Error::from(e)) as lambda_runtime::Error)?;
+    let settings = crate::config::Settings::load(None).await.map_err(|e| Box::new(e) as lambda_runtime::Error)?;
     let app = App::new(settings).await;
     let app = &app;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(app, event.payload).await
-    }))
-    .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(app, event.payload).await }))
+        .await
 }

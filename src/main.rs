@@ -10,17 +10,11 @@ async fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| "partition_archiver=info,warn".into());
     let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if !lambda && std::io::stderr().is_terminal() {
         builder.init();
     } else {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .init();
+        builder.json().with_current_span(true).with_span_list(false).init();
     }
     if lambda {
         if let Err(e) = partition_archiver::lambda::run().await {

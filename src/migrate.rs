@@ -16,10 +16,7 @@ pub struct Migration {
 
 macro_rules! migration {
     ($name:literal) => {
-        Migration {
-            name: $name,
-            sql: include_str!(concat!("../migrations/postgres/", $name)),
-        }
+        Migration { name: $name, sql: include_str!(concat!("../migrations/postgres/", $name)) }
     };
 }
 
@@ -33,6 +30,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("20250701000003_partition_trades_yearly.sql"),
     migration!("20250701000004_partition_orders_yearly.sql"),
     migration!("20250801000001_archive_manifest.sql"),
+    migration!("20250801000002_run_log.sql"),
     migration!("partition_archiving.sql"),
 ];
 
@@ -48,19 +46,11 @@ const MIGRATE_LOCK: (i32, i32) = (0x5041_5243, 0);
 
 pub async fn migrate(client: &mut Client) -> anyhow::Result<Vec<MigrationOutcome>> {
     client
-        .query_one(
-            "SELECT pg_advisory_lock($1, $2)",
-            &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1],
-        )
+        .query_one("SELECT pg_advisory_lock($1, $2)", &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1])
         .await
         .context("take the migration lock")?;
     let result = apply_all(client).await;
-    let _ = client
-        .query_one(
-            "SELECT pg_advisory_unlock($1, $2)",
-            &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1],
-        )
-        .await;
+    let _ = client.query_one("SELECT pg_advisory_unlock($1, $2)", &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1]).await;
     result
 }
 
@@ -78,10 +68,7 @@ async fn apply_all(client: &mut Client) -> anyhow::Result<Vec<MigrationOutcome>>
     for m in MIGRATIONS {
         let checksum = hex::encode(Sha256::digest(m.sql.as_bytes()));
         let recorded: Option<String> = client
-            .query_opt(
-                "SELECT checksum FROM partition_archiver.schema_migrations WHERE name = $1",
-                &[&m.name],
-            )
+            .query_opt("SELECT checksum FROM partition_archiver.schema_migrations WHERE name = $1", &[&m.name])
             .await?
             .map(|r| r.get(0));
         let outcome = match recorded.as_deref() {
@@ -94,16 +81,11 @@ async fn apply_all(client: &mut Client) -> anyhow::Result<Vec<MigrationOutcome>>
             let last = chunks.len() - 1;
             for (i, chunk) in chunks.into_iter().enumerate() {
                 if i < last {
-                    client
-                        .batch_execute(chunk)
-                        .await
-                        .with_context(|| format!("apply {}", m.name))?;
+                    client.batch_execute(chunk).await.with_context(|| format!("apply {}", m.name))?;
                 } else {
                     // The last chunk commits together with its record.
                     let tx = client.transaction().await?;
-                    tx.batch_execute(chunk)
-                        .await
-                        .with_context(|| format!("apply {}", m.name))?;
+                    tx.batch_execute(chunk).await.with_context(|| format!("apply {}", m.name))?;
                     tx.execute(
                         "INSERT INTO partition_archiver.schema_migrations (name, checksum) VALUES ($1, $2)
                          ON CONFLICT (name) DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
@@ -115,11 +97,7 @@ async fn apply_all(client: &mut Client) -> anyhow::Result<Vec<MigrationOutcome>>
             }
             tracing::info!(migration = m.name, outcome, "migration");
         }
-        out.push(MigrationOutcome {
-            name: m.name,
-            checksum,
-            outcome,
-        });
+        out.push(MigrationOutcome { name: m.name, checksum, outcome });
     }
     client.batch_execute("RESET client_min_messages").await?;
     Ok(out)

@@ -62,10 +62,7 @@ impl Period {
 
     /// The period `n` steps later (earlier when negative).
     pub fn offset(self, n: i64) -> Self {
-        Self {
-            interval: self.interval,
-            index: self.index + n,
-        }
+        Self { interval: self.interval, index: self.index + n }
     }
 
     /// Periods between two periods of the same interval (`other - self`).
@@ -75,20 +72,16 @@ impl Period {
 
     pub fn start_date(self) -> NaiveDate {
         match self.interval {
-            Interval::Month => NaiveDate::from_ymd_opt(
-                self.index.div_euclid(12) as i32,
-                self.index.rem_euclid(12) as u32 + 1,
-                1,
-            ),
+            Interval::Month => {
+                NaiveDate::from_ymd_opt(self.index.div_euclid(12) as i32, self.index.rem_euclid(12) as u32 + 1, 1)
+            }
             Interval::Year => NaiveDate::from_ymd_opt(self.index as i32, 1, 1),
         }
         .expect("period within chrono's range")
     }
 
     pub fn start(self) -> NaiveDateTime {
-        self.start_date()
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
+        self.start_date().and_hms_opt(0, 0, 0).expect("midnight exists")
     }
 
     pub fn end(self) -> NaiveDateTime {
@@ -134,10 +127,7 @@ pub fn to_instant(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
         LocalResult::Ambiguous(a, b) => a.min(b).with_timezone(&Utc),
         LocalResult::None => {
             let before = local - chrono::Duration::hours(3);
-            let offset = tz
-                .offset_from_local_datetime(&before)
-                .earliest()
-                .map(|t| t.fix());
+            let offset = tz.offset_from_local_datetime(&before).earliest().map(|t| t.fix());
             let secs = offset.map(|o| o.local_minus_utc()).unwrap_or(0);
             Utc.from_utc_datetime(&(local - chrono::Duration::seconds(secs as i64)))
         }
@@ -149,9 +139,7 @@ use chrono::Offset;
 /// The literal written into `FOR VALUES FROM (...) TO (...)` for a local period boundary.
 pub fn bound_literal(key: KeyType, tz: Tz, local: NaiveDateTime) -> String {
     match key {
-        KeyType::Timestamptz => to_instant(tz, local)
-            .format("%Y-%m-%dT%H:%M:%S+00:00")
-            .to_string(),
+        KeyType::Timestamptz => to_instant(tz, local).format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
         KeyType::Timestamp => local.format("%Y-%m-%dT%H:%M:%S").to_string(),
         KeyType::Date => local.format("%Y-%m-%d").to_string(),
     }
@@ -184,27 +172,12 @@ mod tests {
     fn bounds_are_exact_instants_with_offsets() {
         let ny: Tz = "America/New_York".parse().unwrap();
         // March 1st is before the US DST switch (EST, -05:00); July 1st is in EDT (-04:00).
-        assert_eq!(
-            bound_literal(KeyType::Timestamptz, ny, local("2026-03-01 00:00:00")),
-            "2026-03-01T05:00:00+00:00"
-        );
-        assert_eq!(
-            bound_literal(KeyType::Timestamptz, ny, local("2026-07-01 00:00:00")),
-            "2026-07-01T04:00:00+00:00"
-        );
-        assert_eq!(
-            bound_literal(KeyType::Timestamp, ny, local("2026-07-01 00:00:00")),
-            "2026-07-01T00:00:00"
-        );
-        assert_eq!(
-            bound_literal(KeyType::Date, ny, local("2026-07-01 00:00:00")),
-            "2026-07-01"
-        );
+        assert_eq!(bound_literal(KeyType::Timestamptz, ny, local("2026-03-01 00:00:00")), "2026-03-01T05:00:00+00:00");
+        assert_eq!(bound_literal(KeyType::Timestamptz, ny, local("2026-07-01 00:00:00")), "2026-07-01T04:00:00+00:00");
+        assert_eq!(bound_literal(KeyType::Timestamp, ny, local("2026-07-01 00:00:00")), "2026-07-01T00:00:00");
+        assert_eq!(bound_literal(KeyType::Date, ny, local("2026-07-01 00:00:00")), "2026-07-01");
         // Sao Paulo skipped midnight on 2018-11-04: PostgreSQL reads 00:00 with the offset before the gap (-03).
         let sp: Tz = "America/Sao_Paulo".parse().unwrap();
-        assert_eq!(
-            to_instant(sp, local("2018-11-04 00:00:00")).to_rfc3339(),
-            "2018-11-04T03:00:00+00:00"
-        );
+        assert_eq!(to_instant(sp, local("2018-11-04 00:00:00")).to_rfc3339(), "2018-11-04T03:00:00+00:00");
     }
 }

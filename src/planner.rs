@@ -30,27 +30,15 @@ pub enum Step {
     /// `CREATE TABLE {table}_default PARTITION OF parent DEFAULT`.
     CreateDefault { partition: QualifiedName },
     /// Create one period's partition; moves `rows_in_default` rows out of the default partition.
-    CreatePartition {
-        partition: QualifiedName,
-        period: String,
-        from: String,
-        to: String,
-        rows_in_default: i64,
-    },
+    CreatePartition { partition: QualifiedName, period: String, from: String, to: String, rows_in_default: i64 },
     /// Detach a partition past retention (`CONCURRENTLY` only when the parent has no default).
-    Detach {
-        partition: QualifiedName,
-        concurrently: bool,
-    },
+    Detach { partition: QualifiedName, concurrently: bool },
     /// Stream the detached partition to S3, verify the object, record it in the manifest.
     Archive { partition: QualifiedName },
     /// Drop the detached, archived-and-verified partition.
     Drop { partition: QualifiedName },
     /// Move the detached partition to the historical schema.
-    MoveToSchema {
-        partition: QualifiedName,
-        schema: String,
-    },
+    MoveToSchema { partition: QualifiedName, schema: String },
 }
 
 impl Step {
@@ -66,13 +54,7 @@ impl Step {
         }
     }
     pub fn is_retention(&self) -> bool {
-        matches!(
-            self,
-            Step::Detach { .. }
-                | Step::Archive { .. }
-                | Step::Drop { .. }
-                | Step::MoveToSchema { .. }
-        )
+        matches!(self, Step::Detach { .. } | Step::Archive { .. } | Step::Drop { .. } | Step::MoveToSchema { .. })
     }
 }
 
@@ -91,17 +73,13 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     let tz = policy.time_zone;
     let current = Period::containing(policy.interval, to_local(tz, now));
     let last = current.offset(policy.premake as i64);
-    let cutoff = policy
-        .retention
-        .map(|r| current.offset(-(r as i64)).start());
+    let cutoff = policy.retention.map(|r| current.offset(-(r as i64)).start());
     let mut steps = Vec::new();
     let mut warnings = Vec::new();
 
     // 1. Finish what an interrupted DETACH ... CONCURRENTLY left behind.
     for p in snapshot.partitions.iter().filter(|p| p.detach_pending) {
-        steps.push(Step::FinalizeDetach {
-            partition: p.name.clone(),
-        });
+        steps.push(Step::FinalizeDetach { partition: p.name.clone() });
     }
 
     // Ranges that stay attached after step 1.
@@ -111,22 +89,19 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
         .filter(|p| !p.detach_pending)
         .filter_map(|p| p.range().map(|(f, t)| (f, t, &p.name)))
         .collect();
-    let attached_names: BTreeSet<&str> = snapshot
-        .partitions
-        .iter()
-        .map(|p| p.name.name.as_str())
-        .collect();
+    let attached_names: BTreeSet<&str> = snapshot.partitions.iter().map(|p| p.name.name.as_str()).collect();
 
     // 2. The default partition.
     let has_default = snapshot.default_partition().is_some();
     if policy.create_default && !has_default {
         let name = format!("{}_default", policy.table.name);
         if snapshot.other_relations.contains(&name) {
-            warnings.push(format!("cannot create default partition: {name} already exists and is not a partition of {}", policy.table));
+            warnings.push(format!(
+                "cannot create default partition: {name} already exists and is not a partition of {}",
+                policy.table
+            ));
         } else {
-            steps.push(Step::CreateDefault {
-                partition: policy.table.sibling(name),
-            });
+            steps.push(Step::CreateDefault { partition: policy.table.sibling(name) });
         }
     }
 
@@ -155,21 +130,14 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     let mut created_past_retention = Vec::new();
     let mut period = first;
     while period <= last {
-        let rows_in_default = snapshot
-            .default_rows
-            .get(&period.start())
-            .copied()
-            .unwrap_or(0);
+        let rows_in_default = snapshot.default_rows.get(&period.start()).copied().unwrap_or(0);
         if rows_in_default == 0 && cutoff.is_some_and(|c| period.end() <= c) {
             period = period.offset(1);
             continue;
         }
         let (start, end) = (BoundValue::At(period.start()), BoundValue::At(period.end()));
-        let overlapping: Vec<&QualifiedName> = ranges
-            .iter()
-            .filter(|(f, t, _)| *f < end && start < *t)
-            .map(|(_, _, n)| *n)
-            .collect();
+        let overlapping: Vec<&QualifiedName> =
+            ranges.iter().filter(|(f, t, _)| *f < end && start < *t).map(|(_, _, n)| *n).collect();
         let name = period.partition_name(&policy.table.name);
         let exact = ranges.iter().any(|(f, t, _)| *f == start && *t == end);
         if exact || (overlapping.iter().any(|n| n.name == name)) {
@@ -184,20 +152,16 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
                 ));
             }
         } else if name.len() > crate::ident::MAX_IDENT_BYTES {
+            warnings.push(format!("cannot create {name}: longer than {} bytes", crate::ident::MAX_IDENT_BYTES));
+        } else if snapshot.other_relations.contains(&name) || attached_names.contains(name.as_str()) {
             warnings.push(format!(
-                "cannot create {name}: longer than {} bytes",
-                crate::ident::MAX_IDENT_BYTES
+                "cannot create period {period}: a relation named {name} already exists in schema {}",
+                policy.table.schema
             ));
-        } else if snapshot.other_relations.contains(&name) || attached_names.contains(name.as_str())
-        {
-            warnings.push(format!("cannot create period {period}: a relation named {name} already exists in schema {}", policy.table.schema));
         } else {
             created_periods.insert(period.start());
             if cutoff.is_some_and(|c| period.end() <= c) {
-                created_past_retention.push((
-                    BoundValue::At(period.start()),
-                    policy.table.sibling(name.clone()),
-                ));
+                created_past_retention.push((BoundValue::At(period.start()), policy.table.sibling(name.clone())));
             }
             steps.push(Step::CreatePartition {
                 partition: policy.table.sibling(name),
@@ -209,12 +173,8 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
         }
         period = period.offset(1);
     }
-    let stranded: i64 = snapshot
-        .default_rows
-        .iter()
-        .filter(|(start, _)| !created_periods.contains(*start))
-        .map(|(_, n)| n)
-        .sum();
+    let stranded: i64 =
+        snapshot.default_rows.iter().filter(|(start, _)| !created_periods.contains(*start)).map(|(_, n)| n).sum();
     if stranded > 0 {
         warnings.push(format!(
             "{stranded} rows in the default partition fall outside the periods this run creates; they stay there"
@@ -238,10 +198,7 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
         due.sort();
         for (_, name, pending) in due {
             if !pending {
-                steps.push(Step::Detach {
-                    partition: name.clone(),
-                    concurrently: !has_default,
-                });
+                steps.push(Step::Detach { partition: name.clone(), concurrently: !has_default });
             }
             push_after_detach(&mut steps, policy, name, ArchiveState::Detached);
         }
@@ -254,36 +211,18 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
         push_after_detach(&mut steps, policy, &entry.partition, entry.state);
     }
 
-    Plan {
-        table: policy.table.clone(),
-        current_period: current.to_string(),
-        retention_cutoff: cutoff,
-        steps,
-        warnings,
-    }
+    Plan { table: policy.table.clone(), current_period: current.to_string(), retention_cutoff: cutoff, steps, warnings }
 }
 
-fn push_after_detach(
-    steps: &mut Vec<Step>,
-    policy: &TablePolicy,
-    partition: &QualifiedName,
-    state: ArchiveState,
-) {
+fn push_after_detach(steps: &mut Vec<Step>, policy: &TablePolicy, partition: &QualifiedName, state: ArchiveState) {
     let archives = policy.retention_action.archives();
     if archives && state < ArchiveState::Verified {
-        steps.push(Step::Archive {
-            partition: partition.clone(),
-        });
+        steps.push(Step::Archive { partition: partition.clone() });
     }
     match policy.retention_action {
-        RetentionAction::ArchiveDrop => steps.push(Step::Drop {
-            partition: partition.clone(),
-        }),
+        RetentionAction::ArchiveDrop => steps.push(Step::Drop { partition: partition.clone() }),
         RetentionAction::ArchiveMove | RetentionAction::DetachOnly => {
-            steps.push(Step::MoveToSchema {
-                partition: partition.clone(),
-                schema: policy.historical_schema.clone(),
-            })
+            steps.push(Step::MoveToSchema { partition: partition.clone(), schema: policy.historical_schema.clone() })
         }
     }
 }

@@ -106,17 +106,11 @@ pub enum PolicyError {
     Interval { table: String, value: String },
     #[error("{table}: premake {value} is out of range 0..={MAX_PREMAKE}")]
     Premake { table: String, value: i32 },
-    #[error(
-        "{table}: retention {value} is out of range 1..={MAX_RETENTION} (NULL keeps everything)"
-    )]
+    #[error("{table}: retention {value} is out of range 1..={MAX_RETENTION} (NULL keeps everything)")]
     Retention { table: String, value: i32 },
-    #[error(
-        "{table}: unknown time zone {value:?} (use an IANA name such as 'UTC' or 'Europe/London')"
-    )]
+    #[error("{table}: unknown time zone {value:?} (use an IANA name such as 'UTC' or 'Europe/London')")]
     TimeZone { table: String, value: String },
-    #[error(
-        "{table}: retention_action {value:?} is not archive_drop, archive_move or detach_only"
-    )]
+    #[error("{table}: retention_action {value:?} is not archive_drop, archive_move or detach_only")]
     RetentionAction { table: String, value: String },
     #[error("{table}: archive_format {value:?} is not csv or binary")]
     Format { table: String, value: String },
@@ -130,57 +124,31 @@ impl TryFrom<RawPolicy> for TablePolicy {
     fn try_from(raw: RawPolicy) -> Result<Self, PolicyError> {
         let table_label = format!("{}.{}", raw.schema_name, raw.table_name);
         let t = || table_label.clone();
-        for ident in [
-            &raw.schema_name,
-            &raw.table_name,
-            &raw.partition_column,
-            &raw.historical_schema,
-        ] {
+        for ident in [&raw.schema_name, &raw.table_name, &raw.partition_column, &raw.historical_schema] {
             validate_ident(ident).map_err(|source| PolicyError::Ident { table: t(), source })?;
         }
-        let interval =
-            Interval::parse(&raw.partition_interval).ok_or_else(|| PolicyError::Interval {
-                table: t(),
-                value: raw.partition_interval.clone(),
-            })?;
+        let interval = Interval::parse(&raw.partition_interval)
+            .ok_or_else(|| PolicyError::Interval { table: t(), value: raw.partition_interval.clone() })?;
         if !(0..=MAX_PREMAKE).contains(&raw.premake) {
-            return Err(PolicyError::Premake {
-                table: t(),
-                value: raw.premake,
-            });
+            return Err(PolicyError::Premake { table: t(), value: raw.premake });
         }
         if let Some(r) = raw.retention {
             if !(1..=MAX_RETENTION).contains(&r) {
-                return Err(PolicyError::Retention {
-                    table: t(),
-                    value: r,
-                });
+                return Err(PolicyError::Retention { table: t(), value: r });
             }
         }
-        let time_zone: Tz = raw.time_zone.parse().map_err(|_| PolicyError::TimeZone {
-            table: t(),
-            value: raw.time_zone.clone(),
-        })?;
-        let retention_action = RetentionAction::parse(&raw.retention_action).ok_or_else(|| {
-            PolicyError::RetentionAction {
-                table: t(),
-                value: raw.retention_action.clone(),
-            }
-        })?;
+        let time_zone: Tz =
+            raw.time_zone.parse().map_err(|_| PolicyError::TimeZone { table: t(), value: raw.time_zone.clone() })?;
+        let retention_action = RetentionAction::parse(&raw.retention_action)
+            .ok_or_else(|| PolicyError::RetentionAction { table: t(), value: raw.retention_action.clone() })?;
         if let Some(f) = &raw.archive_format {
             if !matches!(f.as_str(), "csv" | "binary") {
-                return Err(PolicyError::Format {
-                    table: t(),
-                    value: f.clone(),
-                });
+                return Err(PolicyError::Format { table: t(), value: f.clone() });
             }
         }
         if let Some(c) = &raw.archive_compression {
             if !matches!(c.as_str(), "zstd" | "gzip" | "none") {
-                return Err(PolicyError::Compression {
-                    table: t(),
-                    value: c.clone(),
-                });
+                return Err(PolicyError::Compression { table: t(), value: c.clone() });
             }
         }
         Ok(TablePolicy {
@@ -209,10 +177,7 @@ mod tests {
         edit(&mut raw);
         match (TablePolicy::try_from(raw), expect_err) {
             (Ok(_), None) => {}
-            (Err(e), Some(needle)) => assert!(
-                e.to_string().contains(needle),
-                "{e} should mention {needle:?}"
-            ),
+            (Err(e), Some(needle)) => assert!(e.to_string().contains(needle), "{e} should mention {needle:?}"),
             (got, want) => panic!("got {got:?}, expected error {want:?}"),
         }
     }
@@ -221,10 +186,7 @@ mod tests {
     fn validates_every_field() {
         check(|_| {}, None);
         check(|r| r.partition_interval = "year".into(), None);
-        check(
-            |r| r.partition_interval = "week".into(),
-            Some("partition_interval \"week\""),
-        );
+        check(|r| r.partition_interval = "week".into(), Some("partition_interval \"week\""));
         check(|r| r.premake = 0, None);
         check(|r| r.premake = 1000, Some("premake 1000"));
         check(|r| r.premake = -1, Some("premake -1"));
@@ -232,29 +194,11 @@ mod tests {
         check(|r| r.retention = Some(0), Some("retention 0"));
         check(|r| r.retention = Some(10_000), Some("retention 10000"));
         check(|r| r.time_zone = "Europe/London".into(), None);
-        check(
-            |r| r.time_zone = "Mars/Olympus".into(),
-            Some("unknown time zone \"Mars/Olympus\""),
-        );
-        check(
-            |r| r.retention_action = "shred".into(),
-            Some("retention_action \"shred\""),
-        );
-        check(
-            |r| r.archive_format = Some("parquet".into()),
-            Some("archive_format"),
-        );
-        check(
-            |r| r.archive_compression = Some("lz4".into()),
-            Some("archive_compression"),
-        );
-        check(
-            |r| r.partition_column = String::new(),
-            Some("bad identifier"),
-        );
-        check(
-            |r| r.historical_schema = "h".repeat(64),
-            Some("longer than 63"),
-        );
+        check(|r| r.time_zone = "Mars/Olympus".into(), Some("unknown time zone \"Mars/Olympus\""));
+        check(|r| r.retention_action = "shred".into(), Some("retention_action \"shred\""));
+        check(|r| r.archive_format = Some("parquet".into()), Some("archive_format"));
+        check(|r| r.archive_compression = Some("lz4".into()), Some("archive_compression"));
+        check(|r| r.partition_column = String::new(), Some("bad identifier"));
+        check(|r| r.historical_schema = "h".repeat(64), Some("longer than 63"));
     }
 }

@@ -27,6 +27,11 @@ pub struct StepReport {
     pub rows_moved: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows_archived: Option<i64>,
+    /// Uncompressed COPY bytes and compressed object bytes of an archive step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_archived: Option<i64>,
     pub attempts: u32,
     pub duration_ms: u64,
 }
@@ -39,6 +44,8 @@ impl StepReport {
             detail: None,
             rows_moved: None,
             rows_archived: None,
+            raw_bytes: None,
+            bytes_archived: None,
             attempts: 0,
             duration_ms: 0,
         }
@@ -62,10 +69,7 @@ pub struct ErrorReport {
 
 impl From<&Error> for ErrorReport {
     fn from(e: &Error) -> Self {
-        Self {
-            kind: e.kind,
-            message: e.message.clone(),
-        }
+        Self { kind: e.kind, message: e.message.clone() }
     }
 }
 
@@ -81,6 +85,9 @@ pub struct TableReport {
     pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
+    /// Partition count and sizes when the run started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<crate::metrics::TableStats>,
 }
 
 impl TableReport {
@@ -93,6 +100,7 @@ impl TableReport {
             steps: vec![],
             warnings: vec![],
             error: None,
+            stats: None,
         }
     }
     pub fn failed(table: QualifiedName, e: &Error) -> Self {
@@ -102,10 +110,7 @@ impl TableReport {
         r
     }
     pub fn count(&self, outcome: Outcome, pred: impl Fn(&Step) -> bool) -> usize {
-        self.steps
-            .iter()
-            .filter(|s| s.outcome == outcome && pred(&s.step))
-            .count()
+        self.steps.iter().filter(|s| s.outcome == outcome && pred(&s.step)).count()
     }
 }
 
@@ -117,20 +122,40 @@ pub struct RunReport {
     pub now: DateTime<Utc>,
     pub ok: bool,
     pub tables: Vec<TableReport>,
+    /// For a dry run: the partitions the run would archive, as units of work for a fan-out.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub units: Vec<ArchiveUnit>,
+}
+
+/// One partition to archive: the unit of work a fan-out (Step Functions Map) hands to `archive`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArchiveUnit {
+    pub table: String,
+    pub partition: String,
 }
 
 impl RunReport {
+    /// The archive steps of this report, as units of work.
+    pub fn archive_units(&self) -> Vec<ArchiveUnit> {
+        self.tables
+            .iter()
+            .flat_map(|t| t.steps.iter().map(move |s| (t, s)))
+            .filter_map(|(t, s)| match &s.step {
+                Step::Archive { partition } => {
+                    Some(ArchiveUnit { table: t.table.to_string(), partition: partition.name.clone() })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn human(&self) -> String {
         let mut out = format!(
             "{} {} at {}{}\n",
             self.action,
             if self.ok { "ok" } else { "FAILED" },
             self.now.to_rfc3339(),
-            if self.dry_run {
-                " (dry run: nothing changed)"
-            } else {
-                ""
-            }
+            if self.dry_run { " (dry run: nothing changed)" } else { "" }
         );
         for t in &self.tables {
             out.push_str(&format!("\n{}: {:?}", t.table, t.status));
@@ -147,19 +172,10 @@ impl RunReport {
                     Step::CreateDefault { partition } => {
                         format!("create default partition {partition}")
                     }
-                    Step::CreatePartition {
-                        partition,
-                        from,
-                        to,
-                        ..
-                    } => format!("create {partition} [{from}, {to})"),
-                    Step::Detach {
-                        partition,
-                        concurrently,
-                    } => format!(
-                        "detach {partition}{}",
-                        if *concurrently { " concurrently" } else { "" }
-                    ),
+                    Step::CreatePartition { partition, from, to, .. } => format!("create {partition} [{from}, {to})"),
+                    Step::Detach { partition, concurrently } => {
+                        format!("detach {partition}{}", if *concurrently { " concurrently" } else { "" })
+                    }
                     Step::Archive { partition } => format!("archive {partition} to S3"),
                     Step::Drop { partition } => format!("drop {partition}"),
                     Step::MoveToSchema { partition, schema } => {
@@ -176,11 +192,7 @@ impl RunReport {
                 if let Some(d) = &s.detail {
                     extra.push(d.clone());
                 }
-                let extra = if extra.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", extra.join("; "))
-                };
+                let extra = if extra.is_empty() { String::new() } else { format!(" ({})", extra.join("; ")) };
                 let outcome = serde_json::to_value(s.outcome)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_string))

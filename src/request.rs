@@ -14,31 +14,12 @@ pub const MAX_TABLES: usize = 1000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Migrate,
-    Maintain {
-        dry_run: bool,
-        now: Option<DateTime<Utc>>,
-        tables: Vec<QualifiedName>,
-    },
-    Status {
-        now: Option<DateTime<Utc>>,
-        tables: Vec<QualifiedName>,
-    },
-    Archive {
-        table: QualifiedName,
-        partition: String,
-    },
-    Restore {
-        table: QualifiedName,
-        partition: String,
-        into_schema: Option<String>,
-        attach: bool,
-    },
-    Verify {
-        table: Option<QualifiedName>,
-    },
-    List {
-        table: Option<QualifiedName>,
-    },
+    Maintain { dry_run: bool, now: Option<DateTime<Utc>>, tables: Vec<QualifiedName> },
+    Status { now: Option<DateTime<Utc>>, tables: Vec<QualifiedName> },
+    Archive { table: QualifiedName, partition: String },
+    Restore { table: QualifiedName, partition: String, into_schema: Option<String>, attach: bool },
+    Verify { table: Option<QualifiedName> },
+    List { table: Option<QualifiedName> },
 }
 
 impl Request {
@@ -97,26 +78,16 @@ enum RawEvent {
 }
 
 pub fn parse_now(s: &str) -> Result<DateTime<Utc>, Error> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|d| d.with_timezone(&Utc))
-        .map_err(|e| {
-            Error::invalid(format!(
-                "now {s:?} is not an RFC 3339 timestamp such as 2026-11-24T10:00:00Z: {e}"
-            ))
-        })
+    DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&Utc)).map_err(|e| {
+        Error::invalid(format!("now {s:?} is not an RFC 3339 timestamp such as 2026-11-24T10:00:00Z: {e}"))
+    })
 }
 
 pub fn parse_tables(tables: &[String]) -> Result<Vec<QualifiedName>, Error> {
     if tables.len() > MAX_TABLES {
-        return Err(Error::invalid(format!(
-            "{} tables given: at most {MAX_TABLES}",
-            tables.len()
-        )));
+        return Err(Error::invalid(format!("{} tables given: at most {MAX_TABLES}", tables.len())));
     }
-    tables
-        .iter()
-        .map(|t| QualifiedName::parse(t).map_err(|e| Error::invalid(format!("table {t:?}: {e}"))))
-        .collect()
+    tables.iter().map(|t| QualifiedName::parse(t).map_err(|e| Error::invalid(format!("table {t:?}: {e}")))).collect()
 }
 
 fn partition_name(p: &str) -> Result<String, Error> {
@@ -127,68 +98,38 @@ fn partition_name(p: &str) -> Result<String, Error> {
 /// Parses a Lambda event: an EventBridge Scheduled Event runs `maintain`; anything else must be a
 /// `{"action": ...}` request.
 pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
-    let size = serde_json::to_vec(event)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(event).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_EVENT_BYTES {
-        return Err(Error::invalid(format!(
-            "event is {size} bytes: at most {MAX_EVENT_BYTES}"
-        )));
+        return Err(Error::invalid(format!("event is {size} bytes: at most {MAX_EVENT_BYTES}")));
     }
-    let obj = event
-        .as_object()
-        .ok_or_else(|| Error::invalid("event must be a JSON object"))?;
+    let obj = event.as_object().ok_or_else(|| Error::invalid("event must be a JSON object"))?;
     if obj.get("detail-type").and_then(|v| v.as_str()) == Some("Scheduled Event") {
         if obj.get("source").and_then(|v| v.as_str()) != Some("aws.events") {
-            return Err(Error::invalid(
-                "a Scheduled Event must come from source aws.events",
-            ));
+            return Err(Error::invalid("a Scheduled Event must come from source aws.events"));
         }
-        return Ok(Request::Maintain {
-            dry_run: false,
-            now: None,
-            tables: vec![],
-        });
+        return Ok(Request::Maintain { dry_run: false, now: None, tables: vec![] });
     }
     if !obj.contains_key("action") {
         return Err(Error::invalid("event has no \"action\" (expected one of maintain, plan, status, migrate, archive, restore, verify, list) and is not an EventBridge Scheduled Event"));
     }
-    let raw: RawEvent = serde_json::from_value(event.clone())
-        .map_err(|e| Error::invalid(format!("malformed event: {e}")))?;
+    let raw: RawEvent =
+        serde_json::from_value(event.clone()).map_err(|e| Error::invalid(format!("malformed event: {e}")))?;
     let now = |n: Option<String>| n.as_deref().map(parse_now).transpose();
     Ok(match raw {
-        RawEvent::Maintain {
-            dry_run,
-            now: n,
-            tables,
-        } => Request::Maintain {
-            dry_run,
-            now: now(n)?,
-            tables: parse_tables(&tables)?,
-        },
-        RawEvent::Plan { now: n, tables } => Request::Maintain {
-            dry_run: true,
-            now: now(n)?,
-            tables: parse_tables(&tables)?,
-        },
-        RawEvent::Status { now: n, tables } => Request::Status {
-            now: now(n)?,
-            tables: parse_tables(&tables)?,
-        },
+        RawEvent::Maintain { dry_run, now: n, tables } => {
+            Request::Maintain { dry_run, now: now(n)?, tables: parse_tables(&tables)? }
+        }
+        RawEvent::Plan { now: n, tables } => {
+            Request::Maintain { dry_run: true, now: now(n)?, tables: parse_tables(&tables)? }
+        }
+        RawEvent::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
         RawEvent::Migrate {} => Request::Migrate,
-        RawEvent::Archive { table, partition } => Request::Archive {
-            table: parse_tables(&[table])?.remove(0),
-            partition: partition_name(&partition)?,
-        },
-        RawEvent::Restore {
-            table,
-            partition,
-            into_schema,
-            attach,
-        } => {
+        RawEvent::Archive { table, partition } => {
+            Request::Archive { table: parse_tables(&[table])?.remove(0), partition: partition_name(&partition)? }
+        }
+        RawEvent::Restore { table, partition, into_schema, attach } => {
             if let Some(s) = &into_schema {
-                crate::ident::validate_ident(s)
-                    .map_err(|e| Error::invalid(format!("into_schema {s:?}: {e}")))?;
+                crate::ident::validate_ident(s).map_err(|e| Error::invalid(format!("into_schema {s:?}: {e}")))?;
             }
             Request::Restore {
                 table: parse_tables(&[table])?.remove(0),
@@ -197,18 +138,12 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
                 attach,
             }
         }
-        RawEvent::Verify { table } => Request::Verify {
-            table: table
-                .map(|t| parse_tables(&[t]))
-                .transpose()?
-                .map(|mut v| v.remove(0)),
-        },
-        RawEvent::List { table } => Request::List {
-            table: table
-                .map(|t| parse_tables(&[t]))
-                .transpose()?
-                .map(|mut v| v.remove(0)),
-        },
+        RawEvent::Verify { table } => {
+            Request::Verify { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)) }
+        }
+        RawEvent::List { table } => {
+            Request::List { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)) }
+        }
     })
 }
 
@@ -220,18 +155,8 @@ mod tests {
     #[test]
     fn accepts_the_documented_events() {
         let scheduled = json!({"version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events", "account": "1", "time": "2026-11-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}});
-        assert_eq!(
-            from_event(&scheduled).unwrap(),
-            Request::Maintain {
-                dry_run: false,
-                now: None,
-                tables: vec![]
-            }
-        );
-        assert_eq!(
-            from_event(&json!({"action": "migrate"})).unwrap(),
-            Request::Migrate
-        );
+        assert_eq!(from_event(&scheduled).unwrap(), Request::Maintain { dry_run: false, now: None, tables: vec![] });
+        assert_eq!(from_event(&json!({"action": "migrate"})).unwrap(), Request::Migrate);
         let r = from_event(&json!({"action": "maintain", "dry_run": true, "now": "2026-11-24T10:00:00Z", "tables": ["public.trades", "orders"]})).unwrap();
         assert_eq!(r.action(), "plan");
         let r = from_event(&json!({"action": "restore", "table": "public.trades", "partition": "trades_2025_12", "into_schema": "restored", "attach": false})).unwrap();
@@ -244,10 +169,7 @@ mod tests {
                 attach: false
             }
         );
-        assert_eq!(
-            from_event(&json!({"action": "list"})).unwrap(),
-            Request::List { table: None }
-        );
+        assert_eq!(from_event(&json!({"action": "list"})).unwrap(), Request::List { table: None });
     }
 
     #[test]
@@ -257,57 +179,26 @@ mod tests {
             (json!([1, 2]), "must be a JSON object"),
             (json!({"hello": "world"}), "has no \"action\""),
             (json!({"action": "explode"}), "unknown variant `explode`"),
-            (
-                json!({"action": "maintain", "dry_run": "yes"}),
-                "invalid type",
-            ),
-            (
-                json!({"action": "maintain", "tables": "trades"}),
-                "invalid type",
-            ),
-            (
-                json!({"action": "maintain", "bogus": 1}),
-                "unknown field `bogus`",
-            ),
-            (
-                json!({"action": "maintain", "now": "yesterday"}),
-                "not an RFC 3339 timestamp",
-            ),
-            (
-                json!({"action": "maintain", "tables": ["x; drop table trades"]}),
-                "not a valid identifier",
-            ),
-            (
-                json!({"action": "maintain", "tables": ["a.b.c"]}),
-                "more than two parts",
-            ),
-            (
-                json!({"action": "restore", "table": "trades"}),
-                "missing field `partition`",
-            ),
-            (
-                json!({"action": "restore", "table": "trades", "partition": ""}),
-                "empty identifier",
-            ),
+            (json!({"action": "maintain", "dry_run": "yes"}), "invalid type"),
+            (json!({"action": "maintain", "tables": "trades"}), "invalid type"),
+            (json!({"action": "maintain", "bogus": 1}), "unknown field `bogus`"),
+            (json!({"action": "maintain", "now": "yesterday"}), "not an RFC 3339 timestamp"),
+            (json!({"action": "maintain", "tables": ["x; drop table trades"]}), "not a valid identifier"),
+            (json!({"action": "maintain", "tables": ["a.b.c"]}), "more than two parts"),
+            (json!({"action": "restore", "table": "trades"}), "missing field `partition`"),
+            (json!({"action": "restore", "table": "trades", "partition": ""}), "empty identifier"),
             (
                 json!({"action": "restore", "table": "trades", "partition": "p", "into_schema": "s".repeat(70)}),
                 "longer than 63",
             ),
             (json!({"action": "maintain", "note": big}), "at most 65536"),
-            (
-                json!({"detail-type": "Scheduled Event", "source": "evil"}),
-                "source aws.events",
-            ),
+            (json!({"detail-type": "Scheduled Event", "source": "evil"}), "source aws.events"),
             (json!({"action": 7}), "malformed event"),
         ];
         for (event, needle) in cases {
             let e = from_event(&event).unwrap_err();
             assert_eq!(e.kind, crate::error::ErrorKind::InvalidInput, "{event}");
-            assert!(
-                e.message.contains(needle),
-                "{event}: {} should contain {needle:?}",
-                e.message
-            );
+            assert!(e.message.contains(needle), "{event}: {} should contain {needle:?}", e.message);
         }
         let too_many: Vec<String> = (0..=MAX_TABLES).map(|i| format!("t{i}")).collect();
         assert!(from_event(&json!({"action": "status", "tables": too_many}))

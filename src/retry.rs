@@ -14,20 +14,14 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(5),
-        }
+        Self { max_attempts: 5, base_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5) }
     }
 }
 
 impl RetryPolicy {
     /// The delay before attempt `attempt + 1` (attempt counts from 1): uniform in [0, min(cap, base * 2^(attempt-1))].
     pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .base_delay
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
         let ceiling = exp.min(self.max_delay);
         ceiling.mul_f64(fastrand::f64())
     }
@@ -67,11 +61,8 @@ mod tests {
 
     #[tokio::test]
     async fn retries_transient_errors_then_gives_up() {
-        let p = RetryPolicy {
-            max_attempts: 3,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(2),
-        };
+        let p =
+            RetryPolicy { max_attempts: 3, base_delay: Duration::from_millis(1), max_delay: Duration::from_millis(2) };
         let calls = Cell::new(0);
         let (r, n) = retry(
             p,
@@ -84,13 +75,8 @@ mod tests {
         )
         .await;
         assert_eq!((r.is_err(), n, calls.get()), (true, 3, 3));
-        let (r, n) = retry(
-            p,
-            "t",
-            |e: &String| e != "permanent",
-            |_| async { Err::<(), _>("permanent".to_string()) },
-        )
-        .await;
+        let (r, n) =
+            retry(p, "t", |e: &String| e != "permanent", |_| async { Err::<(), _>("permanent".to_string()) }).await;
         assert_eq!((r.unwrap_err().as_str(), n), ("permanent", 1));
         let (r, n) = retry(
             p,
@@ -118,11 +104,7 @@ mod tests {
         for attempt in 1..40 {
             assert!(p.delay(attempt) <= Duration::from_millis(400));
         }
-        let distinct: std::collections::BTreeSet<u128> =
-            (0..50).map(|_| p.delay(5).as_micros()).collect();
-        assert!(
-            distinct.len() > 10,
-            "jitter should spread delays: {distinct:?}"
-        );
+        let distinct: std::collections::BTreeSet<u128> = (0..50).map(|_| p.delay(5).as_micros()).collect();
+        assert!(distinct.len() > 10, "jitter should spread delays: {distinct:?}");
     }
 }

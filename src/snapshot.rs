@@ -110,9 +110,7 @@ pub struct TableSnapshot {
 
 impl TableSnapshot {
     pub fn default_partition(&self) -> Option<&PartitionInfo> {
-        self.partitions
-            .iter()
-            .find(|p| p.bound == PartitionBound::Default)
+        self.partitions.iter().find(|p| p.bound == PartitionBound::Default)
     }
     pub fn default_rows_total(&self) -> i64 {
         self.default_rows.values().sum()

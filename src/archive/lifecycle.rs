@@ -33,18 +33,12 @@ pub async fn execute(
     archiver: Option<&Archiver>,
 ) -> (anyhow::Result<StepResult>, u32) {
     match step {
-        Step::Detach {
-            partition,
-            concurrently,
-        } => detach(client, policy, snapshot, partition, *concurrently, opts).await,
+        Step::Detach { partition, concurrently } => {
+            detach(client, policy, snapshot, partition, *concurrently, opts).await
+        }
         Step::Archive { partition } => match archiver {
             Some(a) => (archive(client, policy, partition, a).await, 1),
-            None => (
-                Err(anyhow!(
-                    "cannot archive {partition}: no archive bucket is configured (ARCHIVE_BUCKET)"
-                )),
-                0,
-            ),
+            None => (Err(anyhow!("cannot archive {partition}: no archive bucket is configured (ARCHIVE_BUCKET)")), 0),
         },
         Step::Drop { partition } => {
             let statements = [
@@ -69,11 +63,7 @@ pub async fn execute(
             let statements = [
                 require_sql(&policy.table, &partition.name, allowed),
                 format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)),
-                format!(
-                    "ALTER TABLE {} SET SCHEMA {}",
-                    partition.quoted(),
-                    quote_ident(schema)
-                ),
+                format!("ALTER TABLE {} SET SCHEMA {}", partition.quoted(), quote_ident(schema)),
                 manifest::set_state_sql(
                     &policy.table,
                     &partition.name,
@@ -85,13 +75,7 @@ pub async fn execute(
                     ],
                 ),
             ];
-            let (r, n) = run_ddl(
-                client,
-                opts,
-                &format!("move {partition} to {schema}"),
-                &statements,
-            )
-            .await;
+            let (r, n) = run_ddl(client, opts, &format!("move {partition} to {schema}"), &statements).await;
             (r.map(|_| StepResult::default()), n)
         }
         other => (Err(anyhow!("not a retention step: {other:?}")), 0),
@@ -147,18 +131,9 @@ async fn detach(
     if let Err(e) = r {
         return (Err(e), n);
     }
-    let (r, m) = run_ddl(
-        client,
-        opts,
-        &label,
-        &[manifest::set_state_sql(
-            &policy.table,
-            &partition.name,
-            "detached",
-            &[],
-        )],
-    )
-    .await;
+    let (r, m) =
+        run_ddl(client, opts, &label, &[manifest::set_state_sql(&policy.table, &partition.name, "detached", &[])])
+            .await;
     crate::fail_point!("after_detach");
     (r.map(|_| StepResult::default()), n + m)
 }
@@ -175,9 +150,7 @@ async fn detach_record(
     let snapshot = if snapshot.partitions.iter().any(|p| &p.name == partition) {
         snapshot
     } else {
-        fresh = crate::catalog::load_snapshot(client, policy)
-            .await
-            .map_err(anyhow::Error::new)?;
+        fresh = crate::catalog::load_snapshot(client, policy).await.map_err(anyhow::Error::new)?;
         &fresh
     };
     let info = snapshot
@@ -185,18 +158,13 @@ async fn detach_record(
         .iter()
         .find(|p| &p.name == partition)
         .ok_or_else(|| anyhow!("{partition} is not a partition of {}", policy.table))?;
-    let (from, to) = info
-        .range()
-        .ok_or_else(|| anyhow!("{partition} is the default partition: never archived"))?;
+    let (from, to) = info.range().ok_or_else(|| anyhow!("{partition} is the default partition: never archived"))?;
     let lit = |b: BoundValue| match b {
         BoundValue::At(t) => Some(bound_literal(snapshot.key_type, policy.time_zone, t)),
         _ => None,
     };
     let columns = crate::catalog::columns(client, partition).await?;
-    let key_type = serde_json::to_value(snapshot.key_type)?
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let key_type = serde_json::to_value(snapshot.key_type)?.as_str().unwrap_or_default().to_string();
     Ok(ManifestRecord {
         manifest_version: manifest::MANIFEST_VERSION,
         table_schema: policy.table.schema.clone(),
@@ -234,10 +202,7 @@ async fn detach_record(
 }
 
 async fn exec(client: &Client, sql: &str) -> anyhow::Result<()> {
-    client
-        .batch_execute(sql)
-        .await
-        .with_context(|| sql.chars().take(120).collect::<String>())
+    client.batch_execute(sql).await.with_context(|| sql.chars().take(120).collect::<String>())
 }
 
 async fn archive(
@@ -267,23 +232,10 @@ async fn archive(
         Some(true) => bail!("{} is still attached: refusing to archive it", rec.partition()),
         Some(false) => {}
     }
-    let format = policy
-        .archive_format
-        .as_deref()
-        .and_then(Format::parse)
-        .unwrap_or(settings.format);
-    let compression = policy
-        .archive_compression
-        .as_deref()
-        .and_then(Compression::parse)
-        .unwrap_or(settings.compression);
-    let key = manifest::object_key(
-        &settings.prefix,
-        &rec,
-        policy.interval == Interval::Year,
-        format,
-        compression,
-    );
+    let format = policy.archive_format.as_deref().and_then(Format::parse).unwrap_or(settings.format);
+    let compression =
+        policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(settings.compression);
+    let key = manifest::object_key(&settings.prefix, &rec, policy.interval == Interval::Year, format, compression);
     let manifest_key = manifest::manifest_key(&key);
 
     let already = rec.state == "uploaded" && object_verifies(archiver, &rec).await?.is_ok();
@@ -293,11 +245,7 @@ async fn archive(
             store.abort_upload(&key, &old).await?;
         }
         store.abort_uploads_of(&key).await?;
-        let content_type = if format == Format::Csv {
-            "text/csv"
-        } else {
-            "application/octet-stream"
-        };
+        let content_type = if format == Format::Csv { "text/csv" } else { "application/octet-stream" };
         let upload_id = store.create_upload(&key, content_type).await?;
         exec(
             client,
@@ -317,18 +265,11 @@ async fn archive(
         .await?;
         crate::fail_point!("after_create_upload");
         let estimated = client
-            .query_one(
-                "SELECT pg_total_relation_size(to_regclass($1))",
-                &[&partition.quoted()],
-            )
+            .query_one("SELECT pg_total_relation_size(to_regclass($1))", &[&partition.quoted()])
             .await
             .map(|r| r.get::<_, Option<i64>>(0).unwrap_or(0))
             .unwrap_or(0);
-        let copy_sql = format!(
-            "COPY {} TO STDOUT {}",
-            partition.quoted(),
-            format.copy_options()
-        );
+        let copy_sql = format!("COPY {} TO STDOUT {}", partition.quoted(), format.copy_options());
         let streamed = pipeline::archive_stream(
             client,
             &copy_sql,
@@ -354,10 +295,7 @@ async fn archive(
                         &policy.table,
                         &partition.name,
                         "detached",
-                        &[
-                            ("last_error", Some(format!("{e:#}"))),
-                            ("multipart_upload_id", None),
-                        ],
+                        &[("last_error", Some(format!("{e:#}"))), ("multipart_upload_id", None)],
                     ),
                 )
                 .await;
@@ -385,22 +323,12 @@ async fn archive(
         )
         .await?;
         crate::fail_point!("after_upload");
-        rec = manifest::load(&*client, &policy.table, &partition.name)
-            .await?
-            .context("manifest row vanished")?;
+        rec = manifest::load(&*client, &policy.table, &partition.name).await?.context("manifest row vanished")?;
     }
 
     // Verify before anything can be dropped.
-    object_verifies(archiver, &rec)
-        .await?
-        .map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
-    let count: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM {}", rec.partition().quoted()),
-            &[],
-        )
-        .await?
-        .get(0);
+    object_verifies(archiver, &rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
+    let count: i64 = client.query_one(&format!("SELECT count(*) FROM {}", rec.partition().quoted()), &[]).await?.get(0);
     if Some(count) != rec.row_count {
         bail!(Error::integrity(format!(
             "{}: the archive holds {:?} rows but the table has {count}: not verified, nothing dropped",
@@ -417,15 +345,9 @@ async fn archive(
         .get_small(&manifest_key)
         .await?
         .ok_or_else(|| anyhow!("manifest {manifest_key} is missing right after it was written"))?;
-    let back: ManifestRecord =
-        serde_json::from_slice(&back).context("manifest read back is not valid JSON")?;
-    if back.sha256 != rec.sha256
-        || back.row_count != rec.row_count
-        || back.object_key != rec.object_key
-    {
-        bail!(Error::integrity(format!(
-            "manifest {manifest_key} read back differs from what was written"
-        )));
+    let back: ManifestRecord = serde_json::from_slice(&back).context("manifest read back is not valid JSON")?;
+    if back.sha256 != rec.sha256 || back.row_count != rec.row_count || back.object_key != rec.object_key {
+        bail!(Error::integrity(format!("manifest {manifest_key} read back differs from what was written")));
     }
     exec(
         client,
@@ -433,48 +355,34 @@ async fn archive(
             &policy.table,
             &partition.name,
             "verified",
-            &[
-                ("manifest_key", Some(manifest_key)),
-                ("verified_at", Some("now()".into())),
-            ],
+            &[("manifest_key", Some(manifest_key)), ("verified_at", Some("now()".into()))],
         ),
     )
     .await?;
     crate::fail_point!("after_verify");
     Ok(StepResult {
         rows_archived: rec.row_count,
-        detail: rec
-            .object_key
-            .map(|k| format!("s3://{}/{k}", settings.bucket)),
+        raw_bytes: rec.raw_bytes,
+        bytes_archived: rec.compressed_bytes,
+        detail: rec.object_key.map(|k| format!("s3://{}/{k}", settings.bucket)),
         ..Default::default()
     })
 }
 
 /// Checks the uploaded object against the record: it exists, with the recorded size and S3
 /// composite SHA-256. `Ok(Err(reason))` when it does not verify.
-pub async fn object_verifies(
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-) -> anyhow::Result<Result<(), String>> {
+pub async fn object_verifies(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<Result<(), String>> {
     let Some(key) = rec.object_key.as_deref() else {
         return Ok(Err("no object key recorded".into()));
     };
     let Some(head) = archiver.store.head(key, rec.version_id.as_deref()).await? else {
-        return Ok(Err(format!(
-            "object s3://{}/{key} does not exist",
-            archiver.store.settings.bucket
-        )));
+        return Ok(Err(format!("object s3://{}/{key} does not exist", archiver.store.settings.bucket)));
     };
     if Some(head.size) != rec.compressed_bytes {
-        return Ok(Err(format!(
-            "object {key} is {} bytes, the manifest says {:?}",
-            head.size, rec.compressed_bytes
-        )));
+        return Ok(Err(format!("object {key} is {} bytes, the manifest says {:?}", head.size, rec.compressed_bytes)));
     }
     match (&head.checksum_sha256, &rec.checksum_composite) {
         (Some(got), Some(want)) if got == want => Ok(Ok(())),
-        (got, want) => Ok(Err(format!(
-            "object {key} has checksum {got:?}, the manifest says {want:?}"
-        ))),
+        (got, want) => Ok(Err(format!("object {key} has checksum {got:?}, the manifest says {want:?}"))),
     }
 }

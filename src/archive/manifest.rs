@@ -72,16 +72,10 @@ impl ManifestRecord {
         QualifiedName::new(&self.partition_schema, &self.partition_name)
     }
     pub fn format(&self) -> anyhow::Result<Format> {
-        self.format
-            .as_deref()
-            .and_then(Format::parse)
-            .context("manifest has no valid format")
+        self.format.as_deref().and_then(Format::parse).context("manifest has no valid format")
     }
     pub fn compression(&self) -> anyhow::Result<Compression> {
-        self.compression
-            .as_deref()
-            .and_then(Compression::parse)
-            .context("manifest has no valid compression")
+        self.compression.as_deref().and_then(Compression::parse).context("manifest has no valid compression")
     }
 }
 
@@ -95,17 +89,13 @@ pub fn object_key(
     format: Format,
     compression: Compression,
 ) -> String {
-    let start = record
-        .range_from
-        .as_deref()
-        .and_then(|f| match DateTime::parse_from_rfc3339(f) {
-            // A timestamptz bound: the period is the one in the table's own zone.
-            Ok(d) => Some(crate::period::to_local(
-                record.time_zone.parse().unwrap_or(chrono_tz::UTC),
-                d.with_timezone(&Utc),
-            )),
-            Err(_) => local_start(f),
-        });
+    let start = record.range_from.as_deref().and_then(|f| match DateTime::parse_from_rfc3339(f) {
+        // A timestamptz bound: the period is the one in the table's own zone.
+        Ok(d) => {
+            Some(crate::period::to_local(record.time_zone.parse().unwrap_or(chrono_tz::UTC), d.with_timezone(&Utc)))
+        }
+        Err(_) => local_start(f),
+    });
     let period = match start {
         Some(s) if interval_is_year => format!("year={:04}", s.year()),
         Some(s) => format!("year={:04}/month={:02}", s.year(), s.month()),
@@ -130,11 +120,7 @@ pub fn object_key(
 fn local_start(s: &str) -> Option<NaiveDateTime> {
     NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
         .ok()
-        .or_else(|| {
-            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .ok()
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-        })
+        .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
 }
 
 /// The key of the JSON manifest beside an object key.
@@ -162,20 +148,12 @@ pub async fn load(
         )
         .await
         .context("read archive manifest")?;
-    row.map(|r| {
-        serde_json::from_value(r.get::<_, serde_json::Value>(0))
-            .context("decode archive manifest row")
-    })
-    .transpose()
+    row.map(|r| serde_json::from_value(r.get::<_, serde_json::Value>(0)).context("decode archive manifest row"))
+        .transpose()
 }
 
-pub async fn list(
-    client: &impl GenericClient,
-    table: Option<&QualifiedName>,
-) -> anyhow::Result<Vec<ManifestRecord>> {
-    let (schema, name) = table.map_or((None, None), |t| {
-        (Some(t.schema.clone()), Some(t.name.clone()))
-    });
+pub async fn list(client: &impl GenericClient, table: Option<&QualifiedName>) -> anyhow::Result<Vec<ManifestRecord>> {
+    let (schema, name) = table.map_or((None, None), |t| (Some(t.schema.clone()), Some(t.name.clone())));
     let rows = client
         .query(
             "SELECT to_jsonb(m) FROM partition_archiver.archive_manifest m
@@ -186,25 +164,14 @@ pub async fn list(
         .await
         .context("list archive manifest")?;
     rows.into_iter()
-        .map(|r| {
-            serde_json::from_value(r.get::<_, serde_json::Value>(0))
-                .context("decode archive manifest row")
-        })
+        .map(|r| serde_json::from_value(r.get::<_, serde_json::Value>(0)).context("decode archive manifest row"))
         .collect()
 }
 
 /// SQL that sets `state` (and any extra `column = literal` pairs) on one manifest row. Built with
 /// [`quote_literal`] because it runs inside [`crate::executor::run_ddl`]'s statement lists.
-pub fn set_state_sql(
-    table: &QualifiedName,
-    partition: &str,
-    state: &str,
-    extra: &[(&str, Option<String>)],
-) -> String {
-    let mut sets = vec![
-        format!("state = {}", quote_literal(state)),
-        "updated_at = now()".to_string(),
-    ];
+pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Option<String>)]) -> String {
+    let mut sets = vec![format!("state = {}", quote_literal(state)), "updated_at = now()".to_string()];
     for (col, val) in extra {
         let v = match val {
             Some(v) if v == "now()" => "now()".to_string(),
@@ -276,14 +243,8 @@ mod tests {
     fn hive_style_keys() {
         let r = record(Some("2026-01-01T00:00:00+00:00"));
         let k = object_key("arch", &r, false, Format::Csv, Compression::Zstd);
-        assert_eq!(
-            k,
-            "arch/public.trades/year=2026/month=01/trades_2026_01.csv.zst"
-        );
-        assert_eq!(
-            manifest_key(&k),
-            "arch/public.trades/year=2026/month=01/trades_2026_01.manifest.json"
-        );
+        assert_eq!(k, "arch/public.trades/year=2026/month=01/trades_2026_01.csv.zst");
+        assert_eq!(manifest_key(&k), "arch/public.trades/year=2026/month=01/trades_2026_01.manifest.json");
         assert_eq!(
             object_key("", &r, true, Format::Binary, Compression::None),
             "public.trades/year=2026/trades_2026_01.pgcopy"
@@ -299,13 +260,7 @@ mod tests {
             "public.trades/year=2026/month=12/trades_2026_01.csv"
         );
         assert_eq!(
-            object_key(
-                "p",
-                &record(Some("2026-03-01")),
-                false,
-                Format::Csv,
-                Compression::Gzip
-            ),
+            object_key("p", &record(Some("2026-03-01")), false, Format::Csv, Compression::Gzip),
             "p/public.trades/year=2026/month=03/trades_2026_01.csv.gz"
         );
     }
@@ -316,17 +271,11 @@ mod tests {
             &QualifiedName::new("public", "t'x"),
             "p",
             "uploaded",
-            &[
-                ("sha256", Some("ab'c".into())),
-                ("etag", None),
-                ("uploaded_at", Some("now()".into())),
-            ],
+            &[("sha256", Some("ab'c".into())), ("etag", None), ("uploaded_at", Some("now()".into()))],
         );
         assert!(sql.contains("table_name = 't''x'"), "{sql}");
         assert!(
-            sql.contains("sha256 = 'ab''c'")
-                && sql.contains("etag = NULL")
-                && sql.contains("uploaded_at = now()"),
+            sql.contains("sha256 = 'ab''c'") && sql.contains("etag = NULL") && sql.contains("uploaded_at = now()"),
             "{sql}"
         );
     }

@@ -20,8 +20,6 @@ pub struct Archiver {
 
 impl Archiver {
     pub async fn new(settings: ArchiveSettings) -> Self {
-        Self {
-            store: Store::connect(settings).await,
-        }
+        Self { store: Store::connect(settings).await }
     }
 }

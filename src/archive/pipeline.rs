@@ -56,15 +56,9 @@ impl PartSink {
     fn ship(&mut self) -> std::io::Result<()> {
         let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size));
         let sha256: [u8; 32] = Sha256::digest(&data).into();
-        let part = Part {
-            number: self.next_number,
-            data: Bytes::from(data),
-            sha256,
-        };
+        let part = Part { number: self.next_number, data: Bytes::from(data), sha256 };
         self.next_number += 1;
-        self.tx
-            .blocking_send(part)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "uploader stopped"))
+        self.tx.blocking_send(part).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "uploader stopped"))
     }
 
     fn finish(mut self) -> std::io::Result<(u64, String)> {
@@ -106,10 +100,9 @@ impl Encoder {
                 enc.include_checksum(true)?;
                 Self::Zstd(enc)
             }
-            Compression::Gzip => Self::Gzip(flate2::write::GzEncoder::new(
-                sink,
-                flate2::Compression::new(level as u32),
-            )),
+            Compression::Gzip => {
+                Self::Gzip(flate2::write::GzEncoder::new(sink, flate2::Compression::new(level as u32)))
+            }
             Compression::None => Self::Plain(sink),
         })
     }
@@ -144,10 +137,7 @@ pub async fn archive_stream(
     part_size: usize,
     parts_in_flight: usize,
 ) -> anyhow::Result<Uploaded> {
-    let copy = db
-        .copy_out(copy_sql)
-        .await
-        .context("start COPY TO STDOUT")?;
+    let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
     let (part_tx, mut part_rx) = mpsc::channel::<Part>(1);
 
@@ -181,11 +171,7 @@ pub async fn archive_stream(
             counter.feed(&chunk);
             encoder.write_all(&chunk).context("compress")?;
         }
-        let (compressed, sha) = encoder
-            .finish()
-            .context("finish compression")?
-            .finish()
-            .context("ship last part")?;
+        let (compressed, sha) = encoder.finish().context("finish compression")?.finish().context("ship last part")?;
         let rows = counter.finish().map_err(|e| anyhow!("COPY stream: {e}"))?;
         Ok((rows, compressed, sha))
     });
@@ -200,9 +186,7 @@ pub async fn archive_stream(
             }
             let (store, key, upload_id) = (store.clone(), key.to_string(), upload_id.to_string());
             in_flight.spawn(async move {
-                let etag = store
-                    .upload_part(&key, &upload_id, part.number, part.data, &part.sha256)
-                    .await?;
+                let etag = store.upload_part(&key, &upload_id, part.number, part.data, &part.sha256).await?;
                 Ok((part.number, etag, part.sha256))
             });
         }
@@ -227,32 +211,14 @@ pub async fn archive_stream(
     for (_, _, digest) in &done {
         composite.update(digest);
     }
-    let composite_sha256 = format!(
-        "{}-{}",
-        base64::engine::general_purpose::STANDARD.encode(composite.finalize()),
-        done.len()
-    );
+    let composite_sha256 =
+        format!("{}-{}", base64::engine::general_purpose::STANDARD.encode(composite.finalize()), done.len());
     let parts: Vec<(i32, String, String)> = done
         .iter()
-        .map(|(n, etag, d)| {
-            (
-                *n,
-                etag.clone(),
-                base64::engine::general_purpose::STANDARD.encode(d),
-            )
-        })
+        .map(|(n, etag, d)| (*n, etag.clone(), base64::engine::general_purpose::STANDARD.encode(d)))
         .collect();
     let (etag, version_id) = store.complete_upload(key, upload_id, &parts).await?;
-    Ok(Uploaded {
-        rows,
-        raw_bytes,
-        compressed_bytes,
-        sha256,
-        composite_sha256,
-        parts: done.len(),
-        etag,
-        version_id,
-    })
+    Ok(Uploaded { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts: done.len(), etag, version_id })
 }
 
 /// A `Read` over chunks arriving on a channel (the decompressor's input).
@@ -296,15 +262,7 @@ pub async fn restore_stream(
     format: Format,
     compression: Compression,
 ) -> anyhow::Result<Restored> {
-    read_object(
-        Some((db, copy_in_sql)),
-        store,
-        key,
-        version_id,
-        format,
-        compression,
-    )
-    .await
+    read_object(Some((db, copy_in_sql)), store, key, version_id, format, compression).await
 }
 
 /// Reads an object through SHA-256, the decompressor and the row counter, without loading it.
@@ -331,37 +289,25 @@ async fn read_object(
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
 
     let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
-        let input = ChannelReader {
-            rx: comp_rx,
-            current: Bytes::new(),
-        };
+        let input = ChannelReader { rx: comp_rx, current: Bytes::new() };
         let mut decoder: Box<dyn Read> = match compression {
-            Compression::Zstd => {
-                Box::new(zstd::stream::read::Decoder::new(input).context("start zstd decoder")?)
-            }
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).context("start zstd decoder")?),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
             Compression::None => Box::new(input),
         };
         let mut counter = RowCounter::new(format, format == Format::Csv);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = decoder
-                .read(&mut buf)
-                .context("decompress (corrupt or truncated object?)")?;
+            let n = decoder.read(&mut buf).context("decompress (corrupt or truncated object?)")?;
             if n == 0 {
                 break;
             }
             counter.feed(&buf[..n]);
-            if raw_tx
-                .blocking_send(Bytes::copy_from_slice(&buf[..n]))
-                .is_err()
-            {
+            if raw_tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
                 bail!("COPY FROM stopped");
             }
         }
-        counter
-            .finish()
-            .map_err(|e| anyhow!("archive content: {e}"))
+        counter.finish().map_err(|e| anyhow!("archive content: {e}"))
     });
 
     let downloader = tokio::spawn(async move {
@@ -382,17 +328,9 @@ async fn read_object(
         while raw_rx.recv().await.is_some() {}
         let rows_counted = decompressor.await.context("decompressor panicked")??;
         let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;
-        return Ok(Restored {
-            rows_copied: rows_counted,
-            rows_counted,
-            compressed_bytes,
-            sha256,
-        });
+        return Ok(Restored { rows_copied: rows_counted, rows_counted, compressed_bytes, sha256 });
     };
-    let sink = db
-        .copy_in::<_, Bytes>(copy_in_sql)
-        .await
-        .context("start COPY FROM STDIN")?;
+    let sink = db.copy_in::<_, Bytes>(copy_in_sql).await.context("start COPY FROM STDIN")?;
     let mut sink = std::pin::pin!(sink);
     let mut copy_err = None;
     while let Some(chunk) = raw_rx.recv().await {
@@ -408,15 +346,6 @@ async fn read_object(
     if let Some(e) = copy_err {
         return Err(anyhow::Error::new(e).context("COPY FROM STDIN"));
     }
-    let rows_copied = sink
-        .as_mut()
-        .finish()
-        .await
-        .context("finish COPY FROM STDIN")?;
-    Ok(Restored {
-        rows_copied,
-        rows_counted,
-        compressed_bytes,
-        sha256,
-    })
+    let rows_copied = sink.as_mut().finish().await.context("finish COPY FROM STDIN")?;
+    Ok(Restored { rows_copied, rows_counted, compressed_bytes, sha256 })
 }

@@ -39,10 +39,7 @@ pub async fn find_manifest(
     table: &QualifiedName,
     partition: &str,
 ) -> Result<(ManifestRecord, String), Error> {
-    let from_db = manifest::load(client, table, partition)
-        .await
-        .ok()
-        .flatten();
+    let from_db = manifest::load(client, table, partition).await.ok().flatten();
     if let Some(rec) = from_db {
         return Ok((rec, "database manifest".into()));
     }
@@ -53,13 +50,8 @@ pub async fn find_manifest(
         format!("{}/{}.{}/", store.settings.prefix, table.schema, table.name)
     };
     let wanted = format!("/{partition}.manifest.json");
-    let mut pages = store
-        .client
-        .list_objects_v2()
-        .bucket(&store.settings.bucket)
-        .prefix(&prefix)
-        .into_paginator()
-        .send();
+    let mut pages =
+        store.client.list_objects_v2().bucket(&store.settings.bucket).prefix(&prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| {
             wrap(
@@ -75,15 +67,15 @@ pub async fn find_manifest(
                     .map_err(wrap)?
                     .ok_or_else(|| Error::not_found(format!("{key} vanished")))?;
                 let rec: ManifestRecord = serde_json::from_slice(&body).map_err(|e| {
-                    Error::integrity(format!(
-                        "manifest {key} is not a valid partition-archiver manifest: {e}"
-                    ))
+                    Error::integrity(format!("manifest {key} is not a valid partition-archiver manifest: {e}"))
                 })?;
                 return Ok((rec, format!("s3://{}/{key}", store.settings.bucket)));
             }
         }
     }
-    Err(Error::not_found(format!("no archive of partition {partition} of {table}: neither the database manifest nor S3 has one")))
+    Err(Error::not_found(format!(
+        "no archive of partition {partition} of {table}: neither the database manifest nor S3 has one"
+    )))
 }
 
 /// Checks a manifest before it drives any SQL: it must name this table and partition, be complete,
@@ -107,24 +99,16 @@ async fn check_manifest(
             rec.state
         )));
     }
-    if rec
-        .sha256
-        .as_deref()
-        .is_none_or(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
+    if rec.sha256.as_deref().is_none_or(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
         || rec.row_count.is_none()
         || rec.object_key.is_none()
     {
-        return Err(Error::integrity(format!(
-            "manifest of {partition} is incomplete (sha256, row_count, object_key)"
-        )));
+        return Err(Error::integrity(format!("manifest of {partition} is incomplete (sha256, row_count, object_key)")));
     }
     rec.format().map_err(|e| Error::integrity(e.to_string()))?;
-    rec.compression()
-        .map_err(|e| Error::integrity(e.to_string()))?;
+    rec.compression().map_err(|e| Error::integrity(e.to_string()))?;
     if rec.columns.is_empty() {
-        return Err(Error::integrity(format!(
-            "manifest of {partition} has no columns"
-        )));
+        return Err(Error::integrity(format!("manifest of {partition} has no columns")));
     }
     for c in &rec.columns {
         validate_ident(&c.name).map_err(|e| Error::integrity(format!("manifest column: {e}")))?;
@@ -138,10 +122,7 @@ async fn check_manifest(
                 .map(|r| r.get::<_, bool>(0))
                 .unwrap_or(false);
         if !ok {
-            return Err(Error::integrity(format!(
-                "manifest column {} has an invalid type {:?}",
-                c.name, c.type_name
-            )));
+            return Err(Error::integrity(format!("manifest column {} has an invalid type {:?}", c.name, c.type_name)));
         }
     }
     Ok(())
@@ -167,59 +148,35 @@ pub async fn restore(
         .map_err(|e| wrap(e.into()))?
         .get(0);
     if exists {
-        return Err(Error::invalid(format!("{target} already exists: this partition was already restored (drop it or restore into another schema)")));
+        return Err(Error::invalid(format!(
+            "{target} already exists: this partition was already restored (drop it or restore into another schema)"
+        )));
     }
     let format = rec.format().map_err(wrap)?;
     let compression = rec.compression().map_err(wrap)?;
     let cols: Vec<String> = rec
         .columns
         .iter()
-        .map(|c| {
-            format!(
-                "{} {}{}",
-                quote_ident(&c.name),
-                c.type_name,
-                if c.not_null { " NOT NULL" } else { "" }
-            )
-        })
+        .map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, if c.not_null { " NOT NULL" } else { "" }))
         .collect();
     let key = rec.object_key.clone().expect("checked");
     let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {}",
-        quote_ident(into_schema)
-    ))
-    .await
-    .map_err(|e| wrap(e.into()))?;
-    tx.batch_execute(&format!(
-        "CREATE TABLE {} ({})",
-        target.quoted(),
-        cols.join(", ")
-    ))
-    .await
-    .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {target}"))))?;
-    let copy_sql = format!(
-        "COPY {} FROM STDIN {}",
-        target.quoted(),
-        format.copy_options()
-    );
-    let got = pipeline::restore_stream(
-        &tx,
-        &copy_sql,
-        &archiver.store,
-        &key,
-        rec.version_id.as_deref(),
-        format,
-        compression,
-    )
-    .await
-    .map_err(|e| match e.downcast::<Error>() {
-        Ok(inner) => inner,
-        Err(e) => Error::new(
-            ErrorKind::Integrity,
-            format!("restore of {partition} failed, nothing was kept: {e:#}"),
-        ),
-    })?;
+    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(into_schema)))
+        .await
+        .map_err(|e| wrap(e.into()))?;
+    tx.batch_execute(&format!("CREATE TABLE {} ({})", target.quoted(), cols.join(", ")))
+        .await
+        .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {target}"))))?;
+    let copy_sql = format!("COPY {} FROM STDIN {}", target.quoted(), format.copy_options());
+    let got =
+        pipeline::restore_stream(&tx, &copy_sql, &archiver.store, &key, rec.version_id.as_deref(), format, compression)
+            .await
+            .map_err(|e| match e.downcast::<Error>() {
+                Ok(inner) => inner,
+                Err(e) => {
+                    Error::new(ErrorKind::Integrity, format!("restore of {partition} failed, nothing was kept: {e:#}"))
+                }
+            })?;
     let want_sha = rec.sha256.clone().expect("checked");
     if got.sha256 != want_sha {
         return Err(Error::integrity(format!(
@@ -263,8 +220,7 @@ async fn attach_back(
     lock_timeout_ms: u64,
 ) -> Result<(), String> {
     let parent = rec.table();
-    let bound =
-        |b: &Option<String>, open: &str| b.as_deref().map_or(open.to_string(), quote_literal);
+    let bound = |b: &Option<String>, open: &str| b.as_deref().map_or(open.to_string(), quote_literal);
     let attach = format!(
         "ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})",
         parent.quoted(),
@@ -293,13 +249,9 @@ async fn attach_back(
     .await;
     result.map_err(|e| {
         let msg = e.chain().find_map(|c| {
-            c.downcast_ref::<tokio_postgres::Error>()
-                .and_then(|d| d.as_db_error().map(|d| d.message().to_string()))
+            c.downcast_ref::<tokio_postgres::Error>().and_then(|d| d.as_db_error().map(|d| d.message().to_string()))
         });
-        format!(
-            "could not attach {target} to {parent}: {}",
-            msg.unwrap_or_else(|| format!("{e:#}"))
-        )
+        format!("could not attach {target} to {parent}: {}", msg.unwrap_or_else(|| format!("{e:#}")))
     })
 }
 
@@ -320,38 +272,23 @@ pub async fn verify_all(
 ) -> Result<Vec<VerifyItem>, Error> {
     let records = manifest::list(client, table).await.map_err(wrap)?;
     let mut out = Vec::new();
-    for rec in records.into_iter().filter(|r| {
-        matches!(r.state.as_str(), "verified" | "dropped" | "moved") && r.object_key.is_some()
-    }) {
+    for rec in records
+        .into_iter()
+        .filter(|r| matches!(r.state.as_str(), "verified" | "dropped" | "moved") && r.object_key.is_some())
+    {
         let (ok, rows, message) = match verify_one(archiver, &rec).await {
-            Ok(rows) => (
-                true,
-                Some(rows),
-                "SHA-256 and row count match the manifest".to_string(),
-            ),
+            Ok(rows) => (true, Some(rows), "SHA-256 and row count match the manifest".to_string()),
             Err(e) => (false, None, format!("{e:#}")),
         };
-        out.push(VerifyItem {
-            table: rec.table(),
-            partition: rec.partition_name.clone(),
-            ok,
-            rows,
-            message,
-        });
+        out.push(VerifyItem { table: rec.table(), partition: rec.partition_name.clone(), ok, rows, message });
     }
     Ok(out)
 }
 
 async fn verify_one(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<u64> {
     let key = rec.object_key.as_deref().context("no object key")?;
-    let got = pipeline::scan_object(
-        &archiver.store,
-        key,
-        rec.version_id.as_deref(),
-        rec.format()?,
-        rec.compression()?,
-    )
-    .await?;
+    let got = pipeline::scan_object(&archiver.store, key, rec.version_id.as_deref(), rec.format()?, rec.compression()?)
+        .await?;
     anyhow::ensure!(
         Some(got.sha256.as_str()) == rec.sha256.as_deref(),
         "SHA-256 {} differs from the manifest's {:?}",

@@ -6,33 +6,21 @@
 use crate::archive::settings::Format;
 
 pub enum RowCounter {
-    Csv {
-        in_quotes: bool,
-        newlines: u64,
-        header: bool,
-    },
+    Csv { in_quotes: bool, newlines: u64, header: bool },
     Binary(BinaryCounter),
 }
 
 impl RowCounter {
     pub fn new(format: Format, header: bool) -> Self {
         match format {
-            Format::Csv => Self::Csv {
-                in_quotes: false,
-                newlines: 0,
-                header,
-            },
+            Format::Csv => Self::Csv { in_quotes: false, newlines: 0, header },
             Format::Binary => Self::Binary(BinaryCounter::default()),
         }
     }
 
     pub fn feed(&mut self, chunk: &[u8]) {
         match self {
-            Self::Csv {
-                in_quotes,
-                newlines,
-                ..
-            } => {
+            Self::Csv { in_quotes, newlines, .. } => {
                 for pos in memchr::memchr2_iter(b'"', b'\n', chunk) {
                     if chunk[pos] == b'"' {
                         *in_quotes = !*in_quotes;
@@ -48,16 +36,10 @@ impl RowCounter {
     /// Rows seen; `Err` when the stream was not well formed (truncated, garbage).
     pub fn finish(&self) -> Result<u64, String> {
         match self {
-            Self::Csv {
-                in_quotes: true, ..
-            } => Err("CSV stream ends inside a quoted field".into()),
-            Self::Csv {
-                newlines, header, ..
-            } => {
+            Self::Csv { in_quotes: true, .. } => Err("CSV stream ends inside a quoted field".into()),
+            Self::Csv { newlines, header, .. } => {
                 if *header {
-                    newlines
-                        .checked_sub(1)
-                        .ok_or_else(|| "CSV stream has no header line".to_string())
+                    newlines.checked_sub(1).ok_or_else(|| "CSV stream has no header line".to_string())
                 } else {
                     Ok(*newlines)
                 }
@@ -158,11 +140,7 @@ impl BinaryCounter {
             BinState::ExtLen => {
                 let n = u32::from_be_bytes(item.try_into().expect("4 bytes"));
                 self.skip = n as u64;
-                self.state = if n == 0 {
-                    BinState::FieldCount
-                } else {
-                    BinState::Ext
-                };
+                self.state = if n == 0 { BinState::FieldCount } else { BinState::Ext };
             }
             BinState::FieldCount => {
                 let n = i16::from_be_bytes(item.try_into().expect("2 bytes"));
@@ -241,11 +219,7 @@ mod tests {
         for chunk in [1, 3, 5, 64] {
             assert_eq!(count(Format::Binary, &full, chunk), Ok(5), "chunk {chunk}");
         }
-        assert!(count(Format::Binary, &data, 8)
-            .unwrap_err()
-            .contains("truncated"));
-        assert!(count(Format::Binary, b"id,note\n1,2\n3,4\n5,6\n", 8)
-            .unwrap_err()
-            .contains("signature"));
+        assert!(count(Format::Binary, &data, 8).unwrap_err().contains("truncated"));
+        assert!(count(Format::Binary, b"id,note\n1,2\n3,4\n5,6\n", 8).unwrap_err().contains("signature"));
     }
 }

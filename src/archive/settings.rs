@@ -115,20 +115,11 @@ impl ArchiveSettings {
             return Ok(None);
         };
         if !(3..=63).contains(&bucket.len())
-            || !bucket
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            || !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         {
-            return Err(ConfigError::invalid(
-                "ARCHIVE_BUCKET",
-                &bucket,
-                "an S3 bucket name (3-63 of a-z 0-9 . -)",
-            ));
+            return Err(ConfigError::invalid("ARCHIVE_BUCKET", &bucket, "an S3 bucket name (3-63 of a-z 0-9 . -)"));
         }
-        let prefix = get("ARCHIVE_PREFIX")
-            .unwrap_or_else(|| "partition-archiver".into())
-            .trim_matches('/')
-            .to_string();
+        let prefix = get("ARCHIVE_PREFIX").unwrap_or_else(|| "partition-archiver".into()).trim_matches('/').to_string();
         if prefix.contains("..") || prefix.chars().any(char::is_control) {
             return Err(ConfigError::invalid(
                 "ARCHIVE_PREFIX",
@@ -138,14 +129,12 @@ impl ArchiveSettings {
         }
         let format = match get("ARCHIVE_FORMAT") {
             None => Format::Csv,
-            Some(f) => Format::parse(&f)
-                .ok_or_else(|| ConfigError::invalid("ARCHIVE_FORMAT", &f, "csv or binary"))?,
+            Some(f) => Format::parse(&f).ok_or_else(|| ConfigError::invalid("ARCHIVE_FORMAT", &f, "csv or binary"))?,
         };
         let compression = match get("ARCHIVE_COMPRESSION") {
             None => Compression::Zstd,
-            Some(c) => Compression::parse(&c).ok_or_else(|| {
-                ConfigError::invalid("ARCHIVE_COMPRESSION", &c, "zstd, gzip or none")
-            })?,
+            Some(c) => Compression::parse(&c)
+                .ok_or_else(|| ConfigError::invalid("ARCHIVE_COMPRESSION", &c, "zstd, gzip or none"))?,
         };
         let compression_level = match get("ARCHIVE_COMPRESSION_LEVEL") {
             None => match compression {
@@ -153,20 +142,15 @@ impl ArchiveSettings {
                 _ => 3,
             },
             Some(l) => {
-                let v: i32 = l.parse().map_err(|_| {
-                    ConfigError::invalid("ARCHIVE_COMPRESSION_LEVEL", &l, "an integer")
-                })?;
+                let v: i32 =
+                    l.parse().map_err(|_| ConfigError::invalid("ARCHIVE_COMPRESSION_LEVEL", &l, "an integer"))?;
                 let ok = match compression {
                     Compression::Zstd => (1..=19).contains(&v),
                     Compression::Gzip => (1..=9).contains(&v),
                     Compression::None => true,
                 };
                 if !ok {
-                    return Err(ConfigError::invalid(
-                        "ARCHIVE_COMPRESSION_LEVEL",
-                        &l,
-                        "1-19 for zstd, 1-9 for gzip",
-                    ));
+                    return Err(ConfigError::invalid("ARCHIVE_COMPRESSION_LEVEL", &l, "1-19 for zstd, 1-9 for gzip"));
                 }
                 v
             }
@@ -174,11 +158,7 @@ impl ArchiveSettings {
         let part_size = match get("ARCHIVE_PART_SIZE") {
             None => 16 * MIB,
             Some(s) => parse_size(&s).ok_or_else(|| {
-                ConfigError::invalid(
-                    "ARCHIVE_PART_SIZE",
-                    &s,
-                    "a size such as 16MiB (at least 5MiB, at most 5GiB)",
-                )
+                ConfigError::invalid("ARCHIVE_PART_SIZE", &s, "a size such as 16MiB (at least 5MiB, at most 5GiB)")
             })?,
         };
         if !(MIN_PART_SIZE..=5 * 1024 * MIB).contains(&part_size) {
@@ -198,9 +178,7 @@ impl ArchiveSettings {
         };
         let sse = match get("ARCHIVE_SSE").as_deref() {
             None | Some("AES256") | Some("aes256") => Sse::Aes256,
-            Some("aws:kms") | Some("kms") => Sse::Kms {
-                key_id: get("ARCHIVE_KMS_KEY_ID").filter(|k| !k.is_empty()),
-            },
+            Some("aws:kms") | Some("kms") => Sse::Kms { key_id: get("ARCHIVE_KMS_KEY_ID").filter(|k| !k.is_empty()) },
             Some(other) => {
                 return Err(ConfigError::invalid(
                     "ARCHIVE_SSE",
@@ -209,27 +187,18 @@ impl ArchiveSettings {
                 ))
             }
         };
-        let object_lock = match (
-            get("ARCHIVE_OBJECT_LOCK_MODE"),
-            get("ARCHIVE_OBJECT_LOCK_DAYS"),
-        ) {
+        let object_lock = match (get("ARCHIVE_OBJECT_LOCK_MODE"), get("ARCHIVE_OBJECT_LOCK_DAYS")) {
             (None, None) => None,
             (Some(mode), Some(days)) => {
                 let mode = mode.to_ascii_uppercase();
                 if mode != "GOVERNANCE" && mode != "COMPLIANCE" {
-                    return Err(ConfigError::invalid(
-                        "ARCHIVE_OBJECT_LOCK_MODE",
-                        &mode,
-                        "GOVERNANCE or COMPLIANCE",
-                    ));
+                    return Err(ConfigError::invalid("ARCHIVE_OBJECT_LOCK_MODE", &mode, "GOVERNANCE or COMPLIANCE"));
                 }
                 let days = days
                     .parse()
                     .ok()
                     .filter(|d| (1..=36500).contains(d))
-                    .ok_or_else(|| {
-                        ConfigError::invalid("ARCHIVE_OBJECT_LOCK_DAYS", &days, "1-36500")
-                    })?;
+                    .ok_or_else(|| ConfigError::invalid("ARCHIVE_OBJECT_LOCK_DAYS", &days, "1-36500"))?;
                 Some(ObjectLock { mode, days })
             }
             _ => {
@@ -281,10 +250,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Option<ArchiveSettings>, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         ArchiveSettings::from_lookup(&|k| map.get(k).cloned())
     }
 
@@ -293,45 +259,18 @@ mod tests {
         assert!(parse(&[]).unwrap().is_none());
         let s = parse(&[("ARCHIVE_BUCKET", "my-archive")]).unwrap().unwrap();
         assert_eq!(
-            (
-                s.format,
-                s.compression,
-                s.compression_level,
-                s.part_size,
-                s.sse.clone()
-            ),
+            (s.format, s.compression, s.compression_level, s.part_size, s.sse.clone()),
             (Format::Csv, Compression::Zstd, 3, 16 * MIB, Sse::Aes256)
         );
         assert_eq!(s.prefix, "partition-archiver");
         let bad: &[(&[(&str, &str)], &str)] = &[
             (&[("ARCHIVE_BUCKET", "Bad_Bucket")], "ARCHIVE_BUCKET"),
-            (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet")],
-                "ARCHIVE_FORMAT",
-            ),
-            (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION", "lz4")],
-                "ARCHIVE_COMPRESSION",
-            ),
-            (
-                &[
-                    ("ARCHIVE_BUCKET", "b-1"),
-                    ("ARCHIVE_COMPRESSION_LEVEL", "42"),
-                ],
-                "ARCHIVE_COMPRESSION_LEVEL",
-            ),
-            (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "1MiB")],
-                "at least 5MiB",
-            ),
-            (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "lots")],
-                "ARCHIVE_PART_SIZE",
-            ),
-            (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_SSE", "none")],
-                "ARCHIVE_SSE",
-            ),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet")], "ARCHIVE_FORMAT"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION", "lz4")], "ARCHIVE_COMPRESSION"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION_LEVEL", "42")], "ARCHIVE_COMPRESSION_LEVEL"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "1MiB")], "at least 5MiB"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "lots")], "ARCHIVE_PART_SIZE"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_SSE", "none")], "ARCHIVE_SSE"),
             (
                 &[
                     ("ARCHIVE_BUCKET", "b-1"),
@@ -340,14 +279,8 @@ mod tests {
                 ],
                 "GOVERNANCE or COMPLIANCE",
             ),
-            (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_OBJECT_LOCK_DAYS", "3")],
-                "go together",
-            ),
-            (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PREFIX", "a/../b")],
-                "ARCHIVE_PREFIX",
-            ),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_OBJECT_LOCK_DAYS", "3")], "go together"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PREFIX", "a/../b")], "ARCHIVE_PREFIX"),
         ];
         for (vars, needle) in bad {
             let e = parse(vars).unwrap_err().to_string();
@@ -363,20 +296,9 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(
-            s.sse,
-            Sse::Kms {
-                key_id: Some("k1".into())
-            }
-        );
+        assert_eq!(s.sse, Sse::Kms { key_id: Some("k1".into()) });
         assert_eq!(s.part_size, 8 * MIB);
-        assert_eq!(
-            s.object_lock,
-            Some(ObjectLock {
-                mode: "COMPLIANCE".into(),
-                days: 365
-            })
-        );
+        assert_eq!(s.object_lock, Some(ObjectLock { mode: "COMPLIANCE".into(), days: 365 }));
     }
 
     #[test]

@@ -7,8 +7,7 @@ use crate::retry::{retry, RetryPolicy};
 use anyhow::{anyhow, Context};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
-    ServerSideEncryption,
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ServerSideEncryption,
 };
 use base64::Engine;
 use bytes::Bytes;
@@ -27,9 +26,7 @@ pub struct ObjectHead {
     pub etag: Option<String>,
 }
 
-fn sdk_err<E: std::error::Error + Send + Sync + 'static>(
-    e: aws_sdk_s3::error::SdkError<E>,
-) -> anyhow::Error {
+fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> anyhow::Error {
     // DisplayErrorContext prints the whole chain (service code and message), not just "service error".
     anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
 }
@@ -41,18 +38,12 @@ impl Store {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         // We check every object's SHA-256 ourselves; the SDK cannot validate the part-level
         // checksums of multipart objects on GET and would only warn about it.
-        let mut builder = aws_sdk_s3::config::Builder::from(&sdk).response_checksum_validation(
-            aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired,
-        );
-        if std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
-        {
+        let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+        if std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
             builder = builder.force_path_style(true);
         }
-        Self {
-            client: aws_sdk_s3::Client::from_conf(builder.build()),
-            settings,
-        }
+        Self { client: aws_sdk_s3::Client::from_conf(builder.build()), settings }
     }
 
     fn bucket(&self) -> &str {
@@ -81,16 +72,14 @@ impl Store {
             let until = chrono::Utc::now() + chrono::Duration::days(lock.days as i64);
             req = req
                 .object_lock_mode(ObjectLockMode::from(lock.mode.as_str()))
-                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
-                    until.timestamp(),
-                ));
+                .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(until.timestamp()));
         }
-        let out =
-            req.send().await.map_err(sdk_err).with_context(|| {
-                format!("start multipart upload of s3://{}/{key}", self.bucket())
-            })?;
-        out.upload_id
-            .ok_or_else(|| anyhow!("S3 returned no upload id for {key}"))
+        let out = req
+            .send()
+            .await
+            .map_err(sdk_err)
+            .with_context(|| format!("start multipart upload of s3://{}/{key}", self.bucket()))?;
+        out.upload_id.ok_or_else(|| anyhow!("S3 returned no upload id for {key}"))
     }
 
     pub async fn upload_part(
@@ -101,10 +90,7 @@ impl Store {
         data: Bytes,
         sha256: &[u8; 32],
     ) -> anyhow::Result<String> {
-        crate::fail_point!(
-            "upload_part",
-            Err(anyhow!("injected fault: upload_part failed"))
-        );
+        crate::fail_point!("upload_part", Err(anyhow!("injected fault: upload_part failed")));
         let checksum = base64::engine::general_purpose::STANDARD.encode(sha256);
         let (r, _) = retry(
             RetryPolicy::default(),
@@ -126,8 +112,7 @@ impl Store {
                         .send()
                         .await
                         .map_err(sdk_err)?;
-                    out.e_tag
-                        .ok_or_else(|| anyhow!("no ETag for part {number}"))
+                    out.e_tag.ok_or_else(|| anyhow!("no ETag for part {number}"))
                 }
             },
         )
@@ -147,11 +132,7 @@ impl Store {
                 parts
                     .iter()
                     .map(|(n, etag, sha)| {
-                        CompletedPart::builder()
-                            .part_number(*n)
-                            .e_tag(etag)
-                            .checksum_sha256(sha)
-                            .build()
+                        CompletedPart::builder().part_number(*n).e_tag(etag).checksum_sha256(sha).build()
                     })
                     .collect(),
             ))
@@ -166,9 +147,7 @@ impl Store {
             .send()
             .await
             .map_err(sdk_err)
-            .with_context(|| {
-                format!("complete multipart upload of s3://{}/{key}", self.bucket())
-            })?;
+            .with_context(|| format!("complete multipart upload of s3://{}/{key}", self.bucket()))?;
         Ok((out.e_tag, out.version_id))
     }
 
@@ -221,11 +200,7 @@ impl Store {
         Ok(n)
     }
 
-    pub async fn head(
-        &self,
-        key: &str,
-        version_id: Option<&str>,
-    ) -> anyhow::Result<Option<ObjectHead>> {
+    pub async fn head(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<Option<ObjectHead>> {
         match self
             .client
             .head_object()
@@ -248,8 +223,7 @@ impl Store {
     }
 
     pub async fn put_json(&self, key: &str, body: Vec<u8>) -> anyhow::Result<Option<String>> {
-        let sha = base64::engine::general_purpose::STANDARD
-            .encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
+        let sha = base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
         let mut req = self
             .client
             .put_object()
@@ -261,45 +235,26 @@ impl Store {
             .body(ByteStream::from(body));
         req = match &self.settings.sse {
             Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Sse::Kms { key_id } => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .set_ssekms_key_id(key_id.clone()),
+            Sse::Kms { key_id } => {
+                req.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone())
+            }
         };
-        let out = req
-            .send()
-            .await
-            .map_err(sdk_err)
-            .with_context(|| format!("put s3://{}/{key}", self.bucket()))?;
+        let out = req.send().await.map_err(sdk_err).with_context(|| format!("put s3://{}/{key}", self.bucket()))?;
         Ok(out.version_id)
     }
 
     /// The whole (small) object, or `None` when it does not exist.
     pub async fn get_small(&self, key: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        match self
-            .client
-            .get_object()
-            .bucket(self.bucket())
-            .key(key)
-            .send()
-            .await
-        {
-            Ok(o) => Ok(Some(
-                o.body
-                    .collect()
-                    .await
-                    .with_context(|| format!("read s3://{}/{key}", self.bucket()))?
-                    .to_vec(),
-            )),
+        match self.client.get_object().bucket(self.bucket()).key(key).send().await {
+            Ok(o) => {
+                Ok(Some(o.body.collect().await.with_context(|| format!("read s3://{}/{key}", self.bucket()))?.to_vec()))
+            }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(sdk_err(e)).with_context(|| format!("get s3://{}/{key}", self.bucket())),
         }
     }
 
-    pub async fn get_stream(
-        &self,
-        key: &str,
-        version_id: Option<&str>,
-    ) -> anyhow::Result<ByteStream> {
+    pub async fn get_stream(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<ByteStream> {
         let out = self
             .client
             .get_object()

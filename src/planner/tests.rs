@@ -9,11 +9,7 @@ use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
 fn local(s: &str) -> NaiveDateTime {
-    let s = if s.len() == 10 {
-        format!("{s} 00:00:00")
-    } else {
-        s.to_string()
-    };
+    let s = if s.len() == 10 { format!("{s} 00:00:00") } else { s.to_string() };
     NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S").unwrap()
 }
 
@@ -38,31 +34,15 @@ fn part(desc: &str, table: &str, interval: Interval) -> PartitionInfo {
         (format!("{table}_default"), PartitionBound::Default)
     } else if let Some((name, range)) = desc.split_once(':') {
         let (f, t) = range.split_once("..").unwrap();
-        (
-            name.to_string(),
-            PartitionBound::Range {
-                from: bv(f),
-                to: bv(t),
-            },
-        )
+        (name.to_string(), PartitionBound::Range { from: bv(f), to: bv(t) })
     } else {
         let suffix = desc.strip_prefix(&format!("{table}_")).unwrap();
         let start = match interval {
-            Interval::Month => {
-                NaiveDate::parse_from_str(&format!("{suffix}_01"), "%Y_%m_%d").unwrap()
-            }
-            Interval::Year => {
-                NaiveDate::parse_from_str(&format!("{suffix}_01_01"), "%Y_%m_%d").unwrap()
-            }
+            Interval::Month => NaiveDate::parse_from_str(&format!("{suffix}_01"), "%Y_%m_%d").unwrap(),
+            Interval::Year => NaiveDate::parse_from_str(&format!("{suffix}_01_01"), "%Y_%m_%d").unwrap(),
         };
         let p = Period::containing(interval, start.and_hms_opt(0, 0, 0).unwrap());
-        (
-            desc.to_string(),
-            PartitionBound::Range {
-                from: BoundValue::At(p.start()),
-                to: BoundValue::At(p.end()),
-            },
-        )
+        (desc.to_string(), PartitionBound::Range { from: BoundValue::At(p.start()), to: BoundValue::At(p.end()) })
     };
     PartitionInfo {
         name: QualifiedName::new("public", name),
@@ -99,29 +79,12 @@ fn render(step: &Step) -> String {
     match step {
         Step::FinalizeDetach { partition } => format!("finalize {}", partition.name),
         Step::CreateDefault { partition } => format!("default {}", partition.name),
-        Step::CreatePartition {
-            partition,
-            from,
-            to,
-            rows_in_default,
-            ..
-        } => {
-            let moved = if *rows_in_default > 0 {
-                format!(" moving {rows_in_default}")
-            } else {
-                String::new()
-            };
+        Step::CreatePartition { partition, from, to, rows_in_default, .. } => {
+            let moved = if *rows_in_default > 0 { format!(" moving {rows_in_default}") } else { String::new() };
             format!("create {} {from}..{to}{moved}", partition.name)
         }
-        Step::Detach {
-            partition,
-            concurrently,
-        } => {
-            format!(
-                "detach{} {}",
-                if *concurrently { " concurrently" } else { "" },
-                partition.name
-            )
+        Step::Detach { partition, concurrently } => {
+            format!("detach{} {}", if *concurrently { " concurrently" } else { "" }, partition.name)
         }
         Step::Archive { partition } => format!("archive {}", partition.name),
         Step::Drop { partition } => format!("drop {}", partition.name),
@@ -137,24 +100,13 @@ fn run(case: &Case) -> Plan {
         table: policy.table.clone(),
         key_column: "created_at".into(),
         key_type: case.key,
-        partitions: case
-            .parts
-            .iter()
-            .map(|d| part(d, &policy.table.name, policy.interval))
-            .collect(),
-        default_rows: case
-            .default_rows
-            .iter()
-            .map(|(d, n)| (local(d), *n))
-            .collect::<BTreeMap<_, _>>(),
+        partitions: case.parts.iter().map(|d| part(d, &policy.table.name, policy.interval)).collect(),
+        default_rows: case.default_rows.iter().map(|(d, n)| (local(d), *n)).collect::<BTreeMap<_, _>>(),
         other_relations: case.other.iter().map(|s| s.to_string()).collect(),
         manifest: case
             .manifest
             .iter()
-            .map(|(p, s)| ManifestEntry {
-                partition: QualifiedName::new("public", *p),
-                state: *s,
-            })
+            .map(|(p, s)| ManifestEntry { partition: QualifiedName::new("public", *p), state: *s })
             .collect(),
     };
     plan(&snapshot, &policy, utc(case.now))
@@ -164,22 +116,10 @@ fn run(case: &Case) -> Plan {
 fn check(case: Case, expected: &[&str], warnings: &[&str]) {
     let plan = run(&case);
     let got: Vec<String> = plan.steps.iter().map(render).collect();
-    assert_eq!(
-        got, expected,
-        "steps for now={} parts={:?}",
-        case.now, case.parts
-    );
-    assert_eq!(
-        plan.warnings.len(),
-        warnings.len(),
-        "warnings: {:?}",
-        plan.warnings
-    );
+    assert_eq!(got, expected, "steps for now={} parts={:?}", case.now, case.parts);
+    assert_eq!(plan.warnings.len(), warnings.len(), "warnings: {:?}", plan.warnings);
     for (w, needle) in plan.warnings.iter().zip(warnings) {
-        assert!(
-            w.contains(needle),
-            "warning {w:?} should contain {needle:?}"
-        );
+        assert!(w.contains(needle), "warning {w:?} should contain {needle:?}");
     }
 }
 
@@ -196,12 +136,7 @@ fn contiguous(extra: &[&'static str], first_month: u32) -> Vec<&'static str> {
 const NOV: &str = "create trades_2026_11 2026-11-01T00:00:00+00:00..2026-12-01T00:00:00+00:00";
 const DEC: &str = "create trades_2026_12 2026-12-01T00:00:00+00:00..2027-01-01T00:00:00+00:00";
 const JAN: &str = "create trades_2027_01 2027-01-01T00:00:00+00:00..2027-02-01T00:00:00+00:00";
-const HOT: &[&str] = &[
-    "trades_2026_11",
-    "trades_2026_12",
-    "trades_2027_01",
-    "default",
-];
+const HOT: &[&str] = &["trades_2026_11", "trades_2026_12", "trades_2027_01", "default"];
 
 #[test]
 fn empty_table_gets_default_current_and_two_ahead() {
@@ -216,76 +151,38 @@ fn nothing_to_do_when_everything_exists() {
 #[test]
 fn counts_from_now_not_from_the_newest_data() {
     // Partitions run far ahead already: nothing is created, nothing removed.
-    let parts = &[
-        "trades_2026_11",
-        "trades_2026_12",
-        "trades_2027_01",
-        "trades_2027_02",
-        "trades_2027_03",
-        "default",
-    ];
+    let parts = &["trades_2026_11", "trades_2026_12", "trades_2027_01", "trades_2027_02", "trades_2027_03", "default"];
     check(Case { parts, ..BASE }, &[], &[]);
     // Only old partitions exist: the plan fills from the oldest within retention to now + 2.
     let parts = &["trades_2026_09", "default"];
     check(
         Case { parts, ..BASE },
-        &[
-            "create trades_2026_10 2026-10-01T00:00:00+00:00..2026-11-01T00:00:00+00:00",
-            NOV,
-            DEC,
-            JAN,
-        ],
+        &["create trades_2026_10 2026-10-01T00:00:00+00:00..2026-11-01T00:00:00+00:00", NOV, DEC, JAN],
         &[],
     );
 }
 
 #[test]
 fn premake_zero_creates_only_the_current_period() {
-    check(
-        Case {
-            policy: |p| p.premake = 0,
-            parts: &["default"],
-            ..BASE
-        },
-        &[NOV],
-        &[],
-    );
+    check(Case { policy: |p| p.premake = 0, parts: &["default"], ..BASE }, &[NOV], &[]);
 }
 
 #[test]
 fn premake_large() {
-    let plan = run(&Case {
-        policy: |p| p.premake = 120,
-        parts: &["default"],
-        ..BASE
-    });
+    let plan = run(&Case { policy: |p| p.premake = 120, parts: &["default"], ..BASE });
     assert_eq!(plan.steps.len(), 121);
-    assert_eq!(
-        render(plan.steps.last().unwrap()).split(' ').nth(1),
-        Some("trades_2036_11")
-    );
+    assert_eq!(render(plan.steps.last().unwrap()).split(' ').nth(1), Some("trades_2036_11"));
 }
 
 #[test]
 fn no_default_when_policy_says_so() {
-    check(
-        Case {
-            policy: |p| p.create_default = false,
-            ..BASE
-        },
-        &[NOV, DEC, JAN],
-        &[],
-    );
+    check(Case { policy: |p| p.create_default = false, ..BASE }, &[NOV, DEC, JAN], &[]);
 }
 
 #[test]
 fn default_name_taken_by_another_table() {
     check(
-        Case {
-            parts: &["trades_2026_11", "trades_2026_12", "trades_2027_01"],
-            other: &["trades_default"],
-            ..BASE
-        },
+        Case { parts: &["trades_2026_11", "trades_2026_12", "trades_2027_01"], other: &["trades_default"], ..BASE },
         &[],
         &["cannot create default partition"],
     );
@@ -294,21 +191,9 @@ fn default_name_taken_by_another_table() {
 #[test]
 fn month_boundaries_in_utc() {
     // The last second of a month, the first second of the next.
+    check(Case { now: "2026-11-30T23:59:59Z", parts: HOT, ..BASE }, &[], &[]);
     check(
-        Case {
-            now: "2026-11-30T23:59:59Z",
-            parts: HOT,
-            ..BASE
-        },
-        &[],
-        &[],
-    );
-    check(
-        Case {
-            now: "2026-12-01T00:00:00Z",
-            parts: HOT,
-            ..BASE
-        },
+        Case { now: "2026-12-01T00:00:00Z", parts: HOT, ..BASE },
         &["create trades_2027_02 2027-02-01T00:00:00+00:00..2027-03-01T00:00:00+00:00"],
         &[],
     );
@@ -317,16 +202,8 @@ fn month_boundaries_in_utc() {
 #[test]
 fn year_boundary_monthly() {
     check(
-        Case {
-            now: "2026-12-31T23:00:00Z",
-            parts: &["default"],
-            ..BASE
-        },
-        &[
-            DEC,
-            JAN,
-            "create trades_2027_02 2027-02-01T00:00:00+00:00..2027-03-01T00:00:00+00:00",
-        ],
+        Case { now: "2026-12-31T23:00:00Z", parts: &["default"], ..BASE },
+        &[DEC, JAN, "create trades_2027_02 2027-02-01T00:00:00+00:00..2027-03-01T00:00:00+00:00"],
         &[],
     );
 }
@@ -334,22 +211,12 @@ fn year_boundary_monthly() {
 #[test]
 fn leap_year_february() {
     check(
-        Case {
-            now: "2028-02-29T12:00:00Z",
-            policy: |p| p.premake = 0,
-            parts: &["default"],
-            ..BASE
-        },
+        Case { now: "2028-02-29T12:00:00Z", policy: |p| p.premake = 0, parts: &["default"], ..BASE },
         &["create trades_2028_02 2028-02-01T00:00:00+00:00..2028-03-01T00:00:00+00:00"],
         &[],
     );
     check(
-        Case {
-            now: "2028-01-31T12:00:00Z",
-            policy: |p| p.premake = 1,
-            parts: &["default"],
-            ..BASE
-        },
+        Case { now: "2028-01-31T12:00:00Z", policy: |p| p.premake = 1, parts: &["default"], ..BASE },
         &[
             "create trades_2028_01 2028-01-01T00:00:00+00:00..2028-02-01T00:00:00+00:00",
             "create trades_2028_02 2028-02-01T00:00:00+00:00..2028-03-01T00:00:00+00:00",
@@ -387,13 +254,7 @@ fn yearly_retention_and_boundary() {
                 p.premake = 1;
                 p.retention = Some(2)
             },
-            parts: &[
-                "trades_2024",
-                "trades_2025",
-                "trades_2026",
-                "trades_2027",
-                "default",
-            ],
+            parts: &["trades_2024", "trades_2025", "trades_2026", "trades_2027", "default"],
             ..BASE
         },
         &[
@@ -479,10 +340,7 @@ fn local_month_differs_from_utc_month() {
         ..BASE
     });
     assert_eq!(plan.current_period, "2026-12");
-    assert_eq!(
-        render(&plan.steps[0]),
-        "create trades_2026_12 2026-11-30T15:00:00+00:00..2026-12-31T15:00:00+00:00"
-    );
+    assert_eq!(render(&plan.steps[0]), "create trades_2026_12 2026-11-30T15:00:00+00:00..2026-12-31T15:00:00+00:00");
 }
 
 #[test]
@@ -535,12 +393,7 @@ fn timestamp_and_date_keys_get_local_literals() {
         &[],
     );
     check(
-        Case {
-            key: KeyType::Date,
-            policy: |p| p.premake = 0,
-            parts: &["default"],
-            ..BASE
-        },
+        Case { key: KeyType::Date, policy: |p| p.premake = 0, parts: &["default"], ..BASE },
         &["create trades_2026_11 2026-11-01..2026-12-01"],
         &[],
     );
@@ -549,20 +402,8 @@ fn timestamp_and_date_keys_get_local_literals() {
 #[test]
 fn fills_gaps_between_partitions() {
     check(
-        Case {
-            parts: &[
-                "trades_2026_08",
-                "trades_2026_10",
-                "trades_2026_12",
-                "default",
-            ],
-            ..BASE
-        },
-        &[
-            "create trades_2026_09 2026-09-01T00:00:00+00:00..2026-10-01T00:00:00+00:00",
-            NOV,
-            JAN,
-        ],
+        Case { parts: &["trades_2026_08", "trades_2026_10", "trades_2026_12", "default"], ..BASE },
+        &["create trades_2026_09 2026-09-01T00:00:00+00:00..2026-10-01T00:00:00+00:00", NOV, JAN],
         &[],
     );
 }
@@ -570,10 +411,7 @@ fn fills_gaps_between_partitions() {
 #[test]
 fn never_fills_a_gap_past_retention() {
     check(
-        Case {
-            parts: &["trades_2026_01", "trades_2026_05", "default"],
-            ..BASE
-        },
+        Case { parts: &["trades_2026_01", "trades_2026_05", "default"], ..BASE },
         &[
             "create trades_2026_06 2026-06-01T00:00:00+00:00..2026-07-01T00:00:00+00:00",
             "create trades_2026_07 2026-07-01T00:00:00+00:00..2026-08-01T00:00:00+00:00",
@@ -593,60 +431,32 @@ fn never_fills_a_gap_past_retention() {
 
 #[test]
 fn gaps_without_retention_go_back_to_the_oldest_partition() {
-    let plan = run(&Case {
-        policy: |p| p.retention = None,
-        parts: &["trades_2025_11", "default"],
-        ..BASE
-    });
+    let plan = run(&Case { policy: |p| p.retention = None, parts: &["trades_2025_11", "default"], ..BASE });
     assert_eq!(plan.steps.len(), 14, "{:?}", plan.steps); // 2025-12 .. 2027-01
-    assert!(plan
-        .steps
-        .iter()
-        .all(|s| matches!(s, Step::CreatePartition { .. })));
+    assert!(plan.steps.iter().all(|s| matches!(s, Step::CreatePartition { .. })));
 }
 
 #[test]
 fn ancient_partition_without_retention_is_capped() {
-    let plan = run(&Case {
-        policy: |p| p.retention = None,
-        parts: &["trades_1900_01", "default"],
-        ..BASE
-    });
+    let plan = run(&Case { policy: |p| p.retention = None, parts: &["trades_1900_01", "default"], ..BASE });
     assert!(plan.steps.len() <= (crate::policy::MAX_RETENTION + 3) as usize);
 }
 
 #[test]
 fn foreign_named_partition_covering_a_period_is_respected() {
     // A hand-made partition covers November exactly: no trades_2026_11 over it.
-    check(
-        Case {
-            parts: &["nov_by_hand:2026-11-01..2026-12-01", "default"],
-            ..BASE
-        },
-        &[DEC, JAN],
-        &[],
-    );
+    check(Case { parts: &["nov_by_hand:2026-11-01..2026-12-01", "default"], ..BASE }, &[DEC, JAN], &[]);
 }
 
 #[test]
 fn foreign_partition_covering_several_periods() {
-    check(
-        Case {
-            parts: &["q4:2026-10-01..2027-01-01", "default"],
-            ..BASE
-        },
-        &[JAN],
-        &[],
-    );
+    check(Case { parts: &["q4:2026-10-01..2027-01-01", "default"], ..BASE }, &[JAN], &[]);
 }
 
 #[test]
 fn partial_overlap_warns_and_skips() {
     check(
-        Case {
-            parts: &["half:2026-11-15..2026-12-01", "default"],
-            ..BASE
-        },
+        Case { parts: &["half:2026-11-15..2026-12-01", "default"], ..BASE },
         &[DEC, JAN],
         &["period 2026-11 is only partly covered by public.half"],
     );
@@ -655,25 +465,12 @@ fn partial_overlap_warns_and_skips() {
 #[test]
 fn legacy_minvalue_partition() {
     // The rolling migration's trades_legacy [MINVALUE, 2026-12-01).
-    check(
-        Case {
-            parts: &["trades_legacy:MIN..2026-12-01", "default"],
-            ..BASE
-        },
-        &[DEC, JAN],
-        &[],
-    );
+    check(Case { parts: &["trades_legacy:MIN..2026-12-01", "default"], ..BASE }, &[DEC, JAN], &[]);
     // Once its upper bound is past retention it is archived like any partition.
     check(
         Case {
             now: "2027-06-10T00:00:00Z",
-            parts: &[
-                "trades_legacy:MIN..2026-12-01",
-                "trades_2027_06",
-                "trades_2027_07",
-                "trades_2027_08",
-                "default",
-            ],
+            parts: &["trades_legacy:MIN..2026-12-01", "trades_2027_06", "trades_2027_07", "trades_2027_08", "default"],
             ..BASE
         },
         &[
@@ -693,24 +490,13 @@ fn legacy_minvalue_partition() {
 
 #[test]
 fn maxvalue_partition_is_never_due_and_blocks_creation() {
-    check(
-        Case {
-            parts: &["rest:2026-12-01..MAX", "trades_2026_11", "default"],
-            ..BASE
-        },
-        &[],
-        &[],
-    );
+    check(Case { parts: &["rest:2026-12-01..MAX", "trades_2026_11", "default"], ..BASE }, &[], &[]);
 }
 
 #[test]
 fn name_taken_by_a_non_partition() {
     check(
-        Case {
-            parts: &["trades_2026_11", "trades_2026_12", "default"],
-            other: &["trades_2027_01"],
-            ..BASE
-        },
+        Case { parts: &["trades_2026_11", "trades_2026_12", "default"], other: &["trades_2027_01"], ..BASE },
         &[],
         &["a relation named trades_2027_01 already exists"],
     );
@@ -718,32 +504,15 @@ fn name_taken_by_a_non_partition() {
 
 #[test]
 fn long_table_names_are_refused_not_truncated() {
-    let plan = run(&Case {
-        policy: |p| p.table_name = "t".repeat(60),
-        parts: &[],
-        ..BASE
-    });
-    assert!(
-        plan.warnings
-            .iter()
-            .any(|w| w.contains("longer than 63 bytes")),
-        "{:?}",
-        plan.warnings
-    );
+    let plan = run(&Case { policy: |p| p.table_name = "t".repeat(60), parts: &[], ..BASE });
+    assert!(plan.warnings.iter().any(|w| w.contains("longer than 63 bytes")), "{:?}", plan.warnings);
 }
 
 #[test]
 fn default_rows_are_moved_into_new_partitions() {
     check(
-        Case {
-            parts: &["trades_2026_11", "default"],
-            default_rows: &[("2026-12-01", 42), ("2027-01-01", 7)],
-            ..BASE
-        },
-        &[
-            format!("{DEC} moving 42").as_str(),
-            format!("{JAN} moving 7").as_str(),
-        ],
+        Case { parts: &["trades_2026_11", "default"], default_rows: &[("2026-12-01", 42), ("2027-01-01", 7)], ..BASE },
+        &[format!("{DEC} moving 42").as_str(), format!("{JAN} moving 7").as_str()],
         &[],
     );
 }
@@ -751,11 +520,7 @@ fn default_rows_are_moved_into_new_partitions() {
 #[test]
 fn default_rows_outside_the_window_are_reported() {
     check(
-        Case {
-            parts: HOT,
-            default_rows: &[("2031-01-01", 3)],
-            ..BASE
-        },
+        Case { parts: HOT, default_rows: &[("2031-01-01", 3)], ..BASE },
         &[],
         &["3 rows in the default partition fall outside"],
     );
@@ -765,12 +530,7 @@ fn default_rows_outside_the_window_are_reported() {
 fn default_rows_in_a_gap_are_moved() {
     check(
         Case {
-            parts: &[
-                "trades_2026_10",
-                "trades_2026_12",
-                "trades_2027_01",
-                "default",
-            ],
+            parts: &["trades_2026_10", "trades_2026_12", "trades_2027_01", "default"],
             default_rows: &[("2026-11-01", 9)],
             ..BASE
         },
@@ -801,21 +561,8 @@ fn pending_detach_is_finalized_first() {
 #[test]
 fn pending_detach_past_retention_is_finalized_then_archived() {
     check(
-        Case {
-            parts: &[
-                "*trades_2026_03",
-                "trades_2026_11",
-                "trades_2026_12",
-                "trades_2027_01",
-                "default",
-            ],
-            ..BASE
-        },
-        &[
-            "finalize trades_2026_03",
-            "archive trades_2026_03",
-            "drop trades_2026_03",
-        ],
+        Case { parts: &["*trades_2026_03", "trades_2026_11", "trades_2026_12", "trades_2027_01", "default"], ..BASE },
+        &["finalize trades_2026_03", "archive trades_2026_03", "drop trades_2026_03"],
         &[],
     );
 }
@@ -856,28 +603,12 @@ fn retention_six_months_keeps_may_onward() {
 fn retention_on_the_first_instant_of_a_month() {
     // At 2026-11-01 00:00 the cutoff is 2026-05-01: April is due, May is not.
     check(
-        Case {
-            now: "2026-11-01T00:00:00Z",
-            parts: &contiguous(&["trades_2026_04"], 5),
-            ..BASE
-        },
-        &[
-            "detach trades_2026_04",
-            "archive trades_2026_04",
-            "drop trades_2026_04",
-        ],
+        Case { now: "2026-11-01T00:00:00Z", parts: &contiguous(&["trades_2026_04"], 5), ..BASE },
+        &["detach trades_2026_04", "archive trades_2026_04", "drop trades_2026_04"],
         &[],
     );
     // One second earlier the cutoff is 2026-04-01: nothing is due.
-    check(
-        Case {
-            now: "2026-10-31T23:59:59Z",
-            parts: &contiguous(&[], 4),
-            ..BASE
-        },
-        &[],
-        &[],
-    );
+    check(Case { now: "2026-10-31T23:59:59Z", parts: &contiguous(&[], 4), ..BASE }, &[], &[]);
 }
 
 #[test]
@@ -895,11 +626,7 @@ fn retention_one_period() {
             ],
             ..BASE
         },
-        &[
-            "detach trades_2026_09",
-            "archive trades_2026_09",
-            "drop trades_2026_09",
-        ],
+        &["detach trades_2026_09", "archive trades_2026_09", "drop trades_2026_09"],
         &[],
     );
 }
@@ -909,13 +636,7 @@ fn no_retention_keeps_everything() {
     check(
         Case {
             policy: |p| p.retention = None,
-            parts: &[
-                "trades_2026_10",
-                "trades_2026_11",
-                "trades_2026_12",
-                "trades_2027_01",
-                "default",
-            ],
+            parts: &["trades_2026_10", "trades_2026_11", "trades_2026_12", "trades_2027_01", "default"],
             ..BASE
         },
         &[],
@@ -928,17 +649,10 @@ fn detach_is_concurrent_only_without_default() {
     check(
         Case {
             policy: |p| p.create_default = false,
-            parts: &contiguous(&["trades_2026_04"], 5)
-                .into_iter()
-                .filter(|p| *p != "default")
-                .collect::<Vec<_>>(),
+            parts: &contiguous(&["trades_2026_04"], 5).into_iter().filter(|p| *p != "default").collect::<Vec<_>>(),
             ..BASE
         },
-        &[
-            "detach concurrently trades_2026_04",
-            "archive trades_2026_04",
-            "drop trades_2026_04",
-        ],
+        &["detach concurrently trades_2026_04", "archive trades_2026_04", "drop trades_2026_04"],
         &[],
     );
 }
@@ -951,11 +665,7 @@ fn archive_move_and_detach_only_actions() {
             parts: &contiguous(&["trades_2026_04"], 5),
             ..BASE
         },
-        &[
-            "detach trades_2026_04",
-            "archive trades_2026_04",
-            "move trades_2026_04 to partition_history",
-        ],
+        &["detach trades_2026_04", "archive trades_2026_04", "move trades_2026_04 to partition_history"],
         &[],
     );
     check(
@@ -975,12 +685,7 @@ fn archive_move_and_detach_only_actions() {
 #[test]
 fn default_partition_is_never_due() {
     check(
-        Case {
-            now: "2040-01-01T00:00:00Z",
-            policy: |p| p.premake = 0,
-            parts: &["trades_2040_01", "default"],
-            ..BASE
-        },
+        Case { now: "2040-01-01T00:00:00Z", policy: |p| p.premake = 0, parts: &["trades_2040_01", "default"], ..BASE },
         &[],
         &[],
     );
@@ -989,35 +694,15 @@ fn default_partition_is_never_due() {
 #[test]
 fn resumes_detached_partitions_from_the_manifest() {
     for (state, expected) in [
-        (
-            ArchiveState::Detaching,
-            vec!["archive trades_2026_04", "drop trades_2026_04"],
-        ),
-        (
-            ArchiveState::Detached,
-            vec!["archive trades_2026_04", "drop trades_2026_04"],
-        ),
-        (
-            ArchiveState::Uploading,
-            vec!["archive trades_2026_04", "drop trades_2026_04"],
-        ),
-        (
-            ArchiveState::Uploaded,
-            vec!["archive trades_2026_04", "drop trades_2026_04"],
-        ),
+        (ArchiveState::Detaching, vec!["archive trades_2026_04", "drop trades_2026_04"]),
+        (ArchiveState::Detached, vec!["archive trades_2026_04", "drop trades_2026_04"]),
+        (ArchiveState::Uploading, vec!["archive trades_2026_04", "drop trades_2026_04"]),
+        (ArchiveState::Uploaded, vec!["archive trades_2026_04", "drop trades_2026_04"]),
         (ArchiveState::Verified, vec!["drop trades_2026_04"]),
         (ArchiveState::Dropped, vec![]),
         (ArchiveState::Moved, vec![]),
     ] {
-        check(
-            Case {
-                parts: HOT,
-                manifest: &[("trades_2026_04", state)],
-                ..BASE
-            },
-            &expected,
-            &[],
-        );
+        check(Case { parts: HOT, manifest: &[("trades_2026_04", state)], ..BASE }, &expected, &[]);
     }
 }
 
@@ -1030,11 +715,7 @@ fn detaching_state_with_partition_still_attached_detaches_again() {
             manifest: &[("trades_2026_04", ArchiveState::Detaching)],
             ..BASE
         },
-        &[
-            "detach trades_2026_04",
-            "archive trades_2026_04",
-            "drop trades_2026_04",
-        ],
+        &["detach trades_2026_04", "archive trades_2026_04", "drop trades_2026_04"],
         &[],
     );
 }
@@ -1057,34 +738,20 @@ fn verified_with_move_action_moves() {
 fn a_second_plan_after_applying_the_first_is_empty() {
     // Apply the plan of an empty table to the snapshot by hand, then plan again.
     let first = run(&Case { parts: &[], ..BASE });
-    let mut parts: Vec<String> = first
-        .steps
-        .iter()
-        .map(|s| s.partition().name.clone())
-        .collect();
+    let mut parts: Vec<String> = first.steps.iter().map(|s| s.partition().name.clone()).collect();
     parts.iter_mut().for_each(|p| {
         if p == "trades_default" {
             *p = "default".into()
         }
     });
     let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    check(
-        Case {
-            parts: &refs,
-            ..BASE
-        },
-        &[],
-        &[],
-    );
+    check(Case { parts: &refs, ..BASE }, &[], &[]);
 }
 
 #[test]
 fn planning_is_deterministic() {
-    let case = || Case {
-        parts: &["trades_2026_01", "trades_2026_08", "default"],
-        default_rows: &[("2026-09-01", 1)],
-        ..BASE
-    };
+    let case =
+        || Case { parts: &["trades_2026_01", "trades_2026_08", "default"], default_rows: &[("2026-09-01", 1)], ..BASE };
     assert_eq!(run(&case()).steps, run(&case()).steps);
 }
 
@@ -1092,11 +759,7 @@ fn planning_is_deterministic() {
 fn plans_100_tables_of_120_partitions_quickly() {
     // Correctness at scale; the speed figure itself is printed by benches/planner.rs.
     let names: Vec<String> = (0..120)
-        .map(|i| {
-            Period::containing(Interval::Month, local("2017-01-01"))
-                .offset(i)
-                .partition_name("trades")
-        })
+        .map(|i| Period::containing(Interval::Month, local("2017-01-01")).offset(i).partition_name("trades"))
         .collect();
     let mut refs: Vec<&str> = names.iter().map(String::as_str).collect();
     refs.push("default");
@@ -1105,19 +768,14 @@ fn plans_100_tables_of_120_partitions_quickly() {
         table: policy.table.clone(),
         key_column: "created_at".into(),
         key_type: KeyType::Timestamptz,
-        partitions: refs
-            .iter()
-            .map(|d| part(d, "trades", Interval::Month))
-            .collect(),
+        partitions: refs.iter().map(|d| part(d, "trades", Interval::Month)).collect(),
         default_rows: BTreeMap::new(),
         other_relations: Default::default(),
         manifest: vec![],
     };
     let mut total_steps = 0;
     for _ in 0..100 {
-        total_steps += plan(&snapshot, &policy, utc("2026-11-24T00:00:00Z"))
-            .steps
-            .len();
+        total_steps += plan(&snapshot, &policy, utc("2026-11-24T00:00:00Z")).steps.len();
     }
     // 2017-01..2026-12 exist: 2027-01 is created; 2017-01..2026-04 (112 months) are due, 3 steps each.
     assert_eq!(total_steps, 100 * (1 + 112 * 3));
@@ -1126,11 +784,7 @@ fn plans_100_tables_of_120_partitions_quickly() {
 #[test]
 fn old_default_rows_get_a_partition_that_is_then_archived() {
     check(
-        Case {
-            parts: &contiguous(&[], 5),
-            default_rows: &[("2026-03-01", 20)],
-            ..BASE
-        },
+        Case { parts: &contiguous(&[], 5), default_rows: &[("2026-03-01", 20)], ..BASE },
         &[
             "create trades_2026_03 2026-03-01T00:00:00+00:00..2026-04-01T00:00:00+00:00 moving 20",
             "detach trades_2026_03",

@@ -8,10 +8,7 @@ const NOW: &str = "2026-11-24T10:00:00Z";
 /// Orders in March and April 2026 with hostile values: NULLs, quotes, commas, newlines, unicode,
 /// extreme numerics. Creates the partitions first (as a run in March would have).
 async fn seed(env: &TestEnv) {
-    ok(&env.run(
-        &["maintain", "--now", "2026-03-05T00:00:00Z"],
-        &[("ARCHIVE_BUCKET", "")],
-    ));
+    ok(&env.run(&["maintain", "--now", "2026-03-05T00:00:00Z"], &[("ARCHIVE_BUCKET", "")]));
     env.db
         .batch_execute(
             r#"INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, filled_quantity, created_at, updated_at)
@@ -30,37 +27,26 @@ async fn seed(env: &TestEnv) {
         .unwrap();
 }
 
-const ORDERS_SUM: &str = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders t WHERE created_at < '2026-05-01'";
+const ORDERS_SUM: &str =
+    "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders t WHERE created_at < '2026-05-01'";
 
 #[tokio::test]
 async fn archive_drop_and_restore_round_trip_keeps_every_value() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
     let original = env.scalar_text(ORDERS_SUM).await;
-    let original_rows = env
-        .scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'")
-        .await;
+    let original_rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
     let (out, report) = env.json(&["maintain", "--now", NOW], &[]);
     ok(&out);
     let orders_steps = steps(&report, "public.orders");
     for p in ["orders_2026_03", "orders_2026_04"] {
         for s in ["detach", "archive", "drop"] {
-            assert!(
-                orders_steps.contains(&format!("{s} public.{p}")),
-                "{orders_steps:?}"
-            );
+            assert!(orders_steps.contains(&format!("{s} public.{p}")), "{orders_steps:?}");
         }
     }
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await, 0);
     assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'")
-            .await,
-        0
-    );
-    assert_eq!(
-        env.scalar_i64(
-            "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'"
-        )
-        .await,
+        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'").await,
         4,
         "March and April of both tables (a run in March created Mar, Apr, May); the cutoff is May 1st"
     );
@@ -84,28 +70,11 @@ async fn archive_drop_and_restore_round_trip_keeps_every_value() {
     // verify re-reads every object.
     let (out, v) = env.json(&["verify"], &[]);
     ok(&out);
-    assert!(
-        v["archives"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|a| a["ok"] == true),
-        "{v}"
-    );
+    assert!(v["archives"].as_array().unwrap().iter().all(|a| a["ok"] == true), "{v}");
     // Restore both months into another schema: the rows are identical.
     for p in ["orders_2026_03", "orders_2026_04"] {
-        let (out, v) = env.json(
-            &[
-                "restore",
-                "--table",
-                "public.orders",
-                "--partition",
-                p,
-                "--into-schema",
-                "restored",
-            ],
-            &[],
-        );
+        let (out, v) =
+            env.json(&["restore", "--table", "public.orders", "--partition", p, "--into-schema", "restored"], &[]);
         ok(&out);
         assert_eq!(v["restore"]["restored_as"], format!("restored.{p}"));
     }
@@ -114,46 +83,22 @@ async fn archive_drop_and_restore_round_trip_keeps_every_value() {
         .await;
     assert_eq!(restored, original);
     assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM restored.orders_2026_03")
-            .await
-            + env
-                .scalar_i64("SELECT count(*) FROM restored.orders_2026_04")
-                .await,
+        env.scalar_i64("SELECT count(*) FROM restored.orders_2026_03").await
+            + env.scalar_i64("SELECT count(*) FROM restored.orders_2026_04").await,
         original_rows
     );
     // Twice is a clear error, not duplicates.
     let (out, v) = env.json(
-        &[
-            "restore",
-            "--table",
-            "public.orders",
-            "--partition",
-            "orders_2026_03",
-            "--into-schema",
-            "restored",
-        ],
+        &["restore", "--table", "public.orders", "--partition", "orders_2026_03", "--into-schema", "restored"],
         &[],
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(v.to_string().contains("already restored"), "{v}");
     // --attach puts a month back under its parent.
-    let (out, v) = env.json(
-        &[
-            "restore",
-            "--table",
-            "public.orders",
-            "--partition",
-            "orders_2026_04",
-            "--attach",
-        ],
-        &[],
-    );
+    let (out, v) = env.json(&["restore", "--table", "public.orders", "--partition", "orders_2026_04", "--attach"], &[]);
     ok(&out);
     assert_eq!(v["restore"]["attached"], true, "{v}");
-    assert!(env
-        .names("public.orders")
-        .await
-        .contains(&"orders_2026_04".to_string()));
+    assert!(env.names("public.orders").await.contains(&"orders_2026_04".to_string()));
     assert_eq!(env.multipart_uploads().await, 0);
 }
 
@@ -165,24 +110,18 @@ async fn binary_format_and_gzip_round_trip() {
     let original = env.scalar_text(sum).await;
     ok(&env.run(
         &["maintain", "--now", NOW, "--table", "trades"],
-        &[
-            ("ARCHIVE_FORMAT", "binary"),
-            ("ARCHIVE_COMPRESSION", "gzip"),
-        ],
+        &[("ARCHIVE_FORMAT", "binary"), ("ARCHIVE_COMPRESSION", "gzip")],
     ));
-    let key = env.scalar_text("SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'").await.unwrap();
+    let key = env
+        .scalar_text(
+            "SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'",
+        )
+        .await
+        .unwrap();
     assert!(key.ends_with("trades_2026_03.pgcopy.gz"), "{key}");
-    ok(&env.run(
-        &[
-            "restore",
-            "--table",
-            "trades",
-            "--partition",
-            "trades_2026_03",
-        ],
-        &[],
-    ));
-    let restored = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM archive_restore.trades_2026_03 t").await;
+    ok(&env.run(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]));
+    let restored =
+        env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM archive_restore.trades_2026_03 t").await;
     assert_eq!(restored, original);
 }
 
@@ -200,23 +139,10 @@ async fn assert_no_row_lost(env: &TestEnv, original: &Option<String>, original_r
     let schema = unique("check_");
     let mut parts = vec!["SELECT * FROM public.orders WHERE created_at < '2026-05-01'".to_string()];
     for p in &archived {
-        ok(&env.run(
-            &[
-                "restore",
-                "--table",
-                "orders",
-                "--partition",
-                p,
-                "--into-schema",
-                &schema,
-            ],
-            &[],
-        ));
+        ok(&env.run(&["restore", "--table", "orders", "--partition", p, "--into-schema", &schema], &[]));
         // A verified archive whose table still exists (not yet dropped) holds the same rows twice: count each once.
         let still_here = env
-            .scalar_i64(&format!(
-                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = '{p}'"
-            ))
+            .scalar_i64(&format!("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = '{p}'"))
             .await;
         if still_here == 0 {
             parts.push(format!("SELECT * FROM {schema}.{p}"));
@@ -235,44 +161,26 @@ async fn assert_no_row_lost(env: &TestEnv, original: &Option<String>, original_r
     }
     let union = parts.join(" UNION ALL ");
     assert_eq!(
-        env.scalar_i64(&format!("SELECT count(*) FROM ({union}) t"))
-            .await,
+        env.scalar_i64(&format!("SELECT count(*) FROM ({union}) t")).await,
         original_rows,
         "rows lost or duplicated"
     );
     assert_eq!(
-        &env.scalar_text(&format!(
-            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM ({union}) t"
-        ))
-        .await,
+        &env.scalar_text(&format!("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM ({union}) t")).await,
         original
     );
-    env.db
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
+    env.db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_crash_at_any_step_is_completed_by_the_next_run() {
-    for point in [
-        "after_detach",
-        "after_create_upload",
-        "upload_part",
-        "after_upload",
-        "after_verify",
-        "after_drop",
-    ] {
+    for point in ["after_detach", "after_create_upload", "upload_part", "after_upload", "after_verify", "after_drop"] {
         let env = TestEnv::migrated().await;
         seed(&env).await;
         let original = env.scalar_text(ORDERS_SUM).await;
-        let rows = env
-            .scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'")
-            .await;
-        let out = env.run(
-            &["maintain", "--now", NOW, "--table", "orders"],
-            &[("PARTITION_ARCHIVER_FAILPOINTS", point)],
-        );
+        let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+        let out =
+            env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", point)]);
         assert_eq!(
             out.status.code(),
             Some(86),
@@ -282,27 +190,14 @@ async fn a_crash_at_any_step_is_completed_by_the_next_run() {
         assert_no_row_lost(&env, &original, rows).await;
         let (out, _) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
         ok(&out);
-        let unfinished = env
-            .scalar_i64(
-                "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'",
-            )
-            .await;
-        assert_eq!(
-            unfinished, 0,
-            "{point}: the second run finishes every partition"
-        );
-        assert_eq!(
-            env.multipart_uploads().await,
-            0,
-            "{point}: no orphaned multipart upload"
-        );
+        let unfinished =
+            env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'").await;
+        assert_eq!(unfinished, 0, "{point}: the second run finishes every partition");
+        assert_eq!(env.multipart_uploads().await, 0, "{point}: no orphaned multipart upload");
         assert_no_row_lost(&env, &original, rows).await;
         // And a third run has nothing to do.
         let (_, again) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
-        assert!(
-            steps(&again, "public.orders").is_empty(),
-            "{point}: {again}"
-        );
+        assert!(steps(&again, "public.orders").is_empty(), "{point}: {again}");
     }
 }
 
@@ -311,9 +206,7 @@ async fn concurrent_runs_archive_each_partition_exactly_once() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
     let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env
-        .scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'")
-        .await;
+    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (url, bucket) = (env.url.clone(), env.bucket.clone());
@@ -333,10 +226,7 @@ async fn concurrent_runs_archive_each_partition_exactly_once() {
         })
         .collect();
     let outs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(
-        outs.iter().all(|o| o.status.code() == Some(0)),
-        "every run ends cleanly (done or already running)"
-    );
+    assert!(outs.iter().all(|o| o.status.code() == Some(0)), "every run ends cleanly (done or already running)");
     let archived_by_runs: usize = outs
         .iter()
         .map(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap())
@@ -346,28 +236,14 @@ async fn concurrent_runs_archive_each_partition_exactly_once() {
         .count();
     assert_eq!(
         archived_by_runs as i64,
-        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest")
-            .await,
+        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest").await,
         "each partition archived by exactly one run"
     );
     // Exactly one object version per archive: nothing was uploaded twice.
-    let versions = s3()
-        .await
-        .list_object_versions()
-        .bucket(&env.bucket)
-        .send()
-        .await
-        .unwrap();
-    let data_versions = versions
-        .versions()
-        .iter()
-        .filter(|v| !v.key().unwrap_or_default().ends_with(".manifest.json"))
-        .count();
-    assert_eq!(
-        data_versions as i64,
-        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest")
-            .await
-    );
+    let versions = s3().await.list_object_versions().bucket(&env.bucket).send().await.unwrap();
+    let data_versions =
+        versions.versions().iter().filter(|v| !v.key().unwrap_or_default().ends_with(".manifest.json")).count();
+    assert_eq!(data_versions as i64, env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest").await);
     assert_no_row_lost(&env, &original, rows).await;
 }
 
@@ -376,33 +252,22 @@ async fn s3_down_mid_run_drops_nothing_and_the_next_run_succeeds() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
     let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env
-        .scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'")
-        .await;
+    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
     // Nothing listens on port 9 of loopback.
     let (out, report) = env.json(
         &["maintain", "--now", NOW, "--table", "orders"],
-        &[
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9"),
-            ("AWS_MAX_ATTEMPTS", "2"),
-        ],
+        &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9"), ("AWS_MAX_ATTEMPTS", "2")],
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(report.to_string().contains("multipart upload"), "{report}");
     assert_eq!(
-        env.scalar_i64(
-            "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'"
-        )
-        .await,
+        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'").await,
         0
     );
     assert_no_row_lost(&env, &original, rows).await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
     assert_eq!(
-        env.scalar_i64(
-            "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'"
-        )
-        .await,
+        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'").await,
         0
     );
     assert_no_row_lost(&env, &original, rows).await;
@@ -413,38 +278,31 @@ async fn s3_failing_mid_upload_aborts_the_upload_and_drops_nothing() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
     let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env
-        .scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'")
-        .await;
+    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
     let (out, report) = env.json(
         &["maintain", "--now", NOW, "--table", "orders"],
         &[("PARTITION_ARCHIVER_FAILPOINTS", "upload_part=error")],
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        report
-            .to_string()
-            .contains("injected fault: upload_part failed"),
-        "{report}"
-    );
+    assert!(report.to_string().contains("injected fault: upload_part failed"), "{report}");
+    assert_eq!(env.multipart_uploads().await, 0, "the failed upload was aborted");
     assert_eq!(
-        env.multipart_uploads().await,
-        0,
-        "the failed upload was aborted"
+        env.scalar_i64(
+            "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state IN ('verified', 'dropped')"
+        )
+        .await,
+        0
     );
-    assert_eq!(env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state IN ('verified', 'dropped')").await, 0);
-    let last_error = env.scalar_text("SELECT last_error FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'").await;
-    assert!(
-        last_error.unwrap_or_default().contains("injected fault"),
-        "the error is recorded on the manifest row"
-    );
+    let last_error = env
+        .scalar_text(
+            "SELECT last_error FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'",
+        )
+        .await;
+    assert!(last_error.unwrap_or_default().contains("injected fault"), "the error is recorded on the manifest row");
     assert_no_row_lost(&env, &original, rows).await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
     assert_eq!(
-        env.scalar_i64(
-            "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'"
-        )
-        .await,
+        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'").await,
         0
     );
     assert_no_row_lost(&env, &original, rows).await;
@@ -455,20 +313,15 @@ async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused()
     let env = TestEnv::migrated().await;
     seed(&env).await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "trades"], &[]));
-    let key = env.scalar_text("SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'").await.unwrap();
+    let key = env
+        .scalar_text(
+            "SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'",
+        )
+        .await
+        .unwrap();
     let s3 = s3().await;
-    let good = s3
-        .get_object()
-        .bucket(&env.bucket)
-        .key(&key)
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let good =
+        s3.get_object().bucket(&env.bucket).key(&key).send().await.unwrap().body.collect().await.unwrap().into_bytes();
     let mut flipped = good.to_vec();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0xff;
@@ -476,52 +329,27 @@ async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused()
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         // zstd's frame checksum or our SHA-256 catches it, whichever reads it first.
         ("bit flip", flipped, "\"kind\":\"integrity\""),
-        (
-            "truncated",
-            good[..good.len() / 2].to_vec(),
-            "nothing was kept",
-        ),
+        ("truncated", good[..good.len() / 2].to_vec(), "nothing was kept"),
         ("foreign", foreign, "nothing was kept"),
     ];
     for (what, body, needle) in cases {
         // Overwrite the object and point the manifest at the new version (as a hand edit would).
-        let put = s3
-            .put_object()
-            .bucket(&env.bucket)
-            .key(&key)
-            .body(body.into())
-            .send()
-            .await
-            .unwrap();
+        let put = s3.put_object().bucket(&env.bucket).key(&key).body(body.into()).send().await.unwrap();
         env.db
             .execute("UPDATE partition_archiver.archive_manifest SET version_id = $1 WHERE partition_name = 'trades_2026_03'", &[&put.version_id])
             .await
             .unwrap();
-        let (out, v) = env.json(
-            &[
-                "restore",
-                "--table",
-                "trades",
-                "--partition",
-                "trades_2026_03",
-            ],
-            &[],
-        );
+        let (out, v) = env.json(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]);
         assert_ne!(out.status.code(), Some(0), "{what}");
         assert!(v.to_string().contains(needle), "{what}: {v}");
         assert_eq!(
-            env.scalar_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'archive_restore'")
-                .await,
+            env.scalar_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'archive_restore'").await,
             0,
             "{what}: nothing left behind"
         );
         let (_, ver) = env.json(&["verify", "--table", "trades"], &[]);
         assert!(
-            ver["archives"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["ok"] == false),
+            ver["archives"].as_array().unwrap().iter().any(|a| a["ok"] == false),
             "{what}: verify must flag it: {ver}"
         );
     }
@@ -530,21 +358,8 @@ async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused()
         .batch_execute("UPDATE partition_archiver.archive_manifest SET columns = '[{\"name\":\"id\",\"type\":\"int); DROP TABLE public.orders; --\"}]' WHERE partition_name = 'trades_2026_03'")
         .await
         .unwrap();
-    let (out, v) = env.json(
-        &[
-            "restore",
-            "--table",
-            "trades",
-            "--partition",
-            "trades_2026_03",
-        ],
-        &[],
-    );
+    let (out, v) = env.json(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(v.to_string().contains("invalid type"), "{v}");
-    assert!(
-        env.scalar_i64("SELECT count(*) FROM pg_class WHERE relname = 'orders'")
-            .await
-            == 1
-    );
+    assert!(env.scalar_i64("SELECT count(*) FROM pg_class WHERE relname = 'orders'").await == 1);
 }

@@ -15,8 +15,7 @@ fn admin_url() -> String {
 }
 
 pub fn endpoint() -> String {
-    std::env::var("PA_TEST_S3_ENDPOINT")
-        .expect("PA_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh")
+    std::env::var("PA_TEST_S3_ENDPOINT").expect("PA_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh")
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -24,9 +23,7 @@ pub fn unique(prefix: &str) -> String {
 }
 
 pub async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await.unwrap_or_else(|e| panic!("connect {url}: {e}"));
     tokio::spawn(conn);
     client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
     client
@@ -43,11 +40,7 @@ impl TestEnv {
     pub async fn new() -> Self {
         let admin = admin_url();
         let dbname = unique("pa_it_");
-        connect(&admin)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {dbname}"))
-            .await
-            .unwrap();
+        connect(&admin).await.batch_execute(&format!("CREATE DATABASE {dbname}")).await.unwrap();
         let url = match admin.rsplit_once('/') {
             Some((base, _)) => format!("{base}/{dbname}"),
             None => panic!("PA_TEST_DATABASE_URL must end with /database"),
@@ -55,11 +48,7 @@ impl TestEnv {
         let db = connect(&url).await;
         let bucket = unique("pa-it-");
         let s3 = s3().await;
-        s3.create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .expect("create bucket");
+        s3.create_bucket().bucket(&bucket).send().await.expect("create bucket");
         s3.put_bucket_versioning()
             .bucket(&bucket)
             .versioning_configuration(
@@ -77,11 +66,7 @@ impl TestEnv {
     pub async fn migrated() -> Self {
         let env = Self::new().await;
         let out = env.run(&["migrate"], &[]);
-        assert!(
-            out.status.success(),
-            "migrate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
         env
     }
 
@@ -148,27 +133,15 @@ impl TestEnv {
     }
 
     pub async fn names(&self, table: &str) -> Vec<String> {
-        self.partitions(table)
-            .await
-            .into_iter()
-            .map(|(n, _)| n)
-            .collect()
+        self.partitions(table).await.into_iter().map(|(n, _)| n).collect()
     }
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
-        self.db
-            .query_one(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
+        self.db.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
     }
 
     pub async fn scalar_text(&self, sql: &str) -> Option<String> {
-        self.db
-            .query_one(sql, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .get(0)
+        self.db.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
     }
 
     /// Everything in the database that a failed command must not have changed.
@@ -183,14 +156,7 @@ impl TestEnv {
     }
 
     pub async fn multipart_uploads(&self) -> usize {
-        s3().await
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .unwrap()
-            .uploads()
-            .len()
+        s3().await.list_multipart_uploads().bucket(&self.bucket).send().await.unwrap().uploads().len()
     }
 }
 
@@ -199,9 +165,7 @@ pub async fn s3() -> aws_sdk_s3::Client {
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(aws_sdk_s3::config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test", "test", None, None, "tests",
-        ))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
         .force_path_style(true)
         .build();
     aws_sdk_s3::Client::from_conf(conf)
@@ -213,12 +177,7 @@ pub fn ok(out: &Output) {
         "command failed ({:?})\nstdout: {}\nstderr: {}",
         out.status.code(),
         String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .join("\n")
+        String::from_utf8_lossy(&out.stderr).lines().rev().take(15).collect::<Vec<_>>().join("\n")
     );
 }
 
@@ -230,12 +189,6 @@ pub fn steps(report: &Value, table: &str) -> Vec<String> {
         .iter()
         .filter(|t| t["table"] == table)
         .flat_map(|t| t["steps"].as_array().unwrap().clone())
-        .map(|s| {
-            format!(
-                "{} {}",
-                s["step"].as_str().unwrap(),
-                s["partition"].as_str().unwrap()
-            )
-        })
+        .map(|s| format!("{} {}", s["step"].as_str().unwrap(), s["partition"].as_str().unwrap()))
         .collect()
 }

@@ -9,23 +9,15 @@ async fn migrations_apply_twice_through_the_binary_and_psql() {
     let env = TestEnv::migrated().await;
     let (out, second) = env.json(&["migrate"], &[]);
     ok(&out);
-    let outcomes: Vec<&str> = second["migrations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["outcome"].as_str().unwrap())
-        .collect();
-    assert!(
-        outcomes.len() >= 9 && outcomes.iter().all(|o| *o == "unchanged"),
-        "{outcomes:?}"
-    );
+    let outcomes: Vec<&str> =
+        second["migrations"].as_array().unwrap().iter().map(|m| m["outcome"].as_str().unwrap()).collect();
+    assert!(outcomes.len() >= 9 && outcomes.iter().all(|o| *o == "unchanged"), "{outcomes:?}");
     let before = env.fingerprint().await;
     // psql -f works too, and changes nothing on a migrated database.
-    let mut files: Vec<_> =
-        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
+    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     for f in files {
         let out = std::process::Command::new("psql")
@@ -33,23 +25,14 @@ async fn migrations_apply_twice_through_the_binary_and_psql() {
             .arg(&f)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "psql -f {}: {}",
-            f.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "psql -f {}: {}", f.display(), String::from_utf8_lossy(&out.stderr));
     }
     assert_eq!(env.fingerprint().await, before);
     // Both tables exist with a default partition and the current month.
     for t in ["orders", "trades"] {
         let names = env.names(&format!("public.{t}")).await;
         assert!(names.contains(&format!("{t}_default")), "{names:?}");
-        assert_eq!(
-            names.len(),
-            4,
-            "{t}: current + 2 ahead + default: {names:?}"
-        );
+        assert_eq!(names.len(), 4, "{t}: current + 2 ahead + default: {names:?}");
     }
     let idx = env.scalar_i64("SELECT count(*) FROM pg_indexes WHERE indexname IN ('idx_orders_user_created', 'idx_orders_symbol_status', 'idx_trades_user_created', 'idx_trades_symbol_side')").await;
     assert_eq!(idx, 4);
@@ -72,25 +55,12 @@ async fn rolling_migration_converts_a_populated_plain_trades_table() {
     let checksum = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.trades t";
     let before = env.scalar_text(checksum).await;
     ok(&env.run(&["migrate"], &[]));
-    let kind = env
-        .scalar_text("SELECT relkind::text FROM pg_class WHERE oid = 'public.trades'::regclass")
-        .await;
+    let kind = env.scalar_text("SELECT relkind::text FROM pg_class WHERE oid = 'public.trades'::regclass").await;
     assert_eq!(kind.as_deref(), Some("p"));
-    assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM public.trades").await,
-        5000
-    );
-    assert_eq!(
-        env.scalar_text(checksum).await,
-        before,
-        "every row survives, unchanged"
-    );
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades").await, 5000);
+    assert_eq!(env.scalar_text(checksum).await, before, "every row survives, unchanged");
     let names = env.names("public.trades").await;
-    assert!(
-        names.contains(&"trades_legacy".to_string())
-            && names.contains(&"trades_default".to_string()),
-        "{names:?}"
-    );
+    assert!(names.contains(&"trades_legacy".to_string()) && names.contains(&"trades_default".to_string()), "{names:?}");
     // New rows get new ids and land in a partition.
     let id = env.scalar_i64("INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity) VALUES (1, 1, 'X', 'buy', 1, 1) RETURNING id").await;
     assert!(id > 5000);
@@ -103,45 +73,26 @@ async fn rolling_migration_converts_a_populated_plain_trades_table() {
 #[tokio::test]
 async fn maintain_creates_exactly_the_expected_partitions_and_a_second_run_changes_nothing() {
     let env = TestEnv::migrated().await;
-    let (out, report) = env.json(
-        &[
-            "maintain",
-            "--now",
-            "2027-06-15T12:00:00Z",
-            "--table",
-            "public.orders",
-        ],
-        &[("ARCHIVE_BUCKET", "")],
-    );
+    let (out, report) =
+        env.json(&["maintain", "--now", "2027-06-15T12:00:00Z", "--table", "public.orders"], &[("ARCHIVE_BUCKET", "")]);
     ok(&out);
     // Existing: 2026-11..2027-01. Gap 2027-02..05 is filled, 06 current, 07-08 ahead; 2026-11 is
     // past retention (cutoff 2026-12-01) but without an archive bucket nothing is detached.
-    let expected: Vec<String> = [
-        "2027_02", "2027_03", "2027_04", "2027_05", "2027_06", "2027_07", "2027_08",
-    ]
-    .iter()
-    .map(|m| format!("create_partition public.orders_{m}"))
-    .collect();
+    let expected: Vec<String> = ["2027_02", "2027_03", "2027_04", "2027_05", "2027_06", "2027_07", "2027_08"]
+        .iter()
+        .map(|m| format!("create_partition public.orders_{m}"))
+        .collect();
     assert_eq!(steps(&report, "public.orders"), expected);
     let warnings = report["tables"][0]["warnings"].to_string();
     assert!(warnings.contains("retention skipped"), "{warnings}");
     let names = env.names("public.orders").await;
     assert!(
-        names.contains(&"orders_2027_08".to_string())
-            && names.contains(&"orders_2026_11".to_string()),
+        names.contains(&"orders_2027_08".to_string()) && names.contains(&"orders_2026_11".to_string()),
         "{names:?}"
     );
     let fp = env.fingerprint().await;
-    let (out, again) = env.json(
-        &[
-            "maintain",
-            "--now",
-            "2027-06-15T12:00:00Z",
-            "--table",
-            "public.orders",
-        ],
-        &[("ARCHIVE_BUCKET", "")],
-    );
+    let (out, again) =
+        env.json(&["maintain", "--now", "2027-06-15T12:00:00Z", "--table", "public.orders"], &[("ARCHIVE_BUCKET", "")]);
     ok(&out);
     assert!(steps(&again, "public.orders").is_empty(), "{again}");
     assert_eq!(env.fingerprint().await, fp);
@@ -157,21 +108,9 @@ async fn rows_in_the_default_partition_are_moved_into_the_new_partition() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM public.trades_default")
-            .await,
-        321
-    );
-    let (out, report) = env.json(
-        &[
-            "maintain",
-            "--now",
-            "2027-03-10T00:00:00Z",
-            "--table",
-            "trades",
-        ],
-        &[("ARCHIVE_BUCKET", "")],
-    );
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_default").await, 321);
+    let (out, report) =
+        env.json(&["maintain", "--now", "2027-03-10T00:00:00Z", "--table", "trades"], &[("ARCHIVE_BUCKET", "")]);
     ok(&out);
     let step = report["tables"][0]["steps"]
         .as_array()
@@ -181,79 +120,32 @@ async fn rows_in_the_default_partition_are_moved_into_the_new_partition() {
         .cloned()
         .unwrap();
     assert_eq!(step["rows_moved"], 321, "{step}");
-    assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM public.trades_2027_04")
-            .await,
-        321
-    );
-    assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM public.trades_default")
-            .await,
-        0
-    );
-    assert!(
-        env.names("public.trades")
-            .await
-            .contains(&"trades_default".to_string()),
-        "default re-attached"
-    );
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_2027_04").await, 321);
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_default").await, 0);
+    assert!(env.names("public.trades").await.contains(&"trades_default".to_string()), "default re-attached");
 }
 
 #[tokio::test]
 async fn ddl_waits_at_most_lock_timeout_retries_then_reports() {
     let env = TestEnv::migrated().await;
     let blocker = connect(&env.url).await;
-    blocker
-        .batch_execute("BEGIN; LOCK TABLE public.orders IN ACCESS SHARE MODE")
-        .await
-        .unwrap();
+    blocker.batch_execute("BEGIN; LOCK TABLE public.orders IN ACCESS SHARE MODE").await.unwrap();
     let started = Instant::now();
     let (out, report) = env.json(
-        &[
-            "maintain",
-            "--now",
-            "2027-06-15T12:00:00Z",
-            "--table",
-            "orders",
-        ],
-        &[
-            ("ARCHIVE_BUCKET", ""),
-            ("LOCK_TIMEOUT_MS", "100"),
-            ("DDL_MAX_ATTEMPTS", "3"),
-        ],
+        &["maintain", "--now", "2027-06-15T12:00:00Z", "--table", "orders"],
+        &[("ARCHIVE_BUCKET", ""), ("LOCK_TIMEOUT_MS", "100"), ("DDL_MAX_ATTEMPTS", "3")],
     );
     let elapsed = started.elapsed();
     assert_eq!(out.status.code(), Some(1), "a failed table exits 1");
-    assert!(
-        elapsed < Duration::from_secs(20),
-        "must not hang behind the lock: {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_secs(20), "must not hang behind the lock: {elapsed:?}");
     let step = &report["tables"][0]["steps"][0];
-    assert_eq!(
-        (step["outcome"].as_str(), step["attempts"].as_u64()),
-        (Some("failed"), Some(3)),
-        "{step}"
-    );
-    assert!(
-        step["detail"].as_str().unwrap().contains("lock timeout"),
-        "{step}"
-    );
+    assert_eq!((step["outcome"].as_str(), step["attempts"].as_u64()), (Some("failed"), Some(3)), "{step}");
+    assert!(step["detail"].as_str().unwrap().contains("lock timeout"), "{step}");
     blocker.batch_execute("ROLLBACK").await.unwrap();
-    let (out, _) = env.json(
-        &[
-            "maintain",
-            "--now",
-            "2027-06-15T12:00:00Z",
-            "--table",
-            "orders",
-        ],
-        &[("ARCHIVE_BUCKET", "")],
-    );
+    let (out, _) =
+        env.json(&["maintain", "--now", "2027-06-15T12:00:00Z", "--table", "orders"], &[("ARCHIVE_BUCKET", "")]);
     ok(&out);
-    assert!(env
-        .names("public.orders")
-        .await
-        .contains(&"orders_2027_08".to_string()));
+    assert!(env.names("public.orders").await.contains(&"orders_2027_08".to_string()));
 }
 
 #[tokio::test]
@@ -268,16 +160,8 @@ async fn a_table_in_a_dst_zone_gets_exact_bounds() {
         )
         .await
         .unwrap();
-    ok(&env.run(
-        &[
-            "maintain",
-            "--now",
-            "2026-03-15T12:00:00Z",
-            "--table",
-            "public.events_ny",
-        ],
-        &[("ARCHIVE_BUCKET", "")],
-    ));
+    ok(&env
+        .run(&["maintain", "--now", "2026-03-15T12:00:00Z", "--table", "public.events_ny"], &[("ARCHIVE_BUCKET", "")]));
     env.db.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
     let parts = env.partitions("public.events_ny").await;
     assert!(
@@ -295,7 +179,10 @@ async fn a_table_in_a_dst_zone_gets_exact_bounds() {
         "{parts:?}"
     );
     // The SQL function computes the same bounds.
-    env.db.batch_execute("SELECT partition_archiver.create_partitions('public', 'events_ny', '2026-10-20 12:00+00')").await.unwrap();
+    env.db
+        .batch_execute("SELECT partition_archiver.create_partitions('public', 'events_ny', '2026-10-20 12:00+00')")
+        .await
+        .unwrap();
     let parts = env.partitions("public.events_ny").await;
     assert!(
         parts.contains(&(
@@ -321,82 +208,31 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         .unwrap();
     let before = env.fingerprint().await;
     let cases: &[(&[&str], i32, &str)] = &[
-        (
-            &["maintain", "--table", "public.nope"],
-            2,
-            "unknown table public.nope",
-        ),
+        (&["maintain", "--table", "public.nope"], 2, "unknown table public.nope"),
         (
             &["maintain", "--table", r#"public."x; drop table trades""#],
             2,
             "is not registered in partition_archiver.part_config",
         ),
+        (&["maintain", "--table", "x; drop table trades"], 2, "not a valid identifier"),
+        (&["maintain", "--table", "public.plain"], 1, "is not partitioned"),
+        (&["maintain", "--table", "public.by_list"], 1, "not range-partitioned"),
+        (&["maintain", "--table", "public.by_int"], 1, "expected timestamptz, timestamp or date"),
+        (&["maintain", "--table", "public.ghost"], 1, "does not exist"),
+        (&["maintain", "--now", "last tuesday"], 2, "not an RFC 3339 timestamp"),
         (
-            &["maintain", "--table", "x; drop table trades"],
-            2,
-            "not a valid identifier",
-        ),
-        (
-            &["maintain", "--table", "public.plain"],
-            1,
-            "is not partitioned",
-        ),
-        (
-            &["maintain", "--table", "public.by_list"],
-            1,
-            "not range-partitioned",
-        ),
-        (
-            &["maintain", "--table", "public.by_int"],
-            1,
-            "expected timestamptz, timestamp or date",
-        ),
-        (
-            &["maintain", "--table", "public.ghost"],
-            1,
-            "does not exist",
-        ),
-        (
-            &["maintain", "--now", "last tuesday"],
-            2,
-            "not an RFC 3339 timestamp",
-        ),
-        (
-            &[
-                "restore",
-                "--table",
-                "trades",
-                "--partition",
-                "trades_1999_01",
-            ],
+            &["restore", "--table", "trades", "--partition", "trades_1999_01"],
             2,
             "no archive of partition trades_1999_01",
         ),
-        (
-            &[
-                "archive",
-                "--table",
-                "trades",
-                "--partition",
-                "trades_default",
-            ],
-            2,
-            "is the default partition",
-        ),
+        (&["archive", "--table", "trades", "--partition", "trades_default"], 2, "is the default partition"),
     ];
     for (args, code, needle) in cases {
         let (out, v) = env.json(args, &[]);
         let text = v.to_string();
         assert_eq!(out.status.code(), Some(*code), "{args:?}: {text}");
-        assert!(
-            text.contains(needle),
-            "{args:?}: {text} should contain {needle:?}"
-        );
-        assert_eq!(
-            env.fingerprint().await,
-            before,
-            "{args:?} changed something"
-        );
+        assert!(text.contains(needle), "{args:?}: {text} should contain {needle:?}");
+        assert_eq!(env.fingerprint().await, before, "{args:?} changed something");
     }
     // Bad policy values are refused by part_config itself.
     for sql in [
@@ -416,20 +252,15 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
     })
     .unwrap();
     let app = partition_archiver::app::App::new(settings).await;
-    let err = partition_archiver::lambda::handle(
-        &app,
-        serde_json::json!({"action": "maintain", "dry_run": "yes"}),
-    )
-    .await
-    .unwrap_err();
+    let err = partition_archiver::lambda::handle(&app, serde_json::json!({"action": "maintain", "dry_run": "yes"}))
+        .await
+        .unwrap_err();
     assert_eq!(err.type_name(), "InvalidInput");
     assert!(err.message.contains("invalid type"), "{}", err.message);
-    let ok_report = partition_archiver::lambda::handle(
-        &app,
-        serde_json::json!({"action": "plan", "now": "2026-11-24T00:00:00Z"}),
-    )
-    .await
-    .unwrap();
+    let ok_report =
+        partition_archiver::lambda::handle(&app, serde_json::json!({"action": "plan", "now": "2026-11-24T00:00:00Z"}))
+            .await
+            .unwrap();
     assert_eq!(ok_report["action"], "plan");
     assert_eq!(env.fingerprint().await, before);
 }
