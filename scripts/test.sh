@@ -17,13 +17,23 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --features failpoints --locked -- -D warnings
 
-echo "== start PostgreSQL and LocalStack"
+echo "== template.yaml: cfn-lint and sam validate --lint"
+bash infra/lint-template.sh
+
+echo "== start PostgreSQL and LocalStack; install cargo-lambda"
+PA_TEST_CARGO_LAMBDA_DIR="$(dirname "$(bash infra/cargo-lambda.sh)")"
+export PA_TEST_CARGO_LAMBDA_DIR
 bash infra/postgres.sh start
 bash infra/localstack.sh start
 . "$PA_RUN_DIR/postgres.env"
 . "$PA_RUN_DIR/localstack.env"
 export PA_TEST_DATABASE_URL="$DATABASE_URL" PA_TEST_S3_ENDPOINT="$AWS_ENDPOINT_URL"
 unset DATABASE_URL
+
+echo "== build"
+# The binary exactly as `cargo lambda watch` builds it (no dev-dependencies), so the local-Lambda
+# test finds it built; nextest then builds the tests. Both with the test-only fault points.
+cargo build --features failpoints --locked --bin partition-archiver
 
 echo "== tests (unit + integration)"
 if command -v cargo-nextest >/dev/null 2>&1; then

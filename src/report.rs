@@ -123,7 +123,6 @@ pub struct RunReport {
     pub ok: bool,
     pub tables: Vec<TableReport>,
     /// For a dry run: the partitions the run would archive, as units of work for a fan-out.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub units: Vec<ArchiveUnit>,
 }
 

@@ -2,4 +2,6 @@
 //! started by `scripts/test.sh`. One test crate, split into modules, so the suite links once.
 mod archive;
 mod harness;
+mod lambda;
 mod partitions;
+mod template;

@@ -1,0 +1,151 @@
+//! The real Lambda, locally: the function runs under `cargo lambda watch` (the Lambda Runtime API
+//! emulator), gets its database credentials from a LocalStack Secrets Manager secret (no database
+//! variable in its environment), and is invoked with `cargo lambda invoke`, as in the README.
+
+use crate::harness::*;
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Watch(Child);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // The watcher runs the function as a child: stop the whole process group.
+        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.0.id())]).status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn cargo_lambda_path() -> String {
+    let dir = std::env::var("PA_TEST_CARGO_LAMBDA_DIR").expect(
+        "PA_TEST_CARGO_LAMBDA_DIR is not set: run the tests through scripts/test.sh, which installs cargo-lambda",
+    );
+    format!("{dir}:{}", std::env::var("PATH").unwrap_or_default())
+}
+
+fn invoke(port: u16, event: &str) -> (bool, String) {
+    // The first invocation waits for the watcher to build the function: allow minutes, not forever.
+    let out = Command::new("timeout")
+        .arg("600")
+        .arg("cargo")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", cargo_lambda_path())
+        .args([
+            "lambda",
+            "invoke",
+            "partition-archiver",
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &port.to_string(),
+        ])
+        .args(["--data-ascii", event])
+        .output()
+        .unwrap();
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test]
+async fn the_function_runs_under_cargo_lambda_with_credentials_from_the_secret() {
+    let env = TestEnv::migrated().await;
+    env.db
+        .batch_execute(
+            "INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, created_at)
+             SELECT g, g % 10, 'BTC-USD', 'buy', 100.5, 1, timestamptz '2026-03-01 00:00:00+00' + (g * interval '5 minutes')
+               FROM generate_series(1, 4000) g",
+        )
+        .await
+        .unwrap();
+    let sum = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.trades t WHERE created_at < '2026-04-01'";
+    let original = env.scalar_text(sum).await;
+
+    // The database secret, in the standard RDS shape, in LocalStack's Secrets Manager.
+    let url = url::Url::parse(&env.url).unwrap();
+    let secret = serde_json::json!({
+        "engine": "postgres", "host": url.host_str().unwrap(), "port": url.port().unwrap(),
+        "username": url.username(), "password": "unused", "dbname": url.path().trim_start_matches('/'),
+    });
+    let sm_conf = aws_sdk_secretsmanager::Config::builder()
+        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    let arn = aws_sdk_secretsmanager::Client::from_conf(sm_conf)
+        .create_secret()
+        .name(unique("pa/db/"))
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .unwrap()
+        .arn
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("lambda.env");
+    std::fs::write(
+        &env_file,
+        format!(
+            "DB_SECRET_ARN={arn}\nPGSSLMODE=disable\nARCHIVE_BUCKET={}\nAWS_ENDPOINT_URL={}\nAWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\nAWS_REGION=us-east-1\nMETRICS=stdout\n",
+            env.bucket,
+            endpoint()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log_path = format!("{}/cargo-lambda-watch-{port}.log", env!("CARGO_TARGET_TMPDIR"));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("PATH", cargo_lambda_path())
+        .args(["lambda", "watch", "--features", "failpoints", "-A", "127.0.0.1", "-P", &port.to_string()])
+        .arg("--env-file")
+        .arg(&env_file)
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log));
+    for k in ["DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PARTITION_ARCHIVER_FAILPOINTS"]
+    {
+        cmd.env_remove(k);
+    }
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let _watch = Watch(cmd.spawn().expect("start cargo lambda watch"));
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(120), "cargo lambda watch did not start; see {log_path}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The EventBridge Scheduled Event runs maintain.
+    let scheduled = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/events/scheduled.json")).unwrap();
+    let (ok, out) = invoke(port, &scheduled);
+    assert!(ok, "{out}\nwatch log: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!((report["action"].as_str(), report["ok"].as_bool()), (Some("maintain"), Some(true)), "{report}");
+    let trade_steps = steps(&report, "public.trades");
+    for s in ["detach public.trades_2026_03", "archive public.trades_2026_03", "drop public.trades_2026_03"] {
+        assert!(trade_steps.contains(&s.to_string()), "{trade_steps:?}");
+    }
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'trades_2026_03'").await, 0);
+    let key = env.scalar_text("SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03' AND state = 'dropped'").await.unwrap();
+    s3().await.head_object().bucket(&env.bucket).key(&key).send().await.expect("the archive object exists");
+
+    // The restore event brings the month back, identical.
+    let (ok, out) = invoke(
+        port,
+        r#"{"action": "restore", "table": "public.trades", "partition": "trades_2026_03", "into_schema": "restored"}"#,
+    );
+    assert!(ok, "{out}");
+    let restored =
+        env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM restored.trades_2026_03 t").await;
+    assert_eq!(restored, original);
+
+    // A malformed event is a typed, non-retryable error.
+    let (ok, out) = invoke(port, r#"{"action": "explode"}"#);
+    assert!(!ok && out.contains("InvalidInput") && out.contains("unknown variant"), "{out}");
+}
