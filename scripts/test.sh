@@ -30,11 +30,6 @@ bash infra/localstack.sh start
 export PA_TEST_DATABASE_URL="$DATABASE_URL" PA_TEST_S3_ENDPOINT="$AWS_ENDPOINT_URL"
 unset DATABASE_URL
 
-echo "== build"
-# The binary exactly as `cargo lambda watch` builds it (no dev-dependencies), so the local-Lambda
-# test finds it built; nextest then builds the tests. Both with the test-only fault points.
-cargo build --features failpoints --locked --bin partition-archiver
-
 echo "== tests (unit + integration)"
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --features failpoints --locked --no-fail-fast --test-threads "${PA_TEST_THREADS:-4}"

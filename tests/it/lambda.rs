@@ -1,6 +1,7 @@
-//! The real Lambda, locally: the function runs under `cargo lambda watch` (the Lambda Runtime API
-//! emulator), gets its database credentials from a LocalStack Secrets Manager secret (no database
-//! variable in its environment), and is invoked with `cargo lambda invoke`, as in the README.
+//! The real Lambda, locally: `cargo lambda watch` emulates the Lambda Runtime API, the function
+//! (the binary under test) runs against it with its database credentials from a LocalStack
+//! Secrets Manager secret (no database variable in its environment), and it is invoked with
+//! `cargo lambda invoke`, as in the README.
 
 use crate::harness::*;
 use std::net::TcpStream;
@@ -30,16 +31,15 @@ fn cargo_lambda_path() -> String {
 }
 
 fn invoke(port: u16, event: &str) -> (bool, String) {
-    // The first invocation waits for the watcher to build the function: allow minutes, not forever.
     let out = Command::new("timeout")
-        .arg("600")
+        .arg("120")
         .arg("cargo")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("PATH", cargo_lambda_path())
         .args([
             "lambda",
             "invoke",
-            "partition-archiver",
+            "_",
             "--invoke-address",
             "127.0.0.1",
             "--invoke-port",
@@ -87,44 +87,52 @@ async fn the_function_runs_under_cargo_lambda_with_credentials_from_the_secret()
         .arn
         .unwrap();
 
-    let dir = tempfile::tempdir().unwrap();
-    let env_file = dir.path().join("lambda.env");
-    std::fs::write(
-        &env_file,
-        format!(
-            "DB_SECRET_ARN={arn}\nPGSSLMODE=disable\nARCHIVE_BUCKET={}\nAWS_ENDPOINT_URL={}\nAWS_ACCESS_KEY_ID=test\nAWS_SECRET_ACCESS_KEY=test\nAWS_REGION=us-east-1\nMETRICS=stdout\n",
-            env.bucket,
-            endpoint()
-        ),
-    )
-    .unwrap();
+    // `cargo lambda watch --only-lambda-apis` serves the Lambda Runtime API; the function is the
+    // binary under test, started as the Lambda service would start it (no database variables in
+    // its environment: the credentials come from the secret).
     let port = free_port();
     let log_path = format!("{}/cargo-lambda-watch-{port}.log", env!("CARGO_TARGET_TMPDIR"));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut cmd = Command::new("cargo");
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+    let mut api = Command::new("cargo");
+    api.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("PATH", cargo_lambda_path())
-        .args(["lambda", "watch", "--features", "failpoints", "-A", "127.0.0.1", "-P", &port.to_string()])
-        .arg("--env-file")
-        .arg(&env_file)
+        .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
         .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log));
-    for k in ["DATABASE_URL", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE", "PGPASSWORD", "PARTITION_ARCHIVER_FAILPOINTS"]
-    {
-        cmd.env_remove(k);
-    }
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    let _watch = Watch(cmd.spawn().expect("start cargo lambda watch"));
+        .stderr(Stdio::from(log.try_clone().unwrap()));
+    std::os::unix::process::CommandExt::process_group(&mut api, 0);
+    let _api = Watch(api.spawn().expect("start cargo lambda watch"));
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(120), "cargo lambda watch did not start; see {log_path}");
+        assert!(started.elapsed() < Duration::from_secs(60), "cargo lambda watch did not start; see {log_path}");
         std::thread::sleep(Duration::from_millis(200));
     }
+    let mut function = Command::new(BIN);
+    function.env_clear();
+    for (k, v) in [
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        // What `cargo lambda watch --only-lambda-apis` says to set ("_" is its default function).
+        ("AWS_LAMBDA_RUNTIME_API", format!("http://127.0.0.1:{port}/.rt")),
+        ("AWS_LAMBDA_FUNCTION_NAME", "_".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".into()),
+        ("DB_SECRET_ARN", arn.clone()),
+        ("PGSSLMODE", "disable".into()),
+        ("ARCHIVE_BUCKET", env.bucket.clone()),
+        ("AWS_ENDPOINT_URL", endpoint()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+    ] {
+        function.env(k, v);
+    }
+    function.stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log));
+    std::os::unix::process::CommandExt::process_group(&mut function, 0);
+    let _function = Watch(function.spawn().expect("start the function"));
 
     // The EventBridge Scheduled Event runs maintain.
     let scheduled = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/events/scheduled.json")).unwrap();
     let (ok, out) = invoke(port, &scheduled);
-    assert!(ok, "{out}\nwatch log: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+    assert!(ok, "{out}\nlog: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!((report["action"].as_str(), report["ok"].as_bool()), (Some("maintain"), Some(true)), "{report}");
     let trade_steps = steps(&report, "public.trades");
