@@ -36,15 +36,7 @@ fn invoke(port: u16, event: &str) -> (bool, String) {
         .arg("cargo")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("PATH", cargo_lambda_path())
-        .args([
-            "lambda",
-            "invoke",
-            "_",
-            "--invoke-address",
-            "127.0.0.1",
-            "--invoke-port",
-            &port.to_string(),
-        ])
+        .args(["lambda", "invoke", "_", "--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
         .args(["--data-ascii", event])
         .output()
         .unwrap();
