@@ -207,3 +207,93 @@ mod tests {
             .contains("at most 1000"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! Fuzzing the parsers with proptest: no input makes them panic, and what they accept is
+    //! consistent. Runs in the normal test suite (256 cases each).
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn arb_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,40}".prop_map(Value::from),
+            prop_oneof![
+                Just("maintain"),
+                Just("plan"),
+                Just("status"),
+                Just("migrate"),
+                Just("archive"),
+                Just("restore"),
+                Just("verify"),
+                Just("list")
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("action".to_string()),
+                        Just("tables".to_string()),
+                        Just("table".to_string()),
+                        Just("partition".to_string()),
+                        Just("now".to_string()),
+                        Just("dry_run".to_string()),
+                        Just("into_schema".to_string()),
+                        Just("attach".to_string()),
+                        Just("detail-type".to_string()),
+                        Just("source".to_string()),
+                        ".{0,12}"
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn events_never_panic_and_errors_are_invalid_input(event in arb_json()) {
+            match from_event(&event) {
+                Ok(req) => prop_assert!(!req.action().is_empty()),
+                Err(e) => prop_assert_eq!(e.kind, crate::error::ErrorKind::InvalidInput),
+            }
+        }
+
+        #[test]
+        fn any_text_as_a_table_name_is_parsed_or_refused(text in "\\PC{0,80}") {
+            if let Ok(q) = QualifiedName::parse(&text) {
+                // What was accepted is quoted safely and reads back the same.
+                prop_assert_eq!(QualifiedName::parse(&q.to_string()).unwrap(), q.clone());
+                prop_assert!(q.quoted().starts_with('"') && q.quoted().ends_with('"'));
+            }
+        }
+
+        #[test]
+        fn settings_from_arbitrary_values_never_panic(key in prop_oneof![
+            Just("LOCK_TIMEOUT_MS"), Just("DDL_MAX_ATTEMPTS"), Just("ARCHIVE_PART_SIZE"), Just("ARCHIVE_COMPRESSION_LEVEL"),
+            Just("ARCHIVE_PARTS_IN_FLIGHT"), Just("ARCHIVE_OBJECT_LOCK_DAYS"), Just("DATABASE_URL"), Just("PGPORT"),
+            Just("MAINTAIN_TABLES"), Just("DEFAULT_TIME_ZONE"), Just("PARTITION_SIZE_WARN_BYTES")], value in "\\PC{0,60}") {
+            let get = |k: &str| match k {
+                "ARCHIVE_BUCKET" => Some("bucket-1".to_string()),
+                k if k == key => Some(value.clone()),
+                _ => None,
+            };
+            let _ = crate::config::Settings::from_lookup(&get);
+        }
+
+        #[test]
+        fn now_strings_never_panic(text in "\\PC{0,40}") {
+            let _ = parse_now(&text);
+        }
+    }
+}

@@ -3,11 +3,11 @@
 
 use crate::harness::*;
 
-const NOW: &str = "2026-11-24T10:00:00Z";
+pub(crate) const NOW: &str = "2026-11-24T10:00:00Z";
 
 /// Orders in March and April 2026 with hostile values: NULLs, quotes, commas, newlines, unicode,
 /// extreme numerics. Creates the partitions first (as a run in March would have).
-async fn seed(env: &TestEnv) {
+pub(crate) async fn seed(env: &TestEnv) {
     ok(&env.run(&["maintain", "--now", "2026-03-05T00:00:00Z"], &[("ARCHIVE_BUCKET", "")]));
     env.db
         .batch_execute(
@@ -27,7 +27,7 @@ async fn seed(env: &TestEnv) {
         .unwrap();
 }
 
-const ORDERS_SUM: &str =
+pub(crate) const ORDERS_SUM: &str =
     "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders t WHERE created_at < '2026-05-01'";
 
 #[tokio::test]
@@ -127,7 +127,7 @@ async fn binary_format_and_gzip_round_trip() {
 
 /// The invariant on the data itself: rows still in PostgreSQL plus rows in verified archives equal
 /// the original rows, none lost, none twice.
-async fn assert_no_row_lost(env: &TestEnv, original: &Option<String>, original_rows: i64) {
+pub(crate) async fn assert_no_row_lost(env: &TestEnv, original: &Option<String>, original_rows: i64) {
     let archived: Vec<String> = env
         .db
         .query("SELECT partition_name FROM partition_archiver.archive_manifest WHERE table_name = 'orders' AND state IN ('verified', 'dropped', 'moved') ORDER BY 1", &[])
@@ -207,7 +207,7 @@ async fn concurrent_runs_archive_each_partition_exactly_once() {
     seed(&env).await;
     let original = env.scalar_text(ORDERS_SUM).await;
     let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
-    let handles: Vec<_> = (0..4)
+    let handles: Vec<_> = (0..8)
         .map(|_| {
             let (url, bucket) = (env.url.clone(), env.bucket.clone());
             std::thread::spawn(move || {

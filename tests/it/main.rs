@@ -4,4 +4,5 @@ mod archive;
 mod harness;
 mod lambda;
 mod partitions;
+mod reliability;
 mod template;

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Archive benchmark: partition-archiver against what users would do instead, same partition,
+same machine, one run. Prints a table (min / median of --repeat runs) and peak RSS.
+
+    python3 bench/run.py                      # quick: 200k rows
+    python3 bench/run.py --rows 5000000 --big-factor 10 --repeat 3   # the full issue-5 run
+
+Starts its own PostgreSQL and LocalStack (infra/*.sh) and stops them at the end. Uses the release
+binary (built if missing). Never a test: figures go to stdout and BENCHMARKS.md.
+"""
+import argparse, os, re, shlex, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sh(cmd, env=None, check=True, capture=False):
+    r = subprocess.run(cmd, shell=True, env=env, cwd=ROOT, text=True,
+                       stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
+    if check and r.returncode != 0:
+        sys.exit(f"failed ({r.returncode}): {cmd}\n{r.stdout or ''}{r.stderr or ''}")
+    return r
+
+
+def timed(cmd, env):
+    """Wall seconds and peak RSS (KiB) of a shell command, via /usr/bin/time."""
+    with tempfile.NamedTemporaryFile(mode="r") as f:
+        start = time.perf_counter()
+        sh(f"/usr/bin/time -f %M -o {f.name} bash -c {shlex.quote(cmd)}", env=env)
+        wall = time.perf_counter() - start
+        rss = int(f.read().strip().splitlines()[-1])
+    return wall, rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=200_000, help="rows in the 1x partition")
+    ap.add_argument("--big-factor", type=int, default=0, help="also archive a partition this many times larger (memory check)")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    binary = os.path.join(ROOT, "target/release/partition-archiver")
+    sh("cargo build --release --locked --quiet")
+    run_dir = tempfile.mkdtemp(prefix="pa-bench.")
+    env = dict(os.environ, PA_RUN_DIR=run_dir)
+    for k in ("DATABASE_URL", "AWS_ENDPOINT_URL"):
+        env.pop(k, None)
+    try:
+        sh("bash infra/postgres.sh start && bash infra/localstack.sh start", env=env)
+        for f in ("postgres.env", "localstack.env"):
+            for line in open(os.path.join(run_dir, f)):
+                m = re.match(r"export (\w+)='?([^']*)'?", line.strip())
+                if m:
+                    env[m.group(1)] = m.group(2)
+        env.update(ARCHIVE_BUCKET="bench", PGSSLMODE="disable", METRICS="off", RUST_LOG="warn")
+        sh(f"curl -sf -X PUT {env['AWS_ENDPOINT_URL']}/bench > /dev/null", env=env)
+        psql = "psql -X -q -v ON_ERROR_STOP=1"
+        pa = f"{binary} --output json"
+        sh(f"{pa} migrate > /dev/null", env=env)
+        sh(f"env -u ARCHIVE_BUCKET {pa} maintain --now 2026-03-05T00:00:00Z > /dev/null", env=env)
+        gen = """INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, fee, created_at)
+                 SELECT (random() * 1e9)::bigint, (random() * 100000)::bigint,
+                        (ARRAY['BTC-USD','ETH-USD','SOL-USD','ADA-USD','XRP-USD','DOGE-USD','AVAX-USD','DOT-USD'])[1 + (random() * 7)::int],
+                        CASE WHEN random() < 0.5 THEN 'buy' ELSE 'sell' END,
+                        round((exp(random() * 10) + 0.01)::numeric, 8), round((random() * 10 + 0.0001)::numeric, 8),
+                        round((random() * 0.01)::numeric, 10),
+                        timestamptz '{start}' + (random() * interval '{days} days')
+                   FROM generate_series(1, {n})"""
+        t0 = time.perf_counter()
+        sh(f"{psql} -c {shlex.quote(gen.format(start='2026-03-01 00:00+00', days=30, n=args.rows))}", env=env)
+        sh(f"{psql} -c 'VACUUM ANALYZE public.trades_2026_03'", env=env)
+        print(f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        size = sh(f"psql -X -At -c \"SELECT pg_size_pretty(pg_table_size('public.trades_2026_03'))\"", env=env, capture=True).stdout.strip()
+
+        part = "public.trades_2026_03"
+        results = {}
+        def measure(name, cmd, reset=None):
+            walls, rsss = [], []
+            for i in range(args.repeat):
+                w, r = timed(cmd, env)
+                walls.append(w); rsss.append(r)
+                if reset and i < args.repeat - 1:
+                    reset()
+            results[name] = (min(walls), statistics.median(walls), max(rsss))
+            print(f"  {name}: min {min(walls):.2f} s", file=sys.stderr)
+
+        work = tempfile.mkdtemp(prefix="pa-bench-files.")
+        measure("raw COPY csv > /dev/null", f"psql -X -c 'COPY {part} TO STDOUT (FORMAT csv)' > /dev/null")
+        measure("psql COPY csv | zstd -3", f"psql -X -c 'COPY {part} TO STDOUT (FORMAT csv, HEADER)' | zstd -3 -q -f -o {work}/p.csv.zst")
+        measure("pg_dump -Fc -t partition", f"pg_dump -Fc -t {part} -f {work}/p.dump")
+
+        sh(f"{psql} -c \"UPDATE partition_archiver.part_config SET retention_action = 'archive_move', historical_schema = 'bench_hist' WHERE table_name = 'trades'\"", env=env)
+        def reattach():
+            sh(f"""{psql} -c "ALTER TABLE bench_hist.trades_2026_03 SET SCHEMA public" \
+                   -c "ALTER TABLE public.trades ATTACH PARTITION public.trades_2026_03 FOR VALUES FROM ('2026-03-01 00:00+00') TO ('2026-04-01 00:00+00')" \
+                   -c "DELETE FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'" """, env=env)
+        measure("partition-archiver archive (zstd -3, S3)", f"{pa} archive --table trades --partition trades_2026_03 > {work}/archive.json", reset=reattach)
+        archived = sh(f"psql -X -At -c \"SELECT compressed_bytes, raw_bytes FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'\"", env=env, capture=True).stdout.strip()
+
+        def drop_restored():
+            sh(f"{psql} -c 'DROP TABLE bench_r.trades_2026_03'", env=env)
+        measure("partition-archiver restore (from S3)", f"{pa} restore --table trades --partition trades_2026_03 --into-schema bench_r > /dev/null", reset=drop_restored)
+        sh(f"zstd -d -q -f {work}/p.csv.zst -o {work}/p.csv", env=env)
+        sh(f"{psql} -c 'CREATE SCHEMA bench_c' -c 'CREATE TABLE bench_c.t (LIKE public.trades)'", env=env)
+        def truncate():
+            sh(f"{psql} -c 'TRUNCATE bench_c.t'", env=env)
+        measure("raw COPY FROM csv file", f"psql -X -c \"\\copy bench_c.t FROM '{work}/p.csv' (FORMAT csv, HEADER)\"", reset=truncate)
+
+        big = None
+        if args.big_factor > 1:
+            n = args.rows * args.big_factor
+            sh(f"{psql} -c {shlex.quote(gen.format(start='2026-04-01 00:00+00', days=30, n=n))}", env=env)
+            sh(f"{psql} -c 'VACUUM ANALYZE public.trades_2026_04'", env=env)
+            w, r = timed(f"{pa} archive --table trades --partition trades_2026_04 > /dev/null", env)
+            big = (n, w, r)
+
+        raw = results["raw COPY csv > /dev/null"][0]
+        dump = results["pg_dump -Fc -t partition"][0]
+        copy_from = results["raw COPY FROM csv file"][0]
+        arch = results["partition-archiver archive (zstd -3, S3)"]
+        rest = results["partition-archiver restore (from S3)"]
+        print(f"\n### {args.rows:,} rows ({size} heap), {args.repeat} runs each, {os.cpu_count()} CPUs\n")
+        print("| what | min s | median s | peak RSS MiB | vs raw COPY (min) |")
+        print("|---|---:|---:|---:|---:|")
+        for name, (mn, med, rss) in results.items():
+            print(f"| {name} | {mn:.2f} | {med:.2f} | {rss / 1024:.0f} | {mn / raw:.2f}x |")
+        comp, rawb = (archived.split("|") + ["0", "0"])[:2]
+        if comp and comp != "0":
+            print(f"\narchive object: {int(comp) / 2**20:.1f} MiB from {int(rawb) / 2**20:.1f} MiB of CSV (ratio {int(rawb) / int(comp):.2f})")
+        print("\n| target | measured | met |")
+        print("|---|---|---|")
+        checks = [
+            ("archive <= 1.1x raw COPY", f"{arch[0] / raw:.2f}x", arch[0] <= 1.1 * raw),
+            (">= 4x faster than pg_dump -Fc", f"{dump / arch[0]:.2f}x", dump >= 4 * arch[0]),
+            ("restore <= 1.1x raw COPY FROM", f"{rest[0] / copy_from:.2f}x", rest[0] <= 1.1 * copy_from),
+            ("peak RSS <= 64 MiB (archive)", f"{arch[2] / 1024:.0f} MiB", arch[2] <= 64 * 1024),
+        ]
+        if big:
+            n, w, r = big
+            checks.append((f"{args.big_factor}x partition RSS <= 1.1x the 1x RSS", f"{r / 1024:.0f} MiB vs {arch[2] / 1024:.0f} MiB ({n:,} rows in {w:.1f} s)", r <= 1.1 * arch[2]))
+        for name, got, ok in checks:
+            print(f"| {name} | {got} | {'yes' if ok else 'NO'} |")
+    finally:
+        sh("bash infra/localstack.sh stop; bash infra/postgres.sh stop", env=env, check=False)
+
+
+if __name__ == "__main__":
+    main()

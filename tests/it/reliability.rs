@@ -1,0 +1,192 @@
+//! Attacks on the invariants: kill -9 at random moments, the database connection terminated
+//! mid-COPY and mid-DDL, many runs at once. After each attack the data itself is checked: rows in
+//! PostgreSQL plus rows in verified archives equal the original rows, none twice, no orphaned
+//! multipart upload, manifest states consistent with the catalog.
+
+use crate::archive::{assert_no_row_lost, seed, NOW, ORDERS_SUM};
+use crate::harness::*;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn spawn_maintain(env: &TestEnv) -> std::process::Child {
+    Command::new(BIN)
+        .args(["--output", "json", "maintain", "--now", NOW, "--table", "orders"])
+        .env("DATABASE_URL", &env.url)
+        .env("PGSSLMODE", "disable")
+        .env("ARCHIVE_BUCKET", &env.bucket)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("ARCHIVE_PART_SIZE", "5MiB")
+        .env("METRICS", "off")
+        .env_remove("PARTITION_ARCHIVER_FAILPOINTS")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// After a clean run: every archived partition is dropped and gone from the catalog, nothing is
+/// left mid-way, no multipart upload is open.
+async fn assert_consistent(env: &TestEnv) {
+    let rows = env
+        .db
+        .query("SELECT partition_schema, partition_name, state FROM partition_archiver.archive_manifest", &[])
+        .await
+        .unwrap();
+    for r in rows {
+        let (schema, name, state): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(state, "dropped", "{schema}.{name} left in state {state}");
+        let exists = env
+            .scalar_i64(&format!(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}' AND tablename = '{name}'"
+            ))
+            .await;
+        assert_eq!(exists, 0, "{schema}.{name} is dropped in the manifest but still exists");
+    }
+    assert_eq!(env.multipart_uploads().await, 0, "orphaned multipart upload");
+}
+
+/// One campaign: `iterations` fresh databases, each with a run killed with SIGKILL after a random
+/// delay spread over a whole run, then a clean run, then the invariant on the data.
+async fn kill_campaign(iterations: usize) {
+    // Calibrate: how long does an uninterrupted run take on this machine right now?
+    let calibration = TestEnv::migrated().await;
+    seed(&calibration).await;
+    let started = Instant::now();
+    let status = spawn_maintain(&calibration).wait().unwrap();
+    assert!(status.success());
+    let run_ms = (started.elapsed().as_millis() as u64).max(50);
+    let mut killed = 0;
+    for i in 0..iterations {
+        let env = TestEnv::migrated().await;
+        seed(&env).await;
+        let original = env.scalar_text(ORDERS_SUM).await;
+        let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+        let mut child = spawn_maintain(&env);
+        // Spread the kills over the whole run: connecting, planning, detaching, COPY, upload,
+        // verification, drop.
+        std::thread::sleep(Duration::from_millis(fastrand::u64(0..run_ms)));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        assert_no_row_lost(&env, &original, rows).await;
+        let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+        assert!(out.status.success(), "iteration {i}: the clean run after a kill must succeed: {report}");
+        assert_consistent(&env).await;
+        assert_no_row_lost(&env, &original, rows).await;
+    }
+    assert!(killed * 2 >= iterations, "only {killed} of {iterations} runs were still running when killed");
+}
+
+// 50 kills in all, in five tests so they spread over the test threads.
+#[tokio::test]
+async fn kill_9_campaign_1() {
+    kill_campaign(10).await;
+}
+#[tokio::test]
+async fn kill_9_campaign_2() {
+    kill_campaign(10).await;
+}
+#[tokio::test]
+async fn kill_9_campaign_3() {
+    kill_campaign(10).await;
+}
+#[tokio::test]
+async fn kill_9_campaign_4() {
+    kill_campaign(10).await;
+}
+#[tokio::test]
+async fn kill_9_campaign_5() {
+    kill_campaign(10).await;
+}
+
+/// Waits until a backend of the archiver matches `condition` (SQL on pg_stat_activity), then
+/// terminates it. Returns whether it found one.
+async fn terminate_when(env: &TestEnv, condition: &str, deadline: Duration) -> bool {
+    let admin = connect(&env.url).await;
+    let started = Instant::now();
+    let sql = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = 'partition-archiver' AND {condition}"
+    );
+    while started.elapsed() < deadline {
+        if !admin.query(&sql, &[]).await.unwrap().is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn connection_terminated_mid_copy_fails_cleanly_and_the_next_run_completes() {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    // Enough rows that the COPY lasts long enough to be caught.
+    env.db
+        .batch_execute(
+            "INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
+             SELECT g, 'BTC-USD', 'buy', 'limit', 'filled', g, 1, timestamptz '2026-03-01 00:00+00' + (g * interval '10 seconds')
+               FROM generate_series(1, 200000) g",
+        )
+        .await
+        .unwrap();
+    let original = env.scalar_text(ORDERS_SUM).await;
+    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+    let child = spawn_maintain(&env);
+    let found = terminate_when(&env, "query LIKE 'COPY %'", Duration::from_secs(30)).await;
+    let out = child.wait_with_output().unwrap();
+    assert!(found, "never saw the COPY");
+    assert!(!out.status.success(), "the run must report the lost connection");
+    assert_eq!(env.multipart_uploads().await, 0, "the upload of the interrupted COPY was aborted");
+    assert_eq!(
+        env.scalar_i64(
+            "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state IN ('verified', 'dropped')"
+        )
+        .await,
+        0
+    );
+    assert_no_row_lost(&env, &original, rows).await;
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(out.status.success(), "{report}");
+    assert_consistent(&env).await;
+    assert_no_row_lost(&env, &original, rows).await;
+}
+
+#[tokio::test]
+async fn connection_terminated_while_ddl_waits_for_a_lock_changes_nothing() {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    let original = env.scalar_text(ORDERS_SUM).await;
+    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+    let blocker = connect(&env.url).await;
+    blocker.batch_execute("BEGIN; LOCK TABLE public.orders IN ACCESS SHARE MODE").await.unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--output", "json", "maintain", "--now", NOW, "--table", "orders"])
+        .env("DATABASE_URL", &env.url)
+        .env("PGSSLMODE", "disable")
+        .env("ARCHIVE_BUCKET", &env.bucket)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("LOCK_TIMEOUT_MS", "10000")
+        .env("METRICS", "off")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let child = cmd.spawn().unwrap();
+    let found = terminate_when(&env, "wait_event_type = 'Lock'", Duration::from_secs(20)).await;
+    let out = child.wait_with_output().unwrap();
+    assert!(found, "the DDL never waited for the lock");
+    assert!(!out.status.success());
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_no_row_lost(&env, &original, rows).await;
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(out.status.success(), "{report}");
+    assert_consistent(&env).await;
+    assert_no_row_lost(&env, &original, rows).await;
+}
