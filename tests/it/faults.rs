@@ -1,0 +1,189 @@
+//! S3 faults: a small fault-injecting TCP proxy in front of LocalStack drops connections, resets
+//! them part-way through a request, and stalls them, at random points of multipart uploads. The
+//! SDK's retries and ours must either complete the archive or fail cleanly, with nothing dropped
+//! that is not verified; a later clean run completes and leaves no orphaned upload.
+
+use crate::archive::{assert_no_row_lost, seed, NOW, ORDERS_SUM};
+use crate::harness::*;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Default)]
+struct FaultCounts {
+    passed: AtomicU64,
+    reset: AtomicU64,
+    stalled: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// A zero linger makes dropping the socket send a TCP reset instead of a FIN (the deprecation
+/// warns about blocking on drop, which only a non-zero linger does).
+#[allow(deprecated)]
+fn reset_on_drop(s: &TcpStream) {
+    let _ = s.set_linger(Some(Duration::ZERO));
+}
+
+/// Forwards `from` to `to`; when `cut_after` is reached, stops (the caller then resets).
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    cut_after: Option<u64>,
+    stall: Option<(u64, Duration)>,
+) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut seen = 0u64;
+    let mut stalled = false;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        if let Some((at, d)) = stall {
+            if !stalled && seen + n as u64 >= at {
+                stalled = true;
+                tokio::time::sleep(d).await;
+            }
+        }
+        if let Some(cut) = cut_after {
+            if seen + n as u64 >= cut {
+                return true;
+            }
+        }
+        seen += n as u64;
+        if to.write_all(&buf[..n]).await.is_err() {
+            return false;
+        }
+    }
+}
+
+async fn handle(client: TcpStream, upstream: SocketAddr, counts: Arc<FaultCounts>) {
+    let roll = fastrand::u32(0..100);
+    if roll < 10 {
+        // Accept, then drop at once.
+        counts.refused.fetch_add(1, Ordering::Relaxed);
+        reset_on_drop(&client);
+        return;
+    }
+    let Ok(server) = TcpStream::connect(upstream).await else { return };
+    let (cut, stall) = match roll {
+        10..=29 => {
+            counts.reset.fetch_add(1, Ordering::Relaxed);
+            (Some(fastrand::u64(0..6 * 1024 * 1024)), None)
+        }
+        30..=44 => {
+            counts.stalled.fetch_add(1, Ordering::Relaxed);
+            (None, Some((fastrand::u64(0..1024 * 1024), Duration::from_millis(fastrand::u64(100..1500)))))
+        }
+        _ => {
+            counts.passed.fetch_add(1, Ordering::Relaxed);
+            (None, None)
+        }
+    };
+    reset_on_drop(&client);
+    let (cr, cw) = client.into_split();
+    let (sr, sw) = server.into_split();
+    let up = tokio::spawn(pump(cr, sw, cut, stall));
+    let down = tokio::spawn(pump(sr, cw, None, None));
+    // When the request side is cut, drop everything: the client sees a connection reset.
+    if up.await.unwrap_or(false) {
+        down.abort();
+    } else {
+        let _ = down.await;
+    }
+}
+
+async fn start_proxy(upstream: SocketAddr) -> (u16, Arc<FaultCounts>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counts = Arc::new(FaultCounts::default());
+    let c = counts.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(handle(client, upstream, c.clone()));
+        }
+    });
+    (port, counts)
+}
+
+async fn faulty_env() -> (TestEnv, Option<String>, i64) {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    // Enough data for two 5 MiB parts per month without compression.
+    env.db
+        .batch_execute(
+            "INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
+             SELECT g, md5(g::text), 'buy', 'limit', 'filled', g, 1, timestamptz '2026-03-01 00:00+00' + (g * interval '30 seconds')
+               FROM generate_series(1, 150000) g",
+        )
+        .await
+        .unwrap();
+    let original = env.scalar_text(ORDERS_SUM).await;
+    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+    (env, original, rows)
+}
+
+fn maintain_via(env: &TestEnv, endpoint_url: &str) -> std::process::Output {
+    std::process::Command::new(BIN)
+        .args(["--output", "json", "maintain", "--now", NOW, "--table", "orders"])
+        .env("DATABASE_URL", &env.url)
+        .env("PGSSLMODE", "disable")
+        .env("ARCHIVE_BUCKET", &env.bucket)
+        .env("AWS_ENDPOINT_URL", endpoint_url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("ARCHIVE_COMPRESSION", "none")
+        .env("ARCHIVE_PART_SIZE", "5MiB")
+        .env("METRICS", "off")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_connection_faults_complete_or_fail_cleanly() {
+    let upstream: SocketAddr = endpoint().trim_start_matches("http://").parse().unwrap();
+    let (port, counts) = start_proxy(upstream).await;
+    let faulty = format!("http://127.0.0.1:{port}");
+    let mut succeeded = 0;
+    const RUNS: usize = 4;
+    for _ in 0..RUNS {
+        let (env, original, rows) = faulty_env().await;
+        let out = tokio::task::block_in_place(|| maintain_via(&env, &faulty));
+        if out.status.success() {
+            succeeded += 1;
+        }
+        // Whatever happened, no row is lost or duplicated, and nothing unverified was dropped.
+        assert_no_row_lost(&env, &original, rows).await;
+        let bad = env
+            .scalar_i64(
+                "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'
+                   AND (verified_at IS NULL OR sha256 IS NULL OR row_count IS NULL)",
+            )
+            .await;
+        assert_eq!(bad, 0);
+        // A clean run completes whatever the faulty one left, and leaves no orphaned upload.
+        let out = tokio::task::block_in_place(|| maintain_via(&env, &endpoint()));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert_eq!(
+            env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'").await,
+            0
+        );
+        assert_eq!(env.multipart_uploads().await, 0, "orphaned multipart upload");
+        assert_no_row_lost(&env, &original, rows).await;
+    }
+    let injected = counts.reset.load(Ordering::Relaxed)
+        + counts.stalled.load(Ordering::Relaxed)
+        + counts.refused.load(Ordering::Relaxed);
+    assert!(injected > 0, "the proxy injected no fault");
+    eprintln!(
+        "fault proxy: {} passed, {} reset, {} stalled, {} dropped at once; {succeeded}/{RUNS} faulty runs succeeded",
+        counts.passed.load(Ordering::Relaxed),
+        counts.reset.load(Ordering::Relaxed),
+        counts.stalled.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed)
+    );
+}
