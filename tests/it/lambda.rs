@@ -12,8 +12,8 @@ struct Watch(Child);
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // The watcher runs the function as a child: stop the whole process group.
-        let _ = Command::new("kill").args(["-TERM", &format!("-{}", self.0.id())]).status();
+        // Each child is a single process (cargo-lambda itself, not through `cargo`; the function):
+        // kill exactly it, never a process group.
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -85,13 +85,12 @@ async fn the_function_runs_under_cargo_lambda_with_credentials_from_the_secret()
     let port = free_port();
     let log_path = format!("{}/cargo-lambda-watch-{port}.log", env!("CARGO_TARGET_TMPDIR"));
     let log = std::fs::File::create(&log_path).unwrap();
-    let mut api = Command::new("cargo");
+    let mut api = Command::new(format!("{}/cargo-lambda", cargo_lambda_dir()));
     api.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("PATH", cargo_lambda_path())
         .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
         .stdout(Stdio::from(log.try_clone().unwrap()))
         .stderr(Stdio::from(log.try_clone().unwrap()));
-    std::os::unix::process::CommandExt::process_group(&mut api, 0);
     let _api = Watch(api.spawn().expect("start cargo lambda watch"));
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -118,7 +117,6 @@ async fn the_function_runs_under_cargo_lambda_with_credentials_from_the_secret()
         function.env(k, v);
     }
     function.stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log));
-    std::os::unix::process::CommandExt::process_group(&mut function, 0);
     let _function = Watch(function.spawn().expect("start the function"));
 
     // The EventBridge Scheduled Event runs maintain.
