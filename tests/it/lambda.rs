@@ -23,11 +23,14 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn cargo_lambda_path() -> String {
-    let dir = std::env::var("PA_TEST_CARGO_LAMBDA_DIR").expect(
+fn cargo_lambda_dir() -> String {
+    std::env::var("PA_TEST_CARGO_LAMBDA_DIR").expect(
         "PA_TEST_CARGO_LAMBDA_DIR is not set: run the tests through scripts/test.sh, which installs cargo-lambda",
-    );
-    format!("{dir}:{}", std::env::var("PATH").unwrap_or_default())
+    )
+}
+
+fn cargo_lambda_path() -> String {
+    format!("{}:{}", cargo_lambda_dir(), std::env::var("PATH").unwrap_or_default())
 }
 
 fn invoke(port: u16, event: &str) -> (bool, String) {
