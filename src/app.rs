@@ -10,11 +10,10 @@ use crate::error::Error;
 use crate::executor::{maintain_table, ExecOptions};
 use crate::ident::QualifiedName;
 use crate::migrate::MigrationOutcome;
-use crate::planner::Step;
 use crate::report::{RunReport, TableReport, TableStatus};
 use crate::request::Request;
 use crate::snapshot::{BoundValue, PartitionBound};
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 pub struct App {
@@ -393,62 +392,15 @@ impl App {
         let mut client = self.connect().await?;
         let policy = crate::catalog::load_policies(&client, std::slice::from_ref(table)).await?.remove(0);
         let now = Utc::now();
+        // Bad input (default partition, current period, unknown partition) is refused before any
+        // change; the steps are chosen again under the table's lock.
         let snapshot = crate::catalog::load_snapshot(&client, &policy).await?;
-        let current_start: NaiveDateTime =
-            crate::period::Period::containing(policy.interval, crate::period::to_local(policy.time_zone, now)).start();
-        let mut steps = Vec::new();
-        let attached = snapshot.partitions.iter().find(|p| p.name.name == partition);
-        match attached {
-            Some(p) => match p.bound {
-                PartitionBound::Default => {
-                    return Err(Error::invalid(format!("{} is the default partition: it is never archived", p.name)))
-                }
-                PartitionBound::Range { to, .. } if to > BoundValue::At(current_start) => {
-                    return Err(Error::invalid(format!(
-                        "{} holds the current or a future period: only ended periods are archived",
-                        p.name
-                    )))
-                }
-                _ => {
-                    if !p.detach_pending {
-                        steps.push(Step::Detach {
-                            partition: p.name.clone(),
-                            concurrently: snapshot.default_partition().is_none(),
-                        });
-                    }
-                }
-            },
-            None => {
-                let in_manifest = snapshot.manifest.iter().find(|m| m.partition.name == partition);
-                match in_manifest {
-                    Some(m) if !m.state.is_final() => {}
-                    Some(m) => {
-                        return Err(Error::invalid(format!(
-                            "{} is already archived (state {})",
-                            m.partition,
-                            m.state.as_str()
-                        )))
-                    }
-                    None => return Err(Error::not_found(format!("{partition} is not a partition of {table}"))),
-                }
-            }
-        }
-        let name = table.sibling(partition);
-        let state = snapshot.manifest.iter().find(|m| m.partition.name == partition).map(|m| m.state);
-        let resume_from = match state {
-            Some(s) if attached.is_none() => s,
-            _ => crate::snapshot::ArchiveState::Detached,
-        };
-        if resume_from < crate::snapshot::ArchiveState::Verified {
-            steps.push(Step::Archive { partition: name.clone() });
-        }
-        steps.push(match policy.retention_action {
-            crate::policy::RetentionAction::ArchiveDrop => Step::Drop { partition: name.clone() },
-            _ => Step::MoveToSchema { partition: name.clone(), schema: policy.historical_schema.clone() },
-        });
+        crate::planner::archive_now(&snapshot, &policy, now, partition)?;
         let report =
-            crate::executor::run_steps(&mut client, &policy, &snapshot, steps, &self.settings.exec, Some(archiver))
-                .await;
+            crate::executor::run_table(&mut client, &policy, &self.settings.exec, Some(archiver), |snapshot, _| {
+                crate::planner::archive_now(snapshot, &policy, now, partition)
+            })
+            .await;
         let ok = report.status != TableStatus::Failed;
         let report = RunReport {
             run_id,

@@ -12,7 +12,7 @@
 //! - Retention steps and the manifest state they write live in [`crate::archive::lifecycle`].
 
 use crate::archive::Archiver;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::ident::{quote_ident, QualifiedName};
 use crate::planner::{self, Step};
 use crate::policy::TablePolicy;
@@ -148,6 +148,32 @@ pub async fn maintain_table(
     opts: &ExecOptions,
     archiver: Option<&Archiver>,
 ) -> TableReport {
+    run_table(client, policy, opts, archiver, |snapshot, report| {
+        let mut plan = planner::plan(snapshot, policy, now);
+        report.current_period = Some(plan.current_period.clone());
+        report.retention_cutoff = plan.retention_cutoff;
+        report.warnings.append(&mut plan.warnings);
+        if policy.retention_action.archives() && archiver.is_none() && plan.steps.iter().any(Step::is_retention) {
+            plan.steps.retain(|s| !s.is_retention());
+            report.warnings.push(
+                "retention skipped: no archive bucket is configured (set ARCHIVE_BUCKET); nothing was detached".into(),
+            );
+        }
+        Ok(plan.steps)
+    })
+    .await
+}
+
+/// The frame of every table run: take the table's advisory lock (not for a dry run), read the
+/// snapshot under it, let `build` choose the steps, run them, release the lock. The snapshot is
+/// read only once the lock is held, so no other run changes the table between plan and work.
+pub async fn run_table(
+    client: &mut Client,
+    policy: &TablePolicy,
+    opts: &ExecOptions,
+    archiver: Option<&Archiver>,
+    build: impl FnOnce(&TableSnapshot, &mut TableReport) -> Result<Vec<Step>, Error>,
+) -> TableReport {
     let mut report = TableReport::new(policy.table.clone());
     if !opts.dry_run {
         match try_lock_table(client, &policy.table).await {
@@ -162,7 +188,18 @@ pub async fn maintain_table(
             Err(e) => return TableReport::failed(policy.table.clone(), &Error::transient(e)),
         }
     }
-    let result = run_locked(client, policy, now, opts, archiver, &mut report).await;
+    let result: Result<(), Error> = async {
+        let snapshot = crate::catalog::load_snapshot(&*client, policy).await?;
+        report.stats = Some(crate::metrics::TableStats::of(&snapshot));
+        let steps = build(&snapshot, &mut report)?;
+        if opts.dry_run {
+            report.status = TableStatus::Planned;
+            report.steps = steps.into_iter().map(StepReport::planned).collect();
+            return Ok(());
+        }
+        execute_steps(client, policy, &snapshot, steps, opts, archiver, &mut report).await
+    }
+    .await;
     if !opts.dry_run {
         if let Err(e) = unlock_table(client, &policy.table).await {
             tracing::warn!(table = %policy.table, error = %e, "could not release advisory lock (it ends with the session)");
@@ -173,62 +210,6 @@ pub async fn maintain_table(
         report.error = Some((&e).into());
     }
     report
-}
-
-/// Runs the given steps on one table under its advisory lock (the `archive` verb).
-pub async fn run_steps(
-    client: &mut Client,
-    policy: &TablePolicy,
-    snapshot: &TableSnapshot,
-    steps: Vec<Step>,
-    opts: &ExecOptions,
-    archiver: Option<&Archiver>,
-) -> TableReport {
-    let mut report = TableReport::new(policy.table.clone());
-    match try_lock_table(client, &policy.table).await {
-        Ok(true) => {}
-        Ok(false) => {
-            report.status = TableStatus::AlreadyRunning;
-            report.warnings.push(format!("another partition-archiver run holds the lock on {}: skipped", policy.table));
-            return report;
-        }
-        Err(e) => return TableReport::failed(policy.table.clone(), &Error::transient(e)),
-    }
-    let result = execute_steps(client, policy, snapshot, steps, opts, archiver, &mut report).await;
-    let _ = unlock_table(client, &policy.table).await;
-    if let Err(e) = result {
-        report.status = TableStatus::Failed;
-        report.error = Some((&e).into());
-    }
-    report
-}
-
-async fn run_locked(
-    client: &mut Client,
-    policy: &TablePolicy,
-    now: DateTime<Utc>,
-    opts: &ExecOptions,
-    archiver: Option<&Archiver>,
-    report: &mut TableReport,
-) -> Result<(), Error> {
-    let snapshot = crate::catalog::load_snapshot(&*client, policy).await?;
-    let mut plan = planner::plan(&snapshot, policy, now);
-    report.current_period = Some(plan.current_period.clone());
-    report.retention_cutoff = plan.retention_cutoff;
-    report.stats = Some(crate::metrics::TableStats::of(&snapshot));
-    report.warnings.append(&mut plan.warnings);
-    if policy.retention_action.archives() && archiver.is_none() && plan.steps.iter().any(Step::is_retention) {
-        plan.steps.retain(|s| !s.is_retention());
-        report.warnings.push(
-            "retention skipped: no archive bucket is configured (set ARCHIVE_BUCKET); nothing was detached".into(),
-        );
-    }
-    if opts.dry_run {
-        report.status = TableStatus::Planned;
-        report.steps = plan.steps.into_iter().map(StepReport::planned).collect();
-        return Ok(());
-    }
-    execute_steps(client, policy, &snapshot, plan.steps, opts, archiver, report).await
 }
 
 async fn execute_steps(
@@ -362,12 +343,4 @@ async fn create_partition(
     ];
     let (r, n) = run_ddl(client, opts, &label, &statements).await;
     (r.map(|counts| StepResult { rows_moved: Some(counts[2] as i64), ..Default::default() }), n)
-}
-
-/// Maps an internal error to the boundary error, keeping the chain.
-pub fn step_error(e: anyhow::Error) -> Error {
-    if is_lock_error(&e) {
-        return Error::new(ErrorKind::Transient, format!("lock not granted within lock_timeout: {e:#}"));
-    }
-    Error::transient(e)
 }

@@ -214,6 +214,50 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     Plan { table: policy.table.clone(), current_period: current.to_string(), retention_cutoff: cutoff, steps, warnings }
 }
 
+/// The steps of `archive --partition P`: detach (if attached), archive, drop or move, one ended
+/// partition now, whatever the retention; or resume it from its manifest state. Refuses the
+/// default partition, the current or a future period, and anything already archived.
+pub fn archive_now(
+    snapshot: &TableSnapshot,
+    policy: &TablePolicy,
+    now: DateTime<Utc>,
+    partition: &str,
+) -> Result<Vec<Step>, crate::error::Error> {
+    use crate::error::Error;
+    let current_start = Period::containing(policy.interval, to_local(policy.time_zone, now)).start();
+    let mut steps = Vec::new();
+    match snapshot.partitions.iter().find(|p| p.name.name == partition) {
+        Some(p) => match p.bound {
+            PartitionBound::Default => {
+                return Err(Error::invalid(format!("{} is the default partition: it is never archived", p.name)))
+            }
+            PartitionBound::Range { to, .. } if to > BoundValue::At(current_start) => {
+                return Err(Error::invalid(format!(
+                    "{} holds the current or a future period: only ended periods are archived",
+                    p.name
+                )))
+            }
+            PartitionBound::Range { .. } => {
+                if !p.detach_pending {
+                    steps.push(Step::Detach {
+                        partition: p.name.clone(),
+                        concurrently: snapshot.default_partition().is_none(),
+                    });
+                }
+                push_after_detach(&mut steps, policy, &p.name, ArchiveState::Detached);
+            }
+        },
+        None => match snapshot.manifest.iter().find(|m| m.partition.name == partition) {
+            Some(m) if !m.state.is_final() => push_after_detach(&mut steps, policy, &m.partition, m.state),
+            Some(m) => {
+                return Err(Error::invalid(format!("{} is already archived (state {})", m.partition, m.state.as_str())))
+            }
+            None => return Err(Error::not_found(format!("{partition} is not a partition of {}", policy.table))),
+        },
+    }
+    Ok(steps)
+}
+
 fn push_after_detach(steps: &mut Vec<Step>, policy: &TablePolicy, partition: &QualifiedName, state: ArchiveState) {
     let archives = policy.retention_action.archives();
     if archives && state < ArchiveState::Verified {

@@ -35,6 +35,9 @@ pub struct Uploaded {
     pub version_id: Option<String>,
 }
 
+/// COPY rows are handed to the compressor in batches of about this many bytes.
+const COPY_BATCH: usize = 256 * 1024;
+
 struct Part {
     number: i32,
     data: Bytes,
@@ -141,16 +144,23 @@ pub async fn archive_stream(
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
     let (part_tx, mut part_rx) = mpsc::channel::<Part>(1);
 
-    // COPY reader.
+    // COPY reader. PostgreSQL sends one CopyData message per row: batch them, so the compressor
+    // thread wakes once per 256 KiB rather than once per row (measured: per-row hand-offs spent
+    // more time in futex calls than in COPY itself).
     let reader = tokio::spawn(async move {
         let mut copy = std::pin::pin!(copy);
         let mut raw_bytes = 0u64;
+        let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
         while let Some(chunk) = copy.next().await {
             let chunk = chunk.context("read COPY stream")?;
             raw_bytes += chunk.len() as u64;
-            if raw_tx.send(chunk).await.is_err() {
+            batch.extend_from_slice(&chunk);
+            if batch.len() >= COPY_BATCH && raw_tx.send(batch.split().freeze()).await.is_err() {
                 bail!("compressor stopped");
             }
+        }
+        if !batch.is_empty() && raw_tx.send(batch.freeze()).await.is_err() {
+            bail!("compressor stopped");
         }
         Ok::<u64, anyhow::Error>(raw_bytes)
     });
@@ -186,7 +196,9 @@ pub async fn archive_stream(
             }
             let (store, key, upload_id) = (store.clone(), key.to_string(), upload_id.to_string());
             in_flight.spawn(async move {
+                let (started, bytes) = (std::time::Instant::now(), part.data.len());
                 let etag = store.upload_part(&key, &upload_id, part.number, part.data, &part.sha256).await?;
+                tracing::debug!(part = part.number, bytes, ms = started.elapsed().as_millis() as u64, "part uploaded");
                 Ok((part.number, etag, part.sha256))
             });
         }

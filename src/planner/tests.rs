@@ -794,3 +794,55 @@ fn old_default_rows_get_a_partition_that_is_then_archived() {
         &[],
     );
 }
+
+fn archive_now_case(parts: &[&str], manifest: &[(&str, ArchiveState)], partition: &str) -> Result<Vec<String>, String> {
+    let case = Case { parts, manifest, ..BASE };
+    let mut raw = RawPolicy::defaults("public", "trades");
+    (case.policy)(&mut raw);
+    let policy = TablePolicy::try_from(raw).unwrap();
+    let snapshot = TableSnapshot {
+        table: policy.table.clone(),
+        key_column: "created_at".into(),
+        key_type: case.key,
+        partitions: case.parts.iter().map(|d| part(d, "trades", policy.interval)).collect(),
+        default_rows: BTreeMap::new(),
+        other_relations: Default::default(),
+        manifest: manifest
+            .iter()
+            .map(|(p, s)| ManifestEntry { partition: QualifiedName::new("public", *p), state: *s })
+            .collect(),
+    };
+    archive_now(&snapshot, &policy, utc(case.now), partition)
+        .map(|steps| steps.iter().map(render).collect())
+        .map_err(|e| e.message)
+}
+
+#[test]
+fn archive_now_takes_one_ended_partition_whatever_the_retention() {
+    assert_eq!(
+        archive_now_case(HOT, &[], "trades_2026_11").unwrap_err(),
+        "public.trades_2026_11 holds the current or a future period: only ended periods are archived"
+    );
+    assert!(archive_now_case(HOT, &[], "trades_default").unwrap_err().contains("is the default partition"));
+    assert!(archive_now_case(HOT, &[], "trades_1999_01").unwrap_err().contains("is not a partition of public.trades"));
+    let parts = &["trades_2026_10", "trades_2026_11", "default"];
+    assert_eq!(
+        archive_now_case(parts, &[], "trades_2026_10").unwrap(),
+        ["detach trades_2026_10", "archive trades_2026_10", "drop trades_2026_10"]
+    );
+    assert_eq!(
+        archive_now_case(HOT, &[("trades_2026_04", ArchiveState::Uploaded)], "trades_2026_04").unwrap(),
+        ["archive trades_2026_04", "drop trades_2026_04"]
+    );
+    assert_eq!(
+        archive_now_case(HOT, &[("trades_2026_04", ArchiveState::Verified)], "trades_2026_04").unwrap(),
+        ["drop trades_2026_04"]
+    );
+    assert!(archive_now_case(HOT, &[("trades_2026_04", ArchiveState::Dropped)], "trades_2026_04")
+        .unwrap_err()
+        .contains("already archived"));
+    assert_eq!(
+        archive_now_case(&["*trades_2026_09", "trades_2026_11", "default"], &[], "trades_2026_09").unwrap(),
+        ["archive trades_2026_09", "drop trades_2026_09"]
+    );
+}

@@ -209,20 +209,8 @@ async fn concurrent_runs_archive_each_partition_exactly_once() {
     let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
     let handles: Vec<_> = (0..8)
         .map(|_| {
-            let (url, bucket) = (env.url.clone(), env.bucket.clone());
-            std::thread::spawn(move || {
-                std::process::Command::new(BIN)
-                    .args(["--output", "json", "maintain", "--now", NOW])
-                    .env("DATABASE_URL", url)
-                    .env("PGSSLMODE", "disable")
-                    .env("ARCHIVE_BUCKET", bucket)
-                    .env("AWS_ENDPOINT_URL", endpoint())
-                    .env("AWS_ACCESS_KEY_ID", "test")
-                    .env("AWS_SECRET_ACCESS_KEY", "test")
-                    .env("AWS_REGION", "us-east-1")
-                    .output()
-                    .unwrap()
-            })
+            let mut cmd = env.command(&["maintain", "--now", NOW], &[]);
+            std::thread::spawn(move || cmd.output().unwrap())
         })
         .collect();
     let outs: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();

@@ -127,20 +127,10 @@ async fn faulty_env() -> (TestEnv, Option<String>, i64) {
 }
 
 fn maintain_via(env: &TestEnv, endpoint_url: &str) -> std::process::Output {
-    std::process::Command::new(BIN)
-        .args(["--output", "json", "maintain", "--now", NOW, "--table", "orders"])
-        .env("DATABASE_URL", &env.url)
-        .env("PGSSLMODE", "disable")
-        .env("ARCHIVE_BUCKET", &env.bucket)
-        .env("AWS_ENDPOINT_URL", endpoint_url)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("ARCHIVE_COMPRESSION", "none")
-        .env("ARCHIVE_PART_SIZE", "5MiB")
-        .env("METRICS", "off")
-        .output()
-        .unwrap()
+    env.run(
+        &["maintain", "--now", NOW, "--table", "orders"],
+        &[("AWS_ENDPOINT_URL", endpoint_url), ("ARCHIVE_COMPRESSION", "none"), ("METRICS", "off")],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -72,6 +72,11 @@ impl TestEnv {
 
     /// Runs the binary with this test's database and bucket; `extra` env wins.
     pub fn run(&self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        self.command(args, extra).output().expect("run partition-archiver")
+    }
+
+    /// The binary as `run` starts it, for tests that spawn, kill or run it from other threads.
+    pub fn command(&self, args: &[&str], extra: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.args(["--output", "json"]).args(args);
         for k in [
@@ -102,7 +107,7 @@ impl TestEnv {
                 cmd.env(k, v);
             }
         }
-        cmd.output().expect("run partition-archiver")
+        cmd
     }
 
     /// Runs the binary and parses its JSON report.

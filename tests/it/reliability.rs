@@ -5,22 +5,11 @@
 
 use crate::archive::{assert_no_row_lost, seed, NOW, ORDERS_SUM};
 use crate::harness::*;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn spawn_maintain(env: &TestEnv) -> std::process::Child {
-    Command::new(BIN)
-        .args(["--output", "json", "maintain", "--now", NOW, "--table", "orders"])
-        .env("DATABASE_URL", &env.url)
-        .env("PGSSLMODE", "disable")
-        .env("ARCHIVE_BUCKET", &env.bucket)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("ARCHIVE_PART_SIZE", "5MiB")
-        .env("METRICS", "off")
-        .env_remove("PARTITION_ARCHIVER_FAILPOINTS")
+    env.command(&["maintain", "--now", NOW, "--table", "orders"], &[("METRICS", "off")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -168,19 +157,9 @@ async fn connection_terminated_while_ddl_waits_for_a_lock_changes_nothing() {
     let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
     let blocker = connect(&env.url).await;
     blocker.batch_execute("BEGIN; LOCK TABLE public.orders IN ACCESS SHARE MODE").await.unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["--output", "json", "maintain", "--now", NOW, "--table", "orders"])
-        .env("DATABASE_URL", &env.url)
-        .env("PGSSLMODE", "disable")
-        .env("ARCHIVE_BUCKET", &env.bucket)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("LOCK_TIMEOUT_MS", "10000")
-        .env("METRICS", "off")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    let mut cmd = env
+        .command(&["maintain", "--now", NOW, "--table", "orders"], &[("LOCK_TIMEOUT_MS", "10000"), ("METRICS", "off")]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
     let child = cmd.spawn().unwrap();
     let found = terminate_when(&env, "wait_event_type = 'Lock'", Duration::from_secs(20)).await;
     let out = child.wait_with_output().unwrap();
