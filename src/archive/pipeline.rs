@@ -1,7 +1,7 @@
-//! The streaming pipelines, with memory bounded by part size x parts in flight, never by the
-//! partition's size.
+//! The streaming pipelines, with memory bounded by part size x (parts in flight + 1), never by the
+//! partition's size: a semaphore lets at most that many part buffers exist at once.
 //!
-//! Archive:  COPY TO STDOUT (async task) --chunks--> compressor thread (zstd/gzip, row counter,
+//! Archive:  COPY TO STDOUT (async task) --256 KiB batches--> compressor thread (zstd/gzip, row counter,
 //!           SHA-256 of the object and of each part; spawn_blocking, off the async workers)
 //!           --parts, queue of 1--> uploader (async; at most `parts_in_flight` UploadPart calls).
 //! Restore:  GetObject body (async; SHA-256 as it streams) --chunks--> decompressor thread
@@ -17,7 +17,9 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
+use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 /// What the archive pipeline produced.
@@ -42,12 +44,16 @@ struct Part {
     number: i32,
     data: Bytes,
     sha256: [u8; 32],
+    /// Held until the part is uploaded: at most `parts_in_flight + 1` part buffers exist at once.
+    _buffer: OwnedSemaphorePermit,
 }
 
 /// Collects compressed bytes into parts of exactly `part_size` (the last one shorter), hashing as
 /// it goes, and hands each full part to the uploader. The buffer never grows past `part_size`.
 struct PartSink {
     buf: Vec<u8>,
+    buffers: Arc<Semaphore>,
+    permit: Option<OwnedSemaphorePermit>,
     part_size: usize,
     next_number: i32,
     object_hash: Sha256,
@@ -56,17 +62,32 @@ struct PartSink {
 }
 
 impl PartSink {
-    fn ship(&mut self) -> std::io::Result<()> {
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size));
+    /// Waits (on this blocking thread) until a part buffer may exist.
+    fn buffer_permit(buffers: &Arc<Semaphore>) -> std::io::Result<OwnedSemaphorePermit> {
+        tokio::runtime::Handle::current()
+            .block_on(buffers.clone().acquire_owned())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "uploader stopped"))
+    }
+
+    fn ship(&mut self, last: bool) -> std::io::Result<()> {
+        let data = std::mem::take(&mut self.buf);
         let sha256: [u8; 32] = Sha256::digest(&data).into();
-        let part = Part { number: self.next_number, data: Bytes::from(data), sha256 };
+        let permit = self.permit.take().expect("a buffer always holds a permit");
+        let part = Part { number: self.next_number, data: Bytes::from(data), sha256, _buffer: permit };
         self.next_number += 1;
-        self.tx.blocking_send(part).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "uploader stopped"))
+        self.tx
+            .blocking_send(part)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "uploader stopped"))?;
+        if !last {
+            self.permit = Some(Self::buffer_permit(&self.buffers)?);
+            self.buf = Vec::with_capacity(self.part_size);
+        }
+        Ok(())
     }
 
     fn finish(mut self) -> std::io::Result<(u64, String)> {
         if !self.buf.is_empty() || self.next_number == 1 {
-            self.ship()?;
+            self.ship(true)?;
         }
         Ok((self.total, hex::encode(self.object_hash.finalize())))
     }
@@ -80,7 +101,7 @@ impl Write for PartSink {
         self.object_hash.update(&data[..n]);
         self.total += n as u64;
         if self.buf.len() == self.part_size {
-            self.ship()?;
+            self.ship(false)?;
         }
         Ok(n)
     }
@@ -167,8 +188,12 @@ pub async fn archive_stream(
 
     // Compressor, off the async worker threads.
     let compressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, String)> {
+        let buffers = Arc::new(Semaphore::new(parts_in_flight + 1));
+        let permit = Some(PartSink::buffer_permit(&buffers).context("part buffer")?);
         let sink = PartSink {
             buf: Vec::with_capacity(part_size),
+            buffers,
+            permit,
             part_size,
             next_number: 1,
             object_hash: Sha256::new(),
