@@ -32,7 +32,7 @@ def pgbench(env, seconds, rate, work):
     prefix = os.path.join(work, f"lat-{time.time_ns()}")
     script = os.path.join(work, "insert.sql")
     open(script, "w").write(INSERT)
-    sh(f"pgbench -n -q -c 4 -j 2 -R {rate} -T {seconds} -f {script} --log --log-prefix={prefix} > /dev/null 2>&1", env)
+    sh(f"pgbench -n -c 4 -j 2 -R {rate} -T {seconds} -f {script} --log --log-prefix={prefix} > /dev/null 2>&1", env)
     lat = []
     for f in glob.glob(prefix + "*"):
         for line in open(f):
@@ -54,6 +54,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--rate", type=int, default=200, help="transactions per second (each inserts one order and one trade)")
+    ap.add_argument("--pause", type=float, default=1.0, help="seconds between maintain runs (0: back to back)")
     args = ap.parse_args()
     run_dir = tempfile.mkdtemp(prefix="pa-lock.")
     work = tempfile.mkdtemp(prefix="pa-lock-files.")
@@ -89,6 +90,7 @@ def main():
                 r = sh(f"{binary} --output json maintain --now {now} > /dev/null", env, check=False)
                 runs.append((time.perf_counter() - t0, r.returncode))
                 month += 1
+                stop.wait(args.pause)
         t = threading.Thread(target=maintain_loop)
         t.start()
         during = pgbench(env, args.seconds, args.rate, work)

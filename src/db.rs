@@ -134,7 +134,7 @@ impl DbConfig {
             match self.ssl_mode {
                 SslMode::VerifyCa | SslMode::VerifyFull => {
                     let path = self.ssl_root_cert.as_ref().expect("checked in from_lookup");
-                    let pem = std::fs::read(path).with_context(|| format!("read PGSSLROOTCERT {}", path.display()))?;
+                    let pem = read_root_cert(path)?;
                     // A bundle (such as the RDS one) holds many certificates: add each.
                     for block in split_pem(&pem) {
                         builder.add_root_certificate(
@@ -159,6 +159,25 @@ impl DbConfig {
         Ok(client)
     }
 }
+
+/// `PGSSLROOTCERT` is a file, or `embedded:rds-global-bundle` for the RDS bundle compiled into
+/// this binary (see build.rs).
+fn read_root_cert(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context;
+    if path.as_os_str() == EMBEDDED_RDS_BUNDLE {
+        #[cfg(rds_bundle)]
+        return Ok(include_bytes!("../certs/rds-global-bundle.pem").to_vec());
+        #[cfg(not(rds_bundle))]
+        anyhow::bail!(
+            "PGSSLROOTCERT={EMBEDDED_RDS_BUNDLE}, but this binary was built without the RDS CA bundle: \
+             download it to certs/rds-global-bundle.pem and rebuild (see certs/README.md)"
+        );
+    }
+    std::fs::read(path).with_context(|| format!("read PGSSLROOTCERT {}", path.display()))
+}
+
+/// The `PGSSLROOTCERT` value that selects the RDS CA bundle embedded at build time.
+pub const EMBEDDED_RDS_BUNDLE: &str = "embedded:rds-global-bundle";
 
 fn spawn_connection<F>(conn: F)
 where
@@ -254,6 +273,17 @@ mod tests {
         assert!(cfg(&[("PGSSLMODE", "verify-full")]).unwrap_err().to_string().contains("PGSSLROOTCERT"));
         assert!(cfg(&[("PGSSLMODE", "sometimes")]).unwrap_err().to_string().contains("PGSSLMODE"));
         assert!(cfg(&[("PGPORT", "http")]).is_err());
+        let c = cfg(&[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", EMBEDDED_RDS_BUNDLE)]).unwrap();
+        assert_eq!(c.ssl_root_cert.as_deref(), Some(std::path::Path::new(EMBEDDED_RDS_BUNDLE)));
+        #[cfg(not(rds_bundle))]
+        assert!(read_root_cert(std::path::Path::new(EMBEDDED_RDS_BUNDLE))
+            .unwrap_err()
+            .to_string()
+            .contains("built without the RDS CA bundle"));
+        assert!(read_root_cert(std::path::Path::new("/nonexistent/ca.pem"))
+            .unwrap_err()
+            .to_string()
+            .contains("read PGSSLROOTCERT"));
         let err = cfg(&[("DATABASE_URL", "postgres://u:topsecret@h:notaport/d")]).unwrap_err().to_string();
         assert!(!err.contains("topsecret"), "{err}");
     }

@@ -7,6 +7,7 @@ use std::io::IsTerminal;
 
 #[tokio::main]
 async fn main() {
+    bound_large_allocations();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| "partition_archiver=info,warn".into());
     let lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
@@ -25,4 +26,17 @@ async fn main() {
     }
     let code = partition_archiver::cli::run(partition_archiver::cli::Cli::parse()).await;
     std::process::exit(code);
+}
+
+/// Part buffers are 16 MiB. glibc's malloc raises its mmap threshold after such a block is freed,
+/// after which 16 MiB blocks come from per-thread arenas and freed ones are kept: measured, peak
+/// RSS of a 5M-row archive varied from 68 to 83 MiB. A fixed threshold keeps every block of 1 MiB
+/// or more on mmap, returned to the system when freed, so memory stays bounded by the part
+/// buffers in use.
+fn bound_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; called first thing, before other threads.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }

