@@ -273,6 +273,7 @@ pub async fn columns(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
                FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
+                AND a.attgenerated = ''  -- COPY leaves generated columns out; so do we
               ORDER BY a.attnum",
             &[&rel.schema, &rel.name],
         )

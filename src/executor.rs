@@ -329,7 +329,7 @@ async fn create_partition(
     let key = quote_ident(&policy.column);
     let move_rows = format!(
         "WITH moved AS (DELETE FROM {d} WHERE {key} >= {f} AND {key} < {t} RETURNING {columns}) \
-         INSERT INTO {p} ({columns}) SELECT {columns} FROM moved",
+         INSERT INTO {p} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM moved",
         d = default.quoted(),
         f = crate::ident::quote_literal(from),
         t = crate::ident::quote_literal(to),

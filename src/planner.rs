@@ -181,6 +181,9 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
         ));
     }
 
+    // A default partition this run creates exists by the time partitions are detached.
+    let has_default = has_default || steps.iter().any(|s| matches!(s, Step::CreateDefault { .. }));
+
     // 4. Retention.
     if let Some(cutoff) = cutoff {
         let cutoff = BoundValue::At(cutoff);
@@ -197,6 +200,19 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
         }
         due.sort();
         for (_, name, pending) in due {
+            // A name archived before (then restored and attached, or recreated for late rows that
+            // reached the default partition) is never archived again under the same key: that would
+            // replace a verified archive. Its rows stay in PostgreSQL until someone decides.
+            if let Some(m) =
+                snapshot.manifest.iter().find(|m| m.partition.name == name.name && m.state >= ArchiveState::Verified)
+            {
+                warnings.push(format!(
+                    "{name} is past retention but was already archived (state {}): not archived again; \
+                     detach and keep or drop it by hand",
+                    m.state.as_str()
+                ));
+                continue;
+            }
             if !pending {
                 steps.push(Step::Detach { partition: name.clone(), concurrently: !has_default });
             }

@@ -51,7 +51,12 @@ impl RdsSecret {
             ConfigError::invalid(
                 "DB_SECRET_ARN",
                 "(secret value hidden)",
-                &format!("the RDS secret JSON with host, port, username, password, dbname ({e})"),
+                // serde's message can quote a value (a numeric password, say): only say where.
+                &format!(
+                    "the RDS secret JSON with host, port, username, password, dbname (invalid at line {} column {})",
+                    e.line(),
+                    e.column()
+                ),
             )
         })
     }
@@ -176,6 +181,10 @@ mod tests {
         assert_eq!(cfg.pg.get_password(), Some(&b"hunter2"[..]));
         assert!(RdsSecret::parse(r#"{"host": 1}"#).unwrap_err().to_string().contains("RDS secret JSON"));
         assert!(!RdsSecret::parse(r#"{"password": "hunter2"}"#).unwrap_err().to_string().contains("hunter2"));
+        assert!(!RdsSecret::parse(r#"{"host": "h", "username": "u", "password": 987654321}"#)
+            .unwrap_err()
+            .to_string()
+            .contains("987654321"));
     }
 
     #[test]

@@ -136,6 +136,11 @@ BEGIN
   IF v_type IS NULL OR v_type NOT IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype) THEN
     RAISE EXCEPTION 'partition column %.%.% must be timestamptz, timestamp or date', p_schema, p_table, cfg.partition_column;
   END IF;
+  -- Never at the same time as a partition-archiver run on this table (same advisory lock key).
+  IF NOT pg_try_advisory_xact_lock(1346458179, hashtext(p_schema || '.' || p_table)) THEN
+    RAISE NOTICE '%.%: a partition-archiver run holds the table lock; skipped', p_schema, p_table;
+    RETURN 0;
+  END IF;
   -- DDL must never queue application traffic behind it for long.
   PERFORM set_config('lock_timeout', '2s', true);
   IF cfg.create_default THEN
@@ -145,7 +150,7 @@ BEGIN
   v_step := ('1 ' || cfg.partition_interval)::interval;
   v_current := partition_archiver.period_start(cfg.partition_interval, cfg.time_zone, p_now);
   SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO v_cols
-    FROM pg_attribute WHERE attrelid = v_parent AND attnum > 0 AND NOT attisdropped;
+    FROM pg_attribute WHERE attrelid = v_parent AND attnum > 0 AND NOT attisdropped AND attgenerated = '';
 
   FOR i IN -p_back .. cfg.premake LOOP
     v_from := v_current + i * v_step;
@@ -168,7 +173,7 @@ BEGIN
         EXECUTE format('CREATE TABLE %I.%I PARTITION OF %I.%I FOR VALUES FROM (%L) TO (%L)',
                        p_schema, v_name, p_schema, p_table, v_lo, v_hi);
         EXECUTE format('WITH moved AS (DELETE FROM %s WHERE %I >= %L AND %I < %L RETURNING %s) '
-                       'INSERT INTO %I.%I (%s) SELECT %s FROM moved',
+                       'INSERT INTO %I.%I (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved',
                        v_default, cfg.partition_column, v_lo, cfg.partition_column, v_hi, v_cols,
                        p_schema, v_name, v_cols, v_cols);
         GET DIAGNOSTICS v_moved = ROW_COUNT;

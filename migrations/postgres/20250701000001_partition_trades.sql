@@ -2,7 +2,7 @@
 --
 -- What it does: the old table BECOMES A PARTITION (no row moves, no rewrite). It is renamed
 -- `trades_legacy` and attached to a new partitioned `trades` for the range
--- [MINVALUE, start of the month after its newest row, and at least next month). New months get
+-- [MINVALUE, start of the month after its newest row, and at least two months ahead). New months get
 -- their own partitions and a default partition catches anything outside them. When the legacy
 -- range falls past retention, the archiver archives it as one object like any other partition.
 --
@@ -29,7 +29,8 @@ BEGIN
     RETURN;
   END IF;
   SELECT greatest(
-           (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC',
+           -- two months ahead: new rows keep satisfying the CHECK even if step 2 runs after a month boundary
+           (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '2 months') AT TIME ZONE 'UTC',
            (date_trunc('month', max(created_at) AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC')
     INTO v_hi FROM public.trades;
   IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'public.trades'::regclass

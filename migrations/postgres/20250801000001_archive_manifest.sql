@@ -77,3 +77,20 @@ BEGIN
     RAISE EXCEPTION 'partition %.% is still attached', v_schema, p_partition_name;
   END IF;
 END $$;
+
+-- Guard run before a detach records a partition: a name whose archive is verified, dropped or
+-- moved is never recorded (and so never uploaded) again, which would replace that archive.
+CREATE OR REPLACE FUNCTION partition_archiver.require_not_archived(
+  p_table_schema text, p_table_name text, p_partition_name text)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+  v_state text;
+BEGIN
+  SELECT state INTO v_state FROM partition_archiver.archive_manifest
+   WHERE table_schema = p_table_schema AND table_name = p_table_name AND partition_name = p_partition_name
+     FOR UPDATE;
+  IF v_state IN ('verified', 'dropped', 'moved') THEN
+    RAISE EXCEPTION 'partition % of %.% was already archived (state %): not archived again under the same name',
+      p_partition_name, p_table_schema, p_table_name, v_state;
+  END IF;
+END $$;

@@ -112,16 +112,24 @@ async fn detach(
         if concurrently { " CONCURRENTLY" } else { "" }
     );
     let label = format!("detach {partition}");
+    // Never replace the record of an archived partition of the same name (its object would be
+    // overwritten): the guard raises, the transaction rolls back, the partition stays attached.
+    let guard = format!(
+        "SELECT partition_archiver.require_not_archived({}, {}, {})",
+        quote_literal(&policy.table.schema),
+        quote_literal(&policy.table.name),
+        quote_literal(&partition.name)
+    );
     if !concurrently {
         let mut rec = record;
         rec.state = "detached".into();
-        let (r, n) = run_ddl(client, opts, &label, &[manifest::upsert_sql(&rec), detach]).await;
+        let (r, n) = run_ddl(client, opts, &label, &[guard, manifest::upsert_sql(&rec), detach]).await;
         crate::fail_point!("after_detach");
         return (r.map(|_| StepResult::default()), n);
     }
     let mut rec = record;
     rec.state = "detaching".into();
-    let (r, mut n) = run_ddl(client, opts, &label, &[manifest::upsert_sql(&rec)]).await;
+    let (r, mut n) = run_ddl(client, opts, &label, &[guard, manifest::upsert_sql(&rec)]).await;
     if let Err(e) = r {
         return (Err(e), n);
     }
@@ -236,7 +244,6 @@ async fn archive(
     let compression =
         policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(settings.compression);
     let key = manifest::object_key(&settings.prefix, &rec, policy.interval == Interval::Year, format, compression);
-    let manifest_key = manifest::manifest_key(&key);
 
     let already = rec.state == "uploaded" && object_verifies(archiver, &rec).await?.is_ok();
     if !already {
@@ -325,6 +332,10 @@ async fn archive(
         crate::fail_point!("after_upload");
         rec = manifest::load(&*client, &policy.table, &partition.name).await?.context("manifest row vanished")?;
     }
+
+    // The manifest goes beside the object actually recorded (an earlier run may have uploaded it
+    // under other settings).
+    let manifest_key = manifest::manifest_key(rec.object_key.as_deref().unwrap_or(&key), &rec.partition_name);
 
     // Verify before anything can be dropped.
     object_verifies(archiver, &rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;

@@ -123,15 +123,12 @@ fn local_start(s: &str) -> Option<NaiveDateTime> {
         .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
 }
 
-/// The key of the JSON manifest beside an object key.
-pub fn manifest_key(object_key: &str) -> String {
-    let stem = object_key.rsplit_once('/').map_or(object_key, |(_, f)| f);
-    let dir = object_key.rsplit_once('/').map_or("", |(d, _)| d);
-    let name = stem.split('.').next().unwrap_or(stem);
-    if dir.is_empty() {
-        format!("{name}.manifest.json")
-    } else {
-        format!("{dir}/{name}.manifest.json")
+/// The key of the JSON manifest beside an object key: `{dir}/{partition}.manifest.json` (from the
+/// partition name, not the file name, which may itself contain dots).
+pub fn manifest_key(object_key: &str, partition: &str) -> String {
+    match object_key.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{partition}.manifest.json"),
+        None => format!("{partition}.manifest.json"),
     }
 }
 
@@ -206,7 +203,8 @@ pub fn upsert_sql(r: &ManifestRecord) -> String {
            tool_version = EXCLUDED.tool_version, row_count = NULL, raw_bytes = NULL, compressed_bytes = NULL,
            sha256 = NULL, object_key = NULL, manifest_key = NULL, version_id = NULL, etag = NULL,
            checksum_composite = NULL, moved_to_schema = NULL, last_error = NULL, uploaded_at = NULL,
-           verified_at = NULL, finished_at = NULL, updated_at = now()",
+           verified_at = NULL, finished_at = NULL, updated_at = now()
+         WHERE archive_manifest.state NOT IN ('verified', 'dropped', 'moved')",
         lit(&r.table_schema),
         lit(&r.table_name),
         lit(&r.partition_schema),
@@ -244,7 +242,14 @@ mod tests {
         let r = record(Some("2026-01-01T00:00:00+00:00"));
         let k = object_key("arch", &r, false, Format::Csv, Compression::Zstd);
         assert_eq!(k, "arch/public.trades/year=2026/month=01/trades_2026_01.csv.zst");
-        assert_eq!(manifest_key(&k), "arch/public.trades/year=2026/month=01/trades_2026_01.manifest.json");
+        assert_eq!(
+            manifest_key(&k, "trades_2026_01"),
+            "arch/public.trades/year=2026/month=01/trades_2026_01.manifest.json"
+        );
+        assert_eq!(
+            manifest_key("p/s.odd.table/year=2026/odd.table_2026.csv.zst", "odd.table_2026"),
+            "p/s.odd.table/year=2026/odd.table_2026.manifest.json"
+        );
         assert_eq!(
             object_key("", &r, true, Format::Binary, Compression::None),
             "public.trades/year=2026/trades_2026_01.pgcopy"

@@ -39,7 +39,7 @@ pub async fn find_manifest(
     table: &QualifiedName,
     partition: &str,
 ) -> Result<(ManifestRecord, String), Error> {
-    let from_db = manifest::load(client, table, partition).await.ok().flatten();
+    let from_db = manifest::load(client, table, partition).await.map_err(wrap)?;
     if let Some(rec) = from_db {
         return Ok((rec, "database manifest".into()));
     }
@@ -116,6 +116,8 @@ async fn check_manifest(
         // reaches DDL (to_regtype parses a type name and nothing more).
         let ok = c.type_name.len() < 200
             && !c.type_name.contains(';')
+            && !c.type_name.contains("--")
+            && !c.type_name.contains("/*")
             && client
                 .query_one("SELECT to_regtype($1) IS NOT NULL", &[&c.type_name])
                 .await

@@ -721,6 +721,32 @@ fn detaching_state_with_partition_still_attached_detaches_again() {
 }
 
 #[test]
+fn a_name_archived_before_is_never_archived_again() {
+    // Restored and attached again, or recreated for late rows: rows stay, the archive stays.
+    check(
+        Case {
+            parts: &contiguous(&["trades_2026_04"], 5),
+            manifest: &[("trades_2026_04", ArchiveState::Dropped)],
+            ..BASE
+        },
+        &[],
+        &["trades_2026_04 is past retention but was already archived (state dropped)"],
+    );
+}
+
+#[test]
+fn detach_is_plain_when_this_run_creates_the_default() {
+    check(
+        Case {
+            parts: &contiguous(&["trades_2026_04"], 5).into_iter().filter(|p| *p != "default").collect::<Vec<_>>(),
+            ..BASE
+        },
+        &["default trades_default", "detach trades_2026_04", "archive trades_2026_04", "drop trades_2026_04"],
+        &[],
+    );
+}
+
+#[test]
 fn verified_with_move_action_moves() {
     check(
         Case {

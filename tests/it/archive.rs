@@ -99,6 +99,21 @@ async fn archive_drop_and_restore_round_trip_keeps_every_value() {
     ok(&out);
     assert_eq!(v["restore"]["attached"], true, "{v}");
     assert!(env.names("public.orders").await.contains(&"orders_2026_04".to_string()));
+    // The next run does not archive the restored month again (that would replace its archive):
+    // it stays attached, with a warning, and the object keeps its single version.
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    ok(&out);
+    assert!(report.to_string().contains("was already archived (state dropped): not archived again"), "{report}");
+    assert!(env.names("public.orders").await.contains(&"orders_2026_04".to_string()));
+    let versions = s3()
+        .await
+        .list_object_versions()
+        .bucket(&env.bucket)
+        .prefix("partition-archiver/public.orders/year=2026/month=04/orders_2026_04.csv")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions.versions().len(), 1);
     assert_eq!(env.multipart_uploads().await, 0);
 }
 
