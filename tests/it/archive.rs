@@ -140,6 +140,27 @@ async fn binary_format_and_gzip_round_trip() {
     assert_eq!(restored, original);
 }
 
+/// After a clean run: every archived partition is dropped and gone from the catalog, nothing is
+/// left mid-way, no multipart upload is open.
+pub(crate) async fn assert_consistent(env: &TestEnv) {
+    let rows = env
+        .db
+        .query("SELECT partition_schema, partition_name, state FROM partition_archiver.archive_manifest", &[])
+        .await
+        .unwrap();
+    for r in rows {
+        let (schema, name, state): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        assert_eq!(state, "dropped", "{schema}.{name} left in state {state}");
+        let exists = env
+            .scalar_i64(&format!(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}' AND tablename = '{name}'"
+            ))
+            .await;
+        assert_eq!(exists, 0, "{schema}.{name} is dropped in the manifest but still exists");
+    }
+    assert_eq!(env.multipart_uploads().await, 0, "orphaned multipart upload");
+}
+
 /// The invariant on the data itself: rows still in PostgreSQL plus rows in verified archives equal
 /// the original rows, none lost, none twice.
 pub(crate) async fn assert_no_row_lost(env: &TestEnv, original: &Option<String>, original_rows: i64) {
@@ -205,10 +226,8 @@ async fn a_crash_at_any_step_is_completed_by_the_next_run() {
         assert_no_row_lost(&env, &original, rows).await;
         let (out, _) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
         ok(&out);
-        let unfinished =
-            env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'").await;
-        assert_eq!(unfinished, 0, "{point}: the second run finishes every partition");
-        assert_eq!(env.multipart_uploads().await, 0, "{point}: no orphaned multipart upload");
+        // The second run finishes every partition and leaves no orphaned multipart upload.
+        assert_consistent(&env).await;
         assert_no_row_lost(&env, &original, rows).await;
         // And a third run has nothing to do.
         let (_, again) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
@@ -269,10 +288,7 @@ async fn s3_down_mid_run_drops_nothing_and_the_next_run_succeeds() {
     );
     assert_no_row_lost(&env, &original, rows).await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
-    assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'").await,
-        0
-    );
+    assert_consistent(&env).await;
     assert_no_row_lost(&env, &original, rows).await;
 }
 
@@ -304,10 +320,7 @@ async fn s3_failing_mid_upload_aborts_the_upload_and_drops_nothing() {
     assert!(last_error.unwrap_or_default().contains("injected fault"), "the error is recorded on the manifest row");
     assert_no_row_lost(&env, &original, rows).await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
-    assert_eq!(
-        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'").await,
-        0
-    );
+    assert_consistent(&env).await;
     assert_no_row_lost(&env, &original, rows).await;
 }
 

@@ -3,7 +3,7 @@
 //! SDK's retries and ours must either complete the archive or fail cleanly, with nothing dropped
 //! that is not verified; a later clean run completes and leaves no orphaned upload.
 
-use crate::archive::{assert_no_row_lost, seed, NOW, ORDERS_SUM};
+use crate::archive::{assert_consistent, assert_no_row_lost, seed, NOW, ORDERS_SUM};
 use crate::harness::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -158,11 +158,7 @@ async fn s3_connection_faults_complete_or_fail_cleanly() {
         // A clean run completes whatever the faulty one left, and leaves no orphaned upload.
         let out = tokio::task::block_in_place(|| maintain_via(&env, &endpoint()));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-        assert_eq!(
-            env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state <> 'dropped'").await,
-            0
-        );
-        assert_eq!(env.multipart_uploads().await, 0, "orphaned multipart upload");
+        assert_consistent(&env).await;
         assert_no_row_lost(&env, &original, rows).await;
     }
     let injected = counts.reset.load(Ordering::Relaxed)

@@ -3,7 +3,7 @@
 //! PostgreSQL plus rows in verified archives equal the original rows, none twice, no orphaned
 //! multipart upload, manifest states consistent with the catalog.
 
-use crate::archive::{assert_no_row_lost, seed, NOW, ORDERS_SUM};
+use crate::archive::{assert_consistent, assert_no_row_lost, seed, NOW, ORDERS_SUM};
 use crate::harness::*;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -31,27 +31,6 @@ async fn wait_for_orphaned_backends(env: &TestEnv) {
         assert!(started.elapsed() < Duration::from_secs(30), "the killed run's backend did not exit");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// After a clean run: every archived partition is dropped and gone from the catalog, nothing is
-/// left mid-way, no multipart upload is open.
-async fn assert_consistent(env: &TestEnv) {
-    let rows = env
-        .db
-        .query("SELECT partition_schema, partition_name, state FROM partition_archiver.archive_manifest", &[])
-        .await
-        .unwrap();
-    for r in rows {
-        let (schema, name, state): (String, String, String) = (r.get(0), r.get(1), r.get(2));
-        assert_eq!(state, "dropped", "{schema}.{name} left in state {state}");
-        let exists = env
-            .scalar_i64(&format!(
-                "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}' AND tablename = '{name}'"
-            ))
-            .await;
-        assert_eq!(exists, 0, "{schema}.{name} is dropped in the manifest but still exists");
-    }
-    assert_eq!(env.multipart_uploads().await, 0, "orphaned multipart upload");
 }
 
 /// One campaign: fresh databases, each with a run killed with SIGKILL after a random delay spread
