@@ -2,6 +2,7 @@
 # Start or stop a private PostgreSQL 15 server for the tests and the demo, as a plain process:
 # initdb into a temporary directory, a free port on 127.0.0.1, stopped by PID. No Docker.
 #   infra/postgres.sh start   # writes $PA_RUN_DIR/postgres.env (PGHOST, PGPORT, PGUSER, DATABASE_URL)
+#   infra/postgres.sh restart [fast|immediate]   # same data and port; immediate = crash-like
 #   infra/postgres.sh stop
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -79,8 +80,24 @@ stop() {
   rm -rf "$dir" "$DIR_FILE" "$ENV_FILE"
 }
 
+# Restart the running server on the same data directory and port. "immediate" kills the server
+# processes without a shutdown checkpoint, so the next start runs crash recovery: what a database
+# crash or failover looks like to the archiver (the reliability tests use it between steps).
+restart() {
+  local mode="${1:-fast}" dir bin
+  case "$mode" in fast|immediate) ;; *) echo "restart mode must be fast or immediate" >&2; exit 2 ;; esac
+  [ -f "$DIR_FILE" ] || { echo "no server started under $PA_RUN_DIR" >&2; exit 1; }
+  dir="$(cat "$DIR_FILE")"
+  bin="$(pg_bin)"
+  local run=()
+  if [ "$(id -u)" = 0 ]; then run=(runuser -u postgres --); fi
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 stop >/dev/null
+  "${run[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 60 start >/dev/null
+}
+
 case "${1:-}" in
   start) start ;;
+  restart) restart "${2:-fast}" ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  *) echo "usage: $0 start|restart [fast|immediate]|stop" >&2; exit 2 ;;
 esac

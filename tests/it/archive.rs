@@ -210,7 +210,7 @@ pub(crate) async fn assert_no_row_lost(env: &TestEnv, original: &Option<String>,
 
 #[tokio::test]
 async fn a_crash_at_any_step_is_completed_by_the_next_run() {
-    for point in ["after_detach", "after_create_upload", "upload_part", "after_upload", "after_verify", "after_drop"] {
+    for point in crate::reliability::LIFECYCLE_POINTS {
         let env = TestEnv::migrated().await;
         seed(&env).await;
         let original = env.scalar_text(ORDERS_SUM).await;

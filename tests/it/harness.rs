@@ -38,9 +38,13 @@ pub struct TestEnv {
 impl TestEnv {
     /// A fresh database (not migrated) and a fresh, versioned bucket.
     pub async fn new() -> Self {
-        let admin = admin_url();
+        Self::new_on(&admin_url()).await
+    }
+
+    /// Like `new`, on the PostgreSQL server behind `admin` (a `PrivateServer`'s, say).
+    pub async fn new_on(admin: &str) -> Self {
         let dbname = unique("pa_it_");
-        connect(&admin).await.batch_execute(&format!("CREATE DATABASE {dbname}")).await.unwrap();
+        connect(admin).await.batch_execute(&format!("CREATE DATABASE {dbname}")).await.unwrap();
         let url = match admin.rsplit_once('/') {
             Some((base, _)) => format!("{base}/{dbname}"),
             None => panic!("PA_TEST_DATABASE_URL must end with /database"),
@@ -64,10 +68,19 @@ impl TestEnv {
 
     /// A fresh database with the migrations applied through the binary.
     pub async fn migrated() -> Self {
-        let env = Self::new().await;
+        Self::migrated_on(&admin_url()).await
+    }
+
+    pub async fn migrated_on(admin: &str) -> Self {
+        let env = Self::new_on(admin).await;
         let out = env.run(&["migrate"], &[]);
         assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
         env
+    }
+
+    /// A new connection for `db`, after the server was restarted under it.
+    pub async fn reconnect(&mut self) {
+        self.db = connect(&self.url).await;
     }
 
     /// Runs the binary with this test's database and bucket; `extra` env wins.
@@ -162,6 +175,52 @@ impl TestEnv {
 
     pub async fn multipart_uploads(&self) -> usize {
         s3().await.list_multipart_uploads().bucket(&self.bucket).send().await.unwrap().uploads().len()
+    }
+}
+
+/// A PostgreSQL server of one test's own, started by the project's script (`infra/postgres.sh`) in
+/// a temporary directory, for tests that restart the server (the shared one serves parallel tests).
+/// Stopped by PID when dropped.
+pub struct PrivateServer {
+    run_dir: std::path::PathBuf,
+    pub admin_url: String,
+}
+
+impl PrivateServer {
+    pub fn start() -> Self {
+        let run_dir = std::env::temp_dir().join(unique("pa-private-pg."));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let mut server = Self { run_dir, admin_url: String::new() };
+        server.script(&["start"]);
+        let env = std::fs::read_to_string(server.run_dir.join("postgres.env")).unwrap();
+        server.admin_url = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export DATABASE_URL="))
+            .map(|v| v.trim_matches('\'').to_string())
+            .expect("postgres.env has DATABASE_URL");
+        server
+    }
+
+    /// `fast` (clean shutdown) or `immediate` (no shutdown checkpoint: crash recovery on start).
+    pub fn restart(&self, mode: &str) {
+        self.script(&["restart", mode]);
+    }
+
+    fn script(&self, args: &[&str]) {
+        let out = Command::new("bash")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/infra/postgres.sh"))
+            .args(args)
+            .env("PA_RUN_DIR", &self.run_dir)
+            .output()
+            .expect("run infra/postgres.sh");
+        assert!(out.status.success(), "infra/postgres.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        self.script(&["stop"]);
+        let _ = std::fs::remove_dir_all(&self.run_dir);
     }
 }
 

@@ -1,5 +1,5 @@
 //! Attacks on the invariants: kill -9 at random moments, the database connection terminated
-//! mid-COPY and mid-DDL, many runs at once. After each attack the data itself is checked: rows in
+//! mid-COPY and mid-DDL, the database server restarted between steps and mid-COPY, many runs at once. After each attack the data itself is checked: rows in
 //! PostgreSQL plus rows in verified archives equal the original rows, none twice, no orphaned
 //! multipart upload, manifest states consistent with the catalog.
 
@@ -163,6 +163,84 @@ async fn connection_terminated_while_ddl_waits_for_a_lock_changes_nothing() {
     assert!(found, "the DDL never waited for the lock");
     assert!(!out.status.success());
     blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_no_row_lost(&env, &original, rows).await;
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(out.status.success(), "{report}");
+    assert_consistent(&env).await;
+    assert_no_row_lost(&env, &original, rows).await;
+}
+
+/// The crash points of the archive lifecycle, in order (see `a_crash_at_any_step_is_completed_by_the_next_run`).
+pub(crate) const LIFECYCLE_POINTS: [&str; 6] =
+    ["after_detach", "after_create_upload", "upload_part", "after_upload", "after_verify", "after_drop"];
+
+/// The database crashes (an immediate shutdown: no checkpoint, crash recovery on start) right after
+/// the archiver died between two steps: whatever the last committed state, the next run against the
+/// recovered server completes it, with every row in PostgreSQL or in a verified archive.
+#[tokio::test]
+async fn a_database_crash_between_steps_is_completed_by_the_next_run() {
+    let server = PrivateServer::start();
+    for point in LIFECYCLE_POINTS {
+        let mut env = TestEnv::migrated_on(&server.admin_url).await;
+        seed(&env).await;
+        let original = env.scalar_text(ORDERS_SUM).await;
+        let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+        let out =
+            env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", point)]);
+        assert_eq!(out.status.code(), Some(86), "{point}: {}", String::from_utf8_lossy(&out.stderr));
+        let started_at = "SELECT pg_postmaster_start_time()::text";
+        let before = env.scalar_text(started_at).await;
+        server.restart("immediate");
+        env.reconnect().await;
+        assert_ne!(env.scalar_text(started_at).await, before, "the server was restarted");
+        assert_no_row_lost(&env, &original, rows).await;
+        let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+        assert!(out.status.success(), "{point}: the run after the database crash must succeed: {report}");
+        assert_consistent(&env).await;
+        assert_no_row_lost(&env, &original, rows).await;
+    }
+}
+
+/// The database server restarts while the archiver is in the middle of a COPY: the run fails with a
+/// clear error and aborts its multipart upload, nothing is dropped, and the next run completes.
+#[tokio::test]
+async fn a_database_restart_mid_copy_fails_the_run_cleanly_and_the_next_run_completes() {
+    let server = PrivateServer::start();
+    let mut env = TestEnv::migrated_on(&server.admin_url).await;
+    seed(&env).await;
+    env.db
+        .batch_execute(
+            "INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
+             SELECT g, 'BTC-USD', 'buy', 'limit', 'filled', g, 1, timestamptz '2026-03-01 00:00+00' + (g * interval '10 seconds')
+               FROM generate_series(1, 200000) g",
+        )
+        .await
+        .unwrap();
+    let original = env.scalar_text(ORDERS_SUM).await;
+    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+    let mut cmd = env.command(&["maintain", "--now", NOW, "--table", "orders"], &[("METRICS", "off")]);
+    let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    let copying = "SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND application_name = 'partition-archiver' AND query LIKE 'COPY %'";
+    while env.scalar_i64(copying).await == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "never saw the COPY");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    server.restart("fast");
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the run must report the lost connection");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("COPY"), "the error says which step failed: {stderr}");
+    env.reconnect().await;
+    assert_eq!(env.multipart_uploads().await, 0, "the upload of the interrupted COPY was aborted");
+    assert_eq!(
+        env.scalar_i64(
+            "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state IN ('verified', 'dropped')"
+        )
+        .await,
+        0
+    );
     assert_no_row_lost(&env, &original, rows).await;
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
     assert!(out.status.success(), "{report}");
