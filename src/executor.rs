@@ -304,16 +304,32 @@ async fn create_partition(
     opts: &ExecOptions,
 ) -> (anyhow::Result<StepResult>, u32) {
     let parent = policy.table.quoted();
-    let create = format!(
-        "CREATE TABLE {} PARTITION OF {parent} FOR VALUES FROM ({}) TO ({})",
-        partition.quoted(),
-        crate::ident::quote_literal(from),
-        crate::ident::quote_literal(to)
-    );
+    // Not `CREATE TABLE ... PARTITION OF`, which holds ACCESS EXCLUSIVE on the parent (every insert
+    // and query of the table waits): a table shaped like the parent, then ATTACH, which holds only
+    // SHARE UPDATE EXCLUSIVE on the parent, so inserts into the other partitions go on. (ATTACH
+    // still locks the default partition while it checks that no row there belongs to the new
+    // range: the planner saw none, so that scan is of an empty or small table.) ATTACH creates the
+    // parent's indexes, foreign keys and row triggers on the new table, as PARTITION OF does;
+    // the LIKE options copy what ATTACH requires to match (NOT NULL, CHECKs, generated columns)
+    // and what PARTITION OF would have given (defaults, storage, compression). One transaction:
+    // a failed ATTACH leaves no stray table.
+    let create = [
+        format!(
+            "CREATE TABLE {} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED \
+             INCLUDING STORAGE INCLUDING COMPRESSION)",
+            partition.quoted()
+        ),
+        format!(
+            "ALTER TABLE {parent} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})",
+            partition.quoted(),
+            crate::ident::quote_literal(from),
+            crate::ident::quote_literal(to)
+        ),
+    ];
     let label = format!("create {partition}");
     let default = snapshot.default_partition().map(|d| d.name.clone());
     if rows_in_default == 0 || default.is_none() {
-        let (r, n) = run_ddl(client, opts, &label, std::slice::from_ref(&create)).await;
+        let (r, n) = run_ddl(client, opts, &label, &create).await;
         match r {
             Ok(_) => return (Ok(StepResult { rows_moved: Some(0), ..Default::default() }), n),
             // Rows reached the default partition after the snapshot was taken: move them.
@@ -335,12 +351,14 @@ async fn create_partition(
         t = crate::ident::quote_literal(to),
         p = partition.quoted(),
     );
+    let [create_table, attach] = create;
     let statements = [
         format!("ALTER TABLE {parent} DETACH PARTITION {}", default.quoted()),
-        create,
+        create_table,
+        attach,
         move_rows,
         format!("ALTER TABLE {parent} ATTACH PARTITION {} DEFAULT", default.quoted()),
     ];
     let (r, n) = run_ddl(client, opts, &label, &statements).await;
-    (r.map(|counts| StepResult { rows_moved: Some(counts[2] as i64), ..Default::default() }), n)
+    (r.map(|counts| StepResult { rows_moved: Some(counts[3] as i64), ..Default::default() }), n)
 }

@@ -125,11 +125,73 @@ async fn rows_in_the_default_partition_are_moved_into_the_new_partition() {
     assert!(env.names("public.trades").await.contains(&"trades_default".to_string()), "default re-attached");
 }
 
+/// Creating partitions must not stop the application: an open transaction that inserted into the
+/// current month (ROW EXCLUSIVE on the parent, as every writer holds) does not block it, and the new
+/// partitions have what the parent defines (indexes, CHECKs, defaults, identity through the parent).
+#[tokio::test]
+async fn creating_partitions_does_not_wait_for_writers_and_matches_the_parent() {
+    let env = TestEnv::migrated().await;
+    let writer = connect(&env.url).await;
+    writer
+        .batch_execute(
+            "BEGIN; INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
+             VALUES (1, 'BTC-USD', 'buy', 'limit', 'new', 1, 1, '2026-11-20 10:00+00')",
+        )
+        .await
+        .unwrap();
+    let (out, report) = env.json(
+        &["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"],
+        &[("ARCHIVE_BUCKET", ""), ("LOCK_TIMEOUT_MS", "200"), ("DDL_MAX_ATTEMPTS", "1")],
+    );
+    ok(&out);
+    assert_eq!(
+        steps(&report, "public.orders"),
+        [
+            "create_partition public.orders_2027_02",
+            "create_partition public.orders_2027_03",
+            "create_partition public.orders_2027_04"
+        ]
+    );
+    writer.batch_execute("COMMIT").await.unwrap();
+
+    // Same indexes and constraints as a partition the migration created with PARTITION OF.
+    let shape = |table: &str| {
+        format!(
+            "SELECT string_agg(d, ' | ' ORDER BY d) FROM (
+               SELECT replace(pg_get_indexdef(indexrelid), '{table}', 'P') AS d FROM pg_index WHERE indrelid = 'public.{table}'::regclass
+               UNION ALL SELECT replace(conname, '{table}', 'P') || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.{table}'::regclass
+               UNION ALL SELECT attname || ' ' || format_type(atttypid, atttypmod) || ' ' || attnotnull || ' ' || coalesce(pg_get_expr(adbin, adrelid), '')
+                 FROM pg_attribute LEFT JOIN pg_attrdef ON adrelid = attrelid AND adnum = attnum
+                WHERE attrelid = 'public.{table}'::regclass AND attnum > 0 AND NOT attisdropped) s"
+        )
+    };
+    let old = env.scalar_text(&shape("orders_2026_12")).await.unwrap();
+    let new = env.scalar_text(&shape("orders_2027_03")).await.unwrap();
+    assert_eq!(new, old);
+    assert!(old.contains("PRIMARY KEY") && old.contains("orders_side_check"), "{old}");
+    let (id, routed): (i64, String) = {
+        let r = env
+            .db
+            .query_one(
+                "INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
+                 VALUES (2, 'ETH-USD', 'sell', 'market', 'new', NULL, 2, '2027-03-02 00:00+00') RETURNING id, tableoid::regclass::text",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(routed, "orders_2027_03");
+    assert!(id > 1, "the parent's identity numbers rows in the new partition: {id}");
+}
+
 #[tokio::test]
 async fn ddl_waits_at_most_lock_timeout_retries_then_reports() {
     let env = TestEnv::migrated().await;
     let blocker = connect(&env.url).await;
-    blocker.batch_execute("BEGIN; LOCK TABLE public.orders IN ACCESS SHARE MODE").await.unwrap();
+    // What a long VACUUM or CREATE INDEX CONCURRENTLY on the parent holds: it conflicts with the
+    // SHARE UPDATE EXCLUSIVE lock that ATTACH PARTITION takes.
+    blocker.batch_execute("BEGIN; LOCK TABLE public.orders IN SHARE UPDATE EXCLUSIVE MODE").await.unwrap();
     let started = Instant::now();
     let (out, report) = env.json(
         &["maintain", "--now", "2027-06-15T12:00:00Z", "--table", "orders"],
