@@ -157,7 +157,7 @@ impl App {
     /// Built once per process (outside the Lambda handler): the S3 client is reused across calls.
     pub async fn new(settings: Settings) -> Self {
         let archiver = match &settings.archive {
-            Some(a) => Some(Archiver::new(a.clone()).await),
+            Some(a) => Some(Archiver::new(a.clone(), Some(settings.db.clone())).await),
             None => None,
         };
         Self { settings, archiver }

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("20250701000004_partition_orders_yearly.sql"),
     migration!("20250801000001_archive_manifest.sql"),
     migration!("20250801000002_run_log.sql"),
+    migration!("20250801000003_freeze_detached.sql"),
     migration!("partition_archiving.sql"),
 ];
 

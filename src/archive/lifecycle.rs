@@ -6,7 +6,9 @@
 //! - Archive: `uploading` (with the multipart upload id, so a killed run's upload is aborted by the
 //!   next one) -> stream -> `uploaded` (size, SHA-256, rows) -> verify (HEAD size + composite
 //!   checksum, `count(*)`, JSON manifest written and read back) -> `verified`. An `uploaded` object
-//!   that still verifies is not uploaded again.
+//!   that still verifies is not uploaded again. First of all the table is frozen (a trigger refuses
+//!   every write), so what was copied, counted and finally dropped is the same set of rows; the
+//!   `count(*)` runs on a second connection while the COPY streams.
 //! - Drop / MoveToSchema: one transaction that first calls `require_archive_state` (row locked,
 //!   state `verified`, table no longer attached), so nothing unverified is ever dropped.
 
@@ -37,7 +39,7 @@ pub async fn execute(
             detach(client, policy, snapshot, partition, *concurrently, opts).await
         }
         Step::Archive { partition } => match archiver {
-            Some(a) => (archive(client, policy, partition, a).await, 1),
+            Some(a) => (archive(client, policy, partition, a, opts).await, 1),
             None => (Err(anyhow!("cannot archive {partition}: no archive bucket is configured (ARCHIVE_BUCKET)")), 0),
         },
         Step::Drop { partition } => {
@@ -213,11 +215,21 @@ async fn exec(client: &Client, sql: &str) -> anyhow::Result<()> {
     client.batch_execute(sql).await.with_context(|| sql.chars().take(120).collect::<String>())
 }
 
+/// Aborts a background task when dropped (an early return must not leave a count running).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn archive(
     client: &mut Client,
     policy: &TablePolicy,
     partition: &QualifiedName,
     archiver: &Archiver,
+    opts: &ExecOptions,
 ) -> anyhow::Result<StepResult> {
     let store = &archiver.store;
     let settings = &store.settings;
@@ -245,7 +257,34 @@ async fn archive(
         policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(settings.compression);
     let key = manifest::object_key(&settings.prefix, &rec, policy.interval == Interval::Year, format, compression);
 
+    // Freeze the table before anything reads it (migration 20250801000003): CREATE TRIGGER waits
+    // for writers already in it and every later write fails, so the COPY, the row count and the
+    // table that is finally dropped all hold the same rows. Idempotent (a rerun replaces it).
+    let table = rec.partition();
+    let freeze = format!(
+        "CREATE OR REPLACE TRIGGER partition_archiver_frozen BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} \
+         FOR EACH STATEMENT EXECUTE FUNCTION partition_archiver.refuse_writes()",
+        table.quoted()
+    );
+    run_ddl(client, opts, &format!("freeze {table}"), &[freeze])
+        .await
+        .0
+        .with_context(|| format!("freeze {table} against writes (has `partition-archiver migrate` run?)"))?;
+    let count_sql = format!("SELECT count(*) FROM {}", table.quoted());
+
     let already = rec.state == "uploaded" && object_verifies(archiver, &rec).await?.is_ok();
+    // The table is frozen, so a count on a second connection while the COPY streams sees exactly
+    // the rows the COPY sends, and costs no wall time where the server has a core to spare.
+    let mut side_count = None;
+    if !already {
+        if let Some(db) = archiver.db.clone() {
+            let sql = count_sql.clone();
+            side_count = Some(AbortOnDrop(tokio::spawn(async move {
+                let side = db.connect().await?;
+                Ok::<i64, anyhow::Error>(side.query_one(&sql, &[]).await?.get(0))
+            })));
+        }
+    }
     if !already {
         // Abort whatever a killed run left behind for this key.
         if let Some(old) = rec.multipart_upload_id.clone() {
@@ -339,7 +378,21 @@ async fn archive(
 
     // Verify before anything can be dropped.
     object_verifies(archiver, &rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
-    let count: i64 = client.query_one(&format!("SELECT count(*) FROM {}", rec.partition().quoted()), &[]).await?.get(0);
+    let side = match side_count.as_mut() {
+        Some(task) => match (&mut task.0).await {
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %format!("{e:#}"), "count on a second connection failed; counting on this one");
+                None
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let count: i64 = match side {
+        Some(n) => n,
+        None => client.query_one(&count_sql, &[]).await.context("count the partition's rows")?.get(0),
+    };
     if Some(count) != rec.row_count {
         bail!(Error::integrity(format!(
             "{}: the archive holds {:?} rows but the table has {count}: not verified, nothing dropped",

@@ -9,6 +9,7 @@ pub mod rows;
 pub mod settings;
 pub mod store;
 
+use crate::db::DbConfig;
 use settings::ArchiveSettings;
 use store::Store;
 
@@ -16,10 +17,12 @@ use store::Store;
 #[derive(Clone)]
 pub struct Archiver {
     pub store: Store,
+    /// For a second connection that counts a frozen partition's rows while its COPY streams.
+    pub db: Option<DbConfig>,
 }
 
 impl Archiver {
-    pub async fn new(settings: ArchiveSettings) -> Self {
-        Self { store: Store::connect(settings).await }
+    pub async fn new(settings: ArchiveSettings, db: Option<DbConfig>) -> Self {
+        Self { store: Store::connect(settings).await, db }
     }
 }

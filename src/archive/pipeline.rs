@@ -1,7 +1,8 @@
 //! The streaming pipelines, with memory bounded by part size x (parts in flight + 1), never by the
 //! partition's size: a semaphore lets at most that many part buffers exist at once.
 //!
-//! Archive:  COPY TO STDOUT (async task) --256 KiB batches--> compressor thread (zstd/gzip, row counter,
+//! Archive:  COPY TO STDOUT (async task) --256 KiB batches--> compressor thread (zstd in 2 MiB frames /
+//!           gzip, row counter,
 //!           SHA-256 of the object and of each part; spawn_blocking, off the async workers)
 //!           --parts, queue of 1--> uploader (async; at most `parts_in_flight` UploadPart calls).
 //! Restore:  GetObject body (async; SHA-256 as it streams) --chunks--> decompressor thread
@@ -110,8 +111,69 @@ impl Write for PartSink {
     }
 }
 
+/// zstd input is compressed in independent frames of this many bytes (the window of levels <= 3),
+/// concatenated into one object: a standard zstd stream that every decoder reads whole (the zstd
+/// CLI, DuckDB, Spark, our restore). Measured on a 624 MiB CSV partition at level 3: 3.3 s of CPU
+/// against 4.1 s for the streaming encoder, same size; the streaming encoder's ring buffer sends
+/// most blocks through zstd's slower non-contiguous ("extDict") match finder, a whole frame is
+/// contiguous. Memory: one input and one output buffer of about this size.
+const ZSTD_FRAME: usize = 2 * 1024 * 1024;
+
+/// zstd in frames of `ZSTD_FRAME` input bytes, each with its content checksum.
+struct ZstdFrames {
+    compressor: zstd::bulk::Compressor<'static>,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    frames: u64,
+    sink: PartSink,
+}
+
+impl ZstdFrames {
+    fn new(level: i32, sink: PartSink) -> std::io::Result<Self> {
+        let mut compressor = zstd::bulk::Compressor::new(level)?;
+        compressor.include_checksum(true)?;
+        let bound = zstd::zstd_safe::compress_bound(ZSTD_FRAME);
+        Ok(Self {
+            compressor,
+            input: Vec::with_capacity(ZSTD_FRAME),
+            output: Vec::with_capacity(bound),
+            frames: 0,
+            sink,
+        })
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let n = (ZSTD_FRAME - self.input.len()).min(data.len());
+            self.input.extend_from_slice(&data[..n]);
+            data = &data[n..];
+            if self.input.len() == ZSTD_FRAME {
+                self.frame()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn frame(&mut self) -> std::io::Result<()> {
+        self.output.clear();
+        self.compressor.compress_to_buffer(&self.input, &mut self.output)?;
+        self.input.clear();
+        self.frames += 1;
+        self.sink.write_all(&self.output)
+    }
+
+    /// Compresses what is left; an empty stream still gets one (empty) frame, so the object is a
+    /// valid zstd file.
+    fn finish(mut self) -> std::io::Result<PartSink> {
+        if !self.input.is_empty() || self.frames == 0 {
+            self.frame()?;
+        }
+        Ok(self.sink)
+    }
+}
+
 enum Encoder {
-    Zstd(zstd::stream::write::Encoder<'static, PartSink>),
+    Zstd(ZstdFrames),
     Gzip(flate2::write::GzEncoder<PartSink>),
     Plain(PartSink),
 }
@@ -119,11 +181,7 @@ enum Encoder {
 impl Encoder {
     fn new(compression: Compression, level: i32, sink: PartSink) -> std::io::Result<Self> {
         Ok(match compression {
-            Compression::Zstd => {
-                let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
-                enc.include_checksum(true)?;
-                Self::Zstd(enc)
-            }
+            Compression::Zstd => Self::Zstd(ZstdFrames::new(level, sink)?),
             Compression::Gzip => {
                 Self::Gzip(flate2::write::GzEncoder::new(sink, flate2::Compression::new(level as u32)))
             }

@@ -137,9 +137,14 @@ impl ArchiveSettings {
                 .ok_or_else(|| ConfigError::invalid("ARCHIVE_COMPRESSION", &c, "zstd, gzip or none"))?,
         };
         let compression_level = match get("ARCHIVE_COMPRESSION_LEVEL") {
+            // zstd 1, not zstd's own default of 3: measured on the benchmark's CSV partitions
+            // (random trades, and orders with sequential ids and timestamps), level 1 gave the
+            // smaller object (214 vs 232 MB; 43 vs 47 MB) for about half the CPU, and compression
+            // shares the one or two cores of a Lambda with COPY parsing, TLS and hashing
+            // (BENCHMARKS.md). Higher levels remain a setting away.
             None => match compression {
                 Compression::Gzip => 6,
-                _ => 3,
+                _ => 1,
             },
             Some(l) => {
                 let v: i32 =
@@ -263,7 +268,7 @@ mod tests {
         let s = parse(&[("ARCHIVE_BUCKET", "my-archive")]).unwrap().unwrap();
         assert_eq!(
             (s.format, s.compression, s.compression_level, s.part_size, s.sse.clone()),
-            (Format::Csv, Compression::Zstd, 3, 16 * MIB, Sse::Aes256)
+            (Format::Csv, Compression::Zstd, 1, 16 * MIB, Sse::Aes256)
         );
         assert_eq!(s.prefix, "partition-archiver");
         let bad: &[(&[(&str, &str)], &str)] = &[

@@ -379,3 +379,33 @@ async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused()
     assert!(v.to_string().contains("invalid type"), "{v}");
     assert!(env.scalar_i64("SELECT count(*) FROM pg_class WHERE relname = 'orders'").await == 1);
 }
+
+/// Before a detached partition is copied it is frozen: a write into it by name (the only way left
+/// to reach it) is refused, so the table that is finally dropped holds exactly the archived rows.
+#[tokio::test]
+async fn a_partition_is_frozen_before_it_is_copied_and_writes_to_it_are_refused() {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    let out =
+        env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", "after_verify")]);
+    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    let verified = env
+        .scalar_text(
+            "SELECT min(partition_schema || '.' || partition_name) FROM partition_archiver.archive_manifest WHERE state = 'verified'",
+        )
+        .await
+        .expect("a verified, not yet dropped partition");
+    for write in [
+        format!("INSERT INTO {verified} SELECT * FROM {verified} LIMIT 1"),
+        format!("UPDATE {verified} SET status = 'cancelled'"),
+        format!("DELETE FROM {verified}"),
+        format!("TRUNCATE {verified}"),
+    ] {
+        let err = env.db.batch_execute(&write).await.expect_err(&write);
+        let db = err.as_db_error().unwrap_or_else(|| panic!("{write}: {err}"));
+        assert!(db.message().contains("writes are refused"), "{write}: {}", db.message());
+    }
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(out.status.success(), "{report}");
+    assert_consistent(&env).await;
+}
