@@ -105,6 +105,19 @@ async fn check_manifest(
     {
         return Err(Error::integrity(format!("manifest of {partition} is incomplete (sha256, row_count, object_key)")));
     }
+    // The object must be one of this table's and this partition's archives: `.../{schema}.{table}/
+    // .../{partition}.{ext}` (any prefix, which a deployment may have changed since). A manifest
+    // edited to point at another table's object, checksums and all, stops here.
+    let key = rec.object_key.as_deref().unwrap_or_default();
+    let table_dir = format!("{}.{}/", table.schema, table.name);
+    let file = key.rsplit('/').next().unwrap_or(key);
+    if !(key.starts_with(&table_dir) || key.contains(&format!("/{table_dir}")))
+        || !file.starts_with(&format!("{partition}."))
+    {
+        return Err(Error::integrity(format!(
+            "manifest of {partition} points at {key}, which is not an archive of {table} {partition}"
+        )));
+    }
     rec.format().map_err(|e| Error::integrity(e.to_string()))?;
     rec.compression().map_err(|e| Error::integrity(e.to_string()))?;
     if rec.columns.is_empty() {

@@ -378,6 +378,22 @@ async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused()
     assert_eq!(out.status.code(), Some(1));
     assert!(v.to_string().contains("invalid type"), "{v}");
     assert!(env.scalar_i64("SELECT count(*) FROM pg_class WHERE relname = 'orders'").await == 1);
+    // A manifest swapped, consistently, to another table's archive (checksums, size, rows): refused
+    // by its key before anything is read.
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
+    env.db
+        .batch_execute(
+            "UPDATE partition_archiver.archive_manifest t
+                SET (object_key, version_id, sha256, row_count, compressed_bytes, checksum_composite) =
+                    (SELECT o.object_key, o.version_id, o.sha256, o.row_count, o.compressed_bytes, o.checksum_composite
+                       FROM partition_archiver.archive_manifest o WHERE o.partition_name = 'orders_2026_03')
+              WHERE t.partition_name = 'trades_2026_03'",
+        )
+        .await
+        .unwrap();
+    let (out, v) = env.json(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert!(v.to_string().contains("which is not an archive of public.trades trades_2026_03"), "{v}");
 }
 
 /// Before a detached partition is copied it is frozen: a write into it by name (the only way left
