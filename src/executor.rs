@@ -313,10 +313,21 @@ async fn create_partition(
     // the LIKE options copy what ATTACH requires to match (NOT NULL, CHECKs, generated columns)
     // and what PARTITION OF would have given (defaults, storage, compression). One transaction:
     // a failed ATTACH leaves no stray table.
+    // PARTITION OF would also put the table in the parent's tablespace, if it has one.
+    let tablespace = match client
+        .query_opt(
+            "SELECT t.spcname::text FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = $1::text::regclass",
+            &[&parent],
+        )
+        .await
+    {
+        Ok(row) => row.map(|r| format!(" TABLESPACE {}", quote_ident(&r.get::<_, String>(0)))).unwrap_or_default(),
+        Err(e) => return (Err(anyhow::Error::new(e).context(format!("read the tablespace of {parent}"))), 1),
+    };
     let create = [
         format!(
             "CREATE TABLE {} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED \
-             INCLUDING STORAGE INCLUDING COMPRESSION)",
+             INCLUDING STORAGE INCLUDING COMPRESSION){tablespace}",
             partition.quoted()
         ),
         format!(

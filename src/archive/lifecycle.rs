@@ -43,8 +43,21 @@ pub async fn execute(
             None => (Err(anyhow!("cannot archive {partition}: no archive bucket is configured (ARCHIVE_BUCKET)")), 0),
         },
         Step::Drop { partition } => {
+            // Whatever happened to the freeze trigger since (dropped, disabled, bypassed by a
+            // replication role), the table must hold exactly the archived rows, checked under the
+            // lock the DROP takes anyway (the table is detached: nobody else waits for it).
             let statements = [
                 require_sql(&policy.table, &partition.name, &["verified"]),
+                format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", partition.quoted()),
+                format!(
+                    "SELECT partition_archiver.require_row_count({}::regclass, m.row_count) \
+                     FROM partition_archiver.archive_manifest m \
+                     WHERE m.table_schema = {} AND m.table_name = {} AND m.partition_name = {}",
+                    quote_literal(&partition.quoted()),
+                    quote_literal(&policy.table.schema),
+                    quote_literal(&policy.table.name),
+                    quote_literal(&partition.name)
+                ),
                 format!("DROP TABLE {}", partition.quoted()),
                 manifest::set_state_sql(
                     &policy.table,
@@ -382,7 +395,7 @@ async fn archive(
         Some(task) => match (&mut task.0).await {
             Ok(Ok(n)) => Some(n),
             Ok(Err(e)) => {
-                tracing::debug!(error = %format!("{e:#}"), "count on a second connection failed; counting on this one");
+                tracing::warn!(error = %format!("{e:#}"), "count on a second connection failed; counting on this one");
                 None
             }
             Err(_) => None,

@@ -110,10 +110,15 @@ async fn check_manifest(
     // edited to point at another table's object, checksums and all, stops here.
     let key = rec.object_key.as_deref().unwrap_or_default();
     let table_dir = format!("{}.{}/", table.schema, table.name);
-    let file = key.rsplit('/').next().unwrap_or(key);
-    if !(key.starts_with(&table_dir) || key.contains(&format!("/{table_dir}")))
-        || !file.starts_with(&format!("{partition}."))
-    {
+    let under_table = if key.starts_with(&table_dir) {
+        Some(&key[table_dir.len()..])
+    } else {
+        key.find(&format!("/{table_dir}")).map(|i| &key[i + 1 + table_dir.len()..])
+    };
+    // The file name starts with the partition name (which may itself contain '/').
+    let named = under_table
+        .is_some_and(|rest| rest.starts_with(&format!("{partition}.")) || rest.contains(&format!("/{partition}.")));
+    if !named {
         return Err(Error::integrity(format!(
             "manifest of {partition} points at {key}, which is not an archive of {table} {partition}"
         )));

@@ -400,17 +400,24 @@ async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused()
 /// to reach it) is refused, so the table that is finally dropped holds exactly the archived rows.
 #[tokio::test]
 async fn a_partition_is_frozen_before_it_is_copied_and_writes_to_it_are_refused() {
-    let env = TestEnv::migrated().await;
-    seed(&env).await;
-    let out =
-        env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", "after_verify")]);
-    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    // Frozen already when the upload is created (before the COPY), and still when verified.
+    for (point, state) in [("after_create_upload", "uploading"), ("after_verify", "verified")] {
+        let env = TestEnv::migrated().await;
+        seed(&env).await;
+        let out =
+            env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", point)]);
+        assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_frozen_then_completed(&env, state).await;
+    }
+}
+
+async fn assert_frozen_then_completed(env: &TestEnv, state: &str) {
     let verified = env
-        .scalar_text(
-            "SELECT min(partition_schema || '.' || partition_name) FROM partition_archiver.archive_manifest WHERE state = 'verified'",
-        )
+        .scalar_text(&format!(
+            "SELECT min(partition_schema || '.' || partition_name) FROM partition_archiver.archive_manifest WHERE state = '{state}'"
+        ))
         .await
-        .expect("a verified, not yet dropped partition");
+        .expect("a detached partition in that state");
     for write in [
         format!("INSERT INTO {verified} SELECT * FROM {verified} LIMIT 1"),
         format!("UPDATE {verified} SET status = 'cancelled'"),
@@ -421,6 +428,66 @@ async fn a_partition_is_frozen_before_it_is_copied_and_writes_to_it_are_refused(
         let db = err.as_db_error().unwrap_or_else(|| panic!("{write}: {err}"));
         assert!(db.message().contains("writes are refused"), "{write}: {}", db.message());
     }
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(out.status.success(), "{report}");
+    assert_consistent(env).await;
+}
+
+/// The last check before a DROP: a table that gained rows after its archive was verified (here the
+/// freeze trigger was dropped by hand and a row written) is not dropped, and says why.
+#[tokio::test]
+async fn a_verified_partition_that_gained_rows_is_not_dropped() {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    let out =
+        env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", "after_verify")]);
+    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = env
+        .scalar_text("SELECT min(partition_schema || '.' || partition_name) FROM partition_archiver.archive_manifest WHERE state = 'verified'")
+        .await
+        .unwrap();
+    env.db
+        .batch_execute(&format!(
+            "DROP TRIGGER partition_archiver_frozen ON {table};
+             INSERT INTO {table} (id, user_id, symbol, side, type, status, quantity, created_at)
+             SELECT id + 10000000, user_id, symbol, side, type, status, quantity, created_at FROM {table} ORDER BY id LIMIT 1"
+        ))
+        .await
+        .unwrap();
+    let rows = env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await;
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.to_string().contains("not dropped"), "{report}");
+    assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await, rows, "the table is still there, whole");
+}
+
+/// Foreign-key actions still reach a frozen table: deleting a referenced row cascades into it
+/// (the application's DELETE does not fail), and the partition is then dropped as usual (it holds
+/// fewer rows than its archive, never more).
+#[tokio::test]
+async fn foreign_key_cascades_pass_the_freeze_and_the_partition_is_still_dropped() {
+    let env = TestEnv::migrated().await;
+    env.db
+        .batch_execute(
+            "CREATE TABLE public.accounts (id bigint PRIMARY KEY);
+             INSERT INTO public.accounts SELECT generate_series(0, 100);
+             ALTER TABLE public.orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (user_id)
+               REFERENCES public.accounts (id) ON DELETE CASCADE;",
+        )
+        .await
+        .unwrap();
+    seed(&env).await;
+    let out =
+        env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", "after_verify")]);
+    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = env
+        .scalar_text("SELECT min(partition_schema || '.' || partition_name) FROM partition_archiver.archive_manifest WHERE state = 'verified'")
+        .await
+        .unwrap();
+    let before = env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 5")).await;
+    assert!(before > 0);
+    env.db.batch_execute("DELETE FROM public.accounts WHERE id = 5").await.unwrap();
+    assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 5")).await, 0, "cascaded");
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
     assert!(out.status.success(), "{report}");
     assert_consistent(&env).await;
