@@ -104,6 +104,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--rate", type=int, default=200, help="transactions per second (each inserts one order and one trade)")
     ap.add_argument("--pause", type=float, default=1.0, help="seconds between maintain runs (0: back to back)")
+    ap.add_argument("--no-default", action="store_true",
+                    help="our tables without default partitions (create_default = false): DETACH CONCURRENTLY then")
     ap.add_argument("--pin", action="store_true",
                     help="CPU 0: PostgreSQL and pgbench; CPU 1: the archiver (or psql) and LocalStack. Models "
                          "production, where the archiver (Lambda) and S3 do not run on the database host")
@@ -129,6 +131,11 @@ def main():
         # the default partition) and archives nothing.
         sh(f"psql -X -q -c 'UPDATE partition_archiver.part_config SET retention = {HISTORY_MONTHS}'", env)
         sh(f"{binary} --output json maintain > /dev/null", env)
+        if args.no_default:
+            sql = ["UPDATE partition_archiver.part_config SET create_default = false"]
+            for t in ("orders", "trades"):
+                sql += [f"ALTER TABLE public.{t} DETACH PARTITION public.{t}_default", f"DROP TABLE public.{t}_default"]
+            sh("psql -X -q -v ON_ERROR_STOP=1 " + " ".join(f"-c {shlex.quote(q)}" for q in sql), env)
         if sh("ls /usr/share/postgresql/15/extension/pg_partman.control", env, check=False, capture=True).returncode != 0:
             sh("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-partman > /dev/null", env)
         sh(f"psql -X -q -v ON_ERROR_STOP=1 -c {shlex.quote(PARTMAN_SETUP)}", env)
@@ -170,7 +177,8 @@ def main():
             got = sh(f"psql -X -At -c \"{parts.format(t)}\"", env, capture=True).stdout.strip()
             print(f"{t}: {got} partitions at the end", file=sys.stderr)
         print(f"\n{args.rate} tx/s for {args.seconds} s per window, a maintenance run every {args.pause} s"
-              f"{', pinned (CPU 0: PostgreSQL + pgbench; CPU 1: maintenance client + LocalStack)' if args.pin else ', unpinned'}\n")
+              f"{', pinned (CPU 0: PostgreSQL + pgbench; CPU 1: maintenance client + LocalStack)' if args.pin else ', unpinned'}"
+              f"{'; our tables without default partitions' if args.no_default else ''}\n")
         print("| window | transactions | p50 | p99 | max |")
         print("|---|---:|---:|---:|---:|")
         print(row("baseline (public tables)", base))
