@@ -43,9 +43,10 @@ pub async fn execute(
             None => (Err(anyhow!("cannot archive {partition}: no archive bucket is configured (ARCHIVE_BUCKET)")), 0),
         },
         Step::Drop { partition } => {
-            // Whatever happened to the freeze trigger since (dropped, disabled, bypassed by a
-            // replication role), the table must hold exactly the archived rows, checked under the
-            // lock the DROP takes anyway (the table is detached: nobody else waits for it).
+            // Whatever happened to the freeze trigger since (dropped, disabled), the table may not
+            // hold more rows than its archive (and exactly as many if the trigger is gone; fewer
+            // are rows foreign-key cascades removed), checked under the lock the DROP takes anyway
+            // (the table is detached: nobody else waits for it).
             let statements = [
                 require_sql(&policy.table, &partition.name, &["verified"]),
                 format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", partition.quoted()),
