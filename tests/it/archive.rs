@@ -161,6 +161,53 @@ pub(crate) async fn assert_consistent(env: &TestEnv) {
     assert_eq!(env.multipart_uploads().await, 0, "orphaned multipart upload");
 }
 
+/// The orders of the months that get archived, taken before an attack.
+pub(crate) struct OrdersBefore {
+    sum: Option<String>,
+    rows: i64,
+}
+
+impl OrdersBefore {
+    pub(crate) async fn take(env: &TestEnv) -> Self {
+        Self {
+            sum: env.scalar_text(ORDERS_SUM).await,
+            rows: env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await,
+        }
+    }
+
+    /// `assert_no_row_lost` against these rows.
+    pub(crate) async fn assert_none_lost(&self, env: &TestEnv) {
+        assert_no_row_lost(env, &self.sum, self.rows).await;
+    }
+}
+
+/// Runs `maintain` of orders with the fault point `point` armed: the process must die there (exit 86).
+pub(crate) fn crash_at(env: &TestEnv, point: &str) {
+    let out = env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", point)]);
+    assert_eq!(
+        out.status.code(),
+        Some(86),
+        "{point}: the run should die at the fault point: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first orders partition whose archive is in `state`, as `schema.name`.
+pub(crate) async fn partition_in_state(env: &TestEnv, state: &str) -> String {
+    env.scalar_text(&format!(
+        "SELECT min(partition_schema || '.' || partition_name) FROM partition_archiver.archive_manifest WHERE state = '{state}'"
+    ))
+    .await
+    .unwrap_or_else(|| panic!("no partition in state {state}"))
+}
+
+/// A clean `maintain` of orders after an attack: it succeeds and leaves everything consistent.
+pub(crate) async fn next_run_completes(env: &TestEnv) {
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(out.status.success(), "the run after the attack must succeed: {report}");
+    assert_consistent(env).await;
+}
+
 /// The invariant on the data itself: rows still in PostgreSQL plus rows in verified archives equal
 /// the original rows, none lost, none twice.
 pub(crate) async fn assert_no_row_lost(env: &TestEnv, original: &Option<String>, original_rows: i64) {
@@ -213,22 +260,12 @@ async fn a_crash_at_any_step_is_completed_by_the_next_run() {
     for point in crate::reliability::LIFECYCLE_POINTS {
         let env = TestEnv::migrated().await;
         seed(&env).await;
-        let original = env.scalar_text(ORDERS_SUM).await;
-        let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
-        let out =
-            env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", point)]);
-        assert_eq!(
-            out.status.code(),
-            Some(86),
-            "{point}: the run should die at the fault point: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_no_row_lost(&env, &original, rows).await;
-        let (out, _) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
-        ok(&out);
+        let before = OrdersBefore::take(&env).await;
+        crash_at(&env, point);
+        before.assert_none_lost(&env).await;
         // The second run finishes every partition and leaves no orphaned multipart upload.
-        assert_consistent(&env).await;
-        assert_no_row_lost(&env, &original, rows).await;
+        next_run_completes(&env).await;
+        before.assert_none_lost(&env).await;
         // And a third run has nothing to do.
         let (_, again) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
         assert!(steps(&again, "public.orders").is_empty(), "{point}: {again}");
@@ -239,8 +276,7 @@ async fn a_crash_at_any_step_is_completed_by_the_next_run() {
 async fn concurrent_runs_archive_each_partition_exactly_once() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
-    let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+    let before = OrdersBefore::take(&env).await;
     let handles: Vec<_> = (0..8)
         .map(|_| {
             let mut cmd = env.command(&["maintain", "--now", NOW], &[]);
@@ -266,15 +302,14 @@ async fn concurrent_runs_archive_each_partition_exactly_once() {
     let data_versions =
         versions.versions().iter().filter(|v| !v.key().unwrap_or_default().ends_with(".manifest.json")).count();
     assert_eq!(data_versions as i64, env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest").await);
-    assert_no_row_lost(&env, &original, rows).await;
+    before.assert_none_lost(&env).await;
 }
 
 #[tokio::test]
 async fn s3_down_mid_run_drops_nothing_and_the_next_run_succeeds() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
-    let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+    let before = OrdersBefore::take(&env).await;
     // Nothing listens on port 9 of loopback.
     let (out, report) = env.json(
         &["maintain", "--now", NOW, "--table", "orders"],
@@ -286,18 +321,16 @@ async fn s3_down_mid_run_drops_nothing_and_the_next_run_succeeds() {
         env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'").await,
         0
     );
-    assert_no_row_lost(&env, &original, rows).await;
-    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
-    assert_consistent(&env).await;
-    assert_no_row_lost(&env, &original, rows).await;
+    before.assert_none_lost(&env).await;
+    next_run_completes(&env).await;
+    before.assert_none_lost(&env).await;
 }
 
 #[tokio::test]
 async fn s3_failing_mid_upload_aborts_the_upload_and_drops_nothing() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
-    let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+    let before = OrdersBefore::take(&env).await;
     let (out, report) = env.json(
         &["maintain", "--now", NOW, "--table", "orders"],
         &[("PARTITION_ARCHIVER_FAILPOINTS", "upload_part=error")],
@@ -318,10 +351,9 @@ async fn s3_failing_mid_upload_aborts_the_upload_and_drops_nothing() {
         )
         .await;
     assert!(last_error.unwrap_or_default().contains("injected fault"), "the error is recorded on the manifest row");
-    assert_no_row_lost(&env, &original, rows).await;
-    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
-    assert_consistent(&env).await;
-    assert_no_row_lost(&env, &original, rows).await;
+    before.assert_none_lost(&env).await;
+    next_run_completes(&env).await;
+    before.assert_none_lost(&env).await;
 }
 
 #[tokio::test]
@@ -404,20 +436,13 @@ async fn a_partition_is_frozen_before_it_is_copied_and_writes_to_it_are_refused(
     for (point, state) in [("after_create_upload", "uploading"), ("after_verify", "verified")] {
         let env = TestEnv::migrated().await;
         seed(&env).await;
-        let out =
-            env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", point)]);
-        assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+        crash_at(&env, point);
         assert_frozen_then_completed(&env, state).await;
     }
 }
 
 async fn assert_frozen_then_completed(env: &TestEnv, state: &str) {
-    let verified = env
-        .scalar_text(&format!(
-            "SELECT min(partition_schema || '.' || partition_name) FROM partition_archiver.archive_manifest WHERE state = '{state}'"
-        ))
-        .await
-        .expect("a detached partition in that state");
+    let verified = partition_in_state(env, state).await;
     for write in [
         format!("INSERT INTO {verified} SELECT * FROM {verified} LIMIT 1"),
         format!("UPDATE {verified} SET status = 'cancelled'"),
@@ -428,9 +453,7 @@ async fn assert_frozen_then_completed(env: &TestEnv, state: &str) {
         let db = err.as_db_error().unwrap_or_else(|| panic!("{write}: {err}"));
         assert!(db.message().contains("writes are refused"), "{write}: {}", db.message());
     }
-    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
-    assert!(out.status.success(), "{report}");
-    assert_consistent(env).await;
+    next_run_completes(env).await;
 }
 
 /// The last check before a DROP: a table that gained rows after its archive was verified (here the
@@ -439,13 +462,8 @@ async fn assert_frozen_then_completed(env: &TestEnv, state: &str) {
 async fn a_verified_partition_that_gained_rows_is_not_dropped() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
-    let out =
-        env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", "after_verify")]);
-    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
-    let table = env
-        .scalar_text("SELECT min(partition_schema || '.' || partition_name) FROM partition_archiver.archive_manifest WHERE state = 'verified'")
-        .await
-        .unwrap();
+    crash_at(&env, "after_verify");
+    let table = partition_in_state(&env, "verified").await;
     env.db
         .batch_execute(&format!(
             "DROP TRIGGER partition_archiver_frozen ON {table};
@@ -477,18 +495,11 @@ async fn foreign_key_cascades_pass_the_freeze_and_the_partition_is_still_dropped
         .await
         .unwrap();
     seed(&env).await;
-    let out =
-        env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", "after_verify")]);
-    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
-    let table = env
-        .scalar_text("SELECT min(partition_schema || '.' || partition_name) FROM partition_archiver.archive_manifest WHERE state = 'verified'")
-        .await
-        .unwrap();
+    crash_at(&env, "after_verify");
+    let table = partition_in_state(&env, "verified").await;
     let before = env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 5")).await;
     assert!(before > 0);
     env.db.batch_execute("DELETE FROM public.accounts WHERE id = 5").await.unwrap();
     assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 5")).await, 0, "cascaded");
-    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
-    assert!(out.status.success(), "{report}");
-    assert_consistent(&env).await;
+    next_run_completes(&env).await;
 }

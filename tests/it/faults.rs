@@ -3,7 +3,7 @@
 //! SDK's retries and ours must either complete the archive or fail cleanly, with nothing dropped
 //! that is not verified; a later clean run completes and leaves no orphaned upload.
 
-use crate::archive::{assert_consistent, assert_no_row_lost, seed, NOW, ORDERS_SUM};
+use crate::archive::{assert_consistent, seed, OrdersBefore, NOW};
 use crate::harness::*;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,7 +109,7 @@ async fn start_proxy(upstream: SocketAddr) -> (u16, Arc<FaultCounts>) {
     (port, counts)
 }
 
-async fn faulty_env() -> (TestEnv, Option<String>, i64) {
+async fn faulty_env() -> (TestEnv, OrdersBefore) {
     let env = TestEnv::migrated().await;
     seed(&env).await;
     // Enough data for two 5 MiB parts per month without compression.
@@ -121,9 +121,8 @@ async fn faulty_env() -> (TestEnv, Option<String>, i64) {
         )
         .await
         .unwrap();
-    let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
-    (env, original, rows)
+    let before = OrdersBefore::take(&env).await;
+    (env, before)
 }
 
 fn maintain_via(env: &TestEnv, endpoint_url: &str) -> std::process::Output {
@@ -141,13 +140,13 @@ async fn s3_connection_faults_complete_or_fail_cleanly() {
     let mut succeeded = 0;
     const RUNS: usize = 4;
     for _ in 0..RUNS {
-        let (env, original, rows) = faulty_env().await;
+        let (env, before) = faulty_env().await;
         let out = tokio::task::block_in_place(|| maintain_via(&env, &faulty));
         if out.status.success() {
             succeeded += 1;
         }
         // Whatever happened, no row is lost or duplicated, and nothing unverified was dropped.
-        assert_no_row_lost(&env, &original, rows).await;
+        before.assert_none_lost(&env).await;
         let bad = env
             .scalar_i64(
                 "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'
@@ -159,7 +158,7 @@ async fn s3_connection_faults_complete_or_fail_cleanly() {
         let out = tokio::task::block_in_place(|| maintain_via(&env, &endpoint()));
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
         assert_consistent(&env).await;
-        assert_no_row_lost(&env, &original, rows).await;
+        before.assert_none_lost(&env).await;
     }
     let injected = counts.reset.load(Ordering::Relaxed)
         + counts.stalled.load(Ordering::Relaxed)

@@ -1,9 +1,10 @@
 //! Attacks on the invariants: kill -9 at random moments, the database connection terminated
-//! mid-COPY and mid-DDL, the database server restarted between steps and mid-COPY, many runs at once. After each attack the data itself is checked: rows in
-//! PostgreSQL plus rows in verified archives equal the original rows, none twice, no orphaned
-//! multipart upload, manifest states consistent with the catalog.
+//! mid-COPY and mid-DDL, the database server restarted between steps and mid-COPY, many runs at
+//! once. After each attack the data itself is checked: rows in PostgreSQL plus rows in verified
+//! archives equal the original rows, none twice, no orphaned multipart upload, manifest states
+//! consistent with the catalog.
 
-use crate::archive::{assert_consistent, assert_no_row_lost, seed, NOW, ORDERS_SUM};
+use crate::archive::{assert_consistent, crash_at, next_run_completes, seed, OrdersBefore, NOW};
 use crate::harness::*;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -51,8 +52,7 @@ async fn kill_campaign(kills: usize) {
         assert!(attempts <= kills * 4, "only {killed} of {attempts} runs were still running when killed");
         let env = TestEnv::migrated().await;
         seed(&env).await;
-        let original = env.scalar_text(ORDERS_SUM).await;
-        let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+        let before = OrdersBefore::take(&env).await;
         let mut child = spawn_maintain(&env);
         // Spread the kills over the whole run: connecting, planning, detaching, COPY, upload,
         // verification, drop.
@@ -63,11 +63,11 @@ async fn kill_campaign(kills: usize) {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         wait_for_orphaned_backends(&env).await;
-        assert_no_row_lost(&env, &original, rows).await;
+        before.assert_none_lost(&env).await;
         let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
         assert!(out.status.success(), "attempt {attempts}: the clean run after a kill must succeed: {report}");
         assert_consistent(&env).await;
-        assert_no_row_lost(&env, &original, rows).await;
+        before.assert_none_lost(&env).await;
     }
 }
 
@@ -93,13 +93,13 @@ async fn kill_9_campaign_5() {
     kill_campaign(10).await;
 }
 
-/// Waits until a backend of the archiver matches `condition` (SQL on pg_stat_activity), then
-/// terminates it. Returns whether it found one.
-async fn terminate_when(env: &TestEnv, condition: &str, deadline: Duration) -> bool {
+/// Waits until a backend of the archiver matches `condition` (SQL on pg_stat_activity) and
+/// evaluates `select` on it (`pid`, or `pg_terminate_backend(pid)`). Returns whether it found one.
+async fn when_backend(env: &TestEnv, condition: &str, select: &str, deadline: Duration) -> bool {
     let admin = connect(&env.url).await;
     let started = Instant::now();
     let sql = format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+        "SELECT {select} FROM pg_stat_activity
           WHERE datname = current_database() AND application_name = 'partition-archiver' AND {condition}"
     );
     while started.elapsed() < deadline {
@@ -111,11 +111,13 @@ async fn terminate_when(env: &TestEnv, condition: &str, deadline: Duration) -> b
     false
 }
 
-#[tokio::test]
-async fn connection_terminated_mid_copy_fails_cleanly_and_the_next_run_completes() {
-    let env = TestEnv::migrated().await;
-    seed(&env).await;
-    // Enough rows that the COPY lasts long enough to be caught.
+async fn terminate_when(env: &TestEnv, condition: &str, deadline: Duration) -> bool {
+    when_backend(env, condition, "pg_terminate_backend(pid)", deadline).await
+}
+
+/// Enough rows in March that the COPY of that month lasts long enough to be caught.
+async fn seed_for_a_long_copy(env: &TestEnv) {
+    seed(env).await;
     env.db
         .batch_execute(
             "INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
@@ -124,13 +126,10 @@ async fn connection_terminated_mid_copy_fails_cleanly_and_the_next_run_completes
         )
         .await
         .unwrap();
-    let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
-    let child = spawn_maintain(&env);
-    let found = terminate_when(&env, "query LIKE 'COPY %'", Duration::from_secs(30)).await;
-    let out = child.wait_with_output().unwrap();
-    assert!(found, "never saw the COPY");
-    assert!(!out.status.success(), "the run must report the lost connection");
+}
+
+/// After a COPY was cut off: its multipart upload was aborted and nothing was verified or dropped.
+async fn assert_interrupted_copy_left_nothing(env: &TestEnv) {
     assert_eq!(env.multipart_uploads().await, 0, "the upload of the interrupted COPY was aborted");
     assert_eq!(
         env.scalar_i64(
@@ -139,19 +138,29 @@ async fn connection_terminated_mid_copy_fails_cleanly_and_the_next_run_completes
         .await,
         0
     );
-    assert_no_row_lost(&env, &original, rows).await;
-    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
-    assert!(out.status.success(), "{report}");
-    assert_consistent(&env).await;
-    assert_no_row_lost(&env, &original, rows).await;
+}
+
+#[tokio::test]
+async fn connection_terminated_mid_copy_fails_cleanly_and_the_next_run_completes() {
+    let env = TestEnv::migrated().await;
+    seed_for_a_long_copy(&env).await;
+    let before = OrdersBefore::take(&env).await;
+    let child = spawn_maintain(&env);
+    let found = terminate_when(&env, "query LIKE 'COPY %'", Duration::from_secs(30)).await;
+    let out = child.wait_with_output().unwrap();
+    assert!(found, "never saw the COPY");
+    assert!(!out.status.success(), "the run must report the lost connection");
+    assert_interrupted_copy_left_nothing(&env).await;
+    before.assert_none_lost(&env).await;
+    next_run_completes(&env).await;
+    before.assert_none_lost(&env).await;
 }
 
 #[tokio::test]
 async fn connection_terminated_while_ddl_waits_for_a_lock_changes_nothing() {
     let env = TestEnv::migrated().await;
     seed(&env).await;
-    let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+    let before = OrdersBefore::take(&env).await;
     let blocker = connect(&env.url).await;
     blocker.batch_execute("BEGIN; LOCK TABLE public.orders IN ACCESS SHARE MODE").await.unwrap();
     let mut cmd = env
@@ -163,11 +172,9 @@ async fn connection_terminated_while_ddl_waits_for_a_lock_changes_nothing() {
     assert!(found, "the DDL never waited for the lock");
     assert!(!out.status.success());
     blocker.batch_execute("ROLLBACK").await.unwrap();
-    assert_no_row_lost(&env, &original, rows).await;
-    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
-    assert!(out.status.success(), "{report}");
-    assert_consistent(&env).await;
-    assert_no_row_lost(&env, &original, rows).await;
+    before.assert_none_lost(&env).await;
+    next_run_completes(&env).await;
+    before.assert_none_lost(&env).await;
 }
 
 /// The crash points of the archive lifecycle, in order (see `a_crash_at_any_step_is_completed_by_the_next_run`).
@@ -186,27 +193,24 @@ async fn a_database_crash_between_steps_is_completed_by_the_next_run() {
     for (point, checkpoint) in LIFECYCLE_POINTS.into_iter().flat_map(|p| [(p, true), (p, false)]) {
         let mut env = TestEnv::migrated_on(&server.admin_url).await;
         seed(&env).await;
-        let original = env.scalar_text(ORDERS_SUM).await;
-        let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
-        let out =
-            env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", point)]);
-        assert_eq!(out.status.code(), Some(86), "{point}: {}", String::from_utf8_lossy(&out.stderr));
+        let before = OrdersBefore::take(&env).await;
+        crash_at(&env, point);
         let started_at = "SELECT pg_postmaster_start_time()::text";
-        let before = env.scalar_text(started_at).await;
+        let first_start = env.scalar_text(started_at).await;
         if checkpoint {
             env.db.batch_execute("CHECKPOINT").await.unwrap();
         }
         server.restart("immediate");
         env.reconnect().await;
-        assert_ne!(env.scalar_text(started_at).await, before, "the server was restarted");
-        assert_no_row_lost(&env, &original, rows).await;
+        assert_ne!(env.scalar_text(started_at).await, first_start, "the server was restarted");
+        before.assert_none_lost(&env).await;
         let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
         assert!(
             out.status.success(),
             "{point} ({checkpoint}): the run after the database crash must succeed: {report}"
         );
         assert_consistent(&env).await;
-        assert_no_row_lost(&env, &original, rows).await;
+        before.assert_none_lost(&env).await;
     }
 }
 
@@ -216,44 +220,20 @@ async fn a_database_crash_between_steps_is_completed_by_the_next_run() {
 async fn a_database_restart_mid_copy_fails_the_run_cleanly_and_the_next_run_completes() {
     let server = PrivateServer::start();
     let mut env = TestEnv::migrated_on(&server.admin_url).await;
-    seed(&env).await;
-    env.db
-        .batch_execute(
-            "INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
-             SELECT g, 'BTC-USD', 'buy', 'limit', 'filled', g, 1, timestamptz '2026-03-01 00:00+00' + (g * interval '10 seconds')
-               FROM generate_series(1, 200000) g",
-        )
-        .await
-        .unwrap();
-    let original = env.scalar_text(ORDERS_SUM).await;
-    let rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
+    seed_for_a_long_copy(&env).await;
+    let before = OrdersBefore::take(&env).await;
     let mut cmd = env.command(&["maintain", "--now", NOW, "--table", "orders"], &[("METRICS", "off")]);
     let child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let started = Instant::now();
-    let copying = "SELECT count(*) FROM pg_stat_activity
-                    WHERE datname = current_database() AND application_name = 'partition-archiver'
-                      AND state = 'active' AND query LIKE 'COPY %'";
-    while env.scalar_i64(copying).await == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "never saw the COPY");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    let copying = when_backend(&env, "state = 'active' AND query LIKE 'COPY %'", "pid", Duration::from_secs(30)).await;
+    assert!(copying, "never saw the COPY");
     server.restart("fast");
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success(), "the run must report the lost connection");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("COPY"), "the error says which step failed: {stderr}");
     env.reconnect().await;
-    assert_eq!(env.multipart_uploads().await, 0, "the upload of the interrupted COPY was aborted");
-    assert_eq!(
-        env.scalar_i64(
-            "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state IN ('verified', 'dropped')"
-        )
-        .await,
-        0
-    );
-    assert_no_row_lost(&env, &original, rows).await;
-    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
-    assert!(out.status.success(), "{report}");
-    assert_consistent(&env).await;
-    assert_no_row_lost(&env, &original, rows).await;
+    assert_interrupted_copy_left_nothing(&env).await;
+    before.assert_none_lost(&env).await;
+    next_run_completes(&env).await;
+    before.assert_none_lost(&env).await;
 }
