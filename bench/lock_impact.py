@@ -9,9 +9,9 @@ Prints max and p99 latency of all four windows.
 
 Starts its own PostgreSQL and LocalStack (infra/*.sh). Never a test.
 """
-import argparse, glob, os, re, shlex, subprocess, sys, tempfile, threading, time
+import argparse, glob, os, shlex, sys, tempfile, threading, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from common import BINARY as binary, pin_servers, sh, start_servers, stop_servers
 
 INSERT = """\\set uid random(1, 100000)
 \\set oid random(1, 1000000000)
@@ -41,14 +41,6 @@ SELECT partman.create_parent('partman_copy.trades', 'created_at', 'native', 'mon
                              p_start_partition := (now() - interval '24 months')::text);
 UPDATE partman.part_config SET retention = '24 months', retention_keep_table = false;
 """
-
-
-def sh(cmd, env, check=True, capture=False):
-    r = subprocess.run(cmd, shell=True, env=env, cwd=ROOT, text=True,
-                       stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
-    if check and r.returncode != 0:
-        sys.exit(f"failed: {cmd}\n{r.stdout or ''}{r.stderr or ''}")
-    return r
 
 
 PGBENCH = "pgbench"
@@ -110,21 +102,9 @@ def main():
                     help="CPU 0: PostgreSQL and pgbench; CPU 1: the archiver (or psql) and LocalStack. Models "
                          "production, where the archiver (Lambda) and S3 do not run on the database host")
     args = ap.parse_args()
-    run_dir = tempfile.mkdtemp(prefix="pa-lock.")
     work = tempfile.mkdtemp(prefix="pa-lock-files.")
-    env = dict(os.environ, PA_RUN_DIR=run_dir)
-    env.pop("DATABASE_URL", None)
-    binary = os.path.join(ROOT, "target/release/partition-archiver")
-    sh("cargo build --release --locked --quiet", env)
+    env, run_dir = start_servers("pa-lock.", "lock", LOCK_TIMEOUT_MS="200")
     try:
-        sh("bash infra/postgres.sh start && bash infra/localstack.sh start", env)
-        for f in ("postgres.env", "localstack.env"):
-            for line in open(os.path.join(run_dir, f)):
-                m = re.match(r"export (\w+)='?([^']*)'?", line.strip())
-                if m:
-                    env[m.group(1)] = m.group(2)
-        env.update(ARCHIVE_BUCKET="lock", PGSSLMODE="disable", METRICS="off", RUST_LOG="warn", LOCK_TIMEOUT_MS="200")
-        sh(f"curl -sf -X PUT {env['AWS_ENDPOINT_URL']}/lock > /dev/null", env)
         sh(f"{binary} --output json migrate > /dev/null", env)
         sh(f"psql -X -q -c {shlex.quote(HISTORY.format(schema='public'))}", env)
         # Keep the whole history: the first maintain creates its partitions (moving the rows out of
@@ -143,13 +123,7 @@ def main():
         sh("psql -X -q -c 'VACUUM ANALYZE'", env)
         client = ""
         if args.pin:
-            pg_dir = open(os.path.join(run_dir, "postgres.dir")).read().strip()
-            postmaster = open(os.path.join(pg_dir, "data", "postmaster.pid")).readline().strip()
-            localstack = open(os.path.join(run_dir, "localstack.pid")).read().strip()
-            # Backends forked later inherit the postmaster's affinity.
-            sh(f"for p in {postmaster} $(pgrep -P {postmaster}); do taskset -a -p -c 0 $p > /dev/null; done", env)
-            sh(f"for p in $(pgrep -g {localstack}); do taskset -a -p -c 1 $p > /dev/null; done", env)
-            client = "taskset -c 1 "
+            client = pin_servers(run_dir, env)
             global PGBENCH
             PGBENCH = "taskset -c 0 pgbench"
 
@@ -192,7 +166,7 @@ def main():
                       f"p99 {p99(d) / p99(b):.2f}x its baseline (<= 1.5x: {'yes' if p99(d) <= 1.5 * p99(b) else 'NO'}); "
                       f"mean run {mean * 1000:.0f} ms")
     finally:
-        sh("bash infra/localstack.sh stop; bash infra/postgres.sh stop", env, check=False)
+        stop_servers(env)
 
 
 if __name__ == "__main__":

@@ -8,17 +8,9 @@ same machine, one run. Prints a table (min / median of --repeat runs) and peak R
 Starts its own PostgreSQL and LocalStack (infra/*.sh) and stops them at the end. Uses the release
 binary (built if missing). Never a test: figures go to stdout and BENCHMARKS.md.
 """
-import argparse, os, re, shlex, statistics, subprocess, sys, tempfile, time
+import argparse, os, shlex, statistics, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def sh(cmd, env=None, check=True, capture=False):
-    r = subprocess.run(cmd, shell=True, env=env, cwd=ROOT, text=True,
-                       stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
-    if check and r.returncode != 0:
-        sys.exit(f"failed ({r.returncode}): {cmd}\n{r.stdout or ''}{r.stderr or ''}")
-    return r
+from common import BINARY, pin_servers, sh, start_servers, stop_servers
 
 
 CLIENT = ""  # "taskset -c 1 " with --pin
@@ -44,32 +36,13 @@ def main():
                          "Models a database server whose clients and S3 run elsewhere")
     args = ap.parse_args()
 
-    binary = os.path.join(ROOT, "target/release/partition-archiver")
-    sh("cargo build --release --locked --quiet")
-    run_dir = tempfile.mkdtemp(prefix="pa-bench.")
-    env = dict(os.environ, PA_RUN_DIR=run_dir)
-    for k in ("DATABASE_URL", "AWS_ENDPOINT_URL"):
-        env.pop(k, None)
+    env, run_dir = start_servers("pa-bench.", "bench")
     try:
-        sh("bash infra/postgres.sh start && bash infra/localstack.sh start", env=env)
-        for f in ("postgres.env", "localstack.env"):
-            for line in open(os.path.join(run_dir, f)):
-                m = re.match(r"export (\w+)='?([^']*)'?", line.strip())
-                if m:
-                    env[m.group(1)] = m.group(2)
-        env.update(ARCHIVE_BUCKET="bench", PGSSLMODE="disable", METRICS="off", RUST_LOG="warn")
-        sh(f"curl -sf -X PUT {env['AWS_ENDPOINT_URL']}/bench > /dev/null", env=env)
         if args.pin:
             global CLIENT
-            pg_dir = open(os.path.join(run_dir, "postgres.dir")).read().strip()
-            postmaster = open(os.path.join(pg_dir, "data", "postmaster.pid")).readline().strip()
-            localstack = open(os.path.join(run_dir, "localstack.pid")).read().strip()
-            # Backends forked later inherit the postmaster's affinity.
-            sh(f"for p in {postmaster} $(pgrep -P {postmaster}); do taskset -a -p -c 0 $p > /dev/null; done", env=env)
-            sh(f"for p in $(pgrep -g {localstack}); do taskset -a -p -c 1 $p > /dev/null; done", env=env)
-            CLIENT = "taskset -c 1 "
+            CLIENT = pin_servers(run_dir, env)
         psql = "psql -X -q -v ON_ERROR_STOP=1"
-        pa = f"{binary} --output json"
+        pa = f"{BINARY} --output json"
         sh(f"{pa} migrate > /dev/null", env=env)
         sh(f"env -u ARCHIVE_BUCKET {pa} maintain --now 2026-03-05T00:00:00Z > /dev/null", env=env)
         gen = """INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, fee, created_at)
@@ -162,7 +135,7 @@ def main():
         for name, got, ok in checks:
             print(f"| {name} | {got} | {'yes' if ok else 'NO'} |")
     finally:
-        sh("bash infra/localstack.sh stop; bash infra/postgres.sh stop", env=env, check=False)
+        stop_servers(env)
 
 
 if __name__ == "__main__":

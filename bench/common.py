@@ -1,0 +1,48 @@
+"""What the benchmark scripts share: running commands, starting and stopping the project's own
+PostgreSQL and LocalStack (infra/*.sh), and the --pin CPU layout."""
+import os, re, subprocess, sys, tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "target/release/partition-archiver")
+
+
+def sh(cmd, env=None, check=True, capture=False):
+    r = subprocess.run(cmd, shell=True, env=env, cwd=ROOT, text=True,
+                       stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
+    if check and r.returncode != 0:
+        sys.exit(f"failed ({r.returncode}): {cmd}\n{r.stdout or ''}{r.stderr or ''}")
+    return r
+
+
+def start_servers(prefix, bucket, **settings):
+    """Builds the release binary, starts PostgreSQL and LocalStack in a new run directory, creates
+    `bucket`, and returns (env, run_dir): the environment every command of the benchmark runs in."""
+    sh("cargo build --release --locked --quiet")
+    run_dir = tempfile.mkdtemp(prefix=prefix)
+    env = dict(os.environ, PA_RUN_DIR=run_dir)
+    for k in ("DATABASE_URL", "AWS_ENDPOINT_URL"):
+        env.pop(k, None)
+    sh("bash infra/postgres.sh start && bash infra/localstack.sh start", env=env)
+    for f in ("postgres.env", "localstack.env"):
+        for line in open(os.path.join(run_dir, f)):
+            m = re.match(r"export (\w+)='?([^']*)'?", line.strip())
+            if m:
+                env[m.group(1)] = m.group(2)
+    env.update(ARCHIVE_BUCKET=bucket, PGSSLMODE="disable", METRICS="off", RUST_LOG="warn", **settings)
+    sh(f"curl -sf -X PUT {env['AWS_ENDPOINT_URL']}/{bucket} > /dev/null", env=env)
+    return env, run_dir
+
+
+def stop_servers(env):
+    sh("bash infra/localstack.sh stop; bash infra/postgres.sh stop", env=env, check=False)
+
+
+def pin_servers(run_dir, env):
+    """--pin: PostgreSQL on CPU 0 (backends forked later inherit the postmaster's affinity),
+    LocalStack on CPU 1. Returns the prefix that puts a client command on CPU 1."""
+    pg_dir = open(os.path.join(run_dir, "postgres.dir")).read().strip()
+    postmaster = open(os.path.join(pg_dir, "data", "postmaster.pid")).readline().strip()
+    localstack = open(os.path.join(run_dir, "localstack.pid")).read().strip()
+    sh(f"for p in {postmaster} $(pgrep -P {postmaster}); do taskset -a -p -c 0 $p > /dev/null; done", env=env)
+    sh(f"for p in $(pgrep -g {localstack}); do taskset -a -p -c 1 $p > /dev/null; done", env=env)
+    return "taskset -c 1 "
