@@ -3,11 +3,11 @@
 //! Run: `cargo bench --bench planner`.
 
 use chrono::{TimeZone, Utc};
-use partition_archiver::ident::QualifiedName;
-use partition_archiver::period::{Interval, KeyType, Period};
-use partition_archiver::planner::plan;
-use partition_archiver::policy::{RawPolicy, TablePolicy};
-use partition_archiver::snapshot::{BoundValue, PartitionBound, PartitionInfo, TableSnapshot};
+use partition_archiver::plan::ident::QualifiedName;
+use partition_archiver::plan::period::{Interval, KeyType, Period};
+use partition_archiver::plan::planner::plan;
+use partition_archiver::plan::policy::{RawPolicy, TablePolicy};
+use partition_archiver::plan::snapshot::{BoundValue, PartitionBound, PartitionInfo, TableSnapshot};
 use std::time::Instant;
 
 fn main() {

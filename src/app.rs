@@ -7,12 +7,12 @@ use crate::archive::restore::{RestoreReport, VerifyItem};
 use crate::archive::Archiver;
 use crate::config::Settings;
 use crate::error::Error;
-use crate::executor::{maintain_table, ExecOptions};
-use crate::ident::QualifiedName;
-use crate::migrate::MigrationOutcome;
+use crate::executor::{maintain_table, Mode};
+use crate::pg::migrate::MigrationOutcome;
+use crate::plan::ident::QualifiedName;
+use crate::plan::snapshot::{BoundValue, PartitionBound};
 use crate::report::{RunReport, TableReport, TableStatus};
 use crate::request::Request;
-use crate::snapshot::{BoundValue, PartitionBound};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -181,7 +181,7 @@ impl App {
         match request {
             Request::Migrate => {
                 let mut client = self.connect().await?;
-                let migrations = crate::migrate::migrate(&mut client).await.map_err(Error::transient)?;
+                let migrations = crate::pg::migrate::migrate(&mut client).await.map_err(Error::transient)?;
                 Ok(Response::Migrate { action, ok: true, migrations })
             }
             Request::Maintain { dry_run, now, tables } => {
@@ -203,7 +203,7 @@ impl App {
                     &partition,
                     &schema,
                     attach,
-                    self.settings.exec.lock_timeout.as_millis() as u64,
+                    self.settings.ddl.lock_timeout.as_millis() as u64,
                 )
                 .await?;
                 Ok(Response::Restore { action, ok: true, restore })
@@ -240,11 +240,12 @@ impl App {
         } else {
             only
         };
-        let policies = crate::catalog::load_policies(&client, only).await?;
-        let opts = ExecOptions { dry_run, ..self.settings.exec.clone() };
+        let policies = crate::pg::catalog::load_policies(&client, only).await?;
+        let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
         let mut tables = Vec::new();
         for policy in &policies {
-            let report = maintain_table(&mut client, policy, now, &opts, self.archiver.as_ref()).await;
+            let report =
+                maintain_table(&mut client, policy, now, &self.settings.ddl, mode, self.archiver.as_ref()).await;
             tables.push(report);
         }
         let ok = tables.iter().all(|t| t.status != TableStatus::Failed);
@@ -271,9 +272,9 @@ impl App {
     fn emit_metrics(&self, report: &RunReport, days_since_last_success: Option<f64>) {
         let ts = Utc::now().timestamp_millis();
         let mut lines: Vec<serde_json::Value> =
-            report.tables.iter().map(|t| crate::metrics::table_line(t, ts)).collect();
-        lines.push(crate::metrics::run_line(report, days_since_last_success, ts));
-        crate::metrics::emit(self.settings.metrics, &lines);
+            report.tables.iter().map(|t| crate::aws::metrics::table_line(t, ts)).collect();
+        lines.push(crate::aws::metrics::run_line(report, days_since_last_success, ts));
+        crate::aws::metrics::emit(self.settings.metrics, &lines);
     }
 
     /// Registers listed tables that part_config does not know yet, if they are partitioned tables.
@@ -309,17 +310,17 @@ impl App {
 
     async fn status(&self, now: DateTime<Utc>, only: &[QualifiedName]) -> Result<Response, Error> {
         let client = self.connect().await?;
-        let policies = crate::catalog::load_policies(&client, only).await?;
+        let policies = crate::pg::catalog::load_policies(&client, only).await?;
         let mut tables = Vec::new();
         for policy in &policies {
-            let snapshot = crate::catalog::load_snapshot(&client, policy).await?;
-            let mut next = crate::planner::plan(&snapshot, policy, now);
+            let snapshot = crate::pg::catalog::load_snapshot(&client, policy).await?;
+            let mut next = crate::plan::planner::plan(&snapshot, policy, now);
             let mut report = TableReport::new(policy.table.clone());
             report.status = TableStatus::Planned;
             report.current_period = Some(next.current_period.clone());
             report.warnings.append(&mut next.warnings);
             report.steps = next.steps.into_iter().map(crate::report::StepReport::planned).collect();
-            report.stats = Some(crate::metrics::TableStats::of(&snapshot));
+            report.stats = Some(crate::plan::snapshot::TableStats::of(&snapshot));
             if let Some(limit) = self.settings.partition_size_warn_bytes {
                 for p in snapshot.partitions.iter().filter(|p| p.total_bytes > limit) {
                     report.warnings.push(format!(
@@ -390,17 +391,21 @@ impl App {
     async fn archive_one(&self, run_id: String, table: &QualifiedName, partition: &str) -> Result<RunReport, Error> {
         let archiver = self.archiver()?;
         let mut client = self.connect().await?;
-        let policy = crate::catalog::load_policies(&client, std::slice::from_ref(table)).await?.remove(0);
+        let policy = crate::pg::catalog::load_policies(&client, std::slice::from_ref(table)).await?.remove(0);
         let now = Utc::now();
         // Bad input (default partition, current period, unknown partition) is refused before any
         // change; the steps are chosen again under the table's lock.
-        let snapshot = crate::catalog::load_snapshot(&client, &policy).await?;
-        crate::planner::archive_now(&snapshot, &policy, now, partition)?;
-        let report =
-            crate::executor::run_table(&mut client, &policy, &self.settings.exec, Some(archiver), |snapshot, _| {
-                crate::planner::archive_now(snapshot, &policy, now, partition)
-            })
-            .await;
+        let snapshot = crate::pg::catalog::load_snapshot(&client, &policy).await?;
+        crate::plan::planner::archive_now(&snapshot, &policy, now, partition)?;
+        let report = crate::executor::run_table(
+            &mut client,
+            &policy,
+            &self.settings.ddl,
+            Mode::Execute,
+            Some(archiver),
+            |snapshot, _| crate::plan::planner::archive_now(snapshot, &policy, now, partition),
+        )
+        .await;
         let ok = report.status != TableStatus::Failed;
         let report = RunReport {
             run_id,

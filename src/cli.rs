@@ -90,15 +90,16 @@ pub enum Command {
     },
 }
 
-fn one_table(t: String) -> Result<crate::ident::QualifiedName, Error> {
+fn one_table(t: String) -> Result<crate::plan::ident::QualifiedName, Error> {
     Ok(parse_tables(&[t])?.remove(0))
 }
 
 impl Command {
     pub fn into_request(self) -> Result<Request, Error> {
         let now = |n: Option<String>| n.as_deref().map(parse_now).transpose();
-        let check =
-            |p: &str| crate::ident::validate_ident(p).map_err(|e| Error::invalid(format!("partition {p:?}: {e}")));
+        let check = |p: &str| {
+            crate::plan::ident::validate_ident(p).map_err(|e| Error::invalid(format!("partition {p:?}: {e}")))
+        };
         Ok(match self {
             Command::Migrate => Request::Migrate,
             Command::Maintain { dry_run, now: n, tables } => {
@@ -115,7 +116,8 @@ impl Command {
             Command::Restore { table, partition, into_schema, attach } => {
                 check(&partition)?;
                 if let Some(s) = &into_schema {
-                    crate::ident::validate_ident(s).map_err(|e| Error::invalid(format!("--into-schema {s:?}: {e}")))?;
+                    crate::plan::ident::validate_ident(s)
+                        .map_err(|e| Error::invalid(format!("--into-schema {s:?}: {e}")))?;
                 }
                 Request::Restore { table: one_table(table)?, partition, into_schema, attach }
             }

@@ -3,9 +3,9 @@
 //! strings from a lookup function, then typed and validated, so parsing is tested from strings.
 
 use crate::archive::settings::ArchiveSettings;
-use crate::db::DbConfig;
 use crate::error::ConfigError;
-use crate::executor::ExecOptions;
+use crate::pg::connect::DbConfig;
+use crate::pg::ddl::DdlOptions;
 use crate::retry::RetryPolicy;
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,21 +14,21 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub db: DbConfig,
-    pub exec: ExecOptions,
+    pub ddl: DdlOptions,
     pub archive: Option<ArchiveSettings>,
     /// Schema that `restore` writes into when none is given (`RESTORE_SCHEMA`, default `archive_restore`).
     pub restore_schema: String,
     /// `MAINTAIN_TABLES`: tables a run without an explicit table list maintains (default: every
     /// enabled table in part_config). A listed partitioned table that part_config does not know
     /// yet is registered with the `DEFAULT_*` policy below.
-    pub maintain_tables: Vec<crate::ident::QualifiedName>,
+    pub maintain_tables: Vec<crate::plan::ident::QualifiedName>,
     /// `DEFAULT_RETENTION`, `DEFAULT_PREMAKE`, `DEFAULT_TIME_ZONE`, `DEFAULT_INTERVAL`,
     /// `DEFAULT_PARTITION_COLUMN`: the policy given to tables registered that way.
-    pub register_defaults: crate::policy::RawPolicy,
+    pub register_defaults: crate::plan::policy::RawPolicy,
     /// `PARTITION_SIZE_WARN_BYTES`: `status` flags partitions larger than this.
     pub partition_size_warn_bytes: Option<i64>,
     /// `METRICS`: where CloudWatch EMF lines go (`stdout` in Lambda, `stderr` on the CLI, `off`).
-    pub metrics: crate::metrics::MetricsSink,
+    pub metrics: crate::aws::metrics::MetricsSink,
 }
 
 impl Settings {
@@ -36,19 +36,19 @@ impl Settings {
         let lock_timeout_ms = int(get, "LOCK_TIMEOUT_MS", 2000, 1..=600_000)?;
         let attempts = int(get, "DDL_MAX_ATTEMPTS", 5, 1..=50)?;
         let restore_schema = get("RESTORE_SCHEMA").unwrap_or_else(|| "archive_restore".into());
-        crate::ident::validate_ident(&restore_schema)
+        crate::plan::ident::validate_ident(&restore_schema)
             .map_err(|e| ConfigError::invalid("RESTORE_SCHEMA", &restore_schema, &e.to_string()))?;
         let maintain_tables = match get("MAINTAIN_TABLES").filter(|s| !s.trim().is_empty()) {
             None => vec![],
             Some(list) => list
                 .split(',')
                 .map(|t| {
-                    crate::ident::QualifiedName::parse(t.trim())
+                    crate::plan::ident::QualifiedName::parse(t.trim())
                         .map_err(|e| ConfigError::invalid("MAINTAIN_TABLES", t, &e.to_string()))
                 })
                 .collect::<Result<_, _>>()?,
         };
-        let mut defaults = crate::policy::RawPolicy::defaults("public", "x");
+        let mut defaults = crate::plan::policy::RawPolicy::defaults("public", "x");
         defaults.retention = Some(int(get, "DEFAULT_RETENTION", 6, 1..=1200)? as i32);
         defaults.premake = int(get, "DEFAULT_PREMAKE", 2, 0..=120)? as i32;
         if let Some(tz) = get("DEFAULT_TIME_ZONE") {
@@ -57,12 +57,12 @@ impl Settings {
             defaults.time_zone = tz;
         }
         if let Some(i) = get("DEFAULT_INTERVAL") {
-            crate::period::Interval::parse(&i)
+            crate::plan::period::Interval::parse(&i)
                 .ok_or_else(|| ConfigError::invalid("DEFAULT_INTERVAL", &i, "month or year"))?;
             defaults.partition_interval = i;
         }
         if let Some(c) = get("DEFAULT_PARTITION_COLUMN") {
-            crate::ident::validate_ident(&c)
+            crate::plan::ident::validate_ident(&c)
                 .map_err(|e| ConfigError::invalid("DEFAULT_PARTITION_COLUMN", &c, &e.to_string()))?;
             defaults.partition_column = c;
         }
@@ -78,12 +78,12 @@ impl Settings {
         let metrics = match get("METRICS") {
             None => {
                 if lambda {
-                    crate::metrics::MetricsSink::Stdout
+                    crate::aws::metrics::MetricsSink::Stdout
                 } else {
-                    crate::metrics::MetricsSink::Stderr
+                    crate::aws::metrics::MetricsSink::Stderr
                 }
             }
-            Some(m) => crate::metrics::MetricsSink::parse(&m)
+            Some(m) => crate::aws::metrics::MetricsSink::parse(&m)
                 .ok_or_else(|| ConfigError::invalid("METRICS", &m, "stdout, stderr or off"))?,
         };
         Ok(Self {
@@ -92,10 +92,9 @@ impl Settings {
             partition_size_warn_bytes,
             metrics,
             db: DbConfig::from_lookup(get)?,
-            exec: ExecOptions {
+            ddl: DdlOptions {
                 lock_timeout: Duration::from_millis(lock_timeout_ms),
                 retry: RetryPolicy { max_attempts: attempts as u32, ..RetryPolicy::default() },
-                dry_run: false,
             },
             archive: ArchiveSettings::from_lookup(get)?,
             restore_schema,
@@ -111,7 +110,7 @@ impl Settings {
         };
         let get = |k: &str| std::env::var(k).ok().or_else(|| from_file.get(k).cloned());
         let mut settings = Self::from_lookup(&get)?;
-        settings.db = crate::secrets::resolve_db(&get, settings.db).await?;
+        settings.db = crate::aws::secrets::resolve_db(&get, settings.db).await?;
         Ok(settings)
     }
 }
@@ -159,11 +158,11 @@ mod tests {
     #[test]
     fn defaults_and_bad_values() {
         let s = parse(&[]).unwrap();
-        assert_eq!(s.exec.lock_timeout, Duration::from_secs(2));
-        assert_eq!(s.exec.retry.max_attempts, 5);
+        assert_eq!(s.ddl.lock_timeout, Duration::from_secs(2));
+        assert_eq!(s.ddl.retry.max_attempts, 5);
         assert!(s.archive.is_none());
         assert_eq!(s.restore_schema, "archive_restore");
-        assert_eq!(parse(&[("LOCK_TIMEOUT_MS", "250")]).unwrap().exec.lock_timeout, Duration::from_millis(250));
+        assert_eq!(parse(&[("LOCK_TIMEOUT_MS", "250")]).unwrap().ddl.lock_timeout, Duration::from_millis(250));
         let s = parse(&[
             ("MAINTAIN_TABLES", "public.trades, orders"),
             ("DEFAULT_RETENTION", "12"),
@@ -178,7 +177,7 @@ mod tests {
             (Some(12), "Europe/London")
         );
         assert_eq!(s.partition_size_warn_bytes, Some(100 << 30));
-        assert_eq!(s.metrics, crate::metrics::MetricsSink::Off);
+        assert_eq!(s.metrics, crate::aws::metrics::MetricsSink::Off);
         for (k, v) in [
             ("LOCK_TIMEOUT_MS", "0"),
             ("LOCK_TIMEOUT_MS", "soon"),
@@ -203,9 +202,31 @@ mod tests {
         std::fs::write(&p, "LOCK_TIMEOUT_MS = 750\narchive_bucket = \"from-file\"\n").unwrap();
         let file = read_toml(&p).unwrap();
         let s = Settings::from_lookup(&|k| file.get(k).cloned()).unwrap();
-        assert_eq!(s.exec.lock_timeout, Duration::from_millis(750));
+        assert_eq!(s.ddl.lock_timeout, Duration::from_millis(750));
         assert_eq!(s.archive.unwrap().bucket, "from-file");
         std::fs::write(&p, "LOCK_TIMEOUT_MS = [1]").unwrap();
         assert!(read_toml(&p).unwrap_err().to_string().contains("expected a string"));
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! Fuzzing the settings parser with proptest: no value makes it panic.
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn settings_from_arbitrary_values_never_panic(key in prop_oneof![
+            Just("LOCK_TIMEOUT_MS"), Just("DDL_MAX_ATTEMPTS"), Just("ARCHIVE_PART_SIZE"), Just("ARCHIVE_COMPRESSION_LEVEL"),
+            Just("ARCHIVE_PARTS_IN_FLIGHT"), Just("ARCHIVE_OBJECT_LOCK_DAYS"), Just("DATABASE_URL"), Just("PGPORT"),
+            Just("MAINTAIN_TABLES"), Just("DEFAULT_TIME_ZONE"), Just("PARTITION_SIZE_WARN_BYTES")], value in "\\PC{0,60}") {
+            let get = |k: &str| match k {
+                "ARCHIVE_BUCKET" => Some("bucket-1".to_string()),
+                k if k == key => Some(value.clone()),
+                _ => None,
+            };
+            let _ = Settings::from_lookup(&get);
+        }
     }
 }

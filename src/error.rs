@@ -110,15 +110,5 @@ impl From<CatalogError> for Error {
         }
     }
 }
-impl From<crate::policy::PolicyError> for Error {
-    fn from(e: crate::policy::PolicyError) -> Self {
-        Self::invalid(format!("bad policy in partition_archiver.part_config: {e}"))
-    }
-}
-impl From<crate::ident::IdentError> for Error {
-    fn from(e: crate::ident::IdentError) -> Self {
-        Self::invalid(e.to_string())
-    }
-}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,6 +1,6 @@
-#![recursion_limit = "512"]
 //! One binary, two front doors: the Lambda runtime loop when `AWS_LAMBDA_RUNTIME_API` is set,
 //! the CLI otherwise. Logs are JSON lines on stderr (text on a terminal); reports go to stdout.
+#![recursion_limit = "512"]
 
 use clap::Parser;
 use std::io::IsTerminal;

@@ -2,8 +2,8 @@
 //! returned by the Lambda, or rendered for a person on a terminal.
 
 use crate::error::{Error, ErrorKind};
-use crate::ident::QualifiedName;
-use crate::planner::Step;
+use crate::plan::ident::QualifiedName;
+use crate::plan::planner::Step;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
@@ -87,7 +87,7 @@ pub struct TableReport {
     pub error: Option<ErrorReport>,
     /// Partition count and sizes when the run started.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub stats: Option<crate::metrics::TableStats>,
+    pub stats: Option<crate::plan::snapshot::TableStats>,
 }
 
 impl TableReport {

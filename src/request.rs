@@ -3,7 +3,7 @@
 //! clear message before anything touches the database.
 
 use crate::error::Error;
-use crate::ident::QualifiedName;
+use crate::plan::ident::QualifiedName;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -91,7 +91,7 @@ pub fn parse_tables(tables: &[String]) -> Result<Vec<QualifiedName>, Error> {
 }
 
 fn partition_name(p: &str) -> Result<String, Error> {
-    crate::ident::validate_ident(p).map_err(|e| Error::invalid(format!("partition {p:?}: {e}")))?;
+    crate::plan::ident::validate_ident(p).map_err(|e| Error::invalid(format!("partition {p:?}: {e}")))?;
     Ok(p.to_string())
 }
 
@@ -129,7 +129,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
         }
         RawEvent::Restore { table, partition, into_schema, attach } => {
             if let Some(s) = &into_schema {
-                crate::ident::validate_ident(s).map_err(|e| Error::invalid(format!("into_schema {s:?}: {e}")))?;
+                crate::plan::ident::validate_ident(s).map_err(|e| Error::invalid(format!("into_schema {s:?}: {e}")))?;
             }
             Request::Restore {
                 table: parse_tables(&[table])?.remove(0),
@@ -276,19 +276,6 @@ mod properties {
                 prop_assert_eq!(QualifiedName::parse(&q.to_string()).unwrap(), q.clone());
                 prop_assert!(q.quoted().starts_with('"') && q.quoted().ends_with('"'));
             }
-        }
-
-        #[test]
-        fn settings_from_arbitrary_values_never_panic(key in prop_oneof![
-            Just("LOCK_TIMEOUT_MS"), Just("DDL_MAX_ATTEMPTS"), Just("ARCHIVE_PART_SIZE"), Just("ARCHIVE_COMPRESSION_LEVEL"),
-            Just("ARCHIVE_PARTS_IN_FLIGHT"), Just("ARCHIVE_OBJECT_LOCK_DAYS"), Just("DATABASE_URL"), Just("PGPORT"),
-            Just("MAINTAIN_TABLES"), Just("DEFAULT_TIME_ZONE"), Just("PARTITION_SIZE_WARN_BYTES")], value in "\\PC{0,60}") {
-            let get = |k: &str| match k {
-                "ARCHIVE_BUCKET" => Some("bucket-1".to_string()),
-                k if k == key => Some(value.clone()),
-                _ => None,
-            };
-            let _ = crate::config::Settings::from_lookup(&get);
         }
 
         #[test]

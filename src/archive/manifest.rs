@@ -3,22 +3,14 @@
 //! beside the object in S3 (so an archive can be found and restored without the database).
 
 use crate::archive::settings::{Compression, Format};
-use crate::ident::{quote_literal, QualifiedName};
+use crate::pg::catalog::Column;
+use crate::plan::ident::{quote_literal, QualifiedName};
 use anyhow::Context;
 use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
 pub const MANIFEST_VERSION: u32 = 1;
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Column {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub type_name: String,
-    #[serde(default)]
-    pub not_null: bool,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestRecord {
@@ -91,9 +83,10 @@ pub fn object_key(
 ) -> String {
     let start = record.range_from.as_deref().and_then(|f| match DateTime::parse_from_rfc3339(f) {
         // A timestamptz bound: the period is the one in the table's own zone.
-        Ok(d) => {
-            Some(crate::period::to_local(record.time_zone.parse().unwrap_or(chrono_tz::UTC), d.with_timezone(&Utc)))
-        }
+        Ok(d) => Some(crate::plan::period::to_local(
+            record.time_zone.parse().unwrap_or(chrono_tz::UTC),
+            d.with_timezone(&Utc),
+        )),
         Err(_) => local_start(f),
     });
     let period = match start {
@@ -166,7 +159,7 @@ pub async fn list(client: &impl GenericClient, table: Option<&QualifiedName>) ->
 }
 
 /// SQL that sets `state` (and any extra `column = literal` pairs) on one manifest row. Built with
-/// [`quote_literal`] because it runs inside [`crate::executor::run_ddl`]'s statement lists.
+/// [`quote_literal`] because it runs inside [`crate::pg::ddl::run_ddl`]'s statement lists.
 pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Option<String>)]) -> String {
     let mut sets = vec![format!("state = {}", quote_literal(state)), "updated_at = now()".to_string()];
     for (col, val) in extra {
@@ -183,6 +176,44 @@ pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra:
         quote_literal(&table.schema),
         quote_literal(&table.name),
         quote_literal(partition)
+    )
+}
+
+/// SQL that raises unless the partition's manifest row is in one of `states` (and locks that row,
+/// and checks the table is no longer attached): the guard before every DROP and schema move.
+pub fn require_state_sql(table: &QualifiedName, partition: &str, states: &[&str]) -> String {
+    let states: Vec<String> = states.iter().map(|s| quote_literal(s)).collect();
+    format!(
+        "SELECT partition_archiver.require_archive_state({}, {}, {}, ARRAY[{}]::text[])",
+        quote_literal(&table.schema),
+        quote_literal(&table.name),
+        quote_literal(partition),
+        states.join(", ")
+    )
+}
+
+/// SQL that raises if the partition name already has an archive (`verified`, `dropped`, `moved`):
+/// its object must never be replaced, so such a partition is never detached for archiving again.
+pub fn require_not_archived_sql(table: &QualifiedName, partition: &str) -> String {
+    format!(
+        "SELECT partition_archiver.require_not_archived({}, {}, {})",
+        quote_literal(&table.schema),
+        quote_literal(&table.name),
+        quote_literal(partition)
+    )
+}
+
+/// SQL that raises if `partition` holds more rows than its archive (or a different count when its
+/// freeze trigger is gone or disabled): the last check before its DROP.
+pub fn require_row_count_sql(table: &QualifiedName, partition: &QualifiedName) -> String {
+    format!(
+        "SELECT partition_archiver.require_row_count({}::regclass, m.row_count) \
+         FROM partition_archiver.archive_manifest m \
+         WHERE m.table_schema = {} AND m.table_name = {} AND m.partition_name = {}",
+        quote_literal(&partition.quoted()),
+        quote_literal(&table.schema),
+        quote_literal(&table.name),
+        quote_literal(&partition.name)
     )
 }
 

@@ -1,15 +1,25 @@
-//! The archive path: settings, the S3 store, the streaming pipelines, the manifest, the retention
-//! state machine ([`lifecycle`]) and restore / verify ([`restore`]).
+//! The archive: where a partition's rows go when they leave PostgreSQL, and how they come back.
+//!
+//! - [`retention`]: the retention state machine (detach, archive phase by phase, drop or move).
+//! - [`pipeline`]: the streaming pipelines (COPY -> compressor -> S3 multipart, and back).
+//! - [`store`]: S3 calls (multipart, SSE, Object Lock, conditional writes, HEAD with checksums).
+//! - [`manifest`]: the manifest record (database row = JSON document) and the key layout.
+//! - [`rows`]: row counting in CSV and binary COPY streams.
+//! - [`restore`]: restore (one transaction, verified), verify, manifest lookup in S3.
+//! - [`settings`]: bucket, prefix, format, compression, part sizes, validated.
+//!
+//! May import: [`crate::pg`], [`crate::plan`], [`crate::error`], [`crate::retry`]; never the
+//! executor, AWS metrics or the front doors.
 
-pub mod lifecycle;
 pub mod manifest;
 pub mod pipeline;
 pub mod restore;
+pub mod retention;
 pub mod rows;
 pub mod settings;
 pub mod store;
 
-use crate::db::DbConfig;
+use crate::pg::connect::DbConfig;
 use settings::ArchiveSettings;
 use store::Store;
 

@@ -10,7 +10,7 @@ use crate::archive::manifest::{self, ManifestRecord};
 use crate::archive::pipeline;
 use crate::archive::Archiver;
 use crate::error::{Error, ErrorKind};
-use crate::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
+use crate::plan::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
 use anyhow::Context;
 use serde::Serialize;
 use tokio_postgres::Client;

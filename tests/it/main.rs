@@ -7,3 +7,4 @@ mod lambda;
 mod partitions;
 mod reliability;
 mod template;
+mod tidy;

@@ -106,6 +106,6 @@ fn bucket_and_alarms_protect_the_archive() {
     }
     // The metrics the alarms watch are the ones the binary publishes.
     for m in ["LargestPartitionBytes", "DefaultPartitionRows", "StepFailures", "DaysSinceLastSuccess"] {
-        assert!(include_str!("../../src/metrics.rs").contains(&format!("\"{m}\"")), "{m} is not published");
+        assert!(include_str!("../../src/aws/metrics.rs").contains(&format!("\"{m}\"")), "{m} is not published");
     }
 }

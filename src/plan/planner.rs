@@ -14,10 +14,10 @@
 //!   (current period - retention); never the current or a future one, never the default;
 //! - partitions part-way through the archive state machine resume where they stopped.
 
-use crate::ident::QualifiedName;
-use crate::period::{bound_literal, to_local, Period};
-use crate::policy::{RetentionAction, TablePolicy};
-use crate::snapshot::{ArchiveState, BoundValue, PartitionBound, TableSnapshot};
+use crate::plan::ident::QualifiedName;
+use crate::plan::period::{bound_literal, to_local, Period};
+use crate::plan::policy::{RetentionAction, TablePolicy};
+use crate::plan::snapshot::{ArchiveState, BoundValue, PartitionBound, TableSnapshot};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -124,7 +124,7 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
         first = first.min(Period::containing(policy.interval, *oldest));
     }
     // However old the oldest partition, never plan more than this many periods back.
-    first = first.max(current.offset(-(crate::policy::MAX_RETENTION as i64)));
+    first = first.max(current.offset(-(crate::plan::policy::MAX_RETENTION as i64)));
 
     let mut created_periods = BTreeSet::new();
     let mut created_past_retention = Vec::new();
@@ -151,8 +151,8 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
                     names.join(", ")
                 ));
             }
-        } else if name.len() > crate::ident::MAX_IDENT_BYTES {
-            warnings.push(format!("cannot create {name}: longer than {} bytes", crate::ident::MAX_IDENT_BYTES));
+        } else if name.len() > crate::plan::ident::MAX_IDENT_BYTES {
+            warnings.push(format!("cannot create {name}: longer than {} bytes", crate::plan::ident::MAX_IDENT_BYTES));
         } else if snapshot.other_relations.contains(&name) || attached_names.contains(name.as_str()) {
             warnings.push(format!(
                 "cannot create period {period}: a relation named {name} already exists in schema {}",

@@ -2,8 +2,8 @@
 //! cold start), and optionally RDS IAM authentication (a SigV4-presigned token used as password,
 //! valid 15 minutes, made fresh for every connection).
 
-use crate::db::DbConfig;
 use crate::error::{ConfigError, Error};
+use crate::pg::connect::DbConfig;
 use anyhow::Context;
 use serde::Deserialize;
 use std::time::{Duration, SystemTime};

@@ -1,9 +1,9 @@
 //! What the planner sees: a snapshot of one table's partitions (read from `pg_catalog` by
-//! [`crate::catalog`]) and of its archive manifest. Plain data, so the planner is a pure function
+//! [`crate::pg::catalog`]) and of its archive manifest. Plain data, so the planner is a pure function
 //! and tests build snapshots by hand.
 
-use crate::ident::QualifiedName;
-use crate::period::KeyType;
+use crate::plan::ident::QualifiedName;
+use crate::plan::period::KeyType;
 use chrono::NaiveDateTime;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -114,5 +114,29 @@ impl TableSnapshot {
     }
     pub fn default_rows_total(&self) -> i64 {
         self.default_rows.values().sum()
+    }
+}
+
+/// What the catalog says about a table, for `status` and the metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableStats {
+    pub partition_count: usize,
+    pub total_bytes: i64,
+    pub largest_partition_bytes: i64,
+    pub newest_partition_bytes: i64,
+    pub default_rows: i64,
+}
+
+impl TableStats {
+    pub fn of(snapshot: &TableSnapshot) -> Self {
+        let ranges: Vec<_> = snapshot.partitions.iter().filter(|p| p.bound != PartitionBound::Default).collect();
+        let newest = ranges.iter().filter_map(|p| p.range().map(|(f, _)| (f, p.total_bytes))).max_by_key(|(f, _)| *f);
+        Self {
+            partition_count: snapshot.partitions.len(),
+            total_bytes: snapshot.partitions.iter().map(|p| p.total_bytes).sum(),
+            largest_partition_bytes: ranges.iter().map(|p| p.total_bytes).max().unwrap_or(0),
+            newest_partition_bytes: newest.map_or(0, |(_, b)| b),
+            default_rows: snapshot.default_rows_total(),
+        }
     }
 }

@@ -166,7 +166,7 @@ fn read_root_cert(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     if path.as_os_str() == EMBEDDED_RDS_BUNDLE {
         #[cfg(rds_bundle)]
-        return Ok(include_bytes!("../certs/rds-global-bundle.pem").to_vec());
+        return Ok(include_bytes!("../../certs/rds-global-bundle.pem").to_vec());
         #[cfg(not(rds_bundle))]
         anyhow::bail!(
             "PGSSLROOTCERT={EMBEDDED_RDS_BUNDLE}, but this binary was built without the RDS CA bundle: \

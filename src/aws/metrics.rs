@@ -3,9 +3,8 @@
 //! stderr on the CLI, so stdout stays the report. Every metric is published both per table
 //! (dimension `Table`) and aggregated (no dimension), which is what the alarms watch.
 
-use crate::planner::Step;
+use crate::plan::planner::Step;
 use crate::report::{Outcome, RunReport, TableReport};
-use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 pub const NAMESPACE: &str = "PartitionArchiver";
@@ -24,31 +23,6 @@ impl MetricsSink {
             "stdout" => Some(Self::Stdout),
             "stderr" => Some(Self::Stderr),
             _ => None,
-        }
-    }
-}
-
-/// What the catalog says about a table, for `status` and the metrics.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TableStats {
-    pub partition_count: usize,
-    pub total_bytes: i64,
-    pub largest_partition_bytes: i64,
-    pub newest_partition_bytes: i64,
-    pub default_rows: i64,
-}
-
-impl TableStats {
-    pub fn of(snapshot: &crate::snapshot::TableSnapshot) -> Self {
-        use crate::snapshot::PartitionBound;
-        let ranges: Vec<_> = snapshot.partitions.iter().filter(|p| p.bound != PartitionBound::Default).collect();
-        let newest = ranges.iter().filter_map(|p| p.range().map(|(f, _)| (f, p.total_bytes))).max_by_key(|(f, _)| *f);
-        Self {
-            partition_count: snapshot.partitions.len(),
-            total_bytes: snapshot.partitions.iter().map(|p| p.total_bytes).sum(),
-            largest_partition_bytes: ranges.iter().map(|p| p.total_bytes).max().unwrap_or(0),
-            newest_partition_bytes: newest.map_or(0, |(_, b)| b),
-            default_rows: snapshot.default_rows_total(),
         }
     }
 }
@@ -154,7 +128,8 @@ pub fn emit(sink: MetricsSink, lines: &[Value]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ident::QualifiedName;
+    use crate::plan::ident::QualifiedName;
+    use crate::plan::snapshot::TableStats;
     use crate::report::StepReport;
 
     #[test]

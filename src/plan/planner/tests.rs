@@ -2,9 +2,9 @@
 //! and the expected steps written as short strings.
 
 use super::*;
-use crate::period::{Interval, KeyType};
-use crate::policy::{RawPolicy, TablePolicy};
-use crate::snapshot::{ManifestEntry, PartitionInfo};
+use crate::plan::period::{Interval, KeyType};
+use crate::plan::policy::{RawPolicy, TablePolicy};
+use crate::plan::snapshot::{ManifestEntry, PartitionInfo};
 use chrono::NaiveDate;
 use std::collections::BTreeMap;
 
@@ -439,7 +439,7 @@ fn gaps_without_retention_go_back_to_the_oldest_partition() {
 #[test]
 fn ancient_partition_without_retention_is_capped() {
     let plan = run(&Case { policy: |p| p.retention = None, parts: &["trades_1900_01", "default"], ..BASE });
-    assert!(plan.steps.len() <= (crate::policy::MAX_RETENTION + 3) as usize);
+    assert!(plan.steps.len() <= (crate::plan::policy::MAX_RETENTION + 3) as usize);
 }
 
 #[test]

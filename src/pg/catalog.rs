@@ -6,13 +6,14 @@
 //! or partitioned on anything but one `timestamptz`/`timestamp`/`date` column.
 
 use crate::error::{CatalogError, Error};
-use crate::ident::QualifiedName;
-use crate::period::{to_local, KeyType};
-use crate::policy::{RawPolicy, TablePolicy};
-use crate::snapshot::{ArchiveState, BoundValue, ManifestEntry, PartitionBound, PartitionInfo, TableSnapshot};
+use crate::plan::ident::QualifiedName;
+use crate::plan::period::{to_local, KeyType};
+use crate::plan::policy::{RawPolicy, TablePolicy};
+use crate::plan::snapshot::{ArchiveState, BoundValue, ManifestEntry, PartitionBound, PartitionInfo, TableSnapshot};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio_postgres::GenericClient;
 
@@ -161,7 +162,7 @@ pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) ->
 
     let mut default_rows = BTreeMap::new();
     if let Some(default) = partitions.iter().find(|p| p.bound == PartitionBound::Default) {
-        let col = crate::ident::quote_ident(&policy.column);
+        let col = crate::plan::ident::quote_ident(&policy.column);
         let local = match key_type {
             KeyType::Timestamptz => format!("({col} AT TIME ZONE $2)"),
             KeyType::Timestamp => col.clone(),
@@ -263,11 +264,19 @@ fn parse_value(v: &str, key: KeyType, tz: Tz) -> Option<BoundValue> {
     Some(BoundValue::At(local))
 }
 
+/// A column as the manifest records it (and restore recreates it): name, type as
+/// `format_type` prints it, NOT NULL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    #[serde(default)]
+    pub not_null: bool,
+}
+
 /// Column names, types and NOT NULL of a relation, in order, as `CREATE TABLE` would need them.
-pub async fn columns(
-    client: &impl GenericClient,
-    rel: &QualifiedName,
-) -> anyhow::Result<Vec<crate::archive::manifest::Column>> {
+pub async fn columns(client: &impl GenericClient, rel: &QualifiedName) -> anyhow::Result<Vec<Column>> {
     let rows = client
         .query(
             "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
@@ -279,10 +288,7 @@ pub async fn columns(
         )
         .await
         .with_context(|| format!("read columns of {rel}"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| crate::archive::manifest::Column { name: r.get(0), type_name: r.get(1), not_null: r.get(2) })
-        .collect())
+    Ok(rows.into_iter().map(|r| Column { name: r.get(0), type_name: r.get(1), not_null: r.get(2) }).collect())
 }
 
 #[cfg(test)]

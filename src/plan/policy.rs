@@ -4,8 +4,8 @@
 //! test) become a typed [`TablePolicy`], or a [`PolicyError`] naming the bad field. The SQL
 //! functions read the same row; the table's CHECK constraints mirror these limits.
 
-use crate::ident::{validate_ident, IdentError, QualifiedName};
-use crate::period::Interval;
+use crate::plan::ident::{validate_ident, IdentError, QualifiedName};
+use crate::plan::period::Interval;
 use chrono_tz::Tz;
 use serde::Serialize;
 
@@ -165,6 +165,12 @@ impl TryFrom<RawPolicy> for TablePolicy {
             archive_compression: raw.archive_compression,
             enabled: raw.enabled,
         })
+    }
+}
+
+impl From<PolicyError> for crate::error::Error {
+    fn from(e: PolicyError) -> Self {
+        Self::invalid(format!("bad policy in partition_archiver.part_config: {e}"))
     }
 }
 

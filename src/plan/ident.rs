@@ -158,6 +158,12 @@ fn split_parts(input: &str) -> Result<Vec<String>, IdentError> {
     }
 }
 
+impl From<IdentError> for crate::error::Error {
+    fn from(e: IdentError) -> Self {
+        Self::invalid(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ pub struct Migration {
 
 macro_rules! migration {
     ($name:literal) => {
-        Migration { name: $name, sql: include_str!(concat!("../migrations/postgres/", $name)) }
+        Migration { name: $name, sql: include_str!(concat!("../../migrations/postgres/", $name)) }
     };
 }
 

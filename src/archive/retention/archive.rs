@@ -1,0 +1,343 @@
+//! Archive: `detached -> uploading -> uploaded -> verified`, one function per phase.
+//!
+//! 1. [`load_detached`]: the manifest row must exist and the table must be detached.
+//! 2. [`freeze`]: a statement trigger refuses every write, so the rows copied, counted and finally
+//!    dropped are the same set.
+//! 3. [`stream`]: `uploading` (with the multipart upload id) -> COPY -> compressor -> S3 ->
+//!    `uploaded` (size, SHA-256, rows). An `uploaded` object that still verifies is not uploaded
+//!    again; a failed stream aborts its upload and goes back to `detached`.
+//! 4. [`verify`]: HEAD size + S3 composite checksum, and `count(*)` (on a second connection,
+//!    started with the stream) equal to the rows streamed.
+//! 5. [`record`]: the JSON manifest written beside the object and read back, then `verified`.
+
+use crate::archive::manifest::{self, ManifestRecord};
+use crate::archive::pipeline;
+use crate::archive::settings::{Compression, Format};
+use crate::archive::Archiver;
+use crate::error::Error;
+use crate::pg::ddl::{exec, run_ddl, DdlOptions};
+use crate::plan::ident::QualifiedName;
+use crate::plan::period::Interval;
+use crate::plan::policy::TablePolicy;
+use anyhow::{anyhow, bail, Context};
+use tokio_postgres::Client;
+
+/// What an archive step did, for its report.
+#[derive(Debug, Clone, Default)]
+pub struct Archived {
+    pub rows: Option<i64>,
+    pub raw_bytes: Option<i64>,
+    pub compressed_bytes: Option<i64>,
+    /// `s3://bucket/key` of the object.
+    pub location: Option<String>,
+}
+
+/// Format, compression and object key of a partition's archive under the current settings (the
+/// table's own `archive_format` / `archive_compression` first).
+struct Target {
+    format: Format,
+    compression: Compression,
+    key: String,
+}
+
+impl Target {
+    fn of(policy: &TablePolicy, rec: &ManifestRecord, archiver: &Archiver) -> Self {
+        let settings = &archiver.store.settings;
+        let format = policy.archive_format.as_deref().and_then(Format::parse).unwrap_or(settings.format);
+        let compression =
+            policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(settings.compression);
+        let key = manifest::object_key(&settings.prefix, rec, policy.interval == Interval::Year, format, compression);
+        Self { format, compression, key }
+    }
+}
+
+/// Archives a detached partition through every phase that remains, and returns what it archived.
+pub async fn archive(
+    client: &mut Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    opts: &DdlOptions,
+) -> anyhow::Result<Archived> {
+    let mut rec = load_detached(client, policy, partition).await?;
+    let target = Target::of(policy, &rec, archiver);
+    freeze(client, opts, &rec.partition()).await?;
+
+    let already = rec.state == "uploaded" && object_verifies(archiver, &rec).await?.is_ok();
+    let mut side_count = None;
+    if !already {
+        side_count = start_side_count(archiver, &rec.partition());
+        stream(client, policy, partition, archiver, &rec, &target).await?;
+        rec = manifest::load(&*client, &policy.table, &partition.name).await?.context("manifest row vanished")?;
+    }
+
+    verify(client, archiver, &rec, side_count).await?;
+    // The manifest goes beside the object actually recorded (an earlier run may have uploaded it
+    // under other settings).
+    let manifest_key = manifest::manifest_key(rec.object_key.as_deref().unwrap_or(&target.key), &rec.partition_name);
+    let rec = record(client, policy, archiver, rec, manifest_key).await?;
+    Ok(Archived {
+        rows: rec.row_count,
+        raw_bytes: rec.raw_bytes,
+        compressed_bytes: rec.compressed_bytes,
+        location: rec.object_key.map(|k| format!("s3://{}/{k}", archiver.store.settings.bucket)),
+    })
+}
+
+/// Phase 1: the partition's manifest row, which must exist (only partitions this tool detached
+/// are archived), and its table, which must exist and be detached.
+async fn load_detached(
+    client: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+) -> anyhow::Result<ManifestRecord> {
+    let rec = manifest::load(client, &policy.table, &partition.name)
+        .await?
+        .ok_or_else(|| anyhow!("no archive manifest row for {partition}: it was not detached by partition-archiver"))?;
+    let attached: Option<bool> = client
+        .query_opt(
+            "SELECT c.relispartition FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+            &[&rec.partition_schema, &rec.partition_name],
+        )
+        .await?
+        .map(|r| r.get(0));
+    match attached {
+        None => bail!(Error::integrity(format!(
+            "{} is in archive state {} but the table no longer exists: not archived, nothing dropped",
+            rec.partition(),
+            rec.state
+        ))),
+        Some(true) => bail!("{} is still attached: refusing to archive it", rec.partition()),
+        Some(false) => Ok(rec),
+    }
+}
+
+/// Phase 2: freeze the table before anything reads it (migration 20250801000003): CREATE TRIGGER
+/// waits for writers already in it and every later write fails, so the COPY, the row count and
+/// the table that is finally dropped all hold the same rows. Idempotent (a rerun replaces it).
+async fn freeze(client: &mut Client, opts: &DdlOptions, table: &QualifiedName) -> anyhow::Result<()> {
+    let freeze = format!(
+        "CREATE OR REPLACE TRIGGER partition_archiver_frozen BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} \
+         FOR EACH STATEMENT EXECUTE FUNCTION partition_archiver.refuse_writes()",
+        table.quoted()
+    );
+    run_ddl(client, opts, &format!("freeze {table}"), &[freeze])
+        .await
+        .0
+        .with_context(|| format!("freeze {table} against writes (has `partition-archiver migrate` run?)"))?;
+    Ok(())
+}
+
+fn count_sql(table: &QualifiedName) -> String {
+    format!("SELECT count(*) FROM {}", table.quoted())
+}
+
+/// Aborts a background task when dropped (an early return must not leave a count running).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The table is frozen, so a count on a second connection while the COPY streams sees exactly
+/// the rows the COPY sends, and costs no wall time where the server has a core to spare.
+fn start_side_count(archiver: &Archiver, table: &QualifiedName) -> Option<AbortOnDrop<anyhow::Result<i64>>> {
+    let db = archiver.db.clone()?;
+    let sql = count_sql(table);
+    Some(AbortOnDrop(tokio::spawn(async move {
+        let side = db.connect().await?;
+        Ok::<i64, anyhow::Error>(side.query_one(&sql, &[]).await?.get(0))
+    })))
+}
+
+/// Phase 3: COPY the table into a new multipart upload, recording `uploading` (with the upload id)
+/// before and `uploaded` (rows, bytes, checksums, version) after. Whatever a killed run left
+/// behind for the key is aborted first; a failed stream aborts its own upload and records the
+/// row `detached` again with the error.
+async fn stream(
+    client: &mut Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    target: &Target,
+) -> anyhow::Result<()> {
+    let store = &archiver.store;
+    let settings = &store.settings;
+    let Target { format, compression, ref key } = *target;
+    if let Some(old) = rec.multipart_upload_id.clone() {
+        store.abort_upload(key, &old).await?;
+    }
+    store.abort_uploads_of(key).await?;
+    let content_type = if format == Format::Csv { "text/csv" } else { "application/octet-stream" };
+    let upload_id = store.create_upload(key, content_type).await?;
+    exec(
+        client,
+        &manifest::set_state_sql(
+            &policy.table,
+            &partition.name,
+            "uploading",
+            &[
+                ("multipart_upload_id", Some(upload_id.clone())),
+                ("bucket", Some(settings.bucket.clone())),
+                ("object_key", Some(key.clone())),
+                ("format", Some(format.as_str().into())),
+                ("compression", Some(compression.as_str().into())),
+            ],
+        ),
+    )
+    .await?;
+    crate::fail_point!("after_create_upload");
+    let estimated = client
+        .query_one("SELECT pg_total_relation_size(to_regclass($1))", &[&partition.quoted()])
+        .await
+        .map(|r| r.get::<_, Option<i64>>(0).unwrap_or(0))
+        .unwrap_or(0);
+    let copy_sql = format!("COPY {} TO STDOUT {}", partition.quoted(), format.copy_options());
+    let streamed = pipeline::archive_stream(
+        client,
+        &copy_sql,
+        store,
+        key,
+        &upload_id,
+        format,
+        compression,
+        settings.compression_level,
+        settings.part_size_for(estimated.max(0) as u64),
+        settings.parts_in_flight,
+    )
+    .await;
+    let up = match streamed {
+        Ok(u) => u,
+        Err(e) => {
+            if let Err(abort) = store.abort_upload(key, &upload_id).await {
+                tracing::error!(error = %format!("{abort:#}"), %key, "could not abort the multipart upload; the next run aborts it");
+            }
+            let _ = exec(
+                client,
+                &manifest::set_state_sql(
+                    &policy.table,
+                    &partition.name,
+                    "detached",
+                    &[("last_error", Some(format!("{e:#}"))), ("multipart_upload_id", None)],
+                ),
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    exec(
+        client,
+        &manifest::set_state_sql(
+            &policy.table,
+            &partition.name,
+            "uploaded",
+            &[
+                ("row_count", Some(up.rows.to_string())),
+                ("raw_bytes", Some(up.raw_bytes.to_string())),
+                ("compressed_bytes", Some(up.compressed_bytes.to_string())),
+                ("sha256", Some(up.sha256.clone())),
+                ("checksum_composite", Some(up.composite_sha256.clone())),
+                ("etag", up.etag.clone()),
+                ("version_id", up.version_id.clone()),
+                ("multipart_upload_id", None),
+                ("uploaded_at", Some("now()".into())),
+            ],
+        ),
+    )
+    .await?;
+    crate::fail_point!("after_upload");
+    Ok(())
+}
+
+/// Phase 4: before anything can be dropped, the object is there as recorded, and the table holds
+/// exactly the rows streamed (counted on the second connection if that count finished, on this
+/// one otherwise).
+async fn verify(
+    client: &Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    side_count: Option<AbortOnDrop<anyhow::Result<i64>>>,
+) -> anyhow::Result<()> {
+    object_verifies(archiver, rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
+    let side = match side_count {
+        Some(mut task) => match (&mut task.0).await {
+            Ok(Ok(n)) => Some(n),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %format!("{e:#}"), "count on a second connection failed; counting on this one");
+                None
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let count: i64 = match side {
+        Some(n) => n,
+        None => client.query_one(&count_sql(&rec.partition()), &[]).await.context("count the partition's rows")?.get(0),
+    };
+    if Some(count) != rec.row_count {
+        bail!(Error::integrity(format!(
+            "{}: the archive holds {:?} rows but the table has {count}: not verified, nothing dropped",
+            rec.partition(),
+            rec.row_count
+        )));
+    }
+    Ok(())
+}
+
+/// Phase 5: the JSON manifest beside the object, read back and compared, then the row `verified`.
+/// Returns the record as written.
+async fn record(
+    client: &Client,
+    policy: &TablePolicy,
+    archiver: &Archiver,
+    mut rec: ManifestRecord,
+    manifest_key: String,
+) -> anyhow::Result<ManifestRecord> {
+    let store = &archiver.store;
+    rec.state = "verified".into();
+    rec.manifest_key = Some(manifest_key.clone());
+    rec.verified_at = Some(chrono::Utc::now());
+    let doc = serde_json::to_vec_pretty(&rec)?;
+    store.put_json(&manifest_key, doc).await?;
+    let back = store
+        .get_small(&manifest_key)
+        .await?
+        .ok_or_else(|| anyhow!("manifest {manifest_key} is missing right after it was written"))?;
+    let back: ManifestRecord = serde_json::from_slice(&back).context("manifest read back is not valid JSON")?;
+    if back.sha256 != rec.sha256 || back.row_count != rec.row_count || back.object_key != rec.object_key {
+        bail!(Error::integrity(format!("manifest {manifest_key} read back differs from what was written")));
+    }
+    exec(
+        client,
+        &manifest::set_state_sql(
+            &policy.table,
+            &rec.partition_name,
+            "verified",
+            &[("manifest_key", Some(manifest_key)), ("verified_at", Some("now()".into()))],
+        ),
+    )
+    .await?;
+    crate::fail_point!("after_verify");
+    Ok(rec)
+}
+
+/// Checks the uploaded object against the record: it exists, with the recorded size and S3
+/// composite SHA-256. `Ok(Err(reason))` when it does not verify.
+async fn object_verifies(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<Result<(), String>> {
+    let Some(key) = rec.object_key.as_deref() else {
+        return Ok(Err("no object key recorded".into()));
+    };
+    let Some(head) = archiver.store.head(key, rec.version_id.as_deref()).await? else {
+        return Ok(Err(format!("object s3://{}/{key} does not exist", archiver.store.settings.bucket)));
+    };
+    if Some(head.size) != rec.compressed_bytes {
+        return Ok(Err(format!("object {key} is {} bytes, the manifest says {:?}", head.size, rec.compressed_bytes)));
+    }
+    match (&head.checksum_sha256, &rec.checksum_composite) {
+        (Some(got), Some(want)) if got == want => Ok(Ok(())),
+        (got, want) => Ok(Err(format!("object {key} has checksum {got:?}, the manifest says {want:?}"))),
+    }
+}

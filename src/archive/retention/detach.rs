@@ -1,0 +1,126 @@
+//! Detach: the first transition, `attached -> detached` (through `detaching` for CONCURRENTLY).
+//! The manifest row is written with the partition's bounds and columns before or with the DETACH,
+//! so a detached table is never without its record.
+
+use crate::archive::manifest::{self, ManifestRecord};
+use crate::pg::ddl::{ddl_outside_transaction, run_ddl, DdlOptions};
+use crate::plan::ident::QualifiedName;
+use crate::plan::period::bound_literal;
+use crate::plan::policy::TablePolicy;
+use crate::plan::snapshot::{BoundValue, TableSnapshot};
+use anyhow::anyhow;
+use tokio_postgres::Client;
+
+/// Detaches `partition` and records it `detached`. A plain DETACH and its record commit in one
+/// transaction; CONCURRENTLY (which cannot run in one) records `detaching` first.
+pub async fn detach(
+    client: &mut Client,
+    policy: &TablePolicy,
+    snapshot: &TableSnapshot,
+    partition: &QualifiedName,
+    concurrently: bool,
+    opts: &DdlOptions,
+) -> (anyhow::Result<()>, u32) {
+    let record = match detach_record(client, policy, snapshot, partition).await {
+        Ok(r) => r,
+        Err(e) => return (Err(e), 0),
+    };
+    let detach = format!(
+        "ALTER TABLE {} DETACH PARTITION {}{}",
+        policy.table.quoted(),
+        partition.quoted(),
+        if concurrently { " CONCURRENTLY" } else { "" }
+    );
+    let label = format!("detach {partition}");
+    // Never replace the record of an archived partition of the same name (its object would be
+    // overwritten): the guard raises, the transaction rolls back, the partition stays attached.
+    let guard = manifest::require_not_archived_sql(&policy.table, &partition.name);
+    if !concurrently {
+        let mut rec = record;
+        rec.state = "detached".into();
+        let (r, n) = run_ddl(client, opts, &label, &[guard, manifest::upsert_sql(&rec), detach]).await;
+        crate::fail_point!("after_detach");
+        return (r.map(|_| ()), n);
+    }
+    let mut rec = record;
+    rec.state = "detaching".into();
+    let (r, mut n) = run_ddl(client, opts, &label, &[guard, manifest::upsert_sql(&rec)]).await;
+    if let Err(e) = r {
+        return (Err(e), n);
+    }
+    crate::fail_point!("before_detach_concurrently");
+    let (r, m) = ddl_outside_transaction(client, opts, &label, &detach).await;
+    n += m;
+    if let Err(e) = r {
+        return (Err(e), n);
+    }
+    let (r, m) =
+        run_ddl(client, opts, &label, &[manifest::set_state_sql(&policy.table, &partition.name, "detached", &[])])
+            .await;
+    crate::fail_point!("after_detach");
+    (r.map(|_| ()), n + m)
+}
+
+/// The manifest row of a partition about to be detached: its bounds as exact literals, its columns.
+async fn detach_record(
+    client: &Client,
+    policy: &TablePolicy,
+    snapshot: &TableSnapshot,
+    partition: &QualifiedName,
+) -> anyhow::Result<ManifestRecord> {
+    // A partition this run created (for rows found in the default partition) is not in the
+    // snapshot taken before the run: read the catalog again for it.
+    let fresh;
+    let snapshot = if snapshot.partitions.iter().any(|p| &p.name == partition) {
+        snapshot
+    } else {
+        fresh = crate::pg::catalog::load_snapshot(client, policy).await.map_err(anyhow::Error::new)?;
+        &fresh
+    };
+    let info = snapshot
+        .partitions
+        .iter()
+        .find(|p| &p.name == partition)
+        .ok_or_else(|| anyhow!("{partition} is not a partition of {}", policy.table))?;
+    let (from, to) = info.range().ok_or_else(|| anyhow!("{partition} is the default partition: never archived"))?;
+    let lit = |b: BoundValue| match b {
+        BoundValue::At(t) => Some(bound_literal(snapshot.key_type, policy.time_zone, t)),
+        _ => None,
+    };
+    let columns = crate::pg::catalog::columns(client, partition).await?;
+    let key_type = serde_json::to_value(snapshot.key_type)?.as_str().unwrap_or_default().to_string();
+    Ok(ManifestRecord {
+        manifest_version: manifest::MANIFEST_VERSION,
+        table_schema: policy.table.schema.clone(),
+        table_name: policy.table.name.clone(),
+        partition_schema: partition.schema.clone(),
+        partition_name: partition.name.clone(),
+        key_column: policy.column.clone(),
+        key_type,
+        time_zone: policy.time_zone.name().to_string(),
+        range_from: lit(from),
+        range_to: lit(to),
+        columns,
+        state: "detaching".into(),
+        row_count: None,
+        raw_bytes: None,
+        compressed_bytes: None,
+        sha256: None,
+        format: None,
+        compression: None,
+        bucket: None,
+        object_key: None,
+        manifest_key: None,
+        version_id: None,
+        etag: None,
+        checksum_composite: None,
+        multipart_upload_id: None,
+        pg_version: None,
+        tool_version: None,
+        moved_to_schema: None,
+        created_at: None,
+        uploaded_at: None,
+        verified_at: None,
+        finished_at: None,
+    })
+}

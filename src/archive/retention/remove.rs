@@ -1,0 +1,61 @@
+//! The end of a partition's life in PostgreSQL: DROP (only `verified`) or a move to the historical
+//! schema (`verified`, or `detached` for the detach-only policy). Each is one transaction that
+//! first checks the manifest state, so nothing unverified is ever dropped.
+
+use crate::archive::manifest;
+use crate::pg::ddl::{run_ddl, DdlOptions};
+use crate::plan::ident::{quote_ident, QualifiedName};
+use crate::plan::policy::{RetentionAction, TablePolicy};
+
+/// Drops a verified partition. Whatever happened to the freeze trigger since (dropped, disabled),
+/// the table may not hold more rows than its archive (and exactly as many if the trigger is gone;
+/// fewer are rows foreign-key cascades removed), checked under the lock the DROP takes anyway (the
+/// table is detached: nobody else waits for it).
+pub async fn drop_partition(
+    client: &mut tokio_postgres::Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    opts: &DdlOptions,
+) -> (anyhow::Result<()>, u32) {
+    let statements = [
+        manifest::require_state_sql(&policy.table, &partition.name, &["verified"]),
+        format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", partition.quoted()),
+        manifest::require_row_count_sql(&policy.table, partition),
+        format!("DROP TABLE {}", partition.quoted()),
+        manifest::set_state_sql(&policy.table, &partition.name, "dropped", &[("finished_at", Some("now()".into()))]),
+    ];
+    let (r, n) = run_ddl(client, opts, &format!("drop {partition}"), &statements).await;
+    crate::fail_point!("after_drop");
+    (r.map(|_| ()), n)
+}
+
+/// Moves a partition to the historical schema (it stays frozen: it mirrors its archive).
+pub async fn move_to_schema(
+    client: &mut tokio_postgres::Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    schema: &str,
+    opts: &DdlOptions,
+) -> (anyhow::Result<()>, u32) {
+    let allowed: &[&str] = match policy.retention_action {
+        RetentionAction::DetachOnly => &["detaching", "detached"],
+        _ => &["verified"],
+    };
+    let statements = [
+        manifest::require_state_sql(&policy.table, &partition.name, allowed),
+        format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)),
+        format!("ALTER TABLE {} SET SCHEMA {}", partition.quoted(), quote_ident(schema)),
+        manifest::set_state_sql(
+            &policy.table,
+            &partition.name,
+            "moved",
+            &[
+                ("moved_to_schema", Some(schema.to_string())),
+                ("partition_schema", Some(schema.to_string())),
+                ("finished_at", Some("now()".into())),
+            ],
+        ),
+    ];
+    let (r, n) = run_ddl(client, opts, &format!("move {partition} to {schema}"), &statements).await;
+    (r.map(|_| ()), n)
+}

@@ -1,0 +1,119 @@
+//! The partition-creation steps: the default partition, range partitions ahead of time (moving
+//! rows out of the default partition when needed), and finishing an interrupted
+//! `DETACH ... CONCURRENTLY`. Each is DDL under [`crate::pg::ddl`]'s `lock_timeout` and retries.
+
+use crate::pg::ddl::{ddl_outside_transaction, run_ddl, sqlstate, DdlOptions};
+use crate::plan::ident::{quote_ident, quote_literal, QualifiedName};
+use crate::plan::policy::TablePolicy;
+use crate::plan::snapshot::TableSnapshot;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::Client;
+
+/// `ALTER TABLE parent DETACH PARTITION p FINALIZE`: completes a detach a killed run left pending.
+pub async fn finalize_detach(
+    client: &Client,
+    parent: &QualifiedName,
+    partition: &QualifiedName,
+    opts: &DdlOptions,
+) -> (anyhow::Result<()>, u32) {
+    let sql = format!("ALTER TABLE {} DETACH PARTITION {} FINALIZE", parent.quoted(), partition.quoted());
+    ddl_outside_transaction(client, opts, &format!("finalize detach of {partition}"), &sql).await
+}
+
+/// The default partition (`PARTITION OF ... DEFAULT`, created once, so its ACCESS EXCLUSIVE on the
+/// parent is paid once).
+pub async fn create_default(
+    client: &mut Client,
+    parent: &QualifiedName,
+    partition: &QualifiedName,
+    opts: &DdlOptions,
+) -> (anyhow::Result<()>, u32) {
+    let sql = format!("CREATE TABLE {} PARTITION OF {} DEFAULT", partition.quoted(), parent.quoted());
+    let (r, n) = run_ddl(client, opts, &format!("create {partition}"), &[sql]).await;
+    (r.map(|_| ()), n)
+}
+
+/// Creates one range partition: `CREATE TABLE (LIKE parent)` + `ATTACH`, or, when rows for its range
+/// sit in the default partition, detach default + create + move the rows + re-attach default, all
+/// in one transaction. Returns the rows moved out of the default partition.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_partition(
+    client: &mut Client,
+    policy: &TablePolicy,
+    snapshot: &TableSnapshot,
+    partition: &QualifiedName,
+    from: &str,
+    to: &str,
+    rows_in_default: i64,
+    opts: &DdlOptions,
+) -> (anyhow::Result<i64>, u32) {
+    let parent = policy.table.quoted();
+    // Not `CREATE TABLE ... PARTITION OF`, which holds ACCESS EXCLUSIVE on the parent (every insert
+    // and query of the table waits): a table shaped like the parent, then ATTACH, which holds only
+    // SHARE UPDATE EXCLUSIVE on the parent, so inserts into the other partitions go on. (ATTACH
+    // still locks the default partition while it checks that no row there belongs to the new
+    // range: the planner saw none, so that scan is of an empty or small table.) ATTACH creates the
+    // parent's indexes, foreign keys and row triggers on the new table, as PARTITION OF does;
+    // the LIKE options copy what ATTACH requires to match (NOT NULL, CHECKs, generated columns)
+    // and what PARTITION OF would have given (defaults, storage, compression). One transaction:
+    // a failed ATTACH leaves no stray table.
+    // PARTITION OF would also put the table in the parent's tablespace, if it has one.
+    let tablespace = match client
+        .query_opt(
+            "SELECT t.spcname::text FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = $1::text::regclass",
+            &[&parent],
+        )
+        .await
+    {
+        Ok(row) => row.map(|r| format!(" TABLESPACE {}", quote_ident(&r.get::<_, String>(0)))).unwrap_or_default(),
+        Err(e) => return (Err(anyhow::Error::new(e).context(format!("read the tablespace of {parent}"))), 1),
+    };
+    let create = [
+        format!(
+            "CREATE TABLE {} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED \
+             INCLUDING STORAGE INCLUDING COMPRESSION){tablespace}",
+            partition.quoted()
+        ),
+        format!(
+            "ALTER TABLE {parent} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})",
+            partition.quoted(),
+            quote_literal(from),
+            quote_literal(to)
+        ),
+    ];
+    let label = format!("create {partition}");
+    let default = snapshot.default_partition().map(|d| d.name.clone());
+    if rows_in_default == 0 || default.is_none() {
+        let (r, n) = run_ddl(client, opts, &label, &create).await;
+        match r {
+            Ok(_) => return (Ok(0), n),
+            // Rows reached the default partition after the snapshot was taken: move them.
+            Err(e) if default.is_some() && sqlstate(&e) == Some(SqlState::CHECK_VIOLATION) => {}
+            Err(e) => return (Err(e), n),
+        }
+    }
+    let default = default.expect("checked above");
+    let columns = match crate::pg::catalog::columns(&*client, &policy.table).await {
+        Ok(c) => c.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", "),
+        Err(e) => return (Err(e), 1),
+    };
+    let key = quote_ident(&policy.column);
+    let move_rows = format!(
+        "WITH moved AS (DELETE FROM {d} WHERE {key} >= {f} AND {key} < {t} RETURNING {columns}) \
+         INSERT INTO {p} ({columns}) OVERRIDING SYSTEM VALUE SELECT {columns} FROM moved",
+        d = default.quoted(),
+        f = quote_literal(from),
+        t = quote_literal(to),
+        p = partition.quoted(),
+    );
+    let [create_table, attach] = create;
+    let statements = [
+        format!("ALTER TABLE {parent} DETACH PARTITION {}", default.quoted()),
+        create_table,
+        attach,
+        move_rows,
+        format!("ALTER TABLE {parent} ATTACH PARTITION {} DEFAULT", default.quoted()),
+    ];
+    let (r, n) = run_ddl(client, opts, &label, &statements).await;
+    (r.map(|counts| counts[3] as i64), n)
+}
