@@ -1,7 +1,8 @@
 //! The real Lambda, locally: `cargo lambda watch` emulates the Lambda Runtime API, the function
-//! (the binary under test) runs against it with its database credentials from a LocalStack
-//! Secrets Manager secret (no database variable in its environment), and it is invoked with
-//! `cargo lambda invoke`, as in the README.
+//! runs against it with its database credentials from a LocalStack Secrets Manager secret (no
+//! database variable in its environment), and it is invoked with `cargo lambda invoke`, as in the
+//! README. Twice: with the binary under test (host, with fault points), and with the artifact
+//! users deploy (release, arm64, under qemu on an x86_64 machine).
 
 use crate::harness::*;
 use std::net::TcpStream;
@@ -48,6 +49,17 @@ fn invoke(port: u16, event: &str) -> (bool, String) {
 
 #[tokio::test]
 async fn the_function_runs_under_cargo_lambda_with_credentials_from_the_secret() {
+    scheduled_maintain_then_restore(Command::new(BIN)).await;
+}
+
+#[tokio::test]
+async fn the_arm64_artifact_runs_the_same_under_cargo_lambda() {
+    scheduled_maintain_then_restore(crate::artifact::arm64_command()).await;
+}
+
+/// The function, started by `function` as the Lambda service would start it: the scheduled event
+/// archives a month, a restore event brings it back identical, a malformed event is a typed error.
+async fn scheduled_maintain_then_restore(mut function: Command) {
     let env = TestEnv::migrated().await;
     env.db
         .batch_execute(
@@ -100,7 +112,6 @@ async fn the_function_runs_under_cargo_lambda_with_credentials_from_the_secret()
         assert!(started.elapsed() < Duration::from_secs(60), "cargo lambda watch did not start; see {log_path}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let mut function = Command::new(BIN);
     function.env_clear();
     for (k, v) in [
         ("PATH", std::env::var("PATH").unwrap_or_default()),

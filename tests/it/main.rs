@@ -1,6 +1,7 @@
 //! Integration tests against a real PostgreSQL and a real S3-compatible server (LocalStack),
 //! started by `scripts/test.sh`. One test crate, split into modules, so the suite links once.
 mod archive;
+mod artifact;
 mod faults;
 mod harness;
 mod lambda;
