@@ -3,7 +3,8 @@
 //! for people).
 
 use crate::archive::manifest::ManifestRecord;
-use crate::archive::restore::{RestoreReport, VerifyItem};
+use crate::archive::restore::{RestoreOutcome, RestoreReport, VerifyItem};
+use crate::archive::retrieval::Pending;
 use crate::archive::Archiver;
 use crate::config::Settings;
 use crate::error::Error;
@@ -25,11 +26,38 @@ pub struct App {
 #[serde(untagged)]
 pub enum Response {
     Run(RunReport),
-    Migrate { action: &'static str, ok: bool, migrations: Vec<MigrationOutcome> },
-    Status { action: &'static str, ok: bool, now: DateTime<Utc>, tables: Vec<TableStatusReport> },
-    Restore { action: &'static str, ok: bool, restore: RestoreReport },
-    Verify { action: &'static str, ok: bool, archives: Vec<VerifyItem> },
-    List { action: &'static str, ok: bool, archives: Vec<ManifestRecord> },
+    Migrate {
+        action: &'static str,
+        ok: bool,
+        migrations: Vec<MigrationOutcome>,
+    },
+    Status {
+        action: &'static str,
+        ok: bool,
+        now: DateTime<Utc>,
+        tables: Vec<TableStatusReport>,
+    },
+    Restore {
+        action: &'static str,
+        ok: bool,
+        restore: RestoreReport,
+    },
+    /// A restore waiting for S3 to bring an object back from cold storage: nothing was changed.
+    RestorePending {
+        action: &'static str,
+        ok: bool,
+        pending: Pending,
+    },
+    Verify {
+        action: &'static str,
+        ok: bool,
+        archives: Vec<VerifyItem>,
+    },
+    List {
+        action: &'static str,
+        ok: bool,
+        archives: Vec<ManifestRecord>,
+    },
 }
 
 impl Response {
@@ -39,8 +67,17 @@ impl Response {
             Response::Migrate { ok, .. }
             | Response::Status { ok, .. }
             | Response::Restore { ok, .. }
+            | Response::RestorePending { ok, .. }
             | Response::Verify { ok, .. }
             | Response::List { ok, .. } => *ok,
+        }
+    }
+
+    /// Waiting for a retrieval (CLI exit code 4: run again later).
+    pub fn pending(&self) -> Option<&Pending> {
+        match self {
+            Response::RestorePending { pending, .. } => Some(pending),
+            _ => None,
         }
     }
 
@@ -87,6 +124,9 @@ impl Response {
                     "restored {} rows of {} {} into {} (SHA-256 {} verified, from {})\n",
                     r.rows, r.table, r.partition, r.restored_as, r.sha256, r.source
                 );
+                if let Some(id) = &r.system_identifier {
+                    s.push_str(&format!("archived by the database with system_identifier {id}\n"));
+                }
                 if r.attached {
                     s.push_str(&format!("attached to {}\n", r.table));
                 } else if let Some(why) = &r.not_attached_because {
@@ -94,13 +134,15 @@ impl Response {
                 }
                 s
             }
+            Response::RestorePending { pending, .. } => format!("pending: {}\n", pending.message),
             Response::Verify { archives, .. } => archives
                 .iter()
                 .map(|a| {
                     format!(
-                        "{} {:<32} {}\n",
+                        "{} {:<32} {:<5} {}\n",
                         if a.ok { "ok  " } else { "FAIL" },
                         format!("{}.{}", a.table, a.partition),
+                        a.checked,
                         a.message
                     )
                 })
@@ -206,12 +248,15 @@ impl App {
                     self.settings.ddl.lock_timeout.as_millis() as u64,
                 )
                 .await?;
-                Ok(Response::Restore { action, ok: true, restore })
+                Ok(match restore {
+                    RestoreOutcome::Restored(restore) => Response::Restore { action, ok: true, restore },
+                    RestoreOutcome::Pending(pending) => Response::RestorePending { action, ok: false, pending },
+                })
             }
-            Request::Verify { table } => {
+            Request::Verify { table, deep } => {
                 let archiver = self.archiver()?;
                 let client = self.connect().await?;
-                let archives = crate::archive::restore::verify_all(&client, archiver, table.as_ref()).await?;
+                let archives = crate::archive::restore::verify_all(&client, archiver, table.as_ref(), deep).await?;
                 Ok(Response::Verify { action, ok: archives.iter().all(|a| a.ok), archives })
             }
             Request::List { table } => {

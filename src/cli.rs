@@ -4,6 +4,7 @@ use crate::error::Error;
 use crate::request::{parse_now, parse_tables, Request};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,29 +47,41 @@ pub enum Command {
     },
     /// Same as `maintain --dry-run`.
     Plan {
+        /// Pretend the time is this (RFC 3339), e.g. 2026-11-24T10:00:00Z.
         #[arg(long)]
         now: Option<String>,
+        /// Only these tables (schema.table); repeatable. Default: every enabled table in part_config.
         #[arg(long = "table")]
         tables: Vec<String>,
     },
     /// Partitions, bounds, sizes, rows in default, and what the next run would do.
     Status {
+        /// Pretend the time is this (RFC 3339), e.g. 2026-11-24T10:00:00Z.
         #[arg(long)]
         now: Option<String>,
+        /// Only these tables (schema.table); repeatable. Default: every enabled table in part_config.
         #[arg(long = "table")]
         tables: Vec<String>,
     },
     /// Archive one partition now (detach, upload, verify, then drop or move).
     Archive {
+        /// The partitioned table (schema.table; `public.` may be left out).
         #[arg(long)]
         table: String,
+        /// The partition to archive (its table name, e.g. trades_2026_03): a whole period that has ended.
         #[arg(long)]
         partition: String,
     },
     /// Restore an archived partition from S3 into a new table, verified.
+    ///
+    /// An object in cold storage (Glacier, Deep Archive, Intelligent-Tiering archive tiers) is
+    /// requested back first (RESTORE_RETRIEVAL_TIER, RESTORE_RETRIEVAL_DAYS) and the command exits
+    /// with code 4, "pending", having changed nothing: run it again later, or pass --wait.
     Restore {
+        /// The partitioned table the partition belonged to (schema.table).
         #[arg(long)]
         table: String,
+        /// The archived partition's name, e.g. trades_2026_03 (see `list`).
         #[arg(long)]
         partition: String,
         /// Schema to restore into (created if missing); default RESTORE_SCHEMA or archive_restore.
@@ -77,14 +90,27 @@ pub enum Command {
         /// Attach the restored table back to its parent if its range is free.
         #[arg(long)]
         attach: bool,
+        /// If the object is in cold storage, wait for its retrieval (checking with backoff) and then restore.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: seconds before the first check; doubled after each, up to 15 minutes.
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "wait")]
+        poll_interval: u64,
     },
-    /// Re-read archived objects and check SHA-256 and row counts against the manifest.
+    /// Check archived objects against the manifest: size, S3 checksum, version and storage class
+    /// by HEAD (no data read, no retrieval charges, whatever the storage class).
     Verify {
+        /// Only this table's archives (schema.table).
         #[arg(long)]
         table: Option<String>,
+        /// Also read every object back and check its SHA-256 and row count (objects in cold storage
+        /// are reported as not readable without a retrieval, and not retrieved).
+        #[arg(long)]
+        deep: bool,
     },
     /// List the archive manifest.
     List {
+        /// Only this table's archives (schema.table).
         #[arg(long)]
         table: Option<String>,
     },
@@ -113,7 +139,7 @@ impl Command {
                 check(&partition)?;
                 Request::Archive { table: one_table(table)?, partition }
             }
-            Command::Restore { table, partition, into_schema, attach } => {
+            Command::Restore { table, partition, into_schema, attach, .. } => {
                 check(&partition)?;
                 if let Some(s) = &into_schema {
                     crate::plan::ident::validate_ident(s)
@@ -121,21 +147,39 @@ impl Command {
                 }
                 Request::Restore { table: one_table(table)?, partition, into_schema, attach }
             }
-            Command::Verify { table } => Request::Verify { table: table.map(one_table).transpose()? },
+            Command::Verify { table, deep } => Request::Verify { table: table.map(one_table).transpose()?, deep },
             Command::List { table } => Request::List { table: table.map(one_table).transpose()? },
         })
     }
 }
 
-/// Exit codes: 0 done, 1 a table or step failed, 2 bad input (nothing changed), 3 transient.
+/// Checks of a `restore --wait` are spaced out to at most this.
+const MAX_POLL: Duration = Duration::from_secs(15 * 60);
+
+/// Exit codes: 0 done, 1 a table or step failed, 2 bad input (nothing changed), 3 transient,
+/// 4 pending (a retrieval from cold storage: run again later).
 pub async fn run(cli: Cli) -> i32 {
     use std::io::IsTerminal;
     let output = cli.output.unwrap_or(if std::io::stdout().is_terminal() { Output::Human } else { Output::Json });
+    let wait = match &cli.command {
+        Command::Restore { wait: true, poll_interval, .. } => Some(Duration::from_secs(*poll_interval)),
+        _ => None,
+    };
     let result = async {
         let request = cli.command.into_request()?;
         let settings = crate::config::Settings::load(cli.config.as_deref()).await?;
         let app = crate::app::App::new(settings).await;
-        app.handle(request).await
+        let Some(first_delay) = wait else {
+            return app.handle(request).await;
+        };
+        let mut waiting = Waiting::new(first_delay);
+        loop {
+            let response = app.handle(request.clone()).await?;
+            match response.pending() {
+                Some(pending) => waiting.wait(pending).await,
+                None => return Ok(response),
+            }
+        }
     }
     .await;
     match result {
@@ -144,7 +188,9 @@ pub async fn run(cli: Cli) -> i32 {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&response).expect("report serializes")),
                 Output::Human => print!("{}", response.human()),
             }
-            if response.ok() {
+            if response.pending().is_some() {
+                4
+            } else if response.ok() {
                 0
             } else {
                 1
@@ -163,6 +209,57 @@ pub async fn run(cli: Cli) -> i32 {
                 crate::error::ErrorKind::Transient | crate::error::ErrorKind::AlreadyRunning => 3,
                 crate::error::ErrorKind::Integrity => 1,
             }
+        }
+    }
+}
+
+/// `restore --wait`: sleeps between checks with backoff, and shows that it waits: a spinner with
+/// the next check's time on a terminal, one log line per check otherwise.
+struct Waiting {
+    delay: Duration,
+    checks: u32,
+    started: std::time::Instant,
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+impl Waiting {
+    fn new(first: Duration) -> Self {
+        use std::io::IsTerminal;
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let s = indicatif::ProgressBar::new_spinner();
+            s.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").expect("template"),
+            );
+            s.enable_steady_tick(Duration::from_millis(200));
+            s
+        });
+        Self { delay: first, checks: 0, started: std::time::Instant::now(), spinner }
+    }
+
+    async fn wait(&mut self, pending: &crate::archive::retrieval::Pending) {
+        self.checks += 1;
+        let line = format!(
+            "waiting for the {} retrieval of {} ({} tier, {}): check {}, next in {} s",
+            pending.storage_class,
+            pending.object,
+            pending.tier.as_str(),
+            pending.retrieval,
+            self.checks,
+            self.delay.as_secs()
+        );
+        match &self.spinner {
+            Some(s) => s.set_message(line),
+            None => tracing::info!(waited_s = self.started.elapsed().as_secs(), "{line}"),
+        }
+        tokio::time::sleep(self.delay).await;
+        self.delay = (self.delay * 2).min(MAX_POLL.max(self.delay));
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        if let Some(s) = &self.spinner {
+            s.finish_and_clear();
         }
     }
 }

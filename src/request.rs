@@ -14,12 +14,33 @@ pub const MAX_TABLES: usize = 1000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Migrate,
-    Maintain { dry_run: bool, now: Option<DateTime<Utc>>, tables: Vec<QualifiedName> },
-    Status { now: Option<DateTime<Utc>>, tables: Vec<QualifiedName> },
-    Archive { table: QualifiedName, partition: String },
-    Restore { table: QualifiedName, partition: String, into_schema: Option<String>, attach: bool },
-    Verify { table: Option<QualifiedName> },
-    List { table: Option<QualifiedName> },
+    Maintain {
+        dry_run: bool,
+        now: Option<DateTime<Utc>>,
+        tables: Vec<QualifiedName>,
+    },
+    Status {
+        now: Option<DateTime<Utc>>,
+        tables: Vec<QualifiedName>,
+    },
+    Archive {
+        table: QualifiedName,
+        partition: String,
+    },
+    Restore {
+        table: QualifiedName,
+        partition: String,
+        into_schema: Option<String>,
+        attach: bool,
+    },
+    /// `deep`: also read every object back (only those S3 serves now); by default HEAD only.
+    Verify {
+        table: Option<QualifiedName>,
+        deep: bool,
+    },
+    List {
+        table: Option<QualifiedName>,
+    },
 }
 
 impl Request {
@@ -68,9 +89,13 @@ enum RawEvent {
         into_schema: Option<String>,
         #[serde(default)]
         attach: bool,
+        /// Refused with a clear message: waiting is the CLI's (`restore --wait`).
+        wait: Option<serde_json::Value>,
     },
     Verify {
         table: Option<String>,
+        #[serde(default)]
+        deep: bool,
     },
     List {
         table: Option<String>,
@@ -127,7 +152,14 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
         RawEvent::Archive { table, partition } => {
             Request::Archive { table: parse_tables(&[table])?.remove(0), partition: partition_name(&partition)? }
         }
-        RawEvent::Restore { table, partition, into_schema, attach } => {
+        RawEvent::Restore { table, partition, into_schema, attach, wait } => {
+            if wait.is_some() {
+                return Err(Error::invalid(
+                    "\"wait\" is a CLI option (restore --wait): a Lambda invocation cannot wait the hours a retrieval \
+                     takes. Invoke restore again later (it reports \"pending\" until the object is back), or start the \
+                     template's RestoreStateMachine",
+                ));
+            }
             if let Some(s) = &into_schema {
                 crate::plan::ident::validate_ident(s).map_err(|e| Error::invalid(format!("into_schema {s:?}: {e}")))?;
             }
@@ -138,8 +170,8 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
                 attach,
             }
         }
-        RawEvent::Verify { table } => {
-            Request::Verify { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)) }
+        RawEvent::Verify { table, deep } => {
+            Request::Verify { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)), deep }
         }
         RawEvent::List { table } => {
             Request::List { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)) }

@@ -43,6 +43,13 @@ pub struct ManifestRecord {
     pub multipart_upload_id: Option<String>,
     pub pg_version: Option<String>,
     pub tool_version: Option<String>,
+    /// `system_identifier` of the database that archived the partition (absent in archives made
+    /// before it was recorded).
+    #[serde(default)]
+    pub system_identifier: Option<String>,
+    /// The token written into the data object's metadata by the upload that made it.
+    #[serde(default)]
+    pub upload_token: Option<String>,
     #[serde(default)]
     pub moved_to_schema: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
@@ -225,13 +232,15 @@ pub fn upsert_sql(r: &ManifestRecord) -> String {
     format!(
         "INSERT INTO partition_archiver.archive_manifest
            (table_schema, table_name, partition_schema, partition_name, key_column, key_type, time_zone,
-            range_from, range_to, columns, state, pg_version, tool_version)
-         VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, current_setting('server_version'), {})
+            range_from, range_to, columns, state, pg_version, tool_version, system_identifier)
+         VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}::jsonb, {}, current_setting('server_version'), {},
+                 (SELECT system_identifier::text FROM pg_control_system()))
          ON CONFLICT (table_schema, table_name, partition_name) DO UPDATE SET
            partition_schema = EXCLUDED.partition_schema, key_column = EXCLUDED.key_column, key_type = EXCLUDED.key_type,
            time_zone = EXCLUDED.time_zone, range_from = EXCLUDED.range_from, range_to = EXCLUDED.range_to,
            columns = EXCLUDED.columns, state = EXCLUDED.state, pg_version = EXCLUDED.pg_version,
-           tool_version = EXCLUDED.tool_version, row_count = NULL, raw_bytes = NULL, compressed_bytes = NULL,
+           tool_version = EXCLUDED.tool_version, system_identifier = EXCLUDED.system_identifier,
+           upload_token = NULL, row_count = NULL, raw_bytes = NULL, compressed_bytes = NULL,
            sha256 = NULL, object_key = NULL, manifest_key = NULL, version_id = NULL, etag = NULL,
            checksum_composite = NULL, moved_to_schema = NULL, last_error = NULL, uploaded_at = NULL,
            verified_at = NULL, finished_at = NULL, updated_at = now()

@@ -6,15 +6,19 @@
 //! - [`manifest`]: the manifest record (database row = JSON document) and the key layout.
 //! - [`rows`]: row counting in CSV and binary COPY streams.
 //! - [`restore`]: restore (one transaction, verified), verify, manifest lookup in S3.
-//! - [`settings`]: bucket, prefix, format, compression, part sizes, validated.
+//! - [`retrieval`]: cold storage: which objects S3 serves now, what to request for the others.
+//! - [`check`]: an object against its manifest record, by HEAD (free) or by reading it.
+//! - [`settings`]: bucket, prefix, format, compression, part sizes, retrieval, validated.
 //!
 //! May import: [`crate::pg`], [`crate::plan`], [`crate::error`], [`crate::retry`]; never the
 //! executor, AWS metrics or the front doors.
 
+pub mod check;
 pub mod manifest;
 pub mod pipeline;
 pub mod restore;
 pub mod retention;
+pub mod retrieval;
 pub mod rows;
 pub mod settings;
 pub mod store;

@@ -23,9 +23,10 @@ use tokio::sync::mpsc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
-/// What the archive pipeline produced.
+/// What the archive pipeline streamed: every part is uploaded, the upload is not completed yet
+/// (the caller records these figures first, then completes it write-once).
 #[derive(Debug, Clone)]
-pub struct Uploaded {
+pub struct Streamed {
     pub rows: u64,
     pub raw_bytes: u64,
     pub compressed_bytes: u64,
@@ -33,9 +34,8 @@ pub struct Uploaded {
     pub sha256: String,
     /// S3's composite checksum of the multipart object: base64(SHA-256(part digests)) + "-N".
     pub composite_sha256: String,
-    pub parts: usize,
-    pub etag: Option<String>,
-    pub version_id: Option<String>,
+    /// (part number, ETag, base64 SHA-256) of every part, in order: what completing needs.
+    pub parts: Vec<(i32, String, String)>,
 }
 
 /// COPY rows are handed to the compressor in batches of about this many bytes.
@@ -205,7 +205,7 @@ impl Encoder {
 }
 
 /// Streams `copy_sql` (a `COPY ... TO STDOUT`) into the multipart upload `upload_id` of `key`.
-/// Does not complete or abort the upload on error: the caller aborts (it also owns the record).
+/// Neither completes the upload nor aborts it on error: the caller does both (it owns the record).
 #[allow(clippy::too_many_arguments)]
 pub async fn archive_stream(
     db: &tokio_postgres::Client,
@@ -218,7 +218,7 @@ pub async fn archive_stream(
     level: i32,
     part_size: usize,
     parts_in_flight: usize,
-) -> anyhow::Result<Uploaded> {
+) -> anyhow::Result<Streamed> {
     let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
     let (part_tx, mut part_rx) = mpsc::channel::<Part>(1);
@@ -312,8 +312,7 @@ pub async fn archive_stream(
         .iter()
         .map(|(n, etag, d)| (*n, etag.clone(), base64::engine::general_purpose::STANDARD.encode(d)))
         .collect();
-    let (etag, version_id) = store.complete_upload(key, upload_id, &parts).await?;
-    Ok(Uploaded { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts: done.len(), etag, version_id })
+    Ok(Streamed { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts })
 }
 
 /// A `Read` over chunks arriving on a channel (the decompressor's input).
@@ -343,7 +342,33 @@ pub struct Restored {
     pub rows_copied: u64,
     pub rows_counted: u64,
     pub compressed_bytes: u64,
+    /// SHA-256 of the object as stored (compressed), hex.
     pub sha256: String,
+    /// Size and SHA-256 (hex) of the decompressed COPY data: comparable with [`copy_digest`].
+    pub raw_bytes: u64,
+    pub raw_sha256: String,
+}
+
+/// Rows, size and SHA-256 (hex) of what `copy_sql` (a `COPY ... TO STDOUT`) sends, without keeping
+/// it: compared with an object's decompressed content to tell whether the object holds exactly
+/// this table's rows.
+pub async fn copy_digest(
+    db: &tokio_postgres::Client,
+    copy_sql: &str,
+    format: Format,
+) -> anyhow::Result<(u64, u64, String)> {
+    let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
+    let mut copy = std::pin::pin!(copy);
+    let (mut hash, mut bytes) = (Sha256::new(), 0u64);
+    let mut counter = RowCounter::new(format, format == Format::Csv);
+    while let Some(chunk) = copy.next().await {
+        let chunk = chunk.context("read COPY stream")?;
+        bytes += chunk.len() as u64;
+        hash.update(&chunk);
+        counter.feed(&chunk);
+    }
+    let rows = counter.finish().map_err(|e| anyhow!("COPY stream: {e}"))?;
+    Ok((rows, bytes, hex::encode(hash.finalize())))
 }
 
 /// Streams the object into `copy_in_sql` (a `COPY ... FROM STDIN`) on `tx`'s connection. The
@@ -383,7 +408,7 @@ async fn read_object(
     let (comp_tx, comp_rx) = mpsc::channel::<Bytes>(8);
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
 
-    let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
+    let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, String)> {
         let input = ChannelReader { rx: comp_rx, current: Bytes::new() };
         let mut decoder: Box<dyn Read> = match compression {
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).context("start zstd decoder")?),
@@ -391,6 +416,7 @@ async fn read_object(
             Compression::None => Box::new(input),
         };
         let mut counter = RowCounter::new(format, format == Format::Csv);
+        let (mut raw_hash, mut raw_bytes) = (Sha256::new(), 0u64);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = decoder.read(&mut buf).context("decompress (corrupt or truncated object?)")?;
@@ -398,11 +424,14 @@ async fn read_object(
                 break;
             }
             counter.feed(&buf[..n]);
+            raw_hash.update(&buf[..n]);
+            raw_bytes += n as u64;
             if raw_tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
                 bail!("COPY FROM stopped");
             }
         }
-        counter.finish().map_err(|e| anyhow!("archive content: {e}"))
+        let rows = counter.finish().map_err(|e| anyhow!("archive content: {e}"))?;
+        Ok((rows, raw_bytes, hex::encode(raw_hash.finalize())))
     });
 
     let downloader = tokio::spawn(async move {
@@ -421,9 +450,16 @@ async fn read_object(
 
     let Some((db, copy_in_sql)) = copy else {
         while raw_rx.recv().await.is_some() {}
-        let rows_counted = decompressor.await.context("decompressor panicked")??;
+        let (rows_counted, raw_bytes, raw_sha256) = decompressor.await.context("decompressor panicked")??;
         let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;
-        return Ok(Restored { rows_copied: rows_counted, rows_counted, compressed_bytes, sha256 });
+        return Ok(Restored {
+            rows_copied: rows_counted,
+            rows_counted,
+            compressed_bytes,
+            sha256,
+            raw_bytes,
+            raw_sha256,
+        });
     };
     let sink = db.copy_in::<_, Bytes>(copy_in_sql).await.context("start COPY FROM STDIN")?;
     let mut sink = std::pin::pin!(sink);
@@ -435,12 +471,12 @@ async fn read_object(
         }
     }
     drop(raw_rx);
-    let rows_counted = decompressor.await.context("decompressor panicked")?;
+    let decompressed = decompressor.await.context("decompressor panicked")?;
     let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;
-    let rows_counted = rows_counted?;
+    let (rows_counted, raw_bytes, raw_sha256) = decompressed?;
     if let Some(e) = copy_err {
         return Err(anyhow::Error::new(e).context("COPY FROM STDIN"));
     }
     let rows_copied = sink.as_mut().finish().await.context("finish COPY FROM STDIN")?;
-    Ok(Restored { rows_copied, rows_counted, compressed_bytes, sha256 })
+    Ok(Restored { rows_copied, rows_counted, compressed_bytes, sha256, raw_bytes, raw_sha256 })
 }

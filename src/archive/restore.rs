@@ -1,13 +1,20 @@
 //! Restore an archived partition into PostgreSQL, verified; re-verify archives; list them.
 //!
+//! Cold storage: before anything changes, restore HEADs the object (and, when the database has no
+//! manifest row, the JSON manifest). One S3 will not serve yet gets a `RestoreObject` request and
+//! the restore returns [`RestoreOutcome::Pending`]: nothing in PostgreSQL is touched, and a later
+//! restore finds the retrieval done and restores as usual.
+//!
 //! Restore: find the manifest (the database's row, or the JSON beside the object when the row is
 //! gone) -> one transaction: create `{schema}.{partition}` from the manifest's columns, stream the
 //! object through SHA-256 and the decompressor into `COPY FROM STDIN` -> commit only if the
 //! SHA-256 and both row counts match the manifest. With `attach`, attach it back to its parent
 //! if the range is free, or say why not.
 
+use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
 use crate::archive::pipeline;
+use crate::archive::retrieval::{self, Access, Pending};
 use crate::archive::Archiver;
 use crate::error::{Error, ErrorKind};
 use crate::plan::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
@@ -23,6 +30,9 @@ pub struct RestoreReport {
     pub rows: u64,
     pub sha256: String,
     pub source: String,
+    /// The database that made the archive (`system_identifier`), when the manifest records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
     pub attached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_attached_because: Option<String>,
@@ -32,16 +42,62 @@ fn wrap(e: anyhow::Error) -> Error {
     Error::transient(e)
 }
 
+/// What a restore did: restored, or asked S3 for a retrieval and changed nothing.
+#[derive(Debug)]
+pub enum RestoreOutcome {
+    Restored(RestoreReport),
+    Pending(Pending),
+}
+
+/// Can `key` be read now? `None` when it can; otherwise the retrieval it waits for, requested here
+/// if none is running. Reads no data (HEAD, and RestoreObject when needed).
+async fn ensure_readable(archiver: &Archiver, key: &str, version_id: Option<&str>) -> Result<Option<Pending>, Error> {
+    let store = &archiver.store;
+    let object = format!("s3://{}/{key}", store.settings.bucket);
+    let head = store.head(key, version_id).await.map_err(wrap)?.ok_or_else(|| {
+        Error::not_found(match version_id {
+            Some(v) => {
+                format!("archive object {object} version {v} does not exist (the manifest records that version)")
+            }
+            None => format!("archive object {object} does not exist"),
+        })
+    })?;
+    let (class, status) = (head.storage_class.as_deref(), head.archive_status.as_deref());
+    let access = retrieval::access(class, status, head.restore.as_deref())
+        .map_err(|e| Error::integrity(format!("{object}: {e}: nothing was changed")))?;
+    let settings = store.settings.retrieval;
+    let class_name = class.unwrap_or("STANDARD");
+    match access {
+        Access::Readable => Ok(None),
+        Access::InProgress => Ok(Some(Pending::new(false, settings.tier, class_name, object, None))),
+        Access::Archived => {
+            let (tier, days) = retrieval::request_for(class, status, settings)
+                .map_err(|e| Error::invalid(format!("{object} is in {class_name}: {e}")))?;
+            let started = store.request_retrieval(key, version_id, tier, days).await.map_err(wrap)?;
+            tracing::info!(%object, storage_class = class_name, tier = tier.as_str(), started, "retrieval pending");
+            Ok(Some(Pending::new(started, tier, class_name, object, days)))
+        }
+    }
+}
+
+/// Where a manifest was found.
+pub enum Found {
+    Manifest(Box<ManifestRecord>, String),
+    /// The JSON manifest itself is in cold storage (archives made before manifests were kept out
+    /// of the lifecycle rule): its retrieval.
+    Pending(Pending),
+}
+
 /// The manifest of `partition`: from the database, or from S3 when the database has no row.
 pub async fn find_manifest(
     client: &Client,
     archiver: &Archiver,
     table: &QualifiedName,
     partition: &str,
-) -> Result<(ManifestRecord, String), Error> {
+) -> Result<Found, Error> {
     let from_db = manifest::load(client, table, partition).await.map_err(wrap)?;
     if let Some(rec) = from_db {
-        return Ok((rec, "database manifest".into()));
+        return Ok(Found::Manifest(Box::new(rec), "database manifest".into()));
     }
     let store = &archiver.store;
     let prefix = if store.settings.prefix.is_empty() {
@@ -61,6 +117,9 @@ pub async fn find_manifest(
         })?;
         for obj in page.contents() {
             if let Some(key) = obj.key().filter(|k| k.ends_with(&wanted)) {
+                if let Some(pending) = ensure_readable(archiver, key, None).await? {
+                    return Ok(Found::Pending(pending));
+                }
                 let body = store
                     .get_small(key)
                     .await
@@ -69,7 +128,7 @@ pub async fn find_manifest(
                 let rec: ManifestRecord = serde_json::from_slice(&body).map_err(|e| {
                     Error::integrity(format!("manifest {key} is not a valid partition-archiver manifest: {e}"))
                 })?;
-                return Ok((rec, format!("s3://{}/{key}", store.settings.bucket)));
+                return Ok(Found::Manifest(Box::new(rec), format!("s3://{}/{key}", store.settings.bucket)));
             }
         }
     }
@@ -156,10 +215,13 @@ pub async fn restore(
     into_schema: &str,
     attach: bool,
     lock_timeout_ms: u64,
-) -> Result<RestoreReport, Error> {
+) -> Result<RestoreOutcome, Error> {
     validate_ident(partition)?;
     validate_ident(into_schema)?;
-    let (rec, source) = find_manifest(client, archiver, table, partition).await?;
+    let (rec, source) = match find_manifest(client, archiver, table, partition).await? {
+        Found::Manifest(rec, source) => (*rec, source),
+        Found::Pending(p) => return Ok(RestoreOutcome::Pending(p)),
+    };
     check_manifest(client, &rec, table, partition).await?;
     let target = QualifiedName::new(into_schema, partition);
     let exists: bool = client
@@ -172,6 +234,10 @@ pub async fn restore(
             "{target} already exists: this partition was already restored (drop it or restore into another schema)"
         )));
     }
+    let key = rec.object_key.clone().expect("checked");
+    if let Some(pending) = ensure_readable(archiver, &key, rec.version_id.as_deref()).await? {
+        return Ok(RestoreOutcome::Pending(pending));
+    }
     let format = rec.format().map_err(wrap)?;
     let compression = rec.compression().map_err(wrap)?;
     let cols: Vec<String> = rec
@@ -179,7 +245,6 @@ pub async fn restore(
         .iter()
         .map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, if c.not_null { " NOT NULL" } else { "" }))
         .collect();
-    let key = rec.object_key.clone().expect("checked");
     let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
     tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(into_schema)))
         .await
@@ -220,6 +285,7 @@ pub async fn restore(
         rows: got.rows_copied,
         sha256: got.sha256,
         source,
+        system_identifier: rec.system_identifier.clone(),
         attached: false,
         not_attached_because: None,
     };
@@ -229,7 +295,7 @@ pub async fn restore(
             Err(why) => report.not_attached_because = Some(why),
         }
     }
-    Ok(report)
+    Ok(RestoreOutcome::Restored(report))
 }
 
 /// Attaches a restored table back to its parent; `Err(reason)` when the range is not free.
@@ -280,15 +346,26 @@ pub struct VerifyItem {
     pub table: QualifiedName,
     pub partition: String,
     pub ok: bool,
+    /// `head`: size, S3 checksum and storage class by HEAD, no data read; `deep`: also read back
+    /// through SHA-256 and recounted.
+    pub checked: &'static str,
+    /// As S3 reports it (`STANDARD` when S3 names none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
     pub rows: Option<u64>,
     pub message: String,
 }
 
-/// Re-reads archived objects and checks SHA-256 and row counts against the manifest.
+/// Checks every archived object against its manifest row: by HEAD (no data read, no retrieval,
+/// whatever the storage class), and with `deep` also by reading it back (objects S3 serves now;
+/// a cold one is reported as not readable without a retrieval, and never retrieved by verify).
 pub async fn verify_all(
     client: &Client,
     archiver: &Archiver,
     table: Option<&QualifiedName>,
+    deep: bool,
 ) -> Result<Vec<VerifyItem>, Error> {
     let records = manifest::list(client, table).await.map_err(wrap)?;
     let mut out = Vec::new();
@@ -296,30 +373,45 @@ pub async fn verify_all(
         .into_iter()
         .filter(|r| matches!(r.state.as_str(), "verified" | "dropped" | "moved") && r.object_key.is_some())
     {
-        let (ok, rows, message) = match verify_one(archiver, &rec).await {
-            Ok(rows) => (true, Some(rows), "SHA-256 and row count match the manifest".to_string()),
-            Err(e) => (false, None, format!("{e:#}")),
+        let mut item = VerifyItem {
+            table: rec.table(),
+            partition: rec.partition_name.clone(),
+            ok: false,
+            checked: "head",
+            storage_class: None,
+            system_identifier: rec.system_identifier.clone(),
+            rows: None,
+            message: String::new(),
         };
-        out.push(VerifyItem { table: rec.table(), partition: rec.partition_name.clone(), ok, rows, message });
+        match check::by_head(archiver, &rec).await {
+            Err(e) => item.message = format!("{e:#}"),
+            Ok(Err(reason)) => item.message = reason,
+            Ok(Ok(checked)) => {
+                let class = checked.head.storage_class.clone().unwrap_or_else(|| "STANDARD".into());
+                item.storage_class = Some(class.clone());
+                item.ok = true;
+                item.message = format!("size, S3 checksum and version match the manifest ({class})");
+                if deep && checked.access != Access::Readable {
+                    item.message = format!(
+                        "{}; not readable without a retrieval ({class}): content not re-read (restore requests one)",
+                        item.message
+                    );
+                } else if deep {
+                    item.checked = "deep";
+                    match check::by_reading(archiver, &rec).await {
+                        Ok(rows) => {
+                            item.rows = Some(rows);
+                            item.message = format!("SHA-256 and row count match the manifest ({class})");
+                        }
+                        Err(e) => {
+                            item.ok = false;
+                            item.message = format!("{e:#}");
+                        }
+                    }
+                }
+            }
+        }
+        out.push(item);
     }
     Ok(out)
-}
-
-async fn verify_one(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<u64> {
-    let key = rec.object_key.as_deref().context("no object key")?;
-    let got = pipeline::scan_object(&archiver.store, key, rec.version_id.as_deref(), rec.format()?, rec.compression()?)
-        .await?;
-    anyhow::ensure!(
-        Some(got.sha256.as_str()) == rec.sha256.as_deref(),
-        "SHA-256 {} differs from the manifest's {:?}",
-        got.sha256,
-        rec.sha256
-    );
-    anyhow::ensure!(
-        Some(got.rows_counted as i64) == rec.row_count,
-        "{} rows, the manifest says {:?}",
-        got.rows_counted,
-        rec.row_count
-    );
-    Ok(got.rows_counted)
 }

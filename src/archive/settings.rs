@@ -1,6 +1,7 @@
 //! Archive settings: where and how objects are written. From the environment (and the same keys in
 //! the TOML file); per-table `archive_format` / `archive_compression` in part_config override them.
 
+use crate::archive::retrieval::RetrievalSettings;
 use crate::error::ConfigError;
 use serde::Serialize;
 
@@ -105,6 +106,8 @@ pub struct ArchiveSettings {
     pub parts_in_flight: usize,
     pub sse: Sse,
     pub object_lock: Option<ObjectLock>,
+    /// How `restore` brings back objects in cold storage.
+    pub retrieval: RetrievalSettings,
 }
 
 impl ArchiveSettings {
@@ -215,7 +218,9 @@ impl ArchiveSettings {
                 ))
             }
         };
+        let retrieval = RetrievalSettings::from_lookup(get)?;
         Ok(Some(Self {
+            retrieval,
             bucket,
             prefix,
             format,

@@ -2,12 +2,14 @@
 //! server-side encryption, Object Lock) and errors that carry the key. The SDK retries transient
 //! failures itself (standard mode); [`crate::retry`] adds a second layer around each part.
 
+use crate::archive::retrieval::Tier;
 use crate::archive::settings::{ArchiveSettings, Sse};
 use crate::retry::{retry, RetryPolicy};
 use anyhow::{anyhow, Context};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode, ServerSideEncryption,
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, GlacierJobParameters, ObjectLockMode,
+    RestoreRequest, ServerSideEncryption,
 };
 use base64::Engine;
 use bytes::Bytes;
@@ -18,12 +20,70 @@ pub struct Store {
     pub settings: ArchiveSettings,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ObjectHead {
     pub size: i64,
     pub checksum_sha256: Option<String>,
     pub version_id: Option<String>,
     pub etag: Option<String>,
+    /// `None` for STANDARD (S3 omits the header), else the class as S3 names it.
+    pub storage_class: Option<String>,
+    /// The `x-amz-restore` header of an archived object: `ongoing-request="true"` while a
+    /// retrieval runs, `ongoing-request="false", expiry-date="..."` once a copy is readable.
+    pub restore: Option<String>,
+    /// INTELLIGENT_TIERING's archive tier (`ARCHIVE_ACCESS`, `DEEP_ARCHIVE_ACCESS`), if any.
+    pub archive_status: Option<String>,
+    /// User metadata (`x-amz-meta-*`, without the prefix).
+    pub metadata: std::collections::HashMap<String, String>,
+}
+
+/// The outcome of a write-once (`If-None-Match: *`) write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOnce<T> {
+    Written(T),
+    /// The key already holds an object: nothing was written.
+    Exists,
+}
+
+/// Object metadata every data object carries (`x-amz-meta-pa-*`): who wrote it, and the token of
+/// the upload attempt that did, so a later run can tell its own earlier upload from another's.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub upload_token: String,
+    pub system_identifier: Option<String>,
+    /// `schema.table/partition`.
+    pub source: String,
+}
+
+pub const META_UPLOAD_TOKEN: &str = "pa-upload-token";
+pub const META_SYSTEM_IDENTIFIER: &str = "pa-system-identifier";
+pub const META_SOURCE: &str = "pa-source";
+/// The tag every data object gets at upload (and manifests do not), so a lifecycle rule can move
+/// data to cold storage while manifests stay readable at once (template.yaml, `cold-storage`).
+pub const DATA_TAG: (&str, &str) = ("partition-archiver-kind", "data");
+
+/// Is this SDK error S3's answer to a failed `If-None-Match: *` (412 Precondition Failed)?
+fn is_precondition_failed<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    match e {
+        aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code() == Some("PreconditionFailed"),
+        _ => false,
+    }
+}
+
+/// Metadata values are ASCII: non-ASCII names (and `%`) are percent-encoded.
+fn metadata_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && b != b'%' || b == b' ' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> anyhow::Error {
@@ -50,14 +110,22 @@ impl Store {
         &self.settings.bucket
     }
 
-    pub async fn create_upload(&self, key: &str, content_type: &str) -> anyhow::Result<String> {
+    /// Starts the multipart upload of a data object, with its [`Origin`] as metadata and the data
+    /// tag.
+    pub async fn create_upload(&self, key: &str, content_type: &str, origin: &Origin) -> anyhow::Result<String> {
         let mut req = self
             .client
             .create_multipart_upload()
             .bucket(self.bucket())
             .key(key)
             .content_type(content_type)
-            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .metadata(META_UPLOAD_TOKEN, &origin.upload_token)
+            .metadata(META_SOURCE, metadata_value(&origin.source))
+            .tagging(format!("{}={}", DATA_TAG.0, DATA_TAG.1));
+        if let Some(id) = &origin.system_identifier {
+            req = req.metadata(META_SYSTEM_IDENTIFIER, id);
+        }
         req = match &self.settings.sse {
             Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
             Sse::Kms { key_id } => {
@@ -120,13 +188,14 @@ impl Store {
         r.with_context(|| format!("upload part {number} of s3://{}/{key}", self.bucket()))
     }
 
-    /// Completes the upload; returns (ETag, version id).
+    /// Completes the upload unless the key already holds an object (`If-None-Match: *`: an archive
+    /// is never replaced); returns (ETag, version id).
     pub async fn complete_upload(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[(i32, String, String)],
-    ) -> anyhow::Result<(Option<String>, Option<String>)> {
+    ) -> anyhow::Result<WriteOnce<(Option<String>, Option<String>)>> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
                 parts
@@ -144,11 +213,16 @@ impl Store {
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(completed)
+            .if_none_match("*")
             .send()
-            .await
-            .map_err(sdk_err)
-            .with_context(|| format!("complete multipart upload of s3://{}/{key}", self.bucket()))?;
-        Ok((out.e_tag, out.version_id))
+            .await;
+        match out {
+            Ok(out) => Ok(WriteOnce::Written((out.e_tag, out.version_id))),
+            Err(e) if is_precondition_failed(&e) => Ok(WriteOnce::Exists),
+            Err(e) => {
+                Err(sdk_err(e)).with_context(|| format!("complete multipart upload of s3://{}/{key}", self.bucket()))
+            }
+        }
     }
 
     /// Aborts a multipart upload; an upload that no longer exists is not an error.
@@ -216,13 +290,19 @@ impl Store {
                 checksum_sha256: h.checksum_sha256,
                 version_id: h.version_id,
                 etag: h.e_tag,
+                storage_class: h.storage_class.map(|c| c.as_str().to_string()),
+                restore: h.restore,
+                archive_status: h.archive_status.map(|a| a.as_str().to_string()),
+                metadata: h.metadata.unwrap_or_default(),
             })),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
             Err(e) => Err(sdk_err(e)).with_context(|| format!("HEAD s3://{}/{key}", self.bucket())),
         }
     }
 
-    pub async fn put_json(&self, key: &str, body: Vec<u8>) -> anyhow::Result<Option<String>> {
+    /// Writes a JSON manifest unless the key already holds an object (`If-None-Match: *`);
+    /// returns its version id.
+    pub async fn put_json(&self, key: &str, body: Vec<u8>) -> anyhow::Result<WriteOnce<Option<String>>> {
         let sha = base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
         let mut req = self
             .client
@@ -232,6 +312,7 @@ impl Store {
             .content_type("application/json")
             .checksum_algorithm(ChecksumAlgorithm::Sha256)
             .checksum_sha256(sha)
+            .if_none_match("*")
             .body(ByteStream::from(body));
         req = match &self.settings.sse {
             Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
@@ -239,8 +320,11 @@ impl Store {
                 req.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone())
             }
         };
-        let out = req.send().await.map_err(sdk_err).with_context(|| format!("put s3://{}/{key}", self.bucket()))?;
-        Ok(out.version_id)
+        match req.send().await {
+            Ok(out) => Ok(WriteOnce::Written(out.version_id)),
+            Err(e) if is_precondition_failed(&e) => Ok(WriteOnce::Exists),
+            Err(e) => Err(sdk_err(e)).with_context(|| format!("put s3://{}/{key}", self.bucket())),
+        }
     }
 
     /// The whole (small) object, or `None` when it does not exist.
@@ -251,6 +335,40 @@ impl Store {
             }
             Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
             Err(e) => Err(sdk_err(e)).with_context(|| format!("get s3://{}/{key}", self.bucket())),
+        }
+    }
+
+    /// Asks S3 to bring back an archived object (`RestoreObject`). `Ok(true)` when a retrieval
+    /// was started, `Ok(false)` when one is already running.
+    pub async fn request_retrieval(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        tier: Tier,
+        days: Option<u32>,
+    ) -> anyhow::Result<bool> {
+        let mut request = RestoreRequest::builder().glacier_job_parameters(
+            GlacierJobParameters::builder().tier(aws_sdk_s3::types::Tier::from(tier.as_str())).build()?,
+        );
+        if let Some(days) = days {
+            request = request.days(days as i32);
+        }
+        match self
+            .client
+            .restore_object()
+            .bucket(self.bucket())
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .restore_request(request.build())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().and_then(|s| s.meta().code()) == Some("RestoreAlreadyInProgress") => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_err(e))
+                .with_context(|| format!("request a {} retrieval of s3://{}/{key}", tier.as_str(), self.bucket())),
         }
     }
 
@@ -267,6 +385,13 @@ impl Store {
                 if e.as_service_error().is_some_and(|s| s.is_no_such_key()) {
                     anyhow::Error::new(crate::error::Error::not_found(format!(
                         "archive object s3://{}/{key} does not exist",
+                        self.settings.bucket
+                    )))
+                } else if e.as_service_error().is_some_and(|s| s.is_invalid_object_state()) {
+                    // Archived since it was checked (a restored copy expired): run restore again.
+                    anyhow::Error::new(crate::error::Error::transient(anyhow!(
+                        "archive object s3://{}/{key} is in cold storage and not readable without a retrieval: \
+                         run restore again to request one",
                         self.settings.bucket
                     )))
                 } else {

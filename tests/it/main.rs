@@ -9,3 +9,4 @@ mod partitions;
 mod reliability;
 mod template;
 mod tidy;
+mod write_once;

@@ -178,8 +178,17 @@ async fn connection_terminated_while_ddl_waits_for_a_lock_changes_nothing() {
 }
 
 /// The crash points of the archive lifecycle, in order (see `a_crash_at_any_step_is_completed_by_the_next_run`).
-pub(crate) const LIFECYCLE_POINTS: [&str; 6] =
-    ["after_detach", "after_create_upload", "upload_part", "after_upload", "after_verify", "after_drop"];
+/// `after_complete` is the write-once resume case: the object exists, `uploaded` is not recorded.
+pub(crate) const LIFECYCLE_POINTS: [&str; 8] = [
+    "after_detach",
+    "after_create_upload",
+    "upload_part",
+    "before_complete",
+    "after_complete",
+    "after_upload",
+    "after_verify",
+    "after_drop",
+];
 
 /// The database crashes (an immediate shutdown: no checkpoint, crash recovery on start) right after
 /// the archiver died between two steps: whatever the last committed state, the next run against the

@@ -32,7 +32,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("request", &["plan", "error"]),
     ("config", &["archive", "aws", "pg", "plan", "error", "retry"]),
     ("app", &["config", "executor", "archive", "aws", "pg", "plan", "report", "request", "error"]),
-    ("cli", &["app", "config", "request", "plan", "error"]),
+    ("cli", &["app", "config", "request", "archive", "plan", "error"]),
     ("lambda", &["app", "config", "request", "error"]),
 ];
 

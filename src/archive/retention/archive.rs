@@ -10,9 +10,11 @@
 //!    started with the stream) equal to the rows streamed.
 //! 5. [`record`]: the JSON manifest written beside the object and read back, then `verified`.
 
+use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
 use crate::archive::pipeline;
 use crate::archive::settings::{Compression, Format};
+use crate::archive::store::{self, ObjectHead, Origin, WriteOnce};
 use crate::archive::Archiver;
 use crate::error::Error;
 use crate::pg::ddl::{exec, run_ddl, DdlOptions};
@@ -63,7 +65,7 @@ pub async fn archive(
     let target = Target::of(policy, &rec, archiver);
     freeze(client, opts, &rec.partition()).await?;
 
-    let already = rec.state == "uploaded" && object_verifies(archiver, &rec).await?.is_ok();
+    let already = rec.state == "uploaded" && check::by_head(archiver, &rec).await?.is_ok();
     let mut side_count = None;
     if !already {
         side_count = start_side_count(archiver, &rec.partition());
@@ -152,10 +154,14 @@ fn start_side_count(archiver: &Archiver, table: &QualifiedName) -> Option<AbortO
     })))
 }
 
-/// Phase 3: COPY the table into a new multipart upload, recording `uploading` (with the upload id)
-/// before and `uploaded` (rows, bytes, checksums, version) after. Whatever a killed run left
-/// behind for the key is aborted first; a failed stream aborts its own upload and records the
-/// row `detached` again with the error.
+/// Phase 3: COPY the table into a new multipart upload, recording `uploading` (with the upload id
+/// and a fresh upload token, also written into the object's metadata) before, the streamed
+/// figures before completing, and `uploaded` (version, ETag) after. Write-once: the upload is
+/// completed with `If-None-Match: *`, and an object already at the key is adopted only if it is
+/// this partition's own earlier upload (see [`adopt_existing`]); otherwise the partition stops
+/// with an integrity error and nothing is written or dropped. Whatever a killed run left behind
+/// for the key is aborted first; a failed stream aborts its own upload and records the row
+/// `detached` again with the error.
 async fn stream(
     client: &mut Client,
     policy: &TablePolicy,
@@ -171,8 +177,17 @@ async fn stream(
         store.abort_upload(key, &old).await?;
     }
     store.abort_uploads_of(key).await?;
+    if let Some(head) = store.head(key, None).await? {
+        return adopt_existing(client, policy, partition, archiver, rec, target, &head).await;
+    }
+    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let origin = Origin {
+        upload_token: token.clone(),
+        system_identifier: rec.system_identifier.clone(),
+        source: format!("{}/{}", policy.table, partition.name),
+    };
     let content_type = if format == Format::Csv { "text/csv" } else { "application/octet-stream" };
-    let upload_id = store.create_upload(key, content_type).await?;
+    let upload_id = store.create_upload(key, content_type, &origin).await?;
     exec(
         client,
         &manifest::set_state_sql(
@@ -181,10 +196,16 @@ async fn stream(
             "uploading",
             &[
                 ("multipart_upload_id", Some(upload_id.clone())),
+                ("upload_token", Some(token)),
                 ("bucket", Some(settings.bucket.clone())),
                 ("object_key", Some(key.clone())),
                 ("format", Some(format.as_str().into())),
                 ("compression", Some(compression.as_str().into())),
+                ("row_count", None),
+                ("raw_bytes", None),
+                ("compressed_bytes", None),
+                ("sha256", None),
+                ("checksum_composite", None),
             ],
         ),
     )
@@ -209,8 +230,44 @@ async fn stream(
         settings.parts_in_flight,
     )
     .await;
-    let up = match streamed {
-        Ok(u) => u,
+    let completed = match streamed {
+        // What was streamed is recorded before the object exists, so a run killed right after S3
+        // completes it finds the object described by its own row (token, size, checksum).
+        Ok(up) => match exec(
+            client,
+            &manifest::set_state_sql(
+                &policy.table,
+                &partition.name,
+                "uploading",
+                &[
+                    ("row_count", Some(up.rows.to_string())),
+                    ("raw_bytes", Some(up.raw_bytes.to_string())),
+                    ("compressed_bytes", Some(up.compressed_bytes.to_string())),
+                    ("sha256", Some(up.sha256.clone())),
+                    ("checksum_composite", Some(up.composite_sha256.clone())),
+                ],
+            ),
+        )
+        .await
+        {
+            Ok(()) => {
+                crate::fail_point!("before_complete");
+                store.complete_upload(key, &upload_id, &up.parts).await
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let (etag, version_id) = match completed {
+        Ok(WriteOnce::Written(ids)) => ids,
+        Ok(WriteOnce::Exists) => {
+            // Another writer completed an object at this key while we streamed: ours is dropped.
+            let _ = store.abort_upload(key, &upload_id).await;
+            let rec =
+                manifest::load(&*client, &policy.table, &partition.name).await?.context("manifest row vanished")?;
+            let head = store.head(key, None).await?.context("the key that refused our upload holds no object")?;
+            return adopt_existing(client, policy, partition, archiver, &rec, target, &head).await;
+        }
         Err(e) => {
             if let Err(abort) = store.abort_upload(key, &upload_id).await {
                 tracing::error!(error = %format!("{abort:#}"), %key, "could not abort the multipart upload; the next run aborts it");
@@ -228,28 +285,116 @@ async fn stream(
             return Err(e);
         }
     };
-    exec(
-        client,
-        &manifest::set_state_sql(
-            &policy.table,
-            &partition.name,
-            "uploaded",
-            &[
-                ("row_count", Some(up.rows.to_string())),
-                ("raw_bytes", Some(up.raw_bytes.to_string())),
-                ("compressed_bytes", Some(up.compressed_bytes.to_string())),
-                ("sha256", Some(up.sha256.clone())),
-                ("checksum_composite", Some(up.composite_sha256.clone())),
-                ("etag", up.etag.clone()),
-                ("version_id", up.version_id.clone()),
-                ("multipart_upload_id", None),
-                ("uploaded_at", Some("now()".into())),
-            ],
-        ),
-    )
-    .await?;
+    crate::fail_point!("after_complete");
+    record_uploaded(client, policy, partition, etag, version_id, &[]).await
+}
+
+/// Records `uploaded` with the object's ETag and version (and any figures in `extra`).
+async fn record_uploaded(
+    client: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    etag: Option<String>,
+    version_id: Option<String>,
+    extra: &[(&str, Option<String>)],
+) -> anyhow::Result<()> {
+    let mut sets = vec![
+        ("etag", etag),
+        ("version_id", version_id),
+        ("multipart_upload_id", None),
+        ("uploaded_at", Some("now()".to_string())),
+    ];
+    sets.extend(extra.iter().cloned());
+    exec(client, &manifest::set_state_sql(&policy.table, &partition.name, "uploaded", &sets)).await?;
     crate::fail_point!("after_upload");
     Ok(())
+}
+
+/// An object already sits at the archive's key, and archives are never replaced. It is adopted as
+/// this partition's archive only when it provably is one:
+/// - it carries this row's upload token and the size and composite checksum recorded before its
+///   upload was completed: this partition's own upload, completed by a run that died before it
+///   could record `uploaded`; or
+/// - its decompressed content is byte for byte what a COPY of the (frozen) table sends now: it
+///   holds exactly these rows, whoever wrote it (this partition's upload whose record a database
+///   crash lost, or a clone's archive of identical rows).
+///
+/// Anything else is another database's or deployment's archive of a partition with this name:
+/// an integrity error naming both, nothing written, nothing dropped.
+async fn adopt_existing(
+    client: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    target: &Target,
+    head: &ObjectHead,
+) -> anyhow::Result<()> {
+    let key = &target.key;
+    let bucket = &archiver.store.settings.bucket;
+    // Where the archive is, whichever way it is adopted (a run that adopts at its start has not
+    // recorded `uploading`).
+    let location = [
+        ("bucket", Some(bucket.clone())),
+        ("object_key", Some(key.clone())),
+        ("format", Some(target.format.as_str().to_string())),
+        ("compression", Some(target.compression.as_str().to_string())),
+    ];
+    let token_matches =
+        rec.upload_token.is_some() && head.metadata.get(store::META_UPLOAD_TOKEN) == rec.upload_token.as_ref();
+    if token_matches
+        && Some(head.size) == rec.compressed_bytes
+        && head.checksum_sha256.is_some()
+        && head.checksum_sha256 == rec.checksum_composite
+    {
+        tracing::info!(%key, "the object at the key is this partition's own completed upload: recorded");
+        return record_uploaded(client, policy, partition, head.etag.clone(), head.version_id.clone(), &location).await;
+    }
+    // Compare contents: the object read back (checking it decompresses and parses) against a COPY
+    // of the frozen table, in the same format.
+    let object =
+        pipeline::scan_object(&archiver.store, key, head.version_id.as_deref(), target.format, target.compression)
+            .await
+            .with_context(|| format!("read the object already at s3://{bucket}/{key}"))?;
+    let copy_sql = format!("COPY {} TO STDOUT {}", partition.quoted(), target.format.copy_options());
+    let (rows, raw_bytes, raw_sha256) = pipeline::copy_digest(client, &copy_sql, target.format).await?;
+    if object.raw_sha256 == raw_sha256 && object.rows_counted == rows && object.compressed_bytes == head.size as u64 {
+        tracing::warn!(%key, rows, "the object at the key holds exactly this partition's rows: adopted as its archive");
+        return record_uploaded(
+            client,
+            policy,
+            partition,
+            head.etag.clone(),
+            head.version_id.clone(),
+            &[
+                &location[..],
+                &[
+                    ("row_count", Some(rows.to_string())),
+                    ("raw_bytes", Some(raw_bytes.to_string())),
+                    ("compressed_bytes", Some(head.size.to_string())),
+                    ("sha256", Some(object.sha256)),
+                    ("checksum_composite", head.checksum_sha256.clone()),
+                    ("upload_token", head.metadata.get(store::META_UPLOAD_TOKEN).cloned()),
+                ],
+            ]
+            .concat(),
+        )
+        .await;
+    }
+    let writer = match (head.metadata.get(store::META_SOURCE), head.metadata.get(store::META_SYSTEM_IDENTIFIER)) {
+        (Some(source), Some(id)) => format!("written for {source} by the database with system_identifier {id}"),
+        (Some(source), None) => format!("written for {source}"),
+        _ => "without partition-archiver metadata".to_string(),
+    };
+    bail!(Error::integrity(format!(
+        "s3://{bucket}/{key} already holds another archive ({writer}; {} rows, {} bytes) whose rows differ from \
+         {partition} of this database (system_identifier {}; {rows} rows): archives are never replaced, so nothing \
+         was written and nothing is dropped. If another database (a clone restored from a snapshot, a second \
+         deployment) archives to this bucket, give each its own ARCHIVE_PREFIX.",
+        object.rows_counted,
+        head.size,
+        rec.system_identifier.as_deref().unwrap_or("unknown"),
+    )))
 }
 
 /// Phase 4: before anything can be dropped, the object is there as recorded, and the table holds
@@ -261,7 +406,7 @@ async fn verify(
     rec: &ManifestRecord,
     side_count: Option<AbortOnDrop<anyhow::Result<i64>>>,
 ) -> anyhow::Result<()> {
-    object_verifies(archiver, rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
+    check::by_head(archiver, rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
     let side = match side_count {
         Some(mut task) => match (&mut task.0).await {
             Ok(Ok(n)) => Some(n),
@@ -301,14 +446,28 @@ async fn record(
     rec.manifest_key = Some(manifest_key.clone());
     rec.verified_at = Some(chrono::Utc::now());
     let doc = serde_json::to_vec_pretty(&rec)?;
-    store.put_json(&manifest_key, doc).await?;
+    if store.put_json(&manifest_key, doc).await? == WriteOnce::Exists {
+        // Written by a run that died before recording `verified` (or by a clone that archived the
+        // same object): accepted below only if it describes this very object.
+        tracing::info!(%manifest_key, "a manifest is already there: checking it describes this archive");
+    }
     let back = store
         .get_small(&manifest_key)
         .await?
         .ok_or_else(|| anyhow!("manifest {manifest_key} is missing right after it was written"))?;
     let back: ManifestRecord = serde_json::from_slice(&back).context("manifest read back is not valid JSON")?;
-    if back.sha256 != rec.sha256 || back.row_count != rec.row_count || back.object_key != rec.object_key {
-        bail!(Error::integrity(format!("manifest {manifest_key} read back differs from what was written")));
+    if back.sha256 != rec.sha256
+        || back.row_count != rec.row_count
+        || back.object_key != rec.object_key
+        || back.version_id != rec.version_id
+        || back.table() != rec.table()
+        || back.partition_name != rec.partition_name
+    {
+        bail!(Error::integrity(format!(
+            "manifest {manifest_key} does not describe this archive (it says {:?} version {:?}, {:?} rows, sha256 {:?}): \
+             manifests are never replaced, nothing is dropped",
+            back.object_key, back.version_id, back.row_count, back.sha256
+        )));
     }
     exec(
         client,
@@ -322,22 +481,4 @@ async fn record(
     .await?;
     crate::fail_point!("after_verify");
     Ok(rec)
-}
-
-/// Checks the uploaded object against the record: it exists, with the recorded size and S3
-/// composite SHA-256. `Ok(Err(reason))` when it does not verify.
-async fn object_verifies(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<Result<(), String>> {
-    let Some(key) = rec.object_key.as_deref() else {
-        return Ok(Err("no object key recorded".into()));
-    };
-    let Some(head) = archiver.store.head(key, rec.version_id.as_deref()).await? else {
-        return Ok(Err(format!("object s3://{}/{key} does not exist", archiver.store.settings.bucket)));
-    };
-    if Some(head.size) != rec.compressed_bytes {
-        return Ok(Err(format!("object {key} is {} bytes, the manifest says {:?}", head.size, rec.compressed_bytes)));
-    }
-    match (&head.checksum_sha256, &rec.checksum_composite) {
-        (Some(got), Some(want)) if got == want => Ok(Ok(())),
-        (got, want) => Ok(Err(format!("object {key} has checksum {got:?}, the manifest says {want:?}"))),
-    }
 }

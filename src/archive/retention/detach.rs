@@ -117,6 +117,8 @@ async fn detach_record(
         multipart_upload_id: None,
         pg_version: None,
         tool_version: None,
+        system_identifier: None,
+        upload_token: None,
         moved_to_schema: None,
         created_at: None,
         uploaded_at: None,

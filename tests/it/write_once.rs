@@ -1,0 +1,134 @@
+//! Archives are write-once (invariant 7): no run, clone or second deployment ever replaces an
+//! archive object or manifest. Two databases whose partitions have the same names archive to one
+//! bucket and prefix, as a database and a clone of it (restored from a snapshot, same settings)
+//! would.
+
+use crate::archive::{seed, OrdersBefore, NOW};
+use crate::harness::*;
+
+/// Every object version in the bucket, by key.
+async fn versions_by_key(bucket: &str) -> std::collections::BTreeMap<String, usize> {
+    let out = s3().await.list_object_versions().bucket(bucket).send().await.unwrap();
+    let mut by_key = std::collections::BTreeMap::new();
+    for v in out.versions() {
+        *by_key.entry(v.key().unwrap().to_string()).or_insert(0) += 1;
+    }
+    by_key
+}
+
+#[tokio::test]
+async fn a_second_database_with_other_rows_is_refused_and_the_first_archive_stays_whole() {
+    let first = TestEnv::migrated().await;
+    seed(&first).await;
+    let second = TestEnv::migrated().await;
+    seed(&second).await;
+    // The second database's months differ from the first's by one value each.
+    second
+        .db
+        .batch_execute(
+            "UPDATE public.orders SET quantity = quantity + 1000
+              WHERE id IN (SELECT min(id) FROM public.orders GROUP BY date_trunc('month', created_at))",
+        )
+        .await
+        .unwrap();
+    let first_rows = OrdersBefore::take(&first).await;
+    let second_rows = OrdersBefore::take(&second).await;
+    let shared = [("ARCHIVE_BUCKET", first.bucket.as_str())];
+
+    ok(&first.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
+    let archived = versions_by_key(&first.bucket).await;
+    assert!(archived.len() >= 4, "two months, each an object and a manifest: {archived:?}");
+
+    let (out, report) = second.json(&["maintain", "--now", NOW, "--table", "orders"], &shared);
+    assert!(!out.status.success(), "the second database's run must fail: {report}");
+    let text = report.to_string();
+    assert!(text.contains("already holds another archive"), "{report}");
+    assert!(text.contains("nothing is dropped"), "{report}");
+    assert!(text.contains("ARCHIVE_PREFIX"), "the error says what to do: {report}");
+
+    // Nothing was replaced: every key still has exactly its one version.
+    let after = versions_by_key(&first.bucket).await;
+    assert_eq!(after, archived, "an archive object or manifest was written again");
+    assert!(after.values().all(|&n| n == 1), "{after:?}");
+    // The second database keeps every row (detached, frozen, recorded as not archived)...
+    assert_eq!(
+        second
+            .scalar_i64(
+                "SELECT count(*) FROM partition_archiver.archive_manifest WHERE state IN ('verified', 'dropped')"
+            )
+            .await,
+        0
+    );
+    second_rows.assert_none_lost(&second).await;
+    // ...and the first database's archives restore identical.
+    first_rows.assert_none_lost(&first).await;
+    // A second attempt is refused the same way and still changes nothing.
+    let (out, _) = second.json(&["maintain", "--now", NOW, "--table", "orders"], &shared);
+    assert!(!out.status.success());
+    assert_eq!(versions_by_key(&first.bucket).await, archived);
+}
+
+#[tokio::test]
+async fn a_clone_with_the_same_rows_adopts_the_archive_without_writing_it_again() {
+    let first = TestEnv::migrated().await;
+    seed(&first).await;
+    let clone = TestEnv::migrated().await;
+    seed(&clone).await;
+    // Same rows, same ids: a clone that changed nothing in these months (seed's one difference
+    // between two databases is `updated_at = now()`).
+    for env in [&first, &clone] {
+        env.db.batch_execute("UPDATE public.orders SET updated_at = created_at").await.unwrap();
+    }
+    let march = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {} t WHERE created_at < '2026-04-01'";
+    let clone_march = clone.scalar_text(&march.replace("{}", "public.orders")).await;
+    ok(&first.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
+    let archived = versions_by_key(&first.bucket).await;
+
+    let (out, report) =
+        clone.json(&["maintain", "--now", NOW, "--table", "orders"], &[("ARCHIVE_BUCKET", first.bucket.as_str())]);
+    assert!(out.status.success(), "identical rows: the archive is the clone's too: {report}");
+    assert_eq!(versions_by_key(&first.bucket).await, archived, "nothing written again");
+    // The clone's months are dropped only because the shared archive holds exactly its rows.
+    assert_eq!(
+        clone.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'").await,
+        first.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'").await
+    );
+    // Restoring through the clone's database (with the shared bucket) gives its rows back.
+    let schema = unique("clone_");
+    let (out, restored) = clone.json(
+        &["restore", "--table", "orders", "--partition", "orders_2026_03", "--into-schema", &schema],
+        &[("ARCHIVE_BUCKET", first.bucket.as_str())],
+    );
+    assert!(out.status.success(), "{restored}");
+    assert_eq!(clone.scalar_text(&march.replace("{}", &format!("{schema}.orders_2026_03"))).await, clone_march);
+}
+
+#[tokio::test]
+async fn the_manifest_records_the_database_and_restore_and_verify_show_it() {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "trades"], &[]));
+    let id = env.scalar_text("SELECT system_identifier::text FROM pg_control_system()").await.unwrap();
+    let (_, listed) = env.json(&["list", "--table", "trades"], &[]);
+    assert_eq!(listed["archives"][0]["system_identifier"], id.as_str(), "{listed}");
+    let (out, restored) = env.json(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]);
+    assert!(out.status.success(), "{restored}");
+    assert_eq!(restored["restore"]["system_identifier"], id.as_str(), "{restored}");
+    let (_, verified) = env.json(&["verify", "--table", "trades"], &[]);
+    assert_eq!(verified["archives"][0]["system_identifier"], id.as_str(), "{verified}");
+    // The object carries its origin; the JSON manifest in S3 records the database too.
+    let key = env.scalar_text("SELECT object_key FROM partition_archiver.archive_manifest LIMIT 1").await.unwrap();
+    let head = s3().await.head_object().bucket(&env.bucket).key(&key).send().await.unwrap();
+    let meta = head.metadata().unwrap();
+    assert_eq!(meta.get("pa-system-identifier"), Some(&id), "{meta:?}");
+    assert_eq!(meta.get("pa-source").map(String::as_str), Some("public.trades/trades_2026_03"), "{meta:?}");
+    let tags = s3().await.get_object_tagging().bucket(&env.bucket).key(&key).send().await.unwrap();
+    assert!(
+        tags.tag_set().iter().any(|t| t.key() == "partition-archiver-kind" && t.value() == "data"),
+        "data objects are tagged for the cold-storage lifecycle rule: {:?}",
+        tags.tag_set()
+    );
+    let manifest_key = key.rsplit_once('/').unwrap().0.to_string() + "/trades_2026_03.manifest.json";
+    let tags = s3().await.get_object_tagging().bucket(&env.bucket).key(&manifest_key).send().await.unwrap();
+    assert!(tags.tag_set().is_empty(), "manifests are not tagged: they stay readable: {:?}", tags.tag_set());
+}
