@@ -109,3 +109,50 @@ fn bucket_and_alarms_protect_the_archive() {
         assert!(include_str!("../../src/aws/metrics.rs").contains(&format!("\"{m}\"")), "{m} is not published");
     }
 }
+
+#[test]
+fn cold_storage_moves_only_data_objects_and_restores_wait_in_a_state_machine() {
+    let t = template();
+    let rules = t["Resources"]["ArchiveBucket"]["Properties"]["LifecycleConfiguration"]["Rules"].as_sequence().unwrap();
+    let cold = rules.iter().find(|r| r["Id"] == "cold-storage").expect("a cold-storage rule");
+    let transitions: Vec<&str> =
+        cold["Transitions"].as_sequence().unwrap().iter().map(|t| t["StorageClass"].as_str().unwrap()).collect();
+    assert_eq!(transitions, ["GLACIER_IR", "DEEP_ARCHIVE"]);
+    // Only objects tagged as data move: manifests stay readable at once. The tag is the one the
+    // binary writes at upload.
+    let tags = cold["TagFilters"].as_sequence().expect("the rule filters on the data tag");
+    assert_eq!(tags.len(), 1);
+    assert_eq!((tags[0]["Key"].as_str(), tags[0]["Value"].as_str()), (Some("partition-archiver-kind"), Some("data")));
+    assert!(include_str!("../../src/archive/store.rs")
+        .contains(r#"DATA_TAG: (&str, &str) = ("partition-archiver-kind", "data")"#));
+
+    let f = &t["Resources"]["ArchiverFunction"]["Properties"];
+    let vars = &f["Environment"]["Variables"];
+    assert_eq!(untag(&vars["RESTORE_RETRIEVAL_TIER"]).as_str(), Some("RestoreRetrievalTier"));
+    assert_eq!(untag(&vars["RESTORE_RETRIEVAL_DAYS"]).as_str(), Some("RestoreRetrievalDays"));
+    assert_eq!(t["Parameters"]["RestoreRetrievalTier"]["Default"], "Standard");
+    assert_eq!(t["Parameters"]["RestoreRetrievalDays"]["Default"], 7);
+    let objects =
+        &f["Policies"][0]["Statement"].as_sequence().unwrap().iter().find(|s| s["Sid"] == "ArchiveObjects").unwrap()
+            ["Action"];
+    for needed in ["s3:RestoreObject", "s3:PutObjectTagging"] {
+        assert!(objects.as_sequence().unwrap().iter().any(|a| a == needed), "{needed} missing: {objects:?}");
+    }
+
+    // request -> (pending? wait, ask again) -> restored.
+    let m = &t["Resources"]["RestoreStateMachine"];
+    assert_eq!(m["Type"], "AWS::Serverless::StateMachine");
+    let states = &m["Properties"]["Definition"]["States"];
+    assert_eq!(m["Properties"]["Definition"]["StartAt"], "Restore");
+    assert_eq!(states["Restore"]["Parameters"]["Payload.$"], "$.request");
+    assert_eq!(states["Restore"]["Next"], "RestoredOrPending");
+    let choices = states["RestoredOrPending"]["Choices"].as_sequence().unwrap();
+    assert_eq!(
+        (choices[0]["Variable"].as_str(), choices[0]["Next"].as_str()),
+        (Some("$.result.report.pending"), Some("WaitForRetrieval"))
+    );
+    assert_eq!(states["WaitForRetrieval"]["Type"], "Wait");
+    assert_eq!(untag(&states["WaitForRetrieval"]["Seconds"]).as_str(), Some("RestorePollSeconds"));
+    assert_eq!(states["WaitForRetrieval"]["Next"], "Restore");
+    assert_eq!(states[choices[1]["Next"].as_str().unwrap()]["Type"], "Succeed");
+}

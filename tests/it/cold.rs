@@ -1,0 +1,201 @@
+//! Cold storage is a normal state of an archive (invariant 8), against LocalStack, which keeps an
+//! object's storage class, refuses GET on GLACIER and DEEP_ARCHIVE (`InvalidObjectState`) and
+//! implements `RestoreObject` (finishing at once). Objects are moved the way a test can: a
+//! CopyObject onto themselves with the new class, which (unlike a lifecycle transition) makes a new
+//! version with a full-object checksum, so the manifest row is pointed at that version, as it
+//! points at the transitioned object in AWS.
+
+use crate::archive::{seed, NOW};
+use crate::harness::*;
+
+const MARCH: &str = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {} t";
+
+/// Moves the archive object of `partition` to `class` and points its manifest row at the moved
+/// object (version and checksum).
+async fn move_to_class(env: &TestEnv, partition: &str, class: &str) {
+    let key = env
+        .scalar_text(&format!(
+            "SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = '{partition}'"
+        ))
+        .await
+        .unwrap();
+    let s3 = s3().await;
+    let copied = s3
+        .copy_object()
+        .bucket(&env.bucket)
+        .key(&key)
+        .copy_source(format!("{}/{key}", env.bucket))
+        .storage_class(aws_sdk_s3::types::StorageClass::from(class))
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Copy)
+        .send()
+        .await
+        .unwrap();
+    let head = s3
+        .head_object()
+        .bucket(&env.bucket)
+        .key(&key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.storage_class().map(|c| c.as_str()), Some(class));
+    env.db
+        .execute(
+            "UPDATE partition_archiver.archive_manifest SET version_id = $1, checksum_composite = $2 WHERE partition_name = $3",
+            &[&copied.version_id(), &head.checksum_sha256(), &partition],
+        )
+        .await
+        .unwrap();
+}
+
+async fn archived_trades(env: &TestEnv) -> Option<String> {
+    seed(env).await;
+    let before = env.scalar_text(&MARCH.replace("{}", "public.trades_2026_03")).await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "trades"], &[]));
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'trades_2026_03'").await, 0);
+    before
+}
+
+async fn restored_tables(env: &TestEnv) -> i64 {
+    env.scalar_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'archive_restore'").await
+}
+
+#[tokio::test]
+async fn deep_archive_restore_is_pending_then_identical_and_verify_reads_nothing() {
+    let env = TestEnv::migrated().await;
+    let original = archived_trades(&env).await;
+    move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
+
+    // verify: HEAD only, passes whatever the class (a GET would fail with InvalidObjectState).
+    let (out, v) = env.json(&["verify", "--table", "trades"], &[]);
+    assert!(out.status.success(), "{v}");
+    let item = &v["archives"][0];
+    assert_eq!((item["ok"].as_bool(), item["checked"].as_str()), (Some(true), Some("head")), "{v}");
+    assert_eq!(item["storage_class"], "DEEP_ARCHIVE", "{v}");
+    // verify --deep names the cold object instead of failing obscurely, and does not retrieve it.
+    let (out, v) = env.json(&["verify", "--table", "trades", "--deep"], &[]);
+    assert!(out.status.success(), "{v}");
+    assert!(
+        v["archives"][0]["message"].as_str().unwrap().contains("not readable without a retrieval (DEEP_ARCHIVE)"),
+        "{v}"
+    );
+    assert_eq!(v["archives"][0]["checked"], "head", "{v}");
+
+    // restore: the retrieval is requested, nothing changes in PostgreSQL, exit code 4.
+    let (out, v) = env.json(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]);
+    assert_eq!(out.status.code(), Some(4), "{v}");
+    assert_eq!((v["action"].as_str(), v["ok"].as_bool()), (Some("restore"), Some(false)), "{v}");
+    let pending = &v["pending"];
+    assert_eq!(
+        (pending["retrieval"].as_str(), pending["tier"].as_str(), pending["storage_class"].as_str()),
+        (Some("requested"), Some("Standard"), Some("DEEP_ARCHIVE")),
+        "{v}"
+    );
+    assert_eq!(pending["days"], 7, "{v}");
+    assert_eq!(restored_tables(&env).await, 0, "a pending restore changes nothing");
+
+    // LocalStack finishes retrievals at once: the next restore finds it done and restores, verified.
+    let (out, v) = env.json(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]);
+    assert!(out.status.success(), "{v}");
+    assert_eq!(v["restore"]["restored_as"], "archive_restore.trades_2026_03", "{v}");
+    assert_eq!(env.scalar_text(&MARCH.replace("{}", "archive_restore.trades_2026_03")).await, original);
+}
+
+#[tokio::test]
+async fn restore_wait_polls_until_the_retrieval_is_done() {
+    let env = TestEnv::migrated().await;
+    let original = archived_trades(&env).await;
+    move_to_class(&env, "trades_2026_03", "GLACIER").await;
+    let out = env.run(
+        &["restore", "--table", "trades", "--partition", "trades_2026_03", "--wait", "--poll-interval", "1"],
+        &[("RESTORE_RETRIEVAL_TIER", "Bulk"), ("RESTORE_RETRIEVAL_DAYS", "2")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}\n{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        stderr.contains("waiting for the GLACIER retrieval") && stderr.contains("Bulk tier"),
+        "it shows that it waits: {stderr}"
+    );
+    assert_eq!(env.scalar_text(&MARCH.replace("{}", "archive_restore.trades_2026_03")).await, original);
+}
+
+#[tokio::test]
+async fn bad_retrieval_input_is_refused_by_name_and_changes_nothing() {
+    let env = TestEnv::migrated().await;
+    archived_trades(&env).await;
+    move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
+    let restore = ["restore", "--table", "trades", "--partition", "trades_2026_03"];
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("RESTORE_RETRIEVAL_TIER", "Fast")], "RESTORE_RETRIEVAL_TIER=\"Fast\""),
+        (&[("RESTORE_RETRIEVAL_DAYS", "0")], "RESTORE_RETRIEVAL_DAYS=\"0\""),
+        (&[("RESTORE_RETRIEVAL_DAYS", "-1")], "RESTORE_RETRIEVAL_DAYS=\"-1\""),
+        (&[("RESTORE_RETRIEVAL_TIER", "Expedited")], "Expedited retrieval is not offered for Deep Archive"),
+    ];
+    for (extra, needle) in cases {
+        let (out, v) = env.json(&restore, extra);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains(needle), "{extra:?}: {v}");
+    }
+    // None of them asked S3 for anything: no retrieval was started.
+    let key = env
+        .scalar_text(
+            "SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'",
+        )
+        .await
+        .unwrap();
+    let head = s3().await.head_object().bucket(&env.bucket).key(&key).send().await.unwrap();
+    assert_eq!(head.restore(), None, "no retrieval was requested");
+    // A version the manifest records that does not exist (for this key: a real version id of
+    // another object, so S3 answers NoSuchVersion rather than a malformed-id error).
+    let other = s3()
+        .await
+        .list_object_versions()
+        .bucket(&env.bucket)
+        .send()
+        .await
+        .unwrap()
+        .versions()
+        .iter()
+        .find(|v| v.key().unwrap().ends_with(".manifest.json"))
+        .and_then(|v| v.version_id().map(str::to_string))
+        .unwrap();
+    env.db
+        .execute(
+            "UPDATE partition_archiver.archive_manifest SET version_id = $1 WHERE partition_name = 'trades_2026_03'",
+            &[&other],
+        )
+        .await
+        .unwrap();
+    let (out, v) = env.json(&restore, &[]);
+    assert_eq!(out.status.code(), Some(2), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains(&format!("version {other} does not exist")), "{v}");
+    assert_eq!(restored_tables(&env).await, 0);
+    // `--poll-interval` needs `--wait`.
+    let out = env.run(&[&restore[..], &["--poll-interval", "5"]].concat(), &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test]
+async fn the_lambda_returns_a_pending_restore_as_a_normal_report_and_refuses_wait() {
+    let env = TestEnv::migrated().await;
+    archived_trades(&env).await;
+    move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
+    let settings = partition_archiver::config::Settings::from_lookup(&|k| match k {
+        "DATABASE_URL" => Some(env.url.clone()),
+        "PGSSLMODE" => Some("disable".into()),
+        "ARCHIVE_BUCKET" => Some(env.bucket.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let app = partition_archiver::app::App::new(settings).await;
+    let event = serde_json::json!({"action": "restore", "table": "public.trades", "partition": "trades_2026_03"});
+    let report = partition_archiver::lambda::handle(&app, event.clone()).await.expect("pending is not an error");
+    assert_eq!((report["ok"].as_bool(), report["pending"]["retrieval"].as_str()), (Some(false), Some("requested")));
+    let mut waiting = event.clone();
+    waiting["wait"] = serde_json::json!(true);
+    let err = partition_archiver::lambda::handle(&app, waiting).await.unwrap_err();
+    assert_eq!(err.type_name(), "InvalidInput");
+    assert!(err.message.contains("restore --wait") && err.message.contains("RestoreStateMachine"), "{}", err.message);
+    let done = partition_archiver::lambda::handle(&app, event).await.unwrap();
+    assert_eq!(done["ok"], true, "{done}");
+}
