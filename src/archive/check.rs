@@ -6,7 +6,8 @@
 //!   (`verify --deep`); only for objects S3 serves now.
 
 use crate::archive::manifest::ManifestRecord;
-use crate::archive::pipeline;
+use crate::archive::pipeline::{self, Source};
+use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access};
 use crate::archive::store::ObjectHead;
 use crate::archive::Archiver;
@@ -53,8 +54,15 @@ pub async fn by_head(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Resul
 /// rows counted.
 pub async fn by_reading(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<u64> {
     let key = rec.object_key.as_deref().context("no object key")?;
-    let got = pipeline::scan_object(&archiver.store, key, rec.version_id.as_deref(), rec.format()?, rec.compression()?)
-        .await?;
+    let progress = Progress::start(
+        format!("verify {}", rec.partition()),
+        Measure::Bytes,
+        rec.compressed_bytes.map(|b| b.max(0) as u64),
+        archiver.store.settings.progress_log_every(),
+    );
+    let source =
+        Source { key, version_id: rec.version_id.as_deref(), format: rec.format()?, compression: rec.compression()? };
+    let got = pipeline::scan_object(&archiver.store, source, progress).await?;
     anyhow::ensure!(
         Some(got.sha256.as_str()) == rec.sha256.as_deref(),
         "SHA-256 {} differs from the manifest's {:?}",

@@ -5,6 +5,7 @@
 //! - [`store`]: S3 calls (multipart, SSE, Object Lock, conditional writes, HEAD with checksums).
 //! - [`manifest`]: the manifest record (database row = JSON document) and the key layout.
 //! - [`rows`]: row counting in CSV and binary COPY streams.
+//! - [`progress`]: a bar on a terminal, a log line every 30 s elsewhere, for every long stream.
 //! - [`restore`]: restore (one transaction, verified), verify, manifest lookup in S3.
 //! - [`retrieval`]: cold storage: which objects S3 serves now, what to request for the others.
 //! - [`check`]: an object against its manifest record, by HEAD (free) or by reading it.
@@ -16,6 +17,7 @@
 pub mod check;
 pub mod manifest;
 pub mod pipeline;
+pub mod progress;
 pub mod restore;
 pub mod retention;
 pub mod retrieval;

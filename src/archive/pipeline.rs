@@ -9,6 +9,7 @@
 //!           --chunks--> COPY FROM STDIN sink (async); the caller commits only if the SHA-256 and
 //!           the row count both match.
 
+use crate::archive::progress::Progress;
 use crate::archive::rows::RowCounter;
 use crate::archive::settings::{Compression, Format};
 use crate::archive::store::Store;
@@ -218,6 +219,7 @@ pub async fn archive_stream(
     level: i32,
     part_size: usize,
     parts_in_flight: usize,
+    mut progress: Progress,
 ) -> anyhow::Result<Streamed> {
     let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
@@ -260,10 +262,14 @@ pub async fn archive_stream(
         };
         let mut encoder = Encoder::new(compression, level, sink).context("start compressor")?;
         let mut counter = RowCounter::new(format, format == Format::Csv);
+        let mut raw = 0u64;
         while let Some(chunk) = raw_rx.blocking_recv() {
             counter.feed(&chunk);
+            raw += chunk.len() as u64;
+            progress.update(counter.so_far(), raw);
             encoder.write_all(&chunk).context("compress")?;
         }
+        progress.finish();
         let (compressed, sha) = encoder.finish().context("finish compression")?.finish().context("ship last part")?;
         let rows = counter.finish().map_err(|e| anyhow!("COPY stream: {e}"))?;
         Ok((rows, compressed, sha))
@@ -371,39 +377,39 @@ pub async fn copy_digest(
     Ok((rows, bytes, hex::encode(hash.finalize())))
 }
 
+/// An archive object to read back: where it is and how it is encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    pub key: &'a str,
+    pub version_id: Option<&'a str>,
+    pub format: Format,
+    pub compression: Compression,
+}
+
 /// Streams the object into `copy_in_sql` (a `COPY ... FROM STDIN`) on `tx`'s connection. The
 /// caller decides to commit after comparing the returned SHA-256 and row counts with the manifest.
 pub async fn restore_stream(
     db: &tokio_postgres::Transaction<'_>,
     copy_in_sql: &str,
     store: &Store,
-    key: &str,
-    version_id: Option<&str>,
-    format: Format,
-    compression: Compression,
+    source: Source<'_>,
+    progress: Progress,
 ) -> anyhow::Result<Restored> {
-    read_object(Some((db, copy_in_sql)), store, key, version_id, format, compression).await
+    read_object(Some((db, copy_in_sql)), store, source, progress).await
 }
 
 /// Reads an object through SHA-256, the decompressor and the row counter, without loading it.
-pub async fn scan_object(
-    store: &Store,
-    key: &str,
-    version_id: Option<&str>,
-    format: Format,
-    compression: Compression,
-) -> anyhow::Result<Restored> {
-    read_object(None, store, key, version_id, format, compression).await
+pub async fn scan_object(store: &Store, source: Source<'_>, progress: Progress) -> anyhow::Result<Restored> {
+    read_object(None, store, source, progress).await
 }
 
 async fn read_object(
     copy: Option<(&tokio_postgres::Transaction<'_>, &str)>,
     store: &Store,
-    key: &str,
-    version_id: Option<&str>,
-    format: Format,
-    compression: Compression,
+    source: Source<'_>,
+    mut progress: Progress,
 ) -> anyhow::Result<Restored> {
+    let Source { key, version_id, format, compression } = source;
     let mut body = store.get_stream(key, version_id).await?;
     let (comp_tx, comp_rx) = mpsc::channel::<Bytes>(8);
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
@@ -441,6 +447,7 @@ async fn read_object(
             let chunk = chunk.context("read object body")?;
             hash.update(&chunk);
             total += chunk.len() as u64;
+            progress.update(0, total);
             if comp_tx.send(chunk).await.is_err() {
                 break; // the decompressor failed; its error is the one to report
             }

@@ -13,7 +13,8 @@
 
 use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
-use crate::archive::pipeline;
+use crate::archive::pipeline::{self, Source};
+use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access, Pending};
 use crate::archive::Archiver;
 use crate::error::{Error, ErrorKind};
@@ -253,15 +254,16 @@ pub async fn restore(
         .await
         .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {target}"))))?;
     let copy_sql = format!("COPY {} FROM STDIN {}", target.quoted(), format.copy_options());
-    let got =
-        pipeline::restore_stream(&tx, &copy_sql, &archiver.store, &key, rec.version_id.as_deref(), format, compression)
-            .await
-            .map_err(|e| match e.downcast::<Error>() {
-                Ok(inner) => inner,
-                Err(e) => {
-                    Error::new(ErrorKind::Integrity, format!("restore of {partition} failed, nothing was kept: {e:#}"))
-                }
-            })?;
+    let object = Source { key: &key, version_id: rec.version_id.as_deref(), format, compression };
+    let size = rec.compressed_bytes.map(|b| b.max(0) as u64);
+    let every = archiver.store.settings.progress_log_every();
+    let progress = Progress::start(format!("restore {table}.{partition}"), Measure::Bytes, size, every);
+    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, object, progress).await.map_err(|e| match e
+        .downcast::<Error>(
+    ) {
+        Ok(inner) => inner,
+        Err(e) => Error::new(ErrorKind::Integrity, format!("restore of {partition} failed, nothing was kept: {e:#}")),
+    })?;
     let want_sha = rec.sha256.clone().expect("checked");
     if got.sha256 != want_sha {
         return Err(Error::integrity(format!(

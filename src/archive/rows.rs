@@ -33,6 +33,14 @@ impl RowCounter {
         }
     }
 
+    /// Rows seen so far (for progress reports; [`RowCounter::finish`] is the checked count).
+    pub fn so_far(&self) -> u64 {
+        match self {
+            Self::Csv { newlines, header, .. } => newlines.saturating_sub(u64::from(*header)),
+            Self::Binary(b) => b.rows,
+        }
+    }
+
     /// Rows seen; `Err` when the stream was not well formed (truncated, garbage).
     pub fn finish(&self) -> Result<u64, String> {
         match self {

@@ -108,9 +108,15 @@ pub struct ArchiveSettings {
     pub object_lock: Option<ObjectLock>,
     /// How `restore` brings back objects in cold storage.
     pub retrieval: RetrievalSettings,
+    /// Seconds between progress log lines of a long stream (`PROGRESS_LOG_SECONDS`).
+    pub progress_log_seconds: u64,
 }
 
 impl ArchiveSettings {
+    pub fn progress_log_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.progress_log_seconds)
+    }
+
     /// `None` when `ARCHIVE_BUCKET` is not set: the archiver then creates partitions but never
     /// detaches one that it would have to archive.
     pub fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<Self>, ConfigError> {
@@ -219,8 +225,17 @@ impl ArchiveSettings {
             }
         };
         let retrieval = RetrievalSettings::from_lookup(get)?;
+        let progress_log_seconds = match get("PROGRESS_LOG_SECONDS") {
+            // Often enough that CloudWatch shows where a 15-minute invocation is, rarely enough
+            // not to matter in the bill.
+            None => 30,
+            Some(s) => s.trim().parse::<u64>().ok().filter(|n| *n <= 3600).ok_or_else(|| {
+                ConfigError::invalid("PROGRESS_LOG_SECONDS", &s, "seconds from 0 (every batch) to 3600")
+            })?,
+        };
         Ok(Some(Self {
             retrieval,
+            progress_log_seconds,
             bucket,
             prefix,
             format,

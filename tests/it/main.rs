@@ -7,6 +7,7 @@ mod faults;
 mod harness;
 mod lambda;
 mod partitions;
+mod progress;
 mod reliability;
 mod template;
 mod tidy;

@@ -12,7 +12,8 @@
 
 use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
-use crate::archive::pipeline;
+use crate::archive::pipeline::{self, Source};
+use crate::archive::progress::{Measure, Progress};
 use crate::archive::settings::{Compression, Format};
 use crate::archive::store::{self, ObjectHead, Origin, WriteOnce};
 use crate::archive::Archiver;
@@ -211,11 +212,21 @@ async fn stream(
     )
     .await?;
     crate::fail_point!("after_create_upload");
-    let estimated = client
-        .query_one("SELECT pg_total_relation_size(to_regclass($1))", &[&partition.quoted()])
+    // Size (for the part size) and row estimate (for progress): the catalog's, no scan.
+    let (estimated, estimated_rows) = client
+        .query_one(
+            "SELECT pg_total_relation_size(c.oid), c.reltuples::bigint FROM pg_class c WHERE c.oid = to_regclass($1)",
+            &[&partition.quoted()],
+        )
         .await
-        .map(|r| r.get::<_, Option<i64>>(0).unwrap_or(0))
-        .unwrap_or(0);
+        .map(|r| (r.get::<_, Option<i64>>(0).unwrap_or(0), r.get::<_, Option<i64>>(1).unwrap_or(-1)))
+        .unwrap_or((0, -1));
+    let progress = Progress::start(
+        format!("archive {partition}"),
+        Measure::Rows,
+        u64::try_from(estimated_rows).ok(),
+        settings.progress_log_every(),
+    );
     let copy_sql = format!("COPY {} TO STDOUT {}", partition.quoted(), format.copy_options());
     let streamed = pipeline::archive_stream(
         client,
@@ -228,6 +239,7 @@ async fn stream(
         settings.compression_level,
         settings.part_size_for(estimated.max(0) as u64),
         settings.parts_in_flight,
+        progress,
     )
     .await;
     let completed = match streamed {
@@ -352,10 +364,14 @@ async fn adopt_existing(
     }
     // Compare contents: the object read back (checking it decompresses and parses) against a COPY
     // of the frozen table, in the same format.
-    let object =
-        pipeline::scan_object(&archiver.store, key, head.version_id.as_deref(), target.format, target.compression)
-            .await
-            .with_context(|| format!("read the object already at s3://{bucket}/{key}"))?;
+    let source =
+        Source { key, version_id: head.version_id.as_deref(), format: target.format, compression: target.compression };
+    let every = archiver.store.settings.progress_log_every();
+    let progress =
+        Progress::start(format!("read s3://{bucket}/{key}"), Measure::Bytes, Some(head.size.max(0) as u64), every);
+    let object = pipeline::scan_object(&archiver.store, source, progress)
+        .await
+        .with_context(|| format!("read the object already at s3://{bucket}/{key}"))?;
     let copy_sql = format!("COPY {} TO STDOUT {}", partition.quoted(), target.format.copy_options());
     let (rows, raw_bytes, raw_sha256) = pipeline::copy_digest(client, &copy_sql, target.format).await?;
     if object.raw_sha256 == raw_sha256 && object.rows_counted == rows && object.compressed_bytes == head.size as u64 {
