@@ -155,6 +155,8 @@ impl Command {
 
 /// Checks of a `restore --wait` are spaced out to at most this.
 const MAX_POLL: Duration = Duration::from_secs(15 * 60);
+/// Transient errors in a row a `restore --wait` rides out before it gives up (exit code 3).
+const MAX_TRANSIENT_WHILE_WAITING: u32 = 5;
 
 /// Exit codes: 0 done, 1 a table or step failed, 2 bad input (nothing changed), 3 transient,
 /// 4 pending (a retrieval from cold storage: run again later).
@@ -173,8 +175,20 @@ pub async fn run(cli: Cli) -> i32 {
             return app.handle(request).await;
         };
         let mut waiting = Waiting::new(first_delay);
+        let mut transient_in_a_row = 0;
         loop {
-            let response = app.handle(request.clone()).await?;
+            // Hours of waiting should not end on one lost connection or S3 hiccup: transient
+            // errors are retried at the same pace, a few in a row.
+            let response = match app.handle(request.clone()).await {
+                Err(e) if e.retryable() && transient_in_a_row < MAX_TRANSIENT_WHILE_WAITING => {
+                    transient_in_a_row += 1;
+                    tracing::warn!(error = %e.message, attempt = transient_in_a_row, "restore --wait: retrying");
+                    waiting.pause().await;
+                    continue;
+                }
+                other => other?,
+            };
+            transient_in_a_row = 0;
             match response.pending() {
                 Some(pending) => waiting.wait(pending).await,
                 None => return Ok(response),
@@ -251,6 +265,11 @@ impl Waiting {
             Some(s) => s.set_message(line),
             None => tracing::info!(waited_s = self.started.elapsed().as_secs(), "{line}"),
         }
+        self.pause().await;
+    }
+
+    /// Sleeps the current delay, then doubles it (up to [`MAX_POLL`]).
+    async fn pause(&mut self) {
         tokio::time::sleep(self.delay).await;
         self.delay = (self.delay * 2).min(MAX_POLL.max(self.delay));
     }
@@ -261,5 +280,46 @@ impl Drop for Waiting {
         if let Some(s) = &self.spinner {
             s.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_verb_and_option_has_help_text() {
+        let cli = Cli::command();
+        let mut missing = vec![];
+        for verb in cli.get_subcommands() {
+            if verb.get_about().is_none() {
+                missing.push(verb.get_name().to_string());
+            }
+            for arg in verb.get_arguments().filter(|a| a.get_id() != "help") {
+                if arg.get_help().is_none() {
+                    missing.push(format!("{} --{}", verb.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no help text: {missing:?}");
+        // And the check sees the options it should.
+        let restore = cli.find_subcommand("restore").unwrap();
+        let ids: Vec<&str> = restore.get_arguments().map(|a| a.get_id().as_str()).collect();
+        for id in ["table", "partition", "into_schema", "attach", "wait", "poll_interval"] {
+            assert!(ids.contains(&id), "{ids:?}");
+        }
+    }
+
+    #[test]
+    fn poll_interval_needs_wait_and_stays_in_range() {
+        for args in [
+            &["pa", "restore", "--table", "t", "--partition", "p", "--poll-interval", "5"][..],
+            &["pa", "restore", "--table", "t", "--partition", "p", "--wait", "--poll-interval", "0"][..],
+        ] {
+            assert!(Cli::try_parse_from(args).is_err(), "{args:?}");
+        }
+        let ok = Cli::try_parse_from(["pa", "restore", "--table", "t", "--partition", "p", "--wait"]).unwrap();
+        assert!(matches!(ok.command, Command::Restore { wait: true, poll_interval: 60, .. }));
     }
 }

@@ -202,6 +202,11 @@ mod tests {
             }
         );
         assert_eq!(from_event(&json!({"action": "list"})).unwrap(), Request::List { table: None });
+        assert_eq!(
+            from_event(&json!({"action": "verify", "deep": true})).unwrap(),
+            Request::Verify { table: None, deep: true }
+        );
+        assert_eq!(from_event(&json!({"action": "verify"})).unwrap(), Request::Verify { table: None, deep: false });
     }
 
     #[test]
@@ -213,6 +218,9 @@ mod tests {
             (json!({"action": "explode"}), "unknown variant `explode`"),
             (json!({"action": "maintain", "dry_run": "yes"}), "invalid type"),
             (json!({"action": "maintain", "tables": "trades"}), "invalid type"),
+            (json!({"action": "verify", "deep": "yes"}), "invalid type"),
+            (json!({"action": "restore", "table": "t", "partition": "p", "wait": true}), "restore --wait"),
+            (json!({"action": "restore", "table": "t", "partition": "p", "wait": false}), "RestoreStateMachine"),
             (json!({"action": "maintain", "bogus": 1}), "unknown field `bogus`"),
             (json!({"action": "maintain", "now": "yesterday"}), "not an RFC 3339 timestamp"),
             (json!({"action": "maintain", "tables": ["x; drop table trades"]}), "not a valid identifier"),

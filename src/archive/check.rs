@@ -6,7 +6,7 @@
 //!   (`verify --deep`); only for objects S3 serves now.
 
 use crate::archive::manifest::ManifestRecord;
-use crate::archive::pipeline::{self, Source};
+use crate::archive::pipeline::{self, Hashes, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access};
 use crate::archive::store::ObjectHead;
@@ -62,7 +62,7 @@ pub async fn by_reading(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Re
     );
     let source =
         Source { key, version_id: rec.version_id.as_deref(), format: rec.format()?, compression: rec.compression()? };
-    let got = pipeline::scan_object(&archiver.store, source, progress).await?;
+    let got = pipeline::scan_object(&archiver.store, source, Hashes::Object, progress).await?;
     anyhow::ensure!(
         Some(got.sha256.as_str()) == rec.sha256.as_deref(),
         "SHA-256 {} differs from the manifest's {:?}",

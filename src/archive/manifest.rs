@@ -132,6 +132,35 @@ pub fn manifest_key(object_key: &str, partition: &str) -> String {
     }
 }
 
+/// Does a manifest found in S3 describe the same archive as `ours`: every field but those that
+/// may differ between two writers of the same archive (state, timestamps, upload token, the
+/// writer's `system_identifier`, versions of PostgreSQL and of this tool)? So the same partition of
+/// the same table, with the same bounds and columns, and the same object (key, version, size,
+/// checksums, rows, format, compression).
+pub fn describe_the_same_archive(found: &ManifestRecord, ours: &ManifestRecord) -> bool {
+    const MAY_DIFFER: &[&str] = &[
+        "state",
+        "upload_token",
+        "system_identifier",
+        "pg_version",
+        "tool_version",
+        "multipart_upload_id",
+        "moved_to_schema",
+        "created_at",
+        "uploaded_at",
+        "verified_at",
+        "finished_at",
+    ];
+    let archive = |r: &ManifestRecord| {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        if let Some(fields) = v.as_object_mut() {
+            fields.retain(|k, _| !MAY_DIFFER.contains(&k.as_str()));
+        }
+        v
+    };
+    archive(found) == archive(ours)
+}
+
 pub async fn load(
     client: &impl GenericClient,
     table: &QualifiedName,
@@ -323,5 +352,34 @@ mod tests {
             sql.contains("sha256 = 'ab''c'") && sql.contains("etag = NULL") && sql.contains("uploaded_at = now()"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn a_manifest_describes_the_same_archive_only_if_object_and_table_agree() {
+        let mut ours = record(Some("2026-03-01T00:00:00+00:00"));
+        ours.object_key = Some("p/public.trades/year=2026/month=03/trades_2026_03.csv.zst".into());
+        ours.sha256 = Some("ab".repeat(32));
+        ours.row_count = Some(10);
+        ours.columns = vec![Column { name: "price".into(), type_name: "double precision".into(), not_null: false }];
+        let mut same = ours.clone();
+        same.state = "dropped".into();
+        same.upload_token = Some("other".into());
+        same.system_identifier = Some("42".into());
+        assert!(describe_the_same_archive(&same, &ours), "state, token and writer may differ");
+        type Edit = fn(&mut ManifestRecord);
+        let changes: [(&str, Edit); 7] = [
+            ("rows", |r| r.row_count = Some(11)),
+            ("sha256", |r| r.sha256 = Some("cd".repeat(32))),
+            ("version", |r| r.version_id = Some("v2".into())),
+            ("key", |r| r.object_key = Some("elsewhere.csv.zst".into())),
+            ("columns", |r| r.columns[0].type_name = "real".into()),
+            ("bounds", |r| r.range_to = Some("2026-05-01T00:00:00+00:00".into())),
+            ("format", |r| r.format = Some("binary".into())),
+        ];
+        for (what, change) in changes {
+            let mut other = ours.clone();
+            change(&mut other);
+            assert!(!describe_the_same_archive(&other, &ours), "{what}");
+        }
     }
 }

@@ -350,9 +350,11 @@ pub struct Restored {
     pub compressed_bytes: u64,
     /// SHA-256 of the object as stored (compressed), hex.
     pub sha256: String,
-    /// Size and SHA-256 (hex) of the decompressed COPY data: comparable with [`copy_digest`].
+    /// Size of the decompressed COPY data.
     pub raw_bytes: u64,
-    pub raw_sha256: String,
+    /// SHA-256 (hex) of the decompressed COPY data, comparable with [`copy_digest`]; only when
+    /// asked for ([`Hashes::Content`]: it costs a second hash over the larger stream).
+    pub raw_sha256: Option<String>,
 }
 
 /// Rows, size and SHA-256 (hex) of what `copy_sql` (a `COPY ... TO STDOUT`) sends, without keeping
@@ -395,18 +397,33 @@ pub async fn restore_stream(
     source: Source<'_>,
     progress: Progress,
 ) -> anyhow::Result<Restored> {
-    read_object(Some((db, copy_in_sql)), store, source, progress).await
+    read_object(Some((db, copy_in_sql)), store, source, Hashes::Object, progress).await
+}
+
+/// What a read hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hashes {
+    /// The object as stored (always).
+    Object,
+    /// Also its decompressed content.
+    Content,
 }
 
 /// Reads an object through SHA-256, the decompressor and the row counter, without loading it.
-pub async fn scan_object(store: &Store, source: Source<'_>, progress: Progress) -> anyhow::Result<Restored> {
-    read_object(None, store, source, progress).await
+pub async fn scan_object(
+    store: &Store,
+    source: Source<'_>,
+    hashes: Hashes,
+    progress: Progress,
+) -> anyhow::Result<Restored> {
+    read_object(None, store, source, hashes, progress).await
 }
 
 async fn read_object(
     copy: Option<(&tokio_postgres::Transaction<'_>, &str)>,
     store: &Store,
     source: Source<'_>,
+    hashes: Hashes,
     mut progress: Progress,
 ) -> anyhow::Result<Restored> {
     let Source { key, version_id, format, compression } = source;
@@ -414,7 +431,7 @@ async fn read_object(
     let (comp_tx, comp_rx) = mpsc::channel::<Bytes>(8);
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
 
-    let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, String)> {
+    let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, Option<String>)> {
         let input = ChannelReader { rx: comp_rx, current: Bytes::new() };
         let mut decoder: Box<dyn Read> = match compression {
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).context("start zstd decoder")?),
@@ -422,7 +439,8 @@ async fn read_object(
             Compression::None => Box::new(input),
         };
         let mut counter = RowCounter::new(format, format == Format::Csv);
-        let (mut raw_hash, mut raw_bytes) = (Sha256::new(), 0u64);
+        let mut raw_hash = (hashes == Hashes::Content).then(Sha256::new);
+        let mut raw_bytes = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = decoder.read(&mut buf).context("decompress (corrupt or truncated object?)")?;
@@ -430,14 +448,16 @@ async fn read_object(
                 break;
             }
             counter.feed(&buf[..n]);
-            raw_hash.update(&buf[..n]);
+            if let Some(h) = raw_hash.as_mut() {
+                h.update(&buf[..n]);
+            }
             raw_bytes += n as u64;
             if raw_tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
                 bail!("COPY FROM stopped");
             }
         }
         let rows = counter.finish().map_err(|e| anyhow!("archive content: {e}"))?;
-        Ok((rows, raw_bytes, hex::encode(raw_hash.finalize())))
+        Ok((rows, raw_bytes, raw_hash.map(|h| hex::encode(h.finalize()))))
     });
 
     let downloader = tokio::spawn(async move {

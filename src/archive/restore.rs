@@ -70,13 +70,13 @@ async fn ensure_readable(archiver: &Archiver, key: &str, version_id: Option<&str
     let class_name = class.unwrap_or("STANDARD");
     match access {
         Access::Readable => Ok(None),
-        Access::InProgress => Ok(Some(Pending::new(false, settings.tier, class_name, object, None))),
+        Access::InProgress => Ok(Some(Pending::new(false, settings.tier, class_name, status, object, None))),
         Access::Archived => {
             let (tier, days) = retrieval::request_for(class, status, settings)
                 .map_err(|e| Error::invalid(format!("{object} is in {class_name}: {e}")))?;
             let started = store.request_retrieval(key, version_id, tier, days).await.map_err(wrap)?;
             tracing::info!(%object, storage_class = class_name, tier = tier.as_str(), started, "retrieval pending");
-            Ok(Some(Pending::new(started, tier, class_name, object, days)))
+            Ok(Some(Pending::new(started, tier, class_name, status, object, days)))
         }
     }
 }

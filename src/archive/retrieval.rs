@@ -156,23 +156,39 @@ pub struct Pending {
 }
 
 impl Pending {
-    pub fn new(started: bool, tier: Tier, storage_class: &str, object: String, days: Option<u32>) -> Self {
-        let hours = match (storage_class, tier) {
-            (_, Tier::Expedited) => "minutes",
-            ("DEEP_ARCHIVE", Tier::Standard) => "up to 12 hours",
-            ("DEEP_ARCHIVE", Tier::Bulk) => "up to 48 hours",
-            (_, Tier::Standard) => "3-5 hours",
-            (_, Tier::Bulk) => "5-12 hours",
+    /// `started`: this call sent the request (else one was already running, maybe with another
+    /// tier than the configured one).
+    pub fn new(
+        started: bool,
+        tier: Tier,
+        storage_class: &str,
+        archive_status: Option<&str>,
+        object: String,
+        days: Option<u32>,
+    ) -> Self {
+        let deep = storage_class == "DEEP_ARCHIVE" || archive_status == Some("DEEP_ARCHIVE_ACCESS");
+        let hours = match (deep, tier) {
+            (false, Tier::Expedited) => "1-5 minutes",
+            (true, Tier::Standard) => "up to 12 hours",
+            (true, _) => "up to 48 hours",
+            (false, Tier::Standard) => "3-5 hours",
+            (false, Tier::Bulk) => "5-12 hours",
         };
-        let what = if started { "retrieval requested" } else { "retrieval in progress" };
+        let what = if started {
+            format!("retrieval requested ({} tier, {hours})", tier.as_str())
+        } else {
+            "a retrieval requested earlier is in progress".to_string()
+        };
+        let class = match archive_status {
+            Some(status) => format!("{storage_class} ({status})"),
+            None => storage_class.to_string(),
+        };
         Self {
             retrieval: if started { "requested" } else { "in_progress" },
             tier,
             storage_class: storage_class.to_string(),
             message: format!(
-                "{object} is in {storage_class}: {what} ({} tier, {hours}); nothing was changed. Run restore again \
-                 later (or restore --wait)",
-                tier.as_str()
+                "{object} is in {class}: {what}; nothing was changed. Run restore again later (or restore --wait)"
             ),
             object,
             days,

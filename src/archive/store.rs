@@ -73,6 +73,21 @@ where
     }
 }
 
+/// Is this S3's 409 ConditionalRequestConflict (another conditional write to the key was in
+/// flight)? Retried: the retry ends written, or as a 412 when the other write won.
+fn is_conditional_conflict<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    match e {
+        aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code() == Some("ConditionalRequestConflict"),
+        _ => false,
+    }
+}
+
+/// Attempts of a write-once request that meets a ConditionalRequestConflict.
+const CONFLICT_ATTEMPTS: u32 = 4;
+
 /// Metadata values are ASCII: non-ASCII names (and `%`) are percent-encoded.
 fn metadata_value(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -206,22 +221,29 @@ impl Store {
                     .collect(),
             ))
             .build();
-        let out = self
-            .client
-            .complete_multipart_upload()
-            .bucket(self.bucket())
-            .key(key)
-            .upload_id(upload_id)
-            .multipart_upload(completed)
-            .if_none_match("*")
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(WriteOnce::Written((out.e_tag, out.version_id))),
-            Err(e) if is_precondition_failed(&e) => Ok(WriteOnce::Exists),
-            Err(e) => {
-                Err(sdk_err(e)).with_context(|| format!("complete multipart upload of s3://{}/{key}", self.bucket()))
-            }
+        let mut attempt = 1;
+        loop {
+            let out = self
+                .client
+                .complete_multipart_upload()
+                .bucket(self.bucket())
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(completed.clone())
+                .if_none_match("*")
+                .send()
+                .await;
+            return match out {
+                Ok(out) => Ok(WriteOnce::Written((out.e_tag, out.version_id))),
+                Err(e) if is_precondition_failed(&e) => Ok(WriteOnce::Exists),
+                Err(e) if is_conditional_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
+                    tokio::time::sleep(RetryPolicy::default().delay(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => Err(sdk_err(e))
+                    .with_context(|| format!("complete multipart upload of s3://{}/{key}", self.bucket())),
+            };
         }
     }
 
@@ -304,26 +326,34 @@ impl Store {
     /// returns its version id.
     pub async fn put_json(&self, key: &str, body: Vec<u8>) -> anyhow::Result<WriteOnce<Option<String>>> {
         let sha = base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-        let mut req = self
-            .client
-            .put_object()
-            .bucket(self.bucket())
-            .key(key)
-            .content_type("application/json")
-            .checksum_algorithm(ChecksumAlgorithm::Sha256)
-            .checksum_sha256(sha)
-            .if_none_match("*")
-            .body(ByteStream::from(body));
-        req = match &self.settings.sse {
-            Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Sse::Kms { key_id } => {
-                req.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone())
-            }
-        };
-        match req.send().await {
-            Ok(out) => Ok(WriteOnce::Written(out.version_id)),
-            Err(e) if is_precondition_failed(&e) => Ok(WriteOnce::Exists),
-            Err(e) => Err(sdk_err(e)).with_context(|| format!("put s3://{}/{key}", self.bucket())),
+        let mut attempt = 1;
+        loop {
+            let mut req = self
+                .client
+                .put_object()
+                .bucket(self.bucket())
+                .key(key)
+                .content_type("application/json")
+                .checksum_algorithm(ChecksumAlgorithm::Sha256)
+                .checksum_sha256(sha.clone())
+                .if_none_match("*")
+                .body(ByteStream::from(body.clone()));
+            req = match &self.settings.sse {
+                Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
+                Sse::Kms { key_id } => {
+                    req.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone())
+                }
+            };
+            return match req.send().await {
+                Ok(out) => Ok(WriteOnce::Written(out.version_id)),
+                Err(e) if is_precondition_failed(&e) => Ok(WriteOnce::Exists),
+                Err(e) if is_conditional_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
+                    tokio::time::sleep(RetryPolicy::default().delay(attempt)).await;
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => Err(sdk_err(e)).with_context(|| format!("put s3://{}/{key}", self.bucket())),
+            };
         }
     }
 
@@ -388,10 +418,10 @@ impl Store {
                         self.settings.bucket
                     )))
                 } else if e.as_service_error().is_some_and(|s| s.is_invalid_object_state()) {
-                    // Archived since it was checked (a restored copy expired): run restore again.
+                    // Archived since it was checked (a restored copy expired meanwhile).
                     anyhow::Error::new(crate::error::Error::transient(anyhow!(
-                        "archive object s3://{}/{key} is in cold storage and not readable without a retrieval: \
-                         run restore again to request one",
+                        "archive object s3://{}/{key} is in cold storage and not readable until a retrieval \
+                         finishes (`restore` requests one)",
                         self.settings.bucket
                     )))
                 } else {

@@ -12,7 +12,7 @@ const MARCH: &str = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {} t"
 
 /// Moves the archive object of `partition` to `class` and points its manifest row at the moved
 /// object (version and checksum).
-async fn move_to_class(env: &TestEnv, partition: &str, class: &str) {
+pub(crate) async fn move_to_class(env: &TestEnv, partition: &str, class: &str) {
     let key = env
         .scalar_text(&format!(
             "SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = '{partition}'"

@@ -132,3 +132,56 @@ async fn the_manifest_records_the_database_and_restore_and_verify_show_it() {
     let tags = s3().await.get_object_tagging().bucket(&env.bucket).key(&manifest_key).send().await.unwrap();
     assert!(tags.tag_set().is_empty(), "manifests are not tagged: they stay readable: {:?}", tags.tag_set());
 }
+
+#[tokio::test]
+async fn a_cold_object_at_the_key_is_refused_without_reading_it() {
+    let first = TestEnv::migrated().await;
+    seed(&first).await;
+    ok(&first.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
+    crate::cold::move_to_class(&first, "orders_2026_03", "DEEP_ARCHIVE").await;
+    let second = TestEnv::migrated().await;
+    seed(&second).await;
+    let before = OrdersBefore::take(&second).await;
+    let (out, report) =
+        second.json(&["maintain", "--now", NOW, "--table", "orders"], &[("ARCHIVE_BUCKET", first.bucket.as_str())]);
+    assert!(!out.status.success(), "{report}");
+    let text = report.to_string();
+    assert!(text.contains("in DEEP_ARCHIVE, not readable without a retrieval"), "{report}");
+    assert!(!text.contains("InvalidObjectState"), "it never tried to read the cold object: {report}");
+    before.assert_none_lost(&second).await;
+    // The refusal leaves the partition detached, without a key: a run under its own prefix archives
+    // it, and it restores identical.
+    let march = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {} t";
+    // (Detached by the refused run, frozen, whole.)
+    let second_march = second.scalar_text(&march.replace("{}", "public.orders_2026_03")).await;
+    assert!(second_march.is_some());
+    let own_prefix = [("ARCHIVE_BUCKET", first.bucket.as_str()), ("ARCHIVE_PREFIX", "second-database")];
+    let (out, report) = second.json(&["maintain", "--now", NOW, "--table", "orders"], &own_prefix);
+    assert!(out.status.success(), "{report}");
+    let schema = unique("second_");
+    ok(&second.run(
+        &["restore", "--table", "orders", "--partition", "orders_2026_03", "--into-schema", &schema],
+        &own_prefix,
+    ));
+    assert_eq!(second.scalar_text(&march.replace("{}", &format!("{schema}.orders_2026_03"))).await, second_march);
+}
+
+#[tokio::test]
+async fn a_run_killed_after_completing_finds_its_object_even_when_the_prefix_changed() {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    let before = OrdersBefore::take(&env).await;
+    crate::archive::crash_at(&env, "after_complete");
+    let completed = versions_by_key(&env.bucket).await;
+    assert_eq!(completed.len(), 1, "one object completed, its `uploaded` not recorded: {completed:?}");
+    let (out, report) =
+        env.json(&["maintain", "--now", NOW, "--table", "orders"], &[("ARCHIVE_PREFIX", "moved-prefix")]);
+    assert!(out.status.success(), "{report}");
+    let after = versions_by_key(&env.bucket).await;
+    let (key, _) = completed.iter().next().unwrap();
+    assert_eq!(after.get(key), Some(&1), "the completed object was adopted, not written again: {after:?}");
+    let march: Vec<&String> = after.keys().filter(|k| k.contains("orders_2026_03")).collect();
+    assert!(march.iter().all(|k| k.starts_with("partition-archiver/")), "March stays where it was written: {march:?}");
+    assert!(after.keys().any(|k| k.starts_with("moved-prefix/")), "April follows the new prefix: {after:?}");
+    before.assert_none_lost(&env).await;
+}

@@ -3,17 +3,22 @@
 //! 1. [`load_detached`]: the manifest row must exist and the table must be detached.
 //! 2. [`freeze`]: a statement trigger refuses every write, so the rows copied, counted and finally
 //!    dropped are the same set.
-//! 3. [`stream`]: `uploading` (with the multipart upload id) -> COPY -> compressor -> S3 ->
-//!    `uploaded` (size, SHA-256, rows). An `uploaded` object that still verifies is not uploaded
-//!    again; a failed stream aborts its upload and goes back to `detached`.
+//! 3. [`stream`]: `uploading` (with the multipart upload id and an upload token, also written into
+//!    the object's metadata) -> COPY -> compressor -> S3 parts -> the figures (size, SHA-256,
+//!    rows, composite checksum) recorded on the `uploading` row -> completed write-once
+//!    (`If-None-Match: *`) -> `uploaded` (version, ETag). An object already at the key is adopted
+//!    only when it provably is this partition's archive ([`adopt_existing`]). An `uploaded` object
+//!    that still verifies is not uploaded again; a failed stream aborts its upload and goes back to
+//!    `detached`.
 //! 4. [`verify`]: HEAD size + S3 composite checksum, and `count(*)` (on a second connection,
 //!    started with the stream) equal to the rows streamed.
 //! 5. [`record`]: the JSON manifest written beside the object and read back, then `verified`.
 
 use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
-use crate::archive::pipeline::{self, Source};
+use crate::archive::pipeline::{self, Hashes, Source};
 use crate::archive::progress::{Measure, Progress};
+use crate::archive::retrieval::{self, Access};
 use crate::archive::settings::{Compression, Format};
 use crate::archive::store::{self, ObjectHead, Origin, WriteOnce};
 use crate::archive::Archiver;
@@ -35,8 +40,10 @@ pub struct Archived {
     pub location: Option<String>,
 }
 
-/// Format, compression and object key of a partition's archive under the current settings (the
-/// table's own `archive_format` / `archive_compression` first).
+/// Format, compression and object key of a partition's archive: those its row already records
+/// (a run killed after S3 completed the object must find it where it is, whatever the settings
+/// say now), else the current settings (the table's own `archive_format` / `archive_compression`
+/// first).
 struct Target {
     format: Format,
     compression: Compression,
@@ -46,6 +53,14 @@ struct Target {
 impl Target {
     fn of(policy: &TablePolicy, rec: &ManifestRecord, archiver: &Archiver) -> Self {
         let settings = &archiver.store.settings;
+        if let (Some(key), Ok(format), Ok(compression), Some(true)) = (
+            rec.object_key.clone(),
+            rec.format(),
+            rec.compression(),
+            rec.bucket.as_deref().map(|b| b == settings.bucket),
+        ) {
+            return Self { format, compression, key };
+        }
         let format = policy.archive_format.as_deref().and_then(Format::parse).unwrap_or(settings.format);
         let compression =
             policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(settings.compression);
@@ -354,6 +369,7 @@ async fn adopt_existing(
     ];
     let token_matches =
         rec.upload_token.is_some() && head.metadata.get(store::META_UPLOAD_TOKEN) == rec.upload_token.as_ref();
+    let class = head.storage_class.as_deref().unwrap_or("STANDARD");
     if token_matches
         && Some(head.size) == rec.compressed_bytes
         && head.checksum_sha256.is_some()
@@ -363,18 +379,39 @@ async fn adopt_existing(
         return record_uploaded(client, policy, partition, head.etag.clone(), head.version_id.clone(), &location).await;
     }
     // Compare contents: the object read back (checking it decompresses and parses) against a COPY
-    // of the frozen table, in the same format.
+    // of the frozen table, in the same format. Only an object S3 serves now and that carries an S3
+    // SHA-256 can be adopted (a cold object at the key is an old archive, not a fresh upload of
+    // this run's partition; one without a checksum could never pass the HEAD check).
+    let readable =
+        retrieval::access(head.storage_class.as_deref(), head.archive_status.as_deref(), head.restore.as_deref());
+    if readable != Ok(Access::Readable) || head.checksum_sha256.is_none() {
+        let why = match readable {
+            Err(unknown) => unknown,
+            Ok(Access::Readable) => "it has no S3 SHA-256 checksum".to_string(),
+            Ok(_) => format!("it is in {class}, not readable without a retrieval"),
+        };
+        return refuse(client, policy, partition, &format!(
+            "s3://{bucket}/{key} already holds an object that this run did not write ({}) and whose content cannot \
+             be compared: {why}. Archives are never replaced, so nothing was written and nothing is dropped; if another \
+             database or deployment archives to this bucket, give each its own ARCHIVE_PREFIX.",
+            writer(head, rec)
+        ))
+        .await;
+    }
     let source =
         Source { key, version_id: head.version_id.as_deref(), format: target.format, compression: target.compression };
     let every = archiver.store.settings.progress_log_every();
     let progress =
         Progress::start(format!("read s3://{bucket}/{key}"), Measure::Bytes, Some(head.size.max(0) as u64), every);
-    let object = pipeline::scan_object(&archiver.store, source, progress)
+    let object = pipeline::scan_object(&archiver.store, source, Hashes::Content, progress)
         .await
         .with_context(|| format!("read the object already at s3://{bucket}/{key}"))?;
     let copy_sql = format!("COPY {} TO STDOUT {}", partition.quoted(), target.format.copy_options());
     let (rows, raw_bytes, raw_sha256) = pipeline::copy_digest(client, &copy_sql, target.format).await?;
-    if object.raw_sha256 == raw_sha256 && object.rows_counted == rows && object.compressed_bytes == head.size as u64 {
+    if object.raw_sha256.as_deref() == Some(raw_sha256.as_str())
+        && object.rows_counted == rows
+        && object.compressed_bytes == head.size as u64
+    {
         tracing::warn!(%key, rows, "the object at the key holds exactly this partition's rows: adopted as its archive");
         return record_uploaded(
             client,
@@ -390,27 +427,64 @@ async fn adopt_existing(
                     ("compressed_bytes", Some(head.size.to_string())),
                     ("sha256", Some(object.sha256)),
                     ("checksum_composite", head.checksum_sha256.clone()),
-                    ("upload_token", head.metadata.get(store::META_UPLOAD_TOKEN).cloned()),
+                    ("upload_token", None),
                 ],
             ]
             .concat(),
         )
         .await;
     }
-    let writer = match (head.metadata.get(store::META_SOURCE), head.metadata.get(store::META_SYSTEM_IDENTIFIER)) {
+    refuse(
+        client,
+        policy,
+        partition,
+        &format!(
+            "s3://{bucket}/{key} already holds another archive ({}; {} rows, {} bytes) whose rows differ from \
+             {partition} of this database (system_identifier {}; {rows} rows): archives are never replaced, so nothing \
+             was written and nothing is dropped. If another database (a clone restored from a snapshot, a second \
+             deployment) archives to this bucket, give each its own ARCHIVE_PREFIX.",
+            writer(head, rec),
+            object.rows_counted,
+            head.size,
+            rec.system_identifier.as_deref().unwrap_or("unknown"),
+        ),
+    )
+    .await
+}
+
+/// Who wrote the object at the key, from its metadata, for the refusal's message.
+fn writer(head: &ObjectHead, rec: &ManifestRecord) -> String {
+    let id = head.metadata.get(store::META_SYSTEM_IDENTIFIER);
+    let same_database = id.is_some() && id == rec.system_identifier.as_ref();
+    match (head.metadata.get(store::META_SOURCE), id) {
+        (Some(source), Some(id)) if same_database => format!(
+            "written for {source} by this database (system_identifier {id}) or a clone of it: an earlier upload whose \
+             rows are not the partition's rows now, or a clone's"
+        ),
         (Some(source), Some(id)) => format!("written for {source} by the database with system_identifier {id}"),
         (Some(source), None) => format!("written for {source}"),
         _ => "without partition-archiver metadata".to_string(),
-    };
-    bail!(Error::integrity(format!(
-        "s3://{bucket}/{key} already holds another archive ({writer}; {} rows, {} bytes) whose rows differ from \
-         {partition} of this database (system_identifier {}; {rows} rows): archives are never replaced, so nothing \
-         was written and nothing is dropped. If another database (a clone restored from a snapshot, a second \
-         deployment) archives to this bucket, give each its own ARCHIVE_PREFIX.",
-        object.rows_counted,
-        head.size,
-        rec.system_identifier.as_deref().unwrap_or("unknown"),
-    )))
+    }
+}
+
+/// Stops this partition's archive for good reasons: the row goes back to `detached` with the
+/// error and without a key or figures (so a run under another ARCHIVE_PREFIX starts afresh), and
+/// an integrity error says why. The partition stays detached and frozen: nothing is dropped.
+async fn refuse(client: &Client, policy: &TablePolicy, partition: &QualifiedName, message: &str) -> anyhow::Result<()> {
+    let cleared = [
+        "object_key",
+        "multipart_upload_id",
+        "upload_token",
+        "row_count",
+        "raw_bytes",
+        "compressed_bytes",
+        "sha256",
+        "checksum_composite",
+    ];
+    let mut sets: Vec<(&str, Option<String>)> = cleared.iter().map(|c| (*c, None)).collect();
+    sets.push(("last_error", Some(message.to_string())));
+    exec(client, &manifest::set_state_sql(&policy.table, &partition.name, "detached", &sets)).await?;
+    bail!(Error::integrity(message.to_string()))
 }
 
 /// Phase 4: before anything can be dropped, the object is there as recorded, and the table holds
@@ -472,13 +546,7 @@ async fn record(
         .await?
         .ok_or_else(|| anyhow!("manifest {manifest_key} is missing right after it was written"))?;
     let back: ManifestRecord = serde_json::from_slice(&back).context("manifest read back is not valid JSON")?;
-    if back.sha256 != rec.sha256
-        || back.row_count != rec.row_count
-        || back.object_key != rec.object_key
-        || back.version_id != rec.version_id
-        || back.table() != rec.table()
-        || back.partition_name != rec.partition_name
-    {
+    if !manifest::describe_the_same_archive(&back, &rec) {
         bail!(Error::integrity(format!(
             "manifest {manifest_key} does not describe this archive (it says {:?} version {:?}, {:?} rows, sha256 {:?}): \
              manifests are never replaced, nothing is dropped",

@@ -10,8 +10,9 @@
 //!   without a default partition) records `detaching` first, then `detached`.
 //! - [`archive`] (`archive.rs`), one function per phase: load the detached table, freeze it
 //!   against writes, stream it (`uploading`, with the multipart upload id so a killed run's
-//!   upload is aborted by the next one, then `uploaded`), verify (object size and composite
-//!   checksum, `count(*)`), record (JSON manifest written and read back, then `verified`).
+//!   upload is aborted by the next one and an upload token; the figures recorded before the
+//!   write-once completion; then `uploaded`), verify (object size and composite checksum,
+//!   `count(*)`), record (JSON manifest written write-once and read back, then `verified`).
 //! - [`drop_partition`] / [`move_to_schema`]: one transaction that first checks the manifest
 //!   state (row locked, `verified`, table no longer attached), so nothing unverified is ever
 //!   dropped.
