@@ -4,7 +4,11 @@
 //! `verify-full`, so the mode is taken out of the URL and applied here: `require` encrypts without
 //! checking the certificate (as libpq does), `verify-ca` checks it against `sslrootcert`,
 //! `verify-full` also checks the host name. Every session gets `TimeZone = UTC` so catalog bounds
-//! read back in one zone whatever the server's default.
+//! read back in one zone whatever the server's default, and `synchronize_seqscans = off` so a
+//! COPY of a frozen table always sends its rows in the same (physical) order: with synchronized
+//! scans, a COPY that starts while another scan of the table runs (our own `count(*)` on the second
+//! connection, say) begins mid-table, and the same rows come out rotated, which would make an
+//! archive impossible to recognise by its content (write-once adoption compares the two).
 
 use crate::error::ConfigError;
 use native_tls::{Certificate, TlsConnector};
@@ -153,7 +157,10 @@ impl DbConfig {
             client
         };
         client
-            .batch_execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0")
+            .batch_execute(
+                "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
+                 SET synchronize_seqscans = off",
+            )
             .await
             .context("initialise session")?;
         Ok(client)

@@ -185,3 +185,52 @@ async fn a_run_killed_after_completing_finds_its_object_even_when_the_prefix_cha
     assert!(after.keys().any(|k| k.starts_with("moved-prefix/")), "April follows the new prefix: {after:?}");
     before.assert_none_lost(&env).await;
 }
+
+/// A table bigger than a quarter of shared_buffers gets synchronized sequential scans: a scan
+/// starts where the last one of that table reported being, so two COPYs of the same rows can send
+/// them rotated differently, and the same partition archived again would not be recognised by its
+/// content. Every session of ours turns them off. Here other scans leave different positions
+/// behind before each archive (a scan that stops half-way, as a LIMIT does).
+#[tokio::test]
+async fn the_same_large_partition_archived_twice_is_recognised_by_its_content() {
+    let env = TestEnv::migrated().await;
+    ok(&env.run(&["maintain", "--now", "2026-03-05T00:00:00Z"], &[("ARCHIVE_BUCKET", "")]));
+    env.db
+        .batch_execute(
+            "INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, fee, created_at)
+             SELECT g, g % 1000, 'BTC-USD', 'buy', g * 0.01, 1, 0.001, timestamptz '2026-03-01 00:00+00' + (g * interval '5 seconds')
+               FROM generate_series(1, 400000) g;
+             UPDATE partition_archiver.part_config SET retention_action = 'archive_move', historical_schema = 'hist'
+              WHERE table_name = 'trades';",
+        )
+        .await
+        .unwrap();
+    env.db.batch_execute("VACUUM ANALYZE public.trades_2026_03").await.unwrap();
+    let shared_buffers =
+        env.scalar_i64("SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'").await;
+    let size = env.scalar_i64("SELECT pg_relation_size('public.trades_2026_03')").await;
+    assert!(size > shared_buffers / 4, "the table ({size} bytes) must be large enough for synchronized scans");
+    // One backend per scan (a parallel scan does not leave its position for others).
+    env.db.batch_execute("SET max_parallel_workers_per_gather = 0").await.unwrap();
+    let leave_scan_position_at =
+        |rows: i64| format!("SELECT count(*) FROM (SELECT 1 FROM public.trades_2026_03 LIMIT {rows}) t");
+    let archive = ["archive", "--table", "trades", "--partition", "trades_2026_03"];
+    env.scalar_i64(&leave_scan_position_at(100_000)).await;
+    ok(&env.run(&archive, &[]));
+    let first = versions_by_key(&env.bucket).await;
+    // Put it back as it was, and forget the archive (as a clone or a lost record would).
+    env.db
+        .batch_execute(
+            "DROP TRIGGER partition_archiver_frozen ON hist.trades_2026_03;
+             ALTER TABLE hist.trades_2026_03 SET SCHEMA public;
+             ALTER TABLE public.trades ATTACH PARTITION public.trades_2026_03
+               FOR VALUES FROM ('2026-03-01 00:00+00') TO ('2026-04-01 00:00+00');
+             DELETE FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03';",
+        )
+        .await
+        .unwrap();
+    env.scalar_i64(&leave_scan_position_at(300_000)).await;
+    let (out, report) = env.json(&archive, &[]);
+    assert!(out.status.success(), "the same rows are recognised: {report}");
+    assert_eq!(versions_by_key(&env.bucket).await, first, "nothing was written again");
+}
