@@ -4,7 +4,9 @@
 //! - `name`: the process exits on the spot (code 86), as if killed: no cleanup, no upload aborted,
 //!   no transaction finished;
 //! - `name=error`: the point returns the given error instead (for points that take one), so the
-//!   ordinary error path (abort the upload, record the error) runs.
+//!   ordinary error path (abort the upload, record the error) runs;
+//! - `name=pause`: the process sleeps there for 3 seconds, so a test can act in between (put an
+//!   object at a key the run is about to complete, say).
 
 #[macro_export]
 macro_rules! fail_point {
@@ -33,6 +35,10 @@ pub fn hit(name: &str) -> bool {
                 std::process::exit(86);
             }
             Some((n, "error")) if n == name => return true,
+            Some((n, "pause")) if n == name => {
+                eprintln!("failpoint {name}: pausing");
+                std::thread::sleep(std::time::Duration::from_secs(3));
+            }
             _ => {}
         }
     }

@@ -45,6 +45,15 @@ pub enum WriteOnce<T> {
     Exists,
 }
 
+impl<T> WriteOnce<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> WriteOnce<U> {
+        match self {
+            WriteOnce::Written(t) => WriteOnce::Written(f(t)),
+            WriteOnce::Exists => WriteOnce::Exists,
+        }
+    }
+}
+
 /// Object metadata every data object carries (`x-amz-meta-pa-*`): who wrote it, and the token of
 /// the upload attempt that did, so a later run can tell its own earlier upload from another's.
 #[derive(Debug, Clone)]
@@ -62,31 +71,43 @@ pub const META_SOURCE: &str = "pa-source";
 /// data to cold storage while manifests stay readable at once (template.yaml, `cold-storage`).
 pub const DATA_TAG: (&str, &str) = ("partition-archiver-kind", "data");
 
-/// Is this SDK error S3's answer to a failed `If-None-Match: *` (412 Precondition Failed)?
-fn is_precondition_failed<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
+/// The S3 error code of an SDK error, if S3 answered with one.
+fn error_code<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> Option<&str>
 where
     E: aws_sdk_s3::error::ProvideErrorMetadata,
 {
     match e {
-        aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code() == Some("PreconditionFailed"),
-        _ => false,
-    }
-}
-
-/// Is this S3's 409 ConditionalRequestConflict (another conditional write to the key was in
-/// flight)? Retried: the retry ends written, or as a 412 when the other write won.
-fn is_conditional_conflict<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> bool
-where
-    E: aws_sdk_s3::error::ProvideErrorMetadata,
-{
-    match e {
-        aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code() == Some("ConditionalRequestConflict"),
-        _ => false,
+        aws_sdk_s3::error::SdkError::ServiceError(s) => s.err().code(),
+        _ => None,
     }
 }
 
 /// Attempts of a write-once request that meets a ConditionalRequestConflict.
 const CONFLICT_ATTEMPTS: u32 = 4;
+
+/// Sends a write-once (`If-None-Match: *`) request: 412 PreconditionFailed means the key already
+/// holds an object ([`WriteOnce::Exists`]); 409 ConditionalRequestConflict (another conditional
+/// write to the key was in flight) is retried, and the retry ends written or as a 412.
+async fn write_once<T, E, R, Fut>(
+    mut send: impl FnMut() -> Fut,
+) -> Result<WriteOnce<T>, aws_sdk_s3::error::SdkError<E, R>>
+where
+    Fut: std::future::Future<Output = Result<T, aws_sdk_s3::error::SdkError<E, R>>>,
+    E: aws_sdk_s3::error::ProvideErrorMetadata,
+{
+    let mut attempt = 1;
+    loop {
+        match send().await {
+            Ok(written) => return Ok(WriteOnce::Written(written)),
+            Err(e) if error_code(&e) == Some("PreconditionFailed") => return Ok(WriteOnce::Exists),
+            Err(e) if error_code(&e) == Some("ConditionalRequestConflict") && attempt < CONFLICT_ATTEMPTS => {
+                tokio::time::sleep(RetryPolicy::default().delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// Metadata values are ASCII: non-ASCII names (and `%`) are percent-encoded.
 fn metadata_value(s: &str) -> String {
@@ -221,10 +242,8 @@ impl Store {
                     .collect(),
             ))
             .build();
-        let mut attempt = 1;
-        loop {
-            let out = self
-                .client
+        write_once(|| {
+            self.client
                 .complete_multipart_upload()
                 .bucket(self.bucket())
                 .key(key)
@@ -232,19 +251,11 @@ impl Store {
                 .multipart_upload(completed.clone())
                 .if_none_match("*")
                 .send()
-                .await;
-            return match out {
-                Ok(out) => Ok(WriteOnce::Written((out.e_tag, out.version_id))),
-                Err(e) if is_precondition_failed(&e) => Ok(WriteOnce::Exists),
-                Err(e) if is_conditional_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
-                    tokio::time::sleep(RetryPolicy::default().delay(attempt)).await;
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => Err(sdk_err(e))
-                    .with_context(|| format!("complete multipart upload of s3://{}/{key}", self.bucket())),
-            };
-        }
+        })
+        .await
+        .map(|w| w.map(|out| (out.e_tag, out.version_id)))
+        .map_err(sdk_err)
+        .with_context(|| format!("complete multipart upload of s3://{}/{key}", self.bucket()))
     }
 
     /// Aborts a multipart upload; an upload that no longer exists is not an error.
@@ -326,9 +337,8 @@ impl Store {
     /// returns its version id.
     pub async fn put_json(&self, key: &str, body: Vec<u8>) -> anyhow::Result<WriteOnce<Option<String>>> {
         let sha = base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-        let mut attempt = 1;
-        loop {
-            let mut req = self
+        write_once(|| {
+            let req = self
                 .client
                 .put_object()
                 .bucket(self.bucket())
@@ -338,23 +348,18 @@ impl Store {
                 .checksum_sha256(sha.clone())
                 .if_none_match("*")
                 .body(ByteStream::from(body.clone()));
-            req = match &self.settings.sse {
+            match &self.settings.sse {
                 Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
                 Sse::Kms { key_id } => {
                     req.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone())
                 }
-            };
-            return match req.send().await {
-                Ok(out) => Ok(WriteOnce::Written(out.version_id)),
-                Err(e) if is_precondition_failed(&e) => Ok(WriteOnce::Exists),
-                Err(e) if is_conditional_conflict(&e) && attempt < CONFLICT_ATTEMPTS => {
-                    tokio::time::sleep(RetryPolicy::default().delay(attempt)).await;
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => Err(sdk_err(e)).with_context(|| format!("put s3://{}/{key}", self.bucket())),
-            };
-        }
+            }
+            .send()
+        })
+        .await
+        .map(|w| w.map(|out| out.version_id))
+        .map_err(sdk_err)
+        .with_context(|| format!("put s3://{}/{key}", self.bucket()))
     }
 
     /// The whole (small) object, or `None` when it does not exist.

@@ -234,3 +234,45 @@ async fn the_same_large_partition_archived_twice_is_recognised_by_its_content() 
     assert!(out.status.success(), "the same rows are recognised: {report}");
     assert_eq!(versions_by_key(&env.bucket).await, first, "nothing was written again");
 }
+
+/// The race the HEAD before uploading cannot see: another writer puts an object at the key while
+/// this run streams. Completing with `If-None-Match: *` is refused (412), the run's upload is
+/// aborted, the other object is kept as it is, and nothing is dropped.
+#[tokio::test]
+async fn an_object_written_at_the_key_while_streaming_wins_and_nothing_is_dropped() {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    let before = OrdersBefore::take(&env).await;
+    let archive = ["archive", "--table", "orders", "--partition", "orders_2026_03"];
+    let run = env
+        .command(&archive, &[("PARTITION_ARCHIVER_FAILPOINTS", "before_complete=pause")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The figures are recorded just before the pause: then the other writer strikes.
+    let started = std::time::Instant::now();
+    let key = loop {
+        let key = env
+            .scalar_text("SELECT min(object_key) FROM partition_archiver.archive_manifest WHERE state = 'uploading' AND sha256 IS NOT NULL")
+            .await;
+        if let Some(key) = key {
+            break key;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the run never reached its completion");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    s3().await.put_object().bucket(&env.bucket).key(&key).body(b"id\n1\n".to_vec().into()).send().await.unwrap();
+    let out = run.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!out.status.success(), "{report}");
+    assert!(report.to_string().contains("already holds"), "{report}");
+    assert_eq!(versions_by_key(&env.bucket).await.get(&key), Some(&1), "the other object was not replaced");
+    assert_eq!(env.multipart_uploads().await, 0, "the run's own upload was aborted");
+    assert_eq!(
+        env.scalar_text("SELECT state || coalesce(object_key, '-') FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'").await.as_deref(),
+        Some("detached-"),
+        "back to detached, without a key"
+    );
+    before.assert_none_lost(&env).await;
+}
