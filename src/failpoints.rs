@@ -5,7 +5,7 @@
 //!   no transaction finished;
 //! - `name=error`: the point returns the given error instead (for points that take one), so the
 //!   ordinary error path (abort the upload, record the error) runs;
-//! - `name=pause`: the process sleeps there for 3 seconds, so a test can act in between (put an
+//! - `name=pause`: the process sleeps there for 5 seconds, so a test can act in between (put an
 //!   object at a key the run is about to complete, say).
 
 #[macro_export]
@@ -37,7 +37,7 @@ pub fn hit(name: &str) -> bool {
             Some((n, "error")) if n == name => return true,
             Some((n, "pause")) if n == name => {
                 eprintln!("failpoint {name}: pausing");
-                std::thread::sleep(std::time::Duration::from_secs(3));
+                std::thread::sleep(std::time::Duration::from_secs(5));
             }
             _ => {}
         }

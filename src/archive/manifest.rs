@@ -132,33 +132,38 @@ pub fn manifest_key(object_key: &str, partition: &str) -> String {
     }
 }
 
-/// Does a manifest found in S3 describe the same archive as `ours`: every field but those that
-/// may differ between two writers of the same archive (state, timestamps, upload token, the
-/// writer's `system_identifier`, versions of PostgreSQL and of this tool)? So the same partition of
-/// the same table, with the same bounds and columns, and the same object (key, version, size,
-/// checksums, rows, format, compression).
+/// Does a manifest found in S3 describe the same archive as `ours`: the same partition of the same
+/// table, with the same bounds and columns, and the same object (bucket, key, version, sizes,
+/// checksums, rows, format, compression)? Only these identity fields are compared: state,
+/// timestamps, token, the writer's `system_identifier`, tool and manifest versions may differ (a
+/// run that resumes, or a clone that adopted the same object, writes an equal manifest).
 pub fn describe_the_same_archive(found: &ManifestRecord, ours: &ManifestRecord) -> bool {
-    const MAY_DIFFER: &[&str] = &[
-        "state",
-        "upload_token",
-        "system_identifier",
-        "pg_version",
-        "tool_version",
-        "multipart_upload_id",
-        "moved_to_schema",
-        "created_at",
-        "uploaded_at",
-        "verified_at",
-        "finished_at",
+    const IDENTITY: &[&str] = &[
+        "table_schema",
+        "table_name",
+        "partition_schema",
+        "partition_name",
+        "key_column",
+        "key_type",
+        "time_zone",
+        "range_from",
+        "range_to",
+        "columns",
+        "row_count",
+        "raw_bytes",
+        "compressed_bytes",
+        "sha256",
+        "checksum_composite",
+        "format",
+        "compression",
+        "bucket",
+        "object_key",
+        "version_id",
     ];
-    let archive = |r: &ManifestRecord| {
-        let mut v = serde_json::to_value(r).unwrap_or_default();
-        if let Some(fields) = v.as_object_mut() {
-            fields.retain(|k, _| !MAY_DIFFER.contains(&k.as_str()));
-        }
-        v
-    };
-    archive(found) == archive(ours)
+    match (serde_json::to_value(found), serde_json::to_value(ours)) {
+        (Ok(a), Ok(b)) => IDENTITY.iter().all(|k| a.get(k) == b.get(k)),
+        _ => false,
+    }
 }
 
 pub async fn load(
@@ -365,6 +370,8 @@ mod tests {
         same.state = "dropped".into();
         same.upload_token = Some("other".into());
         same.system_identifier = Some("42".into());
+        same.manifest_version += 1;
+        same.tool_version = Some("9.9.9".into());
         assert!(describe_the_same_archive(&same, &ours), "state, token and writer may differ");
         type Edit = fn(&mut ManifestRecord);
         let changes: [(&str, Edit); 7] = [

@@ -86,9 +86,12 @@ where
 const CONFLICT_ATTEMPTS: u32 = 4;
 
 /// Sends a write-once (`If-None-Match: *`) request: 412 PreconditionFailed means the key already
-/// holds an object ([`WriteOnce::Exists`]); 409 ConditionalRequestConflict (another conditional
-/// write to the key was in flight) is retried, and the retry ends written or as a 412.
+/// holds an object ([`WriteOnce::Exists`]). A 409 ConditionalRequestConflict (another conditional
+/// write to the key was in flight) is retried when `retry_conflict` (a PutObject: the retry ends
+/// written or as a 412); a CompleteMultipartUpload cannot be retried after one (S3 wants a new
+/// upload), so its 409 is returned as an error and the next run uploads again.
 async fn write_once<T, E, R, Fut>(
+    retry_conflict: bool,
     mut send: impl FnMut() -> Fut,
 ) -> Result<WriteOnce<T>, aws_sdk_s3::error::SdkError<E, R>>
 where
@@ -100,7 +103,11 @@ where
         match send().await {
             Ok(written) => return Ok(WriteOnce::Written(written)),
             Err(e) if error_code(&e) == Some("PreconditionFailed") => return Ok(WriteOnce::Exists),
-            Err(e) if error_code(&e) == Some("ConditionalRequestConflict") && attempt < CONFLICT_ATTEMPTS => {
+            Err(e)
+                if retry_conflict
+                    && error_code(&e) == Some("ConditionalRequestConflict")
+                    && attempt < CONFLICT_ATTEMPTS =>
+            {
                 tokio::time::sleep(RetryPolicy::default().delay(attempt)).await;
                 attempt += 1;
             }
@@ -242,7 +249,7 @@ impl Store {
                     .collect(),
             ))
             .build();
-        write_once(|| {
+        write_once(false, || {
             self.client
                 .complete_multipart_upload()
                 .bucket(self.bucket())
@@ -337,7 +344,7 @@ impl Store {
     /// returns its version id.
     pub async fn put_json(&self, key: &str, body: Vec<u8>) -> anyhow::Result<WriteOnce<Option<String>>> {
         let sha = base64::engine::general_purpose::STANDARD.encode(<sha2::Sha256 as sha2::Digest>::digest(&body));
-        write_once(|| {
+        write_once(true, || {
             let req = self
                 .client
                 .put_object()

@@ -41,9 +41,10 @@ pub struct Archived {
 }
 
 /// Format, compression and object key of a partition's archive: those its row already records
-/// (a run killed after S3 completed the object must find it where it is, whatever the settings
-/// say now), else the current settings (the table's own `archive_format` / `archive_compression`
-/// first).
+/// when a completion may have happened (the streamed figures are recorded just before completing:
+/// a run killed after S3 completed the object must find it where it is, whatever the settings say
+/// now), else the current settings (the table's own `archive_format` / `archive_compression`
+/// first), so a failed attempt never pins a key, format or compression that does not work.
 struct Target {
     format: Format,
     compression: Compression,
@@ -53,11 +54,12 @@ struct Target {
 impl Target {
     fn of(policy: &TablePolicy, rec: &ManifestRecord, archiver: &Archiver) -> Self {
         let settings = &archiver.store.settings;
-        if let (Some(key), Ok(format), Ok(compression), Some(true)) = (
+        if let (Some(key), Ok(format), Ok(compression), Some(true), true) = (
             rec.object_key.clone(),
             rec.format(),
             rec.compression(),
             rec.bucket.as_deref().map(|b| b == settings.bucket),
+            rec.sha256.is_some(),
         ) {
             return Self { format, compression, key };
         }
@@ -394,7 +396,7 @@ async fn adopt_existing(
             "s3://{bucket}/{key} already holds an object that this run did not write ({}) and whose content cannot \
              be compared: {why}. Archives are never replaced, so nothing was written and nothing is dropped; if another \
              database or deployment archives to this bucket, give each its own ARCHIVE_PREFIX.",
-            writer(head, rec)
+            writer(head, rec, false)
         ))
         .await;
     }
@@ -443,7 +445,7 @@ async fn adopt_existing(
              {partition} of this database (system_identifier {}; {rows} rows): archives are never replaced, so nothing \
              was written and nothing is dropped. If another database (a clone restored from a snapshot, a second \
              deployment) archives to this bucket, give each its own ARCHIVE_PREFIX.",
-            writer(head, rec),
+            writer(head, rec, true),
             object.rows_counted,
             head.size,
             rec.system_identifier.as_deref().unwrap_or("unknown"),
@@ -452,14 +454,19 @@ async fn adopt_existing(
     .await
 }
 
-/// Who wrote the object at the key, from its metadata, for the refusal's message.
-fn writer(head: &ObjectHead, rec: &ManifestRecord) -> String {
+/// Who wrote the object at the key, from its metadata, for the refusal's message. `compared`:
+/// its rows were compared with the partition's (and differ).
+fn writer(head: &ObjectHead, rec: &ManifestRecord, compared: bool) -> String {
     let id = head.metadata.get(store::META_SYSTEM_IDENTIFIER);
     let same_database = id.is_some() && id == rec.system_identifier.as_ref();
     match (head.metadata.get(store::META_SOURCE), id) {
-        (Some(source), Some(id)) if same_database => format!(
+        (Some(source), Some(id)) if same_database && compared => format!(
             "written for {source} by this database (system_identifier {id}) or a clone of it: an earlier upload whose \
              rows are not the partition's rows now, or a clone's"
+        ),
+        (Some(source), Some(id)) if same_database => format!(
+            "written for {source} by this database (system_identifier {id}) or a clone of it, by an upload this row \
+             does not record (a clone's, or one whose record a database restore lost)"
         ),
         (Some(source), Some(id)) => format!("written for {source} by the database with system_identifier {id}"),
         (Some(source), None) => format!("written for {source}"),
@@ -480,6 +487,9 @@ async fn refuse(client: &Client, policy: &TablePolicy, partition: &QualifiedName
         "compressed_bytes",
         "sha256",
         "checksum_composite",
+        "etag",
+        "version_id",
+        "uploaded_at",
     ];
     let mut sets: Vec<(&str, Option<String>)> = cleared.iter().map(|c| (*c, None)).collect();
     sets.push(("last_error", Some(message.to_string())));
