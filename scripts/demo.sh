@@ -55,8 +55,11 @@ $BIN --output human status --now "$NOW" --table trades
 step "the archive manifest"
 $BIN --output human list
 
-step "verify every archive (re-read from S3, SHA-256 and row counts)"
+step "verify every archive by HEAD (version, size, S3 checksum, storage class; no data read)"
 $BIN --output human verify
+
+step "verify --deep (re-read from S3: SHA-256 and row counts)"
+$BIN --output human verify --deep
 
 FIRST="$(psql -X -At -c "SELECT partition_name FROM partition_archiver.archive_manifest WHERE table_name = 'trades' AND state = 'dropped' ORDER BY range_from LIMIT 1")"
 step "restore $FIRST into schema archive_restore"
