@@ -350,8 +350,6 @@ pub struct Restored {
     pub compressed_bytes: u64,
     /// SHA-256 of the object as stored (compressed), hex.
     pub sha256: String,
-    /// Size of the decompressed COPY data.
-    pub raw_bytes: u64,
     /// SHA-256 (hex) of the decompressed COPY data, comparable with [`copy_digest`]; only when
     /// asked for ([`Hashes::Content`]: it costs a second hash over the larger stream).
     pub raw_sha256: Option<String>,
@@ -431,7 +429,7 @@ async fn read_object(
     let (comp_tx, comp_rx) = mpsc::channel::<Bytes>(8);
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
 
-    let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, Option<String>)> {
+    let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, Option<String>)> {
         let input = ChannelReader { rx: comp_rx, current: Bytes::new() };
         let mut decoder: Box<dyn Read> = match compression {
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).context("start zstd decoder")?),
@@ -440,7 +438,6 @@ async fn read_object(
         };
         let mut counter = RowCounter::new(format, format == Format::Csv);
         let mut raw_hash = (hashes == Hashes::Content).then(Sha256::new);
-        let mut raw_bytes = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             let n = decoder.read(&mut buf).context("decompress (corrupt or truncated object?)")?;
@@ -451,13 +448,12 @@ async fn read_object(
             if let Some(h) = raw_hash.as_mut() {
                 h.update(&buf[..n]);
             }
-            raw_bytes += n as u64;
             if raw_tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
                 bail!("COPY FROM stopped");
             }
         }
         let rows = counter.finish().map_err(|e| anyhow!("archive content: {e}"))?;
-        Ok((rows, raw_bytes, raw_hash.map(|h| hex::encode(h.finalize()))))
+        Ok((rows, raw_hash.map(|h| hex::encode(h.finalize()))))
     });
 
     let downloader = tokio::spawn(async move {
@@ -477,16 +473,9 @@ async fn read_object(
 
     let Some((db, copy_in_sql)) = copy else {
         while raw_rx.recv().await.is_some() {}
-        let (rows_counted, raw_bytes, raw_sha256) = decompressor.await.context("decompressor panicked")??;
+        let (rows_counted, raw_sha256) = decompressor.await.context("decompressor panicked")??;
         let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;
-        return Ok(Restored {
-            rows_copied: rows_counted,
-            rows_counted,
-            compressed_bytes,
-            sha256,
-            raw_bytes,
-            raw_sha256,
-        });
+        return Ok(Restored { rows_copied: rows_counted, rows_counted, compressed_bytes, sha256, raw_sha256 });
     };
     let sink = db.copy_in::<_, Bytes>(copy_in_sql).await.context("start COPY FROM STDIN")?;
     let mut sink = std::pin::pin!(sink);
@@ -500,10 +489,10 @@ async fn read_object(
     drop(raw_rx);
     let decompressed = decompressor.await.context("decompressor panicked")?;
     let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;
-    let (rows_counted, raw_bytes, raw_sha256) = decompressed?;
+    let (rows_counted, raw_sha256) = decompressed?;
     if let Some(e) = copy_err {
         return Err(anyhow::Error::new(e).context("COPY FROM STDIN"));
     }
     let rows_copied = sink.as_mut().finish().await.context("finish COPY FROM STDIN")?;
-    Ok(Restored { rows_copied, rows_counted, compressed_bytes, sha256, raw_bytes, raw_sha256 })
+    Ok(Restored { rows_copied, rows_counted, compressed_bytes, sha256, raw_sha256 })
 }

@@ -69,6 +69,11 @@ impl Target {
         let key = manifest::object_key(&settings.prefix, rec, policy.interval == Interval::Year, format, compression);
         Self { format, compression, key }
     }
+
+    /// The COPY that streams `partition` in this target's format.
+    fn copy_sql(&self, partition: &QualifiedName) -> String {
+        format!("COPY {} TO STDOUT {}", partition.quoted(), self.format.copy_options())
+    }
 }
 
 /// Archives a detached partition through every phase that remains, and returns what it archived.
@@ -244,10 +249,9 @@ async fn stream(
         u64::try_from(estimated_rows).ok(),
         settings.progress_log_every(),
     );
-    let copy_sql = format!("COPY {} TO STDOUT {}", partition.quoted(), format.copy_options());
     let streamed = pipeline::archive_stream(
         client,
-        &copy_sql,
+        &target.copy_sql(partition),
         store,
         key,
         &upload_id,
@@ -408,8 +412,8 @@ async fn adopt_existing(
     let object = pipeline::scan_object(&archiver.store, source, Hashes::Content, progress)
         .await
         .with_context(|| format!("read the object already at s3://{bucket}/{key}"))?;
-    let copy_sql = format!("COPY {} TO STDOUT {}", partition.quoted(), target.format.copy_options());
-    let (rows, raw_bytes, raw_sha256) = pipeline::copy_digest(client, &copy_sql, target.format).await?;
+    let (rows, raw_bytes, raw_sha256) =
+        pipeline::copy_digest(client, &target.copy_sql(partition), target.format).await?;
     if object.raw_sha256.as_deref() == Some(raw_sha256.as_str())
         && object.rows_counted == rows
         && object.compressed_bytes == head.size as u64
