@@ -16,6 +16,7 @@ use crate::report::{RunReport, TableReport, TableStatus};
 use crate::request::Request;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::time::Instant;
 
 pub struct App {
     pub settings: Settings,
@@ -216,6 +217,14 @@ impl App {
     }
 
     pub async fn handle(&self, request: Request) -> Result<Response, Error> {
+        // Boxed: the request futures are deep (layout queries overflow otherwise).
+        Box::pin(self.handle_until(request, None)).await
+    }
+
+    /// Handles a request that must be done by `deadline` (the Lambda's invocation deadline); a
+    /// request's own time budget may make it earlier.
+    pub async fn handle_until(&self, request: Request, deadline: Option<Instant>) -> Result<Response, Error> {
+        let started = Instant::now();
         let action = request.action();
         let run_id = format!("{:016x}", fastrand::u64(..));
         let span = tracing::info_span!("run", run_id = %run_id, action);
@@ -226,13 +235,15 @@ impl App {
                 let migrations = crate::pg::migrate::migrate(&mut client).await.map_err(Error::transient)?;
                 Ok(Response::Migrate { action, ok: true, migrations })
             }
-            Request::Maintain { dry_run, now, tables } => {
+            Request::Maintain { dry_run, now, tables, time_budget } => {
                 let now = now.unwrap_or_else(Utc::now);
-                Ok(Response::Run(self.maintain(run_id, action, now, dry_run, &tables).await?))
+                let deadline = earliest(deadline, time_budget.map(|b| started + b));
+                Ok(Response::Run(self.maintain(run_id, action, now, dry_run, &tables, deadline).await?))
             }
             Request::Status { now, tables } => self.status(now.unwrap_or_else(Utc::now), &tables).await,
-            Request::Archive { table, partition } => {
-                Ok(Response::Run(self.archive_one(run_id, &table, &partition).await?))
+            Request::Archive { table, partition, time_budget } => {
+                let deadline = earliest(deadline, time_budget.map(|b| started + b));
+                Ok(Response::Run(self.archive_one(run_id, &table, &partition, deadline).await?))
             }
             Request::Restore { table, partition, into_schema, attach } => {
                 let archiver = self.archiver()?;
@@ -276,7 +287,9 @@ impl App {
         now: DateTime<Utc>,
         dry_run: bool,
         only: &[QualifiedName],
+        deadline: Option<Instant>,
     ) -> Result<RunReport, Error> {
+        let archiver = self.archiver.as_ref().map(|a| a.with_deadline(deadline));
         let started = Utc::now();
         let mut client = self.connect().await?;
         let only = if only.is_empty() && !self.settings.maintain_tables.is_empty() {
@@ -289,12 +302,13 @@ impl App {
         let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
         let mut tables = Vec::new();
         for policy in &policies {
-            let report =
-                maintain_table(&mut client, policy, now, &self.settings.ddl, mode, self.archiver.as_ref()).await;
+            let report = maintain_table(&mut client, policy, now, &self.settings.ddl, mode, archiver.as_ref()).await;
             tables.push(report);
         }
         let ok = tables.iter().all(|t| t.status != TableStatus::Failed);
-        let mut report = RunReport { run_id, action: action.into(), dry_run, now, ok, tables, units: vec![] };
+        let mut report =
+            RunReport { run_id, action: action.into(), dry_run, now, ok, complete: true, tables, units: vec![] };
+        report.complete = report.all_complete();
         if dry_run {
             report.units = report.archive_units();
         } else {
@@ -400,6 +414,7 @@ impl App {
                 default_rows: snapshot.default_rows_total(),
                 partitions,
                 next_run: RunReport {
+                    complete: true,
                     run_id: String::new(),
                     action: "plan".into(),
                     dry_run: true,
@@ -412,6 +427,7 @@ impl App {
         }
         // The heartbeat: status publishes the same per-table metrics and DaysSinceLastSuccess.
         let heartbeat = RunReport {
+            complete: true,
             run_id: String::new(),
             action: "status".into(),
             dry_run: true,
@@ -433,8 +449,14 @@ impl App {
 
     /// `archive --table T --partition P`: detach (if attached), archive, verify and drop/move one
     /// partition now, whatever the retention, but only a whole period that has ended.
-    async fn archive_one(&self, run_id: String, table: &QualifiedName, partition: &str) -> Result<RunReport, Error> {
-        let archiver = self.archiver()?;
+    async fn archive_one(
+        &self,
+        run_id: String,
+        table: &QualifiedName,
+        partition: &str,
+        deadline: Option<Instant>,
+    ) -> Result<RunReport, Error> {
+        let archiver = &self.archiver()?.with_deadline(deadline);
         let mut client = self.connect().await?;
         let policy = crate::pg::catalog::load_policies(&client, std::slice::from_ref(table)).await?.remove(0);
         let now = Utc::now();
@@ -452,7 +474,8 @@ impl App {
         )
         .await;
         let ok = report.status != TableStatus::Failed;
-        let report = RunReport {
+        let mut report = RunReport {
+            complete: true,
             run_id,
             action: "archive".into(),
             dry_run: false,
@@ -461,8 +484,17 @@ impl App {
             tables: vec![report],
             units: vec![],
         };
+        report.complete = report.all_complete();
         self.emit_metrics(&report, None);
         Ok(report)
+    }
+}
+
+/// The earlier of two deadlines.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

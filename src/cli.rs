@@ -44,6 +44,10 @@ pub enum Command {
         /// Only these tables (schema.table); repeatable. Default: every enabled table in part_config.
         #[arg(long = "table")]
         tables: Vec<String>,
+        /// Seconds this run may take: no chunk (or archive) is started that would not finish in
+        /// time; the report says `"complete": false` and the next run goes on.
+        #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+        time_budget: Option<f64>,
     },
     /// Same as `maintain --dry-run`.
     Plan {
@@ -71,6 +75,10 @@ pub enum Command {
         /// The partition to archive (its table name, e.g. trades_2026_03): a whole period that has ended.
         #[arg(long)]
         partition: String,
+        /// Seconds this run may take: no chunk is started that would not finish in time; the
+        /// report says `"complete": false` and the next run goes on.
+        #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+        time_budget: Option<f64>,
     },
     /// Restore an archived partition from S3 into a new table, verified.
     ///
@@ -128,16 +136,20 @@ impl Command {
         };
         Ok(match self {
             Command::Migrate => Request::Migrate,
-            Command::Maintain { dry_run, now: n, tables } => {
-                Request::Maintain { dry_run, now: now(n)?, tables: parse_tables(&tables)? }
-            }
+            Command::Maintain { dry_run, now: n, tables, time_budget } => Request::Maintain {
+                dry_run,
+                now: now(n)?,
+                tables: parse_tables(&tables)?,
+                time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
+            },
             Command::Plan { now: n, tables } => {
-                Request::Maintain { dry_run: true, now: now(n)?, tables: parse_tables(&tables)? }
+                Request::Maintain { dry_run: true, now: now(n)?, tables: parse_tables(&tables)?, time_budget: None }
             }
             Command::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
-            Command::Archive { table, partition } => {
+            Command::Archive { table, partition, time_budget } => {
                 check(&partition)?;
-                Request::Archive { table: one_table(table)?, partition }
+                let time_budget = time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?;
+                Request::Archive { table: one_table(table)?, partition, time_budget }
             }
             Command::Restore { table, partition, into_schema, attach, .. } => {
                 check(&partition)?;

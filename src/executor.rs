@@ -18,6 +18,7 @@ use crate::error::Error;
 use crate::pg::ddl::DdlOptions;
 use crate::pg::lock::{try_lock_table, unlock_table};
 use crate::pg::partitions;
+use crate::plan::ident::QualifiedName;
 use crate::plan::planner::{self, Step};
 use crate::plan::policy::TablePolicy;
 use crate::plan::snapshot::{TableSnapshot, TableStats};
@@ -118,6 +119,9 @@ async fn execute_steps(
     report: &mut TableReport,
 ) -> Result<(), Error> {
     let mut failed: Option<Error> = None;
+    // Partitions whose archive the time budget left unfinished: their later steps wait for the
+    // next run (nothing unverified is dropped).
+    let mut unfinished: Vec<QualifiedName> = Vec::new();
     for step in steps {
         if failed.is_some() {
             let mut s = StepReport::planned(step);
@@ -125,6 +129,24 @@ async fn execute_steps(
             s.detail = Some("an earlier step of this table failed".into());
             report.steps.push(s);
             continue;
+        }
+        if unfinished.contains(step.partition()) {
+            let mut s = StepReport::planned(step);
+            s.outcome = Outcome::Skipped;
+            s.detail = Some("this partition's archive is not finished: the next run goes on".into());
+            report.steps.push(s);
+            continue;
+        }
+        // A run out of time starts no archive (small ones have no chunk to stop at).
+        if let (Step::Archive { partition }, Some(a)) = (&step, archiver) {
+            if !crate::plan::chunks::worth_starting(a.remaining(), 0, None, ARCHIVE_START_MARGIN) {
+                unfinished.push(partition.clone());
+                let mut s = StepReport::planned(step);
+                s.outcome = Outcome::Unfinished;
+                s.detail = Some("not started: the run's time budget is spent; the next run archives it".into());
+                report.steps.push(s);
+                continue;
+            }
         }
         let started = Instant::now();
         let span = tracing::info_span!("step", table = %policy.table, partition = %step.partition().name);
@@ -136,7 +158,12 @@ async fn execute_steps(
         match result {
             Ok(r) => {
                 tracing::info!(step = ?s.step, rows_moved = r.rows_moved, "step done");
-                s.outcome = Outcome::Done;
+                s.outcome = if r.unfinished { Outcome::Unfinished } else { Outcome::Done };
+                if r.unfinished {
+                    unfinished.push(s.step.partition().clone());
+                }
+                s.chunks_done = r.chunks_done;
+                s.chunks_total = r.chunks_total;
                 s.rows_moved = r.rows_moved;
                 s.rows_archived = r.rows_archived;
                 s.raw_bytes = r.raw_bytes;
@@ -167,7 +194,14 @@ struct StepResult {
     raw_bytes: Option<i64>,
     bytes_archived: Option<i64>,
     detail: Option<String>,
+    /// The archive stopped part way for the time budget.
+    unfinished: bool,
+    chunks_done: Option<usize>,
+    chunks_total: Option<usize>,
 }
+
+/// An archive step starts only with this much of the run's time budget left.
+const ARCHIVE_START_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs one step through its named function. Returns what it did and the attempts its DDL took.
 async fn execute_step(
@@ -200,7 +234,15 @@ async fn execute_step(
                     rows_archived: archived.rows,
                     raw_bytes: archived.raw_bytes,
                     bytes_archived: archived.compressed_bytes,
-                    detail: archived.location,
+                    unfinished: !archived.complete,
+                    chunks_done: archived.chunks_done,
+                    chunks_total: archived.chunks_total,
+                    detail: match (archived.complete, archived.chunks_done, archived.chunks_total) {
+                        (false, Some(done), Some(total)) => Some(format!(
+                            "{done} of {total} chunks archived when the time budget ran out: the next run goes on"
+                        )),
+                        _ => archived.location,
+                    },
                     ..Default::default()
                 });
                 (r, 1)

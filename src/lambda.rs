@@ -6,6 +6,7 @@ use crate::app::App;
 use crate::error::Error;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::Value;
+use std::time::{Duration, Instant, SystemTime};
 
 impl From<Error> for Diagnostic {
     fn from(e: Error) -> Self {
@@ -13,10 +14,11 @@ impl From<Error> for Diagnostic {
     }
 }
 
-/// Handles one event. Public so tests can call it without the runtime.
-pub async fn handle(app: &App, event: Value) -> Result<Value, Error> {
+/// Handles one event that must be done by `deadline`. Public so tests can call it without the
+/// runtime.
+pub async fn handle(app: &App, event: Value, deadline: Option<Instant>) -> Result<Value, Error> {
     let request = crate::request::from_event(&event)?;
-    let response = app.handle(request).await?;
+    let response = app.handle_until(request, deadline).await?;
     serde_json::to_value(&response).map_err(|e| Error::transient(e.into()))
 }
 
@@ -24,6 +26,12 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let settings = crate::config::Settings::load(None).await.map_err(|e| Box::new(e) as lambda_runtime::Error)?;
     let app = App::new(settings).await;
     let app = &app;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move { handle(app, event.payload).await }))
-        .await
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        // The invocation's deadline (milliseconds since the epoch), as an Instant: chunks that
+        // would not finish before it are not started, and the report says what remains.
+        let left = std::time::UNIX_EPOCH + Duration::from_millis(event.context.deadline);
+        let deadline = left.duration_since(SystemTime::now()).ok().map(|d| Instant::now() + d);
+        handle(app, event.payload, deadline).await
+    }))
+    .await
 }

@@ -12,6 +12,8 @@ use serde::Serialize;
 pub enum Outcome {
     Planned,
     Done,
+    /// An archive the run's time budget stopped part way (or never started): the next run goes on.
+    Unfinished,
     Skipped,
     Failed,
 }
@@ -32,6 +34,11 @@ pub struct StepReport {
     pub raw_bytes: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_archived: Option<i64>,
+    /// A chunked archive's chunks: uploaded so far, and in all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks_done: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks_total: Option<usize>,
     pub attempts: u32,
     pub duration_ms: u64,
 }
@@ -46,6 +53,8 @@ impl StepReport {
             rows_archived: None,
             raw_bytes: None,
             bytes_archived: None,
+            chunks_done: None,
+            chunks_total: None,
             attempts: 0,
             duration_ms: 0,
         }
@@ -121,6 +130,9 @@ pub struct RunReport {
     pub dry_run: bool,
     pub now: DateTime<Utc>,
     pub ok: bool,
+    /// `false` when the time budget stopped an archive part way: the next run goes on where this
+    /// one stopped (the steps say which partitions, and how many chunks remain).
+    pub complete: bool,
     pub tables: Vec<TableReport>,
     /// For a dry run: the partitions the run would archive, as units of work for a fan-out.
     pub units: Vec<ArchiveUnit>,
@@ -134,6 +146,11 @@ pub struct ArchiveUnit {
 }
 
 impl RunReport {
+    /// Did every step that ran finish (none left unfinished by the time budget)?
+    pub fn all_complete(&self) -> bool {
+        !self.tables.iter().flat_map(|t| &t.steps).any(|s| s.outcome == Outcome::Unfinished)
+    }
+
     /// The archive steps of this report, as units of work.
     pub fn archive_units(&self) -> Vec<ArchiveUnit> {
         self.tables

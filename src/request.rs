@@ -6,6 +6,7 @@ use crate::error::Error;
 use crate::plan::ident::QualifiedName;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use std::time::Duration;
 
 /// Larger events are refused outright (a real one is a few hundred bytes).
 pub const MAX_EVENT_BYTES: usize = 64 * 1024;
@@ -18,6 +19,8 @@ pub enum Request {
         dry_run: bool,
         now: Option<DateTime<Utc>>,
         tables: Vec<QualifiedName>,
+        /// Stop starting chunks (and archives) that would not finish within this time.
+        time_budget: Option<Duration>,
     },
     Status {
         now: Option<DateTime<Utc>>,
@@ -26,6 +29,7 @@ pub enum Request {
     Archive {
         table: QualifiedName,
         partition: String,
+        time_budget: Option<Duration>,
     },
     Restore {
         table: QualifiedName,
@@ -67,6 +71,7 @@ enum RawEvent {
         now: Option<String>,
         #[serde(default)]
         tables: Vec<String>,
+        time_budget_s: Option<f64>,
     },
     Plan {
         now: Option<String>,
@@ -82,6 +87,7 @@ enum RawEvent {
     Archive {
         table: String,
         partition: String,
+        time_budget_s: Option<f64>,
     },
     Restore {
         table: String,
@@ -108,6 +114,19 @@ pub fn parse_now(s: &str) -> Result<DateTime<Utc>, Error> {
     })
 }
 
+/// The longest time budget accepted: a day (a Lambda has 15 minutes; a CLI run may have hours).
+pub const MAX_TIME_BUDGET_S: f64 = 86_400.0;
+
+/// A time budget in seconds: positive and at most a day.
+pub fn time_budget(seconds: f64, name: &str) -> Result<Duration, Error> {
+    if !(seconds.is_finite() && seconds > 0.0 && seconds <= MAX_TIME_BUDGET_S) {
+        return Err(Error::invalid(format!(
+            "{name} {seconds} is not a time budget: give the seconds the run may take, more than 0 and at most {MAX_TIME_BUDGET_S}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 pub fn parse_tables(tables: &[String]) -> Result<Vec<QualifiedName>, Error> {
     if tables.len() > MAX_TABLES {
         return Err(Error::invalid(format!("{} tables given: at most {MAX_TABLES}", tables.len())));
@@ -132,7 +151,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
         if obj.get("source").and_then(|v| v.as_str()) != Some("aws.events") {
             return Err(Error::invalid("a Scheduled Event must come from source aws.events"));
         }
-        return Ok(Request::Maintain { dry_run: false, now: None, tables: vec![] });
+        return Ok(Request::Maintain { dry_run: false, now: None, tables: vec![], time_budget: None });
     }
     if !obj.contains_key("action") {
         return Err(Error::invalid("event has no \"action\" (expected one of maintain, plan, status, migrate, archive, restore, verify, list) and is not an EventBridge Scheduled Event"));
@@ -140,18 +159,24 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
     let raw: RawEvent =
         serde_json::from_value(event.clone()).map_err(|e| Error::invalid(format!("malformed event: {e}")))?;
     let now = |n: Option<String>| n.as_deref().map(parse_now).transpose();
+    let budget = |b: Option<f64>| b.map(|s| time_budget(s, "time_budget_s")).transpose();
     Ok(match raw {
-        RawEvent::Maintain { dry_run, now: n, tables } => {
-            Request::Maintain { dry_run, now: now(n)?, tables: parse_tables(&tables)? }
-        }
+        RawEvent::Maintain { dry_run, now: n, tables, time_budget_s } => Request::Maintain {
+            dry_run,
+            now: now(n)?,
+            tables: parse_tables(&tables)?,
+            time_budget: budget(time_budget_s)?,
+        },
         RawEvent::Plan { now: n, tables } => {
-            Request::Maintain { dry_run: true, now: now(n)?, tables: parse_tables(&tables)? }
+            Request::Maintain { dry_run: true, now: now(n)?, tables: parse_tables(&tables)?, time_budget: None }
         }
         RawEvent::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
         RawEvent::Migrate {} => Request::Migrate,
-        RawEvent::Archive { table, partition } => {
-            Request::Archive { table: parse_tables(&[table])?.remove(0), partition: partition_name(&partition)? }
-        }
+        RawEvent::Archive { table, partition, time_budget_s } => Request::Archive {
+            table: parse_tables(&[table])?.remove(0),
+            partition: partition_name(&partition)?,
+            time_budget: budget(time_budget_s)?,
+        },
         RawEvent::Restore { table, partition, into_schema, attach, wait } => {
             if wait.is_some() {
                 return Err(Error::invalid(
@@ -187,7 +212,25 @@ mod tests {
     #[test]
     fn accepts_the_documented_events() {
         let scheduled = json!({"version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events", "account": "1", "time": "2026-11-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}});
-        assert_eq!(from_event(&scheduled).unwrap(), Request::Maintain { dry_run: false, now: None, tables: vec![] });
+        assert_eq!(
+            from_event(&scheduled).unwrap(),
+            Request::Maintain { dry_run: false, now: None, tables: vec![], time_budget: None }
+        );
+        assert_eq!(
+            from_event(&json!({"action": "maintain", "time_budget_s": 90})).unwrap(),
+            Request::Maintain { dry_run: false, now: None, tables: vec![], time_budget: Some(Duration::from_secs(90)) }
+        );
+        assert_eq!(
+            from_event(
+                &json!({"action": "archive", "table": "trades", "partition": "trades_2026_01", "time_budget_s": 0.5})
+            )
+            .unwrap(),
+            Request::Archive {
+                table: QualifiedName::new("public", "trades"),
+                partition: "trades_2026_01".into(),
+                time_budget: Some(Duration::from_millis(500))
+            }
+        );
         assert_eq!(from_event(&json!({"action": "migrate"})).unwrap(), Request::Migrate);
         let r = from_event(&json!({"action": "maintain", "dry_run": true, "now": "2026-11-24T10:00:00Z", "tables": ["public.trades", "orders"]})).unwrap();
         assert_eq!(r.action(), "plan");
@@ -234,6 +277,12 @@ mod tests {
             (json!({"action": "maintain", "note": big}), "at most 65536"),
             (json!({"detail-type": "Scheduled Event", "source": "evil"}), "source aws.events"),
             (json!({"action": 7}), "malformed event"),
+            (json!({"action": "maintain", "time_budget_s": 0}), "not a time budget"),
+            (json!({"action": "maintain", "time_budget_s": -5}), "not a time budget"),
+            (json!({"action": "maintain", "time_budget_s": 1e9}), "at most 86400"),
+            (json!({"action": "maintain", "time_budget_s": "soon"}), "invalid type"),
+            (json!({"action": "archive", "table": "t", "partition": "p", "time_budget_s": -1}), "not a time budget"),
+            (json!({"action": "plan", "time_budget_s": 60}), "unknown field `time_budget_s`"),
         ];
         for (event, needle) in cases {
             let e = from_event(&event).unwrap_err();

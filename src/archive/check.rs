@@ -1,17 +1,18 @@
 //! An archive object against its manifest record, two ways:
 //! - [`by_head`]: HEAD with checksum mode, free whatever the storage class (no retrieval, no GET):
-//!   the object exists at the recorded version, with the recorded size and S3 composite SHA-256,
+//!   each object (the one object, or every chunk) exists at the recorded version, with the recorded size and S3 composite SHA-256,
 //!   in a storage class this tool knows. Before `verified`, and what `verify` does by default.
 //! - [`by_reading`]: the object read through SHA-256, the decompressor and the row counter
 //!   (`verify --deep`); only for objects S3 serves now.
 
-use crate::archive::manifest::ManifestRecord;
+use crate::archive::manifest::{ArchiveObject, ManifestRecord};
 use crate::archive::pipeline::{self, Hashes, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access};
 use crate::archive::store::ObjectHead;
 use crate::archive::Archiver;
 use anyhow::Context;
+use futures_util::StreamExt;
 
 /// What a passing HEAD check saw.
 #[derive(Debug, Clone)]
@@ -20,60 +21,96 @@ pub struct Checked {
     pub access: Access,
 }
 
-/// The HEAD check. `Ok(Err(reason))` when the object does not match its record.
-pub async fn by_head(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<Result<Checked, String>> {
-    let Some(key) = rec.object_key.as_deref() else {
+/// HEADs at once when an archive has many chunks.
+const HEADS_AT_ONCE: usize = 16;
+
+/// The HEAD check of every object of the archive (its chunks, or its one object). `Ok(Err(reason))`
+/// when one does not match its record.
+pub async fn by_head(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<Result<Vec<Checked>, String>> {
+    let objects = rec.objects();
+    if objects.is_empty() {
         return Ok(Err("no object key recorded".into()));
+    }
+    let results: Vec<anyhow::Result<Result<Checked, String>>> =
+        futures_util::stream::iter(objects.iter().map(|o| object_by_head(archiver, o)))
+            .buffered(HEADS_AT_ONCE)
+            .collect()
+            .await;
+    let mut out = Vec::with_capacity(results.len());
+    for r in results {
+        match r? {
+            Ok(c) => out.push(c),
+            Err(reason) => return Ok(Err(reason)),
+        }
+    }
+    Ok(Ok(out))
+}
+
+/// The HEAD check of one object. `Ok(Err(reason))` when it does not match its record.
+pub async fn object_by_head(archiver: &Archiver, obj: &ArchiveObject<'_>) -> anyhow::Result<Result<Checked, String>> {
+    let key = obj.key;
+    let what = match obj.chunk_no {
+        Some(n) => format!("chunk {n}: object"),
+        None => "object".to_string(),
     };
     let bucket = &archiver.store.settings.bucket;
-    let Some(head) = archiver.store.head(key, rec.version_id.as_deref()).await? else {
-        return Ok(Err(match rec.version_id.as_deref() {
-            Some(v) => format!("object s3://{bucket}/{key} version {v} does not exist"),
-            None => format!("object s3://{bucket}/{key} does not exist"),
+    let Some(head) = archiver.store.head(key, obj.version_id).await? else {
+        return Ok(Err(match obj.version_id {
+            Some(v) => format!("{what} s3://{bucket}/{key} version {v} does not exist"),
+            None => format!("{what} s3://{bucket}/{key} does not exist"),
         }));
     };
-    if Some(head.size) != rec.compressed_bytes {
-        return Ok(Err(format!("object {key} is {} bytes, the manifest says {:?}", head.size, rec.compressed_bytes)));
+    if Some(head.size) != obj.compressed_bytes {
+        return Ok(Err(format!("{what} {key} is {} bytes, the manifest says {:?}", head.size, obj.compressed_bytes)));
     }
-    if head.checksum_sha256.is_none() || head.checksum_sha256 != rec.checksum_composite {
+    if head.checksum_sha256.is_none() || head.checksum_sha256.as_deref() != obj.checksum_composite {
         return Ok(Err(format!(
-            "object {key} has checksum {:?}, the manifest says {:?}",
-            head.checksum_sha256, rec.checksum_composite
+            "{what} {key} has checksum {:?}, the manifest says {:?}",
+            head.checksum_sha256, obj.checksum_composite
         )));
     }
     let access =
         match retrieval::access(head.storage_class.as_deref(), head.archive_status.as_deref(), head.restore.as_deref())
         {
             Ok(a) => a,
-            Err(unknown) => return Ok(Err(format!("object {key}: {unknown}"))),
+            Err(unknown) => return Ok(Err(format!("{what} {key}: {unknown}"))),
         };
     Ok(Ok(Checked { head, access }))
 }
 
-/// The deep check: SHA-256 and row count of the object as read, against the record. Returns the
+/// The deep check: SHA-256 and row count of every object as read, against the record. Returns the
 /// rows counted.
 pub async fn by_reading(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Result<u64> {
-    let key = rec.object_key.as_deref().context("no object key")?;
+    let objects = rec.objects();
+    anyhow::ensure!(!objects.is_empty(), "no object key recorded");
+    let mut rows = 0;
+    for obj in &objects {
+        rows += object_by_reading(archiver, rec, obj).await.with_context(|| obj.label())?;
+    }
+    Ok(rows)
+}
+
+async fn object_by_reading(archiver: &Archiver, rec: &ManifestRecord, obj: &ArchiveObject<'_>) -> anyhow::Result<u64> {
     let progress = Progress::start(
-        format!("verify {}", rec.partition()),
+        format!("verify {} {}", rec.partition(), obj.label()),
         Measure::Bytes,
-        rec.compressed_bytes.map(|b| b.max(0) as u64),
+        obj.compressed_bytes.map(|b| b.max(0) as u64),
         archiver.store.settings.progress_log_every(),
     );
     let source =
-        Source { key, version_id: rec.version_id.as_deref(), format: rec.format()?, compression: rec.compression()? };
+        Source { key: obj.key, version_id: obj.version_id, format: rec.format()?, compression: rec.compression()? };
     let got = pipeline::scan_object(&archiver.store, source, Hashes::Object, progress).await?;
     anyhow::ensure!(
-        Some(got.sha256.as_str()) == rec.sha256.as_deref(),
+        Some(got.sha256.as_str()) == obj.sha256,
         "SHA-256 {} differs from the manifest's {:?}",
         got.sha256,
-        rec.sha256
+        obj.sha256
     );
     anyhow::ensure!(
-        Some(got.rows_counted as i64) == rec.row_count,
+        Some(got.rows_counted as i64) == obj.row_count,
         "{} rows, the manifest says {:?}",
         got.rows_counted,
-        rec.row_count
+        obj.row_count
     );
     Ok(got.rows_counted)
 }

@@ -4,6 +4,7 @@
 
 use crate::archive::settings::{Compression, Format};
 use crate::pg::catalog::Column;
+use crate::plan::chunks::BlockRange;
 use crate::plan::ident::{quote_literal, QualifiedName};
 use anyhow::Context;
 use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
@@ -12,7 +13,7 @@ use tokio_postgres::GenericClient;
 
 pub const MANIFEST_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ManifestRecord {
     #[serde(default = "default_version")]
     pub manifest_version: u32,
@@ -57,6 +58,74 @@ pub struct ManifestRecord {
     pub verified_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
+    /// Bytes of heap per chunk of the current plan; `None`: one object (`object_key`).
+    #[serde(default)]
+    pub chunk_size: Option<i64>,
+    /// The current chunk plan's number (a rewrite between chunks makes the next one).
+    #[serde(default)]
+    pub chunk_generation: i32,
+    /// `pg_relation_filenode()` and block count the chunk plan was made from.
+    #[serde(default)]
+    pub rel_filenode: Option<i64>,
+    #[serde(default)]
+    pub rel_blocks: Option<i64>,
+    /// Every chunk of every plan of a chunked archive (older plans' as `superseded`), in order.
+    #[serde(default)]
+    pub chunks: Vec<ChunkRecord>,
+}
+
+/// One chunk of a chunked archive: a ctid block range of the partition in its own object.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChunkRecord {
+    pub generation: i32,
+    pub chunk_no: i32,
+    pub block_from: i64,
+    /// `None`: to the end of the relation.
+    pub block_to: Option<i64>,
+    pub state: String,
+    pub object_key: String,
+    #[serde(default)]
+    pub multipart_upload_id: Option<String>,
+    #[serde(default)]
+    pub upload_token: Option<String>,
+    pub row_count: Option<i64>,
+    pub raw_bytes: Option<i64>,
+    pub compressed_bytes: Option<i64>,
+    pub sha256: Option<String>,
+    pub checksum_composite: Option<String>,
+    pub etag: Option<String>,
+    pub version_id: Option<String>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default)]
+    pub uploaded_at: Option<DateTime<Utc>>,
+}
+
+impl ChunkRecord {
+    pub fn range(&self) -> BlockRange {
+        BlockRange { from: self.block_from.max(0) as u64, to: self.block_to.map(|t| t.max(0) as u64) }
+    }
+}
+
+/// One data object of an archive, as its manifest records it: the single object of a small
+/// partition, or one chunk of a chunked one.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveObject<'a> {
+    /// `None` for a single-object archive, the chunk number otherwise.
+    pub chunk_no: Option<i32>,
+    pub key: &'a str,
+    pub version_id: Option<&'a str>,
+    pub sha256: Option<&'a str>,
+    pub row_count: Option<i64>,
+    pub compressed_bytes: Option<i64>,
+    pub checksum_composite: Option<&'a str>,
+}
+
+impl ArchiveObject<'_> {
+    /// `chunk 3` or `object`, for messages.
+    pub fn label(&self) -> String {
+        self.chunk_no.map_or_else(|| "object".to_string(), |n| format!("chunk {n}"))
+    }
 }
 
 fn default_version() -> u32 {
@@ -75,6 +144,63 @@ impl ManifestRecord {
     }
     pub fn compression(&self) -> anyhow::Result<Compression> {
         self.compression.as_deref().and_then(Compression::parse).context("manifest has no valid compression")
+    }
+    /// Is this archive (or the attempt under way) split into chunks?
+    pub fn is_chunked(&self) -> bool {
+        self.chunk_size.is_some()
+    }
+    /// The chunks of the current plan, in order.
+    pub fn current_chunks(&self) -> impl Iterator<Item = &ChunkRecord> {
+        self.chunks.iter().filter(move |c| c.generation == self.chunk_generation && c.state != "superseded")
+    }
+    /// The data objects that make up the archive: the chunks of the current plan, or the one
+    /// object. Empty while nothing is recorded.
+    pub fn objects(&self) -> Vec<ArchiveObject<'_>> {
+        if self.is_chunked() {
+            return self
+                .current_chunks()
+                .map(|c| ArchiveObject {
+                    chunk_no: Some(c.chunk_no),
+                    key: &c.object_key,
+                    version_id: c.version_id.as_deref(),
+                    sha256: c.sha256.as_deref(),
+                    row_count: c.row_count,
+                    compressed_bytes: c.compressed_bytes,
+                    checksum_composite: c.checksum_composite.as_deref(),
+                })
+                .collect();
+        }
+        self.object_key
+            .as_deref()
+            .map(|key| ArchiveObject {
+                chunk_no: None,
+                key,
+                version_id: self.version_id.as_deref(),
+                sha256: self.sha256.as_deref(),
+                row_count: self.row_count,
+                compressed_bytes: self.compressed_bytes,
+                checksum_composite: self.checksum_composite.as_deref(),
+            })
+            .into_iter()
+            .collect()
+    }
+}
+
+/// The key of chunk `chunk_no` of plan `generation`, beside where the single object would be:
+/// `{dir}/{partition}.g{generation}.c{chunk_no:05}.csv.zst` (the plan's number in the name, so a
+/// new plan never meets an older plan's object at its key).
+pub fn chunk_key(
+    single_key: &str,
+    partition: &str,
+    generation: i32,
+    chunk_no: i32,
+    format: Format,
+    compression: Compression,
+) -> String {
+    let name = format!("{partition}.g{generation}.c{chunk_no:05}.{}{}", format.extension(), compression.extension());
+    match single_key.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{name}"),
+        None => name,
     }
 }
 
@@ -161,10 +287,39 @@ pub fn describe_the_same_archive(found: &ManifestRecord, ours: &ManifestRecord) 
         "version_id",
     ];
     match (serde_json::to_value(found), serde_json::to_value(ours)) {
-        (Ok(a), Ok(b)) => IDENTITY.iter().all(|k| a.get(k) == b.get(k)),
+        (Ok(a), Ok(b)) => {
+            IDENTITY.iter().all(|k| a.get(k) == b.get(k)) && chunk_identity(found) == chunk_identity(ours)
+        }
         _ => false,
     }
 }
+
+/// The identity of a manifest's current chunks: range, key, version, figures.
+fn chunk_identity(r: &ManifestRecord) -> Vec<serde_json::Value> {
+    r.current_chunks()
+        .map(|c| {
+            serde_json::json!([
+                c.chunk_no,
+                c.block_from,
+                c.block_to,
+                c.object_key,
+                c.version_id,
+                c.sha256,
+                c.row_count,
+                c.compressed_bytes,
+                c.checksum_composite
+            ])
+        })
+        .collect()
+}
+
+/// A manifest row as JSON with its chunks (every plan's, in order) under `chunks`.
+const WITH_CHUNKS: &str = "to_jsonb(m) || jsonb_build_object('chunks', COALESCE((
+       SELECT jsonb_agg(to_jsonb(c) - 'table_schema' - 'table_name' - 'partition_name' - 'updated_at'
+                        ORDER BY c.generation, c.chunk_no)
+         FROM partition_archiver.archive_chunk c
+        WHERE c.table_schema = m.table_schema AND c.table_name = m.table_name
+          AND c.partition_name = m.partition_name), '[]'::jsonb))";
 
 pub async fn load(
     client: &impl GenericClient,
@@ -173,8 +328,10 @@ pub async fn load(
 ) -> anyhow::Result<Option<ManifestRecord>> {
     let row = client
         .query_opt(
-            "SELECT to_jsonb(m) FROM partition_archiver.archive_manifest m
-              WHERE table_schema = $1 AND table_name = $2 AND partition_name = $3",
+            &format!(
+                "SELECT {WITH_CHUNKS} FROM partition_archiver.archive_manifest m
+              WHERE table_schema = $1 AND table_name = $2 AND partition_name = $3"
+            ),
             &[&table.schema, &table.name, &partition],
         )
         .await
@@ -187,9 +344,11 @@ pub async fn list(client: &impl GenericClient, table: Option<&QualifiedName>) ->
     let (schema, name) = table.map_or((None, None), |t| (Some(t.schema.clone()), Some(t.name.clone())));
     let rows = client
         .query(
-            "SELECT to_jsonb(m) FROM partition_archiver.archive_manifest m
+            &format!(
+                "SELECT {WITH_CHUNKS} FROM partition_archiver.archive_manifest m
               WHERE ($1::text IS NULL OR table_schema = $1) AND ($2::text IS NULL OR table_name = $2)
-              ORDER BY table_schema, table_name, range_from NULLS FIRST, partition_name",
+              ORDER BY table_schema, table_name, range_from NULLS FIRST, partition_name"
+            ),
             &[&schema, &name],
         )
         .await
@@ -213,6 +372,36 @@ pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra:
     }
     format!(
         "UPDATE partition_archiver.archive_manifest SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {}",
+        sets.join(", "),
+        quote_literal(&table.schema),
+        quote_literal(&table.name),
+        quote_literal(partition)
+    )
+}
+
+/// SQL that sets `state` (and any extra `column = literal` pairs) on one chunk row of the current
+/// plan, unless it was superseded meanwhile (a rewrite made a new plan): the caller checks that
+/// one row changed.
+pub fn chunk_set_sql(
+    table: &QualifiedName,
+    partition: &str,
+    generation: i32,
+    chunk_no: i32,
+    state: &str,
+    extra: &[(&str, Option<String>)],
+) -> String {
+    let mut sets = vec![format!("state = {}", quote_literal(state)), "updated_at = now()".to_string()];
+    for (col, val) in extra {
+        let v = match val {
+            Some(v) if v == "now()" => "now()".to_string(),
+            Some(v) => quote_literal(v),
+            None => "NULL".to_string(),
+        };
+        sets.push(format!("{col} = {v}"));
+    }
+    format!(
+        "UPDATE partition_archiver.archive_chunk SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {} \
+         AND generation = {generation} AND chunk_no = {chunk_no} AND state <> 'superseded'",
         sets.join(", "),
         quote_literal(&table.schema),
         quote_literal(&table.name),
@@ -277,6 +466,7 @@ pub fn upsert_sql(r: &ManifestRecord) -> String {
            upload_token = NULL, row_count = NULL, raw_bytes = NULL, compressed_bytes = NULL,
            sha256 = NULL, object_key = NULL, manifest_key = NULL, version_id = NULL, etag = NULL,
            checksum_composite = NULL, moved_to_schema = NULL, last_error = NULL, uploaded_at = NULL,
+           chunk_size = NULL, rel_filenode = NULL, rel_blocks = NULL,
            verified_at = NULL, finished_at = NULL, updated_at = now()
          WHERE archive_manifest.state NOT IN ('verified', 'dropped', 'moved')",
         lit(&r.table_schema),

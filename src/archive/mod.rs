@@ -27,18 +27,33 @@ pub mod store;
 
 use crate::pg::connect::DbConfig;
 use settings::ArchiveSettings;
+use std::time::{Duration, Instant};
 use store::Store;
 
 /// Everything the archive steps need, built once per process (outside the Lambda handler).
 #[derive(Clone)]
 pub struct Archiver {
     pub store: Store,
-    /// For a second connection that counts a frozen partition's rows while its COPY streams.
+    /// For the connections of parallel chunk streams, and the one that counts a frozen
+    /// partition's rows while its COPY streams.
     pub db: Option<DbConfig>,
+    /// When this run must be done (the Lambda's deadline, `--time-budget`): no chunk is started
+    /// that would not finish by then.
+    pub deadline: Option<Instant>,
 }
 
 impl Archiver {
     pub async fn new(settings: ArchiveSettings, db: Option<DbConfig>) -> Self {
-        Self { store: Store::connect(settings).await, db }
+        Self { store: Store::connect(settings).await, db, deadline: None }
+    }
+
+    /// This archiver for a run that must be done by `deadline`.
+    pub fn with_deadline(&self, deadline: Option<Instant>) -> Self {
+        Self { deadline, ..self.clone() }
+    }
+
+    /// Time left before the deadline (`None`: no deadline).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
     }
 }

@@ -373,7 +373,7 @@ pub async fn verify_all(
     let mut out = Vec::new();
     for rec in records
         .into_iter()
-        .filter(|r| matches!(r.state.as_str(), "verified" | "dropped" | "moved") && r.object_key.is_some())
+        .filter(|r| matches!(r.state.as_str(), "verified" | "dropped" | "moved") && !r.objects().is_empty())
     {
         let mut item = VerifyItem {
             table: rec.table(),
@@ -389,11 +389,16 @@ pub async fn verify_all(
             Err(e) => item.message = format!("{e:#}"),
             Ok(Err(reason)) => item.message = reason,
             Ok(Ok(checked)) => {
-                let class = checked.head.storage_class.clone().unwrap_or_else(|| "STANDARD".into());
+                // Every object's class (chunks may differ while a lifecycle rule moves them).
+                let mut classes: Vec<String> =
+                    checked.iter().map(|c| c.head.storage_class.clone().unwrap_or_else(|| "STANDARD".into())).collect();
+                classes.dedup();
+                let class = classes.join(",");
+                let readable = checked.iter().all(|c| c.access == Access::Readable);
                 item.storage_class = Some(class.clone());
                 item.ok = true;
                 item.message = format!("size, S3 checksum and version match the manifest ({class})");
-                if deep && checked.access != Access::Readable {
+                if deep && !readable {
                     item.message = format!(
                         "{}; not readable without a retrieval ({class}): content not re-read (restore requests one)",
                         item.message

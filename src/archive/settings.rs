@@ -10,6 +10,14 @@ pub const MIB: usize = 1024 * 1024;
 pub const MIN_PART_SIZE: usize = 5 * MIB;
 /// S3's maximum part count.
 pub const MAX_PARTS: usize = 10_000;
+/// The smallest `ARCHIVE_CHUNK_SIZE`: below it, per-object and per-stream costs dominate.
+pub const MIN_CHUNK_SIZE: u64 = MIB as u64;
+/// The largest `ARCHIVE_CHUNK_SIZE`: S3 objects end at 5 TiB, and a chunk's CSV can be larger than
+/// its heap (bytea in hex is twice its size; uncompressed archives are the CSV itself), so a chunk
+/// of heap may be at most 2 TiB.
+pub const MAX_CHUNK_SIZE: u64 = 2 * 1024 * 1024 * MIB as u64;
+/// The largest `ARCHIVE_STREAMS`; the server's own connection limit is checked at run time.
+pub const MAX_STREAMS: usize = 64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -110,6 +118,11 @@ pub struct ArchiveSettings {
     pub retrieval: RetrievalSettings,
     /// Seconds between progress log lines of a long stream (`PROGRESS_LOG_SECONDS`).
     pub progress_log_seconds: u64,
+    /// Bytes of heap per chunk (`ARCHIVE_CHUNK_SIZE`): a partition larger than this is archived
+    /// as several objects, one per ctid block range.
+    pub chunk_size: u64,
+    /// Chunks archived (and restored) at once, each on its own connection (`ARCHIVE_STREAMS`).
+    pub streams: usize,
 }
 
 impl ArchiveSettings {
@@ -233,7 +246,43 @@ impl ArchiveSettings {
                 ConfigError::invalid("PROGRESS_LOG_SECONDS", &s, "seconds from 0 (every batch) to 3600")
             })?,
         };
+        let chunk_size = match get("ARCHIVE_CHUNK_SIZE") {
+            // 256 MiB of heap: the benchmark's 5M-row month (483 MiB) becomes two chunks, so the
+            // default two streams use two server cores; a chunk takes ~2.5 s per stream at the
+            // measured ~110 MiB/s (little is redone after a kill or a deadline); and its object is
+            // ~30 MiB of CSV.zst, a file size query engines read well. BENCHMARKS.md has the figures.
+            None => 256 * MIB as u64,
+            Some(s) => {
+                let v = parse_size(&s)
+                    .ok_or_else(|| ConfigError::invalid("ARCHIVE_CHUNK_SIZE", &s, "a size such as 256MiB or 1GiB"))?
+                    as u64;
+                if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&v) {
+                    return Err(ConfigError::invalid(
+                        "ARCHIVE_CHUNK_SIZE",
+                        &s,
+                        "at least 1MiB and at most 2TiB of heap (one chunk's object must stay under S3's 5 TiB limit)",
+                    ));
+                }
+                v
+            }
+        };
+        let streams = match get("ARCHIVE_STREAMS") {
+            // Two: on the 2-core benchmark machine two streams archive the 5M-row month in about
+            // the time of one raw COPY (BENCHMARKS.md), and two server backends stay a small share
+            // of a production database's cores while the application runs. Raise it on a large
+            // database with a Lambda of several vCPUs.
+            None => 2,
+            Some(s) => s.trim().parse().ok().filter(|n| (1..=MAX_STREAMS).contains(n)).ok_or_else(|| {
+                ConfigError::invalid(
+                    "ARCHIVE_STREAMS",
+                    &s,
+                    "1-64 connections (and fewer than the server's max_connections allows)",
+                )
+            })?,
+        };
         Ok(Some(Self {
+            chunk_size,
+            streams,
             retrieval,
             progress_log_seconds,
             bucket,
@@ -291,6 +340,13 @@ mod tests {
             (Format::Csv, Compression::Zstd, 1, 16 * MIB, Sse::Aes256)
         );
         assert_eq!(s.prefix, "partition-archiver");
+        assert_eq!((s.chunk_size, s.streams), (256 * MIB as u64, 2));
+        let s = parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "1MiB"), ("ARCHIVE_STREAMS", "4")])
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.chunk_size, s.streams), (MIB as u64, 4));
+        assert!(parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "2TiB")]).is_err(), "no TiB unit");
+        assert!(parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "2048GiB")]).unwrap().is_some());
         let bad: &[(&[(&str, &str)], &str)] = &[
             (&[("ARCHIVE_BUCKET", "Bad_Bucket")], "ARCHIVE_BUCKET"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet")], "ARCHIVE_FORMAT"),
@@ -309,6 +365,13 @@ mod tests {
             ),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_OBJECT_LOCK_DAYS", "3")], "go together"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PREFIX", "a/../b")], "ARCHIVE_PREFIX"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "0")], "at least 1MiB"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "512KiB")], "at least 1MiB"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "3000GiB")], "5 TiB"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "big")], "ARCHIVE_CHUNK_SIZE"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_STREAMS", "0")], "ARCHIVE_STREAMS"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_STREAMS", "65")], "ARCHIVE_STREAMS"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_STREAMS", "-1")], "ARCHIVE_STREAMS"),
         ];
         for (vars, needle) in bad {
             let e = parse(vars).unwrap_err().to_string();

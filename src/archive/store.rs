@@ -291,6 +291,21 @@ impl Store {
         r.with_context(|| format!("abort multipart upload of s3://{}/{key}", self.bucket()))
     }
 
+    /// Deletes the latest version of `key` (in a versioned bucket: adds a delete marker, so the
+    /// version stays recoverable): only for a superseded chunk object this tool wrote and no
+    /// manifest ever recorded as part of an archive.
+    pub async fn delete_latest(&self, key: &str) -> anyhow::Result<()> {
+        self.client
+            .delete_object()
+            .bucket(self.bucket())
+            .key(key)
+            .send()
+            .await
+            .map_err(sdk_err)
+            .with_context(|| format!("delete s3://{}/{key}", self.bucket()))?;
+        Ok(())
+    }
+
     /// Aborts every unfinished multipart upload of `key` (left by a run that was killed).
     pub async fn abort_uploads_of(&self, key: &str) -> anyhow::Result<usize> {
         let out = self

@@ -164,6 +164,7 @@ mod tests {
             assert!(line[m["Name"].as_str().unwrap()].is_number(), "{m}");
         }
         let run = RunReport {
+            complete: true,
             run_id: "r".into(),
             action: "maintain".into(),
             dry_run: false,

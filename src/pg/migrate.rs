@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("20250801000002_run_log.sql"),
     migration!("20250801000003_freeze_detached.sql"),
     migration!("20261126000001_archive_origin.sql"),
+    migration!("20261126000002_archive_chunks.sql"),
     migration!("partition_archiving.sql"),
 ];
 

@@ -7,6 +7,7 @@
 //! without a database (`planner/tests.rs`), and the test `tidy` in `tests/it/tidy.rs` fails if a
 //! file here imports anything else.
 
+pub mod chunks;
 pub mod ident;
 pub mod period;
 pub mod planner;

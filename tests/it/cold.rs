@@ -189,13 +189,13 @@ async fn the_lambda_returns_a_pending_restore_as_a_normal_report_and_refuses_wai
     .unwrap();
     let app = partition_archiver::app::App::new(settings).await;
     let event = serde_json::json!({"action": "restore", "table": "public.trades", "partition": "trades_2026_03"});
-    let report = partition_archiver::lambda::handle(&app, event.clone()).await.expect("pending is not an error");
+    let report = partition_archiver::lambda::handle(&app, event.clone(), None).await.expect("pending is not an error");
     assert_eq!((report["ok"].as_bool(), report["pending"]["retrieval"].as_str()), (Some(false), Some("requested")));
     let mut waiting = event.clone();
     waiting["wait"] = serde_json::json!(true);
-    let err = partition_archiver::lambda::handle(&app, waiting).await.unwrap_err();
+    let err = partition_archiver::lambda::handle(&app, waiting, None).await.unwrap_err();
     assert_eq!(err.type_name(), "InvalidInput");
     assert!(err.message.contains("restore --wait") && err.message.contains("RestoreStateMachine"), "{}", err.message);
-    let done = partition_archiver::lambda::handle(&app, event).await.unwrap();
+    let done = partition_archiver::lambda::handle(&app, event, None).await.unwrap();
     assert_eq!(done["ok"], true, "{done}");
 }

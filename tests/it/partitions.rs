@@ -314,15 +314,19 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
     })
     .unwrap();
     let app = partition_archiver::app::App::new(settings).await;
-    let err = partition_archiver::lambda::handle(&app, serde_json::json!({"action": "maintain", "dry_run": "yes"}))
-        .await
-        .unwrap_err();
+    let err =
+        partition_archiver::lambda::handle(&app, serde_json::json!({"action": "maintain", "dry_run": "yes"}), None)
+            .await
+            .unwrap_err();
     assert_eq!(err.type_name(), "InvalidInput");
     assert!(err.message.contains("invalid type"), "{}", err.message);
-    let ok_report =
-        partition_archiver::lambda::handle(&app, serde_json::json!({"action": "plan", "now": "2026-11-24T00:00:00Z"}))
-            .await
-            .unwrap();
+    let ok_report = partition_archiver::lambda::handle(
+        &app,
+        serde_json::json!({"action": "plan", "now": "2026-11-24T00:00:00Z"}),
+        None,
+    )
+    .await
+    .unwrap();
     assert_eq!(ok_report["action"], "plan");
     assert_eq!(env.fingerprint().await, before);
 }

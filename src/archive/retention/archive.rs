@@ -14,6 +14,7 @@
 //!    started with the stream) equal to the rows streamed.
 //! 5. [`record`]: the JSON manifest written beside the object and read back, then `verified`.
 
+use super::chunked;
 use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
 use crate::archive::pipeline::{self, Hashes, Source};
@@ -33,6 +34,12 @@ use tokio_postgres::Client;
 /// What an archive step did, for its report.
 #[derive(Debug, Clone, Default)]
 pub struct Archived {
+    /// `false` when the run's time budget ended before every chunk was archived: the partition
+    /// stays detached and frozen, and the next run goes on at its first unfinished chunk.
+    pub complete: bool,
+    /// Chunks of a chunked archive: uploaded so far, and in all.
+    pub chunks_done: Option<usize>,
+    pub chunks_total: Option<usize>,
     pub rows: Option<i64>,
     pub raw_bytes: Option<i64>,
     pub compressed_bytes: Option<i64>,
@@ -87,6 +94,30 @@ pub async fn archive(
     let mut rec = load_detached(client, policy, partition).await?;
     let target = Target::of(policy, &rec, archiver);
     freeze(client, opts, &rec.partition()).await?;
+    if chunked::is_chunked(client, &rec, archiver).await? {
+        let (format, compression) = match (rec.is_chunked(), rec.format(), rec.compression()) {
+            // A plan under way keeps its format and compression (its chunks' keys say them).
+            (true, Ok(f), Ok(c)) => (f, c),
+            _ => (target.format, target.compression),
+        };
+        let single = manifest::object_key(
+            &archiver.store.settings.prefix,
+            &rec,
+            policy.interval == Interval::Year,
+            format,
+            compression,
+        );
+        // Boxed: the chunk workers' futures are deep, and the front doors nest this one further.
+        return Box::pin(chunked::archive_chunked(
+            client,
+            policy,
+            partition,
+            archiver,
+            rec,
+            (format, compression, &single),
+        ))
+        .await;
+    }
 
     let already = rec.state == "uploaded" && check::by_head(archiver, &rec).await?.is_ok();
     let mut side_count = None;
@@ -102,6 +133,9 @@ pub async fn archive(
     let manifest_key = manifest::manifest_key(rec.object_key.as_deref().unwrap_or(&target.key), &rec.partition_name);
     let rec = record(client, policy, archiver, rec, manifest_key).await?;
     Ok(Archived {
+        complete: true,
+        chunks_done: None,
+        chunks_total: None,
         rows: rec.row_count,
         raw_bytes: rec.raw_bytes,
         compressed_bytes: rec.compressed_bytes,
@@ -153,7 +187,7 @@ async fn freeze(client: &mut Client, opts: &DdlOptions, table: &QualifiedName) -
     Ok(())
 }
 
-fn count_sql(table: &QualifiedName) -> String {
+pub(super) fn count_sql(table: &QualifiedName) -> String {
     format!("SELECT count(*) FROM {}", table.quoted())
 }
 
@@ -538,7 +572,7 @@ async fn verify(
 
 /// Phase 5: the JSON manifest beside the object, read back and compared, then the row `verified`.
 /// Returns the record as written.
-async fn record(
+pub(super) async fn record(
     client: &Client,
     policy: &TablePolicy,
     archiver: &Archiver,

@@ -25,6 +25,7 @@
 //! May import: [`crate::pg`], [`crate::plan`], the rest of [`crate::archive`], the error types.
 
 mod archive;
+mod chunked;
 mod detach;
 mod remove;
 

@@ -1,0 +1,667 @@
+//! Chunked archives: a partition larger than `ARCHIVE_CHUNK_SIZE` is archived as one object per
+//! ctid block range ([`crate::plan::chunks`]), by up to `ARCHIVE_STREAMS` connections at once,
+//! chunk by chunk, resumable, within the run's time budget.
+//!
+//! 1. [`plan`]: under the table's lock, the relation's filenode and block count are read and the
+//!    ranges recorded as `archive_chunk` rows of a new plan (`chunk_generation`); chunks of older
+//!    plans become `superseded` (their objects, if any, are deleted from the listing: a delete
+//!    marker in a versioned bucket), and the partition's row goes to `uploading`.
+//! 2. [`run_chunks`]: workers, each with its own connection, take the next unfinished chunk while
+//!    the time budget allows ([`crate::plan::chunks::worth_starting`]) and archive it
+//!    ([`archive_chunk`]) under an advisory lock of its own, so runs and fan-out units never
+//!    archive the same chunk twice.
+//! 3. Once every chunk of the plan is `uploaded`: every chunk object passes HEAD, the sum of chunk
+//!    rows equals `count(*)` of the table, the partition's row records the totals (`uploaded`) and
+//!    the JSON manifest listing every chunk is written (`verified`), as for one object.
+//!
+//! # Consistency across connections and invocations
+//! The partition is detached and frozen before any chunk is read, so its rows do not change; only
+//! a rewrite (VACUUM FULL, CLUSTER, pg_repack) moves them to other ctids, and it gives the relation
+//! a new filenode. Each chunk worker compares filenode and block count with the plan's before its
+//! COPY and after its count (the COPY holds ACCESS SHARE, which a rewrite waits for): if they
+//! changed, the partition's archive starts again from its first chunk under a new plan, with keys
+//! of its own (archives are write-once).
+
+use super::archive::{count_sql, record, Archived};
+use crate::archive::check;
+use crate::archive::manifest::{self, ChunkRecord, ManifestRecord};
+use crate::archive::pipeline;
+use crate::archive::progress::{Measure, Progress};
+use crate::archive::settings::{Compression, Format};
+use crate::archive::store::{self, Origin, WriteOnce};
+use crate::archive::Archiver;
+use crate::error::Error;
+use crate::plan::chunks::{self, BlockRange};
+use crate::plan::ident::{quote_literal, QualifiedName};
+use crate::plan::policy::TablePolicy;
+use anyhow::{anyhow, bail, Context};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+
+/// A run keeps this much time for what follows its last chunk (verify, manifest, report).
+const FINISH_MARGIN: Duration = Duration::from_secs(20);
+/// Plans made in one run before giving up (each one follows a rewrite of the table).
+const MAX_PLANS_PER_RUN: usize = 3;
+/// Advisory-lock class of chunk locks ("PACH"); the table lock uses "PARC".
+const CHUNK_LOCK_CLASS: i32 = 0x5041_4348;
+
+/// The relation's identity as a chunk plan knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Relation {
+    filenode: i64,
+    blocks: i64,
+    block_size: i64,
+}
+
+/// Filenode, block count and block size of `table`.
+async fn relation(client: &Client, table: &QualifiedName) -> anyhow::Result<Relation> {
+    let row = client
+        .query_one(
+            "SELECT pg_relation_filenode(c.oid)::bigint, pg_relation_size(c.oid) / current_setting('block_size')::bigint, \
+                    current_setting('block_size')::bigint
+               FROM pg_class c WHERE c.oid = to_regclass($1)",
+            &[&table.quoted()],
+        )
+        .await
+        .with_context(|| format!("read the relation size of {table}"))?;
+    Ok(Relation {
+        filenode: row.get::<_, Option<i64>>(0).unwrap_or(0),
+        blocks: row.get::<_, Option<i64>>(1).unwrap_or(0),
+        block_size: row.get(2),
+    })
+}
+
+/// Should this partition be archived in chunks? Yes when a chunk plan is recorded, no when a
+/// single-object upload may already have completed (its figures are recorded), otherwise by size.
+pub(super) async fn is_chunked(client: &Client, rec: &ManifestRecord, archiver: &Archiver) -> anyhow::Result<bool> {
+    if rec.is_chunked() {
+        return Ok(true);
+    }
+    if rec.sha256.is_some() || rec.state == "uploaded" {
+        return Ok(false);
+    }
+    let rel = relation(client, &rec.partition()).await?;
+    let chunk_size = archiver.store.settings.chunk_size;
+    Ok(chunks::plan_chunks(rel.blocks.max(0) as u64, rel.block_size.max(1) as u64, chunk_size).is_some())
+}
+
+/// Archives a chunked partition as far as the time budget allows. `single_key` is where its one
+/// object would go (the chunks go beside it).
+pub(super) async fn archive_chunked(
+    client: &mut Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    mut rec: ManifestRecord,
+    (format, compression, single_key): (Format, Compression, &str),
+) -> anyhow::Result<Archived> {
+    let mut plans = 0;
+    loop {
+        if !rec.is_chunked() || rec.current_chunks().next().is_none() {
+            if plans == MAX_PLANS_PER_RUN {
+                bail!(Error::integrity(format!(
+                    "{partition} was rewritten {plans} times while its chunks were archived: stopped, nothing dropped; \
+                     the next run starts again"
+                )));
+            }
+            rec = plan(client, policy, partition, archiver, &rec, format, compression, single_key).await?;
+            plans += 1;
+        }
+        match run_chunks(policy, partition, archiver, &rec).await? {
+            Ran::Rewritten(why) => {
+                tracing::warn!(%partition, why, "the table was rewritten since its chunks were planned: planning again");
+                rec.chunk_size = None;
+            }
+            Ran::Stopped => {
+                rec = reload(client, policy, partition).await?;
+                let total = rec.current_chunks().count();
+                let done = rec.current_chunks().filter(|c| c.state == "uploaded").count();
+                if done < total {
+                    return Ok(Archived {
+                        complete: false,
+                        chunks_done: Some(done),
+                        chunks_total: Some(total),
+                        rows: Some(rec.current_chunks().filter_map(|c| c.row_count).sum()),
+                        ..Default::default()
+                    });
+                }
+                break;
+            }
+        }
+    }
+    finish(client, policy, partition, archiver).await
+}
+
+async fn reload(client: &Client, policy: &TablePolicy, partition: &QualifiedName) -> anyhow::Result<ManifestRecord> {
+    manifest::load(client, &policy.table, &partition.name).await?.context("manifest row vanished")
+}
+
+/// Records a new chunk plan: ranges from the relation as it is now, chunks of older plans
+/// superseded, the partition's row `uploading`. Returns the record with its chunks.
+#[allow(clippy::too_many_arguments)]
+async fn plan(
+    client: &mut Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    format: Format,
+    compression: Compression,
+    single_key: &str,
+) -> anyhow::Result<ManifestRecord> {
+    let store = &archiver.store;
+    // A single-object upload started before the partition was chunked (settings changed).
+    if let (Some(key), Some(id)) = (rec.object_key.as_deref(), rec.multipart_upload_id.as_deref()) {
+        store.abort_upload(key, id).await?;
+    }
+    let rel = relation(client, partition).await?;
+    let chunk_size = store.settings.chunk_size;
+    let ranges = chunks::plan_chunks(rel.blocks.max(0) as u64, rel.block_size.max(1) as u64, chunk_size)
+        .unwrap_or_else(|| vec![BlockRange { from: 0, to: None }]);
+    let generation = rec.chunks.iter().map(|c| c.generation).max().unwrap_or(0) + 1;
+    let (schema, table, name) =
+        (quote_literal(&policy.table.schema), quote_literal(&policy.table.name), quote_literal(&partition.name));
+    let mut sql = vec![format!(
+        "UPDATE partition_archiver.archive_chunk SET state = 'superseded', updated_at = now() \
+         WHERE table_schema = {schema} AND table_name = {table} AND partition_name = {name} AND state <> 'superseded'"
+    )];
+    for (i, r) in ranges.iter().enumerate() {
+        let no = i as i32 + 1;
+        let key = manifest::chunk_key(single_key, &partition.name, generation, no, format, compression);
+        sql.push(format!(
+            "INSERT INTO partition_archiver.archive_chunk (table_schema, table_name, partition_name, generation, chunk_no, \
+             block_from, block_to, state, object_key) VALUES ({schema}, {table}, {name}, {generation}, {no}, {}, {}, 'pending', {})",
+            r.from,
+            r.to.map_or("NULL".to_string(), |t| t.to_string()),
+            quote_literal(&key)
+        ));
+    }
+    sql.push(manifest::set_state_sql(
+        &policy.table,
+        &partition.name,
+        "uploading",
+        &[
+            ("chunk_size", Some(chunk_size.to_string())),
+            ("chunk_generation", Some(generation.to_string())),
+            ("rel_filenode", Some(rel.filenode.to_string())),
+            ("rel_blocks", Some(rel.blocks.to_string())),
+            ("bucket", Some(store.settings.bucket.clone())),
+            ("format", Some(format.as_str().into())),
+            ("compression", Some(compression.as_str().into())),
+            ("object_key", None),
+            ("multipart_upload_id", None),
+            ("upload_token", None),
+            ("row_count", None),
+            ("raw_bytes", None),
+            ("compressed_bytes", None),
+            ("sha256", None),
+            ("checksum_composite", None),
+            ("etag", None),
+            ("version_id", None),
+        ],
+    ));
+    let tx = client.transaction().await?;
+    for s in &sql {
+        tx.batch_execute(s).await.with_context(|| format!("record the chunk plan of {partition}"))?;
+    }
+    tx.commit().await.with_context(|| format!("record the chunk plan of {partition}"))?;
+    tracing::info!(%partition, generation, chunks = ranges.len(), blocks = rel.blocks, filenode = rel.filenode, "chunks planned");
+    // Chunks of older plans leave the archive's directory (query engines read every object in
+    // it): a multipart upload is aborted, a completed object that this tool wrote is deleted (a
+    // delete marker in a versioned bucket, so the version stays recoverable; the manifest lists it
+    // as superseded). Best effort: a failure is logged and the next plan tries again.
+    for old in rec.chunks.iter().filter(|c| c.state != "superseded" || c.multipart_upload_id.is_some()) {
+        if let Err(e) = retire(archiver, old).await {
+            tracing::warn!(key = %old.object_key, error = %format!("{e:#}"), "could not retire a superseded chunk object");
+        }
+    }
+    reload(client, policy, partition).await
+}
+
+/// Takes a superseded chunk's object out of the listing, if this tool's upload wrote it.
+async fn retire(archiver: &Archiver, old: &ChunkRecord) -> anyhow::Result<()> {
+    let store = &archiver.store;
+    if let Some(id) = old.multipart_upload_id.as_deref() {
+        store.abort_upload(&old.object_key, id).await?;
+    }
+    if let Some(head) = store.head(&old.object_key, None).await? {
+        if old.upload_token.is_some() && head.metadata.get(store::META_UPLOAD_TOKEN) == old.upload_token.as_ref() {
+            store.delete_latest(&old.object_key).await?;
+        }
+    }
+    Ok(())
+}
+
+/// How a worker pass over the chunks ended.
+enum Ran {
+    /// Every worker stopped: no chunk left it could take, or no time to start one.
+    Stopped,
+    /// The relation changed since the plan.
+    Rewritten(String),
+}
+
+/// What one chunk did.
+enum ChunkRun {
+    /// Uploaded (or found uploaded): heap bytes streamed and the time it took (zero when found).
+    Done(u64, Duration),
+    /// Another run holds the chunk's lock.
+    Busy,
+    Rewritten(String),
+}
+
+/// Runs up to `ARCHIVE_STREAMS` workers over the plan's unfinished chunks.
+async fn run_chunks(
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+) -> anyhow::Result<Ran> {
+    let todo: VecDeque<ChunkRecord> = rec.current_chunks().filter(|c| c.state != "uploaded").cloned().collect();
+    let streams = chunks::streams_for(archiver.store.settings.streams, todo.len());
+    if streams == 0 {
+        return Ok(Ran::Stopped);
+    }
+    let db = archiver.db.clone().context("chunked archives need database settings for their stream connections")?;
+    let queue = Arc::new(Mutex::new(todo));
+    let stop = Arc::new(AtomicBool::new(false));
+    // Heap bytes and stream-seconds of the chunks this run streamed: the per-stream rate.
+    let observed = Arc::new(Mutex::new((0u64, Duration::ZERO)));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..streams {
+        let (db, queue, stop, observed) = (db.clone(), queue.clone(), stop.clone(), observed.clone());
+        let (policy, partition, archiver, rec) = (policy.clone(), partition.clone(), archiver.clone(), rec.clone());
+        workers.spawn(async move {
+            let conn = db.connect().await.context("connect a chunk stream")?;
+            let block_size = relation(&conn, &partition).await?.block_size.max(1) as u64;
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                let Some(chunk) = queue.lock().expect("queue").pop_front() else { return Ok(None) };
+                let bytes = chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size;
+                let seen = *observed.lock().expect("observed");
+                let seen = (seen.0 > 0).then_some(seen);
+                if !chunks::worth_starting(archiver.remaining(), bytes, seen, FINISH_MARGIN) {
+                    tracing::info!(%partition, chunk = chunk.chunk_no, "not started: the run's time budget would not cover it");
+                    stop.store(true, Ordering::SeqCst);
+                    return Ok(None);
+                }
+                match archive_chunk(&conn, &policy, &partition, &archiver, &rec, &chunk, block_size).await {
+                    Ok(ChunkRun::Done(b, took)) => {
+                        let mut o = observed.lock().expect("observed");
+                        o.0 += b;
+                        o.1 += took;
+                    }
+                    Ok(ChunkRun::Busy) => {}
+                    Ok(ChunkRun::Rewritten(why)) => {
+                        stop.store(true, Ordering::SeqCst);
+                        return Ok(Some(why));
+                    }
+                    Err(e) => {
+                        stop.store(true, Ordering::SeqCst);
+                        return Err(e.context(format!("{partition} chunk {}", chunk.chunk_no)));
+                    }
+                }
+            }
+        });
+    }
+    let (mut first_error, mut rewritten) = (None, None);
+    while let Some(joined) = workers.join_next().await {
+        match joined.map_err(|e| anyhow!("chunk worker panicked: {e}")).and_then(|r| r) {
+            Ok(Some(why)) => rewritten = rewritten.or(Some(why)),
+            Ok(None) => {}
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    Ok(rewritten.map_or(Ran::Stopped, Ran::Rewritten))
+}
+
+/// The chunk's advisory lock: runs, their streams and fan-out units never archive one chunk at once.
+fn chunk_lock_key(partition: &QualifiedName, chunk: &ChunkRecord) -> String {
+    format!("{}.{}#{}#{}", partition.schema, partition.name, chunk.generation, chunk.chunk_no)
+}
+
+/// Archives one chunk on `conn`, under the chunk's advisory lock.
+async fn archive_chunk(
+    conn: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    chunk: &ChunkRecord,
+    block_size: u64,
+) -> anyhow::Result<ChunkRun> {
+    let key = chunk_lock_key(partition, chunk);
+    let locked: bool = conn
+        .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&CHUNK_LOCK_CLASS, &key])
+        .await
+        .context("take the chunk's advisory lock")?
+        .get(0);
+    if !locked {
+        tracing::info!(%partition, chunk = chunk.chunk_no, "another run is archiving this chunk");
+        return Ok(ChunkRun::Busy);
+    }
+    let result = archive_locked_chunk(conn, policy, partition, archiver, rec, chunk, block_size).await;
+    if let Err(e) = conn.query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&CHUNK_LOCK_CLASS, &key]).await {
+        tracing::warn!(error = %e, "could not release a chunk lock (it ends with the session)");
+    }
+    result
+}
+
+/// The chunk's row as it is now (another run may have finished or superseded it).
+async fn load_chunk(
+    conn: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    chunk: &ChunkRecord,
+) -> anyhow::Result<Option<ChunkRecord>> {
+    let rec = manifest::load(conn, &policy.table, &partition.name).await?.context("manifest row vanished")?;
+    Ok(rec.chunks.into_iter().find(|c| c.generation == chunk.generation && c.chunk_no == chunk.chunk_no))
+}
+
+/// Runs a chunk-row update; `false` when the chunk was superseded meanwhile (no row changed).
+async fn set_chunk(
+    conn: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    chunk: &ChunkRecord,
+    state: &str,
+    extra: &[(&str, Option<String>)],
+) -> anyhow::Result<bool> {
+    let sql = manifest::chunk_set_sql(&policy.table, &partition.name, chunk.generation, chunk.chunk_no, state, extra);
+    Ok(conn.execute(&sql, &[]).await.context("record chunk state")? == 1)
+}
+
+/// Does the relation still match the plan?
+async fn unchanged(
+    conn: &Client,
+    partition: &QualifiedName,
+    rec: &ManifestRecord,
+) -> anyhow::Result<Result<(), String>> {
+    let now = relation(conn, partition).await?;
+    if Some(now.filenode) == rec.rel_filenode && Some(now.blocks) == rec.rel_blocks {
+        return Ok(Ok(()));
+    }
+    Ok(Err(format!(
+        "{partition} was filenode {:?} with {:?} blocks when its chunks were planned, and is filenode {} with {} blocks now",
+        rec.rel_filenode, rec.rel_blocks, now.filenode, now.blocks
+    )))
+}
+
+async fn archive_locked_chunk(
+    conn: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    chunk: &ChunkRecord,
+    block_size: u64,
+) -> anyhow::Result<ChunkRun> {
+    let store = &archiver.store;
+    let Some(chunk) = load_chunk(conn, policy, partition, chunk).await? else {
+        return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
+    };
+    match chunk.state.as_str() {
+        "uploaded" => return Ok(ChunkRun::Done(0, Duration::ZERO)),
+        "superseded" => return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into())),
+        _ => {}
+    }
+    let key = chunk.object_key.as_str();
+    if let Some(old) = chunk.multipart_upload_id.as_deref() {
+        store.abort_upload(key, old).await?;
+    }
+    store.abort_uploads_of(key).await?;
+    if let Some(head) = store.head(key, None).await? {
+        // This chunk's own upload, completed by a run that died before recording it?
+        let own = chunk.upload_token.is_some()
+            && head.metadata.get(store::META_UPLOAD_TOKEN) == chunk.upload_token.as_ref()
+            && Some(head.size) == chunk.compressed_bytes
+            && head.checksum_sha256.is_some()
+            && head.checksum_sha256 == chunk.checksum_composite;
+        if !own {
+            let message = format!(
+                "s3://{}/{key} already holds an object that chunk {} of {partition} did not upload: archives are never \
+                 replaced, so nothing was written and nothing is dropped; if another database or deployment archives to \
+                 this bucket, give each its own ARCHIVE_PREFIX",
+                store.settings.bucket, chunk.chunk_no
+            );
+            set_chunk(conn, policy, partition, &chunk, "pending", &[("last_error", Some(message.clone()))]).await?;
+            bail!(Error::integrity(message));
+        }
+        tracing::info!(%key, "the chunk's own completed upload: recorded");
+        set_chunk(
+            conn,
+            policy,
+            partition,
+            &chunk,
+            "uploaded",
+            &[
+                ("etag", head.etag.clone()),
+                ("version_id", head.version_id.clone()),
+                ("multipart_upload_id", None),
+                ("uploaded_at", Some("now()".into())),
+            ],
+        )
+        .await?;
+        return Ok(ChunkRun::Done(0, Duration::ZERO));
+    }
+    if let Err(why) = unchanged(conn, partition, rec).await? {
+        return Ok(ChunkRun::Rewritten(why));
+    }
+    let started = Instant::now();
+    let (format, compression) = (rec.format()?, rec.compression()?);
+    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let origin = Origin {
+        upload_token: token.clone(),
+        system_identifier: rec.system_identifier.clone(),
+        source: format!("{}/{}#{}", policy.table, partition.name, chunk.chunk_no),
+    };
+    let content_type = if format == Format::Csv { "text/csv" } else { "application/octet-stream" };
+    let upload_id = store.create_upload(key, content_type, &origin).await?;
+    let recorded = set_chunk(
+        conn,
+        policy,
+        partition,
+        &chunk,
+        "uploading",
+        &[
+            ("multipart_upload_id", Some(upload_id.clone())),
+            ("upload_token", Some(token)),
+            ("row_count", None),
+            ("raw_bytes", None),
+            ("compressed_bytes", None),
+            ("sha256", None),
+            ("checksum_composite", None),
+            ("last_error", None),
+        ],
+    )
+    .await;
+    if !matches!(recorded, Ok(true)) {
+        let _ = store.abort_upload(key, &upload_id).await;
+        recorded?;
+        return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
+    }
+    crate::fail_point!("chunk_after_create_upload");
+    let rel_blocks = rec.rel_blocks.unwrap_or(0).max(0) as u64;
+    let heap_bytes = chunk.range().blocks(rel_blocks) * block_size;
+    let condition = chunk.range().ctid_condition();
+    let settings = &store.settings;
+    let progress = Progress::start(
+        format!("archive {partition} chunk {}", chunk.chunk_no),
+        Measure::Bytes,
+        None,
+        settings.progress_log_every(),
+    );
+    let copy_sql =
+        format!("COPY (SELECT * FROM {} WHERE {condition}) TO STDOUT {}", partition.quoted(), format.copy_options());
+    let outcome: anyhow::Result<Result<pipeline::Streamed, String>> = async {
+        let up = pipeline::archive_stream(
+            conn,
+            &copy_sql,
+            store,
+            key,
+            &upload_id,
+            format,
+            compression,
+            settings.compression_level,
+            settings.part_size_for(heap_bytes),
+            settings.parts_in_flight,
+            progress,
+        )
+        .await?;
+        // The rows of the same range, counted after the COPY; the relation checked again after
+        // the count, so a rewrite anywhere between the first check and here is seen.
+        let counted: i64 = conn
+            .query_one(&format!("SELECT count(*) FROM {} WHERE {condition}", partition.quoted()), &[])
+            .await
+            .context("count the chunk's rows")?
+            .get(0);
+        if let Err(why) = unchanged(conn, partition, rec).await? {
+            return Ok(Err(why));
+        }
+        if counted as u64 != up.rows {
+            bail!(Error::integrity(format!(
+                "{partition} chunk {}: {} rows streamed but count(*) over its block range is {counted}: not uploaded",
+                chunk.chunk_no, up.rows
+            )));
+        }
+        Ok(Ok(up))
+    }
+    .await;
+    let up = match outcome {
+        Ok(Ok(up)) => up,
+        Ok(Err(why)) => {
+            let _ = store.abort_upload(key, &upload_id).await;
+            return Ok(ChunkRun::Rewritten(why));
+        }
+        Err(e) => {
+            if let Err(abort) = store.abort_upload(key, &upload_id).await {
+                tracing::error!(error = %format!("{abort:#}"), %key, "could not abort the multipart upload; the next run aborts it");
+            }
+            let _ = set_chunk(
+                conn,
+                policy,
+                partition,
+                &chunk,
+                "pending",
+                &[("last_error", Some(format!("{e:#}"))), ("multipart_upload_id", None)],
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    // The figures before the object exists, as for one object: a run killed right after S3
+    // completes it finds the object described by the chunk's own row.
+    let figures = [
+        ("row_count", Some(up.rows.to_string())),
+        ("raw_bytes", Some(up.raw_bytes.to_string())),
+        ("compressed_bytes", Some(up.compressed_bytes.to_string())),
+        ("sha256", Some(up.sha256.clone())),
+        ("checksum_composite", Some(up.composite_sha256.clone())),
+    ];
+    if !set_chunk(conn, policy, partition, &chunk, "uploading", &figures).await? {
+        let _ = store.abort_upload(key, &upload_id).await;
+        return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
+    }
+    crate::fail_point!("chunk_before_complete");
+    let (etag, version_id) = match store.complete_upload(key, &upload_id, &up.parts).await {
+        Ok(WriteOnce::Written(ids)) => ids,
+        Ok(WriteOnce::Exists) => {
+            let _ = store.abort_upload(key, &upload_id).await;
+            bail!(Error::integrity(format!(
+                "another writer completed an object at s3://{}/{key} while chunk {} of {partition} streamed: ours was \
+                 dropped, nothing is dropped from the database",
+                settings.bucket, chunk.chunk_no
+            )));
+        }
+        Err(e) => {
+            let _ = store.abort_upload(key, &upload_id).await;
+            let _ = set_chunk(
+                conn,
+                policy,
+                partition,
+                &chunk,
+                "pending",
+                &[("last_error", Some(format!("{e:#}"))), ("multipart_upload_id", None)],
+            )
+            .await;
+            return Err(e);
+        }
+    };
+    crate::fail_point!("chunk_after_complete");
+    set_chunk(
+        conn,
+        policy,
+        partition,
+        &chunk,
+        "uploaded",
+        &[
+            ("etag", etag),
+            ("version_id", version_id),
+            ("multipart_upload_id", None),
+            ("uploaded_at", Some("now()".into())),
+        ],
+    )
+    .await?;
+    tracing::info!(%partition, chunk = chunk.chunk_no, rows = up.rows, bytes = up.compressed_bytes, "chunk uploaded");
+    Ok(ChunkRun::Done(heap_bytes, started.elapsed()))
+}
+
+/// Every chunk of the plan is uploaded: HEAD each object, compare the sum of chunk rows with
+/// `count(*)`, record the totals (`uploaded`), then the JSON manifest (`verified`).
+async fn finish(
+    client: &mut Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+) -> anyhow::Result<Archived> {
+    let rec = reload(client, policy, partition).await?;
+    let chunks: Vec<&ChunkRecord> = rec.current_chunks().collect();
+    anyhow::ensure!(!chunks.is_empty() && chunks.iter().all(|c| c.state == "uploaded"), "not every chunk is uploaded");
+    let sum = |f: fn(&ChunkRecord) -> Option<i64>| -> Option<i64> { chunks.iter().map(|c| f(c)).sum() };
+    let (rows, raw, compressed) = (sum(|c| c.row_count), sum(|c| c.raw_bytes), sum(|c| c.compressed_bytes));
+    check::by_head(archiver, &rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
+    let counted: i64 = client.query_one(&count_sql(partition), &[]).await.context("count the partition's rows")?.get(0);
+    if Some(counted) != rows {
+        bail!(Error::integrity(format!(
+            "{partition}: its chunks hold {rows:?} rows but the table has {counted}: not verified, nothing dropped"
+        )));
+    }
+    crate::pg::ddl::exec(
+        client,
+        &manifest::set_state_sql(
+            &policy.table,
+            &partition.name,
+            "uploaded",
+            &[
+                ("row_count", rows.map(|r| r.to_string())),
+                ("raw_bytes", raw.map(|r| r.to_string())),
+                ("compressed_bytes", compressed.map(|r| r.to_string())),
+                ("uploaded_at", Some("now()".into())),
+            ],
+        ),
+    )
+    .await?;
+    crate::fail_point!("after_upload");
+    let rec = reload(client, policy, partition).await?;
+    let first = rec.current_chunks().next().map(|c| c.object_key.clone()).unwrap_or_default();
+    let manifest_key = manifest::manifest_key(&first, &rec.partition_name);
+    let rec = record(client, policy, archiver, rec, manifest_key).await?;
+    let total = rec.current_chunks().count();
+    let dir = first.rsplit_once('/').map_or("", |(d, _)| d);
+    Ok(Archived {
+        complete: true,
+        chunks_done: Some(total),
+        chunks_total: Some(total),
+        rows: rec.row_count,
+        raw_bytes: rec.raw_bytes,
+        compressed_bytes: rec.compressed_bytes,
+        location: Some(format!("s3://{}/{dir}/ ({total} chunks)", archiver.store.settings.bucket)),
+    })
+}
