@@ -121,9 +121,14 @@ impl Response {
                 out
             }
             Response::Restore { restore: r, .. } => {
+                let checked = match (&r.sha256, r.chunks) {
+                    (Some(sha), _) => format!("SHA-256 {sha} verified"),
+                    (None, Some(n)) => format!("{n} chunks, each SHA-256 verified"),
+                    (None, None) => "verified".to_string(),
+                };
                 let mut s = format!(
-                    "restored {} rows of {} {} into {} (SHA-256 {} verified, from {})\n",
-                    r.rows, r.table, r.partition, r.restored_as, r.sha256, r.source
+                    "restored {} rows of {} {} into {} ({checked}, from {})\n",
+                    r.rows, r.table, r.partition, r.restored_as, r.source
                 );
                 if let Some(id) = &r.system_identifier {
                     s.push_str(&format!("archived by the database with system_identifier {id}\n"));
@@ -216,6 +221,33 @@ impl App {
         self.settings.db.connect().await.map_err(Error::transient)
     }
 
+    /// `ARCHIVE_STREAMS` connections, plus this run's own and the one that counts rows, must fit in
+    /// what the server allows (max_connections less the superuser reserve, and the database's and
+    /// role's CONNECTION LIMIT): refused before anything changes otherwise.
+    async fn check_streams(&self, client: &tokio_postgres::Client) -> Result<(), Error> {
+        let Some(archiver) = &self.archiver else { return Ok(()) };
+        let allowed: i64 = client
+            .query_one(
+                "SELECT least(current_setting('max_connections')::bigint - current_setting('superuser_reserved_connections')::bigint,
+                              (SELECT nullif(datconnlimit, -1) FROM pg_database WHERE datname = current_database()),
+                              (SELECT nullif(rolconnlimit, -1) FROM pg_roles WHERE rolname = current_user))",
+                &[],
+            )
+            .await
+            .map_err(|e| Error::transient(e.into()))?
+            .get(0);
+        let streams = archiver.store.settings.streams as i64;
+        if streams + 2 > allowed {
+            return Err(Error::invalid(format!(
+                "ARCHIVE_STREAMS={streams} needs {} connections (one per stream, this run's own and a row count) but the \
+                 server allows {allowed} (max_connections less superuser_reserved_connections, or the database's or role's \
+                 CONNECTION LIMIT): lower ARCHIVE_STREAMS",
+                streams + 2
+            )));
+        }
+        Ok(())
+    }
+
     pub async fn handle(&self, request: Request) -> Result<Response, Error> {
         // Boxed: the request futures are deep (layout queries overflow otherwise).
         Box::pin(self.handle_until(request, None)).await
@@ -248,6 +280,7 @@ impl App {
             Request::Restore { table, partition, into_schema, attach } => {
                 let archiver = self.archiver()?;
                 let mut client = self.connect().await?;
+                self.check_streams(&client).await?;
                 let schema = into_schema.unwrap_or_else(|| self.settings.restore_schema.clone());
                 let restore = crate::archive::restore::restore(
                     &mut client,
@@ -292,6 +325,9 @@ impl App {
         let archiver = self.archiver.as_ref().map(|a| a.with_deadline(deadline));
         let started = Utc::now();
         let mut client = self.connect().await?;
+        if !dry_run {
+            self.check_streams(&client).await?;
+        }
         let only = if only.is_empty() && !self.settings.maintain_tables.is_empty() {
             self.register_missing(&client, &self.settings.maintain_tables).await?;
             self.settings.maintain_tables.as_slice()
@@ -458,6 +494,7 @@ impl App {
     ) -> Result<RunReport, Error> {
         let archiver = &self.archiver()?.with_deadline(deadline);
         let mut client = self.connect().await?;
+        self.check_streams(&client).await?;
         let policy = crate::pg::catalog::load_policies(&client, std::slice::from_ref(table)).await?.remove(0);
         let now = Utc::now();
         // Bad input (default partition, current period, unknown partition) is refused before any

@@ -7,6 +7,7 @@
 //! - [`rows`]: row counting in CSV and binary COPY streams.
 //! - [`progress`]: a bar on a terminal, a log line every 30 s elsewhere, for every long stream.
 //! - [`restore`]: restore (one transaction, verified), verify, manifest lookup in S3.
+//! - [`restore_chunks`]: a chunked archive's restore: chunks in parallel into a staging table.
 //! - [`retrieval`]: cold storage: which objects S3 serves now, what to request for the others.
 //! - [`check`]: an object against its manifest record, by HEAD (free) or by reading it.
 //! - [`settings`]: bucket, prefix, format, compression, part sizes, retrieval, validated.
@@ -19,6 +20,7 @@ pub mod manifest;
 pub mod pipeline;
 pub mod progress;
 pub mod restore;
+pub mod restore_chunks;
 pub mod retention;
 pub mod retrieval;
 pub mod rows;

@@ -29,7 +29,12 @@ pub struct RestoreReport {
     pub partition: String,
     pub restored_as: QualifiedName,
     pub rows: u64,
-    pub sha256: String,
+    /// SHA-256 of the one object (a chunked archive checks each chunk's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Chunks restored, for a chunked archive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<usize>,
     pub source: String,
     /// The database that made the archive (`system_identifier`), when the manifest records it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,29 +164,20 @@ async fn check_manifest(
             rec.state
         )));
     }
-    if rec.sha256.as_deref().is_none_or(|s| s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
+    let objects = rec.objects();
+    let sha_ok = |s: Option<&str>| s.is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+    if objects.is_empty()
         || rec.row_count.is_none()
-        || rec.object_key.is_none()
+        || objects.iter().any(|o| !sha_ok(o.sha256) || o.row_count.is_none())
+        || (rec.is_chunked()
+            && objects.iter().map(|o| o.row_count.unwrap_or(0)).sum::<i64>() != rec.row_count.unwrap_or(-1))
     {
-        return Err(Error::integrity(format!("manifest of {partition} is incomplete (sha256, row_count, object_key)")));
-    }
-    // The object must be one of this table's and this partition's archives: `.../{schema}.{table}/
-    // .../{partition}.{ext}` (any prefix, which a deployment may have changed since). A manifest
-    // edited to point at another table's object, checksums and all, stops here.
-    let key = rec.object_key.as_deref().unwrap_or_default();
-    let table_dir = format!("{}.{}/", table.schema, table.name);
-    let under_table = if key.starts_with(&table_dir) {
-        Some(&key[table_dir.len()..])
-    } else {
-        key.find(&format!("/{table_dir}")).map(|i| &key[i + 1 + table_dir.len()..])
-    };
-    // The file name starts with the partition name (which may itself contain '/').
-    let named = under_table
-        .is_some_and(|rest| rest.starts_with(&format!("{partition}.")) || rest.contains(&format!("/{partition}.")));
-    if !named {
         return Err(Error::integrity(format!(
-            "manifest of {partition} points at {key}, which is not an archive of {table} {partition}"
+            "manifest of {partition} is incomplete or inconsistent (sha256, row_count, object key of every object)"
         )));
+    }
+    for o in &objects {
+        check_key(o.key, table, partition)?;
     }
     rec.format().map_err(|e| Error::integrity(e.to_string()))?;
     rec.compression().map_err(|e| Error::integrity(e.to_string()))?;
@@ -204,6 +200,27 @@ async fn check_manifest(
         if !ok {
             return Err(Error::integrity(format!("manifest column {} has an invalid type {:?}", c.name, c.type_name)));
         }
+    }
+    Ok(())
+}
+
+/// The object must be one of this table's and this partition's archives: `.../{schema}.{table}/
+/// .../{partition}.{ext}` (any prefix, which a deployment may have changed since). A manifest
+/// edited to point at another table's object, checksums and all, stops here.
+fn check_key(key: &str, table: &QualifiedName, partition: &str) -> Result<(), Error> {
+    let table_dir = format!("{}.{}/", table.schema, table.name);
+    let under_table = if key.starts_with(&table_dir) {
+        Some(&key[table_dir.len()..])
+    } else {
+        key.find(&format!("/{table_dir}")).map(|i| &key[i + 1 + table_dir.len()..])
+    };
+    // The file name starts with the partition name (which may itself contain '/').
+    let named = under_table
+        .is_some_and(|rest| rest.starts_with(&format!("{partition}.")) || rest.contains(&format!("/{partition}.")));
+    if !named {
+        return Err(Error::integrity(format!(
+            "manifest of {partition} points at {key}, which is not an archive of {table} {partition}"
+        )));
     }
     Ok(())
 }
@@ -235,8 +252,15 @@ pub async fn restore(
             "{target} already exists: this partition was already restored (drop it or restore into another schema)"
         )));
     }
-    let key = rec.object_key.clone().expect("checked");
-    if let Some(pending) = ensure_readable(archiver, &key, rec.version_id.as_deref()).await? {
+    // Every object readable, or a retrieval requested for each one that is not (all at once, so
+    // the chunks of one archive come back together).
+    let mut pending = None;
+    for o in rec.objects() {
+        if let Some(p) = ensure_readable(archiver, o.key, o.version_id).await? {
+            pending.get_or_insert(p);
+        }
+    }
+    if let Some(pending) = pending {
         return Ok(RestoreOutcome::Pending(pending));
     }
     let format = rec.format().map_err(wrap)?;
@@ -246,6 +270,51 @@ pub async fn restore(
         .iter()
         .map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, if c.not_null { " NOT NULL" } else { "" }))
         .collect();
+    let chunks = rec.is_chunked().then(|| rec.objects().len());
+    let (rows, sha256) = if rec.is_chunked() {
+        let rows =
+            Box::pin(crate::archive::restore_chunks::restore_chunks(client, archiver, &rec, &target, &cols.join(", ")))
+                .await?;
+        (rows, None)
+    } else {
+        let (rows, sha) = restore_one(client, archiver, &rec, &target, format, compression, &cols).await?;
+        (rows, Some(sha))
+    };
+
+    let mut report = RestoreReport {
+        table: table.clone(),
+        partition: partition.into(),
+        restored_as: target.clone(),
+        rows,
+        sha256,
+        chunks,
+        source,
+        system_identifier: rec.system_identifier.clone(),
+        attached: false,
+        not_attached_because: None,
+    };
+    if attach {
+        match attach_back(client, &rec, &target, lock_timeout_ms).await {
+            Ok(()) => report.attached = true,
+            Err(why) => report.not_attached_because = Some(why),
+        }
+    }
+    Ok(RestoreOutcome::Restored(report))
+}
+
+/// Restores a single-object archive in one transaction; returns the rows and the object's SHA-256.
+async fn restore_one(
+    client: &mut Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    target: &QualifiedName,
+    format: crate::archive::settings::Format,
+    compression: crate::archive::settings::Compression,
+    cols: &[String],
+) -> Result<(u64, String), Error> {
+    let (table, partition) = (rec.table(), rec.partition_name.as_str());
+    let into_schema = target.schema.as_str();
+    let key = rec.object_key.clone().expect("checked");
     let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
     tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(into_schema)))
         .await
@@ -279,25 +348,7 @@ pub async fn restore(
         )));
     }
     tx.commit().await.map_err(|e| wrap(e.into()))?;
-
-    let mut report = RestoreReport {
-        table: table.clone(),
-        partition: partition.into(),
-        restored_as: target.clone(),
-        rows: got.rows_copied,
-        sha256: got.sha256,
-        source,
-        system_identifier: rec.system_identifier.clone(),
-        attached: false,
-        not_attached_because: None,
-    };
-    if attach {
-        match attach_back(client, &rec, &target, lock_timeout_ms).await {
-            Ok(()) => report.attached = true,
-            Err(why) => report.not_attached_because = Some(why),
-        }
-    }
-    Ok(RestoreOutcome::Restored(report))
+    Ok((got.rows_copied, got.sha256))
 }
 
 /// Attaches a restored table back to its parent; `Err(reason)` when the range is not free.

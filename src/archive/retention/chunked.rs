@@ -107,7 +107,7 @@ pub(super) async fn archive_chunked(
                      the next run starts again"
                 )));
             }
-            rec = plan(client, policy, partition, archiver, &rec, format, compression, single_key).await?;
+            rec = plan(client, policy, partition, archiver, format, compression, single_key).await?;
             plans += 1;
         }
         match run_chunks(policy, partition, archiver, &rec).await? {
@@ -147,12 +147,13 @@ async fn plan(
     policy: &TablePolicy,
     partition: &QualifiedName,
     archiver: &Archiver,
-    rec: &ManifestRecord,
     format: Format,
     compression: Compression,
     single_key: &str,
 ) -> anyhow::Result<ManifestRecord> {
     let store = &archiver.store;
+    // As recorded now: the chunks the workers have just recorded are the ones to retire.
+    let rec = &reload(client, policy, partition).await?;
     // A single-object upload started before the partition was chunked (settings changed).
     if let (Some(key), Some(id)) = (rec.object_key.as_deref(), rec.multipart_upload_id.as_deref()) {
         store.abort_upload(key, id).await?;

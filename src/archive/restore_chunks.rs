@@ -1,0 +1,213 @@
+//! Restore of a chunked archive: the chunks stream in parallel (`ARCHIVE_STREAMS` connections)
+//! into one staging table, each in its own transaction that commits only when the chunk's SHA-256
+//! and row counts match its manifest entry; the table appears under its final name only when every
+//! chunk is in (one short transaction that renames the staging table). Any failure drops the
+//! staging table; a staging table left by a killed restore is dropped by the next one (it is
+//! recognised by its comment, never by its name alone).
+
+use crate::archive::manifest::{ChunkRecord, ManifestRecord};
+use crate::archive::pipeline::{self, Source};
+use crate::archive::progress::{Measure, Progress};
+use crate::archive::Archiver;
+use crate::error::{Error, ErrorKind};
+use crate::plan::chunks;
+use crate::plan::ident::{quote_ident, quote_literal, QualifiedName};
+use anyhow::Context;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio_postgres::Client;
+
+/// The comment that marks a staging table as this tool's (and safe to drop when left behind).
+const STAGING_COMMENT: &str = "partition-archiver restore staging table: dropped by the next restore if left behind";
+
+/// `{partition}__pa_restoring`, cut so it stays a valid identifier (63 bytes).
+pub fn staging_name(partition: &str) -> String {
+    const SUFFIX: &str = "__pa_restoring";
+    let mut base = partition.to_string();
+    while base.len() + SUFFIX.len() > 63 {
+        base.pop();
+    }
+    format!("{base}{SUFFIX}")
+}
+
+fn wrap(e: anyhow::Error) -> Error {
+    Error::transient(e)
+}
+
+/// Drops a staging table a killed restore left behind (only if it carries this tool's comment).
+async fn drop_leftover(client: &Client, staging: &QualifiedName) -> Result<(), Error> {
+    let comment: Option<Option<String>> = client
+        .query_opt(
+            "SELECT obj_description(to_regclass($1), 'pg_class') WHERE to_regclass($1) IS NOT NULL",
+            &[&staging.quoted()],
+        )
+        .await
+        .map_err(|e| wrap(e.into()))?
+        .map(|r| r.get(0));
+    match comment {
+        None => Ok(()),
+        Some(Some(c)) if c == STAGING_COMMENT => {
+            tracing::warn!(%staging, "dropping the staging table of an interrupted restore");
+            client.batch_execute(&format!("DROP TABLE {}", staging.quoted())).await.map_err(|e| wrap(e.into()))
+        }
+        Some(_) => Err(Error::invalid(format!(
+            "{staging} exists and is not a partition-archiver staging table: restore refuses to touch it"
+        ))),
+    }
+}
+
+/// Restores every chunk of `rec` into `target` (which must not exist). `columns` is the column
+/// list of the CREATE TABLE. Returns the rows restored.
+pub async fn restore_chunks(
+    client: &mut Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    target: &QualifiedName,
+    columns: &str,
+) -> Result<u64, Error> {
+    let staging = QualifiedName::new(&target.schema, staging_name(&target.name));
+    drop_leftover(client, &staging).await?;
+    client
+        .batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE {staging} ({columns}); COMMENT ON TABLE {staging} IS {comment}",
+            schema = quote_ident(&target.schema),
+            staging = staging.quoted(),
+            comment = quote_literal(STAGING_COMMENT),
+        ))
+        .await
+        .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {staging}"))))?;
+    let loaded = load_chunks(archiver, rec, &staging).await.and_then(|rows| {
+        if Some(rows as i64) == rec.row_count {
+            Ok(rows)
+        } else {
+            Err(Error::integrity(format!(
+                "restore of {}: {rows} rows in the chunks, the manifest says {:?}: nothing was kept",
+                rec.partition_name, rec.row_count
+            )))
+        }
+    });
+    let rows = match loaded {
+        Ok(rows) => rows,
+        Err(e) => {
+            if let Err(d) = client.batch_execute(&format!("DROP TABLE IF EXISTS {}", staging.quoted())).await {
+                tracing::error!(%staging, error = %d, "could not drop the staging table; the next restore drops it");
+            }
+            return Err(e);
+        }
+    };
+    // One short transaction: the table appears under its name with every chunk in it.
+    let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
+    tx.batch_execute(&format!(
+        "ALTER TABLE {staging} RENAME TO {name}; COMMENT ON TABLE {target} IS NULL",
+        staging = staging.quoted(),
+        name = quote_ident(&target.name),
+        target = target.quoted(),
+    ))
+    .await
+    .map_err(|e| wrap(anyhow::Error::new(e).context(format!("rename {staging} to {target}"))))?;
+    tx.commit().await.map_err(|e| wrap(e.into()))?;
+    Ok(rows)
+}
+
+/// Streams every chunk into `staging` on up to `ARCHIVE_STREAMS` connections, each chunk in its
+/// own verified transaction. Stops at the first failure.
+async fn load_chunks(archiver: &Archiver, rec: &ManifestRecord, staging: &QualifiedName) -> Result<u64, Error> {
+    let objects: Vec<ChunkRecord> = rec.current_chunks().cloned().collect();
+    let format = rec.format().map_err(wrap)?;
+    let compression = rec.compression().map_err(wrap)?;
+    let db = archiver.db.clone().ok_or_else(|| Error::invalid("a chunked restore needs database settings"))?;
+    let streams = chunks::streams_for(archiver.store.settings.streams, objects.len());
+    let queue = Arc::new(Mutex::new(VecDeque::from(objects)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let copy_sql = format!("COPY {} FROM STDIN {}", staging.quoted(), format.copy_options());
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..streams {
+        let (db, queue, stop, copy_sql, archiver) =
+            (db.clone(), queue.clone(), stop.clone(), copy_sql.clone(), archiver.clone());
+        let partition = rec.partition_name.clone();
+        workers.spawn(async move {
+            let mut conn = db.connect().await.context("connect a restore stream").map_err(wrap)?;
+            let mut rows = 0u64;
+            loop {
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(rows);
+                }
+                let Some(chunk) = queue.lock().expect("queue").pop_front() else {
+                    return Ok(rows);
+                };
+                let (no, key, version) = (chunk.chunk_no, &chunk.object_key, chunk.version_id.as_deref());
+                let (sha, want_rows) = (chunk.sha256.as_deref().unwrap_or_default(), chunk.row_count.unwrap_or(-1));
+                let result: Result<u64, Error> = async {
+                    let tx = conn.transaction().await.map_err(|e| wrap(e.into()))?;
+                    let source = Source { key, version_id: version, format, compression };
+                    let progress = Progress::start(
+                        format!("restore {partition} chunk {no}"),
+                        Measure::Bytes,
+                        chunk.compressed_bytes.map(|b| b.max(0) as u64),
+                        archiver.store.settings.progress_log_every(),
+                    );
+                    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, source, progress)
+                        .await
+                        .map_err(|e| match e.downcast::<Error>() {
+                            Ok(inner) => inner,
+                            Err(e) => Error::new(
+                                ErrorKind::Integrity,
+                                format!("restore of {partition} chunk {no} failed, nothing was kept: {e:#}"),
+                            ),
+                        })?;
+                    if got.sha256 != sha {
+                        return Err(Error::integrity(format!(
+                            "chunk {no} object s3://{}/{key} has SHA-256 {}, the manifest says {sha}: nothing was kept",
+                            archiver.store.settings.bucket, got.sha256
+                        )));
+                    }
+                    if got.rows_copied as i64 != want_rows || got.rows_counted as i64 != want_rows {
+                        return Err(Error::integrity(format!(
+                            "restore of {partition} chunk {no}: {} rows copied ({} counted in the stream), the manifest \
+                             says {want_rows}: nothing was kept",
+                            got.rows_copied, got.rows_counted
+                        )));
+                    }
+                    crate::fail_point!("restore_chunk_before_commit");
+                    tx.commit().await.map_err(|e| wrap(e.into()))?;
+                    Ok(got.rows_copied)
+                }
+                .await;
+                match result {
+                    Ok(n) => rows += n,
+                    Err(e) => {
+                        stop.store(true, Ordering::SeqCst);
+                        return Err(e);
+                    }
+                }
+            }
+        });
+    }
+    let (mut total, mut first_error) = (0u64, None);
+    while let Some(joined) = workers.join_next().await {
+        match joined {
+            Ok(Ok(n)) => total += n,
+            Ok(Err(e)) => first_error = first_error.or(Some(e)),
+            Err(e) => first_error = first_error.or(Some(wrap(anyhow::anyhow!("restore worker panicked: {e}")))),
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_names_stay_valid_identifiers() {
+        assert_eq!(staging_name("orders_2026_03"), "orders_2026_03__pa_restoring");
+        let long = "p".repeat(63);
+        let s = staging_name(&long);
+        assert_eq!(s.len(), 63);
+        assert!(s.ends_with("__pa_restoring"));
+    }
+}

@@ -1,0 +1,304 @@
+//! Chunked archives against real PostgreSQL and LocalStack: a partition larger than
+//! ARCHIVE_CHUNK_SIZE becomes one object per ctid block range, streamed in parallel, resumable
+//! within a time budget, restarted after a table rewrite, and restored in parallel.
+
+use crate::archive::{seed, NOW, ORDERS_SUM};
+use crate::harness::*;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+/// Chunk settings of these tests: 1 MiB chunks (the smallest allowed), two streams.
+pub(crate) const CHUNKED: &[(&str, &str)] = &[("ARCHIVE_CHUNK_SIZE", "1MiB"), ("ARCHIVE_STREAMS", "2")];
+
+/// `seed`, plus `rows` more hostile orders in March 2026, so its partition spans several MiB.
+pub(crate) async fn seed_big(env: &TestEnv, rows: i64) {
+    seed(env).await;
+    env.db
+        .batch_execute(&format!(
+            r#"INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, filled_quantity, created_at, updated_at)
+               SELECT g % 97,
+                      CASE g % 5 WHEN 0 THEN 'quote"d,comma' WHEN 1 THEN E'multi\nline\r\nrow' WHEN 2 THEN 'ünï©ødé 🚀' WHEN 3 THEN '' ELSE E'tab\there' END,
+                      CASE WHEN g % 2 = 0 THEN 'buy' ELSE 'sell' END, 'limit', 'filled',
+                      CASE WHEN g % 9 = 0 THEN NULL ELSE g * 0.000001 END,
+                      1 + g % 5, 0,
+                      timestamptz '2026-03-01 00:00:00+00' + ((g * 40) % (30 * 86400)) * interval '1 second', now()
+                 FROM generate_series(1, {rows}) g"#
+        ))
+        .await
+        .unwrap();
+}
+
+/// The chunk rows of a partition: (generation, chunk_no, state, object_key, row_count).
+async fn chunk_rows(env: &TestEnv, partition: &str) -> Vec<(i32, i32, String, String, Option<i64>)> {
+    env.db
+        .query(
+            "SELECT generation, chunk_no, state, object_key, row_count FROM partition_archiver.archive_chunk
+              WHERE partition_name = $1 ORDER BY generation, chunk_no",
+            &[&partition],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect()
+}
+
+/// Every version of every object under `prefix`: (key, versions).
+async fn versions_under(env: &TestEnv, prefix: &str) -> Vec<(String, usize)> {
+    let out = s3().await.list_object_versions().bucket(&env.bucket).prefix(prefix).send().await.unwrap();
+    let mut keys: Vec<String> = out.versions().iter().filter_map(|v| v.key().map(str::to_string)).collect();
+    keys.sort();
+    let mut counted: Vec<(String, usize)> = Vec::new();
+    for k in keys {
+        match counted.last_mut() {
+            Some((last, n)) if *last == k => *n += 1,
+            _ => counted.push((k, 1)),
+        }
+    }
+    counted
+}
+
+async fn get_object(env: &TestEnv, key: &str) -> Vec<u8> {
+    let out = s3().await.get_object().bucket(&env.bucket).key(key).send().await.unwrap();
+    out.body.collect().await.unwrap().into_bytes().to_vec()
+}
+
+const MARCH: &str = "orders_2026_03";
+const MARCH_DIR: &str = "partition-archiver/public.orders/year=2026/month=03/";
+
+#[tokio::test]
+async fn a_chunked_archive_is_one_valid_csv_per_block_range_and_restores_identical() {
+    let env = TestEnv::migrated().await;
+    seed_big(&env, 40_000).await;
+    let original = env.scalar_text(ORDERS_SUM).await;
+    let march_rows = env.scalar_i64("SELECT count(*) FROM public.orders_2026_03").await;
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+    ok(&out);
+    assert_eq!(report["complete"], true, "{report}");
+    let archive_step = report["tables"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "archive" && s["partition"] == format!("public.{MARCH}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no archive step for March: {report}"));
+    let chunks = chunk_rows(&env, MARCH).await;
+    assert!(chunks.len() >= 3, "a ~5 MiB partition in 1 MiB chunks: {chunks:?}");
+    assert_eq!(archive_step["chunks_done"], chunks.len(), "{archive_step}");
+    for (generation, no, state, key, _) in &chunks {
+        assert_eq!((*generation, state.as_str()), (1, "uploaded"));
+        assert_eq!(key, &format!("{MARCH_DIR}{MARCH}.g1.c{no:05}.csv.zst"));
+    }
+    assert_eq!(chunks.iter().map(|c| c.4.unwrap()).sum::<i64>(), march_rows);
+    // April is small: one object under the key used before chunks existed.
+    assert!(chunk_rows(&env, "orders_2026_04").await.is_empty());
+    let april = env
+        .scalar_text(
+            "SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_04'",
+        )
+        .await;
+    assert_eq!(april.as_deref(), Some("partition-archiver/public.orders/year=2026/month=04/orders_2026_04.csv.zst"));
+
+    // Every chunk is a CSV on its own: a header naming the columns, then its rows, which
+    // PostgreSQL loads back (HEADER MATCH checks the names).
+    env.db.batch_execute("CREATE TABLE one_chunk (LIKE public.orders)").await.unwrap();
+    for (_, no, _, key, rows) in &chunks {
+        let mut csv = Vec::new();
+        zstd::stream::read::Decoder::new(&get_object(&env, key).await[..]).unwrap().read_to_end(&mut csv).unwrap();
+        assert!(csv.starts_with(b"id,user_id,symbol,"), "chunk {no} has no header");
+        env.db.batch_execute("TRUNCATE one_chunk").await.unwrap();
+        let sink = env.db.copy_in("COPY one_chunk FROM STDIN (FORMAT csv, HEADER MATCH)").await.unwrap();
+        let mut sink = std::pin::pin!(sink);
+        use futures_util::SinkExt;
+        sink.send(bytes::Bytes::from(csv)).await.unwrap();
+        assert_eq!(sink.as_mut().finish().await.unwrap() as i64, rows.unwrap(), "chunk {no}");
+    }
+
+    // The JSON manifest lists the chunks; verify checks each by HEAD, and --deep reads them.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&get_object(&env, &format!("{MARCH_DIR}{MARCH}.manifest.json")).await).unwrap();
+    assert_eq!(manifest["chunks"].as_array().unwrap().len(), chunks.len(), "{manifest}");
+    assert_eq!(manifest["row_count"], march_rows);
+    assert!(manifest["chunks"][0]["sha256"].as_str().unwrap().len() == 64, "{manifest}");
+    for args in [&["verify"][..], &["verify", "--deep"][..]] {
+        let (out, v) = env.json(args, &[]);
+        ok(&out);
+        let march = v["archives"].as_array().unwrap().iter().find(|a| a["partition"] == MARCH).cloned().unwrap();
+        assert_eq!(march["ok"], true, "{v}");
+        if args.len() == 2 {
+            assert_eq!(march["rows"], march_rows, "{v}");
+        }
+    }
+
+    // Restore in parallel: identical rows, and no staging table left.
+    for p in [MARCH, "orders_2026_04"] {
+        let (out, v) =
+            env.json(&["restore", "--table", "public.orders", "--partition", p, "--into-schema", "restored"], CHUNKED);
+        ok(&out);
+        assert_eq!(v["restore"]["restored_as"], format!("restored.{p}"), "{v}");
+    }
+    let (out, v) = env.json(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "again"], CHUNKED);
+    ok(&out);
+    assert_eq!(v["restore"]["chunks"], chunks.len(), "{v}");
+    let restored = env
+        .scalar_text(
+            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
+             (SELECT * FROM restored.orders_2026_03 UNION ALL SELECT * FROM restored.orders_2026_04) t",
+        )
+        .await;
+    assert_eq!(restored, original);
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%pa_restoring'").await, 0);
+    assert_eq!(env.multipart_uploads().await, 0);
+}
+
+#[tokio::test]
+async fn a_time_budget_stops_between_chunks_and_the_next_run_goes_on_without_redoing_any() {
+    let env = TestEnv::migrated().await;
+    seed_big(&env, 64_000).await;
+    let original = env.scalar_text(ORDERS_SUM).await;
+    // Each chunk pauses 5 s after its upload, so the run measures ~0.2 MiB/s and stops starting
+    // chunks once the 40 s budget (less the margin for verify and report) would not cover one.
+    let slow = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "chunk_after_complete=pause")]].concat();
+    let started = Instant::now();
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders", "--time-budget", "40"], &slow);
+    ok(&out);
+    assert!(started.elapsed() < Duration::from_secs(40), "the run kept to its budget: {:?}", started.elapsed());
+    assert_eq!(report["complete"], false, "{report}");
+    let steps = report["tables"][0]["steps"].as_array().unwrap().clone();
+    let archive = steps.iter().find(|s| s["step"] == "archive" && s["partition"] == format!("public.{MARCH}")).unwrap();
+    assert_eq!(archive["outcome"], "unfinished", "{report}");
+    let (done, total) = (archive["chunks_done"].as_u64().unwrap(), archive["chunks_total"].as_u64().unwrap());
+    assert!(done >= 1 && done < total, "{archive}");
+    let drop = steps.iter().find(|s| s["step"] == "drop" && s["partition"] == format!("public.{MARCH}")).unwrap();
+    assert_eq!(drop["outcome"], "skipped", "nothing unverified is dropped: {report}");
+    assert!(env.scalar_i64("SELECT count(*) FROM public.orders_2026_03").await > 0, "March is still in PostgreSQL");
+    let uploaded_first: Vec<String> =
+        chunk_rows(&env, MARCH).await.into_iter().filter(|c| c.2 == "uploaded").map(|c| c.3).collect();
+    assert_eq!(uploaded_first.len() as u64, done);
+
+    // The next run finishes: every chunk uploaded exactly once (one version per key).
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+    ok(&out);
+    assert_eq!(report["complete"], true, "{report}");
+    let chunks = chunk_rows(&env, MARCH).await;
+    assert_eq!(chunks.len() as u64, total);
+    assert!(chunks.iter().all(|c| c.0 == 1 && c.2 == "uploaded"), "{chunks:?}");
+    let versions = versions_under(&env, &format!("{MARCH_DIR}{MARCH}.g")).await;
+    assert_eq!(versions.len() as u64, total, "{versions:?}");
+    assert!(versions.iter().all(|(_, n)| *n == 1), "a chunk was uploaded twice: {versions:?}");
+    assert_eq!(
+        env.scalar_text(
+            "SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'"
+        )
+        .await
+        .as_deref(),
+        Some("dropped")
+    );
+    ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "restored"], CHUNKED));
+    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_04", "--into-schema", "restored"], &[]));
+    let restored = env
+        .scalar_text(
+            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
+             (SELECT * FROM restored.orders_2026_03 UNION ALL SELECT * FROM restored.orders_2026_04) t",
+        )
+        .await;
+    assert_eq!(restored, original);
+}
+
+#[tokio::test]
+async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() {
+    let env = TestEnv::migrated().await;
+    seed_big(&env, 24_000).await;
+    let original = env.scalar_text(ORDERS_SUM).await;
+    // One stream, and a pause after each chunk's upload: VACUUM FULL runs during the first pause.
+    let vars = [
+        ("ARCHIVE_CHUNK_SIZE", "1MiB"),
+        ("ARCHIVE_STREAMS", "1"),
+        ("PARTITION_ARCHIVER_FAILPOINTS", "chunk_after_complete=pause"),
+    ];
+    let child = env
+        .command(&["maintain", "--now", NOW, "--table", "orders"], &vars)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started =
+            env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_chunk WHERE sha256 IS NOT NULL").await;
+        if started > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no chunk was streamed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let filenode = env.scalar_i64("SELECT pg_relation_filenode('public.orders_2026_03')::bigint").await;
+    env.db.batch_execute("VACUUM FULL public.orders_2026_03").await.unwrap();
+    assert_ne!(env.scalar_i64("SELECT pg_relation_filenode('public.orders_2026_03')::bigint").await, filenode);
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["complete"], true, "{report}");
+    let chunks = chunk_rows(&env, MARCH).await;
+    let old: Vec<_> = chunks.iter().filter(|c| c.0 == 1).collect();
+    let new: Vec<_> = chunks.iter().filter(|c| c.0 == 2).collect();
+    assert!(!old.is_empty() && old.iter().all(|c| c.2 == "superseded"), "{chunks:?}");
+    assert!(!new.is_empty() && new.iter().all(|c| c.2 == "uploaded" && c.3.contains(".g2.c")), "{chunks:?}");
+    // The first plan's objects left the directory (a delete marker; their versions stay), so a
+    // query engine reading it sees each row once.
+    let listed = s3().await.list_objects_v2().bucket(&env.bucket).prefix(MARCH_DIR).send().await.unwrap();
+    let keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert!(keys.iter().all(|k| !k.contains(".g1.")), "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.contains(".g2.c")).count(), new.len(), "{keys:?}");
+    // The manifest JSON lists the superseded chunks as such.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&get_object(&env, &format!("{MARCH_DIR}{MARCH}.manifest.json")).await).unwrap();
+    assert_eq!(manifest["chunk_generation"], 2);
+    assert!(manifest["chunks"].as_array().unwrap().iter().any(|c| c["state"] == "superseded"), "{manifest}");
+    ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "restored"], CHUNKED));
+    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_04", "--into-schema", "restored"], &[]));
+    let restored = env
+        .scalar_text(
+            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
+             (SELECT * FROM restored.orders_2026_03 UNION ALL SELECT * FROM restored.orders_2026_04) t",
+        )
+        .await;
+    assert_eq!(restored, original);
+}
+
+#[tokio::test]
+async fn chunk_settings_beyond_what_the_server_allows_are_refused_before_anything_changes() {
+    let env = TestEnv::migrated().await;
+    seed(&env).await;
+    let before = env.fingerprint().await;
+    // This database takes at most 8 connections: 8 streams (+ the run's own and a count) do not fit.
+    env.db
+        .batch_execute(&format!("ALTER DATABASE {} CONNECTION LIMIT 8", env.url.rsplit('/').next().unwrap()))
+        .await
+        .unwrap();
+    for (vars, needle) in [
+        (vec![("ARCHIVE_STREAMS", "8")], "CONNECTION LIMIT"),
+        (vec![("ARCHIVE_STREAMS", "0")], "ARCHIVE_STREAMS"),
+        (vec![("ARCHIVE_CHUNK_SIZE", "0")], "at least 1MiB"),
+        (vec![("ARCHIVE_CHUNK_SIZE", "100KiB")], "at least 1MiB"),
+        (vec![("ARCHIVE_CHUNK_SIZE", "4096GiB")], "5 TiB"),
+    ] {
+        let out = env.run(&["maintain", "--now", NOW], &vars);
+        assert_eq!(out.status.code(), Some(2), "{vars:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        assert!(err.contains(needle), "{vars:?}: {err}");
+    }
+    for budget in ["0", "-5", "soon"] {
+        let out = env.run(&["maintain", "--now", NOW, "--time-budget", budget], &[]);
+        assert_eq!(out.status.code(), Some(2), "--time-budget {budget}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for command in [
+        &["archive", "--table", "orders", "--partition", "orders_2026_03"][..],
+        &["restore", "--table", "orders", "--partition", "orders_2026_03"][..],
+    ] {
+        let out = env.run(command, &[("ARCHIVE_STREAMS", "8")]);
+        assert_eq!(out.status.code(), Some(2), "{command:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    ok(&env.run(&["maintain", "--now", NOW, "--dry-run"], &[("ARCHIVE_STREAMS", "8")]));
+    assert_eq!(env.fingerprint().await, before, "nothing changed");
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest").await, 0);
+}
