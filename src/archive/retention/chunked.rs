@@ -22,7 +22,7 @@
 //! changed, the partition's archive starts again from its first chunk under a new plan, with keys
 //! of its own (archives are write-once).
 
-use super::archive::{count_sql, record, Archived};
+use super::record::{count_sql, record, Archived};
 use crate::archive::check;
 use crate::archive::manifest::{self, ChunkRecord, ManifestRecord};
 use crate::archive::pipeline;

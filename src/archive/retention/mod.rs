@@ -27,8 +27,10 @@
 mod archive;
 mod chunked;
 mod detach;
+mod record;
 mod remove;
 
-pub use archive::{archive, Archived};
+pub use archive::archive;
+pub use record::Archived;
 pub use detach::detach;
 pub use remove::{drop_partition, move_to_schema};

@@ -1,0 +1,78 @@
+//! What every archive ends with, one object or many chunks: the step's report ([`Archived`]),
+//! the row count it is checked against, and the last phase ([`record`]): the JSON manifest
+//! written beside the objects, read back and compared, then the row `verified`.
+
+use crate::archive::manifest::{self, ManifestRecord};
+use crate::archive::store::WriteOnce;
+use crate::archive::Archiver;
+use crate::error::Error;
+use crate::pg::ddl::exec;
+use crate::plan::ident::QualifiedName;
+use crate::plan::policy::TablePolicy;
+use anyhow::{anyhow, bail, Context};
+use tokio_postgres::Client;
+
+/// What an archive step did, for its report.
+#[derive(Debug, Clone, Default)]
+pub struct Archived {
+    /// `false` when the run's time budget ended before every chunk was archived: the partition
+    /// stays detached and frozen, and the next run goes on at its first unfinished chunk.
+    pub complete: bool,
+    /// Chunks of a chunked archive: uploaded so far, and in all.
+    pub chunks_done: Option<usize>,
+    pub chunks_total: Option<usize>,
+    pub rows: Option<i64>,
+    pub raw_bytes: Option<i64>,
+    pub compressed_bytes: Option<i64>,
+    /// `s3://bucket/key` of the object.
+    pub location: Option<String>,
+}
+
+pub(super) fn count_sql(table: &QualifiedName) -> String {
+    format!("SELECT count(*) FROM {}", table.quoted())
+}
+
+/// Phase 5: the JSON manifest beside the object, read back and compared, then the row `verified`.
+/// Returns the record as written.
+pub(super) async fn record(
+    client: &Client,
+    policy: &TablePolicy,
+    archiver: &Archiver,
+    mut rec: ManifestRecord,
+    manifest_key: String,
+) -> anyhow::Result<ManifestRecord> {
+    let store = &archiver.store;
+    rec.state = "verified".into();
+    rec.manifest_key = Some(manifest_key.clone());
+    rec.verified_at = Some(chrono::Utc::now());
+    let doc = serde_json::to_vec_pretty(&rec)?;
+    if store.put_json(&manifest_key, doc).await? == WriteOnce::Exists {
+        // Written by a run that died before recording `verified` (or by a clone that archived the
+        // same object): accepted below only if it describes this very object.
+        tracing::info!(%manifest_key, "a manifest is already there: checking it describes this archive");
+    }
+    let back = store
+        .get_small(&manifest_key)
+        .await?
+        .ok_or_else(|| anyhow!("manifest {manifest_key} is missing right after it was written"))?;
+    let back: ManifestRecord = serde_json::from_slice(&back).context("manifest read back is not valid JSON")?;
+    if !manifest::describe_the_same_archive(&back, &rec) {
+        bail!(Error::integrity(format!(
+            "manifest {manifest_key} does not describe this archive (it says {:?} version {:?}, {:?} rows, sha256 {:?}): \
+             manifests are never replaced, nothing is dropped",
+            back.object_key, back.version_id, back.row_count, back.sha256
+        )));
+    }
+    exec(
+        client,
+        &manifest::set_state_sql(
+            &policy.table,
+            &rec.partition_name,
+            "verified",
+            &[("manifest_key", Some(manifest_key)), ("verified_at", Some("now()".into()))],
+        ),
+    )
+    .await?;
+    crate::fail_point!("after_verify");
+    Ok(rec)
+}
