@@ -169,7 +169,10 @@ async fn load_chunks(archiver: &Archiver, rec: &ManifestRecord, staging: &Qualif
                             got.rows_copied, got.rows_counted
                         )));
                     }
-                    crate::fail_point!("restore_chunk_before_commit");
+                    crate::fail_point!(
+                        "restore_chunk_before_commit",
+                        Err(Error::transient(anyhow::anyhow!("failpoint restore_chunk_before_commit")))
+                    );
                     tx.commit().await.map_err(|e| wrap(e.into()))?;
                     Ok(got.rows_copied)
                 }

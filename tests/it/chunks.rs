@@ -302,3 +302,67 @@ async fn chunk_settings_beyond_what_the_server_allows_are_refused_before_anythin
     assert_eq!(env.fingerprint().await, before, "nothing changed");
     assert_eq!(env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest").await, 0);
 }
+
+#[tokio::test]
+async fn a_chunked_archive_killed_at_any_chunk_step_is_completed_by_the_next_run_uploading_each_chunk_once() {
+    for point in ["chunk_after_create_upload", "chunk_before_complete", "chunk_after_complete"] {
+        let env = TestEnv::migrated().await;
+        seed_big(&env, 24_000).await;
+        let original = env.scalar_text(ORDERS_SUM).await;
+        let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", point)]].concat();
+        let out = env.run(&["maintain", "--now", NOW, "--table", "orders"], &crash);
+        assert_eq!(out.status.code(), Some(86), "{point}: {}", String::from_utf8_lossy(&out.stderr));
+        let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+        ok(&out);
+        assert_eq!(report["complete"], true, "{point}: {report}");
+        let chunks = chunk_rows(&env, MARCH).await;
+        assert!(chunks.len() >= 3 && chunks.iter().all(|c| c.0 == 1 && c.2 == "uploaded"), "{point}: {chunks:?}");
+        // Each chunk's key holds one version: nothing was uploaded twice or replaced.
+        let versions = versions_under(&env, &format!("{MARCH_DIR}{MARCH}.g")).await;
+        assert_eq!(versions.len(), chunks.len(), "{point}: {versions:?}");
+        assert!(versions.iter().all(|(_, n)| *n == 1), "{point}: {versions:?}");
+        assert_eq!(env.multipart_uploads().await, 0, "{point}: an interrupted upload was left open");
+        ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"], CHUNKED));
+        ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_04", "--into-schema", "r"], &[]));
+        let restored = env
+            .scalar_text(
+                "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
+                 (SELECT * FROM r.orders_2026_03 UNION ALL SELECT * FROM r.orders_2026_04) t",
+            )
+            .await;
+        assert_eq!(restored, original, "{point}");
+    }
+}
+
+#[tokio::test]
+async fn a_chunked_restore_killed_or_failing_leaves_nothing_and_the_next_one_restores() {
+    let env = TestEnv::migrated().await;
+    seed_big(&env, 24_000).await;
+    let march = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders_2026_03 t").await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED));
+    let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
+    let staging = "SELECT count(*) FROM pg_tables WHERE schemaname = 'r' AND tablename LIKE 'orders_2026_03%'";
+    // Killed after a chunk is in the staging table: no table under the final name.
+    let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_before_commit")]].concat();
+    let out = env.run(&restore, &crash);
+    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        env.scalar_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'r' AND tablename = 'orders_2026_03'").await,
+        0
+    );
+    assert_eq!(env.scalar_i64(staging).await, 1, "the killed restore's staging table is there");
+    // A failing chunk (an error, not a kill) drops the staging table itself.
+    let fail = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_before_commit=error")]].concat();
+    let out = env.run(&restore, &fail);
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(env.scalar_i64(staging).await, 0, "a failed restore leaves nothing behind");
+    // The next restore drops any leftover and restores every row.
+    let out = env.run(&restore, &crash);
+    assert_eq!(out.status.code(), Some(86));
+    let (out, v) = env.json(&restore, CHUNKED);
+    ok(&out);
+    assert_eq!(v["restore"]["restored_as"], "r.orders_2026_03", "{v}");
+    assert_eq!(env.scalar_i64(staging).await, 1, "only the restored table");
+    let restored = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await;
+    assert_eq!(restored, march);
+}

@@ -31,6 +31,6 @@ mod record;
 mod remove;
 
 pub use archive::archive;
-pub use record::Archived;
 pub use detach::detach;
+pub use record::Archived;
 pub use remove::{drop_partition, move_to_schema};
