@@ -12,7 +12,7 @@ use crate::executor::{maintain_table, Mode};
 use crate::pg::migrate::MigrationOutcome;
 use crate::plan::ident::QualifiedName;
 use crate::plan::snapshot::{BoundValue, PartitionBound};
-use crate::report::{RunReport, TableReport, TableStatus};
+use crate::report::{ArchiveUnit, RunReport, TableReport, TableStatus};
 use crate::request::Request;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -43,6 +43,17 @@ pub enum Response {
         ok: bool,
         restore: RestoreReport,
     },
+    /// One fan-out unit (`archive_chunk`).
+    Unit {
+        action: &'static str,
+        ok: bool,
+        table: QualifiedName,
+        partition: String,
+        chunk: i32,
+        outcome: crate::archive::retention::UnitOutcome,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rows: Option<i64>,
+    },
     /// A restore waiting for S3 to bring an object back from cold storage: nothing was changed.
     RestorePending {
         action: &'static str,
@@ -68,6 +79,7 @@ impl Response {
             Response::Migrate { ok, .. }
             | Response::Status { ok, .. }
             | Response::Restore { ok, .. }
+            | Response::Unit { ok, .. }
             | Response::RestorePending { ok, .. }
             | Response::Verify { ok, .. }
             | Response::List { ok, .. } => *ok,
@@ -141,6 +153,11 @@ impl Response {
                 s
             }
             Response::RestorePending { pending, .. } => format!("pending: {}\n", pending.message),
+            Response::Unit { table, partition, chunk, outcome, rows, .. } => format!(
+                "{table} {partition} chunk {chunk}: {}{}\n",
+                serde_json::to_value(outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
+                rows.map(|r| format!(" ({r} rows)")).unwrap_or_default()
+            ),
             Response::Verify { archives, .. } => archives
                 .iter()
                 .map(|a| {
@@ -267,10 +284,29 @@ impl App {
                 let migrations = crate::pg::migrate::migrate(&mut client).await.map_err(Error::transient)?;
                 Ok(Response::Migrate { action, ok: true, migrations })
             }
-            Request::Maintain { dry_run, now, tables, time_budget } => {
+            Request::Maintain { dry_run, now, tables, time_budget, fan_out } => {
                 let now = now.unwrap_or_else(Utc::now);
                 let deadline = earliest(deadline, time_budget.map(|b| started + b));
-                Ok(Response::Run(self.maintain(run_id, action, now, dry_run, &tables, deadline).await?))
+                let archiver = self.archiver.as_ref().map(|a| a.with_deadline(deadline).fanning_out(fan_out));
+                Ok(Response::Run(self.maintain(run_id, action, now, dry_run, &tables, archiver.as_ref()).await?))
+            }
+            Request::ArchiveChunk { table, partition, chunk } => {
+                let archiver = self.archiver()?;
+                let client = self.connect().await?;
+                let policy = crate::pg::catalog::load_policies(&client, std::slice::from_ref(&table)).await?.remove(0);
+                let name = QualifiedName::new(&table.schema, &partition);
+                // The partition may live in another schema than its parent: the manifest knows.
+                let name = match crate::archive::manifest::load(&client, &table, &partition)
+                    .await
+                    .map_err(Error::transient)?
+                {
+                    Some(rec) => rec.partition(),
+                    None => name,
+                };
+                let (outcome, rows) = crate::archive::retention::archive_unit(&client, &policy, &name, archiver, chunk)
+                    .await
+                    .map_err(Error::transient)?;
+                Ok(Response::Unit { action, ok: true, table, partition, chunk, outcome, rows })
             }
             Request::Status { now, tables } => self.status(now.unwrap_or_else(Utc::now), &tables).await,
             Request::Archive { table, partition, time_budget } => {
@@ -313,6 +349,7 @@ impl App {
     }
 
     /// Runs (or plans) every table; one table's failure is reported and does not stop the others.
+    /// `archiver`: this run's (its deadline, fan-out or not).
     pub async fn maintain(
         &self,
         run_id: String,
@@ -320,9 +357,9 @@ impl App {
         now: DateTime<Utc>,
         dry_run: bool,
         only: &[QualifiedName],
-        deadline: Option<Instant>,
+        archiver: Option<&Archiver>,
     ) -> Result<RunReport, Error> {
-        let archiver = self.archiver.as_ref().map(|a| a.with_deadline(deadline));
+        let fan_out = archiver.is_some_and(|a| a.fan_out);
         let started = Utc::now();
         let mut client = self.connect().await?;
         if !dry_run {
@@ -338,16 +375,17 @@ impl App {
         let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
         let mut tables = Vec::new();
         for policy in &policies {
-            let report = maintain_table(&mut client, policy, now, &self.settings.ddl, mode, archiver.as_ref()).await;
+            let report = maintain_table(&mut client, policy, now, &self.settings.ddl, mode, archiver).await;
             tables.push(report);
         }
         let ok = tables.iter().all(|t| t.status != TableStatus::Failed);
         let mut report =
             RunReport { run_id, action: action.into(), dry_run, now, ok, complete: true, tables, units: vec![] };
         report.complete = report.all_complete();
-        if dry_run {
-            report.units = report.archive_units();
-        } else {
+        if dry_run || fan_out {
+            report.units = fan_out_units(&client, &report, dry_run).await?;
+        }
+        if !dry_run {
             let summary = serde_json::to_value(&report).unwrap_or_default();
             if let Err(e) = client
                 .execute(
@@ -525,6 +563,33 @@ impl App {
         self.emit_metrics(&report, None);
         Ok(report)
     }
+}
+
+/// The units of work of a fan-out: every unfinished chunk of each partition whose chunks are
+/// planned, and (for a dry run) every other partition the run would archive, whole.
+async fn fan_out_units(
+    client: &tokio_postgres::Client,
+    report: &RunReport,
+    dry_run: bool,
+) -> Result<Vec<ArchiveUnit>, Error> {
+    let mut units = Vec::new();
+    let whole = if dry_run { report.archive_units() } else { vec![] };
+    for t in &report.tables {
+        let records = crate::archive::manifest::list(client, Some(&t.table)).await.map_err(Error::transient)?;
+        for rec in records.iter().filter(|r| r.is_chunked() && r.state == "uploading") {
+            units.extend(rec.current_chunks().filter(|c| c.state != "uploaded").map(|c| ArchiveUnit {
+                table: t.table.to_string(),
+                partition: rec.partition_name.clone(),
+                chunk: Some(c.chunk_no),
+            }));
+        }
+    }
+    for unit in whole {
+        if !units.iter().any(|u| u.table == unit.table && u.partition == unit.partition) {
+            units.push(unit);
+        }
+    }
+    Ok(units)
 }
 
 /// The earlier of two deadlines.

@@ -48,6 +48,11 @@ pub enum Command {
         /// time; the report says `"complete": false` and the next run goes on.
         #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
         time_budget: Option<f64>,
+        /// Plan the chunks of large partitions and list them as `units` (one `archive-chunk` each,
+        /// run in parallel by a Step Functions Map or by hand) instead of streaming them; the next
+        /// maintain verifies and drops each partition whose chunks are all uploaded.
+        #[arg(long)]
+        fan_out: bool,
     },
     /// Same as `maintain --dry-run`.
     Plan {
@@ -79,6 +84,19 @@ pub enum Command {
         /// report says `"complete": false` and the next run goes on.
         #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
         time_budget: Option<f64>,
+    },
+    /// Archive one chunk of a partition whose chunks are planned (`maintain --fan-out` lists them
+    /// as units): the work of one Step Functions Map branch. Safe to run side by side and again.
+    ArchiveChunk {
+        /// The partitioned table (schema.table).
+        #[arg(long)]
+        table: String,
+        /// The partition whose chunk this is.
+        #[arg(long)]
+        partition: String,
+        /// The chunk number (from 1), as the unit gives it.
+        #[arg(long, allow_hyphen_values = true)]
+        chunk: i64,
     },
     /// Restore an archived partition from S3 into a new table, verified.
     ///
@@ -136,14 +154,27 @@ impl Command {
         };
         Ok(match self {
             Command::Migrate => Request::Migrate,
-            Command::Maintain { dry_run, now: n, tables, time_budget } => Request::Maintain {
+            Command::Maintain { dry_run, now: n, tables, time_budget, fan_out } => Request::Maintain {
                 dry_run,
                 now: now(n)?,
                 tables: parse_tables(&tables)?,
                 time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
+                fan_out,
             },
-            Command::Plan { now: n, tables } => {
-                Request::Maintain { dry_run: true, now: now(n)?, tables: parse_tables(&tables)?, time_budget: None }
+            Command::Plan { now: n, tables } => Request::Maintain {
+                dry_run: true,
+                now: now(n)?,
+                tables: parse_tables(&tables)?,
+                time_budget: None,
+                fan_out: false,
+            },
+            Command::ArchiveChunk { table, partition, chunk } => {
+                check(&partition)?;
+                Request::ArchiveChunk {
+                    table: one_table(table)?,
+                    partition,
+                    chunk: crate::request::chunk_number(chunk)?,
+                }
             }
             Command::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
             Command::Archive { table, partition, time_budget } => {

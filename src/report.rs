@@ -143,6 +143,10 @@ pub struct RunReport {
 pub struct ArchiveUnit {
     pub table: String,
     pub partition: String,
+    /// The chunk, for a partition whose chunks are planned (`archive_chunk`); none: the whole
+    /// partition (`archive`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<i32>,
 }
 
 impl RunReport {
@@ -158,7 +162,7 @@ impl RunReport {
             .flat_map(|t| t.steps.iter().map(move |s| (t, s)))
             .filter_map(|(t, s)| match &s.step {
                 Step::Archive { partition } => {
-                    Some(ArchiveUnit { table: t.table.to_string(), partition: partition.name.clone() })
+                    Some(ArchiveUnit { table: t.table.to_string(), partition: partition.name.clone(), chunk: None })
                 }
                 _ => None,
             })

@@ -21,6 +21,9 @@ pub enum Request {
         tables: Vec<QualifiedName>,
         /// Stop starting chunks (and archives) that would not finish within this time.
         time_budget: Option<Duration>,
+        /// Plan the chunks of large partitions and return them as units (for a Step Functions
+        /// Map) instead of streaming them.
+        fan_out: bool,
     },
     Status {
         now: Option<DateTime<Utc>>,
@@ -30,6 +33,12 @@ pub enum Request {
         table: QualifiedName,
         partition: String,
         time_budget: Option<Duration>,
+    },
+    /// One fan-out unit: one chunk of a partition whose chunks are planned.
+    ArchiveChunk {
+        table: QualifiedName,
+        partition: String,
+        chunk: i32,
     },
     Restore {
         table: QualifiedName,
@@ -55,6 +64,7 @@ impl Request {
             Request::Maintain { .. } => "maintain",
             Request::Status { .. } => "status",
             Request::Archive { .. } => "archive",
+            Request::ArchiveChunk { .. } => "archive_chunk",
             Request::Restore { .. } => "restore",
             Request::Verify { .. } => "verify",
             Request::List { .. } => "list",
@@ -72,6 +82,8 @@ enum RawEvent {
         #[serde(default)]
         tables: Vec<String>,
         time_budget_s: Option<f64>,
+        #[serde(default)]
+        fan_out: bool,
     },
     Plan {
         now: Option<String>,
@@ -88,6 +100,11 @@ enum RawEvent {
         table: String,
         partition: String,
         time_budget_s: Option<f64>,
+    },
+    ArchiveChunk {
+        table: String,
+        partition: String,
+        chunk: i64,
     },
     Restore {
         table: String,
@@ -127,6 +144,14 @@ pub fn time_budget(seconds: f64, name: &str) -> Result<Duration, Error> {
     Ok(Duration::from_secs_f64(seconds))
 }
 
+/// A chunk number: 1 or more.
+pub fn chunk_number(n: i64) -> Result<i32, Error> {
+    i32::try_from(n)
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| Error::invalid(format!("chunk {n} is not a chunk number: chunks are numbered from 1")))
+}
+
 pub fn parse_tables(tables: &[String]) -> Result<Vec<QualifiedName>, Error> {
     if tables.len() > MAX_TABLES {
         return Err(Error::invalid(format!("{} tables given: at most {MAX_TABLES}", tables.len())));
@@ -151,7 +176,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
         if obj.get("source").and_then(|v| v.as_str()) != Some("aws.events") {
             return Err(Error::invalid("a Scheduled Event must come from source aws.events"));
         }
-        return Ok(Request::Maintain { dry_run: false, now: None, tables: vec![], time_budget: None });
+        return Ok(Request::Maintain { dry_run: false, now: None, tables: vec![], time_budget: None, fan_out: false });
     }
     if !obj.contains_key("action") {
         return Err(Error::invalid("event has no \"action\" (expected one of maintain, plan, status, migrate, archive, restore, verify, list) and is not an EventBridge Scheduled Event"));
@@ -161,15 +186,25 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
     let now = |n: Option<String>| n.as_deref().map(parse_now).transpose();
     let budget = |b: Option<f64>| b.map(|s| time_budget(s, "time_budget_s")).transpose();
     Ok(match raw {
-        RawEvent::Maintain { dry_run, now: n, tables, time_budget_s } => Request::Maintain {
+        RawEvent::Maintain { dry_run, now: n, tables, time_budget_s, fan_out } => Request::Maintain {
             dry_run,
             now: now(n)?,
             tables: parse_tables(&tables)?,
             time_budget: budget(time_budget_s)?,
+            fan_out,
         },
-        RawEvent::Plan { now: n, tables } => {
-            Request::Maintain { dry_run: true, now: now(n)?, tables: parse_tables(&tables)?, time_budget: None }
-        }
+        RawEvent::Plan { now: n, tables } => Request::Maintain {
+            dry_run: true,
+            now: now(n)?,
+            tables: parse_tables(&tables)?,
+            time_budget: None,
+            fan_out: false,
+        },
+        RawEvent::ArchiveChunk { table, partition, chunk } => Request::ArchiveChunk {
+            table: parse_tables(&[table])?.remove(0),
+            partition: partition_name(&partition)?,
+            chunk: chunk_number(chunk)?,
+        },
         RawEvent::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
         RawEvent::Migrate {} => Request::Migrate,
         RawEvent::Archive { table, partition, time_budget_s } => Request::Archive {
@@ -214,11 +249,28 @@ mod tests {
         let scheduled = json!({"version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events", "account": "1", "time": "2026-11-01T00:00:00Z", "region": "us-east-1", "resources": [], "detail": {}});
         assert_eq!(
             from_event(&scheduled).unwrap(),
-            Request::Maintain { dry_run: false, now: None, tables: vec![], time_budget: None }
+            Request::Maintain { dry_run: false, now: None, tables: vec![], time_budget: None, fan_out: false }
         );
         assert_eq!(
             from_event(&json!({"action": "maintain", "time_budget_s": 90})).unwrap(),
-            Request::Maintain { dry_run: false, now: None, tables: vec![], time_budget: Some(Duration::from_secs(90)) }
+            Request::Maintain {
+                dry_run: false,
+                now: None,
+                tables: vec![],
+                time_budget: Some(Duration::from_secs(90)),
+                fan_out: false
+            }
+        );
+        assert_eq!(
+            from_event(
+                &json!({"action": "archive_chunk", "table": "trades", "partition": "trades_2026_01", "chunk": 3})
+            )
+            .unwrap(),
+            Request::ArchiveChunk {
+                table: QualifiedName::new("public", "trades"),
+                partition: "trades_2026_01".into(),
+                chunk: 3
+            }
         );
         assert_eq!(
             from_event(
@@ -283,6 +335,14 @@ mod tests {
             (json!({"action": "maintain", "time_budget_s": "soon"}), "invalid type"),
             (json!({"action": "archive", "table": "t", "partition": "p", "time_budget_s": -1}), "not a time budget"),
             (json!({"action": "plan", "time_budget_s": 60}), "unknown field `time_budget_s`"),
+            (json!({"action": "archive_chunk", "table": "t", "partition": "p", "chunk": 0}), "numbered from 1"),
+            (json!({"action": "archive_chunk", "table": "t", "partition": "p", "chunk": -2}), "numbered from 1"),
+            (json!({"action": "archive_chunk", "table": "t", "partition": "p", "chunk": 1e12}), "invalid type"),
+            (json!({"action": "archive_chunk", "table": "t", "partition": "p"}), "missing field `chunk`"),
+            (
+                json!({"action": "archive_chunk", "table": "t", "partition": "x;y", "chunk": 1}),
+                "not a valid identifier",
+            ),
         ];
         for (event, needle) in cases {
             let e = from_event(&event).unwrap_err();

@@ -42,16 +42,24 @@ pub struct Archiver {
     /// When this run must be done (the Lambda's deadline, `--time-budget`): no chunk is started
     /// that would not finish by then.
     pub deadline: Option<Instant>,
+    /// Fan-out (Step Functions Map): a chunked partition's chunks are planned, not streamed; each
+    /// is a unit of work for `archive_chunk`.
+    pub fan_out: bool,
 }
 
 impl Archiver {
     pub async fn new(settings: ArchiveSettings, db: Option<DbConfig>) -> Self {
-        Self { store: Store::connect(settings).await, db, deadline: None }
+        Self { store: Store::connect(settings).await, db, deadline: None, fan_out: false }
     }
 
     /// This archiver for a run that must be done by `deadline`.
     pub fn with_deadline(&self, deadline: Option<Instant>) -> Self {
         Self { deadline, ..self.clone() }
+    }
+
+    /// This archiver for a fan-out run (chunks planned, left to `archive_chunk` units).
+    pub fn fanning_out(&self, fan_out: bool) -> Self {
+        Self { fan_out, ..self.clone() }
     }
 
     /// Time left before the deadline (`None`: no deadline).

@@ -366,3 +366,99 @@ async fn a_chunked_restore_killed_or_failing_leaves_nothing_and_the_next_one_res
     let restored = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await;
     assert_eq!(restored, march);
 }
+
+#[tokio::test]
+async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_step_verifies_and_drops() {
+    let env = TestEnv::migrated().await;
+    seed_big(&env, 40_000).await;
+    let original = env.scalar_text(ORDERS_SUM).await;
+    // Prepare (the state machine's first step): chunks planned, not streamed; April, small, is
+    // archived whole.
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED);
+    ok(&out);
+    assert_eq!(report["complete"], false, "{report}");
+    let units = report["units"].as_array().unwrap().clone();
+    let chunks = chunk_rows(&env, MARCH).await;
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    assert_eq!(units.len(), chunks.len(), "one unit per chunk: {report}");
+    for (unit, chunk) in units.iter().zip(&chunks) {
+        assert_eq!((unit["table"].as_str(), unit["partition"].as_str()), (Some("public.orders"), Some(MARCH)));
+        assert_eq!(unit["chunk"], chunk.1);
+        assert_eq!(chunk.2, "pending", "nothing streamed yet");
+    }
+    // `plan` lists the same units.
+    let (out, plan) = env.json(&["plan", "--now", NOW, "--table", "orders"], CHUNKED);
+    ok(&out);
+    assert_eq!(plan["units"], report["units"], "{plan}");
+    // Bad units change nothing.
+    let before = chunk_rows(&env, MARCH).await;
+    for (args, needle) in [
+        (vec!["--partition", MARCH, "--chunk", "99"], "does not exist in the current plan"),
+        (vec!["--partition", MARCH, "--chunk", "0"], "numbered from 1"),
+        (vec!["--partition", "orders_2026_04", "--chunk", "1"], "no chunk plan"),
+        (vec!["--partition", "trades_2026_03", "--chunk", "1"], "no archive manifest row"),
+    ] {
+        let out = env.run(&[&["archive-chunk", "--table", "orders"][..], &args].concat(), CHUNKED);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains(needle), "{args:?}: {text}");
+    }
+    assert_eq!(chunk_rows(&env, MARCH).await, before);
+    // The Map: every unit as its own process, all at once, plus a second branch on chunk 1; the
+    // unit of chunk 2 is killed mid-upload.
+    let mut children = Vec::new();
+    for unit in units.iter().chain(std::iter::once(&units[0])) {
+        let chunk = unit["chunk"].to_string();
+        let kill = if chunk == "2" { "chunk_before_complete" } else { "" };
+        let vars = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", kill)]].concat();
+        let cmd = env
+            .command(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", &chunk], &vars)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push((chunk, cmd));
+    }
+    for (chunk, child) in children {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        if chunk == "2" {
+            assert_eq!(out.status.code(), Some(86), "chunk 2 was killed: {}", String::from_utf8_lossy(&out.stderr));
+            continue;
+        }
+        ok(&out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(["uploaded", "already_uploaded", "busy"].contains(&v["outcome"].as_str().unwrap()), "{v}");
+    }
+    let after_map = chunk_rows(&env, MARCH).await;
+    assert_eq!(
+        after_map.iter().filter(|c| c.2 != "uploaded").count(),
+        1,
+        "only the killed unit's chunk: {after_map:?}"
+    );
+    // The final step: the killed chunk is archived (its open upload aborted), the partition
+    // verified and dropped.
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+    ok(&out);
+    assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(
+        env.scalar_text(
+            "SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'"
+        )
+        .await
+        .as_deref(),
+        Some("dropped")
+    );
+    let versions = versions_under(&env, &format!("{MARCH_DIR}{MARCH}.g")).await;
+    assert_eq!(versions.len(), chunks.len(), "{versions:?}");
+    assert!(versions.iter().all(|(_, n)| *n == 1), "every chunk once: {versions:?}");
+    assert_eq!(env.multipart_uploads().await, 0);
+    ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"], CHUNKED));
+    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_04", "--into-schema", "r"], &[]));
+    let restored = env
+        .scalar_text(
+            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
+             (SELECT * FROM r.orders_2026_03 UNION ALL SELECT * FROM r.orders_2026_04) t",
+        )
+        .await;
+    assert_eq!(restored, original);
+}

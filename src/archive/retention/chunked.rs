@@ -110,6 +110,21 @@ pub(super) async fn archive_chunked(
             rec = plan(client, policy, partition, archiver, format, compression, single_key).await?;
             plans += 1;
         }
+        if archiver.fan_out {
+            // The chunks are the fan-out's units: planned here, streamed by `archive_chunk`
+            // invocations, finished by the next maintain once all are uploaded.
+            let total = rec.current_chunks().count();
+            let done = rec.current_chunks().filter(|c| c.state == "uploaded").count();
+            if done < total {
+                return Ok(Archived {
+                    complete: false,
+                    chunks_done: Some(done),
+                    chunks_total: Some(total),
+                    ..Default::default()
+                });
+            }
+            break;
+        }
         match run_chunks(policy, partition, archiver, &rec).await? {
             Ran::Rewritten(why) => {
                 tracing::warn!(%partition, why, "the table was rewritten since its chunks were planned: planning again");
@@ -665,4 +680,59 @@ async fn finish(
         compressed_bytes: rec.compressed_bytes,
         location: Some(format!("s3://{}/{dir}/ ({total} chunks)", archiver.store.settings.bucket)),
     })
+}
+
+/// What one `archive_chunk` unit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnitOutcome {
+    Uploaded,
+    /// An earlier unit or run uploaded it.
+    AlreadyUploaded,
+    /// Another unit or run holds the chunk's lock.
+    Busy,
+    /// The table was rewritten since the plan: the next maintain plans again.
+    Rewritten,
+}
+
+/// One fan-out unit: chunk `chunk_no` of the current plan of `partition`, on `client`, under the
+/// chunk's advisory lock (not the table's: units of one partition run side by side). A chunk that
+/// does not exist, or a partition without a chunk plan, is refused with nothing changed.
+pub async fn archive_unit(
+    client: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    chunk_no: i32,
+) -> anyhow::Result<(UnitOutcome, Option<i64>)> {
+    let rec = manifest::load(client, &policy.table, &partition.name).await?.ok_or_else(|| {
+        Error::not_found(format!("{partition} of {} has no archive manifest row: no chunk to archive", policy.table))
+    })?;
+    if !rec.is_chunked() || !matches!(rec.state.as_str(), "uploading") {
+        bail!(Error::invalid(format!(
+            "{partition} has no chunk plan being archived (archive state {}): run `maintain --fan-out` to plan its chunks",
+            rec.state
+        )));
+    }
+    let count = rec.current_chunks().count();
+    let chunk = rec.current_chunks().find(|c| c.chunk_no == chunk_no).cloned().ok_or_else(|| {
+        Error::invalid(format!(
+            "chunk {chunk_no} does not exist in the current plan of {partition} (chunks 1 to {count}, plan {})",
+            rec.chunk_generation
+        ))
+    })?;
+    if chunk.state == "uploaded" {
+        return Ok((UnitOutcome::AlreadyUploaded, chunk.row_count));
+    }
+    let block_size = relation(client, partition).await?.block_size.max(1) as u64;
+    let outcome = match archive_chunk(client, policy, partition, archiver, &rec, &chunk, block_size).await? {
+        ChunkRun::Done(..) => UnitOutcome::Uploaded,
+        ChunkRun::Busy => UnitOutcome::Busy,
+        ChunkRun::Rewritten(why) => {
+            tracing::warn!(%partition, why, "rewritten since the chunks were planned: the next maintain plans again");
+            UnitOutcome::Rewritten
+        }
+    };
+    let rows = load_chunk(client, policy, partition, &chunk).await?.and_then(|c| c.row_count);
+    Ok((outcome, rows))
 }
