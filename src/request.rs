@@ -339,10 +339,7 @@ mod tests {
             (json!({"action": "archive_chunk", "table": "t", "partition": "p", "chunk": -2}), "numbered from 1"),
             (json!({"action": "archive_chunk", "table": "t", "partition": "p", "chunk": 1e12}), "invalid type"),
             (json!({"action": "archive_chunk", "table": "t", "partition": "p"}), "missing field `chunk`"),
-            (
-                json!({"action": "archive_chunk", "table": "t", "partition": "x;y", "chunk": 1}),
-                "not a valid identifier",
-            ),
+            (json!({"action": "archive_chunk", "table": "t", "partition": "", "chunk": 1}), "empty identifier"),
         ];
         for (event, needle) in cases {
             let e = from_event(&event).unwrap_err();
