@@ -26,7 +26,11 @@ fn the_function_is_configured_as_documented() {
     assert_eq!(p["Handler"], "bootstrap");
     assert_eq!(p["Architectures"][0], "arm64");
     assert_eq!(p["Timeout"], 900);
-    assert_eq!(p["ReservedConcurrentExecutions"], 1);
+    // One run at a time, unless the fan-out state machine runs chunk units side by side.
+    let reserved = untag(&p["ReservedConcurrentExecutions"]);
+    assert_eq!(reserved[0], "UseStepFunctions");
+    assert_eq!(reserved[2], 1);
+    assert_eq!(untag(&reserved[1]).as_str(), Some("FanOutConcurrency"));
     assert_eq!(t["Parameters"]["ScheduleExpression"]["Default"], "cron(0 3 1 * ? *)");
     assert_eq!(untag(&p["Events"]["Monthly"]["Properties"]["Schedule"]).as_str(), Some("ScheduleExpression"));
     assert_eq!(p["Events"]["Monthly"]["Type"], "Schedule");
@@ -42,6 +46,8 @@ fn the_function_is_configured_as_documented() {
         "DEFAULT_PREMAKE",
         "DEFAULT_TIME_ZONE",
         "PGSSLMODE",
+        "ARCHIVE_CHUNK_SIZE",
+        "ARCHIVE_STREAMS",
     ] {
         assert!(!vars[k].is_null(), "environment variable {k} missing");
     }
@@ -155,4 +161,36 @@ fn cold_storage_moves_only_data_objects_and_restores_wait_in_a_state_machine() {
     assert_eq!(untag(&states["WaitForRetrieval"]["Seconds"]).as_str(), Some("RestorePollSeconds"));
     assert_eq!(states["WaitForRetrieval"]["Next"], "Restore");
     assert_eq!(states[choices[1]["Next"].as_str().unwrap()]["Type"], "Succeed");
+}
+
+#[test]
+fn the_fan_out_state_machine_runs_chunk_units_then_finishes_each_partition() {
+    let t = template();
+    let sm = &t["Resources"]["FanOutStateMachine"]["Properties"];
+    let states = &sm["Definition"]["States"];
+    assert_eq!(sm["Definition"]["StartAt"], "Prepare");
+    assert_eq!(states["Prepare"]["Parameters"]["Payload"]["action"], "maintain");
+    assert_eq!(states["Prepare"]["Parameters"]["Payload"]["fan_out"], true);
+    assert_eq!(states["Prepare"]["ResultSelector"]["units.$"], "$.Payload.units");
+    let map = &states["ArchiveChunks"];
+    assert_eq!(map["Type"], "Map");
+    assert_eq!(untag(&map["MaxConcurrency"]).as_str(), Some("FanOutConcurrency"));
+    let unit = &map["ItemProcessor"]["States"]["ArchiveChunk"]["Parameters"]["Payload"];
+    assert_eq!(unit["action"], "archive_chunk");
+    for field in ["table", "partition", "chunk"] {
+        assert_eq!(unit[format!("{field}.$").as_str()], format!("$.{field}"), "the unit's {field}");
+    }
+    assert_eq!(map["Next"], "Finish");
+    assert_eq!(states["Finish"]["Parameters"]["Payload"]["action"], "maintain");
+    assert!(states["Finish"]["Parameters"]["Payload"]["fan_out"].is_null(), "Finish archives what is left");
+    assert_eq!(states["Complete?"]["Choices"][0]["Next"], "Prepare");
+    // The state machine takes over the monthly schedule.
+    assert_eq!(untag(&sm["Events"]["Monthly"]["Properties"]["Schedule"]).as_str(), Some("ScheduleExpression"));
+    let fn_schedule = &t["Resources"]["ArchiverFunction"]["Properties"]["Events"]["Monthly"]["Properties"]["State"];
+    assert_eq!(untag(fn_schedule)[1], "DISABLED");
+    // The event fields the Map sends are the ones the function accepts.
+    let event = serde_json::json!({"action": "archive_chunk", "table": "public.trades", "partition": "trades_2026_01", "chunk": 2});
+    assert!(partition_archiver::request::from_event(&event).is_ok());
+    let prepare = serde_json::json!({"action": "maintain", "fan_out": true});
+    assert!(partition_archiver::request::from_event(&prepare).is_ok());
 }
