@@ -139,7 +139,7 @@ async fn execute_steps(
         }
         // A run out of time starts no archive (small ones have no chunk to stop at).
         if let (Step::Archive { partition }, Some(a)) = (&step, archiver) {
-            if !crate::plan::chunks::worth_starting(a.remaining(), 0, None, ARCHIVE_START_MARGIN) {
+            if !crate::plan::chunks::worth_starting(a.remaining(), 0, None, a.margin(ARCHIVE_START_MARGIN)) {
                 unfinished.push(partition.clone());
                 let mut s = StepReport::planned(step);
                 s.outcome = Outcome::Unfinished;
@@ -200,7 +200,8 @@ struct StepResult {
     chunks_total: Option<usize>,
 }
 
-/// An archive step starts only with this much of the run's time budget left.
+/// An archive step starts only with this much of the run's time budget left (at most a tenth of
+/// the budget).
 const ARCHIVE_START_MARGIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs one step through its named function. Returns what it did and the attempts its DDL took.

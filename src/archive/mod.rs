@@ -42,6 +42,8 @@ pub struct Archiver {
     /// When this run must be done (the Lambda's deadline, `--time-budget`): no chunk is started
     /// that would not finish by then.
     pub deadline: Option<Instant>,
+    /// The run's whole time budget (deadline less its start), for the margins kept at its end.
+    pub budget: Option<Duration>,
     /// Fan-out (Step Functions Map): a chunked partition's chunks are planned, not streamed; each
     /// is a unit of work for `archive_chunk`.
     pub fan_out: bool,
@@ -49,12 +51,20 @@ pub struct Archiver {
 
 impl Archiver {
     pub async fn new(settings: ArchiveSettings, db: Option<DbConfig>) -> Self {
-        Self { store: Store::connect(settings).await, db, deadline: None, fan_out: false }
+        Self { store: Store::connect(settings).await, db, deadline: None, budget: None, fan_out: false }
     }
 
     /// This archiver for a run that must be done by `deadline`.
     pub fn with_deadline(&self, deadline: Option<Instant>) -> Self {
-        Self { deadline, ..self.clone() }
+        let budget = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        Self { deadline, budget, ..self.clone() }
+    }
+
+    /// Time kept at the end of a budgeted run for what follows the last chunk (verify, manifest,
+    /// report): `most`, or a tenth of the budget when that is less (a short CLI budget is not
+    /// all margin).
+    pub fn margin(&self, most: Duration) -> Duration {
+        self.budget.map_or(most, |b| most.min(b / 10))
     }
 
     /// This archiver for a fan-out run (chunks planned, left to `archive_chunk` units).

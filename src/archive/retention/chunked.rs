@@ -41,7 +41,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
-/// A run keeps this much time for what follows its last chunk (verify, manifest, report).
+/// A run keeps this much time (at most a tenth of its budget) for what follows its last chunk
+/// (verify, manifest, report).
 const FINISH_MARGIN: Duration = Duration::from_secs(20);
 /// Plans made in one run before giving up (each one follows a rewrite of the table).
 const MAX_PLANS_PER_RUN: usize = 3;
@@ -300,7 +301,7 @@ async fn run_chunks(
                 let bytes = chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size;
                 let seen = *observed.lock().expect("observed");
                 let seen = (seen.0 > 0).then_some(seen);
-                if !chunks::worth_starting(archiver.remaining(), bytes, seen, FINISH_MARGIN) {
+                if !chunks::worth_starting(archiver.remaining(), bytes, seen, archiver.margin(FINISH_MARGIN)) {
                     tracing::info!(%partition, chunk = chunk.chunk_no, "not started: the run's time budget would not cover it");
                     stop.store(true, Ordering::SeqCst);
                     return Ok(None);
