@@ -3,7 +3,9 @@
 //! and row counts match its manifest entry; the table appears under its final name only when every
 //! chunk is in (one short transaction that renames the staging table). Any failure drops the
 //! staging table; a staging table left by a killed restore is dropped by the next one (it is
-//! recognised by its comment, never by its name alone).
+//! recognised by its comment, never by its name alone). One restore per staging table at a time
+//! (an advisory lock), and every chunk transaction and the rename check that the staging table is
+//! still the one this restore created (its oid).
 
 use crate::archive::manifest::{ChunkRecord, ManifestRecord};
 use crate::archive::pipeline::{self, Source};
@@ -17,6 +19,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::Client;
+
+/// Advisory-lock class of a staging table ("PARS"): one restore per staging table at a time.
+const RESTORE_LOCK_CLASS: i32 = 0x5041_5253;
+/// How long dropping a leftover staging table waits for its lock.
+const LEFTOVER_LOCK_TIMEOUT_MS: u64 = 5000;
 
 /// The comment that marks a staging table as this tool's (and safe to drop when left behind).
 const STAGING_COMMENT: &str = "partition-archiver restore staging table: dropped by the next restore if left behind";
@@ -49,7 +56,19 @@ async fn drop_leftover(client: &Client, staging: &QualifiedName) -> Result<(), E
         None => Ok(()),
         Some(Some(c)) if c == STAGING_COMMENT => {
             tracing::warn!(%staging, "dropping the staging table of an interrupted restore");
-            client.batch_execute(&format!("DROP TABLE {}", staging.quoted())).await.map_err(|e| wrap(e.into()))
+            // Under a lock_timeout: a killed restore's session may still hold it (invariant 4).
+            client
+                .batch_execute(&format!(
+                    "BEGIN; SET LOCAL lock_timeout = '{}ms'; DROP TABLE {}; COMMIT",
+                    LEFTOVER_LOCK_TIMEOUT_MS,
+                    staging.quoted()
+                ))
+                .await
+                .map_err(|e| {
+                    wrap(anyhow::Error::new(e).context(format!(
+                        "drop {staging}, left by an interrupted restore (its session may still be open)"
+                    )))
+                })
         }
         Some(_) => Err(Error::invalid(format!(
             "{staging} exists and is not a partition-archiver staging table: restore refuses to touch it"
@@ -67,7 +86,38 @@ pub async fn restore_chunks(
     columns: &str,
 ) -> Result<u64, Error> {
     let staging = QualifiedName::new(&target.schema, staging_name(&target.name));
-    drop_leftover(client, &staging).await?;
+    // One restore per staging table: a second restore of this partition (or of one whose name
+    // shares the staging name's first 49 bytes) is refused, never let into the first's table.
+    let locked: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&RESTORE_LOCK_CLASS, &staging.quoted()])
+        .await
+        .map_err(|e| wrap(e.into()))?
+        .get(0);
+    if !locked {
+        return Err(Error::new(
+            ErrorKind::AlreadyRunning,
+            format!("another restore is using {staging}: run this one when it has finished"),
+        ));
+    }
+    let result = restore_locked(client, archiver, rec, target, &staging, columns).await;
+    if let Err(e) = client
+        .query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&RESTORE_LOCK_CLASS, &staging.quoted()])
+        .await
+    {
+        tracing::warn!(error = %e, "could not release the restore lock (it ends with the session)");
+    }
+    result
+}
+
+async fn restore_locked(
+    client: &mut Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    target: &QualifiedName,
+    staging: &QualifiedName,
+    columns: &str,
+) -> Result<u64, Error> {
+    drop_leftover(client, staging).await?;
     client
         .batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE {staging} ({columns}); COMMENT ON TABLE {staging} IS {comment}",
@@ -77,7 +127,13 @@ pub async fn restore_chunks(
         ))
         .await
         .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {staging}"))))?;
-    let loaded = load_chunks(archiver, rec, &staging).await.and_then(|rows| {
+    // The workers load into this very table (its oid), not whatever has its name by then.
+    let oid: u32 = client
+        .query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()])
+        .await
+        .map_err(|e| wrap(e.into()))?
+        .get(0);
+    let loaded = load_chunks(archiver, rec, staging, oid).await.and_then(|rows| {
         if Some(rows as i64) == rec.row_count {
             Ok(rows)
         } else {
@@ -87,17 +143,34 @@ pub async fn restore_chunks(
             )))
         }
     });
-    let rows = match loaded {
-        Ok(rows) => rows,
-        Err(e) => {
-            if let Err(d) = client.batch_execute(&format!("DROP TABLE IF EXISTS {}", staging.quoted())).await {
-                tracing::error!(%staging, error = %d, "could not drop the staging table; the next restore drops it");
-            }
-            return Err(e);
-        }
-    };
     // One short transaction: the table appears under its name with every chunk in it.
+    let renamed = match loaded {
+        Ok(rows) => rename(client, staging, target, oid).await.map(|()| rows),
+        Err(e) => Err(e),
+    };
+    if renamed.is_err() {
+        if let Err(d) = client.batch_execute(&format!("DROP TABLE IF EXISTS {}", staging.quoted())).await {
+            tracing::error!(%staging, error = %d, "could not drop the staging table; the next restore drops it");
+        }
+    }
+    renamed
+}
+
+/// Renames the staging table (still the one created, by oid) to `target`, in one transaction.
+async fn rename(client: &mut Client, staging: &QualifiedName, target: &QualifiedName, oid: u32) -> Result<(), Error> {
     let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
+    tx.batch_execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", staging.quoted()))
+        .await
+        .map_err(|e| wrap(anyhow::Error::new(e).context(format!("lock {staging}"))))?;
+    let same: bool = tx
+        .query_one("SELECT to_regclass($1)::oid = $2", &[&staging.quoted(), &oid])
+        .await
+        .map_err(|e| wrap(e.into()))?
+        .get::<_, Option<bool>>(0)
+        .unwrap_or(false);
+    if !same {
+        return Err(Error::integrity(format!("{staging} was replaced during the restore: nothing was kept")));
+    }
     tx.batch_execute(&format!(
         "ALTER TABLE {staging} RENAME TO {name}; COMMENT ON TABLE {target} IS NULL",
         staging = staging.quoted(),
@@ -106,13 +179,17 @@ pub async fn restore_chunks(
     ))
     .await
     .map_err(|e| wrap(anyhow::Error::new(e).context(format!("rename {staging} to {target}"))))?;
-    tx.commit().await.map_err(|e| wrap(e.into()))?;
-    Ok(rows)
+    tx.commit().await.map_err(|e| wrap(e.into()))
 }
 
 /// Streams every chunk into `staging` on up to `ARCHIVE_STREAMS` connections, each chunk in its
 /// own verified transaction. Stops at the first failure.
-async fn load_chunks(archiver: &Archiver, rec: &ManifestRecord, staging: &QualifiedName) -> Result<u64, Error> {
+async fn load_chunks(
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    staging: &QualifiedName,
+    oid: u32,
+) -> Result<u64, Error> {
     let objects: Vec<ChunkRecord> = rec.current_chunks().cloned().collect();
     let format = rec.format().map_err(wrap)?;
     let compression = rec.compression().map_err(wrap)?;
@@ -126,6 +203,7 @@ async fn load_chunks(archiver: &Archiver, rec: &ManifestRecord, staging: &Qualif
         let (db, queue, stop, copy_sql, archiver) =
             (db.clone(), queue.clone(), stop.clone(), copy_sql.clone(), archiver.clone());
         let partition = rec.partition_name.clone();
+        let staging = staging.clone();
         workers.spawn(async move {
             let mut conn = db.connect().await.context("connect a restore stream").map_err(wrap)?;
             let mut rows = 0u64;
@@ -140,6 +218,16 @@ async fn load_chunks(archiver: &Archiver, rec: &ManifestRecord, staging: &Qualif
                 let (sha, want_rows) = (chunk.sha256.as_deref().unwrap_or_default(), chunk.row_count.unwrap_or(-1));
                 let result: Result<u64, Error> = async {
                     let tx = conn.transaction().await.map_err(|e| wrap(e.into()))?;
+                    let same: Option<bool> = tx
+                        .query_one("SELECT to_regclass($1)::oid = $2", &[&staging.quoted(), &oid])
+                        .await
+                        .map_err(|e| wrap(e.into()))?
+                        .get(0);
+                    if same != Some(true) {
+                        return Err(Error::integrity(format!(
+                            "{staging} is no longer the table this restore created: nothing was kept"
+                        )));
+                    }
                     let source = Source { key, version_id: version, format, compression };
                     let progress = Progress::start(
                         format!("restore {partition} chunk {no}"),
