@@ -589,8 +589,14 @@ async fn fan_out_units(
             units.push(unit);
         }
     }
+    // A Step Functions state carries at most 256 KB: a round takes the first MAX_UNITS (about
+    // 500 GB of 256 MiB chunks), and the state machine's next round lists the rest.
+    units.truncate(MAX_UNITS);
     Ok(units)
 }
+
+/// Units listed per fan-out round (each is about 80 bytes of JSON).
+const MAX_UNITS: usize = 2000;
 
 /// The earlier of two deadlines.
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

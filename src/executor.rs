@@ -240,7 +240,8 @@ async fn execute_step(
                     chunks_total: archived.chunks_total,
                     detail: match (archived.complete, archived.chunks_done, archived.chunks_total) {
                         (false, Some(done), Some(total)) => Some(format!(
-                            "{done} of {total} chunks archived when the time budget ran out: the next run goes on"
+                            "{done} of {total} chunks archived ({}): the next run goes on",
+                            archived.unfinished_because.as_deref().unwrap_or("chunks left")
                         )),
                         _ => archived.location,
                     },

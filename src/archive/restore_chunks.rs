@@ -100,9 +100,8 @@ pub async fn restore_chunks(
         ));
     }
     let result = restore_locked(client, archiver, rec, target, &staging, columns).await;
-    if let Err(e) = client
-        .query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&RESTORE_LOCK_CLASS, &staging.quoted()])
-        .await
+    if let Err(e) =
+        client.query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&RESTORE_LOCK_CLASS, &staging.quoted()]).await
     {
         tracing::warn!(error = %e, "could not release the restore lock (it ends with the session)");
     }
@@ -128,11 +127,8 @@ async fn restore_locked(
         .await
         .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {staging}"))))?;
     // The workers load into this very table (its oid), not whatever has its name by then.
-    let oid: u32 = client
-        .query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()])
-        .await
-        .map_err(|e| wrap(e.into()))?
-        .get(0);
+    let oid: u32 =
+        client.query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()]).await.map_err(|e| wrap(e.into()))?.get(0);
     let loaded = load_chunks(archiver, rec, staging, oid).await.and_then(|rows| {
         if Some(rows as i64) == rec.row_count {
             Ok(rows)

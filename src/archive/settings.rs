@@ -16,6 +16,10 @@ pub const MIN_CHUNK_SIZE: u64 = MIB as u64;
 /// its heap (bytea in hex is twice its size; uncompressed archives are the CSV itself), so a chunk
 /// of heap may be at most 2 TiB.
 pub const MAX_CHUNK_SIZE: u64 = 2 * 1024 * 1024 * MIB as u64;
+/// The largest `ARCHIVE_CHUNK_SIZE` in a Lambda: a chunk starts only if it fits the invocation's
+/// remaining time at the throughput assumed before any is measured (20 MiB/s, x1.5): 8 GiB takes
+/// ~10 minutes at that rate.
+pub const MAX_LAMBDA_CHUNK_SIZE: u64 = 8 * 1024 * MIB as u64;
 /// The largest `ARCHIVE_STREAMS`; the server's own connection limit is checked at run time.
 pub const MAX_STREAMS: usize = 64;
 
@@ -256,6 +260,15 @@ impl ArchiveSettings {
                 let v = parse_size(&s)
                     .ok_or_else(|| ConfigError::invalid("ARCHIVE_CHUNK_SIZE", &s, "a size such as 256MiB or 1GiB"))?
                     as u64;
+                // In a Lambda, one chunk must fit in one 15-minute invocation even at the low
+                // throughput a run assumes before it has measured any (plan::chunks): 8 GiB.
+                if get("AWS_LAMBDA_RUNTIME_API").is_some() && v > MAX_LAMBDA_CHUNK_SIZE {
+                    return Err(ConfigError::invalid(
+                        "ARCHIVE_CHUNK_SIZE",
+                        &s,
+                        "at most 8GiB in a Lambda (one chunk must fit in one 15-minute invocation)",
+                    ));
+                }
                 if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&v) {
                     return Err(ConfigError::invalid(
                         "ARCHIVE_CHUNK_SIZE",
@@ -370,6 +383,14 @@ mod tests {
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "3000GiB")], "5 TiB"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "big")], "ARCHIVE_CHUNK_SIZE"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_STREAMS", "0")], "ARCHIVE_STREAMS"),
+            (
+                &[
+                    ("ARCHIVE_BUCKET", "b-1"),
+                    ("ARCHIVE_CHUNK_SIZE", "16GiB"),
+                    ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+                ],
+                "at most 8GiB in a Lambda",
+            ),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_STREAMS", "65")], "ARCHIVE_STREAMS"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_STREAMS", "-1")], "ARCHIVE_STREAMS"),
         ];

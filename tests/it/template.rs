@@ -168,7 +168,8 @@ fn the_fan_out_state_machine_runs_chunk_units_then_finishes_each_partition() {
     let t = template();
     let sm = &t["Resources"]["FanOutStateMachine"]["Properties"];
     let states = &sm["Definition"]["States"];
-    assert_eq!(sm["Definition"]["StartAt"], "Prepare");
+    assert_eq!(sm["Definition"]["StartAt"], "FirstRound");
+    assert_eq!(states["FirstRound"]["Next"], "Prepare");
     assert_eq!(states["Prepare"]["Parameters"]["Payload"]["action"], "maintain");
     assert_eq!(states["Prepare"]["Parameters"]["Payload"]["fan_out"], true);
     assert_eq!(states["Prepare"]["ResultSelector"]["units.$"], "$.Payload.units");
@@ -183,7 +184,18 @@ fn the_fan_out_state_machine_runs_chunk_units_then_finishes_each_partition() {
     assert_eq!(map["Next"], "Finish");
     assert_eq!(states["Finish"]["Parameters"]["Payload"]["action"], "maintain");
     assert!(states["Finish"]["Parameters"]["Payload"]["fan_out"].is_null(), "Finish archives what is left");
-    assert_eq!(states["Complete?"]["Choices"][0]["Next"], "Prepare");
+    // The loop: a failed Finish fails the execution; complete ends it; otherwise another round
+    // after a pause, at most 24.
+    let choices = &states["Complete?"]["Choices"];
+    assert_eq!((&choices[0]["Variable"], &choices[0]["Next"]), (&"$.finished.ok".into(), &"StepFailed".into()));
+    assert_eq!((&choices[1]["Variable"], &choices[1]["Next"]), (&"$.finished.complete".into(), &"Done".into()));
+    assert_eq!(choices[2]["NumericGreaterThanEquals"], 24);
+    assert_eq!(states["Complete?"]["Default"], "NextRound");
+    assert_eq!(states["NextRound"]["Next"], "Pause");
+    assert_eq!(states["Pause"]["Type"], "Wait");
+    assert_eq!(states["Pause"]["Next"], "Prepare");
+    assert_eq!(map["ItemsPath"], "$.prepared.units");
+    assert_eq!(states["Finish"]["ResultSelector"]["ok.$"], "$.Payload.ok");
     // The state machine takes over the monthly schedule.
     assert_eq!(untag(&sm["Events"]["Monthly"]["Properties"]["Schedule"]).as_str(), Some("ScheduleExpression"));
     let fn_schedule = &t["Resources"]["ArchiverFunction"]["Properties"]["Events"]["Monthly"]["Properties"]["State"];

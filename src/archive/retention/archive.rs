@@ -119,6 +119,7 @@ pub async fn archive(
     let rec = record(client, policy, archiver, rec, manifest_key).await?;
     Ok(Archived {
         complete: true,
+        unfinished_because: None,
         chunks_done: None,
         chunks_total: None,
         rows: rec.row_count,

@@ -113,7 +113,13 @@ pub(super) async fn archive_chunked(
         }
         if archiver.fan_out {
             // The chunks are the fan-out's units: planned here, streamed by `archive_chunk`
-            // invocations, finished by the next maintain once all are uploaded.
+            // invocations, finished by the next maintain once all are uploaded. A plan the table
+            // no longer matches (a rewrite) is made again first, so the units are valid.
+            if let Err(why) = unchanged(client, partition, &rec).await? {
+                tracing::warn!(%partition, why, "rewritten since its chunks were planned: planning again");
+                rec.chunk_size = None;
+                continue;
+            }
             let total = rec.current_chunks().count();
             let done = rec.current_chunks().filter(|c| c.state == "uploaded").count();
             if done < total {
@@ -121,6 +127,7 @@ pub(super) async fn archive_chunked(
                     complete: false,
                     chunks_done: Some(done),
                     chunks_total: Some(total),
+                    unfinished_because: Some("fan-out: the chunks are left to archive_chunk units".into()),
                     ..Default::default()
                 });
             }
@@ -131,15 +138,23 @@ pub(super) async fn archive_chunked(
                 tracing::warn!(%partition, why, "the table was rewritten since its chunks were planned: planning again");
                 rec.chunk_size = None;
             }
-            Ran::Stopped => {
+            Ran::Stopped { busy, out_of_time } => {
                 rec = reload(client, policy, partition).await?;
                 let total = rec.current_chunks().count();
                 let done = rec.current_chunks().filter(|c| c.state == "uploaded").count();
                 if done < total {
+                    let mut why = Vec::new();
+                    if out_of_time {
+                        why.push("the time budget would not cover the next chunk".to_string());
+                    }
+                    if busy > 0 {
+                        why.push(format!("{busy} chunk(s) held by another run or fan-out unit"));
+                    }
                     return Ok(Archived {
                         complete: false,
                         chunks_done: Some(done),
                         chunks_total: Some(total),
+                        unfinished_because: Some(if why.is_empty() { "chunks left".into() } else { why.join("; ") }),
                         rows: Some(rec.current_chunks().filter_map(|c| c.row_count).sum()),
                         ..Default::default()
                     });
@@ -254,8 +269,9 @@ async fn retire(archiver: &Archiver, old: &ChunkRecord) -> anyhow::Result<()> {
 
 /// How a worker pass over the chunks ended.
 enum Ran {
-    /// Every worker stopped: no chunk left it could take, or no time to start one.
-    Stopped,
+    /// Every worker stopped: no chunk left it could take, or no time to start one. Counts the
+    /// chunks another run held, and says whether the time budget stopped a worker.
+    Stopped { busy: usize, out_of_time: bool },
     /// The relation changed since the plan.
     Rewritten(String),
 }
@@ -279,16 +295,19 @@ async fn run_chunks(
     let todo: VecDeque<ChunkRecord> = rec.current_chunks().filter(|c| c.state != "uploaded").cloned().collect();
     let streams = chunks::streams_for(archiver.store.settings.streams, todo.len());
     if streams == 0 {
-        return Ok(Ran::Stopped);
+        return Ok(Ran::Stopped { busy: 0, out_of_time: false });
     }
     let db = archiver.db.clone().context("chunked archives need database settings for their stream connections")?;
     let queue = Arc::new(Mutex::new(todo));
     let stop = Arc::new(AtomicBool::new(false));
+    let out_of_time = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // Heap bytes and stream-seconds of the chunks this run streamed: the per-stream rate.
     let observed = Arc::new(Mutex::new((0u64, Duration::ZERO)));
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..streams {
         let (db, queue, stop, observed) = (db.clone(), queue.clone(), stop.clone(), observed.clone());
+        let (out_of_time, busy) = (out_of_time.clone(), busy.clone());
         let (policy, partition, archiver, rec) = (policy.clone(), partition.clone(), archiver.clone(), rec.clone());
         workers.spawn(async move {
             let conn = db.connect().await.context("connect a chunk stream")?;
@@ -303,6 +322,7 @@ async fn run_chunks(
                 let seen = (seen.0 > 0).then_some(seen);
                 if !chunks::worth_starting(archiver.remaining(), bytes, seen, archiver.margin(FINISH_MARGIN)) {
                     tracing::info!(%partition, chunk = chunk.chunk_no, "not started: the run's time budget would not cover it");
+                    out_of_time.store(true, Ordering::SeqCst);
                     stop.store(true, Ordering::SeqCst);
                     return Ok(None);
                 }
@@ -312,7 +332,9 @@ async fn run_chunks(
                         o.0 += b;
                         o.1 += took;
                     }
-                    Ok(ChunkRun::Busy) => {}
+                    Ok(ChunkRun::Busy) => {
+                        busy.fetch_add(1, Ordering::SeqCst);
+                    }
                     Ok(ChunkRun::Rewritten(why)) => {
                         stop.store(true, Ordering::SeqCst);
                         return Ok(Some(why));
@@ -336,7 +358,8 @@ async fn run_chunks(
     if let Some(e) = first_error {
         return Err(e);
     }
-    Ok(rewritten.map_or(Ran::Stopped, Ran::Rewritten))
+    let stopped = Ran::Stopped { busy: busy.load(Ordering::SeqCst), out_of_time: out_of_time.load(Ordering::SeqCst) };
+    Ok(rewritten.map_or(stopped, Ran::Rewritten))
 }
 
 /// The chunk's advisory lock: runs, their streams and fan-out units never archive one chunk at once.
@@ -674,6 +697,7 @@ async fn finish(
     let dir = first.rsplit_once('/').map_or("", |(d, _)| d);
     Ok(Archived {
         complete: true,
+        unfinished_because: None,
         chunks_done: Some(total),
         chunks_total: Some(total),
         rows: rec.row_count,
@@ -694,6 +718,8 @@ pub enum UnitOutcome {
     Busy,
     /// The table was rewritten since the plan: the next maintain plans again.
     Rewritten,
+    /// The invocation's remaining time would not cover the chunk (see `ARCHIVE_CHUNK_SIZE`).
+    NotStarted,
 }
 
 /// One fan-out unit: chunk `chunk_no` of the current plan of `partition`, on `client`, under the
@@ -726,6 +752,11 @@ pub async fn archive_unit(
         return Ok((UnitOutcome::AlreadyUploaded, chunk.row_count));
     }
     let block_size = relation(client, partition).await?.block_size.max(1) as u64;
+    let bytes = chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size;
+    if !chunks::worth_starting(archiver.remaining(), bytes, None, archiver.margin(FINISH_MARGIN)) {
+        tracing::warn!(%partition, chunk = chunk_no, bytes, "not started: this invocation's time would not cover it");
+        return Ok((UnitOutcome::NotStarted, None));
+    }
     let outcome = match archive_chunk(client, policy, partition, archiver, &rec, &chunk, block_size).await? {
         ChunkRun::Done(..) => UnitOutcome::Uploaded,
         ChunkRun::Busy => UnitOutcome::Busy,

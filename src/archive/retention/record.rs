@@ -21,6 +21,8 @@ pub struct Archived {
     /// Chunks of a chunked archive: uploaded so far, and in all.
     pub chunks_done: Option<usize>,
     pub chunks_total: Option<usize>,
+    /// Why an unfinished archive stopped (time budget, chunks another run holds, fan-out).
+    pub unfinished_because: Option<String>,
     pub rows: Option<i64>,
     pub raw_bytes: Option<i64>,
     pub compressed_bytes: Option<i64>,
