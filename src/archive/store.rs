@@ -70,6 +70,9 @@ pub const META_SOURCE: &str = "pa-source";
 /// The tag every data object gets at upload (and manifests do not), so a lifecycle rule can move
 /// data to cold storage while manifests stay readable at once (template.yaml, `cold-storage`).
 pub const DATA_TAG: (&str, &str) = ("partition-archiver-kind", "data");
+/// The tag a chunk object of a superseded plan gets before it leaves the listing: the template's
+/// IAM lets the function delete (add a delete marker to) only objects that carry it.
+pub const SUPERSEDED_TAG: (&str, &str) = ("partition-archiver-kind", "superseded");
 
 /// The S3 error code of an SDK error, if S3 answered with one.
 fn error_code<E, R>(e: &aws_sdk_s3::error::SdkError<E, R>) -> Option<&str>
@@ -291,10 +294,21 @@ impl Store {
         r.with_context(|| format!("abort multipart upload of s3://{}/{key}", self.bucket()))
     }
 
-    /// Deletes the latest version of `key` (in a versioned bucket: adds a delete marker, so the
-    /// version stays recoverable): only for a superseded chunk object this tool wrote and no
-    /// manifest ever recorded as part of an archive.
-    pub async fn delete_latest(&self, key: &str) -> anyhow::Result<()> {
+    /// Takes a superseded chunk object out of the listing: tags it [`SUPERSEDED_TAG`], then deletes
+    /// its latest version (in a versioned bucket: a delete marker, so the version stays
+    /// recoverable). Only for an object this tool wrote and no manifest records as part of an archive.
+    pub async fn hide_superseded(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<()> {
+        let tag = aws_sdk_s3::types::Tag::builder().key(SUPERSEDED_TAG.0).value(SUPERSEDED_TAG.1).build()?;
+        self.client
+            .put_object_tagging()
+            .bucket(self.bucket())
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .tagging(aws_sdk_s3::types::Tagging::builder().tag_set(tag).build()?)
+            .send()
+            .await
+            .map_err(sdk_err)
+            .with_context(|| format!("tag s3://{}/{key} superseded", self.bucket()))?;
         self.client
             .delete_object()
             .bucket(self.bucket())

@@ -64,6 +64,24 @@ fn iam_is_least_privilege() {
         if let Some(statements) = policy["Statement"].as_sequence() {
             for s in statements {
                 assert_eq!(s["Effect"], "Allow");
+                if s["Action"] == "s3:DeleteObject" {
+                    // Only objects tagged superseded (chunks of an abandoned plan), and only a
+                    // delete marker: s3:DeleteObjectVersion is never granted.
+                    let tag = &s["Condition"]["StringEquals"]["s3:ExistingObjectTag/partition-archiver-kind"];
+                    assert_eq!(tag, "superseded", "{s:?}");
+                    assert_eq!(
+                        (
+                            partition_archiver::archive::store::SUPERSEDED_TAG.0,
+                            partition_archiver::archive::store::SUPERSEDED_TAG.1
+                        ),
+                        ("partition-archiver-kind", "superseded")
+                    );
+                    assert_eq!(
+                        t["Resources"]["ArchiveBucket"]["Properties"]["VersioningConfiguration"]["Status"], "Enabled",
+                        "a delete is only a delete marker in a versioned bucket"
+                    );
+                    continue;
+                }
                 match &s["Action"] {
                     Value::String(a) => actions.push(a.clone()),
                     Value::Sequence(list) => actions.extend(list.iter().map(|a| a.as_str().unwrap().to_string())),
@@ -76,6 +94,7 @@ fn iam_is_least_privilege() {
     for a in &actions {
         assert!(!a.ends_with(":*") && a != "*", "wildcard action {a}");
         assert!(!a.contains("DeleteObject") && !a.contains("DeleteBucket"), "the function never deletes archives: {a}");
+        assert!(!a.contains("BypassGovernanceRetention") && !a.contains("PutLifecycle"), "{a}");
     }
     for needed in [
         "secretsmanager:GetSecretValue",

@@ -241,16 +241,22 @@ async fn plan(
     }
     tx.commit().await.with_context(|| format!("record the chunk plan of {partition}"))?;
     tracing::info!(%partition, generation, chunks = ranges.len(), blocks = rel.blocks, filenode = rel.filenode, "chunks planned");
-    // Chunks of older plans leave the archive's directory (query engines read every object in
-    // it): a multipart upload is aborted, a completed object that this tool wrote is deleted (a
-    // delete marker in a versioned bucket, so the version stays recoverable; the manifest lists it
-    // as superseded). Best effort: a failure is logged and the next plan tries again.
-    for old in rec.chunks.iter().filter(|c| c.state != "superseded" || c.multipart_upload_id.is_some()) {
+    let rec = reload(client, policy, partition).await?;
+    retire_superseded(archiver, &rec).await;
+    Ok(rec)
+}
+
+/// Chunks of older plans leave the archive's directory (query engines read every object in it): a
+/// multipart upload is aborted, and a completed object that this tool's upload wrote (its token)
+/// and that is still the key's latest version is tagged superseded and deleted (a delete marker in
+/// a versioned bucket; the manifest lists the chunk as superseded). Best effort, and repeated by
+/// every run that plans or finishes the partition, so an interrupted or failed attempt is retried.
+async fn retire_superseded(archiver: &Archiver, rec: &ManifestRecord) {
+    for old in rec.chunks.iter().filter(|c| c.state == "superseded") {
         if let Err(e) = retire(archiver, old).await {
-            tracing::warn!(key = %old.object_key, error = %format!("{e:#}"), "could not retire a superseded chunk object");
+            tracing::warn!(key = %old.object_key, error = %format!("{e:#}"), "could not retire a superseded chunk object; the next run tries again");
         }
     }
-    reload(client, policy, partition).await
 }
 
 /// Takes a superseded chunk's object out of the listing, if this tool's upload wrote it.
@@ -261,7 +267,7 @@ async fn retire(archiver: &Archiver, old: &ChunkRecord) -> anyhow::Result<()> {
     }
     if let Some(head) = store.head(&old.object_key, None).await? {
         if old.upload_token.is_some() && head.metadata.get(store::META_UPLOAD_TOKEN) == old.upload_token.as_ref() {
-            store.delete_latest(&old.object_key).await?;
+            store.hide_superseded(&old.object_key, head.version_id.as_deref()).await?;
         }
     }
     Ok(())
@@ -512,7 +518,7 @@ async fn archive_locked_chunk(
         "uploading",
         &[
             ("multipart_upload_id", Some(upload_id.clone())),
-            ("upload_token", Some(token)),
+            ("upload_token", Some(token.clone())),
             ("row_count", None),
             ("raw_bytes", None),
             ("compressed_bytes", None),
@@ -614,11 +620,21 @@ async fn archive_locked_chunk(
         Ok(WriteOnce::Written(ids)) => ids,
         Ok(WriteOnce::Exists) => {
             let _ = store.abort_upload(key, &upload_id).await;
-            bail!(Error::integrity(format!(
-                "another writer completed an object at s3://{}/{key} while chunk {} of {partition} streamed: ours was \
-                 dropped, nothing is dropped from the database",
-                settings.bucket, chunk.chunk_no
-            )));
+            // Our own completion, answered 412 on a retry of the call? Then it is ours: adopt it.
+            match store.head(key, None).await? {
+                Some(head)
+                    if head.metadata.get(store::META_UPLOAD_TOKEN) == Some(&token)
+                        && head.size == up.compressed_bytes as i64
+                        && head.checksum_sha256.as_deref() == Some(up.composite_sha256.as_str()) =>
+                {
+                    (head.etag, head.version_id)
+                }
+                _ => bail!(Error::integrity(format!(
+                    "another writer completed an object at s3://{}/{key} while chunk {} of {partition} streamed: ours \
+                     was dropped, nothing is dropped from the database",
+                    settings.bucket, chunk.chunk_no
+                ))),
+            }
         }
         Err(e) => {
             let _ = store.abort_upload(key, &upload_id).await;
@@ -635,7 +651,7 @@ async fn archive_locked_chunk(
         }
     };
     crate::fail_point!("chunk_after_complete");
-    set_chunk(
+    let recorded = set_chunk(
         conn,
         policy,
         partition,
@@ -643,12 +659,20 @@ async fn archive_locked_chunk(
         "uploaded",
         &[
             ("etag", etag),
-            ("version_id", version_id),
+            ("version_id", version_id.clone()),
             ("multipart_upload_id", None),
             ("uploaded_at", Some("now()".into())),
         ],
     )
     .await?;
+    if !recorded {
+        // A new plan superseded this chunk while it streamed: its object is not part of the
+        // archive, so it leaves the directory now (the new plan's run also retries this).
+        if let Err(e) = store.hide_superseded(key, version_id.as_deref()).await {
+            tracing::warn!(%key, error = %format!("{e:#}"), "could not retire a superseded chunk object; the next run tries again");
+        }
+        return Ok(ChunkRun::Rewritten("the chunk plan was replaced while this chunk streamed".into()));
+    }
     tracing::info!(%partition, chunk = chunk.chunk_no, rows = up.rows, bytes = up.compressed_bytes, "chunk uploaded");
     Ok(ChunkRun::Done(heap_bytes, started.elapsed()))
 }
@@ -662,6 +686,8 @@ async fn finish(
     archiver: &Archiver,
 ) -> anyhow::Result<Archived> {
     let rec = reload(client, policy, partition).await?;
+    // Again here: a run killed (or a delete refused) after an earlier plan left objects behind.
+    retire_superseded(archiver, &rec).await;
     let chunks: Vec<&ChunkRecord> = rec.current_chunks().collect();
     anyhow::ensure!(!chunks.is_empty() && chunks.iter().all(|c| c.state == "uploaded"), "not every chunk is uploaded");
     let sum = |f: fn(&ChunkRecord) -> Option<i64>| -> Option<i64> { chunks.iter().map(|c| f(c)).sum() };
