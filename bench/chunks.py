@@ -28,17 +28,30 @@ def server_cpu(env):
     return (utime + stime + cutime + cstime) / TICK
 
 
+def localstack_cpu(env):
+    """CPU seconds used so far by LocalStack's processes (the S3 server shares these cores)."""
+    pid = open(os.path.join(env["PA_RUN_DIR"], "localstack.pid")).read().strip()
+    total = 0.0
+    for p in subprocess.run(["pgrep", "-g", pid], capture_output=True, text=True).stdout.split():
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except OSError:
+            pass
+    return total
+
+
 def timed(cmd, env):
-    """(wall s, peak RSS KiB, own CPU s, server CPU s) of a shell command."""
+    """(wall s, peak RSS KiB, own CPU s, server CPU s, LocalStack CPU s) of a shell command."""
     with tempfile.NamedTemporaryFile(mode="r") as f:
-        before = server_cpu(env)
+        before, s3_before = server_cpu(env), localstack_cpu(env)
         start = time.perf_counter()
         sh(f"/usr/bin/time -f '%M %U %S' -o {f.name} bash -c {shlex.quote(cmd)}", env=env)
         wall = time.perf_counter() - start
         time.sleep(0.2)  # let the postmaster reap the command's backends
-        server = server_cpu(env) - before
+        server, s3 = server_cpu(env) - before, localstack_cpu(env) - s3_before
         rss, user, system = f.read().strip().splitlines()[-1].split()
-    return wall, int(rss), float(user) + float(system), server
+    return wall, int(rss), float(user) + float(system), server, s3
 
 
 def versions(env, prefix):
@@ -91,7 +104,7 @@ def main():
                 if reset and i < args.repeat - 1:
                     reset()
             best = min(runs, key=lambda r: r[0])
-            results[name] = (best[0], statistics.median(r[0] for r in runs), max(r[1] for r in runs), best[2], best[3])
+            results[name] = (best[0], statistics.median(r[0] for r in runs), max(r[1] for r in runs), best[2], best[3], best[4])
             print(f"  {name}: min {best[0]:.2f} s", file=sys.stderr)
 
         def reattach():
@@ -149,21 +162,22 @@ def main():
             n = args.rows * args.big_factor
             sh(f"{psql} -c {shlex.quote(gen.format(start='2026-04-01 00:00+00', days=30, n=n))}", env=env)
             sh(f"{psql} -c 'VACUUM ANALYZE public.trades_2026_04'", env=env)
-            w, r, c, s = timed(f"{pa} archive --table trades --partition trades_2026_04 > /dev/null", env)
+            w, r, c, s, _ = timed(f"{pa} archive --table trades --partition trades_2026_04 > /dev/null", env)
             big = (n, w, r)
 
         raw = results["raw COPY csv > /dev/null (one stream)"][0]
         copy_from = results["raw COPY FROM csv file (one stream)"][0]
         print(f"\n### {args.rows:,} rows ({heap / 2**20:.0f} MiB heap), best of {args.repeat}, {os.cpu_count()} CPUs shared by PostgreSQL, LocalStack and the client\n")
-        print("| what | min s | median s | peak RSS MiB | client CPU s/GB | server CPU s/GB | vs raw COPY (min) |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for name, (mn, med, rss, cpu, server) in results.items():
+        print("| what | min s | median s | peak RSS MiB | client CPU s | PostgreSQL CPU s | LocalStack CPU s | all CPU s / 2 cores | vs raw COPY (min) |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, (mn, med, rss, cpu, server, s3) in results.items():
             base = copy_from if ("restore" in name or "COPY FROM" in name) else raw
-            print(f"| {name} | {mn:.2f} | {med:.2f} | {rss / 1024:.0f} | {cpu / gb:.2f} | {server / gb:.2f} | {mn / base:.2f}x |")
+            print(f"| {name} | {mn:.2f} | {med:.2f} | {rss / 1024:.0f} | {cpu:.2f} | {server:.2f} | {s3:.2f} | {(cpu + server + s3) / 2:.2f} | {mn / base:.2f}x |")
         one = results["archive, ARCHIVE_STREAMS=1"]
         default = results["archive, default (256MiB chunks, 2 streams)"]
         a_cpu, s_cpu = one[3] / gb, one[4] / gb
-        print(f"\nper stream, one stream alone: archiver {a_cpu:.2f} CPU s/GB of heap, server {s_cpu:.2f} CPU s/GB")
+        print(f"\nper stream, one stream alone: archiver {a_cpu:.2f} CPU s/GB of heap, server {s_cpu:.2f} CPU s/GB "
+              f"(LocalStack {one[5] / gb:.2f}; S3 itself costs the archiver no CPU on AWS)")
         for lam, db, streams in ((6, 16, 6), (6, 16, 12)):
             per_gb = max(s_cpu / min(streams, db), a_cpu / min(streams, lam))
             print(f"expected on a {db}-vCPU database with a {lam}-vCPU Lambda, {streams} streams: {per_gb:.2f} s/GB, "

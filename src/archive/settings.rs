@@ -252,8 +252,8 @@ impl ArchiveSettings {
         };
         let chunk_size = match get("ARCHIVE_CHUNK_SIZE") {
             // 256 MiB of heap: the benchmark's 5M-row month (483 MiB) becomes two chunks, so the
-            // default two streams use two server cores; a chunk takes ~2.5 s per stream at the
-            // measured ~110 MiB/s (little is redone after a kill or a deadline); and its object is
+            // default two streams use two server cores; a chunk takes ~3 s per stream at the
+            // measured ~100 MB/s (little is redone after a kill or a deadline); and its object is
             // ~30 MiB of CSV.zst, a file size query engines read well. BENCHMARKS.md has the figures.
             None => 256 * MIB as u64,
             Some(s) => {
@@ -280,10 +280,10 @@ impl ArchiveSettings {
             }
         };
         let streams = match get("ARCHIVE_STREAMS") {
-            // Two: on the 2-core benchmark machine two streams archive the 5M-row month in about
-            // the time of one raw COPY (BENCHMARKS.md), and two server backends stay a small share
-            // of a production database's cores while the application runs. Raise it on a large
-            // database with a Lambda of several vCPUs.
+            // Two: on the 2-core benchmark machine the second stream takes the 5M-row month from
+            // 1.39x to 1.22x a raw single COPY (both cores are then busy; BENCHMARKS.md), and two
+            // server backends stay a small share of a production database's cores while the
+            // application runs. Raise it on a large database with a Lambda of several vCPUs.
             None => 2,
             Some(s) => s.trim().parse().ok().filter(|n| (1..=MAX_STREAMS).contains(n)).ok_or_else(|| {
                 ConfigError::invalid(

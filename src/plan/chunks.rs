@@ -58,7 +58,7 @@ pub fn streams_for(configured: usize, chunks_left: usize) -> usize {
 }
 
 /// The throughput assumed for a chunk before this run has finished one: deliberately low (about a
-/// fifth of the ~110 MiB/s of heap per stream measured on this project's benchmark machine), so a
+/// fifth of the ~83-100 MB/s of heap per stream measured on this project's benchmark machine), so a
 /// run never starts a chunk it would overrun on a slow database.
 pub const PRIOR_BYTES_PER_SECOND: f64 = 20.0 * 1024.0 * 1024.0;
 
