@@ -42,8 +42,9 @@ fn wrap(e: anyhow::Error) -> Error {
     Error::transient(e)
 }
 
-/// Drops a staging table a killed restore left behind (only if it carries this tool's comment).
-async fn drop_leftover(client: &Client, staging: &QualifiedName) -> Result<(), Error> {
+/// Drops a staging table a killed restore left behind (only if it carries this tool's comment),
+/// under a lock_timeout: a killed restore's session may still hold it (invariant 4).
+async fn drop_leftover(client: &mut Client, staging: &QualifiedName) -> Result<(), Error> {
     let comment: Option<Option<String>> = client
         .query_opt(
             "SELECT obj_description(to_regclass($1), 'pg_class') WHERE to_regclass($1) IS NOT NULL",
@@ -56,19 +57,20 @@ async fn drop_leftover(client: &Client, staging: &QualifiedName) -> Result<(), E
         None => Ok(()),
         Some(Some(c)) if c == STAGING_COMMENT => {
             tracing::warn!(%staging, "dropping the staging table of an interrupted restore");
-            // Under a lock_timeout: a killed restore's session may still hold it (invariant 4).
-            client
-                .batch_execute(&format!(
-                    "BEGIN; SET LOCAL lock_timeout = '{}ms'; DROP TABLE {}; COMMIT",
-                    LEFTOVER_LOCK_TIMEOUT_MS,
-                    staging.quoted()
-                ))
-                .await
-                .map_err(|e| {
-                    wrap(anyhow::Error::new(e).context(format!(
+            let dropped: Result<(), tokio_postgres::Error> = async {
+                let tx = client.transaction().await?;
+                tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LEFTOVER_LOCK_TIMEOUT_MS}ms'")).await?;
+                tx.batch_execute(&format!("DROP TABLE {}", staging.quoted())).await?;
+                tx.commit().await
+            }
+            .await;
+            dropped.map_err(|e| {
+                wrap(
+                    anyhow::Error::new(e).context(format!(
                         "drop {staging}, left by an interrupted restore (its session may still be open)"
-                    )))
-                })
+                    )),
+                )
+            })
         }
         Some(_) => Err(Error::invalid(format!(
             "{staging} exists and is not a partition-archiver staging table: restore refuses to touch it"

@@ -464,3 +464,22 @@ async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_
         .await;
     assert_eq!(restored, original);
 }
+
+#[tokio::test]
+async fn a_chunk_plan_keeps_its_bucket_and_another_bucket_is_refused_with_nothing_changed() {
+    let env = TestEnv::migrated().await;
+    seed_big(&env, 24_000).await;
+    let (out, _) = env.json(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED);
+    ok(&out);
+    let before = chunk_rows(&env, MARCH).await;
+    assert!(before.len() >= 3 && before.iter().all(|c| c.2 == "pending"), "{before:?}");
+    let other = [CHUNKED, &[("ARCHIVE_BUCKET", "another-bucket")]].concat();
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &other);
+    assert_eq!(out.status.code(), Some(1), "a failed step: {report}");
+    assert!(report.to_string().contains("are being archived to bucket"), "{report}");
+    assert_eq!(chunk_rows(&env, MARCH).await, before, "nothing changed");
+    // Back on its bucket, the archive completes.
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+    ok(&out);
+    assert_eq!(report["complete"], true, "{report}");
+}

@@ -99,6 +99,15 @@ pub(super) async fn archive_chunked(
     mut rec: ManifestRecord,
     (format, compression, single_key): (Format, Compression, &str),
 ) -> anyhow::Result<Archived> {
+    // A plan under way keeps its bucket: its chunks (some perhaps uploaded) are there, and one
+    // archive never spans two buckets.
+    let bucket = &archiver.store.settings.bucket;
+    if let Some(planned) = rec.bucket.as_deref().filter(|b| rec.is_chunked() && b != bucket) {
+        bail!(Error::invalid(format!(
+            "the chunks of {partition} are being archived to bucket {planned}, but ARCHIVE_BUCKET is {bucket}: \
+             set it back to {planned} until this partition is archived; nothing was changed"
+        )));
+    }
     let mut plans = 0;
     loop {
         if !rec.is_chunked() || rec.current_chunks().next().is_none() {
