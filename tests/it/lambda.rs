@@ -57,15 +57,17 @@ async fn the_arm64_artifact_runs_the_same_under_cargo_lambda() {
     scheduled_maintain_then_restore(crate::artifact::arm64_command()).await;
 }
 
-/// The function, started by `function` as the Lambda service would start it: the scheduled event
-/// archives a month, a restore event brings it back identical, a malformed event is a typed error.
+/// The function, started by `function` as the Lambda service would start it: what the fan-out
+/// state machine sends (Prepare with `fan_out`, one `archive_chunk` per unit), then the scheduled
+/// event finishes and drops the month; a restore event brings it back identical (in parallel, from
+/// its chunks); a malformed event is a typed error.
 async fn scheduled_maintain_then_restore(mut function: Command) {
     let env = TestEnv::migrated().await;
     env.db
         .batch_execute(
             "INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, created_at)
-             SELECT g, g % 10, 'BTC-USD', 'buy', 100.5, 1, timestamptz '2026-03-01 00:00:00+00' + (g * interval '5 minutes')
-               FROM generate_series(1, 4000) g",
+             SELECT g, g % 10, 'BTC-USD', 'buy', 100.5 + g, 1, timestamptz '2026-03-01 00:00:00+00' + (g * interval '40 seconds')
+               FROM generate_series(1, 60000) g",
         )
         .await
         .unwrap();
@@ -127,25 +129,65 @@ async fn scheduled_maintain_then_restore(mut function: Command) {
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("AWS_REGION", "us-east-1".into()),
+        // March (60,000 trades, ~5 MiB of heap) is archived in 1 MiB chunks.
+        ("ARCHIVE_CHUNK_SIZE", "1MiB".into()),
     ] {
         function.env(k, v);
     }
     function.stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log));
     let _function = Watch(function.spawn().expect("start the function"));
 
-    // The EventBridge Scheduled Event runs maintain.
+    // The fan-out state machine's Prepare: chunks planned, one unit each; then every unit.
+    let (ok, out) = invoke(port, r#"{"action": "maintain", "fan_out": true}"#);
+    assert!(ok, "{out}\nlog: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
+    let prepared: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(prepared["complete"], false, "{prepared}");
+    let units = prepared["units"].as_array().unwrap().clone();
+    assert!(units.len() >= 3, "{prepared}");
+    for unit in &units {
+        assert_eq!(unit["partition"], "trades_2026_03", "{unit}");
+        let event = serde_json::json!({"action": "archive_chunk", "table": unit["table"], "partition": unit["partition"], "chunk": unit["chunk"]});
+        let (ok, out) = invoke(port, &event.to_string());
+        assert!(ok, "{out}");
+        let done: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(done["outcome"], "uploaded", "{done}");
+    }
+    assert_eq!(
+        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_chunk WHERE state = 'uploaded'").await,
+        units.len() as i64
+    );
+
+    // The EventBridge Scheduled Event runs maintain: it verifies and drops the month.
     let scheduled = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/events/scheduled.json")).unwrap();
     let (ok, out) = invoke(port, &scheduled);
     assert!(ok, "{out}\nlog: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
     let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!((report["action"].as_str(), report["ok"].as_bool()), (Some("maintain"), Some(true)), "{report}");
     let trade_steps = steps(&report, "public.trades");
-    for s in ["detach public.trades_2026_03", "archive public.trades_2026_03", "drop public.trades_2026_03"] {
+    // (Prepare detached it; this run finishes the archive and drops it.)
+    for s in ["archive public.trades_2026_03", "drop public.trades_2026_03"] {
         assert!(trade_steps.contains(&s.to_string()), "{trade_steps:?}");
     }
+    assert_eq!(report["complete"], true, "{report}");
     assert_eq!(env.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'trades_2026_03'").await, 0);
-    let key = env.scalar_text("SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03' AND state = 'dropped'").await.unwrap();
-    s3().await.head_object().bucket(&env.bucket).key(&key).send().await.expect("the archive object exists");
+    assert_eq!(
+        env.scalar_text(
+            "SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'"
+        )
+        .await
+        .as_deref(),
+        Some("dropped")
+    );
+    let keys = env
+        .db
+        .query("SELECT object_key FROM partition_archiver.archive_chunk WHERE state = 'uploaded'", &[])
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), units.len());
+    for k in keys {
+        let key: String = k.get(0);
+        s3().await.head_object().bucket(&env.bucket).key(&key).send().await.expect("every chunk object exists");
+    }
 
     // The restore event brings the month back, identical.
     let (ok, out) = invoke(
