@@ -478,6 +478,10 @@ async fn a_chunk_plan_keeps_its_bucket_and_another_bucket_is_refused_with_nothin
     assert_eq!(out.status.code(), Some(1), "a failed step: {report}");
     assert!(report.to_string().contains("are being archived to bucket"), "{report}");
     assert_eq!(chunk_rows(&env, MARCH).await, before, "nothing changed");
+    // A unit too.
+    let out = env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", "1"], &other);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(chunk_rows(&env, MARCH).await, before, "nothing changed");
     // Back on its bucket, the archive completes.
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
     ok(&out);

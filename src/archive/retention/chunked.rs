@@ -99,15 +99,7 @@ pub(super) async fn archive_chunked(
     mut rec: ManifestRecord,
     (format, compression, single_key): (Format, Compression, &str),
 ) -> anyhow::Result<Archived> {
-    // A plan under way keeps its bucket: its chunks (some perhaps uploaded) are there, and one
-    // archive never spans two buckets.
-    let bucket = &archiver.store.settings.bucket;
-    if let Some(planned) = rec.bucket.as_deref().filter(|b| rec.is_chunked() && b != bucket) {
-        bail!(Error::invalid(format!(
-            "the chunks of {partition} are being archived to bucket {planned}, but ARCHIVE_BUCKET is {bucket}: \
-             set it back to {planned} until this partition is archived; nothing was changed"
-        )));
-    }
+    same_bucket(&rec, archiver, partition)?;
     let mut plans = 0;
     loop {
         if !rec.is_chunked() || rec.current_chunks().next().is_none() {
@@ -173,6 +165,19 @@ pub(super) async fn archive_chunked(
         }
     }
     finish(client, policy, partition, archiver).await
+}
+
+/// A plan under way keeps its bucket: its chunks (some perhaps uploaded) are there, and one
+/// archive never spans two buckets.
+fn same_bucket(rec: &ManifestRecord, archiver: &Archiver, partition: &QualifiedName) -> anyhow::Result<()> {
+    let bucket = &archiver.store.settings.bucket;
+    if let Some(planned) = rec.bucket.as_deref().filter(|b| rec.is_chunked() && b != bucket) {
+        bail!(Error::invalid(format!(
+            "the chunks of {partition} are being archived to bucket {planned}, but ARCHIVE_BUCKET is {bucket}: \
+             set it back to {planned} until this partition is archived; nothing was changed"
+        )));
+    }
+    Ok(())
 }
 
 async fn reload(client: &Client, policy: &TablePolicy, partition: &QualifiedName) -> anyhow::Result<ManifestRecord> {
@@ -786,6 +791,7 @@ pub async fn archive_unit(
     if chunk.state == "uploaded" {
         return Ok((UnitOutcome::AlreadyUploaded, chunk.row_count));
     }
+    same_bucket(&rec, archiver, partition)?;
     let block_size = relation(client, partition).await?.block_size.max(1) as u64;
     let bytes = chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size;
     if !chunks::worth_starting(archiver.remaining(), bytes, None, archiver.margin(FINISH_MARGIN)) {
