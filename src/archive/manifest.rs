@@ -358,9 +358,9 @@ pub async fn list(client: &impl GenericClient, table: Option<&QualifiedName>) ->
         .collect()
 }
 
-/// SQL that sets `state` (and any extra `column = literal` pairs) on one manifest row. Built with
-/// [`quote_literal`] because it runs inside [`crate::pg::ddl::run_ddl`]'s statement lists.
-pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Option<String>)]) -> String {
+/// `state = ..., updated_at = now(), col = literal, ...` for a manifest or chunk row: values are
+/// quoted with [`quote_literal`], `None` is NULL and the value `now()` is the function.
+fn set_clause(state: &str, extra: &[(&str, Option<String>)]) -> String {
     let mut sets = vec![format!("state = {}", quote_literal(state)), "updated_at = now()".to_string()];
     for (col, val) in extra {
         let v = match val {
@@ -370,9 +370,15 @@ pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra:
         };
         sets.push(format!("{col} = {v}"));
     }
+    sets.join(", ")
+}
+
+/// SQL that sets `state` (and any extra `column = literal` pairs) on one manifest row. Built with
+/// [`quote_literal`] because it runs inside [`crate::pg::ddl::run_ddl`]'s statement lists.
+pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Option<String>)]) -> String {
     format!(
         "UPDATE partition_archiver.archive_manifest SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {}",
-        sets.join(", "),
+        set_clause(state, extra),
         quote_literal(&table.schema),
         quote_literal(&table.name),
         quote_literal(partition)
@@ -390,19 +396,10 @@ pub fn chunk_set_sql(
     state: &str,
     extra: &[(&str, Option<String>)],
 ) -> String {
-    let mut sets = vec![format!("state = {}", quote_literal(state)), "updated_at = now()".to_string()];
-    for (col, val) in extra {
-        let v = match val {
-            Some(v) if v == "now()" => "now()".to_string(),
-            Some(v) => quote_literal(v),
-            None => "NULL".to_string(),
-        };
-        sets.push(format!("{col} = {v}"));
-    }
     format!(
         "UPDATE partition_archiver.archive_chunk SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {} \
          AND generation = {generation} AND chunk_no = {chunk_no} AND state <> 'superseded'",
-        sets.join(", "),
+        set_clause(state, extra),
         quote_literal(&table.schema),
         quote_literal(&table.name),
         quote_literal(partition)
