@@ -12,6 +12,7 @@ use crate::archive::pipeline::{self, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::Archiver;
 use crate::error::{Error, ErrorKind};
+use crate::pg::lock::{self, LockClass};
 use crate::plan::chunks;
 use crate::plan::ident::{quote_ident, quote_literal, QualifiedName};
 use anyhow::Context;
@@ -20,8 +21,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio_postgres::Client;
 
-/// Advisory-lock class of a staging table ("PARS"): one restore per staging table at a time.
-const RESTORE_LOCK_CLASS: i32 = 0x5041_5253;
 /// How long dropping a leftover staging table waits for its lock.
 const LEFTOVER_LOCK_TIMEOUT_MS: u64 = 5000;
 
@@ -90,21 +89,14 @@ pub async fn restore_chunks(
     let staging = QualifiedName::new(&target.schema, staging_name(&target.name));
     // One restore per staging table: a second restore of this partition (or of one whose name
     // shares the staging name's first 49 bytes) is refused, never let into the first's table.
-    let locked: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&RESTORE_LOCK_CLASS, &staging.quoted()])
-        .await
-        .map_err(|e| wrap(e.into()))?
-        .get(0);
-    if !locked {
+    if !lock::try_lock(client, LockClass::Restore, &staging.quoted()).await.map_err(wrap)? {
         return Err(Error::new(
             ErrorKind::AlreadyRunning,
             format!("another restore is using {staging}: run this one when it has finished"),
         ));
     }
     let result = restore_locked(client, archiver, rec, target, &staging, columns).await;
-    if let Err(e) =
-        client.query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&RESTORE_LOCK_CLASS, &staging.quoted()]).await
-    {
+    if let Err(e) = lock::unlock(client, LockClass::Restore, &staging.quoted()).await {
         tracing::warn!(error = %e, "could not release the restore lock (it ends with the session)");
     }
     result

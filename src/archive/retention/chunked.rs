@@ -31,6 +31,7 @@ use crate::archive::settings::{Compression, Format};
 use crate::archive::store::{self, Origin, WriteOnce};
 use crate::archive::Archiver;
 use crate::error::Error;
+use crate::pg::lock::{self, LockClass};
 use crate::plan::chunks::{self, BlockRange};
 use crate::plan::ident::{quote_literal, QualifiedName};
 use crate::plan::policy::TablePolicy;
@@ -46,8 +47,6 @@ use tokio_postgres::Client;
 const FINISH_MARGIN: Duration = Duration::from_secs(20);
 /// Plans made in one run before giving up (each one follows a rewrite of the table).
 const MAX_PLANS_PER_RUN: usize = 3;
-/// Advisory-lock class of chunk locks ("PACH"); the table lock uses "PARC".
-const CHUNK_LOCK_CLASS: i32 = 0x5041_4348;
 
 /// The relation's identity as a chunk plan knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,17 +397,12 @@ async fn archive_chunk(
     block_size: u64,
 ) -> anyhow::Result<ChunkRun> {
     let key = chunk_lock_key(partition, chunk);
-    let locked: bool = conn
-        .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&CHUNK_LOCK_CLASS, &key])
-        .await
-        .context("take the chunk's advisory lock")?
-        .get(0);
-    if !locked {
+    if !lock::try_lock(conn, LockClass::Chunk, &key).await? {
         tracing::info!(%partition, chunk = chunk.chunk_no, "another run is archiving this chunk");
         return Ok(ChunkRun::Busy);
     }
     let result = archive_locked_chunk(conn, policy, partition, archiver, rec, chunk, block_size).await;
-    if let Err(e) = conn.query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&CHUNK_LOCK_CLASS, &key]).await {
+    if let Err(e) = lock::unlock(conn, LockClass::Chunk, &key).await {
         tracing::warn!(error = %e, "could not release a chunk lock (it ends with the session)");
     }
     result
