@@ -64,6 +64,11 @@ pub struct Origin {
     pub source: String,
 }
 
+/// A fresh upload token (128 random bits, hex) for [`Origin::upload_token`].
+pub fn new_upload_token() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
+}
+
 pub const META_UPLOAD_TOKEN: &str = "pa-upload-token";
 pub const META_SYSTEM_IDENTIFIER: &str = "pa-system-identifier";
 pub const META_SOURCE: &str = "pa-source";

@@ -219,7 +219,7 @@ async fn stream(
     if let Some(head) = store.head(key, None).await? {
         return adopt_existing(client, policy, partition, archiver, rec, target, &head).await;
     }
-    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let token = store::new_upload_token();
     let origin = Origin {
         upload_token: token.clone(),
         system_identifier: rec.system_identifier.clone(),

@@ -510,7 +510,7 @@ async fn archive_locked_chunk(
     }
     let started = Instant::now();
     let (format, compression) = (rec.format()?, rec.compression()?);
-    let token = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+    let token = store::new_upload_token();
     let origin = Origin {
         upload_token: token.clone(),
         system_identifier: rec.system_identifier.clone(),
@@ -594,21 +594,7 @@ async fn archive_locked_chunk(
             let _ = store.abort_upload(key, &upload_id).await;
             return Ok(ChunkRun::Rewritten(why));
         }
-        Err(e) => {
-            if let Err(abort) = store.abort_upload(key, &upload_id).await {
-                tracing::error!(error = %format!("{abort:#}"), %key, "could not abort the multipart upload; the next run aborts it");
-            }
-            let _ = set_chunk(
-                conn,
-                policy,
-                partition,
-                &chunk,
-                "pending",
-                &[("last_error", Some(format!("{e:#}"))), ("multipart_upload_id", None)],
-            )
-            .await;
-            return Err(e);
-        }
+        Err(e) => return Err(give_back(conn, policy, partition, store, &chunk, &upload_id, e).await),
     };
     // The figures before the object exists, as for one object: a run killed right after S3
     // completes it finds the object described by the chunk's own row.
@@ -644,19 +630,7 @@ async fn archive_locked_chunk(
                 ))),
             }
         }
-        Err(e) => {
-            let _ = store.abort_upload(key, &upload_id).await;
-            let _ = set_chunk(
-                conn,
-                policy,
-                partition,
-                &chunk,
-                "pending",
-                &[("last_error", Some(format!("{e:#}"))), ("multipart_upload_id", None)],
-            )
-            .await;
-            return Err(e);
-        }
+        Err(e) => return Err(give_back(conn, policy, partition, store, &chunk, &upload_id, e).await),
     };
     crate::fail_point!("chunk_after_complete");
     let recorded = set_chunk(
@@ -683,6 +657,33 @@ async fn archive_locked_chunk(
     }
     tracing::info!(%partition, chunk = chunk.chunk_no, rows = up.rows, bytes = up.compressed_bytes, "chunk uploaded");
     Ok(ChunkRun::Done(heap_bytes, started.elapsed()))
+}
+
+/// A chunk's attempt failed with `e`: its multipart upload is aborted (or left for the next run
+/// to abort) and the chunk goes back to `pending` with the error. Returns `e`.
+async fn give_back(
+    conn: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    store: &crate::archive::store::Store,
+    chunk: &ChunkRecord,
+    upload_id: &str,
+    e: anyhow::Error,
+) -> anyhow::Error {
+    let key = &chunk.object_key;
+    if let Err(abort) = store.abort_upload(key, upload_id).await {
+        tracing::error!(error = %format!("{abort:#}"), %key, "could not abort the multipart upload; the next run aborts it");
+    }
+    let _ = set_chunk(
+        conn,
+        policy,
+        partition,
+        chunk,
+        "pending",
+        &[("last_error", Some(format!("{e:#}"))), ("multipart_upload_id", None)],
+    )
+    .await;
+    e
 }
 
 /// Every chunk of the plan is uploaded: HEAD each object, compare the sum of chunk rows with
