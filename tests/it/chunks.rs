@@ -63,6 +63,22 @@ async fn get_object(env: &TestEnv, key: &str) -> Vec<u8> {
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
+/// md5 over the rows of March and April restored into `schema`, comparable with `ORDERS_SUM`.
+async fn months_sum(env: &TestEnv, schema: &str) -> Option<String> {
+    env.scalar_text(&format!(
+        "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
+         (SELECT * FROM {schema}.orders_2026_03 UNION ALL SELECT * FROM {schema}.orders_2026_04) t"
+    ))
+    .await
+}
+
+/// Restores March (chunked) and April (one object) into `schema`; returns [`months_sum`].
+async fn restore_months(env: &TestEnv, schema: &str) -> Option<String> {
+    ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", schema], CHUNKED));
+    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_04", "--into-schema", schema], &[]));
+    months_sum(env, schema).await
+}
+
 const MARCH: &str = "orders_2026_03";
 const MARCH_DIR: &str = "partition-archiver/public.orders/year=2026/month=03/";
 
@@ -140,13 +156,7 @@ async fn a_chunked_archive_is_one_valid_csv_per_block_range_and_restores_identic
     let (out, v) = env.json(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "again"], CHUNKED);
     ok(&out);
     assert_eq!(v["restore"]["chunks"], chunks.len(), "{v}");
-    let restored = env
-        .scalar_text(
-            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
-             (SELECT * FROM restored.orders_2026_03 UNION ALL SELECT * FROM restored.orders_2026_04) t",
-        )
-        .await;
-    assert_eq!(restored, original);
+    assert_eq!(months_sum(&env, "restored").await, original);
     assert_eq!(env.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename LIKE '%pa_restoring'").await, 0);
     assert_eq!(env.multipart_uploads().await, 0);
 }
@@ -196,15 +206,7 @@ async fn a_time_budget_stops_between_chunks_and_the_next_run_goes_on_without_red
         .as_deref(),
         Some("dropped")
     );
-    ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "restored"], CHUNKED));
-    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_04", "--into-schema", "restored"], &[]));
-    let restored = env
-        .scalar_text(
-            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
-             (SELECT * FROM restored.orders_2026_03 UNION ALL SELECT * FROM restored.orders_2026_04) t",
-        )
-        .await;
-    assert_eq!(restored, original);
+    assert_eq!(restore_months(&env, "restored").await, original);
 }
 
 #[tokio::test]
@@ -256,15 +258,7 @@ async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() 
         serde_json::from_slice(&get_object(&env, &format!("{MARCH_DIR}{MARCH}.manifest.json")).await).unwrap();
     assert_eq!(manifest["chunk_generation"], 2);
     assert!(manifest["chunks"].as_array().unwrap().iter().any(|c| c["state"] == "superseded"), "{manifest}");
-    ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "restored"], CHUNKED));
-    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_04", "--into-schema", "restored"], &[]));
-    let restored = env
-        .scalar_text(
-            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
-             (SELECT * FROM restored.orders_2026_03 UNION ALL SELECT * FROM restored.orders_2026_04) t",
-        )
-        .await;
-    assert_eq!(restored, original);
+    assert_eq!(restore_months(&env, "restored").await, original);
 }
 
 #[tokio::test]
@@ -324,15 +318,7 @@ async fn a_chunked_archive_killed_at_any_chunk_step_is_completed_by_the_next_run
         assert_eq!(versions.len(), chunks.len(), "{point}: {versions:?}");
         assert!(versions.iter().all(|(_, n)| *n == 1), "{point}: {versions:?}");
         assert_eq!(env.multipart_uploads().await, 0, "{point}: an interrupted upload was left open");
-        ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"], CHUNKED));
-        ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_04", "--into-schema", "r"], &[]));
-        let restored = env
-            .scalar_text(
-                "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
-                 (SELECT * FROM r.orders_2026_03 UNION ALL SELECT * FROM r.orders_2026_04) t",
-            )
-            .await;
-        assert_eq!(restored, original, "{point}");
+        assert_eq!(restore_months(&env, "r").await, original, "{point}");
     }
 }
 
@@ -454,15 +440,7 @@ async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_
     assert_eq!(versions.len(), chunks.len(), "{versions:?}");
     assert!(versions.iter().all(|(_, n)| *n == 1), "every chunk once: {versions:?}");
     assert_eq!(env.multipart_uploads().await, 0);
-    ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"], CHUNKED));
-    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_04", "--into-schema", "r"], &[]));
-    let restored = env
-        .scalar_text(
-            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
-             (SELECT * FROM r.orders_2026_03 UNION ALL SELECT * FROM r.orders_2026_04) t",
-        )
-        .await;
-    assert_eq!(restored, original);
+    assert_eq!(restore_months(&env, "r").await, original);
 }
 
 #[tokio::test]
