@@ -13,7 +13,7 @@ quoting the figures. Never a test: figures go to stdout and BENCHMARKS.md.
 """
 import argparse, os, re, shlex, statistics, subprocess, sys, tempfile, time
 
-from common import BINARY, sh, start_servers, stop_servers
+from common import BINARY, PSQL, fill_trades, reattach_march, sh, start_servers, stop_servers
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -73,22 +73,13 @@ def main():
 
     env, run_dir = start_servers("pa-bench-chunks.", "bench")
     try:
-        psql = "psql -X -q -v ON_ERROR_STOP=1"
+        psql = PSQL
         pa = f"{BINARY} --output json"
         sh(f"{pa} migrate > /dev/null", env=env)
         sh(f"env -u ARCHIVE_BUCKET {pa} maintain --now 2026-03-05T00:00:00Z > /dev/null", env=env)
         sh(f"{psql} -c \"UPDATE partition_archiver.part_config SET retention_action = 'archive_move', historical_schema = 'bench_hist' WHERE table_name = 'trades'\"", env=env)
-        gen = """INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, fee, created_at)
-                 SELECT (random() * 1e9)::bigint, (random() * 100000)::bigint,
-                        (ARRAY['BTC-USD','ETH-USD','SOL-USD','ADA-USD','XRP-USD','DOGE-USD','AVAX-USD','DOT-USD'])[1 + (random() * 7)::int],
-                        CASE WHEN random() < 0.5 THEN 'buy' ELSE 'sell' END,
-                        round((exp(random() * 10) + 0.01)::numeric, 8), round((random() * 10 + 0.0001)::numeric, 8),
-                        round((random() * 0.01)::numeric, 10),
-                        timestamptz '{start}' + (random() * interval '{days} days')
-                   FROM generate_series(1, {n})"""
         t0 = time.perf_counter()
-        sh(f"{psql} -c {shlex.quote(gen.format(start='2026-03-01 00:00+00', days=30, n=args.rows))}", env=env)
-        sh(f"{psql} -c 'VACUUM ANALYZE public.trades_2026_03'", env=env)
+        fill_trades(env, "2026-03", args.rows)
         print(f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         heap = int(sh("psql -X -At -c \"SELECT pg_relation_size('public.trades_2026_03')\"", env=env, capture=True).stdout)
         gb = heap / 1e9
@@ -107,11 +98,7 @@ def main():
             results[name] = (best[0], statistics.median(r[0] for r in runs), max(r[1] for r in runs), best[2], best[3], best[4])
             print(f"  {name}: min {best[0]:.2f} s", file=sys.stderr)
 
-        def reattach():
-            sh(f"""{psql} -c "DROP TRIGGER partition_archiver_frozen ON bench_hist.trades_2026_03" \
-                   -c "ALTER TABLE bench_hist.trades_2026_03 SET SCHEMA public" \
-                   -c "ALTER TABLE public.trades ATTACH PARTITION public.trades_2026_03 FOR VALUES FROM ('2026-03-01 00:00+00') TO ('2026-04-01 00:00+00')" \
-                   -c "DELETE FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'" """, env=env)
+        reattach = lambda: reattach_march(env)
 
         measure("raw COPY csv > /dev/null (one stream)", f"psql -X -c 'COPY {part} TO STDOUT (FORMAT csv)' > /dev/null")
         measure("pg_dump -Fc -t partition", f"pg_dump -Fc -t {part} -f {work}/p.dump")
@@ -160,8 +147,7 @@ def main():
         big = None
         if args.big_factor > 1:
             n = args.rows * args.big_factor
-            sh(f"{psql} -c {shlex.quote(gen.format(start='2026-04-01 00:00+00', days=30, n=n))}", env=env)
-            sh(f"{psql} -c 'VACUUM ANALYZE public.trades_2026_04'", env=env)
+            fill_trades(env, "2026-04", n)
             w, r, c, s, _ = timed(f"{pa} archive --table trades --partition trades_2026_04 > /dev/null", env)
             big = (n, w, r)
 

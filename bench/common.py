@@ -1,6 +1,6 @@
 """What the benchmark scripts share: running commands, starting and stopping the project's own
 PostgreSQL and LocalStack (infra/*.sh), and the --pin CPU layout."""
-import os, re, subprocess, sys, tempfile
+import os, re, shlex, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.path.join(ROOT, "target/release/partition-archiver")
@@ -46,3 +46,32 @@ def pin_servers(run_dir, env):
     sh(f"for p in {postmaster} $(pgrep -P {postmaster}); do taskset -a -p -c 0 $p > /dev/null; done", env=env)
     sh(f"for p in $(pgrep -g {localstack}); do taskset -a -p -c 1 $p > /dev/null; done", env=env)
     return "taskset -c 1 "
+
+
+PSQL = "psql -X -q -v ON_ERROR_STOP=1"
+
+# A month of `trades` with realistic distributions: 8 symbols, log-normal prices, random
+# quantities and fees, timestamps spread over the month.
+TRADES = """INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, fee, created_at)
+         SELECT (random() * 1e9)::bigint, (random() * 100000)::bigint,
+                (ARRAY['BTC-USD','ETH-USD','SOL-USD','ADA-USD','XRP-USD','DOGE-USD','AVAX-USD','DOT-USD'])[1 + (random() * 7)::int],
+                CASE WHEN random() < 0.5 THEN 'buy' ELSE 'sell' END,
+                round((exp(random() * 10) + 0.01)::numeric, 8), round((random() * 10 + 0.0001)::numeric, 8),
+                round((random() * 0.01)::numeric, 10),
+                timestamptz '{start}' + (random() * interval '30 days')
+           FROM generate_series(1, {n})"""
+
+
+def fill_trades(env, month, n):
+    """Inserts `n` trades into the partition of `month` ('2026-03') and VACUUM ANALYZEs it."""
+    sh(f"{PSQL} -c {shlex.quote(TRADES.format(start=month + '-01 00:00+00', n=n))}", env=env)
+    sh(f"{PSQL} -c 'VACUUM ANALYZE public.trades_{month.replace('-', '_')}'", env=env)
+
+
+def reattach_march(env):
+    """Puts trades_2026_03, moved to bench_hist by an archive, back as a partition with no manifest
+    row, ready to be archived again."""
+    sh(f"""{PSQL} -c "DROP TRIGGER partition_archiver_frozen ON bench_hist.trades_2026_03" \
+           -c "ALTER TABLE bench_hist.trades_2026_03 SET SCHEMA public" \
+           -c "ALTER TABLE public.trades ATTACH PARTITION public.trades_2026_03 FOR VALUES FROM ('2026-03-01 00:00+00') TO ('2026-04-01 00:00+00')" \
+           -c "DELETE FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'" """, env=env)

@@ -10,7 +10,7 @@ binary (built if missing). Never a test: figures go to stdout and BENCHMARKS.md.
 """
 import argparse, os, shlex, statistics, sys, tempfile, time
 
-from common import BINARY, pin_servers, sh, start_servers, stop_servers
+from common import BINARY, PSQL, fill_trades, pin_servers, reattach_march, sh, start_servers, stop_servers
 
 
 CLIENT = ""  # "taskset -c 1 " with --pin
@@ -41,21 +41,12 @@ def main():
         if args.pin:
             global CLIENT
             CLIENT = pin_servers(run_dir, env)
-        psql = "psql -X -q -v ON_ERROR_STOP=1"
+        psql = PSQL
         pa = f"{BINARY} --output json"
         sh(f"{pa} migrate > /dev/null", env=env)
         sh(f"env -u ARCHIVE_BUCKET {pa} maintain --now 2026-03-05T00:00:00Z > /dev/null", env=env)
-        gen = """INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, fee, created_at)
-                 SELECT (random() * 1e9)::bigint, (random() * 100000)::bigint,
-                        (ARRAY['BTC-USD','ETH-USD','SOL-USD','ADA-USD','XRP-USD','DOGE-USD','AVAX-USD','DOT-USD'])[1 + (random() * 7)::int],
-                        CASE WHEN random() < 0.5 THEN 'buy' ELSE 'sell' END,
-                        round((exp(random() * 10) + 0.01)::numeric, 8), round((random() * 10 + 0.0001)::numeric, 8),
-                        round((random() * 0.01)::numeric, 10),
-                        timestamptz '{start}' + (random() * interval '{days} days')
-                   FROM generate_series(1, {n})"""
         t0 = time.perf_counter()
-        sh(f"{psql} -c {shlex.quote(gen.format(start='2026-03-01 00:00+00', days=30, n=args.rows))}", env=env)
-        sh(f"{psql} -c 'VACUUM ANALYZE public.trades_2026_03'", env=env)
+        fill_trades(env, "2026-03", args.rows)
         print(f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         size = sh(f"psql -X -At -c \"SELECT pg_size_pretty(pg_table_size('public.trades_2026_03'))\"", env=env, capture=True).stdout.strip()
 
@@ -77,11 +68,7 @@ def main():
         measure("pg_dump -Fc -t partition", f"pg_dump -Fc -t {part} -f {work}/p.dump")
 
         sh(f"{psql} -c \"UPDATE partition_archiver.part_config SET retention_action = 'archive_move', historical_schema = 'bench_hist' WHERE table_name = 'trades'\"", env=env)
-        def reattach():
-            sh(f"""{psql} -c "DROP TRIGGER partition_archiver_frozen ON bench_hist.trades_2026_03" \
-                   -c "ALTER TABLE bench_hist.trades_2026_03 SET SCHEMA public" \
-                   -c "ALTER TABLE public.trades ATTACH PARTITION public.trades_2026_03 FOR VALUES FROM ('2026-03-01 00:00+00') TO ('2026-04-01 00:00+00')" \
-                   -c "DELETE FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'" """, env=env)
+        reattach = lambda: reattach_march(env)
         # Archives are write-once: each repeat archives under a prefix of its own (a key already
         # holding this partition would be adopted by content, not uploaded).
         fresh = "ARCHIVE_PREFIX=bench-$(date +%s%N)"
@@ -102,8 +89,7 @@ def main():
         big = None
         if args.big_factor > 1:
             n = args.rows * args.big_factor
-            sh(f"{psql} -c {shlex.quote(gen.format(start='2026-04-01 00:00+00', days=30, n=n))}", env=env)
-            sh(f"{psql} -c 'VACUUM ANALYZE public.trades_2026_04'", env=env)
+            fill_trades(env, "2026-04", n)
             w, r = timed(f"{pa} archive --table trades --partition trades_2026_04 > /dev/null", env)
             big = (n, w, r)
 
