@@ -98,7 +98,13 @@ async fn object_by_reading(archiver: &Archiver, rec: &ManifestRecord, obj: &Arch
         archiver.store.settings.progress_log_every(),
     );
     let source =
-        Source { key: obj.key, version_id: obj.version_id, format: rec.format()?, compression: rec.compression()? };
+        Source {
+        key: obj.key,
+        version_id: obj.version_id,
+        format: rec.format()?,
+        compression: rec.compression()?,
+        columns: &rec.columns,
+    };
     let got = pipeline::scan_object(&archiver.store, source, Hashes::Object, progress).await?;
     anyhow::ensure!(
         Some(got.sha256.as_str()) == obj.sha256,

@@ -197,7 +197,7 @@ pub fn chunk_key(
     format: Format,
     compression: Compression,
 ) -> String {
-    let name = format!("{partition}.g{generation}.c{chunk_no:05}.{}{}", format.extension(), compression.extension());
+    let name = format!("{partition}.g{generation}.c{chunk_no:05}{}", format.suffix(compression));
     match single_key.rsplit_once('/') {
         Some((dir, _)) => format!("{dir}/{name}"),
         None => name,
@@ -228,13 +228,12 @@ pub fn object_key(
         None => "year=0000".to_string(),
     };
     let base = format!(
-        "{}.{}/{}/{}.{}{}",
+        "{}.{}/{}/{}{}",
         record.table_schema,
         record.table_name,
         period,
         record.partition_name,
-        format.extension(),
-        compression.extension()
+        format.suffix(compression)
     );
     if prefix.is_empty() {
         base
@@ -552,7 +551,13 @@ mod tests {
         ours.object_key = Some("p/public.trades/year=2026/month=03/trades_2026_03.csv.zst".into());
         ours.sha256 = Some("ab".repeat(32));
         ours.row_count = Some(10);
-        ours.columns = vec![Column { name: "price".into(), type_name: "double precision".into(), not_null: false }];
+        ours.columns = vec![Column {
+            name: "price".into(),
+            type_name: "double precision".into(),
+            not_null: false,
+            type_oid: Some(701),
+            typmod: Some(-1),
+        }];
         let mut same = ours.clone();
         same.state = "dropped".into();
         same.upload_token = Some("other".into());

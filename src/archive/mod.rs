@@ -4,6 +4,7 @@
 //! - [`pipeline`]: the streaming pipelines (COPY -> compressor -> S3 multipart, and back).
 //! - [`store`]: S3 calls (multipart, SSE, Object Lock, conditional writes, HEAD with checksums).
 //! - [`manifest`]: the manifest record (database row = JSON document) and the key layout.
+//! - [`parquet`]: Parquet archives: PostgreSQL types mapped to Arrow, exact or refused.
 //! - [`rows`]: row counting in CSV and binary COPY streams.
 //! - [`progress`]: a bar on a terminal, a log line every 30 s elsewhere, for every long stream.
 //! - [`restore`]: restore (one transaction, verified), verify, manifest lookup in S3.
@@ -17,6 +18,7 @@
 
 pub mod check;
 pub mod manifest;
+pub mod parquet;
 pub mod pipeline;
 pub mod progress;
 pub mod restore;

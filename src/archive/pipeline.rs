@@ -9,6 +9,10 @@
 //!           --chunks--> COPY FROM STDIN sink (async); the caller commits only if the SHA-256 and
 //!           the row count both match.
 
+use crate::archive::parquet::decode::DecodeError;
+use crate::archive::parquet::read::{self as parquet_read, CsvReader};
+use crate::archive::parquet::write::{ParquetEncoder, WriteOptions};
+use crate::archive::parquet::ArchiveColumn;
 use crate::archive::progress::Progress;
 use crate::archive::rows::RowCounter;
 use crate::archive::settings::{Compression, Format};
@@ -37,6 +41,30 @@ pub struct Streamed {
     pub composite_sha256: String,
     /// (part number, ETag, base64 SHA-256) of every part, in order: what completing needs.
     pub parts: Vec<(i32, String, String)>,
+}
+
+/// The `COPY ... TO STDOUT` that feeds an archive of `partition`, or of its rows matching
+/// `condition` (a chunk's ctid range). A Parquet archive selects its columns by name, with the
+/// text-form ones cast on the server, and reads them in binary.
+pub fn copy_out_sql(
+    partition: &crate::plan::ident::QualifiedName,
+    format: Format,
+    parquet: Option<&ParquetWrite>,
+    condition: Option<&str>,
+) -> String {
+    let filter = condition.map(|c| format!(" WHERE {c}")).unwrap_or_default();
+    match parquet {
+        Some(p) => format!(
+            "COPY (SELECT {} FROM ONLY {}{filter}) TO STDOUT {}",
+            crate::archive::parquet::columns::select_list(&p.columns),
+            partition.quoted(),
+            format.copy_to_options()
+        ),
+        None if condition.is_some() => {
+            format!("COPY (SELECT * FROM {}{filter}) TO STDOUT {}", partition.quoted(), format.copy_to_options())
+        }
+        None => format!("COPY {} TO STDOUT {}", partition.quoted(), format.copy_to_options()),
+    }
 }
 
 /// COPY rows are handed to the compressor in batches of about this many bytes.
@@ -177,10 +205,24 @@ enum Encoder {
     Zstd(ZstdFrames),
     Gzip(flate2::write::GzEncoder<PartSink>),
     Plain(PartSink),
+    Parquet(Box<ParquetEncoder<PartSink>>),
 }
 
 impl Encoder {
-    fn new(compression: Compression, level: i32, sink: PartSink) -> std::io::Result<Self> {
+    fn new(
+        compression: Compression,
+        level: i32,
+        parquet: Option<&ParquetWrite>,
+        sink: PartSink,
+    ) -> anyhow::Result<Self> {
+        if let Some(p) = parquet {
+            let options = WriteOptions {
+                columns: p.columns.clone(),
+                zstd_level: (compression == Compression::Zstd).then_some(level),
+                row_group_bytes: p.row_group_bytes,
+            };
+            return Ok(Self::Parquet(Box::new(ParquetEncoder::new(&options, sink)?)));
+        }
         Ok(match compression {
             Compression::Zstd => Self::Zstd(ZstdFrames::new(level, sink)?),
             Compression::Gzip => {
@@ -189,20 +231,34 @@ impl Encoder {
             Compression::None => Self::Plain(sink),
         })
     }
-    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+    fn write_all(&mut self, data: &[u8]) -> anyhow::Result<()> {
         match self {
-            Self::Zstd(e) => e.write_all(data),
-            Self::Gzip(e) => e.write_all(data),
-            Self::Plain(s) => s.write_all(data),
+            Self::Zstd(e) => e.write_all(data)?,
+            Self::Gzip(e) => e.write_all(data)?,
+            Self::Plain(s) => s.write_all(data)?,
+            Self::Parquet(e) => e.write_all(data)?,
         }
+        Ok(())
     }
-    fn finish(self) -> std::io::Result<PartSink> {
-        match self {
-            Self::Zstd(e) => e.finish(),
-            Self::Gzip(e) => e.finish(),
-            Self::Plain(s) => Ok(s),
-        }
+    /// The sink, and the rows the Parquet encoder decoded (None for the byte encoders).
+    fn finish(self) -> anyhow::Result<(PartSink, Option<u64>)> {
+        Ok(match self {
+            Self::Zstd(e) => (e.finish()?, None),
+            Self::Gzip(e) => (e.finish()?, None),
+            Self::Plain(s) => (s, None),
+            Self::Parquet(e) => {
+                let (sink, rows) = e.finish()?;
+                (sink, Some(rows))
+            }
+        })
     }
+}
+
+/// What a Parquet archive needs besides the compression: its columns and the row-group bound.
+#[derive(Debug, Clone)]
+pub struct ParquetWrite {
+    pub columns: Vec<ArchiveColumn>,
+    pub row_group_bytes: usize,
 }
 
 /// Streams `copy_sql` (a `COPY ... TO STDOUT`) into the multipart upload `upload_id` of `key`.
@@ -217,10 +273,12 @@ pub async fn archive_stream(
     format: Format,
     compression: Compression,
     level: i32,
+    parquet: Option<ParquetWrite>,
     part_size: usize,
     parts_in_flight: usize,
     mut progress: Progress,
 ) -> anyhow::Result<Streamed> {
+    anyhow::ensure!(parquet.is_some() == (format == Format::Parquet), "a Parquet archive needs its columns");
     let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
     let (part_tx, mut part_rx) = mpsc::channel::<Part>(1);
@@ -260,18 +318,22 @@ pub async fn archive_stream(
             total: 0,
             tx: part_tx,
         };
-        let mut encoder = Encoder::new(compression, level, sink).context("start compressor")?;
+        let mut encoder = Encoder::new(compression, level, parquet.as_ref(), sink).context("start compressor")?;
         let mut counter = RowCounter::new(format, format == Format::Csv);
         let mut raw = 0u64;
         while let Some(chunk) = raw_rx.blocking_recv() {
             counter.feed(&chunk);
             raw += chunk.len() as u64;
             progress.update(counter.so_far(), raw);
-            encoder.write_all(&chunk).context("compress")?;
+            encoder.write_all(&chunk).map_err(encode_error)?;
         }
         progress.finish();
-        let (compressed, sha) = encoder.finish().context("finish compression")?.finish().context("ship last part")?;
+        let (sink, decoded) = encoder.finish().map_err(encode_error)?;
+        let (compressed, sha) = sink.finish().context("ship last part")?;
         let rows = counter.finish().map_err(|e| anyhow!("COPY stream: {e}"))?;
+        if let Some(decoded) = decoded {
+            anyhow::ensure!(decoded == rows, "the Parquet encoder wrote {decoded} rows of the {rows} streamed");
+        }
         Ok((rows, compressed, sha))
     });
 
@@ -321,6 +383,18 @@ pub async fn archive_stream(
     Ok(Streamed { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts })
 }
 
+/// An encoder's error: a value a Parquet column cannot hold (or a row over the row-group bound)
+/// becomes an integrity error, which stops the partition's archive before anything is dropped.
+fn encode_error(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast::<DecodeError>() {
+        Ok(d @ (DecodeError::Unrepresentable { .. } | DecodeError::RowTooLarge { .. })) => {
+            anyhow::Error::new(crate::error::Error::integrity(d.to_string()))
+        }
+        Ok(d) => anyhow::Error::new(d).context("decode the binary COPY stream"),
+        Err(e) => e.context("compress"),
+    }
+}
+
 /// A `Read` over chunks arriving on a channel (the decompressor's input).
 struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
@@ -340,6 +414,59 @@ impl Read for ChannelReader {
         self.current = self.current.slice(n..);
         Ok(n)
     }
+}
+
+/// The footer of the Parquet object at `key`, checked against the manifest's columns, as a reader
+/// ready for the object's bytes.
+async fn parquet_footer(
+    store: &Store,
+    key: &str,
+    version_id: Option<&str>,
+    columns: &[crate::pg::catalog::Column],
+) -> anyhow::Result<CsvReader> {
+    let bucket = &store.settings.bucket;
+    let head = store
+        .head(key, version_id)
+        .await?
+        .ok_or_else(|| anyhow!("archive object s3://{bucket}/{key} does not exist"))?;
+    let size = head.size.max(0) as u64;
+    let mut want = parquet_read::TAIL_BYTES.min(size);
+    let metadata = loop {
+        let tail = store.get_range(key, version_id, size - want, size).await?;
+        match parquet_read::parse_footer(&tail, size) {
+            Ok(m) => break m,
+            Err(Some(n)) if n > want => want = n,
+            Err(_) => bail!(
+                "s3://{bucket}/{key} is not a readable Parquet file (no valid footer in its {size} bytes: truncated or \
+                 corrupted)"
+            ),
+        }
+    };
+    let columns = parquet_read::expected_columns(columns, &metadata)
+        .with_context(|| format!("s3://{bucket}/{key} does not match its manifest"))?;
+    CsvReader::new(metadata, &columns, size)
+}
+
+/// The restore's middle stage for a Parquet object: its bytes in, CSV rows out.
+fn parquet_to_csv(
+    mut reader: CsvReader,
+    mut input: mpsc::Receiver<Bytes>,
+    output: mpsc::Sender<Bytes>,
+    hashes: Hashes,
+) -> anyhow::Result<(u64, Option<String>)> {
+    let mut raw_hash = (hashes == Hashes::Content).then(Sha256::new);
+    while let Some(chunk) = input.blocking_recv() {
+        reader
+            .feed(&chunk, &mut |csv| {
+                if let Some(h) = raw_hash.as_mut() {
+                    h.update(&csv);
+                }
+                output.blocking_send(Bytes::from(csv)).map_err(|_| anyhow!("COPY FROM stopped"))
+            })
+            .context("read the Parquet object (corrupt or truncated?)")?;
+    }
+    let rows = reader.finish().context("read the Parquet object")?;
+    Ok((rows, raw_hash.map(|h| hex::encode(h.finalize()))))
 }
 
 /// What the restore pipeline saw.
@@ -384,6 +511,8 @@ pub struct Source<'a> {
     pub version_id: Option<&'a str>,
     pub format: Format,
     pub compression: Compression,
+    /// The manifest's columns: a Parquet object's schema must match them.
+    pub columns: &'a [crate::pg::catalog::Column],
 }
 
 /// Streams the object into `copy_in_sql` (a `COPY ... FROM STDIN`) on `tx`'s connection. The
@@ -424,12 +553,21 @@ async fn read_object(
     hashes: Hashes,
     mut progress: Progress,
 ) -> anyhow::Result<Restored> {
-    let Source { key, version_id, format, compression } = source;
+    let Source { key, version_id, format, compression, columns } = source;
+    // A Parquet object is read footer first (a ranged GET of its tail), checked against the
+    // manifest's columns before a byte is restored.
+    let parquet = match format {
+        Format::Parquet => Some(parquet_footer(store, key, version_id, columns).await?),
+        _ => None,
+    };
     let mut body = store.get_stream(key, version_id).await?;
     let (comp_tx, comp_rx) = mpsc::channel::<Bytes>(8);
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
 
     let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, Option<String>)> {
+        if let Some(reader) = parquet {
+            return parquet_to_csv(reader, comp_rx, raw_tx, hashes);
+        }
         let input = ChannelReader { rx: comp_rx, current: Bytes::new() };
         let mut decoder: Box<dyn Read> = match compression {
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).context("start zstd decoder")?),

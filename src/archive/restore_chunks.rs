@@ -187,13 +187,14 @@ async fn load_chunks(
     let streams = chunks::streams_for(archiver.store.settings.streams, objects.len());
     let queue = Arc::new(Mutex::new(VecDeque::from(objects)));
     let stop = Arc::new(AtomicBool::new(false));
-    let copy_sql = format!("COPY {} FROM STDIN {}", staging.quoted(), format.copy_options());
+    let copy_sql = format!("COPY {} FROM STDIN {}", staging.quoted(), format.copy_from_options());
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..streams {
         let (db, queue, stop, copy_sql, archiver) =
             (db.clone(), queue.clone(), stop.clone(), copy_sql.clone(), archiver.clone());
         let partition = rec.partition_name.clone();
         let staging = staging.clone();
+        let columns = rec.columns.clone();
         workers.spawn(async move {
             let mut conn = db.connect().await.context("connect a restore stream").map_err(wrap)?;
             let mut rows = 0u64;
@@ -218,7 +219,7 @@ async fn load_chunks(
                             "{staging} is no longer the table this restore created: nothing was kept"
                         )));
                     }
-                    let source = Source { key, version_id: version, format, compression };
+                    let source = Source { key, version_id: version, format, compression, columns: &columns };
                     let progress = Progress::start(
                         format!("restore {partition} chunk {no}"),
                         Measure::Bytes,

@@ -14,7 +14,8 @@ impl RowCounter {
     pub fn new(format: Format, header: bool) -> Self {
         match format {
             Format::Csv => Self::Csv { in_quotes: false, newlines: 0, header },
-            Format::Binary => Self::Binary(BinaryCounter::default()),
+            // A Parquet archive is fed by a binary COPY.
+            Format::Binary | Format::Parquet => Self::Binary(BinaryCounter::default()),
         }
     }
 

@@ -28,6 +28,8 @@ pub const MAX_STREAMS: usize = 64;
 pub enum Format {
     Csv,
     Binary,
+    /// Typed columns (`archive/parquet`), compressed inside the file.
+    Parquet,
 }
 
 impl Format {
@@ -35,6 +37,7 @@ impl Format {
         match s {
             "csv" => Some(Self::Csv),
             "binary" => Some(Self::Binary),
+            "parquet" => Some(Self::Parquet),
             _ => None,
         }
     }
@@ -42,18 +45,43 @@ impl Format {
         match self {
             Self::Csv => "csv",
             Self::Binary => "binary",
+            Self::Parquet => "parquet",
         }
     }
-    pub fn extension(self) -> &'static str {
+    /// The object name's ending: `.csv.zst`, `.pgcopy.gz`, `.parquet` (a Parquet file compresses
+    /// its pages itself; the object is not compressed again).
+    pub fn suffix(self, compression: Compression) -> String {
         match self {
-            Self::Csv => "csv",
-            Self::Binary => "pgcopy",
+            Self::Csv => format!(".csv{}", compression.extension()),
+            Self::Binary => format!(".pgcopy{}", compression.extension()),
+            Self::Parquet => ".parquet".into(),
         }
     }
-    pub fn copy_options(self) -> &'static str {
+    /// Options of the `COPY ... TO STDOUT` that feeds an archive: Parquet is decoded from binary.
+    pub fn copy_to_options(self) -> &'static str {
+        match self {
+            Self::Csv => "(FORMAT csv, HEADER)",
+            Self::Binary | Self::Parquet => "(FORMAT binary)",
+        }
+    }
+    /// Options of the `COPY ... FROM STDIN` that restores one: a Parquet object is read back into
+    /// CSV rows (no header), so PostgreSQL's input functions rebuild each value.
+    pub fn copy_from_options(self) -> &'static str {
         match self {
             Self::Csv => "(FORMAT csv, HEADER)",
             Self::Binary => "(FORMAT binary)",
+            Self::Parquet => "(FORMAT csv)",
+        }
+    }
+    /// Whether `compression` can be used with this format.
+    pub fn supports(self, compression: Compression) -> bool {
+        self != Self::Parquet || compression != Compression::Gzip
+    }
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::Csv => "text/csv",
+            Self::Binary => "application/octet-stream",
+            Self::Parquet => "application/vnd.apache.parquet",
         }
     }
 }
@@ -127,6 +155,9 @@ pub struct ArchiveSettings {
     pub chunk_size: u64,
     /// Chunks archived (and restored) at once, each on its own connection (`ARCHIVE_STREAMS`).
     pub streams: usize,
+    /// Parquet row groups are cut when the writer's buffers reach this many bytes
+    /// (`ARCHIVE_PARQUET_ROW_GROUP_BYTES`); a row larger than this is refused.
+    pub parquet_row_group_bytes: usize,
 }
 
 impl ArchiveSettings {
@@ -155,13 +186,22 @@ impl ArchiveSettings {
         }
         let format = match get("ARCHIVE_FORMAT") {
             None => Format::Csv,
-            Some(f) => Format::parse(&f).ok_or_else(|| ConfigError::invalid("ARCHIVE_FORMAT", &f, "csv or binary"))?,
+            Some(f) => {
+                Format::parse(&f).ok_or_else(|| ConfigError::invalid("ARCHIVE_FORMAT", &f, "csv, binary or parquet"))?
+            }
         };
         let compression = match get("ARCHIVE_COMPRESSION") {
             None => Compression::Zstd,
             Some(c) => Compression::parse(&c)
                 .ok_or_else(|| ConfigError::invalid("ARCHIVE_COMPRESSION", &c, "zstd, gzip or none"))?,
         };
+        if !format.supports(compression) {
+            return Err(ConfigError::invalid(
+                "ARCHIVE_COMPRESSION",
+                compression.as_str(),
+                "zstd or none with ARCHIVE_FORMAT=parquet (pages are compressed inside the file)",
+            ));
+        }
         let compression_level = match get("ARCHIVE_COMPRESSION_LEVEL") {
             // zstd 1, not zstd's own default of 3: measured on the benchmark's CSV partitions
             // (random trades, and orders with sequential ids and timestamps), level 1 gave the
@@ -293,7 +333,18 @@ impl ArchiveSettings {
                 )
             })?,
         };
+        let parquet_row_group_bytes = match get("ARCHIVE_PARQUET_ROW_GROUP_BYTES") {
+            // 32 MiB: row groups large enough for engines to read in few requests, small enough
+            // that two streams stay well under 256 MiB of memory (ARCHITECTURE.md has the sum).
+            None => crate::archive::parquet::write::DEFAULT_ROW_GROUP_BYTES,
+            Some(s) => parse_size(&s)
+                .filter(|v| (crate::archive::parquet::write::MIN_ROW_GROUP_BYTES..=1024 * MIB).contains(v))
+                .ok_or_else(|| {
+                    ConfigError::invalid("ARCHIVE_PARQUET_ROW_GROUP_BYTES", &s, "a size from 1MiB to 1GiB, such as 32MiB")
+                })?,
+        };
         Ok(Some(Self {
+            parquet_row_group_bytes,
             chunk_size,
             streams,
             retrieval,
@@ -362,7 +413,10 @@ mod tests {
         assert!(parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "2048GiB")]).unwrap().is_some());
         let bad: &[(&[(&str, &str)], &str)] = &[
             (&[("ARCHIVE_BUCKET", "Bad_Bucket")], "ARCHIVE_BUCKET"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet")], "ARCHIVE_FORMAT"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "orc")], "ARCHIVE_FORMAT"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet"), ("ARCHIVE_COMPRESSION", "gzip")], "ARCHIVE_COMPRESSION"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "512KiB")], "ARCHIVE_PARQUET_ROW_GROUP_BYTES"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "lots")], "ARCHIVE_PARQUET_ROW_GROUP_BYTES"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION", "lz4")], "ARCHIVE_COMPRESSION"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION_LEVEL", "42")], "ARCHIVE_COMPRESSION_LEVEL"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "1MiB")], "at least 5MiB"),

@@ -448,6 +448,40 @@ impl Store {
         }
     }
 
+    /// Bytes `start..end` of an object (a Parquet footer): small, read whole.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        version_id: Option<&str>,
+        start: u64,
+        end: u64,
+    ) -> anyhow::Result<bytes::Bytes> {
+        if start >= end {
+            return Ok(bytes::Bytes::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(self.bucket())
+            .key(key)
+            .set_version_id(version_id.map(str::to_string))
+            .range(format!("bytes={start}-{}", end - 1))
+            .send()
+            .await
+            .map_err(sdk_err)
+            .with_context(|| format!("get bytes {start}..{end} of s3://{}/{key}", self.bucket()))?;
+        let body = out.body.collect().await.with_context(|| format!("read s3://{}/{key}", self.bucket()))?;
+        let bytes = body.into_bytes();
+        anyhow::ensure!(
+            bytes.len() as u64 == end - start,
+            "s3://{}/{key}: asked for {} bytes, got {}",
+            self.bucket(),
+            end - start,
+            bytes.len()
+        );
+        Ok(bytes)
+    }
+
     pub async fn get_stream(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<ByteStream> {
         let out = self
             .client

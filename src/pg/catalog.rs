@@ -273,13 +273,19 @@ pub struct Column {
     pub type_name: String,
     #[serde(default)]
     pub not_null: bool,
+    /// The type's oid and typmod (`pg_attribute.atttypid`, `atttypmod`): what a typed archive
+    /// (Parquet) maps the column by. Absent in manifests written before typed archives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_oid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub typmod: Option<i32>,
 }
 
 /// Column names, types and NOT NULL of a relation, in order, as `CREATE TABLE` would need them.
 pub async fn columns(client: &impl GenericClient, rel: &QualifiedName) -> anyhow::Result<Vec<Column>> {
     let rows = client
         .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atttypid, a.atttypmod
                FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
               WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
                 AND a.attgenerated = ''  -- COPY leaves generated columns out; so do we
@@ -288,7 +294,16 @@ pub async fn columns(client: &impl GenericClient, rel: &QualifiedName) -> anyhow
         )
         .await
         .with_context(|| format!("read columns of {rel}"))?;
-    Ok(rows.into_iter().map(|r| Column { name: r.get(0), type_name: r.get(1), not_null: r.get(2) }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| Column {
+            name: r.get(0),
+            type_name: r.get(1),
+            not_null: r.get(2),
+            type_oid: Some(r.get(3)),
+            typmod: Some(r.get(4)),
+        })
+        .collect())
 }
 
 #[cfg(test)]

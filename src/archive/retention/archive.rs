@@ -62,10 +62,39 @@ impl Target {
         Self { format, compression, key }
     }
 
-    /// The COPY that streams `partition` in this target's format.
-    fn copy_sql(&self, partition: &QualifiedName) -> String {
-        format!("COPY {} TO STDOUT {}", partition.quoted(), self.format.copy_options())
+}
+
+/// What a Parquet archive of `partition` needs: its columns as the catalog has them now, which
+/// must be those the manifest recorded at the detach (a column changed since would make the
+/// archive disagree with its manifest), and the row-group bound. None for the other formats.
+pub(super) async fn parquet_write(
+    client: &Client,
+    rec: &ManifestRecord,
+    format: Format,
+    partition: &QualifiedName,
+    settings: &crate::archive::settings::ArchiveSettings,
+) -> anyhow::Result<Option<pipeline::ParquetWrite>> {
+    if format != Format::Parquet {
+        return Ok(None);
     }
+    let live = crate::pg::catalog::columns(client, partition).await?;
+    let same = live.len() == rec.columns.len()
+        && live.iter().zip(&rec.columns).all(|(l, m)| l.name == m.name && l.type_name == m.type_name);
+    if !same {
+        return Err(anyhow::Error::new(Error::integrity(format!(
+            "{partition}: its columns changed since it was detached (the manifest records {}, the table has {}): not \
+             archived, nothing dropped",
+            describe(&rec.columns),
+            describe(&live)
+        ))));
+    }
+    let columns =
+        crate::archive::parquet::columns::archive_columns(&live).map_err(|e| anyhow!("{partition}: {e}"))?;
+    Ok(Some(pipeline::ParquetWrite { columns, row_group_bytes: settings.parquet_row_group_bytes }))
+}
+
+fn describe(columns: &[crate::pg::catalog::Column]) -> String {
+    columns.iter().map(|c| format!("{} {}", c.name, c.type_name)).collect::<Vec<_>>().join(", ")
 }
 
 /// Archives a detached partition through every phase that remains, and returns what it archived.
@@ -225,8 +254,8 @@ async fn stream(
         system_identifier: rec.system_identifier.clone(),
         source: format!("{}/{}", policy.table, partition.name),
     };
-    let content_type = if format == Format::Csv { "text/csv" } else { "application/octet-stream" };
-    let upload_id = store.create_upload(key, content_type, &origin).await?;
+    let parquet = parquet_write(client, rec, format, partition, settings).await?;
+    let upload_id = store.create_upload(key, format.content_type(), &origin).await?;
     exec(
         client,
         &manifest::set_state_sql(
@@ -267,13 +296,14 @@ async fn stream(
     );
     let streamed = pipeline::archive_stream(
         client,
-        &target.copy_sql(partition),
+        &pipeline::copy_out_sql(partition, format, parquet.as_ref(), None),
         store,
         key,
         &upload_id,
         format,
         compression,
         settings.compression_level,
+        parquet,
         settings.part_size_for(estimated.max(0) as u64),
         settings.parts_in_flight,
         progress,
@@ -406,9 +436,13 @@ async fn adopt_existing(
     // this run's partition; one without a checksum could never pass the HEAD check).
     let readable =
         retrieval::access(head.storage_class.as_deref(), head.archive_status.as_deref(), head.restore.as_deref());
-    if readable != Ok(Access::Readable) || head.checksum_sha256.is_none() {
+    let parquet = target.format == Format::Parquet;
+    if readable != Ok(Access::Readable) || head.checksum_sha256.is_none() || parquet {
         let why = match readable {
             Err(unknown) => unknown,
+            // A Parquet file's bytes depend on the writer, not only on the rows: no COPY of
+            // the table can be compared with it.
+            Ok(Access::Readable) if parquet => "a Parquet object is adopted only by its upload token".to_string(),
             Ok(Access::Readable) => "it has no S3 SHA-256 checksum".to_string(),
             Ok(_) => format!("it is in {class}, not readable without a retrieval"),
         };
@@ -420,8 +454,13 @@ async fn adopt_existing(
         ))
         .await;
     }
-    let source =
-        Source { key, version_id: head.version_id.as_deref(), format: target.format, compression: target.compression };
+    let source = Source {
+        key,
+        version_id: head.version_id.as_deref(),
+        format: target.format,
+        compression: target.compression,
+        columns: &rec.columns,
+    };
     let every = archiver.store.settings.progress_log_every();
     let progress =
         Progress::start(format!("read s3://{bucket}/{key}"), Measure::Bytes, Some(head.size.max(0) as u64), every);
@@ -429,7 +468,8 @@ async fn adopt_existing(
         .await
         .with_context(|| format!("read the object already at s3://{bucket}/{key}"))?;
     let (rows, raw_bytes, raw_sha256) =
-        pipeline::copy_digest(client, &target.copy_sql(partition), target.format).await?;
+        pipeline::copy_digest(client, &pipeline::copy_out_sql(partition, target.format, None, None), target.format)
+            .await?;
     if object.raw_sha256.as_deref() == Some(raw_sha256.as_str())
         && object.rows_counted == rows
         && object.compressed_bytes == head.size as u64

@@ -516,8 +516,8 @@ async fn archive_locked_chunk(
         system_identifier: rec.system_identifier.clone(),
         source: format!("{}/{}#{}", policy.table, partition.name, chunk.chunk_no),
     };
-    let content_type = if format == Format::Csv { "text/csv" } else { "application/octet-stream" };
-    let upload_id = store.create_upload(key, content_type, &origin).await?;
+    let parquet = super::archive::parquet_write(conn, rec, format, partition, &store.settings).await?;
+    let upload_id = store.create_upload(key, format.content_type(), &origin).await?;
     let recorded = set_chunk(
         conn,
         policy,
@@ -552,8 +552,7 @@ async fn archive_locked_chunk(
         None,
         settings.progress_log_every(),
     );
-    let copy_sql =
-        format!("COPY (SELECT * FROM {} WHERE {condition}) TO STDOUT {}", partition.quoted(), format.copy_options());
+    let copy_sql = pipeline::copy_out_sql(partition, format, parquet.as_ref(), Some(&condition));
     let outcome: anyhow::Result<Result<pipeline::Streamed, String>> = async {
         let up = pipeline::archive_stream(
             conn,
@@ -564,6 +563,7 @@ async fn archive_locked_chunk(
             format,
             compression,
             settings.compression_level,
+            parquet,
             settings.part_size_for(heap_bytes),
             settings.parts_in_flight,
             progress,
