@@ -6,6 +6,7 @@
 //!   (`verify --deep`); only for objects S3 serves now.
 
 use crate::archive::manifest::{ArchiveObject, ManifestRecord};
+use crate::archive::parquet;
 use crate::archive::pipeline::{self, Hashes, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access};
@@ -97,8 +98,7 @@ async fn object_by_reading(archiver: &Archiver, rec: &ManifestRecord, obj: &Arch
         obj.compressed_bytes.map(|b| b.max(0) as u64),
         archiver.store.settings.progress_log_every(),
     );
-    let source =
-        Source {
+    let source = Source {
         key: obj.key,
         version_id: obj.version_id,
         format: rec.format()?,
@@ -119,4 +119,43 @@ async fn object_by_reading(archiver: &Archiver, rec: &ManifestRecord, obj: &Arch
         obj.row_count
     );
     Ok(got.rows_counted)
+}
+
+/// The statistics check of a Parquet archive: every object's footer matches the manifest's
+/// columns, and the footers' row count, null counts, min and max equal PostgreSQL's own over the
+/// partition (one query; `parquet::stats` says which columns compare min/max). Ok(Err(why)) on a
+/// difference; other formats pass.
+pub async fn by_statistics(
+    client: &tokio_postgres::Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+) -> anyhow::Result<Result<(), String>> {
+    if rec.format()? != crate::archive::settings::Format::Parquet {
+        return Ok(Ok(()));
+    }
+    let mut metadatas = Vec::new();
+    let mut columns = None;
+    for obj in rec.objects() {
+        let (meta, _) = pipeline::parquet_metadata(&archiver.store, obj.key, obj.version_id).await?;
+        match parquet::read::expected_columns(&rec.columns, &meta) {
+            Ok(c) => columns = Some(c),
+            Err(e) => return Ok(Err(format!("{}: {e:#}", obj.label()))),
+        }
+        metadatas.push(meta);
+    }
+    let columns = columns.context("no object recorded")?;
+    let partition = rec.partition();
+    let row = client
+        .query_one(&parquet::stats::query(&partition.quoted(), &columns), &[])
+        .await
+        .with_context(|| format!("compute the statistics of {partition}"))?;
+    let pg: Vec<parquet::stats::PgStats> = (0..columns.len())
+        .map(|i| parquet::stats::PgStats {
+            non_null: row.get(1 + 3 * i),
+            min: row.get(2 + 3 * i),
+            max: row.get(3 + 3 * i),
+        })
+        .collect();
+    Ok(parquet::stats::compare(&columns, &metadatas, row.get(0), &pg)
+        .map_err(|why| format!("{partition}: the Parquet archive's statistics differ from the table's: {why}")))
 }

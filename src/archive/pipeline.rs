@@ -416,6 +416,33 @@ impl Read for ChannelReader {
     }
 }
 
+/// The footer of the Parquet object at `key` (a ranged GET of its tail, again if the footer is
+/// larger) and the object's size.
+pub async fn parquet_metadata(
+    store: &Store,
+    key: &str,
+    version_id: Option<&str>,
+) -> anyhow::Result<(parquet::file::metadata::ParquetMetaData, u64)> {
+    let bucket = &store.settings.bucket;
+    let head = store
+        .head(key, version_id)
+        .await?
+        .ok_or_else(|| anyhow!("archive object s3://{bucket}/{key} does not exist"))?;
+    let size = head.size.max(0) as u64;
+    let mut want = parquet_read::TAIL_BYTES.min(size);
+    loop {
+        let tail = store.get_range(key, version_id, size - want, size).await?;
+        match parquet_read::parse_footer(&tail, size) {
+            Ok(m) => return Ok((m, size)),
+            Err(Some(n)) if n > want => want = n,
+            Err(_) => bail!(
+                "s3://{bucket}/{key} is not a readable Parquet file (no valid footer in its {size} bytes: truncated or \
+                 corrupted)"
+            ),
+        }
+    }
+}
+
 /// The footer of the Parquet object at `key`, checked against the manifest's columns, as a reader
 /// ready for the object's bytes.
 async fn parquet_footer(
@@ -424,26 +451,9 @@ async fn parquet_footer(
     version_id: Option<&str>,
     columns: &[crate::pg::catalog::Column],
 ) -> anyhow::Result<CsvReader> {
-    let bucket = &store.settings.bucket;
-    let head = store
-        .head(key, version_id)
-        .await?
-        .ok_or_else(|| anyhow!("archive object s3://{bucket}/{key} does not exist"))?;
-    let size = head.size.max(0) as u64;
-    let mut want = parquet_read::TAIL_BYTES.min(size);
-    let metadata = loop {
-        let tail = store.get_range(key, version_id, size - want, size).await?;
-        match parquet_read::parse_footer(&tail, size) {
-            Ok(m) => break m,
-            Err(Some(n)) if n > want => want = n,
-            Err(_) => bail!(
-                "s3://{bucket}/{key} is not a readable Parquet file (no valid footer in its {size} bytes: truncated or \
-                 corrupted)"
-            ),
-        }
-    };
+    let (metadata, size) = parquet_metadata(store, key, version_id).await?;
     let columns = parquet_read::expected_columns(columns, &metadata)
-        .with_context(|| format!("s3://{bucket}/{key} does not match its manifest"))?;
+        .with_context(|| format!("s3://{}/{key} does not match its manifest", store.settings.bucket))?;
     CsvReader::new(metadata, &columns, size)
 }
 

@@ -323,7 +323,8 @@ async fn restore_one(
         .await
         .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {target}"))))?;
     let copy_sql = format!("COPY {} FROM STDIN {}", target.quoted(), format.copy_from_options());
-    let object = Source { key: &key, version_id: rec.version_id.as_deref(), format, compression, columns: &rec.columns };
+    let object =
+        Source { key: &key, version_id: rec.version_id.as_deref(), format, compression, columns: &rec.columns };
     let size = rec.compressed_bytes.map(|b| b.max(0) as u64);
     let every = archiver.store.settings.progress_log_every();
     let progress = Progress::start(format!("restore {table}.{partition}"), Measure::Bytes, size, every);

@@ -340,7 +340,11 @@ impl ArchiveSettings {
             Some(s) => parse_size(&s)
                 .filter(|v| (crate::archive::parquet::write::MIN_ROW_GROUP_BYTES..=1024 * MIB).contains(v))
                 .ok_or_else(|| {
-                    ConfigError::invalid("ARCHIVE_PARQUET_ROW_GROUP_BYTES", &s, "a size from 1MiB to 1GiB, such as 32MiB")
+                    ConfigError::invalid(
+                        "ARCHIVE_PARQUET_ROW_GROUP_BYTES",
+                        &s,
+                        "a size from 1MiB to 1GiB, such as 32MiB",
+                    )
                 })?,
         };
         Ok(Some(Self {
@@ -414,9 +418,18 @@ mod tests {
         let bad: &[(&[(&str, &str)], &str)] = &[
             (&[("ARCHIVE_BUCKET", "Bad_Bucket")], "ARCHIVE_BUCKET"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "orc")], "ARCHIVE_FORMAT"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet"), ("ARCHIVE_COMPRESSION", "gzip")], "ARCHIVE_COMPRESSION"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "512KiB")], "ARCHIVE_PARQUET_ROW_GROUP_BYTES"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "lots")], "ARCHIVE_PARQUET_ROW_GROUP_BYTES"),
+            (
+                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet"), ("ARCHIVE_COMPRESSION", "gzip")],
+                "ARCHIVE_COMPRESSION",
+            ),
+            (
+                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "512KiB")],
+                "ARCHIVE_PARQUET_ROW_GROUP_BYTES",
+            ),
+            (
+                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "lots")],
+                "ARCHIVE_PARQUET_ROW_GROUP_BYTES",
+            ),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION", "lz4")], "ARCHIVE_COMPRESSION"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION_LEVEL", "42")], "ARCHIVE_COMPRESSION_LEVEL"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "1MiB")], "at least 5MiB"),

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("20250801000003_freeze_detached.sql"),
     migration!("20261126000001_archive_origin.sql"),
     migration!("20261126000002_archive_chunks.sql"),
+    migration!("20261126000003_archive_format_parquet.sql"),
     migration!("partition_archiving.sql"),
 ];
 

@@ -112,8 +112,10 @@ pub enum PolicyError {
     TimeZone { table: String, value: String },
     #[error("{table}: retention_action {value:?} is not archive_drop, archive_move or detach_only")]
     RetentionAction { table: String, value: String },
-    #[error("{table}: archive_format {value:?} is not csv or binary")]
+    #[error("{table}: archive_format {value:?} is not csv, binary or parquet")]
     Format { table: String, value: String },
+    #[error("{table}: archive_compression 'gzip' does not go with archive_format 'parquet' (zstd or none)")]
+    ParquetCompression { table: String },
     #[error("{table}: archive_compression {value:?} is not zstd, gzip or none")]
     Compression { table: String, value: String },
 }
@@ -142,7 +144,7 @@ impl TryFrom<RawPolicy> for TablePolicy {
         let retention_action = RetentionAction::parse(&raw.retention_action)
             .ok_or_else(|| PolicyError::RetentionAction { table: t(), value: raw.retention_action.clone() })?;
         if let Some(f) = &raw.archive_format {
-            if !matches!(f.as_str(), "csv" | "binary") {
+            if !matches!(f.as_str(), "csv" | "binary" | "parquet") {
                 return Err(PolicyError::Format { table: t(), value: f.clone() });
             }
         }
@@ -150,6 +152,9 @@ impl TryFrom<RawPolicy> for TablePolicy {
             if !matches!(c.as_str(), "zstd" | "gzip" | "none") {
                 return Err(PolicyError::Compression { table: t(), value: c.clone() });
             }
+        }
+        if raw.archive_format.as_deref() == Some("parquet") && raw.archive_compression.as_deref() == Some("gzip") {
+            return Err(PolicyError::ParquetCompression { table: t() });
         }
         Ok(TablePolicy {
             table: QualifiedName::new(raw.schema_name, raw.table_name),
@@ -202,7 +207,15 @@ mod tests {
         check(|r| r.time_zone = "Europe/London".into(), None);
         check(|r| r.time_zone = "Mars/Olympus".into(), Some("unknown time zone \"Mars/Olympus\""));
         check(|r| r.retention_action = "shred".into(), Some("retention_action \"shred\""));
-        check(|r| r.archive_format = Some("parquet".into()), Some("archive_format"));
+        check(|r| r.archive_format = Some("orc".into()), Some("archive_format \"orc\""));
+        check(|r| r.archive_format = Some("parquet".into()), None);
+        check(
+            |r| {
+                r.archive_format = Some("parquet".into());
+                r.archive_compression = Some("gzip".into());
+            },
+            Some("does not go with archive_format 'parquet'"),
+        );
         check(|r| r.archive_compression = Some("lz4".into()), Some("archive_compression"));
         check(|r| r.partition_column = String::new(), Some("bad identifier"));
         check(|r| r.historical_schema = "h".repeat(64), Some("longer than 63"));

@@ -7,6 +7,7 @@ mod cold;
 mod faults;
 mod harness;
 mod lambda;
+mod parquet;
 mod partitions;
 mod progress;
 mod reliability;

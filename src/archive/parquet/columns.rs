@@ -41,7 +41,10 @@ pub enum Encoding {
     Binary,
     Uuid,
     /// numeric(p, s) with 1 <= p <= 38 and 0 <= s <= p.
-    Decimal { precision: u8, scale: i8 },
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
     /// Days since 1970-01-01; -infinity = i32::MIN + 1, infinity = i32::MAX.
     Date,
     /// Microseconds since 1970-01-01; -infinity = i64::MIN + 1, infinity = i64::MAX (what DuckDB
@@ -274,9 +277,9 @@ mod tests {
             (oid::NUMERIC, numeric(39, 2), Encoding::Text),
             (oid::NUMERIC, numeric(5, -2), Encoding::Text),
             (oid::NUMERIC, numeric(3, 5), Encoding::Text),
-            (1186, -1, Encoding::Text),  // interval
-            (1007, -1, Encoding::Text),  // int4[]
-            (18, -1, Encoding::Text),    // "char"
+            (1186, -1, Encoding::Text),   // interval
+            (1007, -1, Encoding::Text),   // int4[]
+            (18, -1, Encoding::Text),     // "char"
             (16_384, -1, Encoding::Text), // a user's enum or domain
         ];
         for (oid, typmod, want) in cases {

@@ -151,9 +151,7 @@ impl Builder {
                 b.append_value(s)
             }
             Self::Bin(b) => b.append_value(raw),
-            Self::Uuid(b) => {
-                b.append_value(fixed::<16>(raw, "uuid")?).map_err(|e| Value::Malformed(e.to_string()))?
-            }
+            Self::Uuid(b) => b.append_value(fixed::<16>(raw, "uuid")?).map_err(|e| Value::Malformed(e.to_string()))?,
             Self::Dec(b, precision) => {
                 let Encoding::Decimal { scale, .. } = encoding else { unreachable!("a decimal builder") };
                 b.append_value(numeric_to_i128(raw, scale, *precision)?)
@@ -322,11 +320,7 @@ impl Decoder {
     }
 
     /// Decodes what `data` completes; every full batch is handed to `emit`.
-    pub fn feed(
-        &mut self,
-        data: &[u8],
-        emit: &mut dyn FnMut(RecordBatch) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+    pub fn feed(&mut self, data: &[u8], emit: &mut dyn FnMut(RecordBatch) -> anyhow::Result<()>) -> anyhow::Result<()> {
         let owned;
         let buf: &[u8] = if self.carry.is_empty() {
             data
@@ -336,11 +330,8 @@ impl Decoder {
             &owned
         };
         let mut at = 0;
-        loop {
-            match self.step(&buf[at..])? {
-                Some(used) => at += used,
-                None => break,
-            }
+        while let Some(used) = self.step(&buf[at..])? {
+            at += used;
             if self.batch_rows >= BATCH_ROWS || self.batch_bytes >= BATCH_BYTES {
                 emit(self.take_batch()?)?;
             }
@@ -621,7 +612,10 @@ mod tests {
         assert_eq!(timestamp_to_arrow(i64::MIN), Ok(i64::MIN + 1));
         assert_eq!(timestamp_to_arrow(i64::MAX), Ok(i64::MAX));
         assert_eq!(timestamp_from_arrow(i64::MIN + 1), Err(false));
-        assert_eq!(timestamp_from_arrow(timestamp_to_arrow(-211_813_488_000_000_000).unwrap()), Ok(-211_813_488_000_000_000));
+        assert_eq!(
+            timestamp_from_arrow(timestamp_to_arrow(-211_813_488_000_000_000).unwrap()),
+            Ok(-211_813_488_000_000_000)
+        );
         // PostgreSQL's last finite timestamp (294276 AD) does not fit after the shift: refused.
         assert!(matches!(timestamp_to_arrow(9_223_371_331_199_999_999), Err(Value::Refused(_))));
         assert!(matches!(timestamp_to_arrow(i64::MAX - PG_EPOCH_US), Err(Value::Refused(_))));

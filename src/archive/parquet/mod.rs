@@ -13,7 +13,7 @@
 pub mod columns;
 pub mod decode;
 pub mod read;
-// stats: next
+pub mod stats;
 pub mod text;
 pub mod write;
 

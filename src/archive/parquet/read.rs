@@ -30,10 +30,9 @@ pub fn parse_footer(tail: &Bytes, file_size: u64) -> Result<ParquetMetaData, Opt
 /// The columns recorded in the file's key-value metadata.
 pub fn file_columns(metadata: &ParquetMetaData) -> anyhow::Result<Vec<ArchiveColumn>> {
     let kv = metadata.file_metadata().key_value_metadata().into_iter().flatten();
-    let json = kv
-        .filter(|kv| kv.key == META_COLUMNS)
-        .find_map(|kv| kv.value.clone())
-        .ok_or_else(|| anyhow!("the Parquet object has no {META_COLUMNS} metadata: not a partition-archiver archive"))?;
+    let json = kv.filter(|kv| kv.key == META_COLUMNS).find_map(|kv| kv.value.clone()).ok_or_else(|| {
+        anyhow!("the Parquet object has no {META_COLUMNS} metadata: not a partition-archiver archive")
+    })?;
     serde_json::from_str(&json).context("the Parquet object's column metadata does not parse")
 }
 

@@ -61,7 +61,6 @@ impl Target {
         let key = manifest::object_key(&settings.prefix, rec, policy.interval == Interval::Year, format, compression);
         Self { format, compression, key }
     }
-
 }
 
 /// What a Parquet archive of `partition` needs: its columns as the catalog has them now, which
@@ -88,8 +87,7 @@ pub(super) async fn parquet_write(
             describe(&live)
         ))));
     }
-    let columns =
-        crate::archive::parquet::columns::archive_columns(&live).map_err(|e| anyhow!("{partition}: {e}"))?;
+    let columns = crate::archive::parquet::columns::archive_columns(&live).map_err(|e| anyhow!("{partition}: {e}"))?;
     Ok(Some(pipeline::ParquetWrite { columns, row_group_bytes: settings.parquet_row_group_bytes }))
 }
 
@@ -107,6 +105,14 @@ pub async fn archive(
 ) -> anyhow::Result<Archived> {
     let mut rec = load_detached(client, policy, partition).await?;
     let target = Target::of(policy, &rec, archiver);
+    if !target.format.supports(target.compression) {
+        bail!(Error::invalid(format!(
+            "{partition}: archive_format {} does not go with compression {} (a Parquet file compresses its pages with \
+             zstd or not at all): nothing was changed",
+            target.format.as_str(),
+            target.compression.as_str()
+        )));
+    }
     freeze(client, opts, &rec.partition()).await?;
     if chunked::is_chunked(client, &rec, archiver).await? {
         let (format, compression) = match (rec.is_chunked(), rec.format(), rec.compression()) {
@@ -589,5 +595,7 @@ async fn verify(
             rec.row_count
         )));
     }
-    Ok(())
+    check::by_statistics(client, archiver, rec)
+        .await?
+        .map_err(|m| anyhow::Error::new(Error::integrity(format!("{m}: not verified, nothing dropped"))))
 }

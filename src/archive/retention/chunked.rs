@@ -708,6 +708,9 @@ async fn finish(
             "{partition}: its chunks hold {rows:?} rows but the table has {counted}: not verified, nothing dropped"
         )));
     }
+    check::by_statistics(client, archiver, &rec)
+        .await?
+        .map_err(|m| anyhow::Error::new(Error::integrity(format!("{m}: not verified, nothing dropped"))))?;
     crate::pg::ddl::exec(
         client,
         &manifest::set_state_sql(
