@@ -412,3 +412,72 @@ async fn a_row_larger_than_the_row_group_bound_is_refused() {
         .run(&["maintain", "--now", NOW, "--table", "public.blobs"], &[("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "8MiB")]));
     assert!(env.scalar_text("SELECT to_regclass('public.blobs_2026_03')::text").await.is_none());
 }
+
+/// A partition larger than the chunk size becomes one Parquet file per block range, each verified
+/// by its footer's statistics, restored in parallel; an older month archived as CSV before the
+/// switch to Parquet restores beside it (a mixed archive), and DuckDB reads the chunk files.
+#[tokio::test]
+async fn chunked_parquet_and_a_mixed_csv_parquet_archive_restore_identical() {
+    let env = TestEnv::migrated().await;
+    crate::chunks::seed_big(&env, 40_000).await;
+    let month_sum = |p: &str| format!("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {p} t");
+    let original_march = env.scalar_text(&month_sum("public.orders_2026_03")).await;
+    let chunked = [("ARCHIVE_CHUNK_SIZE", "1MiB"), ("ARCHIVE_STREAMS", "2"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "1MiB")];
+    // October: only March is past the retention, and the deployment writes CSV.
+    ok(&env.run(&["maintain", "--now", "2026-10-15T00:00:00Z", "--table", "orders"], &chunked));
+    // Then the table switches to Parquet: April is archived as Parquet.
+    env.db
+        .batch_execute("UPDATE partition_archiver.part_config SET archive_format = 'parquet' WHERE table_name = 'orders'")
+        .await
+        .unwrap();
+    env.db
+        .batch_execute(
+            "INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, filled_quantity, created_at, updated_at)
+             SELECT g % 97, repeat('s', g % 40), 'buy', 'limit', 'filled', g * 0.000001, 1 + g % 5, 0,
+                    timestamptz '2026-04-01 00:00:00+00' + ((g * 40) % (29 * 86400)) * interval '1 second', now()
+               FROM generate_series(1, 40000) g",
+        )
+        .await
+        .unwrap();
+    let original_april = env.scalar_text(&month_sum("public.orders_2026_04")).await;
+    let april_figures = env
+        .scalar_text("SELECT concat_ws('|', count(*), sum(quantity), count(DISTINCT id)) FROM public.orders_2026_04")
+        .await
+        .unwrap();
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &chunked));
+    let formats: Vec<(String, String, i64)> = env
+        .db
+        .query(
+            "SELECT m.partition_name, m.format, count(c.*) FROM partition_archiver.archive_manifest m
+               LEFT JOIN partition_archiver.archive_chunk c USING (table_schema, table_name, partition_name)
+              WHERE m.table_name = 'orders' GROUP BY 1, 2 ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(formats[0].0, "orders_2026_03");
+    assert_eq!(formats[0].1, "csv");
+    assert_eq!((formats[1].0.as_str(), formats[1].1.as_str()), ("orders_2026_04", "parquet"));
+    assert!(formats[1].2 > 1, "April is chunked: {formats:?}");
+
+    // DuckDB reads April's chunk files, row for row.
+    let dir = tempfile::tempdir().unwrap();
+    let files = download(&env, "partition-archiver/public.orders/year=2026/month=04/", ".parquet", dir.path()).await;
+    assert_eq!(files.len() as i64, formats[1].2, "{files:?}");
+    assert!(files.iter().all(|f| f.to_str().unwrap().contains("orders_2026_04.g1.c0")), "{files:?}");
+    let glob = format!("{}/partition-archiver/public.orders/year=2026/month=04/*.parquet", dir.path().display());
+    let duck = duckdb(&format!(
+        "SELECT concat_ws('|', count(*), sum(quantity), count(DISTINCT id)) FROM read_parquet('{glob}')"
+    ));
+    assert_eq!(normalise(duck[0][0].as_str().unwrap()), normalise(&april_figures));
+
+    // Both months come back, each from its own format.
+    for p in ["orders_2026_03", "orders_2026_04"] {
+        ok(&env.run(&["restore", "--table", "orders", "--partition", p, "--into-schema", "restored"], &chunked));
+    }
+    assert_eq!(env.scalar_text(&month_sum("restored.orders_2026_04")).await, original_april);
+    assert_eq!(env.scalar_text(&month_sum("restored.orders_2026_03")).await, original_march);
+}
