@@ -225,3 +225,188 @@ fn the_fan_out_state_machine_runs_chunk_units_then_finishes_each_partition() {
     let prepare = serde_json::json!({"action": "maintain", "fan_out": true});
     assert!(partition_archiver::request::from_event(&prepare).is_ok());
 }
+
+/// Glue's exclude patterns (crawler docs, "Include and exclude patterns"), matched against a key
+/// relative to the include path: `**` crosses folders, `*` stays within one name, `?` is one
+/// character of a name, anything else is itself (the template uses no `[...]` or `{...}`).
+fn glue_glob(pattern: &[u8], path: &[u8]) -> bool {
+    match pattern {
+        [] => path.is_empty(),
+        [b'*', b'*', rest @ ..] => (0..=path.len()).any(|i| glue_glob(rest, &path[i..])),
+        [b'*', rest @ ..] => {
+            (0..=path.len()).take_while(|&i| i == 0 || path[i - 1] != b'/').any(|i| glue_glob(rest, &path[i..]))
+        }
+        [b'?', rest @ ..] => matches!(path, [c, tail @ ..] if *c != b'/' && glue_glob(rest, tail)),
+        [p, rest @ ..] => matches!(path, [c, tail @ ..] if c == p && glue_glob(rest, tail)),
+    }
+}
+
+#[test]
+fn the_optional_query_layer_reads_only_parquet_under_the_archive_prefix() {
+    use partition_archiver::archive::manifest::{chunk_key, manifest_key};
+    use partition_archiver::archive::settings::{Compression, Format};
+    let t = template();
+    let params = &t["Parameters"];
+    let res = &t["Resources"];
+
+    // Off by default, and nothing of it exists unless QueryLayer=glue-athena.
+    assert_eq!(params["QueryLayer"]["Default"], "none");
+    assert_eq!(params["QueryLayer"]["AllowedValues"], serde_yaml::from_str::<Value>("[none, glue-athena]").unwrap());
+    let on = untag(&t["Conditions"]["UseQueryLayer"]);
+    assert_eq!((untag(&on[0]).as_str(), on[1].as_str()), (Some("QueryLayer"), Some("glue-athena")));
+    let mut layer = Vec::new();
+    for (name, r) in res.as_mapping().unwrap() {
+        let ty = r["Type"].as_str().unwrap();
+        if ty.starts_with("AWS::Glue::")
+            || ty.starts_with("AWS::Athena::")
+            || name.as_str().unwrap().starts_with("Query")
+        {
+            assert_eq!(r["Condition"], "UseQueryLayer", "{name:?} would exist without QueryLayer=glue-athena");
+            layer.push(ty);
+        }
+    }
+    layer.sort_unstable();
+    assert_eq!(
+        layer,
+        [
+            "AWS::Athena::WorkGroup",
+            "AWS::Glue::Crawler",
+            "AWS::Glue::Database",
+            "AWS::IAM::Role",
+            "AWS::S3::Bucket",
+            "AWS::S3::BucketPolicy"
+        ]
+    );
+    for (output, resource) in [("QueryDatabaseName", "QueryDatabase"), ("QueryWorkGroupName", "QueryWorkGroup")] {
+        assert_eq!(t["Outputs"][output]["Condition"], "UseQueryLayer", "{output}");
+        assert_eq!(untag(&t["Outputs"][output]["Value"]).as_str(), Some(resource), "{output}");
+    }
+
+    // The database: a name given, or the stack's with underscores for hyphens.
+    let db = &res["QueryDatabase"]["Properties"];
+    assert_eq!(untag(&db["CatalogId"]).as_str(), Some("AWS::AccountId"));
+    let name = untag(&db["DatabaseInput"]["Name"]);
+    assert_eq!(name[0], "HasGlueDatabaseName");
+    assert_eq!(untag(&name[1]).as_str(), Some("GlueDatabaseName"));
+    let derived = untag(&name[2]);
+    assert_eq!((derived[0].as_str(), untag(&derived[1])[0].as_str()), (Some("_"), Some("-")));
+
+    // The crawler reads the bucket and prefix the function writes to.
+    let vars = &res["ArchiverFunction"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(untag(&vars["ARCHIVE_PREFIX"]).as_str(), Some("ArchivePrefix"));
+    let crawler = &res["QueryCrawler"]["Properties"];
+    assert_eq!(untag(&crawler["Role"]).as_str(), Some("QueryCrawlerRole.Arn"));
+    assert_eq!(untag(&crawler["DatabaseName"]).as_str(), Some("QueryDatabase"));
+    let targets = crawler["Targets"]["S3Targets"].as_sequence().unwrap();
+    assert_eq!(targets.len(), 1);
+    let path = untag(&targets[0]["Path"]);
+    assert_eq!(path[0], "s3://${Bucket}/${ArchivePrefix}/");
+    assert_eq!(path[1]["Bucket"], vars["ARCHIVE_BUCKET"]);
+
+    // Its exclusions leave only Parquet objects, for keys named by the binary's own functions.
+    let exclusions: Vec<&str> =
+        targets[0]["Exclusions"].as_sequence().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert!(exclusions.iter().all(|e| !e.contains(['[', ']', '{', '}', '\\', '!'])), "{exclusions:?}");
+    assert!(glue_glob(b"**.json", b"s.t/year=2026/month=03/p.manifest.json"));
+    assert!(!glue_glob(b"*.json", b"s.t/p.manifest.json") && glue_glob(b"*.json", b"p.manifest.json"));
+    // A looser "**.csv*" would also drop the Parquet object of a partition named report.csv_2026_03.
+    assert!(glue_glob(b"**.csv*", b"s.t/year=2026/month=03/report.csv_2026_03.parquet"));
+    let excluded = |key: &str| exclusions.iter().any(|e| glue_glob(e.as_bytes(), key.as_bytes()));
+    for dir in ["public.trades/year=2026/month=03", "public.events/year=2026", "public.trades/year=0000"] {
+        for partition in ["trades_2026_03", "report.csv_2026_03", "x.pgcopy.json_2026"] {
+            for format in [Format::Csv, Format::Binary, Format::Parquet] {
+                for compression in [Compression::Zstd, Compression::Gzip, Compression::None] {
+                    let single = format!("{dir}/{partition}{}", format.suffix(compression));
+                    let chunk = chunk_key(&single, partition, 2, 17, format, compression);
+                    for key in [&single, &chunk] {
+                        assert_eq!(excluded(key.as_str()), format != Format::Parquet, "{key} against {exclusions:?}");
+                    }
+                    let manifest = manifest_key(&single, partition);
+                    assert!(excluded(manifest.as_str()), "{manifest} against {exclusions:?}");
+                }
+            }
+        }
+    }
+    assert_eq!(crawler["SchemaChangePolicy"]["UpdateBehavior"], "UPDATE_IN_DATABASE");
+    assert_eq!(crawler["SchemaChangePolicy"]["DeleteBehavior"], "LOG");
+    // CRAWL_NEW_FOLDERS_ONLY is refused together with UPDATE_IN_DATABASE.
+    assert_eq!(crawler["RecrawlPolicy"]["RecrawlBehavior"], "CRAWL_EVERYTHING");
+
+    // One table per {prefix}/{schema}.{table}/: the bucket is level 1, then each prefix segment.
+    let level = params["CrawlerTableLevel"]["Default"].as_u64().unwrap();
+    let config = untag(&crawler["Configuration"]).as_str().unwrap().replace("${CrawlerTableLevel}", &level.to_string());
+    let config: serde_json::Value = serde_json::from_str(&config).expect("the crawler's Configuration is JSON");
+    let segments = params["ArchivePrefix"]["Default"].as_str().unwrap().split('/').count() as u64;
+    assert_eq!(config["Grouping"]["TableLevelConfiguration"], serde_json::json!(segments + 2), "{config}");
+    assert_eq!(config["CrawlerOutput"]["Partitions"]["AddOrUpdateBehavior"], "InheritFromTable");
+
+    // Monthly, after the archiver's own monthly run: cron(minutes hours day-of-month ...).
+    assert_eq!(untag(&crawler["Schedule"]["ScheduleExpression"]).as_str(), Some("CrawlerScheduleExpression"));
+    let day = |cron: &Value| -> u32 {
+        cron.as_str().unwrap().trim_start_matches("cron(").split(' ').nth(2).unwrap().parse().unwrap()
+    };
+    assert!(day(&params["CrawlerScheduleExpression"]["Default"]) > day(&params["ScheduleExpression"]["Default"]));
+
+    // The crawler's role reads the archive prefix and nothing else of it: no write, no delete.
+    let role = &res["QueryCrawlerRole"]["Properties"];
+    assert_eq!(role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"], "glue.amazonaws.com");
+    assert_eq!(
+        untag(&role["ManagedPolicyArns"][0]).as_str(),
+        Some("arn:${AWS::Partition}:iam::aws:policy/service-role/AWSGlueServiceRole")
+    );
+    assert_eq!(role["Policies"].as_sequence().unwrap().len(), 1);
+    let function_key = res["ArchiverFunction"]["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "ArchiveKey")
+        .unwrap()["Resource"]
+        .clone();
+    let mut actions = Vec::new();
+    for s in role["Policies"][0]["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+        assert_eq!(s["Effect"], "Allow", "{s:?}");
+        let action = s["Action"].as_str().expect("one action per statement");
+        assert!(!action.contains("Put") && !action.contains("Delete") && !action.ends_with('*'), "{action}");
+        actions.push(action);
+        let resource = untag(&s["Resource"]);
+        match action {
+            "s3:GetObject" => {
+                assert_eq!(resource[0], "arn:${AWS::Partition}:s3:::${Bucket}/${ArchivePrefix}/*");
+                assert_eq!(resource[1]["Bucket"], vars["ARCHIVE_BUCKET"]);
+            }
+            "s3:ListBucket" => {
+                assert_eq!(resource[0], "arn:${AWS::Partition}:s3:::${Bucket}");
+                let prefixes = s["Condition"]["StringLike"]["s3:prefix"].as_sequence().expect("listing is limited");
+                for p in prefixes {
+                    assert!(untag(p).as_str().unwrap().starts_with("${ArchivePrefix}/"), "{p:?}");
+                }
+            }
+            "kms:Decrypt" => assert_eq!(s["Resource"], function_key, "the archive key"),
+            other => panic!("the crawler needs no {other}"),
+        }
+    }
+    actions.sort_unstable();
+    assert_eq!(actions, ["kms:Decrypt", "s3:GetObject", "s3:ListBucket"]);
+
+    // The workgroup: its settings win over the client's, results SSE-S3 in a bucket of their own.
+    let wg = &res["QueryWorkGroup"]["Properties"];
+    assert_eq!((wg["State"].as_str(), wg["RecursiveDeleteOption"].as_bool()), (Some("ENABLED"), Some(true)));
+    let conf = &wg["WorkGroupConfiguration"];
+    assert_eq!(conf["EnforceWorkGroupConfiguration"], true);
+    assert_eq!(conf["EngineVersion"]["SelectedEngineVersion"], "Athena engine version 3");
+    assert_eq!(untag(&conf["BytesScannedCutoffPerQuery"]).as_str(), Some("AthenaBytesScannedCutoff"));
+    let cutoff = &params["AthenaBytesScannedCutoff"];
+    assert!(cutoff["MinValue"].as_u64().unwrap() >= 10_000_000, "Athena's minimum");
+    assert!(cutoff["Default"].as_u64().unwrap() >= cutoff["MinValue"].as_u64().unwrap());
+    let results = &conf["ResultConfiguration"];
+    assert_eq!(results["EncryptionConfiguration"]["EncryptionOption"], "SSE_S3");
+    let out = untag(&results["OutputLocation"]).as_str().unwrap();
+    assert!(out.starts_with("s3://${QueryResultsBucket}/"), "{out}");
+    for archive in ["ArchivePrefix", "ArchiveBucket", "ExistingBucketName"] {
+        assert!(!out.contains(archive), "query results under the archive: {out}");
+    }
+    let results_bucket = &res["QueryResultsBucket"]["Properties"];
+    assert!(results_bucket["ObjectLockEnabled"].is_null(), "results must be deletable");
+    let rules = results_bucket["LifecycleConfiguration"]["Rules"].as_sequence().unwrap();
+    assert!(rules.iter().any(|r| r["ExpirationInDays"].as_u64().is_some()), "query results expire");
+}
