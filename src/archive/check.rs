@@ -130,8 +130,21 @@ pub async fn by_statistics(
     archiver: &Archiver,
     rec: &ManifestRecord,
 ) -> anyhow::Result<Result<(), String>> {
+    Ok(match statistics(client, archiver, rec).await? {
+        Some((_, compared)) => compared,
+        None => Ok(()),
+    })
+}
+
+/// [`by_statistics`], also returning the partition's `count(*)` (the statistics query computes it
+/// in the same scan); None for formats other than Parquet.
+pub async fn statistics(
+    client: &tokio_postgres::Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+) -> anyhow::Result<Option<(i64, Result<(), String>)>> {
     if rec.format()? != crate::archive::settings::Format::Parquet {
-        return Ok(Ok(()));
+        return Ok(None);
     }
     let mut metadatas = Vec::new();
     let mut columns = None;
@@ -139,7 +152,7 @@ pub async fn by_statistics(
         let (meta, _) = pipeline::parquet_metadata(&archiver.store, obj.key, obj.version_id).await?;
         match parquet::read::expected_columns(&rec.columns, &meta) {
             Ok(c) => columns = Some(c),
-            Err(e) => return Ok(Err(format!("{}: {e:#}", obj.label()))),
+            Err(e) => return Ok(Some((-1, Err(format!("{}: {e:#}", obj.label()))))),
         }
         metadatas.push(meta);
     }
@@ -156,6 +169,10 @@ pub async fn by_statistics(
             max: row.get(3 + 3 * i),
         })
         .collect();
-    Ok(parquet::stats::compare(&columns, &metadatas, row.get(0), &pg)
-        .map_err(|why| format!("{partition}: the Parquet archive's statistics differ from the table's: {why}")))
+    let count: i64 = row.get(0);
+    Ok(Some((
+        count,
+        parquet::stats::compare(&columns, &metadatas, count, &pg)
+            .map_err(|why| format!("{partition}: the Parquet archive's statistics differ from the table's: {why}")),
+    )))
 }

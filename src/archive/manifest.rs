@@ -155,6 +155,11 @@ impl ManifestRecord {
     }
     /// The data objects that make up the archive: the chunks of the current plan, or the one
     /// object. Empty while nothing is recorded.
+    /// `{schema}.{table}`: the table's folder in the key layout.
+    pub fn table_folder(&self) -> String {
+        format!("{}.{}", self.table_schema, self.table_name)
+    }
+
     pub fn objects(&self) -> Vec<ArchiveObject<'_>> {
         if self.is_chunked() {
             return self
@@ -248,12 +253,23 @@ fn local_start(s: &str) -> Option<NaiveDateTime> {
         .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
 }
 
-/// The key of the JSON manifest beside an object key: `{dir}/{partition}.manifest.json` (from the
-/// partition name, not the file name, which may itself contain dots).
-pub fn manifest_key(object_key: &str, partition: &str) -> String {
-    match object_key.rsplit_once('/') {
-        Some((dir, _)) => format!("{dir}/{partition}.manifest.json"),
-        None => format!("{partition}.manifest.json"),
+/// The folder of a table's JSON manifests, beside its period folders: query engines read every
+/// object under a partition's folder (Athena cannot skip any by name), so only data goes there.
+/// Hive, Trino and Spark also treat a folder whose name starts with `_` as hidden.
+pub const MANIFEST_DIR: &str = "_manifests";
+
+/// The key of the JSON manifest of an archive whose (first) object is at `object_key`:
+/// `{prefix}/{schema}.{table}/_manifests/year=YYYY/month=MM/{partition}.manifest.json`, from the
+/// partition name, not the file name, which may itself contain dots. Archives recorded before
+/// keep the key their row records (`{dir}/{partition}.manifest.json`, beside the object), and
+/// restore's lookup in S3 finds both.
+pub fn manifest_key(object_key: &str, table_folder: &str, partition: &str) -> String {
+    let segments: Vec<&str> = object_key.split('/').collect();
+    let dirs = &segments[..segments.len() - 1];
+    let file = format!("{partition}.manifest.json");
+    match dirs.iter().rposition(|d| *d == table_folder) {
+        Some(i) => [&dirs[..=i], &[MANIFEST_DIR], &dirs[i + 1..], &[file.as_str()]].concat().join("/"),
+        None => [dirs, &[file.as_str()]].concat().join("/"),
     }
 }
 
@@ -503,13 +519,19 @@ mod tests {
         let k = object_key("arch", &r, false, Format::Csv, Compression::Zstd);
         assert_eq!(k, "arch/public.trades/year=2026/month=01/trades_2026_01.csv.zst");
         assert_eq!(
-            manifest_key(&k, "trades_2026_01"),
-            "arch/public.trades/year=2026/month=01/trades_2026_01.manifest.json"
+            manifest_key(&k, "public.trades", "trades_2026_01"),
+            "arch/public.trades/_manifests/year=2026/month=01/trades_2026_01.manifest.json"
         );
         assert_eq!(
-            manifest_key("p/s.odd.table/year=2026/odd.table_2026.csv.zst", "odd.table_2026"),
-            "p/s.odd.table/year=2026/odd.table_2026.manifest.json"
+            manifest_key("p/s.odd.table/year=2026/odd.table_2026.csv.zst", "s.odd.table", "odd.table_2026"),
+            "p/s.odd.table/_manifests/year=2026/odd.table_2026.manifest.json"
         );
+        assert_eq!(
+            manifest_key("public.t/year=0000/t_min.parquet", "public.t", "t_min"),
+            "public.t/_manifests/year=0000/t_min.manifest.json"
+        );
+        // A key not in the layout (never made by object_key): beside the object.
+        assert_eq!(manifest_key("x/y/t.csv", "public.t", "t"), "x/y/t.manifest.json");
         assert_eq!(
             object_key("", &r, true, Format::Binary, Compression::None),
             "public.trades/year=2026/trades_2026_01.pgcopy"

@@ -81,6 +81,8 @@ async fn restore_months(env: &TestEnv, schema: &str) -> Option<String> {
 
 const MARCH: &str = "orders_2026_03";
 const MARCH_DIR: &str = "partition-archiver/public.orders/year=2026/month=03/";
+const MARCH_MANIFEST: &str =
+    "partition-archiver/public.orders/_manifests/year=2026/month=03/orders_2026_03.manifest.json";
 
 #[tokio::test]
 async fn a_chunked_archive_is_one_valid_csv_per_block_range_and_restores_identical() {
@@ -131,8 +133,7 @@ async fn a_chunked_archive_is_one_valid_csv_per_block_range_and_restores_identic
     }
 
     // The JSON manifest lists the chunks; verify checks each by HEAD, and --deep reads them.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&get_object(&env, &format!("{MARCH_DIR}{MARCH}.manifest.json")).await).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&get_object(&env, MARCH_MANIFEST).await).unwrap();
     assert_eq!(manifest["chunks"].as_array().unwrap().len(), chunks.len(), "{manifest}");
     assert_eq!(manifest["row_count"], march_rows);
     assert!(manifest["chunks"][0]["sha256"].as_str().unwrap().len() == 64, "{manifest}");
@@ -254,8 +255,7 @@ async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() 
     assert!(keys.iter().all(|k| !k.contains(".g1.")), "{keys:?}");
     assert_eq!(keys.iter().filter(|k| k.contains(".g2.c")).count(), new.len(), "{keys:?}");
     // The manifest JSON lists the superseded chunks as such.
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&get_object(&env, &format!("{MARCH_DIR}{MARCH}.manifest.json")).await).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&get_object(&env, MARCH_MANIFEST).await).unwrap();
     assert_eq!(manifest["chunk_generation"], 2);
     assert!(manifest["chunks"].as_array().unwrap().iter().any(|c| c["state"] == "superseded"), "{manifest}");
     assert_eq!(restore_months(&env, "restored").await, original);

@@ -156,6 +156,18 @@ async fn every_type_round_trips_through_parquet_and_duckdb_reads_it_typed() {
     let files = download(&env, "partition-archiver/public.typed/", ".parquet", dir.path()).await;
     // March, and April (empty: its partition was made by the run in March).
     assert_eq!(files.len(), 2, "{files:?}");
+    // A month's folder holds only its Parquet data (Athena reads every object under a partition's
+    // location): the manifest is in the table's _manifests folder.
+    let month = s3()
+        .await
+        .list_objects_v2()
+        .bucket(&env.bucket)
+        .prefix("partition-archiver/public.typed/year=2026/month=03/")
+        .send()
+        .await
+        .unwrap();
+    let month: Vec<&str> = month.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(month, [key], "{month:?}");
     let glob = format!("{}/partition-archiver/public.typed/*/*/*.parquet", dir.path().display());
     let read = format!("read_parquet('{glob}', hive_partitioning = true)");
     let types: Vec<(String, String)> =
@@ -422,12 +434,15 @@ async fn chunked_parquet_and_a_mixed_csv_parquet_archive_restore_identical() {
     crate::chunks::seed_big(&env, 40_000).await;
     let month_sum = |p: &str| format!("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {p} t");
     let original_march = env.scalar_text(&month_sum("public.orders_2026_03")).await;
-    let chunked = [("ARCHIVE_CHUNK_SIZE", "1MiB"), ("ARCHIVE_STREAMS", "2"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "1MiB")];
+    let chunked =
+        [("ARCHIVE_CHUNK_SIZE", "1MiB"), ("ARCHIVE_STREAMS", "2"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "1MiB")];
     // October: only March is past the retention, and the deployment writes CSV.
     ok(&env.run(&["maintain", "--now", "2026-10-15T00:00:00Z", "--table", "orders"], &chunked));
     // Then the table switches to Parquet: April is archived as Parquet.
     env.db
-        .batch_execute("UPDATE partition_archiver.part_config SET archive_format = 'parquet' WHERE table_name = 'orders'")
+        .batch_execute(
+            "UPDATE partition_archiver.part_config SET archive_format = 'parquet' WHERE table_name = 'orders'",
+        )
         .await
         .unwrap();
     env.db

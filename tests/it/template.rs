@@ -321,7 +321,8 @@ fn the_optional_query_layer_reads_only_parquet_under_the_archive_prefix() {
                     for key in [&single, &chunk] {
                         assert_eq!(excluded(key.as_str()), format != Format::Parquet, "{key} against {exclusions:?}");
                     }
-                    let manifest = manifest_key(&single, partition);
+                    let manifest = manifest_key(&single, dir.split('/').next().unwrap(), partition);
+                    assert!(manifest.contains("/_manifests/"), "{manifest}");
                     assert!(excluded(manifest.as_str()), "{manifest} against {exclusions:?}");
                 }
             }

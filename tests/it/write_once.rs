@@ -128,7 +128,9 @@ async fn the_manifest_records_the_database_and_restore_and_verify_show_it() {
         "data objects are tagged for the cold-storage lifecycle rule: {:?}",
         tags.tag_set()
     );
-    let manifest_key = key.rsplit_once('/').unwrap().0.to_string() + "/trades_2026_03.manifest.json";
+    let manifest_key =
+        key.replace("/public.trades/", "/public.trades/_manifests/").rsplit_once('/').unwrap().0.to_string()
+            + "/trades_2026_03.manifest.json";
     let tags = s3().await.get_object_tagging().bucket(&env.bucket).key(&manifest_key).send().await.unwrap();
     assert!(tags.tag_set().is_empty(), "manifests are not tagged: they stay readable: {:?}", tags.tag_set());
 }

@@ -68,24 +68,28 @@ enum Builder {
 }
 
 impl Builder {
-    fn new(encoding: Encoding) -> Self {
+    /// A builder sized for a batch of `rows` rows, with `bytes` of values for the variable-width
+    /// types (the previous batch's size: builders are refilled, never grown value by value).
+    fn new(encoding: Encoding, rows: usize, bytes: usize) -> Self {
         match encoding {
-            Encoding::Bool => Self::Bool(BooleanBuilder::new()),
-            Encoding::Int16 => Self::I16(Int16Builder::new()),
-            Encoding::Int32 => Self::I32(Int32Builder::new()),
-            Encoding::Int64 => Self::I64(Int64Builder::new()),
-            Encoding::Float32 => Self::F32(Float32Builder::new()),
-            Encoding::Float64 => Self::F64(Float64Builder::new()),
-            Encoding::Utf8 | Encoding::Json | Encoding::Jsonb | Encoding::Text => Self::Str(StringBuilder::new()),
-            Encoding::Binary => Self::Bin(BinaryBuilder::new()),
-            Encoding::Uuid => Self::Uuid(FixedSizeBinaryBuilder::new(16)),
-            Encoding::Decimal { precision, .. } => {
-                Self::Dec(Decimal128Builder::new().with_data_type(encoding.data_type()), precision)
+            Encoding::Bool => Self::Bool(BooleanBuilder::with_capacity(rows)),
+            Encoding::Int16 => Self::I16(Int16Builder::with_capacity(rows)),
+            Encoding::Int32 => Self::I32(Int32Builder::with_capacity(rows)),
+            Encoding::Int64 => Self::I64(Int64Builder::with_capacity(rows)),
+            Encoding::Float32 => Self::F32(Float32Builder::with_capacity(rows)),
+            Encoding::Float64 => Self::F64(Float64Builder::with_capacity(rows)),
+            Encoding::Utf8 | Encoding::Json | Encoding::Jsonb | Encoding::Text => {
+                Self::Str(StringBuilder::with_capacity(rows, bytes))
             }
-            Encoding::Date => Self::Date(Date32Builder::new()),
-            Encoding::Timestamp => Self::Ts(TimestampMicrosecondBuilder::new()),
-            Encoding::TimestampTz => Self::Ts(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
-            Encoding::Time => Self::Time(Time64MicrosecondBuilder::new()),
+            Encoding::Binary => Self::Bin(BinaryBuilder::with_capacity(rows, bytes)),
+            Encoding::Uuid => Self::Uuid(FixedSizeBinaryBuilder::with_capacity(rows, 16)),
+            Encoding::Decimal { precision, .. } => {
+                Self::Dec(Decimal128Builder::with_capacity(rows).with_data_type(encoding.data_type()), precision)
+            }
+            Encoding::Date => Self::Date(Date32Builder::with_capacity(rows)),
+            Encoding::Timestamp => Self::Ts(TimestampMicrosecondBuilder::with_capacity(rows)),
+            Encoding::TimestampTz => Self::Ts(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC")),
+            Encoding::Time => Self::Time(Time64MicrosecondBuilder::with_capacity(rows)),
         }
     }
 
@@ -296,7 +300,7 @@ impl Decoder {
     /// row-group bound).
     pub fn new(columns: Vec<ArchiveColumn>, max_row_bytes: usize) -> Self {
         let schema = super::columns::schema_ref(&columns);
-        let builders = columns.iter().map(|c| Builder::new(c.encoding)).collect();
+        let builders = columns.iter().map(|c| Builder::new(c.encoding, BATCH_ROWS, 0)).collect();
         Self {
             columns,
             schema,
@@ -350,6 +354,10 @@ impl Decoder {
 
     fn take_batch(&mut self) -> anyhow::Result<RecordBatch> {
         let arrays: Vec<ArrayRef> = self.builders.iter_mut().map(Builder::finish).collect();
+        for ((builder, column), array) in self.builders.iter_mut().zip(&self.columns).zip(&arrays) {
+            *builder =
+                Builder::new(column.encoding, BATCH_ROWS, array.to_data().buffers().last().map_or(0, |b| b.len()));
+        }
         self.batch_rows = 0;
         self.batch_bytes = 0;
         Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)

@@ -153,13 +153,12 @@ impl CsvReader {
             if self.buf_start + (self.buf.len() as u64) < end {
                 break;
             }
-            let from = (start - self.buf_start) as usize;
-            let window = Window {
-                offset: start,
-                data: Bytes::copy_from_slice(&self.buf[from..(end - self.buf_start) as usize]),
-                file_size: self.file_size,
-            };
-            self.buf.drain(..(end - self.buf_start) as usize);
+            // The row group's bytes leave the buffer without a copy; what follows them (less
+            // than one chunk of the stream) is moved to a new buffer.
+            let (from, through) = ((start - self.buf_start) as usize, (end - self.buf_start) as usize);
+            let rest = self.buf.split_off(through);
+            let group = Bytes::from(std::mem::replace(&mut self.buf, rest)).slice(from..through);
+            let window = Window { offset: start, data: group, file_size: self.file_size };
             self.buf_start = end;
             let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(window, self.metadata.clone())
                 .with_row_groups(vec![self.next_group])

@@ -150,7 +150,11 @@ pub async fn archive(
     verify(client, archiver, &rec, side_count).await?;
     // The manifest goes beside the object actually recorded (an earlier run may have uploaded it
     // under other settings).
-    let manifest_key = manifest::manifest_key(rec.object_key.as_deref().unwrap_or(&target.key), &rec.partition_name);
+    let manifest_key = manifest::manifest_key(
+        rec.object_key.as_deref().unwrap_or(&target.key),
+        &rec.table_folder(),
+        &rec.partition_name,
+    );
     let rec = record(client, policy, archiver, rec, manifest_key).await?;
     Ok(Archived {
         complete: true,

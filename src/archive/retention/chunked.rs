@@ -702,15 +702,20 @@ async fn finish(
     let sum = |f: fn(&ChunkRecord) -> Option<i64>| -> Option<i64> { chunks.iter().map(|c| f(c)).sum() };
     let (rows, raw, compressed) = (sum(|c| c.row_count), sum(|c| c.raw_bytes), sum(|c| c.compressed_bytes));
     check::by_head(archiver, &rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
-    let counted: i64 = client.query_one(&count_sql(partition), &[]).await.context("count the partition's rows")?.get(0);
+    // A Parquet archive's statistics query counts the rows in the same scan.
+    let (counted, statistics) = match check::statistics(client, archiver, &rec).await? {
+        Some((counted, compared)) => (counted, compared),
+        None => {
+            let row = client.query_one(&count_sql(partition), &[]).await.context("count the partition's rows")?;
+            (row.get(0), Ok(()))
+        }
+    };
+    statistics.map_err(|m| anyhow::Error::new(Error::integrity(format!("{m}: not verified, nothing dropped"))))?;
     if Some(counted) != rows {
         bail!(Error::integrity(format!(
             "{partition}: its chunks hold {rows:?} rows but the table has {counted}: not verified, nothing dropped"
         )));
     }
-    check::by_statistics(client, archiver, &rec)
-        .await?
-        .map_err(|m| anyhow::Error::new(Error::integrity(format!("{m}: not verified, nothing dropped"))))?;
     crate::pg::ddl::exec(
         client,
         &manifest::set_state_sql(
@@ -729,7 +734,7 @@ async fn finish(
     crate::fail_point!("after_upload");
     let rec = reload(client, policy, partition).await?;
     let first = rec.current_chunks().next().map(|c| c.object_key.clone()).unwrap_or_default();
-    let manifest_key = manifest::manifest_key(&first, &rec.partition_name);
+    let manifest_key = manifest::manifest_key(&first, &rec.table_folder(), &rec.partition_name);
     let rec = record(client, policy, archiver, rec, manifest_key).await?;
     let total = rec.current_chunks().count();
     let dir = first.rsplit_once('/').map_or("", |(d, _)| d);
