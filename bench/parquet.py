@@ -113,7 +113,11 @@ def main():
         # The Parquet archive stays: restore it.
         def drop_restored():
             sh(f"{PSQL} -c 'DROP TABLE bench_r.trades_2026_03'", env=env)
-        measure("restore Parquet, defaults (2 streams)", f"{pa} restore --table trades --partition trades_2026_03 --into-schema bench_r > /dev/null", reset=drop_restored)
+        # The report goes to a file, shown if the restore fails.
+        out = f"{work}/restore.json"
+        measure("restore Parquet, defaults (2 streams)",
+                f"{pa} restore --table trades --partition trades_2026_03 --into-schema bench_r > {out} || {{ cat {out} >&2; exit 1; }}",
+                reset=drop_restored)
         drop_restored()
         sh(f"psql -X -c 'COPY bench_hist.trades_2026_03 TO STDOUT (FORMAT csv, HEADER)' > {work}/p.csv", env=env)
         sh(f"{PSQL} -c 'CREATE SCHEMA bench_c' -c 'CREATE TABLE bench_c.t (LIKE public.trades)'", env=env)

@@ -67,6 +67,9 @@ pub fn copy_out_sql(
     }
 }
 
+/// The COPY reader's error when the compressor stage has stopped (its own error is the one to tell).
+const COMPRESSOR_STOPPED: &str = "compressor stopped";
+
 /// COPY rows are handed to the compressor in batches of about this many bytes.
 const COPY_BATCH: usize = 256 * 1024;
 
@@ -240,6 +243,13 @@ impl Encoder {
         }
         Ok(())
     }
+    /// Rows the Parquet encoder has decoded (progress; the byte encoders do not count).
+    fn rows_so_far(&self) -> u64 {
+        match self {
+            Self::Parquet(e) => e.rows(),
+            _ => 0,
+        }
+    }
     /// The sink, and the rows the Parquet encoder decoded (None for the byte encoders).
     fn finish(self) -> anyhow::Result<(PartSink, Option<u64>)> {
         Ok(match self {
@@ -295,11 +305,11 @@ pub async fn archive_stream(
             raw_bytes += chunk.len() as u64;
             batch.extend_from_slice(&chunk);
             if batch.len() >= COPY_BATCH && raw_tx.send(batch.split().freeze()).await.is_err() {
-                bail!("compressor stopped");
+                bail!(COMPRESSOR_STOPPED);
             }
         }
         if !batch.is_empty() && raw_tx.send(batch.freeze()).await.is_err() {
-            bail!("compressor stopped");
+            bail!(COMPRESSOR_STOPPED);
         }
         Ok::<u64, anyhow::Error>(raw_bytes)
     });
@@ -327,7 +337,7 @@ pub async fn archive_stream(
                 c.feed(&chunk);
             }
             raw += chunk.len() as u64;
-            progress.update(counter.as_ref().map_or(0, RowCounter::so_far), raw);
+            progress.update(counter.as_ref().map_or_else(|| encoder.rows_so_far(), RowCounter::so_far), raw);
             encoder.write_all(&chunk).map_err(encode_error)?;
         }
         progress.finish();
@@ -370,8 +380,16 @@ pub async fn archive_stream(
         let _ = compressor.await;
         return Err(e);
     }
-    let raw_bytes = reader.await.context("COPY reader panicked")??;
-    let (rows, compressed_bytes, sha256) = compressor.await.context("compressor panicked")??;
+    let read = reader.await.context("COPY reader panicked")?;
+    let compressed = compressor.await.context("compressor panicked")?;
+    let ((rows, compressed_bytes, sha256), raw_bytes) = match (compressed, read) {
+        (Ok(c), Ok(r)) => (c, r),
+        // The reader stopped because the compressor did (a value a Parquet column cannot hold):
+        // the compressor's error says why.
+        (Err(c), Err(r)) if r.to_string() == COMPRESSOR_STOPPED => return Err(c),
+        (_, Err(r)) => return Err(r),
+        (Err(c), Ok(_)) => return Err(c),
+    };
 
     done.sort_by_key(|(n, _, _)| *n);
     let mut composite = Sha256::new();

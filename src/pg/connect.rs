@@ -158,8 +158,11 @@ impl DbConfig {
         };
         client
             .batch_execute(
+                // extra_float_digits = 3: floats printed as text (CSV archives, the text form of
+                // arrays or composites holding floats, the Parquet statistics query) round-trip
+                // exactly whatever the database's or role's own setting (<= 0 rounds them).
                 "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
-                 SET synchronize_seqscans = off",
+                 SET synchronize_seqscans = off; SET extra_float_digits = 3",
             )
             .await
             .context("initialise session")?;

@@ -257,12 +257,13 @@ async fn an_unrepresentable_value_stops_the_archive_before_the_drop() {
         .await
         .unwrap();
     ok(&env.run(&["maintain", "--now", "2026-03-05T00:00:00Z", "--table", "public.prices"], &[("ARCHIVE_BUCKET", "")]));
-    // March holds a numeric NaN in a numeric(10,2) column; the next table a timestamp past what
-    // the Arrow column holds once shifted to the Unix epoch.
+    // March holds a numeric NaN in a numeric(10,2) column, after 200,000 good rows (more than the
+    // pipeline's queues hold, so the refusal happens while the COPY still streams); the next table
+    // a timestamp past what the Arrow column holds once shifted to the Unix epoch.
     env.db
         .batch_execute(
-            "INSERT INTO public.prices SELECT g, '2026-03-02', g, '2026-03-02' FROM generate_series(1, 100) g;
-             INSERT INTO public.prices VALUES (101, '2026-03-03', 'NaN', '2026-03-02');
+            "INSERT INTO public.prices SELECT g, '2026-03-02', g, '2026-03-02' FROM generate_series(1, 200000) g;
+             INSERT INTO public.prices VALUES (200001, '2026-03-03', 'NaN', '2026-03-02');
              CREATE TABLE public.stamps (LIKE public.prices) PARTITION BY RANGE (created_at);
              INSERT INTO partition_archiver.part_config (schema_name, table_name, retention, archive_format)
              VALUES ('public', 'stamps', 6, 'parquet');",
@@ -297,7 +298,9 @@ async fn an_unrepresentable_value_stops_the_archive_before_the_drop() {
     assert!(listed.contents().iter().all(|o| !o.key().unwrap().ends_with(".parquet")), "{listed:?}");
     // The same months archive as CSV, exactly.
     env.db
-        .batch_execute("UPDATE partition_archiver.part_config SET archive_format = 'csv' WHERE table_name = 'prices'")
+        .batch_execute(
+            "UPDATE partition_archiver.part_config SET archive_format = 'csv' WHERE table_name IN ('prices', 'stamps')",
+        )
         .await
         .unwrap();
     ok(&env.run(&["maintain", "--now", NOW, "--table", "public.prices"], &[]));

@@ -52,6 +52,19 @@ fn the_function_is_configured_as_documented() {
         assert!(!vars[k].is_null(), "environment variable {k} missing");
     }
     assert_eq!(vars["ARCHIVE_SSE"], "aws:kms");
+    // The archive format is a parameter the binary parses (csv by default), and the one pair it
+    // refuses at start (parquet with gzip) is refused at deploy time by a rule.
+    assert_eq!(untag(&vars["ARCHIVE_FORMAT"]).as_str(), Some("ArchiveFormat"));
+    let format = &t["Parameters"]["ArchiveFormat"];
+    assert_eq!(format["Default"], "csv");
+    let formats: Vec<&str> =
+        format["AllowedValues"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for f in &formats {
+        assert!(partition_archiver::archive::settings::Format::parse(f).is_some(), "{f}");
+    }
+    assert!(formats.contains(&"parquet"), "{formats:?}");
+    let rule = serde_json::to_string(&t["Rules"]["ParquetIsNotGzipped"]["Assertions"]).unwrap();
+    assert!(rule.contains("parquet") && rule.contains("gzip") && rule.contains("ArchiveCompression"), "{rule}");
     assert_eq!(untag(&p["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Type"]).as_str(), Some("SQS"));
 }
 

@@ -198,7 +198,9 @@ pub fn date_from_arrow(days: i32) -> Result<i32, bool> {
     match days {
         i32::MAX => Err(true),
         d if d == i32::MIN + 1 => Err(false),
-        d => Ok(d - PG_EPOCH_DAYS),
+        // Wrapping: only a value this tool never writes (a foreign or corrupt file, which the
+        // object's SHA-256 check refuses anyway) could overflow.
+        d => Ok(d.wrapping_sub(PG_EPOCH_DAYS)),
     }
 }
 
@@ -221,7 +223,7 @@ pub fn timestamp_from_arrow(us: i64) -> Result<i64, bool> {
     match us {
         i64::MAX => Err(true),
         u if u == i64::MIN + 1 => Err(false),
-        u => Ok(u - PG_EPOCH_US),
+        u => Ok(u.wrapping_sub(PG_EPOCH_US)),
     }
 }
 

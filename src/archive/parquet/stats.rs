@@ -36,13 +36,14 @@ pub enum Scalar {
 }
 
 impl Scalar {
-    fn cmp(&self, other: &Self) -> Ordering {
+    /// None when the two cannot be ordered (different kinds, or a NaN): never taken as equal.
+    fn cmp(&self, other: &Self) -> Option<Ordering> {
         match (self, other) {
-            (Self::Int(a), Self::Int(b)) => a.cmp(b),
-            (Self::Float(a), Self::Float(b)) => a.partial_cmp(b).unwrap_or(Ordering::Equal),
-            (Self::Bool(a), Self::Bool(b)) => a.cmp(b),
-            (Self::Bytes(a), Self::Bytes(b)) => a.cmp(b),
-            _ => Ordering::Equal,
+            (Self::Int(a), Self::Int(b)) => Some(a.cmp(b)),
+            (Self::Float(a), Self::Float(b)) => a.partial_cmp(b),
+            (Self::Bool(a), Self::Bool(b)) => Some(a.cmp(b)),
+            (Self::Bytes(a), Self::Bytes(b)) => Some(a.cmp(b)),
+            _ => None,
         }
     }
 }
@@ -187,7 +188,7 @@ fn fold(metadatas: &[ParquetMetaData], columns: &[ArchiveColumn]) -> Result<(u64
             for (i, v) in mins.into_iter().enumerate() {
                 if let Some(v) = v {
                     let exact = !min_exact.is_null(i) && min_exact.value(i);
-                    if f.min.as_ref().is_none_or(|(m, _)| v.cmp(m) == Ordering::Less) {
+                    if f.min.as_ref().is_none_or(|(m, _)| v.cmp(m) == Some(Ordering::Less)) {
                         f.min = Some((v, exact));
                     }
                 }
@@ -195,7 +196,7 @@ fn fold(metadatas: &[ParquetMetaData], columns: &[ArchiveColumn]) -> Result<(u64
             for (i, v) in maxes.into_iter().enumerate() {
                 if let Some(v) = v {
                     let exact = !max_exact.is_null(i) && max_exact.value(i);
-                    if f.max.as_ref().is_none_or(|(m, _)| v.cmp(m) == Ordering::Greater) {
+                    if f.max.as_ref().is_none_or(|(m, _)| v.cmp(m) == Some(Ordering::Greater)) {
                         f.max = Some((v, exact));
                     }
                 }
@@ -247,11 +248,11 @@ pub fn compare(
             let pg_value = pg_text.as_deref().map(|t| pg_scalar(c.encoding, t)).transpose()?;
             let ok = match (stat, &pg_value) {
                 (None, None) => true,
-                (Some((s, true)), Some(v)) => s.cmp(v) == Ordering::Equal,
+                (Some((s, true)), Some(v)) => s.cmp(v) == Some(Ordering::Equal),
                 // A truncated byte-array statistic bounds the value.
                 (Some((s, false)), Some(v)) => match which {
-                    "min" => s.cmp(v) != Ordering::Greater,
-                    _ => s.cmp(v) != Ordering::Less,
+                    "min" => matches!(s.cmp(v), Some(Ordering::Less | Ordering::Equal)),
+                    _ => matches!(s.cmp(v), Some(Ordering::Greater | Ordering::Equal)),
                 },
                 _ => false,
             };

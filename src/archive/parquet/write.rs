@@ -28,7 +28,8 @@ pub struct WriteOptions {
 }
 
 pub struct ParquetEncoder<W: Write + Send + 'static> {
-    decoder: Decoder,
+    /// Taken by `finish`.
+    decoder: Option<Decoder>,
     to_writer: Option<SyncSender<ToWriter>>,
     writer: Option<std::thread::JoinHandle<anyhow::Result<W>>>,
 }
@@ -88,14 +89,15 @@ impl<W: Write + Send + 'static> ParquetEncoder<W> {
             }
             anyhow::bail!("the Parquet file was abandoned before its end")
         })?;
-        Ok(Self { decoder, to_writer: Some(to_writer), writer: Some(thread) })
+        Ok(Self { decoder: Some(decoder), to_writer: Some(to_writer), writer: Some(thread) })
     }
 
     /// Decodes `data` (the next bytes of the COPY stream) and hands every full batch to the writer.
     pub fn write_all(&mut self, data: &[u8]) -> anyhow::Result<()> {
         let to_writer = self.to_writer.as_ref().expect("open until finish");
         let mut stopped = false;
-        let fed = self.decoder.feed(data, &mut |batch| {
+        let decoder = self.decoder.as_mut().expect("open until finish");
+        let fed = decoder.feed(data, &mut |batch| {
             to_writer.send(ToWriter::Batch(batch)).map_err(|_| {
                 stopped = true;
                 anyhow::anyhow!("the Parquet writer stopped")
@@ -107,10 +109,15 @@ impl<W: Write + Send + 'static> ParquetEncoder<W> {
         fed
     }
 
+    /// Rows decoded so far.
+    pub fn rows(&self) -> u64 {
+        self.decoder.as_ref().map_or(0, Decoder::rows)
+    }
+
     /// Writes the last batch and the footer; the sink and the rows written.
     pub fn finish(mut self) -> anyhow::Result<(W, u64)> {
-        let rows = self.decoder.rows();
-        let decoder = std::mem::replace(&mut self.decoder, Decoder::new(Vec::new(), 0));
+        let decoder = self.decoder.take().expect("finished once");
+        let rows = decoder.rows();
         let to_writer = self.to_writer.take().expect("open until finish");
         if let Some(batch) = decoder.finish()? {
             if to_writer.send(ToWriter::Batch(batch)).is_err() {
