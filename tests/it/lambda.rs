@@ -67,7 +67,10 @@ async fn scheduled_maintain_then_restore(mut function: Command) {
         .batch_execute(
             "INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, created_at)
              SELECT g, g % 10, 'BTC-USD', 'buy', 100.5 + g, 1, timestamptz '2026-03-01 00:00:00+00' + (g * interval '40 seconds')
-               FROM generate_series(1, 60000) g",
+               FROM generate_series(1, 60000) g;
+             -- trades as Parquet (the orders months, empty here, as CSV): the deployed artifact
+             -- runs both encoders and the Parquet restore.
+             UPDATE partition_archiver.part_config SET archive_format = 'parquet' WHERE table_name = 'trades';",
         )
         .await
         .unwrap();
@@ -186,6 +189,7 @@ async fn scheduled_maintain_then_restore(mut function: Command) {
     assert_eq!(keys.len(), units.len());
     for k in keys {
         let key: String = k.get(0);
+        assert!(key.ends_with(".parquet"), "{key}");
         s3().await.head_object().bucket(&env.bucket).key(&key).send().await.expect("every chunk object exists");
     }
 

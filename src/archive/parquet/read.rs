@@ -141,6 +141,24 @@ impl CsvReader {
         })
     }
 
+    /// Byte ranges covering the whole object, in order, each ending where a row group ends (the
+    /// last one at the end of the file): what to fetch so that every fetch completes a row group.
+    pub fn fetch_ranges(&self) -> Vec<(u64, u64)> {
+        let mut ranges = Vec::new();
+        let mut from = 0;
+        for i in 0..self.metadata.metadata().num_row_groups() {
+            let (_, end) = row_group_range(self.metadata.metadata(), i);
+            if end > from && end <= self.file_size {
+                ranges.push((from, end));
+                from = end;
+            }
+        }
+        if from < self.file_size {
+            ranges.push((from, self.file_size));
+        }
+        ranges
+    }
+
     /// Feeds the next bytes of the object; every row group they complete goes to `emit` as CSV.
     pub fn feed(&mut self, data: &[u8], emit: &mut dyn FnMut(Vec<u8>) -> anyhow::Result<()>) -> anyhow::Result<()> {
         self.buf.extend_from_slice(data);
@@ -279,6 +297,31 @@ mod tests {
             assert_eq!(lines[1], "1,\"note \"\"1\"\", x\"");
             assert_eq!(lines[299_999].split(',').next(), Some("299999"));
         }
+    }
+
+    #[test]
+    fn fetch_ranges_cover_the_file_and_each_completes_a_row_group() {
+        let f = file(300_000);
+        let size = f.len() as u64;
+        let meta = parse_footer(&Bytes::copy_from_slice(&f), size).unwrap();
+        let groups = meta.num_row_groups();
+        let mut r = CsvReader::new(meta, &columns(), size).unwrap();
+        let ranges = r.fetch_ranges();
+        assert_eq!(ranges.len(), groups + 1, "{ranges:?}");
+        assert_eq!((ranges[0].0, ranges.last().unwrap().1), (0, size));
+        assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0), "contiguous: {ranges:?}");
+        let mut rows_after = Vec::new();
+        for (from, to) in ranges {
+            let mut n = 0;
+            r.feed(&f[from as usize..to as usize], &mut |csv| {
+                n += csv.iter().filter(|&&b| b == b'\n').count();
+                Ok(())
+            })
+            .unwrap();
+            rows_after.push(n);
+        }
+        assert!(rows_after[..groups].iter().all(|&n| n > 0), "each range completes a row group: {rows_after:?}");
+        assert_eq!(r.finish().unwrap(), 300_000);
     }
 
     #[test]
