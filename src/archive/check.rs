@@ -130,18 +130,50 @@ pub async fn by_statistics(
     archiver: &Archiver,
     rec: &ManifestRecord,
 ) -> anyhow::Result<Result<(), String>> {
-    Ok(match statistics(client, archiver, rec).await? {
+    Ok(match statistics(client, archiver, rec, None).await? {
         Some((_, compared)) => compared,
         None => Ok(()),
     })
 }
 
+/// PostgreSQL's side of the statistics check: `count(*)`, then per column its non-NULL count, min
+/// and max, from one scan of the (frozen) partition.
+#[derive(Debug, Clone)]
+pub struct PgStatistics {
+    /// The columns the query was built for.
+    pub columns: Vec<parquet::ArchiveColumn>,
+    pub rows: i64,
+    pub per_column: Vec<parquet::stats::PgStats>,
+}
+
+pub async fn pg_statistics(
+    client: &tokio_postgres::Client,
+    partition: &crate::plan::ident::QualifiedName,
+    columns: &[parquet::ArchiveColumn],
+) -> anyhow::Result<PgStatistics> {
+    let row = client
+        .query_one(&parquet::stats::query(&partition.quoted(), columns), &[])
+        .await
+        .with_context(|| format!("compute the statistics of {partition}"))?;
+    let per_column = (0..columns.len())
+        .map(|i| parquet::stats::PgStats {
+            non_null: row.get(1 + 3 * i),
+            min: row.get(2 + 3 * i),
+            max: row.get(3 + 3 * i),
+        })
+        .collect();
+    Ok(PgStatistics { columns: columns.to_vec(), rows: row.get(0), per_column })
+}
+
 /// [`by_statistics`], also returning the partition's `count(*)` (the statistics query computes it
-/// in the same scan); None for formats other than Parquet.
+/// in the same scan); None for formats other than Parquet. `computed`: PostgreSQL's side already
+/// computed (on a second connection while the chunks streamed), used if it was computed for the
+/// columns the objects hold.
 pub async fn statistics(
     client: &tokio_postgres::Client,
     archiver: &Archiver,
     rec: &ManifestRecord,
+    computed: Option<PgStatistics>,
 ) -> anyhow::Result<Option<(i64, Result<(), String>)>> {
     if rec.format()? != crate::archive::settings::Format::Parquet {
         return Ok(None);
@@ -158,21 +190,13 @@ pub async fn statistics(
     }
     let columns = columns.context("no object recorded")?;
     let partition = rec.partition();
-    let row = client
-        .query_one(&parquet::stats::query(&partition.quoted(), &columns), &[])
-        .await
-        .with_context(|| format!("compute the statistics of {partition}"))?;
-    let pg: Vec<parquet::stats::PgStats> = (0..columns.len())
-        .map(|i| parquet::stats::PgStats {
-            non_null: row.get(1 + 3 * i),
-            min: row.get(2 + 3 * i),
-            max: row.get(3 + 3 * i),
-        })
-        .collect();
-    let count: i64 = row.get(0);
+    let pg = match computed {
+        Some(pg) if pg.columns == columns => pg,
+        _ => pg_statistics(client, &partition, &columns).await?,
+    };
     Ok(Some((
-        count,
-        parquet::stats::compare(&columns, &metadatas, count, &pg)
+        pg.rows,
+        parquet::stats::compare(&columns, &metadatas, pg.rows, &pg.per_column)
             .map_err(|why| format!("{partition}: the Parquet archive's statistics differ from the table's: {why}")),
     )))
 }

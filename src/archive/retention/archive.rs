@@ -213,7 +213,7 @@ async fn freeze(client: &mut Client, opts: &DdlOptions, table: &QualifiedName) -
 }
 
 /// Aborts a background task when dropped (an early return must not leave a count running).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
