@@ -8,6 +8,12 @@
 //! Restore:  GetObject body (async; SHA-256 as it streams) --chunks--> decompressor thread
 //!           --chunks--> COPY FROM STDIN sink (async); the caller commits only if the SHA-256 and
 //!           the row count both match.
+//!
+//! Parquet (`archive/parquet`) takes the compressor's and decompressor's places: on archive, the
+//! binary COPY is decoded into Arrow batches (this thread) and written as a Parquet file with
+//! byte-bounded row groups (a writer thread) into the same part sink; on restore, the footer is
+//! read first (a ranged GET of the tail), then one ranged GET per row group, in order and hashed,
+//! and each row group is turned into CSV rows for `COPY ... FROM STDIN (FORMAT csv)`.
 
 use crate::archive::parquet::decode::DecodeError;
 use crate::archive::parquet::read::{self as parquet_read, CsvReader};

@@ -15,6 +15,7 @@
 //! 5. [`record`]: the JSON manifest written beside the object and read back, then `verified`.
 
 use super::chunked;
+use super::prepare::{parquet_write, AbortOnDrop};
 use super::record::{count_sql, record, Archived};
 use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
@@ -61,38 +62,6 @@ impl Target {
         let key = manifest::object_key(&settings.prefix, rec, policy.interval == Interval::Year, format, compression);
         Self { format, compression, key }
     }
-}
-
-/// What a Parquet archive of `partition` needs: its columns as the catalog has them now, which
-/// must be those the manifest recorded at the detach (a column changed since would make the
-/// archive disagree with its manifest), and the row-group bound. None for the other formats.
-pub(super) async fn parquet_write(
-    client: &Client,
-    rec: &ManifestRecord,
-    format: Format,
-    partition: &QualifiedName,
-    settings: &crate::archive::settings::ArchiveSettings,
-) -> anyhow::Result<Option<pipeline::ParquetWrite>> {
-    if format != Format::Parquet {
-        return Ok(None);
-    }
-    let live = crate::pg::catalog::columns(client, partition).await?;
-    let same = live.len() == rec.columns.len()
-        && live.iter().zip(&rec.columns).all(|(l, m)| l.name == m.name && l.type_name == m.type_name);
-    if !same {
-        return Err(anyhow::Error::new(Error::integrity(format!(
-            "{partition}: its columns changed since it was detached (the manifest records {}, the table has {}): not \
-             archived, nothing dropped",
-            describe(&rec.columns),
-            describe(&live)
-        ))));
-    }
-    let columns = crate::archive::parquet::columns::archive_columns(&live).map_err(|e| anyhow!("{partition}: {e}"))?;
-    Ok(Some(pipeline::ParquetWrite { columns, row_group_bytes: settings.parquet_row_group_bytes }))
-}
-
-fn describe(columns: &[crate::pg::catalog::Column]) -> String {
-    columns.iter().map(|c| format!("{} {}", c.name, c.type_name)).collect::<Vec<_>>().join(", ")
 }
 
 /// Archives a detached partition through every phase that remains, and returns what it archived.
@@ -210,15 +179,6 @@ async fn freeze(client: &mut Client, opts: &DdlOptions, table: &QualifiedName) -
         .0
         .with_context(|| format!("freeze {table} against writes (has `partition-archiver migrate` run?)"))?;
     Ok(())
-}
-
-/// Aborts a background task when dropped (an early return must not leave a count running).
-pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// The table is frozen, so a count on a second connection while the COPY streams sees exactly

@@ -192,11 +192,11 @@ fn start_side_statistics(
     archiver: &Archiver,
     rec: &ManifestRecord,
     partition: &QualifiedName,
-) -> Option<super::archive::AbortOnDrop<anyhow::Result<check::PgStatistics>>> {
+) -> Option<super::prepare::AbortOnDrop<anyhow::Result<check::PgStatistics>>> {
     let db = archiver.db.clone()?;
     let columns = crate::archive::parquet::columns::archive_columns(&rec.columns).ok()?;
     let partition = partition.clone();
-    Some(super::archive::AbortOnDrop(tokio::spawn(async move {
+    Some(super::prepare::AbortOnDrop(tokio::spawn(async move {
         let side = db.connect().await?;
         check::pg_statistics(&side, &partition, &columns).await
     })))
@@ -552,7 +552,7 @@ async fn archive_locked_chunk(
         system_identifier: rec.system_identifier.clone(),
         source: format!("{}/{}#{}", policy.table, partition.name, chunk.chunk_no),
     };
-    let parquet = super::archive::parquet_write(conn, rec, format, partition, &store.settings).await?;
+    let parquet = super::prepare::parquet_write(conn, rec, format, partition, &store.settings).await?;
     let upload_id = store.create_upload(key, format.content_type(), &origin).await?;
     let recorded = set_chunk(
         conn,

@@ -13,6 +13,8 @@
 //!   upload is aborted by the next one and an upload token; the figures recorded before the
 //!   write-once completion; then `uploaded`), verify (object size and composite checksum,
 //!   `count(*)`), record (JSON manifest written write-once and read back, then `verified`).
+//! - `prepare`: what the streams of both need first (a Parquet archive's columns, checked against
+//!   the manifest) and the side tasks on a second connection.
 //! - [`drop_partition`] / [`move_to_schema`]: one transaction that first checks the manifest
 //!   state (row locked, `verified`, table no longer attached), so nothing unverified is ever
 //!   dropped.
@@ -27,6 +29,7 @@
 mod archive;
 mod chunked;
 mod detach;
+mod prepare;
 mod record;
 mod remove;
 

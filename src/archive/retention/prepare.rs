@@ -1,0 +1,53 @@
+//! What an archive's streams need before they start, shared by single-object and chunked
+//! archives: a Parquet archive's columns (read from the catalog and checked against the
+//! manifest's) and the side tasks (a row count, a statistics query) that run on a second
+//! connection and are aborted with their run.
+
+use crate::archive::manifest::ManifestRecord;
+use crate::archive::pipeline;
+use crate::archive::settings::Format;
+use crate::error::Error;
+use crate::plan::ident::QualifiedName;
+use anyhow::anyhow;
+use tokio_postgres::Client;
+
+/// What a Parquet archive of `partition` needs: its columns as the catalog has them now, which
+/// must be those the manifest recorded at the detach (a column changed since would make the
+/// archive disagree with its manifest), and the row-group bound. None for the other formats.
+pub(super) async fn parquet_write(
+    client: &Client,
+    rec: &ManifestRecord,
+    format: Format,
+    partition: &QualifiedName,
+    settings: &crate::archive::settings::ArchiveSettings,
+) -> anyhow::Result<Option<pipeline::ParquetWrite>> {
+    if format != Format::Parquet {
+        return Ok(None);
+    }
+    let live = crate::pg::catalog::columns(client, partition).await?;
+    let same = live.len() == rec.columns.len()
+        && live.iter().zip(&rec.columns).all(|(l, m)| l.name == m.name && l.type_name == m.type_name);
+    if !same {
+        return Err(anyhow::Error::new(Error::integrity(format!(
+            "{partition}: its columns changed since it was detached (the manifest records {}, the table has {}): not \
+             archived, nothing dropped",
+            describe(&rec.columns),
+            describe(&live)
+        ))));
+    }
+    let columns = crate::archive::parquet::columns::archive_columns(&live).map_err(|e| anyhow!("{partition}: {e}"))?;
+    Ok(Some(pipeline::ParquetWrite { columns, row_group_bytes: settings.parquet_row_group_bytes }))
+}
+
+fn describe(columns: &[crate::pg::catalog::Column]) -> String {
+    columns.iter().map(|c| format!("{} {}", c.name, c.type_name)).collect::<Vec<_>>().join(", ")
+}
+
+/// Aborts a background task when dropped (an early return must not leave a count running).
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
