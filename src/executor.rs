@@ -148,6 +148,18 @@ async fn execute_steps(
                 continue;
             }
         }
+        // A table whose archive format and compression cannot go together is refused before its
+        // first detach (its partitions keep being created).
+        if let (Step::Detach { .. } | Step::Archive { .. }, Some(a)) = (&step, archiver) {
+            if let Err(why) = a.store.settings.table_format(policy) {
+                let mut s = StepReport::planned(step);
+                s.outcome = Outcome::Failed;
+                s.detail = Some(why.clone());
+                report.steps.push(s);
+                failed = Some(Error::invalid(why));
+                continue;
+            }
+        }
         let started = Instant::now();
         let span = tracing::info_span!("step", table = %policy.table, partition = %step.partition().name);
         let _enter = span.enter();

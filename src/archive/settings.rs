@@ -161,6 +161,27 @@ pub struct ArchiveSettings {
 }
 
 impl ArchiveSettings {
+    /// The format and compression new archives of `policy`'s table get: the table's own
+    /// `archive_format` / `archive_compression` first, then these settings. An error when the
+    /// pair cannot work (Parquet with gzip, from a table's format and the deployment's
+    /// compression), checked before the table's first detach so nothing is detached that could
+    /// not be archived.
+    pub fn table_format(&self, policy: &crate::plan::policy::TablePolicy) -> Result<(Format, Compression), String> {
+        let format = policy.archive_format.as_deref().and_then(Format::parse).unwrap_or(self.format);
+        let compression =
+            policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(self.compression);
+        if !format.supports(compression) {
+            return Err(format!(
+                "{}: archive_format {} does not go with compression {} (a Parquet file compresses its pages with zstd \
+                 or not at all): set archive_compression for the table, or ARCHIVE_COMPRESSION; nothing was detached",
+                policy.table,
+                format.as_str(),
+                compression.as_str()
+            ));
+        }
+        Ok((format, compression))
+    }
+
     pub fn progress_log_every(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.progress_log_seconds)
     }

@@ -371,6 +371,7 @@ async fn parquet_settings_that_cannot_work_are_refused_changing_nothing() {
         let (out, v) = env.json(&["maintain", "--now", NOW], &extra);
         assert_eq!(out.status.code(), Some(2), "{key}={value}: {v}");
         assert!(v.to_string().contains(says), "{key}={value}: {v}");
+        assert_eq!(env.fingerprint().await, before, "{key}={value} changed nothing");
     }
     // part_config refuses gzip with parquet for a table.
     let err = env
@@ -390,14 +391,19 @@ async fn parquet_settings_that_cannot_work_are_refused_changing_nothing() {
         .await
         .unwrap();
     crate::archive::seed(&env).await;
-    let before_run = env.fingerprint().await;
-    assert_ne!(before, before_run);
-    let (out, v) = env.json(
-        &["archive", "--table", "public.orders", "--partition", "orders_2026_03"],
-        &[("ARCHIVE_COMPRESSION", "gzip")],
-    );
+    // The deployment compresses with gzip: orders (parquet) is refused before its first detach,
+    // with its partitions still created; trades (csv) archives as usual.
+    let (out, v) = env.json(&["maintain", "--now", NOW], &[("ARCHIVE_COMPRESSION", "gzip")]);
     assert!(!out.status.success(), "{v}");
-    assert!(v.to_string().contains("does not go with compression gzip"), "{v}");
+    assert!(v.to_string().contains("archive_format parquet does not go with compression gzip"), "{v}");
+    let orders = steps(&v, "public.orders");
+    assert!(orders.iter().any(|s| s.starts_with("create_partition")), "{orders:?}");
+    assert_eq!(
+        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE table_name = 'orders'").await,
+        0
+    );
+    assert!(env.names("public.orders").await.contains(&"orders_2026_03".to_string()), "nothing detached");
+    assert!(steps(&v, "public.trades").contains(&"drop public.trades_2026_03".to_string()), "{v}");
 }
 
 /// A row bigger than the row-group bound is refused, naming the setting.

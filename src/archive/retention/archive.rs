@@ -59,6 +59,7 @@ impl Target {
         let format = policy.archive_format.as_deref().and_then(Format::parse).unwrap_or(settings.format);
         let compression =
             policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(settings.compression);
+        // (The executor refuses a pair that cannot work before any detach; `archive` checks again.)
         let key = manifest::object_key(&settings.prefix, rec, policy.interval == Interval::Year, format, compression);
         Self { format, compression, key }
     }
