@@ -87,7 +87,11 @@ impl ChunkReader for Window {
     type T = bytes::buf::Reader<Bytes>;
     fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
         use bytes::Buf;
-        Ok(self.get_bytes(start, (self.offset + self.data.len() as u64 - start) as usize)?.reader())
+        let end = self.offset + self.data.len() as u64;
+        let length = end.checked_sub(start).ok_or_else(|| {
+            ParquetError::General(format!("offset {start} is past the buffered row group {}..{end}", self.offset))
+        })?;
+        Ok(self.get_bytes(start, length as usize)?.reader())
     }
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
         let end = start + length as u64;

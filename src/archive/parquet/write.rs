@@ -44,9 +44,10 @@ enum ToWriter {
 
 impl<W: Write + Send + 'static> ParquetEncoder<W> {
     /// Decoding (on the caller's thread) and encoding + compressing (on a thread of its own) run
-    /// side by side, with at most two batches between them: measured on the benchmark's month,
-    /// the two halves take about 1 and 3 CPU seconds per 5M rows, and one stream no longer waits
-    /// for their sum.
+    /// side by side, with at most two batches between them, so one stream is not limited by
+    /// their sum (in the profile of the benchmark's month, decoding was about a sixth of the
+    /// archiver's CPU, encoding and zstd most of the rest). On the 2-core benchmark machine,
+    /// already saturated, it changed a chunk's time little (2.8 to 2.6 s).
     pub fn new(options: &WriteOptions, sink: W) -> anyhow::Result<Self> {
         let decoder = Decoder::new(options.columns.clone(), options.row_group_bytes);
         let compression = match options.zstd_level {
