@@ -64,6 +64,35 @@ def versions(env, prefix):
     return counts
 
 
+def measurer(env, repeat, results):
+    """measure(name, cmd, reset=None): runs `cmd` `repeat` times (calling `reset` between runs) and
+    records in `results[name]` (min s, median s, peak RSS KiB, client CPU s, server CPU s,
+    LocalStack CPU s), the CPU figures of the fastest run."""
+    def measure(name, cmd, reset=None):
+        runs = []
+        for i in range(repeat):
+            runs.append(timed(cmd, env))
+            if reset and i < repeat - 1:
+                reset()
+        best = min(runs, key=lambda r: r[0])
+        results[name] = (best[0], statistics.median(r[0] for r in runs), max(r[1] for r in runs), best[2], best[3], best[4])
+        print(f"  {name}: min {best[0]:.2f} s", file=sys.stderr)
+    return measure
+
+
+def prepare_march(env, pa, rows):
+    """Migrates, creates the partitions (a run in March 2026), makes trades move its archived
+    months to bench_hist (so `reattach_march` can put March back), fills March with `rows` trades;
+    returns March's heap bytes."""
+    sh(f"{pa} migrate > /dev/null", env=env)
+    sh(f"env -u ARCHIVE_BUCKET {pa} maintain --now 2026-03-05T00:00:00Z > /dev/null", env=env)
+    sh(f"{PSQL} -c \"UPDATE partition_archiver.part_config SET retention_action = 'archive_move', historical_schema = 'bench_hist' WHERE table_name = 'trades'\"", env=env)
+    t0 = time.perf_counter()
+    fill_trades(env, "2026-03", rows)
+    print(f"generated {rows} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    return int(sh("psql -X -At -c \"SELECT pg_relation_size('public.trades_2026_03')\"", env=env, capture=True).stdout)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=500_000)
@@ -75,28 +104,13 @@ def main():
     try:
         psql = PSQL
         pa = f"{BINARY} --output json"
-        sh(f"{pa} migrate > /dev/null", env=env)
-        sh(f"env -u ARCHIVE_BUCKET {pa} maintain --now 2026-03-05T00:00:00Z > /dev/null", env=env)
-        sh(f"{psql} -c \"UPDATE partition_archiver.part_config SET retention_action = 'archive_move', historical_schema = 'bench_hist' WHERE table_name = 'trades'\"", env=env)
-        t0 = time.perf_counter()
-        fill_trades(env, "2026-03", args.rows)
-        print(f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        heap = int(sh("psql -X -At -c \"SELECT pg_relation_size('public.trades_2026_03')\"", env=env, capture=True).stdout)
+        heap = prepare_march(env, pa, args.rows)
         gb = heap / 1e9
         part = "public.trades_2026_03"
         work = tempfile.mkdtemp(prefix="pa-bench-chunks-files.")
 
         results = {}
-
-        def measure(name, cmd, reset=None):
-            runs = []
-            for i in range(args.repeat):
-                runs.append(timed(cmd, env))
-                if reset and i < args.repeat - 1:
-                    reset()
-            best = min(runs, key=lambda r: r[0])
-            results[name] = (best[0], statistics.median(r[0] for r in runs), max(r[1] for r in runs), best[2], best[3], best[4])
-            print(f"  {name}: min {best[0]:.2f} s", file=sys.stderr)
+        measure = measurer(env, args.repeat, results)
 
         reattach = lambda: reattach_march(env)
 

@@ -14,7 +14,7 @@ share this machine's cores: say so when quoting the figures. Never a test: figur
 """
 import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
 
-from chunks import timed
+from chunks import measurer, prepare_march, timed
 from common import BINARY, PSQL, fill_trades, reattach_march, sh, start_servers, stop_servers
 
 DUCKDB_QUERY = """SELECT symbol, date_trunc('day', created_at) AS day, sum(quantity) AS quantity, count(*) AS trades
@@ -67,26 +67,11 @@ def main():
     env, run_dir = start_servers("pa-bench-parquet.", "bench")
     try:
         pa = f"{BINARY} --output json"
-        sh(f"{pa} migrate > /dev/null", env=env)
-        sh(f"env -u ARCHIVE_BUCKET {pa} maintain --now 2026-03-05T00:00:00Z > /dev/null", env=env)
-        sh(f"{PSQL} -c \"UPDATE partition_archiver.part_config SET retention_action = 'archive_move', historical_schema = 'bench_hist' WHERE table_name = 'trades'\"", env=env)
-        t0 = time.perf_counter()
-        fill_trades(env, "2026-03", args.rows)
-        print(f"generated {args.rows} rows in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        heap = int(sh("psql -X -At -c \"SELECT pg_relation_size('public.trades_2026_03')\"", env=env, capture=True).stdout)
+        heap = prepare_march(env, pa, args.rows)
         part = "public.trades_2026_03"
         work = tempfile.mkdtemp(prefix="pa-bench-parquet-files.")
         results = {}
-
-        def measure(name, cmd, reset=None):
-            runs = []
-            for i in range(args.repeat):
-                runs.append(timed(cmd, env))
-                if reset and i < args.repeat - 1:
-                    reset()
-            best = min(runs, key=lambda r: r[0])
-            results[name] = (best[0], statistics.median(r[0] for r in runs), max(r[1] for r in runs), best[2], best[3], best[4])
-            print(f"  {name}: min {best[0]:.2f} s", file=sys.stderr)
+        measure = measurer(env, args.repeat, results)
 
         reattach = lambda: reattach_march(env)
         measure("raw COPY csv > /dev/null (one stream)", f"psql -X -c 'COPY {part} TO STDOUT (FORMAT csv)' > /dev/null")

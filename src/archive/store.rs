@@ -448,7 +448,7 @@ impl Store {
         }
     }
 
-    /// Bytes `start..end` of an object (a Parquet footer): small, read whole.
+    /// Bytes `start..end` of an object (a Parquet footer, a row group), read whole.
     pub async fn get_range(
         &self,
         key: &str,
@@ -459,18 +459,8 @@ impl Store {
         if start >= end {
             return Ok(bytes::Bytes::new());
         }
-        let out = self
-            .client
-            .get_object()
-            .bucket(self.bucket())
-            .key(key)
-            .set_version_id(version_id.map(str::to_string))
-            .range(format!("bytes={start}-{}", end - 1))
-            .send()
-            .await
-            .map_err(sdk_err)
-            .with_context(|| format!("get bytes {start}..{end} of s3://{}/{key}", self.bucket()))?;
-        let body = out.body.collect().await.with_context(|| format!("read s3://{}/{key}", self.bucket()))?;
+        let body = self.get(key, version_id, Some(format!("bytes={start}-{}", end - 1))).await?;
+        let body = body.collect().await.with_context(|| format!("read s3://{}/{key}", self.bucket()))?;
         let bytes = body.into_bytes();
         anyhow::ensure!(
             bytes.len() as u64 == end - start,
@@ -483,12 +473,20 @@ impl Store {
     }
 
     pub async fn get_stream(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<ByteStream> {
+        self.get(key, version_id, None).await
+    }
+
+    /// GetObject, whole or a `range`; a missing object is `NotFound`, a cold one a transient error
+    /// that says a retrieval is needed.
+    async fn get(&self, key: &str, version_id: Option<&str>, range: Option<String>) -> anyhow::Result<ByteStream> {
+        let what = range.clone().map_or_else(String::new, |r| format!("{r} of "));
         let out = self
             .client
             .get_object()
             .bucket(self.bucket())
             .key(key)
             .set_version_id(version_id.map(str::to_string))
+            .set_range(range)
             .send()
             .await
             .map_err(|e| {
@@ -508,7 +506,7 @@ impl Store {
                     sdk_err(e)
                 }
             })
-            .with_context(|| format!("get s3://{}/{key}", self.bucket()))?;
+            .with_context(|| format!("get {what}s3://{}/{key}", self.bucket()))?;
         Ok(out.body)
     }
 }

@@ -15,7 +15,7 @@
 //! 5. [`record`]: the JSON manifest written beside the object and read back, then `verified`.
 
 use super::chunked;
-use super::prepare::{parquet_write, AbortOnDrop};
+use super::prepare::{parquet_write, side_result, AbortOnDrop};
 use super::record::{count_sql, record, Archived};
 use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
@@ -538,17 +538,7 @@ async fn verify(
     side_count: Option<AbortOnDrop<anyhow::Result<i64>>>,
 ) -> anyhow::Result<()> {
     check::by_head(archiver, rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
-    let side = match side_count {
-        Some(mut task) => match (&mut task.0).await {
-            Ok(Ok(n)) => Some(n),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "count on a second connection failed; counting on this one");
-                None
-            }
-            Err(_) => None,
-        },
-        None => None,
-    };
+    let side = side_result(side_count, "the row count").await;
     let count: i64 = match side {
         Some(n) => n,
         None => client.query_one(&count_sql(&rec.partition()), &[]).await.context("count the partition's rows")?.get(0),

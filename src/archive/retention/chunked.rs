@@ -171,17 +171,7 @@ pub(super) async fn archive_chunked(
             }
         }
     }
-    let computed = match side_statistics {
-        Some(mut task) => match (&mut task.0).await {
-            Ok(Ok(pg)) => Some(pg),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %format!("{e:#}"), "statistics on a second connection failed; computing them now");
-                None
-            }
-            Err(_) => None,
-        },
-        None => None,
-    };
+    let computed = super::prepare::side_result(side_statistics, "the statistics query").await;
     finish(client, policy, partition, archiver, computed).await
 }
 

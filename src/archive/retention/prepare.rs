@@ -51,3 +51,16 @@ impl<T> Drop for AbortOnDrop<T> {
         self.0.abort();
     }
 }
+
+/// What a side task found, once it is done; None if it failed (logged, so the caller computes it
+/// on its own connection instead) or was aborted.
+pub(super) async fn side_result<T>(task: Option<AbortOnDrop<anyhow::Result<T>>>, what: &str) -> Option<T> {
+    match (&mut task?.0).await {
+        Ok(Ok(found)) => Some(found),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %format!("{e:#}"), "{what} on a second connection failed; computing it on this one");
+            None
+        }
+        Err(_) => None,
+    }
+}
