@@ -39,9 +39,29 @@ bash infra/localstack.sh start
 export PA_TEST_DATABASE_URL="$DATABASE_URL" PA_TEST_S3_ENDPOINT="$AWS_ENDPOINT_URL"
 unset DATABASE_URL
 
-echo "== tests (unit + integration)"
-if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --features failpoints --locked --no-fail-fast --test-threads "${PA_TEST_THREADS:-4}"
-else
-  cargo test --features failpoints --locked -- --test-threads "${PA_TEST_THREADS:-4}"
-fi
+# The calendar-sensitive tests: the calendar module (migrations, both partition creators, gap
+# filling, retention) and the Lambda scenario. They derive everything from "today", which is the
+# real clock in the full run and PA_TEST_TODAY in the pinned runs below.
+CALENDAR_FILTER='test(/^calendar::/) | test(=lambda::the_function_runs_under_cargo_lambda_with_credentials_from_the_secret)'
+
+command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
+
+echo "== tests (unit + integration), today = the real clock"
+cargo nextest run --features failpoints --locked --no-fail-fast --test-threads "${PA_TEST_THREADS:-4}"
+
+# The same calendar tests again on pinned days where calendars bite, so a test that depends on the
+# day it runs fails here on any day, not only when the month turns. Each line: today | time zone of
+# the processes (TZ, PGTZ; the tests also cover fixed non-UTC zones of their own).
+while IFS='|' read -r today zone why; do
+  [ -n "$today" ] || continue
+  echo "== calendar tests on $today ($why)"
+  PA_TEST_TODAY="$today" PA_TEST_ZONE="$zone" TZ="$zone" PGTZ="$zone" \
+    cargo nextest run --features failpoints --locked --no-fail-fast --test-threads "${PA_TEST_THREADS:-4}" \
+    -E "$CALENDAR_FILTER"
+done <<'DAYS'
+2027-01-15T12:00:00Z|UTC|mid-month
+2027-04-30T23:30:00Z|UTC|last day of a month; already 1 May in Tokyo and Kiritimati
+2026-12-31T23:30:00Z|UTC|31 December; already 2027 east of UTC
+2028-02-29T12:00:00Z|UTC|29 February of a leap year
+2026-11-01T05:30:00Z|America/New_York|DST ends in New York: 01:30 local, the hour that happens twice
+DAYS

@@ -279,9 +279,9 @@ impl App {
         let span = tracing::info_span!("run", run_id = %run_id, action);
         let _enter = span.enter();
         match request {
-            Request::Migrate => {
+            Request::Migrate { now } => {
                 let mut client = self.connect().await?;
-                let migrations = crate::pg::migrate::migrate(&mut client).await.map_err(Error::transient)?;
+                let migrations = crate::pg::migrate::migrate(&mut client, now).await.map_err(Error::transient)?;
                 Ok(Response::Migrate { action, ok: true, migrations })
             }
             Request::Maintain { dry_run, now, tables, time_budget, fan_out } => {

@@ -32,7 +32,13 @@ pub enum Output {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply the SQL migrations embedded in this binary (idempotent).
-    Migrate,
+    Migrate {
+        /// Create the seed partitions as if the time were this (RFC 3339), e.g.
+        /// 2026-11-24T10:00:00Z: sets `partition_archiver.now` for the migration's session.
+        /// Default: the database's clock.
+        #[arg(long)]
+        now: Option<String>,
+    },
     /// The scheduled job: create partitions ahead, archive and drop those past retention.
     Maintain {
         /// Plan only: print the steps, change nothing.
@@ -153,7 +159,7 @@ impl Command {
             crate::plan::ident::validate_ident(p).map_err(|e| Error::invalid(format!("partition {p:?}: {e}")))
         };
         Ok(match self {
-            Command::Migrate => Request::Migrate,
+            Command::Migrate { now: n } => Request::Migrate { now: now(n)? },
             Command::Maintain { dry_run, now: n, tables, time_budget, fan_out } => Request::Maintain {
                 dry_run,
                 now: now(n)?,

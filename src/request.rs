@@ -14,7 +14,10 @@ pub const MAX_TABLES: usize = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    Migrate,
+    /// Apply the migrations; `now` pins the instant the seed partitions are created around.
+    Migrate {
+        now: Option<DateTime<Utc>>,
+    },
     Maintain {
         dry_run: bool,
         now: Option<DateTime<Utc>>,
@@ -59,7 +62,7 @@ pub enum Request {
 impl Request {
     pub fn action(&self) -> &'static str {
         match self {
-            Request::Migrate => "migrate",
+            Request::Migrate { .. } => "migrate",
             Request::Maintain { dry_run: true, .. } => "plan",
             Request::Maintain { .. } => "maintain",
             Request::Status { .. } => "status",
@@ -95,7 +98,9 @@ enum RawEvent {
         #[serde(default)]
         tables: Vec<String>,
     },
-    Migrate {},
+    Migrate {
+        now: Option<String>,
+    },
     Archive {
         table: String,
         partition: String,
@@ -206,7 +211,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
             chunk: chunk_number(chunk)?,
         },
         RawEvent::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
-        RawEvent::Migrate {} => Request::Migrate,
+        RawEvent::Migrate { now: n } => Request::Migrate { now: now(n)? },
         RawEvent::Archive { table, partition, time_budget_s } => Request::Archive {
             table: parse_tables(&[table])?.remove(0),
             partition: partition_name(&partition)?,
@@ -283,7 +288,13 @@ mod tests {
                 time_budget: Some(Duration::from_millis(500))
             }
         );
-        assert_eq!(from_event(&json!({"action": "migrate"})).unwrap(), Request::Migrate);
+        assert_eq!(from_event(&json!({"action": "migrate"})).unwrap(), Request::Migrate { now: None });
+        assert_eq!(
+            from_event(&json!({"action": "migrate", "now": "2026-12-31T23:30:00-05:00"})).unwrap(),
+            Request::Migrate { now: Some("2027-01-01T04:30:00Z".parse().unwrap()) }
+        );
+        let err = from_event(&json!({"action": "migrate", "now": "tomorrow"})).unwrap_err();
+        assert!(err.message.contains("not an RFC 3339 timestamp"), "{}", err.message);
         let r = from_event(&json!({"action": "maintain", "dry_run": true, "now": "2026-11-24T10:00:00Z", "tables": ["public.trades", "orders"]})).unwrap();
         assert_eq!(r.action(), "plan");
         let r = from_event(&json!({"action": "restore", "table": "public.trades", "partition": "trades_2025_12", "into_schema": "restored", "attach": false})).unwrap();

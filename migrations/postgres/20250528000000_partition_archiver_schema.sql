@@ -5,12 +5,25 @@
 --   * a period is a calendar month (or year) in the table's time zone;
 --   * bounds are exact instants, written with an explicit UTC offset (never the session TimeZone);
 --   * names are {table}_YYYY_MM (monthly), {table}_YYYY (yearly), {table}_default;
---   * the current period and `premake` periods ahead are created, counted from now;
+--   * the current period and `premake` periods ahead are created, counted from now, which is
+--     partition_archiver.now(): the real clock unless the session pins it (see below);
 --   * rows that sit in the default partition and belong to a new range are moved into it, in the
 --     same transaction that creates it.
 -- Idempotent: applying this file again changes nothing.
 
 CREATE SCHEMA IF NOT EXISTS partition_archiver;
+
+-- "Now" for every function and seed migration here: the session setting partition_archiver.now
+-- when it is set (an instant with its offset, such as '2026-11-15T12:00:00Z'), else the
+-- transaction's now(). Production never sets it; `partition-archiver migrate --now <instant>`,
+-- the tests and anyone rehearsing another day do:
+--   SET partition_archiver.now = '2026-12-31T23:30:00Z';   -- or PGOPTIONS='-c partition_archiver.now=...'
+-- so the partitions the migrations create follow the same pinned instant as `maintain --now`.
+CREATE OR REPLACE FUNCTION partition_archiver.now()
+RETURNS timestamptz LANGUAGE sql STABLE AS $$
+  -- current_setting(.., true) is NULL when never set, '' after RESET.
+  SELECT coalesce(nullif(current_setting('partition_archiver.now', true), '')::timestamptz, pg_catalog.now())
+$$;
 
 -- True when PostgreSQL knows the time zone name. Used by part_config's CHECK.
 CREATE OR REPLACE FUNCTION partition_archiver.is_valid_time_zone(p_tz text)
@@ -104,7 +117,7 @@ END $$;
 -- existing partition (a foreign-named one, say) is skipped with a NOTICE, never an error.
 -- Returns the number of partitions created. Safe to call from pg_cron.
 CREATE OR REPLACE FUNCTION partition_archiver.create_partitions(
-  p_schema text, p_table text, p_now timestamptz DEFAULT now(), p_back integer DEFAULT 0)
+  p_schema text, p_table text, p_now timestamptz DEFAULT partition_archiver.now(), p_back integer DEFAULT 0)
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
   cfg       partition_archiver.part_config;
@@ -194,7 +207,7 @@ END $$;
 
 -- Runs create_partitions for every enabled table. Schedule it with pg_cron, for example:
 --   SELECT cron.schedule('partition-archiver', '0 3 * * *', 'SELECT partition_archiver.run_maintenance()');
-CREATE OR REPLACE FUNCTION partition_archiver.run_maintenance(p_now timestamptz DEFAULT now())
+CREATE OR REPLACE FUNCTION partition_archiver.run_maintenance(p_now timestamptz DEFAULT partition_archiver.now())
 RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
   r record;

@@ -30,7 +30,7 @@ BEGIN
   END IF;
   SELECT greatest(
            -- two months ahead: new rows keep satisfying the CHECK even if step 2 runs after a month boundary
-           (date_trunc('month', now() AT TIME ZONE 'UTC') + interval '2 months') AT TIME ZONE 'UTC',
+           (date_trunc('month', partition_archiver.now() AT TIME ZONE 'UTC') + interval '2 months') AT TIME ZONE 'UTC',
            (date_trunc('month', max(created_at) AT TIME ZONE 'UTC') + interval '1 month') AT TIME ZONE 'UTC')
     INTO v_hi FROM public.trades;
   IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'public.trades'::regclass

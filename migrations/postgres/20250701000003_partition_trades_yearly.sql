@@ -19,6 +19,6 @@ BEGIN
     RETURN;
   END IF;
   -- p_back => 1 also creates the previous year (current year +- 1).
-  v_created := partition_archiver.create_partitions('public', 'trades', now(), p_back => 1);
+  v_created := partition_archiver.create_partitions('public', 'trades', partition_archiver.now(), p_back => 1);
   RAISE NOTICE 'public.trades: % yearly partitions created', v_created;
 END $$;

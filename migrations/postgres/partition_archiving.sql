@@ -7,7 +7,7 @@
 -- table: data leaves the database only through the binary, which archives and verifies first.
 --
 --   SELECT * FROM partition_archiver.run_archiving();                 -- all enabled tables
---   SELECT * FROM partition_archiver.detach_expired_partitions('public', 'trades', now(), true); -- dry run
+--   SELECT * FROM partition_archiver.detach_expired_partitions('public', 'trades', partition_archiver.now(), true); -- dry run
 --   SELECT cron.schedule('partition-archiving', '30 3 1 * *', 'SELECT partition_archiver.run_archiving()');
 --
 -- Do not combine with the binary's archiving of the same table: a partition moved to the historical
@@ -16,7 +16,7 @@
 -- future partition, never the default partition, never a partition with an unbounded upper end.
 
 CREATE OR REPLACE FUNCTION partition_archiver.detach_expired_partitions(
-  p_schema text, p_table text, p_now timestamptz DEFAULT now(), p_dry_run boolean DEFAULT false)
+  p_schema text, p_table text, p_now timestamptz DEFAULT partition_archiver.now(), p_dry_run boolean DEFAULT false)
 RETURNS TABLE (partition_name text, upper_bound text, action text)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -75,7 +75,7 @@ BEGIN
   END LOOP;
 END $$;
 
-CREATE OR REPLACE FUNCTION partition_archiver.run_archiving(p_now timestamptz DEFAULT now(), p_dry_run boolean DEFAULT false)
+CREATE OR REPLACE FUNCTION partition_archiver.run_archiving(p_now timestamptz DEFAULT partition_archiver.now(), p_dry_run boolean DEFAULT false)
 RETURNS TABLE (table_name text, partition_name text, upper_bound text, action text)
 LANGUAGE plpgsql AS $$
 DECLARE

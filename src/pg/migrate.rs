@@ -3,8 +3,13 @@
 //! `partition_archiver.schema_migrations`. Every file is idempotent (it can also be applied with
 //! `psql -f`, which records nothing), so a file whose checksum changed is simply applied again.
 //! A file is split on `-- migrate:split` lines, each chunk its own transaction.
+//!
+//! The seed migrations create partitions around "now", which is `partition_archiver.now()`: the
+//! real clock, or the instant `migrate --now` pins for this session (the setting
+//! `partition_archiver.now`), so a test or a rehearsal migrates "on" the day it then plans for.
 
 use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
@@ -48,14 +53,35 @@ pub struct MigrationOutcome {
 
 const MIGRATE_LOCK: (i32, i32) = (0x5041_5243, 0);
 
-pub async fn migrate(client: &mut Client) -> anyhow::Result<Vec<MigrationOutcome>> {
+/// Applies every migration; `now` pins the instant the SQL side treats as now (`None`: the real
+/// clock).
+pub async fn migrate(client: &mut Client, now: Option<DateTime<Utc>>) -> anyhow::Result<Vec<MigrationOutcome>> {
     client
         .query_one("SELECT pg_advisory_lock($1, $2)", &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1])
         .await
         .context("take the migration lock")?;
-    let result = apply_all(client).await;
+    let result = pin_clock(client, now).await;
+    let result = match result {
+        Ok(()) => apply_all(client).await,
+        Err(e) => Err(e),
+    };
+    // The session may be reused by the caller: never leave it pinned.
+    let _ = client.batch_execute("RESET partition_archiver.now").await;
     let _ = client.query_one("SELECT pg_advisory_unlock($1, $2)", &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1]).await;
     result
+}
+
+/// Sets `partition_archiver.now` for this session (RFC 3339 with its offset, so the session's
+/// TimeZone never changes the instant), or leaves it unset for the real clock.
+async fn pin_clock(client: &Client, now: Option<DateTime<Utc>>) -> anyhow::Result<()> {
+    if let Some(now) = now {
+        let instant = now.to_rfc3339_opts(SecondsFormat::Micros, true);
+        client
+            .query_one("SELECT set_config('partition_archiver.now', $1, false)", &[&instant])
+            .await
+            .with_context(|| format!("pin partition_archiver.now to {instant}"))?;
+    }
+    Ok(())
 }
 
 async fn apply_all(client: &mut Client) -> anyhow::Result<Vec<MigrationOutcome>> {

@@ -32,7 +32,7 @@ pub(crate) const ORDERS_SUM: &str =
 
 #[tokio::test]
 async fn archive_drop_and_restore_round_trip_keeps_every_value() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let original = env.scalar_text(ORDERS_SUM).await;
     let original_rows = env.scalar_i64("SELECT count(*) FROM public.orders WHERE created_at < '2026-05-01'").await;
@@ -123,7 +123,7 @@ async fn archive_drop_and_restore_round_trip_keeps_every_value() {
 
 #[tokio::test]
 async fn binary_format_and_gzip_round_trip() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let sum = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.trades t WHERE created_at < '2026-05-01'";
     let original = env.scalar_text(sum).await;
@@ -262,7 +262,7 @@ pub(crate) async fn assert_no_row_lost(env: &TestEnv, original: &Option<String>,
 #[tokio::test]
 async fn a_crash_at_any_step_is_completed_by_the_next_run() {
     for point in crate::reliability::LIFECYCLE_POINTS {
-        let env = TestEnv::migrated().await;
+        let env = TestEnv::migrated_at(NOW).await;
         seed(&env).await;
         let before = OrdersBefore::take(&env).await;
         crash_at(&env, point);
@@ -278,7 +278,7 @@ async fn a_crash_at_any_step_is_completed_by_the_next_run() {
 
 #[tokio::test]
 async fn concurrent_runs_archive_each_partition_exactly_once() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let before = OrdersBefore::take(&env).await;
     let handles: Vec<_> = (0..8)
@@ -311,7 +311,7 @@ async fn concurrent_runs_archive_each_partition_exactly_once() {
 
 #[tokio::test]
 async fn s3_down_mid_run_drops_nothing_and_the_next_run_succeeds() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let before = OrdersBefore::take(&env).await;
     // Nothing listens on port 9 of loopback.
@@ -332,7 +332,7 @@ async fn s3_down_mid_run_drops_nothing_and_the_next_run_succeeds() {
 
 #[tokio::test]
 async fn s3_failing_mid_upload_aborts_the_upload_and_drops_nothing() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let before = OrdersBefore::take(&env).await;
     let (out, report) = env.json(
@@ -362,7 +362,7 @@ async fn s3_failing_mid_upload_aborts_the_upload_and_drops_nothing() {
 
 #[tokio::test]
 async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "trades"], &[]));
     let key = env
@@ -438,7 +438,7 @@ async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused()
 async fn a_partition_is_frozen_before_it_is_copied_and_writes_to_it_are_refused() {
     // Frozen already when the upload is created (before the COPY), and still when verified.
     for (point, state) in [("after_create_upload", "uploading"), ("after_verify", "verified")] {
-        let env = TestEnv::migrated().await;
+        let env = TestEnv::migrated_at(NOW).await;
         seed(&env).await;
         crash_at(&env, point);
         assert_frozen_then_completed(&env, state).await;
@@ -464,7 +464,7 @@ async fn assert_frozen_then_completed(env: &TestEnv, state: &str) {
 /// freeze trigger was dropped by hand and a row written) is not dropped, and says why.
 #[tokio::test]
 async fn a_verified_partition_that_gained_rows_is_not_dropped() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     crash_at(&env, "after_verify");
     let table = partition_in_state(&env, "verified").await;
@@ -488,7 +488,7 @@ async fn a_verified_partition_that_gained_rows_is_not_dropped() {
 /// fewer rows than its archive, never more).
 #[tokio::test]
 async fn foreign_key_cascades_pass_the_freeze_and_the_partition_is_still_dropped() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     env.db
         .batch_execute(
             "CREATE TABLE public.accounts (id bigint PRIMARY KEY);

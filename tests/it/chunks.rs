@@ -86,7 +86,7 @@ const MARCH_MANIFEST: &str =
 
 #[tokio::test]
 async fn a_chunked_archive_is_one_valid_csv_per_block_range_and_restores_identical() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 40_000).await;
     let original = env.scalar_text(ORDERS_SUM).await;
     let march_rows = env.scalar_i64("SELECT count(*) FROM public.orders_2026_03").await;
@@ -164,7 +164,7 @@ async fn a_chunked_archive_is_one_valid_csv_per_block_range_and_restores_identic
 
 #[tokio::test]
 async fn a_time_budget_stops_between_chunks_and_the_next_run_goes_on_without_redoing_any() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 64_000).await;
     let original = env.scalar_text(ORDERS_SUM).await;
     // Each chunk pauses 5 s after its upload, so the run measures ~0.2 MiB/s (a 1 MiB chunk is
@@ -212,7 +212,7 @@ async fn a_time_budget_stops_between_chunks_and_the_next_run_goes_on_without_red
 
 #[tokio::test]
 async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 24_000).await;
     let original = env.scalar_text(ORDERS_SUM).await;
     // One stream, and a pause after each chunk's upload: VACUUM FULL runs during the first pause.
@@ -263,7 +263,7 @@ async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() 
 
 #[tokio::test]
 async fn chunk_settings_beyond_what_the_server_allows_are_refused_before_anything_changes() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let before = env.fingerprint().await;
     // This database takes at most 8 connections: 8 streams (+ the run's own and a count) do not fit.
@@ -302,7 +302,7 @@ async fn chunk_settings_beyond_what_the_server_allows_are_refused_before_anythin
 #[tokio::test]
 async fn a_chunked_archive_killed_at_any_chunk_step_is_completed_by_the_next_run_uploading_each_chunk_once() {
     for point in ["chunk_after_create_upload", "chunk_before_complete", "chunk_after_complete"] {
-        let env = TestEnv::migrated().await;
+        let env = TestEnv::migrated_at(NOW).await;
         seed_big(&env, 24_000).await;
         let original = env.scalar_text(ORDERS_SUM).await;
         let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", point)]].concat();
@@ -324,7 +324,7 @@ async fn a_chunked_archive_killed_at_any_chunk_step_is_completed_by_the_next_run
 
 #[tokio::test]
 async fn a_chunked_restore_killed_or_failing_leaves_nothing_and_the_next_one_restores() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 24_000).await;
     let march = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders_2026_03 t").await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED));
@@ -357,7 +357,7 @@ async fn a_chunked_restore_killed_or_failing_leaves_nothing_and_the_next_one_res
 
 #[tokio::test]
 async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_step_verifies_and_drops() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 40_000).await;
     let original = env.scalar_text(ORDERS_SUM).await;
     // Prepare (the state machine's first step): chunks planned, not streamed; April, small, is
@@ -445,7 +445,7 @@ async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_
 
 #[tokio::test]
 async fn a_chunk_plan_keeps_its_bucket_and_another_bucket_is_refused_with_nothing_changed() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 24_000).await;
     let (out, _) = env.json(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED);
     ok(&out);

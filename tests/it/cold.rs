@@ -62,7 +62,7 @@ async fn restored_tables(env: &TestEnv) -> i64 {
 
 #[tokio::test]
 async fn deep_archive_restore_is_pending_then_identical_and_verify_reads_nothing() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     let original = archived_trades(&env).await;
     move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
 
@@ -103,7 +103,7 @@ async fn deep_archive_restore_is_pending_then_identical_and_verify_reads_nothing
 
 #[tokio::test]
 async fn restore_wait_polls_until_the_retrieval_is_done() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     let original = archived_trades(&env).await;
     move_to_class(&env, "trades_2026_03", "GLACIER").await;
     let out = env.run(
@@ -121,7 +121,7 @@ async fn restore_wait_polls_until_the_retrieval_is_done() {
 
 #[tokio::test]
 async fn bad_retrieval_input_is_refused_by_name_and_changes_nothing() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     archived_trades(&env).await;
     move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
     let restore = ["restore", "--table", "trades", "--partition", "trades_2026_03"];
@@ -177,7 +177,7 @@ async fn bad_retrieval_input_is_refused_by_name_and_changes_nothing() {
 
 #[tokio::test]
 async fn the_lambda_returns_a_pending_restore_as_a_normal_report_and_refuses_wait() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     archived_trades(&env).await;
     move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
     let settings = partition_archiver::config::Settings::from_lookup(&|k| match k {

@@ -110,7 +110,7 @@ async fn start_proxy(upstream: SocketAddr) -> (u16, Arc<FaultCounts>) {
 }
 
 async fn faulty_env() -> (TestEnv, OrdersBefore) {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     // Enough data for two 5 MiB parts per month without compression.
     env.db

@@ -2,6 +2,7 @@
 //! `scripts/test.sh` (infra/postgres.sh, infra/localstack.sh), which exports their addresses; each
 //! test gets its own database and its own bucket, and runs the real binary.
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use std::process::{Command, Output};
 use tokio_postgres::{Client, NoTls};
@@ -16,6 +17,24 @@ fn admin_url() -> String {
 
 pub fn endpoint() -> String {
     std::env::var("PA_TEST_S3_ENDPOINT").expect("PA_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh")
+}
+
+/// The day the calendar tests (`calendar.rs`, the Lambda scenario) run "on": `PA_TEST_TODAY` (RFC
+/// 3339) when the test command pins it, else the real clock, read once by the test. Those tests
+/// pass it to `migrate --now` and `maintain --now` and derive what they expect from it, so they
+/// hold on any day; `scripts/test.sh` runs them again on days where calendars bite.
+pub fn today() -> DateTime<Utc> {
+    match std::env::var("PA_TEST_TODAY") {
+        Ok(s) if !s.is_empty() => DateTime::parse_from_rfc3339(&s)
+            .unwrap_or_else(|e| panic!("PA_TEST_TODAY {s:?} is not an RFC 3339 instant: {e}"))
+            .with_timezone(&Utc),
+        _ => Utc::now(),
+    }
+}
+
+/// An instant as the binary's `--now` and the `now` of events take it.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 pub fn unique(prefix: &str) -> String {
@@ -66,14 +85,17 @@ impl TestEnv {
         Self { url, db, bucket }
     }
 
-    /// A fresh database with the migrations applied through the binary.
-    pub async fn migrated() -> Self {
-        Self::migrated_on(&admin_url()).await
+    /// A fresh database with the migrations applied through the binary "on" `now` (RFC 3339):
+    /// `migrate --now` pins the instant the seed migrations create partitions around (the current
+    /// month and two ahead), so what exists before a test's first step follows from the instant
+    /// the test states, never from the day it runs.
+    pub async fn migrated_at(now: &str) -> Self {
+        Self::migrated_on(&admin_url(), now).await
     }
 
-    pub async fn migrated_on(admin: &str) -> Self {
+    pub async fn migrated_on(admin: &str, now: &str) -> Self {
         let env = Self::new_on(admin).await;
-        let out = env.run(&["migrate"], &[]);
+        let out = env.run(&["migrate", "--now", now], &[]);
         assert!(out.status.success(), "migrate failed: {}", String::from_utf8_lossy(&out.stderr));
         env
     }

@@ -62,20 +62,30 @@ async fn the_arm64_artifact_runs_the_same_under_cargo_lambda() {
 /// event finishes and drops the month; a restore event brings it back identical (in parallel, from
 /// its chunks); a malformed event is a typed error.
 async fn scheduled_maintain_then_restore(mut function: Command) {
-    let env = TestEnv::migrated().await;
+    // A calendar test (scripts/test.sh runs it on pinned days too): migrated on `today`, with the
+    // trades of the month nine months before it, which is past the six months of retention both
+    // on `today` (the Prepare event's `now`) and on the real clock of the scheduled event.
+    let today = today();
+    let month = today.checked_sub_months(chrono::Months::new(9)).unwrap().format("%Y_%m").to_string();
+    let month_start = format!("{}-01 00:00:00+00", month.replace('_', "-"));
+    let partition = format!("trades_{month}");
+    let env = TestEnv::migrated_at(&rfc3339(today)).await;
     env.db
-        .batch_execute(
+        .batch_execute(&format!(
             "INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, created_at)
-             SELECT g, g % 10, 'BTC-USD', 'buy', 100.5 + g, 1, timestamptz '2026-03-01 00:00:00+00' + (g * interval '40 seconds')
+             SELECT g, g % 10, 'BTC-USD', 'buy', 100.5 + g, 1, timestamptz '{month_start}' + (g * interval '40 seconds')
                FROM generate_series(1, 60000) g;
              -- trades as Parquet (the orders months, empty here, as CSV): the deployed artifact
              -- runs both encoders and the Parquet restore.
-             UPDATE partition_archiver.part_config SET archive_format = 'parquet' WHERE table_name = 'trades';",
-        )
+             UPDATE partition_archiver.part_config SET archive_format = 'parquet' WHERE table_name = 'trades';"
+        ))
         .await
         .unwrap();
-    let sum = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.trades t WHERE created_at < '2026-04-01'";
-    let original = env.scalar_text(sum).await;
+    let sum = format!(
+        "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.trades t
+          WHERE created_at < timestamptz '{month_start}' + interval '1 month'"
+    );
+    let original = env.scalar_text(&sum).await;
 
     // The database secret, in the standard RDS shape, in LocalStack's Secrets Manager.
     let url = url::Url::parse(&env.url).unwrap();
@@ -141,14 +151,15 @@ async fn scheduled_maintain_then_restore(mut function: Command) {
     let _function = Watch(function.spawn().expect("start the function"));
 
     // The fan-out state machine's Prepare: chunks planned, one unit each; then every unit.
-    let (ok, out) = invoke(port, r#"{"action": "maintain", "fan_out": true}"#);
+    let prepare = serde_json::json!({"action": "maintain", "fan_out": true, "now": rfc3339(today)});
+    let (ok, out) = invoke(port, &prepare.to_string());
     assert!(ok, "{out}\nlog: {}", std::fs::read_to_string(&log_path).unwrap_or_default());
     let prepared: serde_json::Value = serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{e}: {out}"));
     assert_eq!(prepared["complete"], false, "{prepared}");
     let units = prepared["units"].as_array().unwrap().clone();
     assert!(units.len() >= 3, "{prepared}");
     for unit in &units {
-        assert_eq!(unit["partition"], "trades_2026_03", "{unit}");
+        assert_eq!(unit["partition"], partition.as_str(), "{unit}");
         let event = serde_json::json!({"action": "archive_chunk", "table": unit["table"], "partition": unit["partition"], "chunk": unit["chunk"]});
         let (ok, out) = invoke(port, &event.to_string());
         assert!(ok, "{out}");
@@ -168,15 +179,15 @@ async fn scheduled_maintain_then_restore(mut function: Command) {
     assert_eq!((report["action"].as_str(), report["ok"].as_bool()), (Some("maintain"), Some(true)), "{report}");
     let trade_steps = steps(&report, "public.trades");
     // (Prepare detached it; this run finishes the archive and drops it.)
-    for s in ["archive public.trades_2026_03", "drop public.trades_2026_03"] {
-        assert!(trade_steps.contains(&s.to_string()), "{trade_steps:?}");
+    for s in [format!("archive public.{partition}"), format!("drop public.{partition}")] {
+        assert!(trade_steps.contains(&s), "{trade_steps:?}");
     }
     assert_eq!(report["complete"], true, "{report}");
-    assert_eq!(env.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'trades_2026_03'").await, 0);
+    assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM pg_tables WHERE tablename = '{partition}'")).await, 0);
     assert_eq!(
-        env.scalar_text(
-            "SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'"
-        )
+        env.scalar_text(&format!(
+            "SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = '{partition}'"
+        ))
         .await
         .as_deref(),
         Some("dropped")
@@ -194,13 +205,11 @@ async fn scheduled_maintain_then_restore(mut function: Command) {
     }
 
     // The restore event brings the month back, identical.
-    let (ok, out) = invoke(
-        port,
-        r#"{"action": "restore", "table": "public.trades", "partition": "trades_2026_03", "into_schema": "restored"}"#,
-    );
+    let restore = serde_json::json!({"action": "restore", "table": "public.trades", "partition": partition, "into_schema": "restored"});
+    let (ok, out) = invoke(port, &restore.to_string());
     assert!(ok, "{out}");
     let restored =
-        env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM restored.trades_2026_03 t").await;
+        env.scalar_text(&format!("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM restored.{partition} t")).await;
     assert_eq!(restored, original);
 
     // A malformed event is a typed, non-retryable error.

@@ -115,7 +115,7 @@ print(json.dumps([[None if v is None else str(v) for v in r] for r in rows]))
 
 #[tokio::test]
 async fn every_type_round_trips_through_parquet_and_duckdb_reads_it_typed() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     typed_table(&env, "parquet").await;
     let original = env.scalar_text(TYPED_SUM).await.unwrap();
     let pg_aggregates = env
@@ -246,7 +246,7 @@ fn normalise(s: &str) -> String {
 
 #[tokio::test]
 async fn an_unrepresentable_value_stops_the_archive_before_the_drop() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     env.db
         .batch_execute(
             "CREATE TABLE public.prices (id bigint, created_at timestamptz NOT NULL, price numeric(10,2), at timestamp)
@@ -309,7 +309,7 @@ async fn an_unrepresentable_value_stops_the_archive_before_the_drop() {
 
 #[tokio::test]
 async fn a_corrupted_parquet_object_fails_verify_and_restore_changing_nothing() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     typed_table(&env, "parquet").await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "public.typed"], &[]));
     let key = "partition-archiver/public.typed/year=2026/month=03/typed_2026_03.parquet";
@@ -357,7 +357,7 @@ async fn a_corrupted_parquet_object_fails_verify_and_restore_changing_nothing() 
 
 #[tokio::test]
 async fn parquet_settings_that_cannot_work_are_refused_changing_nothing() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     let before = env.fingerprint().await;
     for (key, value, says) in [
         ("ARCHIVE_FORMAT", "orc", "csv, binary or parquet"),
@@ -409,7 +409,7 @@ async fn parquet_settings_that_cannot_work_are_refused_changing_nothing() {
 /// A row bigger than the row-group bound is refused, naming the setting.
 #[tokio::test]
 async fn a_row_larger_than_the_row_group_bound_is_refused() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     env.db
         .batch_execute(
             "CREATE TABLE public.blobs (id bigint, created_at timestamptz NOT NULL, body text) PARTITION BY RANGE (created_at);
@@ -439,7 +439,7 @@ async fn a_row_larger_than_the_row_group_bound_is_refused() {
 /// switch to Parquet restores beside it (a mixed archive), and DuckDB reads the chunk files.
 #[tokio::test]
 async fn chunked_parquet_and_a_mixed_csv_parquet_archive_restore_identical() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     crate::chunks::seed_big(&env, 40_000).await;
     let month_sum = |p: &str| format!("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {p} t");
     let original_march = env.scalar_text(&month_sum("public.orders_2026_03")).await;

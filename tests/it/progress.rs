@@ -2,7 +2,7 @@
 //! `PROGRESS_LOG_SECONDS` with the work, rows, bytes and MB/s; on a terminal a progress bar; and
 //! nothing extra for a short stream at the default interval.
 
-use crate::archive::seed;
+use crate::archive::{seed, NOW};
 use crate::harness::*;
 use serde_json::Value;
 use std::process::Command;
@@ -18,7 +18,7 @@ fn progress_lines(stderr: &[u8]) -> Vec<Value> {
 
 #[tokio::test]
 async fn long_streams_log_progress_off_a_terminal_and_draw_a_bar_on_one() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
 
     // The default interval (30 s): a short archive logs no progress line.

@@ -39,7 +39,7 @@ async fn wait_for_orphaned_backends(env: &TestEnv) {
 /// really killed mid-way (a run that finished before its kill does not count).
 async fn kill_campaign(kills: usize) {
     // Calibrate: how long does an uninterrupted run take on this machine right now?
-    let calibration = TestEnv::migrated().await;
+    let calibration = TestEnv::migrated_at(NOW).await;
     seed(&calibration).await;
     let started = Instant::now();
     let status = spawn_maintain(&calibration).wait().unwrap();
@@ -50,7 +50,7 @@ async fn kill_campaign(kills: usize) {
     while killed < kills {
         attempts += 1;
         assert!(attempts <= kills * 4, "only {killed} of {attempts} runs were still running when killed");
-        let env = TestEnv::migrated().await;
+        let env = TestEnv::migrated_at(NOW).await;
         seed(&env).await;
         let before = OrdersBefore::take(&env).await;
         let mut child = spawn_maintain(&env);
@@ -142,7 +142,7 @@ async fn assert_interrupted_copy_left_nothing(env: &TestEnv) {
 
 #[tokio::test]
 async fn connection_terminated_mid_copy_fails_cleanly_and_the_next_run_completes() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed_for_a_long_copy(&env).await;
     let before = OrdersBefore::take(&env).await;
     let child = spawn_maintain(&env);
@@ -158,7 +158,7 @@ async fn connection_terminated_mid_copy_fails_cleanly_and_the_next_run_completes
 
 #[tokio::test]
 async fn connection_terminated_while_ddl_waits_for_a_lock_changes_nothing() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let before = OrdersBefore::take(&env).await;
     let blocker = connect(&env.url).await;
@@ -200,7 +200,7 @@ pub(crate) const LIFECYCLE_POINTS: [&str; 8] = [
 async fn a_database_crash_between_steps_is_completed_by_the_next_run() {
     let server = PrivateServer::start();
     for (point, checkpoint) in LIFECYCLE_POINTS.into_iter().flat_map(|p| [(p, true), (p, false)]) {
-        let mut env = TestEnv::migrated_on(&server.admin_url).await;
+        let mut env = TestEnv::migrated_on(&server.admin_url, NOW).await;
         seed(&env).await;
         let before = OrdersBefore::take(&env).await;
         crash_at(&env, point);
@@ -228,7 +228,7 @@ async fn a_database_crash_between_steps_is_completed_by_the_next_run() {
 #[tokio::test]
 async fn a_database_restart_mid_copy_fails_the_run_cleanly_and_the_next_run_completes() {
     let server = PrivateServer::start();
-    let mut env = TestEnv::migrated_on(&server.admin_url).await;
+    let mut env = TestEnv::migrated_on(&server.admin_url, NOW).await;
     seed_for_a_long_copy(&env).await;
     let before = OrdersBefore::take(&env).await;
     let mut cmd = env.command(&["maintain", "--now", NOW, "--table", "orders"], &[("METRICS", "off")]);

@@ -18,9 +18,9 @@ async fn versions_by_key(bucket: &str) -> std::collections::BTreeMap<String, usi
 
 #[tokio::test]
 async fn a_second_database_with_other_rows_is_refused_and_the_first_archive_stays_whole() {
-    let first = TestEnv::migrated().await;
+    let first = TestEnv::migrated_at(NOW).await;
     seed(&first).await;
-    let second = TestEnv::migrated().await;
+    let second = TestEnv::migrated_at(NOW).await;
     seed(&second).await;
     // The second database's months differ from the first's by one value each.
     second
@@ -70,9 +70,9 @@ async fn a_second_database_with_other_rows_is_refused_and_the_first_archive_stay
 
 #[tokio::test]
 async fn a_clone_with_the_same_rows_adopts_the_archive_without_writing_it_again() {
-    let first = TestEnv::migrated().await;
+    let first = TestEnv::migrated_at(NOW).await;
     seed(&first).await;
-    let clone = TestEnv::migrated().await;
+    let clone = TestEnv::migrated_at(NOW).await;
     seed(&clone).await;
     // Same rows, same ids: a clone that changed nothing in these months (seed's one difference
     // between two databases is `updated_at = now()`).
@@ -105,7 +105,7 @@ async fn a_clone_with_the_same_rows_adopts_the_archive_without_writing_it_again(
 
 #[tokio::test]
 async fn the_manifest_records_the_database_and_restore_and_verify_show_it() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "trades"], &[]));
     let id = env.scalar_text("SELECT system_identifier::text FROM pg_control_system()").await.unwrap();
@@ -137,11 +137,11 @@ async fn the_manifest_records_the_database_and_restore_and_verify_show_it() {
 
 #[tokio::test]
 async fn a_cold_object_at_the_key_is_refused_without_reading_it() {
-    let first = TestEnv::migrated().await;
+    let first = TestEnv::migrated_at(NOW).await;
     seed(&first).await;
     ok(&first.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
     crate::cold::move_to_class(&first, "orders_2026_03", "DEEP_ARCHIVE").await;
-    let second = TestEnv::migrated().await;
+    let second = TestEnv::migrated_at(NOW).await;
     seed(&second).await;
     let before = OrdersBefore::take(&second).await;
     let (out, report) =
@@ -173,7 +173,7 @@ async fn a_cold_object_at_the_key_is_refused_without_reading_it() {
 
 #[tokio::test]
 async fn a_run_killed_after_completing_finds_its_object_even_when_the_prefix_changed() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let before = OrdersBefore::take(&env).await;
     crate::archive::crash_at(&env, "after_complete");
@@ -198,7 +198,7 @@ async fn a_run_killed_after_completing_finds_its_object_even_when_the_prefix_cha
 /// behind before each archive (a scan that stops half-way, as a LIMIT does).
 #[tokio::test]
 async fn the_same_large_partition_archived_twice_is_recognised_by_its_content() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     ok(&env.run(&["maintain", "--now", "2026-03-05T00:00:00Z"], &[("ARCHIVE_BUCKET", "")]));
     env.db
         .batch_execute(
@@ -245,7 +245,7 @@ async fn the_same_large_partition_archived_twice_is_recognised_by_its_content() 
 /// aborted, the other object is kept as it is, and nothing is dropped.
 #[tokio::test]
 async fn an_object_written_at_the_key_while_streaming_wins_and_nothing_is_dropped() {
-    let env = TestEnv::migrated().await;
+    let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let before = OrdersBefore::take(&env).await;
     let archive = ["archive", "--table", "orders", "--partition", "orders_2026_03"];
