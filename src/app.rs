@@ -6,6 +6,7 @@ use crate::archive::manifest::ManifestRecord;
 use crate::archive::restore::{RestoreOutcome, RestoreReport, VerifyItem};
 use crate::archive::retrieval::Pending;
 use crate::archive::Archiver;
+use crate::aws::metrics::RunHealth;
 use crate::config::Settings;
 use crate::error::Error;
 use crate::executor::{maintain_table, Mode};
@@ -221,6 +222,7 @@ fn show(b: BoundValue) -> String {
 impl App {
     /// Built once per process (outside the Lambda handler): the S3 client is reused across calls.
     pub async fn new(settings: Settings) -> Self {
+        crate::pg::lock::set_stale_after(settings.stale_lock);
         let archiver = match &settings.archive {
             Some(a) => Some(Archiver::new(a.clone(), Some(settings.db.clone())).await),
             None => None,
@@ -254,12 +256,12 @@ impl App {
             .map_err(|e| Error::transient(e.into()))?
             .get(0);
         let streams = archiver.store.settings.streams as i64;
-        if streams + 2 > allowed {
+        if streams + 3 > allowed {
             return Err(Error::invalid(format!(
-                "ARCHIVE_STREAMS={streams} needs {} connections (one per stream, this run's own and a row count) but the \
-                 server allows {allowed} (max_connections less superuser_reserved_connections, or the database's or role's \
-                 CONNECTION LIMIT): lower ARCHIVE_STREAMS",
-                streams + 2
+                "ARCHIVE_STREAMS={streams} needs {} connections (one per stream, this run's own, a row count and the \
+                 run's lease) but the server allows {allowed} (max_connections less superuser_reserved_connections, or \
+                 the database's or role's CONNECTION LIMIT): lower ARCHIVE_STREAMS",
+                streams + 3
             )));
         }
         Ok(())
@@ -278,6 +280,10 @@ impl App {
         let run_id = format!("{:016x}", fastrand::u64(..));
         let span = tracing::info_span!("run", run_id = %run_id, action);
         let _enter = span.enter();
+        // Every session from here on is named for this run, and the lease keeps the run looking
+        // alive to other runs while it lasts (`pg::lock`, `pg::lease`).
+        crate::pg::connect::set_run_id(&run_id);
+        let _lease = crate::pg::lease::RunLease::start(self.settings.db.clone());
         match request {
             Request::Migrate { now } => {
                 let mut client = self.connect().await?;
@@ -378,10 +384,7 @@ impl App {
             let report = maintain_table(&mut client, policy, now, &self.settings.ddl, mode, archiver).await;
             tables.push(report);
         }
-        let ok = tables.iter().all(|t| t.status != TableStatus::Failed);
-        let mut report =
-            RunReport { run_id, action: action.into(), dry_run, now, ok, complete: true, tables, units: vec![] };
-        report.complete = report.all_complete();
+        let mut report = RunReport::of(run_id, action, dry_run, now, tables);
         if dry_run || fan_out {
             report.units = fan_out_units(&client, &report, dry_run).await?;
         }
@@ -396,17 +399,17 @@ impl App {
             {
                 tracing::warn!(error = %e, "could not record the run in partition_archiver.run_log");
             }
-            let days = days_since_last_success(&client).await;
-            self.emit_metrics(&report, days);
+            record_maintained_tables(&client, &report).await;
+            self.emit_metrics(&report, &run_health(&client).await);
         }
         Ok(report)
     }
 
-    fn emit_metrics(&self, report: &RunReport, days_since_last_success: Option<f64>) {
+    fn emit_metrics(&self, report: &RunReport, health: &RunHealth) {
         let ts = Utc::now().timestamp_millis();
         let mut lines: Vec<serde_json::Value> =
             report.tables.iter().map(|t| crate::aws::metrics::table_line(t, ts)).collect();
-        lines.push(crate::aws::metrics::run_line(report, days_since_last_success, ts));
+        lines.push(crate::aws::metrics::run_line(report, health, ts));
         crate::aws::metrics::emit(self.settings.metrics, &lines);
     }
 
@@ -487,27 +490,16 @@ impl App {
                 total_bytes: partitions.iter().map(|p| p.total_bytes).sum(),
                 default_rows: snapshot.default_rows_total(),
                 partitions,
-                next_run: RunReport {
-                    complete: true,
-                    run_id: String::new(),
-                    action: "plan".into(),
-                    dry_run: true,
-                    now,
-                    ok: true,
-                    tables: vec![report],
-                    units: vec![],
-                },
+                next_run: RunReport::of(String::new(), "plan", true, now, vec![report]),
             });
         }
         // The heartbeat: status publishes the same per-table metrics and DaysSinceLastSuccess.
-        let heartbeat = RunReport {
-            complete: true,
-            run_id: String::new(),
-            action: "status".into(),
-            dry_run: true,
+        let heartbeat = RunReport::of(
+            String::new(),
+            "status",
+            true,
             now,
-            ok: true,
-            tables: tables
+            tables
                 .iter()
                 .map(|t| {
                     let mut r = TableReport::new(t.table.clone());
@@ -515,9 +507,8 @@ impl App {
                     r
                 })
                 .collect(),
-            units: vec![],
-        };
-        self.emit_metrics(&heartbeat, days_since_last_success(&client).await);
+        );
+        self.emit_metrics(&heartbeat, &run_health(&client).await);
         Ok(Response::Status { action: "status", ok: true, now, tables })
     }
 
@@ -548,19 +539,8 @@ impl App {
             |snapshot, _| crate::plan::planner::archive_now(snapshot, &policy, now, partition),
         )
         .await;
-        let ok = report.status != TableStatus::Failed;
-        let mut report = RunReport {
-            complete: true,
-            run_id,
-            action: "archive".into(),
-            dry_run: false,
-            now,
-            ok,
-            tables: vec![report],
-            units: vec![],
-        };
-        report.complete = report.all_complete();
-        self.emit_metrics(&report, None);
+        let report = RunReport::of(run_id, "archive", false, now, vec![report]);
+        self.emit_metrics(&report, &RunHealth::default());
         Ok(report)
     }
 }
@@ -606,17 +586,47 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// Days since the last successful `maintain`, from the run log; before the first one, days since
-/// the archiver's schema was installed (so a fresh install does not alarm on its first day).
-async fn days_since_last_success(client: &tokio_postgres::Client) -> Option<f64> {
-    client
-        .query_one(
-            "SELECT extract(epoch FROM now() - coalesce(
-                      (SELECT max(finished_at) FROM partition_archiver.run_log WHERE ok AND action = 'maintain'),
-                      (SELECT min(applied_at) FROM partition_archiver.schema_migrations)))::float8 / 86400",
-            &[],
-        )
-        .await
-        .ok()
-        .and_then(|r| r.get::<_, Option<f64>>(0))
+/// From the run log and the table maintenance record. Days since the last successful
+/// `maintain`; before the first one, days since the archiver's schema was installed (so a fresh
+/// install does not alarm on its first day). The oldest table: the enabled table whose last
+/// successful maintenance (or registration, before its first) is the longest ago.
+async fn run_health(client: &tokio_postgres::Client) -> RunHealth {
+    let row = client
+            .query_one(
+                "SELECT extract(epoch FROM now() - coalesce(
+                          (SELECT max(finished_at) FROM partition_archiver.run_log WHERE ok AND action = 'maintain'),
+                          (SELECT min(applied_at) FROM partition_archiver.schema_migrations)))::float8 / 86400,
+                        (SELECT max(extract(epoch FROM now() - coalesce(m.last_success_at, c.created_at)))::float8 / 86400
+                           FROM partition_archiver.part_config c
+                           LEFT JOIN partition_archiver.table_maintenance m USING (schema_name, table_name)
+                          WHERE c.enabled)",
+                &[],
+            )
+            .await;
+    match row {
+        Ok(r) => RunHealth { days_since_last_success: r.get(0), oldest_table_maintenance_days: r.get(1) },
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the run log for the health metrics");
+            RunHealth::default()
+        }
+    }
+}
+
+/// Records the tables this run maintained without failure or skip (the source of
+/// `OldestTableMaintenanceDays`). A table skipped because another run held it keeps its old date.
+async fn record_maintained_tables(client: &tokio_postgres::Client, report: &RunReport) {
+    for t in report.tables.iter().filter(|t| t.status == TableStatus::Ok) {
+        if let Err(e) = client
+            .execute(
+                "INSERT INTO partition_archiver.table_maintenance (schema_name, table_name, last_success_at, last_run_id)
+                 VALUES ($1, $2, now(), $3)
+                 ON CONFLICT (schema_name, table_name)
+                 DO UPDATE SET last_success_at = EXCLUDED.last_success_at, last_run_id = EXCLUDED.last_run_id",
+                &[&t.table.schema, &t.table.name, &report.run_id],
+            )
+            .await
+        {
+            tracing::warn!(table = %t.table, error = %e, "could not record the table's maintenance");
+        }
+    }
 }

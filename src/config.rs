@@ -29,6 +29,9 @@ pub struct Settings {
     pub partition_size_warn_bytes: Option<i64>,
     /// `METRICS`: where CloudWatch EMF lines go (`stdout` in Lambda, `stderr` on the CLI, `off`).
     pub metrics: crate::aws::metrics::MetricsSink,
+    /// `STALE_LOCK_SECONDS`: a partition-archiver run whose sessions all stayed idle this long
+    /// while one of them holds a lock has vanished; the next run terminates it (`pg::lock`).
+    pub stale_lock: Duration,
 }
 
 impl Settings {
@@ -74,6 +77,7 @@ impl Settings {
                     as i64,
             ),
         };
+        let stale_lock = stale_lock_seconds(get)?;
         let lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
         let metrics = match get("METRICS") {
             None => {
@@ -91,6 +95,7 @@ impl Settings {
             register_defaults: defaults,
             partition_size_warn_bytes,
             metrics,
+            stale_lock,
             db: DbConfig::from_lookup(get)?,
             ddl: DdlOptions {
                 lock_timeout: Duration::from_millis(lock_timeout_ms),
@@ -129,6 +134,30 @@ fn int(
     }
 }
 
+/// `STALE_LOCK_SECONDS`: never below four lease intervals (a live run beats every 15 s, so it is
+/// never idle that long), at most a day.
+fn stale_lock_seconds(get: &dyn Fn(&str) -> Option<String>) -> Result<Duration, ConfigError> {
+    use crate::pg::lock::{DEFAULT_STALE_LOCK_S, MAX_STALE_LOCK_S, MIN_STALE_LOCK_S};
+    let Some(v) = get("STALE_LOCK_SECONDS") else { return Ok(Duration::from_secs(DEFAULT_STALE_LOCK_S)) };
+    match v.trim().parse::<u64>() {
+        Ok(n) if (MIN_STALE_LOCK_S..=MAX_STALE_LOCK_S).contains(&n) => Ok(Duration::from_secs(n)),
+        Ok(n) if n < MIN_STALE_LOCK_S => Err(ConfigError::invalid(
+            "STALE_LOCK_SECONDS",
+            &v,
+            &format!(
+                "at least {MIN_STALE_LOCK_S}: a live run runs a statement every {} s, and a threshold this close \
+                 to that gap would take live runs for vanished ones",
+                crate::pg::lease::LEASE_INTERVAL.as_secs()
+            ),
+        )),
+        _ => Err(ConfigError::invalid(
+            "STALE_LOCK_SECONDS",
+            &v,
+            &format!("seconds in {MIN_STALE_LOCK_S}..={MAX_STALE_LOCK_S}"),
+        )),
+    }
+}
+
 fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
     let err = |message: String| ConfigError::File { path: path.display().to_string(), message };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
@@ -162,6 +191,10 @@ mod tests {
         assert_eq!(s.ddl.retry.max_attempts, 5);
         assert!(s.archive.is_none());
         assert_eq!(s.restore_schema, "archive_restore");
+        assert_eq!(s.stale_lock, Duration::from_secs(300));
+        assert_eq!(parse(&[("STALE_LOCK_SECONDS", "60")]).unwrap().stale_lock, Duration::from_secs(60));
+        let e = parse(&[("STALE_LOCK_SECONDS", "59")]).unwrap_err().to_string();
+        assert!(e.contains("would take live runs for vanished ones"), "{e}");
         assert_eq!(parse(&[("LOCK_TIMEOUT_MS", "250")]).unwrap().ddl.lock_timeout, Duration::from_millis(250));
         let s = parse(&[
             ("MAINTAIN_TABLES", "public.trades, orders"),
@@ -189,6 +222,11 @@ mod tests {
             ("DEFAULT_INTERVAL", "week"),
             ("PARTITION_SIZE_WARN_BYTES", "huge"),
             ("METRICS", "loud"),
+            ("STALE_LOCK_SECONDS", "0"),
+            ("STALE_LOCK_SECONDS", "-300"),
+            ("STALE_LOCK_SECONDS", "30"),
+            ("STALE_LOCK_SECONDS", "86401"),
+            ("STALE_LOCK_SECONDS", "soon"),
         ] {
             let e = parse(&[(k, v)]).unwrap_err().to_string();
             assert!(e.contains(k), "{e}");

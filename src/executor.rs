@@ -16,7 +16,7 @@ use crate::archive::retention;
 use crate::archive::Archiver;
 use crate::error::Error;
 use crate::pg::ddl::DdlOptions;
-use crate::pg::lock::{try_lock_table, unlock_table};
+use crate::pg::lock::{try_lock_table, unlock_table, Locked};
 use crate::pg::partitions;
 use crate::plan::ident::QualifiedName;
 use crate::plan::planner::{self, Step};
@@ -74,12 +74,19 @@ pub async fn run_table(
     let dry_run = mode == Mode::DryRun;
     if !dry_run {
         match try_lock_table(client, &policy.table).await {
-            Ok(true) => {}
-            Ok(false) => {
+            Ok(Locked::Acquired(None)) => {}
+            Ok(Locked::Acquired(Some(ghost))) => {
+                report.warnings.push(format!(
+                    "a vanished run held the lock on {}: terminated its sessions ({ghost}) and went on",
+                    policy.table
+                ));
+                report.lock_holder = Some(ghost);
+            }
+            Ok(Locked::Held(holder)) => {
                 report.status = TableStatus::AlreadyRunning;
-                report
-                    .warnings
-                    .push(format!("another partition-archiver run holds the lock on {}: skipped", policy.table));
+                let by = holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default();
+                report.warnings.push(format!("another session holds the lock on {}{by}: skipped", policy.table));
+                report.lock_holder = holder;
                 return report;
             }
             Err(e) => return TableReport::failed(policy.table.clone(), &Error::transient(e)),

@@ -5,8 +5,10 @@
 //!   no transaction finished;
 //! - `name=error`: the point returns the given error instead (for points that take one), so the
 //!   ordinary error path (abort the upload, record the error) runs;
-//! - `name=pause`: the process sleeps there for 5 seconds, so a test can act in between (put an
-//!   object at a key the run is about to complete, say).
+//! - `name=pause`: the process sleeps there for 5 seconds (`name=pause:N`: N seconds), so a test
+//!   can act in between (put an object at a key the run is about to complete, say, or find the
+//!   run's sessions idle while it lives). Only this thread sleeps: the run's other tasks (its
+//!   lease) go on.
 
 #[macro_export]
 macro_rules! fail_point {
@@ -35,9 +37,10 @@ pub fn hit(name: &str) -> bool {
                 std::process::exit(86);
             }
             Some((n, "error")) if n == name => return true,
-            Some((n, "pause")) if n == name => {
-                eprintln!("failpoint {name}: pausing");
-                std::thread::sleep(std::time::Duration::from_secs(5));
+            Some((n, action)) if n == name && (action == "pause" || action.starts_with("pause:")) => {
+                let secs = action.strip_prefix("pause:").and_then(|s| s.parse().ok()).unwrap_or(5);
+                eprintln!("failpoint {name}: pausing {secs} s");
+                std::thread::sleep(std::time::Duration::from_secs(secs));
             }
             _ => {}
         }

@@ -97,6 +97,10 @@ pub struct TableReport {
     /// Partition count and sizes when the run started.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<crate::plan::snapshot::TableStats>,
+    /// Who held the table's lock: the live session this run skipped the table for
+    /// (`already_running`), or the vanished run it terminated (`terminated: true`) before going on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_holder: Option<crate::plan::snapshot::LockHolder>,
 }
 
 impl TableReport {
@@ -110,6 +114,7 @@ impl TableReport {
             warnings: vec![],
             error: None,
             stats: None,
+            lock_holder: None,
         }
     }
     pub fn failed(table: QualifiedName, e: &Error) -> Self {
@@ -134,6 +139,10 @@ pub struct RunReport {
     /// one stopped (the steps say which partitions, and how many chunks remain).
     pub complete: bool,
     pub tables: Vec<TableReport>,
+    /// Tables skipped because another session held their lock (`already_running`). Normal once
+    /// (two schedules can overlap); the alarm on `OldestTableMaintenanceDays` catches a table
+    /// skipped run after run.
+    pub tables_skipped: usize,
     /// For a dry run: the partitions the run would archive, as units of work for a fan-out.
     pub units: Vec<ArchiveUnit>,
 }
@@ -150,6 +159,24 @@ pub struct ArchiveUnit {
 }
 
 impl RunReport {
+    /// A report of `tables`: `ok` unless one failed; `complete` unless a time budget left an
+    /// archive unfinished; the skipped tables counted.
+    pub fn of(run_id: String, action: &str, dry_run: bool, now: DateTime<Utc>, tables: Vec<TableReport>) -> Self {
+        let mut r = Self {
+            run_id,
+            action: action.into(),
+            dry_run,
+            now,
+            ok: tables.iter().all(|t| t.status != TableStatus::Failed),
+            complete: true,
+            tables_skipped: tables.iter().filter(|t| t.status == TableStatus::AlreadyRunning).count(),
+            tables,
+            units: vec![],
+        };
+        r.complete = r.all_complete();
+        r
+    }
+
     /// Did every step that ran finish (none left unfinished by the time budget)?
     pub fn all_complete(&self) -> bool {
         !self.tables.iter().flat_map(|t| &t.steps).any(|s| s.outcome == Outcome::Unfinished)

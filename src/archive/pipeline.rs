@@ -660,7 +660,17 @@ async fn read_object(
         };
         match body {
             Body::Stream(mut body) => {
-                while let Some(chunk) = body.next().await {
+                // The SDK's read timeout ends a call whose response does not start; a body that
+                // stops arriving part way is ended here, as transient as the rest.
+                let silence = store_.settings.s3_timeouts.read;
+                loop {
+                    let Ok(next) = tokio::time::timeout(silence, body.next()).await else {
+                        anyhow::bail!(
+                            "read object body: S3 sent nothing for {} s (S3_READ_TIMEOUT_SECONDS)",
+                            silence.as_secs()
+                        );
+                    };
+                    let Some(chunk) = next else { break };
                     if !deliver(chunk.context("read object body")?).await {
                         break;
                     }

@@ -89,10 +89,13 @@ pub async fn restore_chunks(
     let staging = QualifiedName::new(&target.schema, staging_name(&target.name));
     // One restore per staging table: a second restore of this partition (or of one whose name
     // shares the staging name's first 49 bytes) is refused, never let into the first's table.
-    if !lock::try_lock(client, LockClass::Restore, &staging.quoted()).await.map_err(wrap)? {
+    if let lock::Locked::Held(holder) =
+        lock::try_lock(client, LockClass::Restore, &staging.quoted()).await.map_err(wrap)?
+    {
+        let by = holder.map(|h| format!(" (held by {h})")).unwrap_or_default();
         return Err(Error::new(
             ErrorKind::AlreadyRunning,
-            format!("another restore is using {staging}: run this one when it has finished"),
+            format!("another restore is using {staging}{by}: run this one when it has finished"),
         ));
     }
     let result = restore_locked(client, archiver, rec, target, &staging, columns).await;

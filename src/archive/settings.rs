@@ -158,6 +158,54 @@ pub struct ArchiveSettings {
     /// Parquet row groups are cut when the writer's buffers reach this many bytes
     /// (`ARCHIVE_PARQUET_ROW_GROUP_BYTES`); a row larger than this is refused.
     pub parquet_row_group_bytes: usize,
+    /// How long an S3 call may take before it is abandoned (and retried as transient).
+    pub s3_timeouts: S3Timeouts,
+}
+
+/// Timeouts of every S3 call (the SDK's `TimeoutConfig`), so a connection that goes silent ends
+/// the call with a transient error, retried by the SDK and by our own retries, instead of a wait
+/// without end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct S3Timeouts {
+    /// `S3_CONNECT_TIMEOUT_SECONDS` (default 10): to open a connection.
+    pub connect: std::time::Duration,
+    /// `S3_READ_TIMEOUT_SECONDS` (default 120): from sending a request to the first byte of its
+    /// response, so it covers the upload of one part (64 MiB at 1 MB/s is about 64 s), and between
+    /// bytes of a response body being read.
+    pub read: std::time::Duration,
+    /// `S3_ATTEMPT_TIMEOUT_SECONDS` (default 900, a Lambda's whole life): one attempt of one call,
+    /// a CompleteMultipartUpload of 10,000 parts included.
+    pub attempt: std::time::Duration,
+}
+
+impl S3Timeouts {
+    fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let secs = |key: &str, default: u64, max: u64| -> Result<std::time::Duration, ConfigError> {
+            match get(key) {
+                None => Ok(std::time::Duration::from_secs(default)),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .map(std::time::Duration::from_secs)
+                    .ok_or_else(|| ConfigError::invalid(key, &v, &format!("seconds in 1..={max}"))),
+            }
+        };
+        let t = Self {
+            connect: secs("S3_CONNECT_TIMEOUT_SECONDS", 10, 300)?,
+            read: secs("S3_READ_TIMEOUT_SECONDS", 120, 3600)?,
+            attempt: secs("S3_ATTEMPT_TIMEOUT_SECONDS", 900, 43_200)?,
+        };
+        if t.attempt < t.read || t.attempt < t.connect {
+            return Err(ConfigError::invalid(
+                "S3_ATTEMPT_TIMEOUT_SECONDS",
+                &t.attempt.as_secs().to_string(),
+                "at least S3_READ_TIMEOUT_SECONDS and S3_CONNECT_TIMEOUT_SECONDS (an attempt connects and reads)",
+            ));
+        }
+        Ok(t)
+    }
 }
 
 impl ArchiveSettings {
@@ -368,7 +416,9 @@ impl ArchiveSettings {
                     )
                 })?,
         };
+        let s3_timeouts = S3Timeouts::from_lookup(get)?;
         Ok(Some(Self {
+            s3_timeouts,
             parquet_row_group_bytes,
             chunk_size,
             streams,
@@ -430,6 +480,17 @@ mod tests {
         );
         assert_eq!(s.prefix, "partition-archiver");
         assert_eq!((s.chunk_size, s.streams), (256 * MIB as u64, 2));
+        let secs = std::time::Duration::from_secs;
+        assert_eq!(s.s3_timeouts, S3Timeouts { connect: secs(10), read: secs(120), attempt: secs(900) });
+        let s = parse(&[
+            ("ARCHIVE_BUCKET", "b-1"),
+            ("S3_CONNECT_TIMEOUT_SECONDS", "2"),
+            ("S3_READ_TIMEOUT_SECONDS", "5"),
+            ("S3_ATTEMPT_TIMEOUT_SECONDS", "5"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!((s.s3_timeouts.read, s.s3_timeouts.attempt), (secs(5), secs(5)));
         let s = parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "1MiB"), ("ARCHIVE_STREAMS", "4")])
             .unwrap()
             .unwrap();
@@ -438,6 +499,11 @@ mod tests {
         assert!(parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "2048GiB")]).unwrap().is_some());
         let bad: &[(&[(&str, &str)], &str)] = &[
             (&[("ARCHIVE_BUCKET", "Bad_Bucket")], "ARCHIVE_BUCKET"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_CONNECT_TIMEOUT_SECONDS", "0")], "S3_CONNECT_TIMEOUT_SECONDS"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_READ_TIMEOUT_SECONDS", "-1")], "S3_READ_TIMEOUT_SECONDS"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_READ_TIMEOUT_SECONDS", "3601")], "S3_READ_TIMEOUT_SECONDS"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_ATTEMPT_TIMEOUT_SECONDS", "1e9")], "S3_ATTEMPT_TIMEOUT_SECONDS"),
+            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_ATTEMPT_TIMEOUT_SECONDS", "60")], "S3_ATTEMPT_TIMEOUT_SECONDS"),
             (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "orc")], "ARCHIVE_FORMAT"),
             (
                 &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet"), ("ARCHIVE_COMPRESSION", "gzip")],

@@ -149,8 +149,16 @@ impl Store {
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         // We check every object's SHA-256 ourselves; the SDK cannot validate the part-level
         // checksums of multipart objects on GET and would only warn about it.
+        let t = settings.s3_timeouts;
         let mut builder = aws_sdk_s3::config::Builder::from(&sdk)
-            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired);
+            .response_checksum_validation(aws_sdk_s3::config::ResponseChecksumValidation::WhenRequired)
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(t.connect)
+                    .read_timeout(t.read)
+                    .operation_attempt_timeout(t.attempt)
+                    .build(),
+            );
         if std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some() {
             builder = builder.force_path_style(true);
         }
@@ -460,7 +468,11 @@ impl Store {
             return Ok(bytes::Bytes::new());
         }
         let body = self.get(key, version_id, Some(format!("bytes={start}-{}", end - 1))).await?;
-        let body = body.collect().await.with_context(|| format!("read s3://{}/{key}", self.bucket()))?;
+        let attempt = self.settings.s3_timeouts.attempt;
+        let body = tokio::time::timeout(attempt, body.collect())
+            .await
+            .map_err(|_| anyhow!("read s3://{}/{key}: not read within {} s", self.bucket(), attempt.as_secs()))?
+            .with_context(|| format!("read s3://{}/{key}", self.bucket()))?;
         let bytes = body.into_bytes();
         anyhow::ensure!(
             bytes.len() as u64 == end - start,

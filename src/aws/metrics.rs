@@ -99,11 +99,28 @@ pub fn table_line(t: &TableReport, timestamp_ms: i64) -> Value {
     emf(&["Table"], values, extra, timestamp_ms)
 }
 
+/// What the database says about the tool's health, published with every run and heartbeat.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunHealth {
+    /// Days since the last successful `maintain` run (`DaysSinceLastSuccess`).
+    pub days_since_last_success: Option<f64>,
+    /// Days since the enabled table maintained longest ago was last maintained
+    /// (`OldestTableMaintenanceDays`): a table skipped run after run (its lock held) grows it while
+    /// the runs themselves succeed.
+    pub oldest_table_maintenance_days: Option<f64>,
+}
+
 /// The EMF line of a whole run.
-pub fn run_line(r: &RunReport, days_since_last_success: Option<f64>, timestamp_ms: i64) -> Value {
-    let mut values = vec![("RunSucceeded", "Count", if r.ok { 1.0 } else { 0.0 })];
-    if let Some(d) = days_since_last_success {
+pub fn run_line(r: &RunReport, health: &RunHealth, timestamp_ms: i64) -> Value {
+    let mut values = vec![
+        ("RunSucceeded", "Count", if r.ok { 1.0 } else { 0.0 }),
+        ("TablesSkippedLocked", "Count", r.tables_skipped as f64),
+    ];
+    if let Some(d) = health.days_since_last_success {
         values.push(("DaysSinceLastSuccess", "None", d));
+    }
+    if let Some(d) = health.oldest_table_maintenance_days {
+        values.push(("OldestTableMaintenanceDays", "None", d));
     }
     let mut extra = Map::new();
     extra.insert("RunId".into(), json!(r.run_id));
@@ -163,17 +180,19 @@ mod tests {
         for m in line["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap() {
             assert!(line[m["Name"].as_str().unwrap()].is_number(), "{m}");
         }
-        let run = RunReport {
-            complete: true,
-            run_id: "r".into(),
-            action: "maintain".into(),
-            dry_run: false,
-            now: chrono::Utc::now(),
-            ok: false,
-            tables: vec![t],
-            units: vec![],
-        };
-        let line = run_line(&run, Some(36.5), 0);
+        let mut skipped = TableReport::new(QualifiedName::new("public", "orders"));
+        skipped.status = crate::report::TableStatus::AlreadyRunning;
+        let mut failed = TableReport::new(QualifiedName::new("public", "fills"));
+        failed.status = crate::report::TableStatus::Failed;
+        let run = RunReport::of("r".into(), "maintain", false, chrono::Utc::now(), vec![t, skipped, failed]);
+        let health = RunHealth { days_since_last_success: Some(36.5), oldest_table_maintenance_days: Some(40.25) };
+        let line = run_line(&run, &health, 0);
         assert_eq!((line["RunSucceeded"].as_f64(), line["DaysSinceLastSuccess"].as_f64()), (Some(0.0), Some(36.5)));
+        assert_eq!(
+            (line["TablesSkippedLocked"].as_f64(), line["OldestTableMaintenanceDays"].as_f64()),
+            (Some(1.0), Some(40.25))
+        );
+        let line = run_line(&run, &RunHealth::default(), 0);
+        assert!(line.get("OldestTableMaintenanceDays").is_none(), "{line}");
     }
 }

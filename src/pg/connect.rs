@@ -9,6 +9,19 @@
 //! scans, a COPY that starts while another scan of the table runs (our own `count(*)` on the second
 //! connection, say) begins mid-table, and the same rows come out rotated, which would make an
 //! archive impossible to recognise by its content (write-once adoption compares the two).
+//!
+//! # Vanished peers
+//! A connection can die without either side being told (a NAT or load balancer dropping its
+//! state, a failover, a network partition). Every session therefore
+//! - is named `partition-archiver/<run id>` (`application_name`), so a session of a run that
+//!   vanished can be told from a live one and from other applications' ([`crate::pg::lock`]);
+//! - keeps client-side TCP keepalives on (idle `DB_KEEPALIVE_SECONDS`, then 3 probes a third of
+//!   that apart) and a `tcp_user_timeout` of four times it, so this process notices a dead server
+//!   within about twice `DB_KEEPALIVE_SECONDS` (30 s by default) instead of waiting forever;
+//! - asks the server for the same (`tcp_keepalives_idle`, `_interval`, `_count`,
+//!   `tcp_user_timeout`, and `client_connection_check_interval` on PostgreSQL 14+), so the server
+//!   ends a backend whose client is gone, releasing its locks, instead of after the OS default of
+//!   two hours.
 
 use crate::error::ConfigError;
 use native_tls::{Certificate, TlsConnector};
@@ -51,7 +64,35 @@ pub struct DbConfig {
     pub pg: Config,
     pub ssl_mode: SslMode,
     pub ssl_root_cert: Option<PathBuf>,
+    /// `DB_KEEPALIVE_SECONDS`: TCP keepalive idle time, both sides (see the module docs).
+    pub keepalive: Duration,
 }
+
+/// Every session's `application_name` starts with this; the rest is the run id.
+pub const APPLICATION_PREFIX: &str = "partition-archiver/";
+
+/// The run the sessions opened from now on belong to (their `application_name`). One process
+/// serves one request at a time (the CLI one, the Lambda runtime one after another), so the run id
+/// is process-wide: set by [`crate::app::App`] when a request starts, read by every connect,
+/// including the archive's worker connections.
+static RUN_ID: std::sync::RwLock<String> = std::sync::RwLock::new(String::new());
+
+pub fn set_run_id(run_id: &str) {
+    if let Ok(mut id) = RUN_ID.write() {
+        *id = run_id.to_string();
+    }
+}
+
+/// `partition-archiver/<run id>` (`partition-archiver/-` before any request).
+pub fn application_name() -> String {
+    let id = RUN_ID.read().map(|id| id.clone()).unwrap_or_default();
+    format!("{APPLICATION_PREFIX}{}", if id.is_empty() { "-" } else { id.as_str() })
+}
+
+/// `DB_KEEPALIVE_SECONDS` bounds: below 5 s, a busy server's probes become noise; above 10
+/// minutes, a vanished peer holds its locks too long to be worth the name.
+pub const KEEPALIVE_RANGE_S: std::ops::RangeInclusive<u64> = 5..=600;
+pub const DEFAULT_KEEPALIVE_S: u64 = 15;
 
 impl std::fmt::Debug for DbConfig {
     /// Never prints the password.
@@ -90,15 +131,51 @@ impl DbConfig {
                 pg.password(pw);
             }
         }
-        if pg.get_application_name().is_none() {
-            pg.application_name("partition-archiver");
-        }
-        pg.connect_timeout(Duration::from_secs(10));
+        // application_name is set at each connect (the run id); one given in DATABASE_URL is
+        // replaced, because telling our sessions apart by it is what clears vanished runs.
+        let keepalive = match get("DB_KEEPALIVE_SECONDS") {
+            None => DEFAULT_KEEPALIVE_S,
+            Some(v) => v.trim().parse().ok().filter(|n| KEEPALIVE_RANGE_S.contains(n)).ok_or_else(|| {
+                ConfigError::invalid(
+                    "DB_KEEPALIVE_SECONDS",
+                    &v,
+                    &format!("seconds in {}..={}", KEEPALIVE_RANGE_S.start(), KEEPALIVE_RANGE_S.end()),
+                )
+            })?,
+        };
+        let keepalive = Duration::from_secs(keepalive);
+        pg.connect_timeout(Duration::from_secs(10))
+            .keepalives(true)
+            .keepalives_idle(keepalive)
+            .keepalives_interval(keepalive_interval(keepalive))
+            .keepalives_retries(KEEPALIVE_PROBES)
+            .tcp_user_timeout(keepalive * 4);
         let ssl_mode = ssl_mode.unwrap_or(SslMode::Prefer);
         if matches!(ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull) && ssl_root_cert.is_none() {
             return Err(ConfigError::Missing("PGSSLROOTCERT (required by sslmode verify-ca / verify-full)".into()));
         }
-        Ok(Self { pg, ssl_mode, ssl_root_cert })
+        Ok(Self { pg, ssl_mode, ssl_root_cert, keepalive })
+    }
+
+    /// How long a session of this configuration can go without a word from its peer before one
+    /// side notices: the keepalive idle time plus its probes.
+    pub fn dead_peer_bound(&self) -> Duration {
+        self.keepalive + keepalive_interval(self.keepalive) * KEEPALIVE_PROBES
+    }
+
+    /// The session settings that make the server notice a vanished client (module docs).
+    fn server_keepalive_sql(&self, server_version_num: i32) -> String {
+        let idle = self.keepalive.as_secs();
+        let interval = keepalive_interval(self.keepalive).as_secs();
+        let user_timeout_ms = (self.keepalive * 4).as_millis();
+        let mut sql = format!(
+            "SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval = {interval}; \
+             SET tcp_keepalives_count = {KEEPALIVE_PROBES}; SET tcp_user_timeout = {user_timeout_ms}"
+        );
+        if server_version_num >= 140000 {
+            sql.push_str(&format!("; SET client_connection_check_interval = {}", idle * 1000));
+        }
+        sql
     }
 
     /// `user@host:port/db`, for logs and reports: no password, ever.
@@ -126,6 +203,7 @@ impl DbConfig {
     pub async fn connect(&self) -> anyhow::Result<Client> {
         use anyhow::Context;
         let mut pg = self.pg.clone();
+        pg.application_name(application_name());
         let client = if self.ssl_mode == SslMode::Disable {
             pg.ssl_mode(PgSslMode::Disable);
             let (client, conn) =
@@ -166,6 +244,12 @@ impl DbConfig {
             )
             .await
             .context("initialise session")?;
+        let version: i32 = client
+            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .await
+            .context("read server_version_num")?
+            .get(0);
+        client.batch_execute(&self.server_keepalive_sql(version)).await.context("set the session's keepalives")?;
         Ok(client)
     }
 }
@@ -198,6 +282,13 @@ where
             tracing::warn!(error = %e, "database connection ended with an error");
         }
     });
+}
+
+/// Keepalive probes before a silent peer is declared dead.
+const KEEPALIVE_PROBES: u32 = 3;
+
+fn keepalive_interval(idle: Duration) -> Duration {
+    (idle / 3).max(Duration::from_secs(1))
 }
 
 fn split_pem(pem: &[u8]) -> Vec<Vec<u8>> {
@@ -296,5 +387,29 @@ mod tests {
             .contains("read PGSSLROOTCERT"));
         let err = cfg(&[("DATABASE_URL", "postgres://u:topsecret@h:notaport/d")]).unwrap_err().to_string();
         assert!(!err.contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn keepalives_on_both_sides_follow_one_setting() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!((c.keepalive, c.dead_peer_bound()), (Duration::from_secs(15), Duration::from_secs(30)));
+        assert_eq!(
+            (c.pg.get_keepalives(), c.pg.get_keepalives_idle(), c.pg.get_tcp_user_timeout()),
+            (true, Duration::from_secs(15), Some(&Duration::from_secs(60)))
+        );
+        let c = cfg(&[("DB_KEEPALIVE_SECONDS", "60")]).unwrap();
+        assert_eq!(c.dead_peer_bound(), Duration::from_secs(120));
+        assert_eq!(
+            c.server_keepalive_sql(150004),
+            "SET tcp_keepalives_idle = 60; SET tcp_keepalives_interval = 20; SET tcp_keepalives_count = 3; \
+             SET tcp_user_timeout = 240000; SET client_connection_check_interval = 60000"
+        );
+        assert!(!c.server_keepalive_sql(130010).contains("client_connection_check_interval"));
+        for bad in ["0", "-5", "4", "601", "soon", "1e9"] {
+            let e = cfg(&[("DB_KEEPALIVE_SECONDS", bad)]).unwrap_err().to_string();
+            assert!(e.contains("DB_KEEPALIVE_SECONDS"), "{bad}: {e}");
+        }
+        set_run_id("0123abcd");
+        assert_eq!(application_name(), "partition-archiver/0123abcd");
     }
 }

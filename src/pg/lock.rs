@@ -1,9 +1,25 @@
 //! Session advisory locks, keyed `(class, hashtext(key))`: one run per table at a time (invariant
 //! 3; the PL/pgSQL `create_partitions`, the pg_cron path, takes the same table key), one worker
 //! per chunk of a chunked archive, one restore per staging table.
+//!
+//! # Vanished runs
+//! A session lock lives as long as its session. When a run's client vanishes without the server
+//! noticing (half-open TCP), its backend stays `idle` and keeps the lock, and every later run would
+//! skip the table. So a lock that is held is looked at ([`LockHolder`], from `pg_locks` and
+//! `pg_stat_activity`): its holder is a **vanished run** when it is one of ours (its
+//! `application_name` is `partition-archiver/<run id>`) and no session of that run has run a
+//! statement, or been active, for `STALE_LOCK_SECONDS`. A live run always has one: its lease
+//! session ([`crate::pg::lease`]) runs a statement every [`crate::pg::lease::LEASE_INTERVAL`], which is
+//! why `STALE_LOCK_SECONDS` may not be below [`MIN_STALE_LOCK_S`]. The sessions of a vanished run
+//! are terminated (`pg_terminate_backend`, only sessions with that exact name, only while the
+//! whole run still looks vanished, in the same statement) and the lock is taken. Another
+//! application's session, or a run that is active or was seen recently, is never terminated: the
+//! caller skips, and reports who holds the lock.
 
 use crate::plan::ident::QualifiedName;
+pub use crate::plan::snapshot::LockHolder;
 use anyhow::Context;
+use std::time::Duration;
 use tokio_postgres::Client;
 
 /// What an advisory lock guards: the first int4 of its key, fixed for this tool.
@@ -27,13 +43,128 @@ impl LockClass {
     }
 }
 
-/// Takes the lock if it is free; `false` when another session holds it.
-pub async fn try_lock(client: &Client, class: LockClass, key: &str) -> anyhow::Result<bool> {
+/// `STALE_LOCK_SECONDS` default: 20 lease intervals. A vanished run holds a table for at most
+/// five minutes more (nothing a monthly or daily schedule notices), and a live run, whose lease
+/// runs a statement every 15 s, would have to lose its database for five minutes to be taken for
+/// vanished, by which time its sessions are no use to it either.
+pub const DEFAULT_STALE_LOCK_S: u64 = 300;
+/// The shortest `STALE_LOCK_SECONDS`: four lease intervals, so a live run is never mistaken for a
+/// vanished one over one slow lease statement or one reconnect.
+pub const MIN_STALE_LOCK_S: u64 = 4 * crate::pg::lease::LEASE_INTERVAL.as_secs();
+pub const MAX_STALE_LOCK_S: u64 = 86_400;
+
+static STALE_AFTER: std::sync::RwLock<Duration> = std::sync::RwLock::new(Duration::from_secs(DEFAULT_STALE_LOCK_S));
+
+/// Sets `STALE_LOCK_SECONDS` for this process (from the settings, when the app starts).
+pub fn set_stale_after(d: Duration) {
+    if let Ok(mut s) = STALE_AFTER.write() {
+        *s = d;
+    }
+}
+
+fn stale_after() -> Duration {
+    STALE_AFTER.read().map(|d| *d).unwrap_or(Duration::from_secs(DEFAULT_STALE_LOCK_S))
+}
+
+/// The outcome of [`try_lock`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Locked {
+    /// Taken; `Some` when a vanished run had held it and was terminated first.
+    Acquired(Option<LockHolder>),
+    /// Held by a live session (another run, another application); `None` if it was released
+    /// before its holder could be read.
+    Held(Option<LockHolder>),
+}
+
+impl Locked {
+    pub fn acquired(&self) -> bool {
+        matches!(self, Locked::Acquired(_))
+    }
+}
+
+async fn try_once(client: &Client, class: LockClass, key: &str) -> anyhow::Result<bool> {
     Ok(client
         .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&class.id(), &key])
         .await
         .with_context(|| format!("take advisory lock {class:?} {key}"))?
         .get(0))
+}
+
+/// Takes the lock if it is free, or if its holder is a vanished run (terminated first); otherwise
+/// says who holds it.
+pub async fn try_lock(client: &Client, class: LockClass, key: &str) -> anyhow::Result<Locked> {
+    if try_once(client, class, key).await? {
+        return Ok(Locked::Acquired(None));
+    }
+    let stale = stale_after();
+    let Some(mut holder) = holder(client, class, key, stale).await? else {
+        // Released in between: one more try.
+        return Ok(if try_once(client, class, key).await? { Locked::Acquired(None) } else { Locked::Held(None) });
+    };
+    if !holder.vanished {
+        return Ok(Locked::Held(Some(holder)));
+    }
+    let name = holder.application_name.clone().unwrap_or_default();
+    let terminated = terminate_vanished_run(client, &name, stale).await?;
+    tracing::warn!(lock = ?class, key, holder = %holder, sessions = terminated,
+        "terminated the sessions of a vanished partition-archiver run that held the lock");
+    holder.terminated = terminated > 0;
+    if try_once(client, class, key).await? {
+        Ok(Locked::Acquired(Some(holder)))
+    } else {
+        Ok(Locked::Held(Some(holder)))
+    }
+}
+
+/// The session holding the lock `(class, key)` in this database, and whether it is a vanished run.
+async fn holder(client: &Client, class: LockClass, key: &str, stale: Duration) -> anyhow::Result<Option<LockHolder>> {
+    let row = client
+        .query_opt(
+            "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, a.state, a.state_change,
+                    coalesce(a.application_name LIKE $3 || '%' AND a.state IS NOT NULL AND a.state <> 'active'
+                             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity b
+                                              WHERE b.application_name = a.application_name
+                                                AND (b.state IS NULL OR b.state = 'active'
+                                                     OR b.state_change > clock_timestamp() - make_interval(secs => $4))),
+                             false)
+               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+              WHERE l.locktype = 'advisory' AND l.granted
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                AND l.classid = $1::int4::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2
+              LIMIT 1",
+            &[&class.id(), &key, &crate::pg::connect::APPLICATION_PREFIX, &stale.as_secs_f64()],
+        )
+        .await
+        .with_context(|| format!("read who holds advisory lock {class:?} {key}"))?;
+    Ok(row.map(|r| LockHolder {
+        pid: r.get(0),
+        application_name: r.get(1),
+        client_addr: r.get(2),
+        backend_start: r.get(3),
+        state: r.get(4),
+        idle_since: r.get(5),
+        vanished: r.get(6),
+        terminated: false,
+    }))
+}
+
+/// Terminates every session named `application_name` (one vanished run's), if the run still
+/// shows no sign of life in this very statement; waits up to 5 s for each to end. Returns how many
+/// were terminated.
+async fn terminate_vanished_run(client: &Client, application_name: &str, stale: Duration) -> anyhow::Result<u64> {
+    let rows = client
+        .query(
+            "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a
+              WHERE a.application_name = $1 AND a.application_name LIKE $3 || '%' AND a.pid <> pg_backend_pid()
+                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity b
+                                 WHERE b.application_name = $1
+                                   AND (b.state IS NULL OR b.state = 'active'
+                                        OR b.state_change > clock_timestamp() - make_interval(secs => $2)))",
+            &[&application_name, &stale.as_secs_f64(), &crate::pg::connect::APPLICATION_PREFIX],
+        )
+        .await
+        .with_context(|| format!("terminate the vanished run {application_name}"))?;
+    Ok(rows.iter().filter(|r| r.get::<_, bool>(0)).count() as u64)
 }
 
 pub async fn unlock(client: &Client, class: LockClass, key: &str) -> anyhow::Result<()> {
@@ -44,7 +175,7 @@ pub async fn unlock(client: &Client, class: LockClass, key: &str) -> anyhow::Res
     Ok(())
 }
 
-pub async fn try_lock_table(client: &Client, table: &QualifiedName) -> anyhow::Result<bool> {
+pub async fn try_lock_table(client: &Client, table: &QualifiedName) -> anyhow::Result<Locked> {
     try_lock(client, LockClass::Table, &format!("{}.{}", table.schema, table.name)).await
 }
 

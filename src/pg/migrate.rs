@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("20261126000001_archive_origin.sql"),
     migration!("20261126000002_archive_chunks.sql"),
     migration!("20261126000003_archive_format_parquet.sql"),
+    migration!("20261206000001_table_maintenance.sql"),
     migration!("partition_archiving.sql"),
 ];
 

@@ -5,7 +5,10 @@
 //!   not range-partitioned on a time column.
 //! - [`ddl`]: DDL under a short `lock_timeout`, retried with backoff (invariant 4); below both the
 //!   partition-creation steps and the archive's retention steps.
-//! - [`lock`]: the per-table advisory lock (invariant 3).
+//! - [`lock`]: the advisory locks (invariant 3), and the vanished runs whose sessions still hold
+//!   them: recognised, terminated, or reported as the holder.
+//! - [`lease`]: a run's lease session, the sign of life that keeps a live run from looking
+//!   vanished.
 //! - [`partitions`]: the creation steps (default partition, range partitions ahead of time, rows
 //!   moved out of the default partition, FINALIZE of a pending detach).
 //! - [`migrate`]: the embedded SQL migrations, checksummed.
@@ -16,6 +19,7 @@
 pub mod catalog;
 pub mod connect;
 pub mod ddl;
+pub mod lease;
 pub mod lock;
 pub mod migrate;
 pub mod partitions;

@@ -1,10 +1,11 @@
 //! What the planner sees: a snapshot of one table's partitions (read from `pg_catalog` by
 //! [`crate::pg::catalog`]) and of its archive manifest. Plain data, so the planner is a pure function
-//! and tests build snapshots by hand.
+//! and tests build snapshots by hand. Also [`LockHolder`], what the catalog says about the session
+//! holding a table's lock (shared by `pg::lock`, which reads it, and the reports).
 
 use crate::plan::ident::QualifiedName;
 use crate::plan::period::KeyType;
-use chrono::NaiveDateTime;
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -138,5 +139,42 @@ impl TableStats {
             newest_partition_bytes: newest.map_or(0, |(_, b)| b),
             default_rows: snapshot.default_rows_total(),
         }
+    }
+}
+
+/// Who holds an advisory lock, as `pg_locks` and `pg_stat_activity` tell (fields the server does
+/// not show this role are `None`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockHolder {
+    pub pid: i32,
+    pub application_name: Option<String>,
+    pub client_addr: Option<String>,
+    pub backend_start: Option<DateTime<Utc>>,
+    pub state: Option<String>,
+    /// When the session last changed state: for an idle session, when it went idle.
+    pub idle_since: Option<DateTime<Utc>>,
+    /// A session of a partition-archiver run that has shown no sign of life for
+    /// `STALE_LOCK_SECONDS` (see `pg::lock`).
+    pub vanished: bool,
+    /// This run terminated the holder's run (it was vanished) and then took the lock.
+    pub terminated: bool,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+        write!(
+            f,
+            "pid {} ({}, client {}, started {}, {}",
+            self.pid,
+            opt(&self.application_name),
+            opt(&self.client_addr),
+            self.backend_start.map(|t| t.to_rfc3339()).unwrap_or_else(|| "?".into()),
+            opt(&self.state)
+        )?;
+        if let Some(t) = self.idle_since {
+            write!(f, " since {}", t.to_rfc3339())?;
+        }
+        f.write_str(")")
     }
 }

@@ -1,7 +1,9 @@
 //! S3 faults: a small fault-injecting TCP proxy in front of LocalStack drops connections, resets
 //! them part-way through a request, and stalls them, at random points of multipart uploads. The
 //! SDK's retries and ours must either complete the archive or fail cleanly, with nothing dropped
-//! that is not verified; a later clean run completes and leaves no orphaned upload.
+//! that is not verified; a later clean run completes and leaves no orphaned upload. A second
+//! proxy blackholes S3 part way through (no data, no reset): the S3 timeouts end the step in a
+//! bounded time.
 
 use crate::archive::{assert_consistent, seed, OrdersBefore, NOW};
 use crate::harness::*;
@@ -171,4 +173,76 @@ async fn s3_connection_faults_complete_or_fail_cleanly() {
         counts.stalled.load(Ordering::Relaxed),
         counts.refused.load(Ordering::Relaxed)
     );
+}
+
+/// A proxy that forwards each connection's first `after` bytes of requests, then goes silent
+/// both ways without closing anything: what a blackholed route (a dropped NAT mapping, a partition)
+/// looks like to a client, which gets neither data nor a reset.
+async fn start_blackhole(upstream: SocketAddr, after: u64) -> (u16, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silenced = Arc::new(AtomicU64::new(0));
+    let s = silenced.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(upstream).await else { return };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                let down = tokio::spawn(pump(sr, cw, None, None));
+                if pump(cr, sw, Some(after), None).await {
+                    // Silent from here: stop the responses too, and hold both sockets open.
+                    down.abort();
+                    s.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                }
+            });
+        }
+    });
+    (port, silenced)
+}
+
+/// S3 blackholed part way through an upload: the S3 timeouts end the archive step within a
+/// bounded time (a failed step, a transient error in the report), nothing is dropped or lost, and
+/// a run with S3 back completes the archive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_s3_connection_ends_the_step_in_bounded_time_and_the_next_run_completes() {
+    let upstream: SocketAddr = endpoint().trim_start_matches("http://").parse().unwrap();
+    let (port, silenced) = start_blackhole(upstream, 256 * 1024).await;
+    let (env, before) = faulty_env().await;
+    let blackhole = format!("http://127.0.0.1:{port}");
+    let vars = [
+        ("AWS_ENDPOINT_URL", blackhole.as_str()),
+        ("S3_CONNECT_TIMEOUT_SECONDS", "2"),
+        ("S3_READ_TIMEOUT_SECONDS", "3"),
+        ("S3_ATTEMPT_TIMEOUT_SECONDS", "5"),
+        ("ARCHIVE_COMPRESSION", "none"),
+        ("METRICS", "off"),
+    ];
+    let started = std::time::Instant::now();
+    let out = tokio::task::block_in_place(|| env.run(&["maintain", "--now", NOW, "--table", "orders"], &vars));
+    let elapsed = started.elapsed();
+    eprintln!(
+        "blackholed S3: the run ended after {elapsed:?}, {} connections silenced",
+        silenced.load(Ordering::Relaxed)
+    );
+    assert!(silenced.load(Ordering::Relaxed) > 0, "the proxy silenced no connection");
+    assert_eq!(out.status.code(), Some(1), "a failed step: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(elapsed < Duration::from_secs(240), "the run must end in bounded time: {elapsed:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed: Vec<&serde_json::Value> =
+        report["tables"][0]["steps"].as_array().unwrap().iter().filter(|s| s["outcome"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{report}");
+    assert_eq!(failed[0]["step"], "archive", "{report}");
+    assert_eq!(report["tables"][0]["error"]["kind"], "transient", "{report}");
+    before.assert_none_lost(&env).await;
+    assert_eq!(
+        env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'").await,
+        0
+    );
+    let out = tokio::task::block_in_place(|| maintain_via(&env, &endpoint()));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_consistent(&env).await;
+    before.assert_none_lost(&env).await;
 }

@@ -14,4 +14,5 @@ mod progress;
 mod reliability;
 mod template;
 mod tidy;
+mod vanished;
 mod write_once;

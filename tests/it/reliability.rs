@@ -24,7 +24,7 @@ async fn wait_for_orphaned_backends(env: &TestEnv) {
     let started = Instant::now();
     while env
         .scalar_i64(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'partition-archiver'",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'partition-archiver/%'",
         )
         .await
         > 0
@@ -100,7 +100,7 @@ async fn when_backend(env: &TestEnv, condition: &str, select: &str, deadline: Du
     let started = Instant::now();
     let sql = format!(
         "SELECT {select} FROM pg_stat_activity
-          WHERE datname = current_database() AND application_name = 'partition-archiver' AND {condition}"
+          WHERE datname = current_database() AND application_name LIKE 'partition-archiver/%' AND {condition}"
     );
     while started.elapsed() < deadline {
         if !admin.query(&sql, &[]).await.unwrap().is_empty() {

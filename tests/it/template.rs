@@ -139,11 +139,18 @@ fn bucket_and_alarms_protect_the_archive() {
         ("PartitionTooLargeAlarm", "LargestPartitionBytes"),
         ("DefaultPartitionRowsAlarm", "DefaultPartitionRows"),
         ("NoRecentSuccessAlarm", "DaysSinceLastSuccess"),
+        ("TableMaintenanceStaleAlarm", "OldestTableMaintenanceDays"),
     ] {
         assert_eq!(t["Resources"][alarm]["Properties"]["MetricName"], metric, "{alarm}");
     }
     // The metrics the alarms watch are the ones the binary publishes.
-    for m in ["LargestPartitionBytes", "DefaultPartitionRows", "StepFailures", "DaysSinceLastSuccess"] {
+    for m in [
+        "LargestPartitionBytes",
+        "DefaultPartitionRows",
+        "StepFailures",
+        "DaysSinceLastSuccess",
+        "OldestTableMaintenanceDays",
+    ] {
         assert!(include_str!("../../src/aws/metrics.rs").contains(&format!("\"{m}\"")), "{m} is not published");
     }
 }

@@ -423,8 +423,9 @@ async fn archive_chunk(
     block_size: u64,
 ) -> anyhow::Result<ChunkRun> {
     let key = chunk_lock_key(partition, chunk);
-    if !lock::try_lock(conn, LockClass::Chunk, &key).await? {
-        tracing::info!(%partition, chunk = chunk.chunk_no, "another run is archiving this chunk");
+    if let lock::Locked::Held(holder) = lock::try_lock(conn, LockClass::Chunk, &key).await? {
+        let holder = holder.map(|h| h.to_string()).unwrap_or_default();
+        tracing::info!(%partition, chunk = chunk.chunk_no, %holder, "another run is archiving this chunk");
         return Ok(ChunkRun::Busy);
     }
     let result = archive_locked_chunk(conn, policy, partition, archiver, rec, chunk, block_size).await;
