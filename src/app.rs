@@ -591,24 +591,34 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 /// install does not alarm on its first day). The oldest table: the enabled table whose last
 /// successful maintenance (or registration, before its first) is the longest ago.
 async fn run_health(client: &tokio_postgres::Client) -> RunHealth {
-    let row = client
-            .query_one(
-                "SELECT extract(epoch FROM now() - coalesce(
-                          (SELECT max(finished_at) FROM partition_archiver.run_log WHERE ok AND action = 'maintain'),
-                          (SELECT min(applied_at) FROM partition_archiver.schema_migrations)))::float8 / 86400,
-                        (SELECT max(extract(epoch FROM now() - coalesce(m.last_success_at, c.created_at)))::float8 / 86400
-                           FROM partition_archiver.part_config c
-                           LEFT JOIN partition_archiver.table_maintenance m USING (schema_name, table_name)
-                          WHERE c.enabled)",
-                &[],
-            )
-            .await;
-    match row {
-        Ok(r) => RunHealth { days_since_last_success: r.get(0), oldest_table_maintenance_days: r.get(1) },
+    let last_success = client
+        .query_one(
+            "SELECT extract(epoch FROM now() - coalesce(
+                      (SELECT max(finished_at) FROM partition_archiver.run_log WHERE ok AND action = 'maintain'),
+                      (SELECT min(applied_at) FROM partition_archiver.schema_migrations)))::float8 / 86400",
+            &[],
+        )
+        .await;
+    // Apart: a database not yet migrated to the maintenance record still reports the first.
+    let oldest_table = client
+        .query_one(
+            "SELECT (SELECT max(extract(epoch FROM now() - coalesce(m.last_success_at, c.created_at)))::float8 / 86400
+                       FROM partition_archiver.part_config c
+                       LEFT JOIN partition_archiver.table_maintenance m USING (schema_name, table_name)
+                      WHERE c.enabled)",
+            &[],
+        )
+        .await;
+    let read = |r: Result<tokio_postgres::Row, tokio_postgres::Error>, what: &str| match r {
+        Ok(r) => r.get::<_, Option<f64>>(0),
         Err(e) => {
-            tracing::warn!(error = %e, "could not read the run log for the health metrics");
-            RunHealth::default()
+            tracing::warn!(error = %e, "could not read {what} for the health metrics");
+            None
         }
+    };
+    RunHealth {
+        days_since_last_success: read(last_success, "the run log"),
+        oldest_table_maintenance_days: read(oldest_table, "the table maintenance record"),
     }
 }
 

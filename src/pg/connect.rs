@@ -164,18 +164,22 @@ impl DbConfig {
     }
 
     /// The session settings that make the server notice a vanished client (module docs).
-    fn server_keepalive_sql(&self, server_version_num: i32) -> String {
+    fn server_keepalive_sql(&self) -> String {
         let idle = self.keepalive.as_secs();
         let interval = keepalive_interval(self.keepalive).as_secs();
         let user_timeout_ms = (self.keepalive * 4).as_millis();
-        let mut sql = format!(
+        format!(
             "SET tcp_keepalives_idle = {idle}; SET tcp_keepalives_interval = {interval}; \
              SET tcp_keepalives_count = {KEEPALIVE_PROBES}; SET tcp_user_timeout = {user_timeout_ms}"
-        );
-        if server_version_num >= 140000 {
-            sql.push_str(&format!("; SET client_connection_check_interval = {}", idle * 1000));
-        }
-        sql
+        )
+    }
+
+    /// `client_connection_check_interval` (PostgreSQL 14+): the server also checks, while a
+    /// statement runs, that the client is still there. Servers on platforms without `POLLRDHUP`
+    /// refuse any value but 0: then the keepalives alone do it.
+    fn connection_check_sql(&self, server_version_num: i32) -> Option<String> {
+        (server_version_num >= 140000)
+            .then(|| format!("SET client_connection_check_interval = {}", self.keepalive.as_secs() * 1000))
     }
 
     /// `user@host:port/db`, for logs and reports: no password, ever.
@@ -249,7 +253,12 @@ impl DbConfig {
             .await
             .context("read server_version_num")?
             .get(0);
-        client.batch_execute(&self.server_keepalive_sql(version)).await.context("set the session's keepalives")?;
+        client.batch_execute(&self.server_keepalive_sql()).await.context("set the session's keepalives")?;
+        if let Some(sql) = self.connection_check_sql(version) {
+            if let Err(e) = client.batch_execute(&sql).await {
+                tracing::debug!(error = %e, "the server does not check for vanished clients during a statement");
+            }
+        }
         Ok(client)
     }
 }
@@ -400,11 +409,12 @@ mod tests {
         let c = cfg(&[("DB_KEEPALIVE_SECONDS", "60")]).unwrap();
         assert_eq!(c.dead_peer_bound(), Duration::from_secs(120));
         assert_eq!(
-            c.server_keepalive_sql(150004),
+            c.server_keepalive_sql(),
             "SET tcp_keepalives_idle = 60; SET tcp_keepalives_interval = 20; SET tcp_keepalives_count = 3; \
-             SET tcp_user_timeout = 240000; SET client_connection_check_interval = 60000"
+             SET tcp_user_timeout = 240000"
         );
-        assert!(!c.server_keepalive_sql(130010).contains("client_connection_check_interval"));
+        assert_eq!(c.connection_check_sql(150004).as_deref(), Some("SET client_connection_check_interval = 60000"));
+        assert_eq!(c.connection_check_sql(130010), None);
         for bad in ["0", "-5", "4", "601", "soon", "1e9"] {
             let e = cfg(&[("DB_KEEPALIVE_SECONDS", bad)]).unwrap_err().to_string();
             assert!(e.contains("DB_KEEPALIVE_SECONDS"), "{bad}: {e}");

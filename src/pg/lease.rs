@@ -25,13 +25,15 @@ impl RunLease {
                 if session.is_none() {
                     match db.connect().await {
                         Ok(c) => session = Some(c),
-                        Err(e) => tracing::debug!(error = %e, "lease: could not connect; trying again"),
+                        // A run without its lease can be taken for vanished after
+                        // STALE_LOCK_SECONDS of idleness: say so where an operator looks.
+                        Err(e) => tracing::warn!(error = %e, "lease: could not connect; trying again"),
                     }
                 }
                 if let Some(c) = &session {
                     let beat = tokio::time::timeout(LEASE_INTERVAL, c.simple_query("SELECT 1")).await;
                     if !matches!(beat, Ok(Ok(_))) {
-                        tracing::debug!("lease: the session broke; reconnecting at the next beat");
+                        tracing::warn!("lease: the session broke; reconnecting at the next beat");
                         session = None;
                     }
                 }

@@ -125,7 +125,7 @@ async fn a_live_run_idle_behind_its_lock_for_longer_than_the_threshold_is_never_
     let first = env
         .command(
             &["maintain", "--now", NOW, "--table", "orders"],
-            &[("PARTITION_ARCHIVER_FAILPOINTS", "after_detach=pause:75"), ("METRICS", "off")],
+            &[("PARTITION_ARCHIVER_FAILPOINTS", "after_detach=pause:120"), ("METRICS", "off")],
         )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -134,6 +134,7 @@ async fn a_live_run_idle_behind_its_lock_for_longer_than_the_threshold_is_never_
     // Wait until its session holding the table lock has been idle for more than 62 s.
     let idle_holder = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                         WHERE l.locktype = 'advisory' AND l.classid = 1346458179 AND a.state LIKE 'idle%'
+                          AND a.datname = current_database()
                           AND a.application_name LIKE 'partition-archiver/%'
                           AND a.state_change < clock_timestamp() - interval '62 seconds'";
     let started = Instant::now();
@@ -144,6 +145,9 @@ async fn a_live_run_idle_behind_its_lock_for_longer_than_the_threshold_is_never_
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[("STALE_LOCK_SECONDS", "60")]);
     ok(&out);
     let t = table(&report, "public.orders");
+    // ... although the session holding the lock had been idle for longer than the threshold.
+    let idle_since: chrono::DateTime<chrono::Utc> = t["lock_holder"]["idle_since"].as_str().unwrap().parse().unwrap();
+    assert!((chrono::Utc::now() - idle_since).num_seconds() > 60, "{t}");
     assert_eq!(
         (t["status"].as_str(), t["lock_holder"]["vanished"].as_bool()),
         (Some("already_running"), Some(false)),
