@@ -179,6 +179,11 @@ impl OrdersBefore {
         }
     }
 
+    /// md5 over the rows of March and April (`ORDERS_SUM`), to compare restores with.
+    pub(crate) fn sum_of_months(&self) -> Option<String> {
+        self.sum.clone()
+    }
+
     /// `assert_no_row_lost` against these rows.
     pub(crate) async fn assert_none_lost(&self, env: &TestEnv) {
         assert_no_row_lost(env, &self.sum, self.rows).await;

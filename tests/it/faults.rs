@@ -246,3 +246,144 @@ async fn a_silent_s3_connection_ends_the_step_in_bounded_time_and_the_next_run_c
     assert_consistent(&env).await;
     before.assert_none_lost(&env).await;
 }
+
+/// Forwards `from` to `to` until the bytes counted in `sent` (shared by every connection of one
+/// proxy) cross the next of `cuts`; returns true when this connection is the one to reset.
+async fn pump_until_cut(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    sent: Arc<AtomicU64>,
+    cuts: Arc<std::sync::Mutex<std::collections::VecDeque<u64>>>,
+) -> bool {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let total = sent.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        {
+            let mut c = cuts.lock().unwrap();
+            if c.front().is_some_and(|p| total >= *p) {
+                c.pop_front();
+                return true;
+            }
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return false;
+        }
+    }
+}
+
+/// A proxy in front of PostgreSQL that resets a connection, both sides at once (as a NAT or load
+/// balancer dropping its state does to a client and a server that both notice), whenever the bytes
+/// sent through it in one direction cross one of `cuts`: from the server for archives (COPY TO
+/// STDOUT), from the client for restores (COPY FROM STDIN). Counting across connections makes the
+/// number of resets certain, not their victims.
+async fn start_pg_reset_proxy(upstream: SocketAddr, from_server: bool, mut cuts: Vec<u64>) -> (u16, Arc<AtomicU64>) {
+    cuts.sort_unstable();
+    let cuts = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::from(cuts)));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let resets = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let r = resets.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let (r, sent, cuts) = (r.clone(), sent.clone(), cuts.clone());
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(upstream).await else { return };
+                reset_on_drop(&client);
+                reset_on_drop(&server);
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                let (counted, other) = if from_server {
+                    (tokio::spawn(pump_until_cut(sr, cw, sent, cuts)), tokio::spawn(pump(cr, sw, None, None)))
+                } else {
+                    (tokio::spawn(pump_until_cut(cr, sw, sent, cuts)), tokio::spawn(pump(sr, cw, None, None)))
+                };
+                if counted.await.unwrap_or(false) {
+                    r.fetch_add(1, Ordering::Relaxed);
+                }
+                other.abort();
+            });
+        }
+    });
+    (port, resets)
+}
+
+/// Chunked archives and restores through PostgreSQL connections reset at random moments: every
+/// run either completes or leaves a state the next completes, within a few runs; nothing is lost,
+/// every key has one version, and the restores are identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_archives_and_restores_through_database_resets_complete_within_a_few_runs() {
+    let env = TestEnv::migrated_at(NOW).await;
+    crate::chunks::seed_big(&env, 30_000).await;
+    let before = OrdersBefore::take(&env).await;
+    let url = url::Url::parse(&env.url).unwrap();
+    let upstream: SocketAddr = format!("127.0.0.1:{}", url.port().unwrap()).parse().unwrap();
+    // Three resets somewhere in the first 2 MiB each way (archiving the two months sends ~4 MiB
+    // from the server; restoring them, as much to it).
+    let cuts = || (0..3).map(|_| fastrand::u64(64 * 1024..2 * 1024 * 1024)).collect::<Vec<u64>>();
+    let (port, resets) = start_pg_reset_proxy(upstream, true, cuts()).await;
+    let (restore_port, restore_resets) = start_pg_reset_proxy(upstream, false, cuts()).await;
+    let through = |port: u16| {
+        let mut u = url.clone();
+        u.set_port(Some(port)).unwrap();
+        u.to_string()
+    };
+    let (archive_url, restore_url) = (through(port), through(restore_port));
+    let chunked = [crate::chunks::CHUNKED, &[("DATABASE_URL", archive_url.as_str()), ("METRICS", "off")]].concat();
+    let restoring = [crate::chunks::CHUNKED, &[("DATABASE_URL", restore_url.as_str()), ("METRICS", "off")]].concat();
+    let mut runs = 0;
+    loop {
+        runs += 1;
+        let out = tokio::task::block_in_place(|| env.run(&["maintain", "--now", NOW, "--table", "orders"], &chunked));
+        before.assert_none_lost(&env).await;
+        let done =
+            env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'").await;
+        if out.status.success() && done == 2 {
+            break;
+        }
+        assert!(runs < 12, "not complete after {runs} runs through resets: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    assert_eq!(resets.load(Ordering::Relaxed), 3, "the proxy made its three resets during the archive");
+    assert_consistent(&env).await;
+    // One version per key: no object was written twice.
+    let versions = s3().await.list_object_versions().bucket(&env.bucket).send().await.unwrap();
+    let mut keys: Vec<&str> = versions.versions().iter().filter_map(|v| v.key()).collect();
+    let total = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), total, "a key has more than one version");
+    // Restores through the same resets: each either restores identical rows or fails and is run again.
+    let mut restore_runs = 0;
+    for partition in ["orders_2026_03", "orders_2026_04"] {
+        loop {
+            restore_runs += 1;
+            let out = tokio::task::block_in_place(|| {
+                env.run(&["restore", "--table", "orders", "--partition", partition, "--into-schema", "r"], &restoring)
+            });
+            // A reset after the final rename committed fails the command, with the month restored.
+            let restored =
+                format!("SELECT count(*) FROM pg_tables WHERE schemaname = 'r' AND tablename = '{partition}'");
+            if out.status.success() || env.scalar_i64(&restored).await == 1 {
+                break;
+            }
+            assert!(restore_runs < 16, "{partition} not restored through resets");
+        }
+    }
+    let restored = env
+        .scalar_text(
+            "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM \
+             (SELECT * FROM r.orders_2026_03 UNION ALL SELECT * FROM r.orders_2026_04) t",
+        )
+        .await;
+    assert_eq!(restored, before.sum_of_months(), "the restores are identical");
+    eprintln!(
+        "database resets: {} during archives, complete after {runs} runs; {} during restores, done after {restore_runs} \
+         attempts for two months",
+        resets.load(Ordering::Relaxed),
+        restore_resets.load(Ordering::Relaxed)
+    );
+    assert!(restore_resets.load(Ordering::Relaxed) > 0, "the restores went through no reset");
+}
