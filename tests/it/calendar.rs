@@ -261,8 +261,9 @@ async fn maintain_on_later_days_creates_the_missing_months_up_to_two_ahead() {
 }
 
 /// Rows of the ninth and eighth months before today sit in the default partition: a run on today
-/// gives them their months (and fills the months within retention up to today's), archives both (past the six months of retention) under their months'
-/// keys, and drops them; a second run has nothing to do.
+/// gives them their months (and fills the months within retention up to today's), archives both
+/// (past the six months of retention) under their months' keys, and drops them; a second run has
+/// nothing to do.
 #[tokio::test]
 async fn months_past_retention_on_today_are_archived_under_their_own_keys() {
     let today = today();
