@@ -126,12 +126,7 @@ fn int(
     default: u64,
     range: std::ops::RangeInclusive<u64>,
 ) -> Result<u64, ConfigError> {
-    match get(key) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().ok().filter(|n| range.contains(n)).ok_or_else(|| {
-            ConfigError::invalid(key, &v, &format!("an integer in {}..={}", range.start(), range.end()))
-        }),
-    }
+    ConfigError::int_setting(get, key, default, range, "an integer")
 }
 
 /// `STALE_LOCK_SECONDS`: never below four lease intervals (a live run beats every 15 s, so it is

@@ -18,6 +18,27 @@ impl ConfigError {
     pub fn invalid(key: &str, value: &str, expected: &str) -> Self {
         Self::Invalid { key: key.into(), value: format!("{value:?}"), expected: expected.into() }
     }
+
+    /// An integer setting: `default` when `key` is not set, else its value if it lies in `range`;
+    /// anything else is refused as "expected {what} in {start}..={end}" (`what`: "an integer",
+    /// "seconds").
+    pub fn int_setting(
+        get: &dyn Fn(&str) -> Option<String>,
+        key: &str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+        what: &str,
+    ) -> Result<u64, Self> {
+        match get(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| range.contains(n))
+                .ok_or_else(|| Self::invalid(key, &v, &format!("{what} in {}..={}", range.start(), range.end()))),
+        }
+    }
 }
 
 /// A table the archiver must refuse to touch. Nothing is changed when one of these is returned.

@@ -180,17 +180,8 @@ pub struct S3Timeouts {
 
 impl S3Timeouts {
     fn from_lookup(get: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let secs = |key: &str, default: u64, max: u64| -> Result<std::time::Duration, ConfigError> {
-            match get(key) {
-                None => Ok(std::time::Duration::from_secs(default)),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .map(std::time::Duration::from_secs)
-                    .ok_or_else(|| ConfigError::invalid(key, &v, &format!("seconds in 1..={max}"))),
-            }
+        let secs = |key: &str, default: u64, max: u64| {
+            ConfigError::int_setting(get, key, default, 1..=max, "seconds").map(std::time::Duration::from_secs)
         };
         let t = Self {
             connect: secs("S3_CONNECT_TIMEOUT_SECONDS", 10, 300)?,

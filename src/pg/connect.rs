@@ -133,17 +133,13 @@ impl DbConfig {
         }
         // application_name is set at each connect (the run id); one given in DATABASE_URL is
         // replaced, because telling our sessions apart by it is what clears vanished runs.
-        let keepalive = match get("DB_KEEPALIVE_SECONDS") {
-            None => DEFAULT_KEEPALIVE_S,
-            Some(v) => v.trim().parse().ok().filter(|n| KEEPALIVE_RANGE_S.contains(n)).ok_or_else(|| {
-                ConfigError::invalid(
-                    "DB_KEEPALIVE_SECONDS",
-                    &v,
-                    &format!("seconds in {}..={}", KEEPALIVE_RANGE_S.start(), KEEPALIVE_RANGE_S.end()),
-                )
-            })?,
-        };
-        let keepalive = Duration::from_secs(keepalive);
+        let keepalive = Duration::from_secs(ConfigError::int_setting(
+            get,
+            "DB_KEEPALIVE_SECONDS",
+            DEFAULT_KEEPALIVE_S,
+            KEEPALIVE_RANGE_S,
+            "seconds",
+        )?);
         pg.connect_timeout(Duration::from_secs(10))
             .keepalives(true)
             .keepalives_idle(keepalive)
@@ -238,22 +234,26 @@ impl DbConfig {
             spawn_connection(conn);
             client
         };
-        client
-            .batch_execute(
-                // extra_float_digits = 3: floats printed as text (CSV archives, the text form of
-                // arrays or composites holding floats, the Parquet statistics query) round-trip
-                // exactly whatever the database's or role's own setting (<= 0 rounds them).
-                "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
-                 SET synchronize_seqscans = off; SET extra_float_digits = 3",
-            )
-            .await
-            .context("initialise session")?;
+        // One round trip sets the session up and reads the server's version.
+        // extra_float_digits = 3: floats printed as text (CSV archives, the text form of arrays or
+        // composites holding floats, the Parquet statistics query) round-trip exactly whatever the
+        // database's or role's own setting (<= 0 rounds them).
+        let setup = format!(
+            "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
+             SET synchronize_seqscans = off; SET extra_float_digits = 3; {}; \
+             SELECT current_setting('server_version_num')",
+            self.server_keepalive_sql()
+        );
         let version: i32 = client
-            .query_one("SELECT current_setting('server_version_num')::int4", &[])
+            .simple_query(&setup)
             .await
-            .context("read server_version_num")?
-            .get(0);
-        client.batch_execute(&self.server_keepalive_sql()).await.context("set the session's keepalives")?;
+            .context("initialise session")?
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                _ => None,
+            })
+            .context("initialise session: no server_version_num")?;
         if let Some(sql) = self.connection_check_sql(version) {
             if let Err(e) = client.batch_execute(&sql).await {
                 tracing::debug!(error = %e, "the server does not check for vanished clients during a statement");

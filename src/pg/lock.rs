@@ -80,12 +80,6 @@ pub enum Locked {
     Held(Option<LockHolder>),
 }
 
-impl Locked {
-    pub fn acquired(&self) -> bool {
-        matches!(self, Locked::Acquired(_))
-    }
-}
-
 async fn try_once(client: &Client, class: LockClass, key: &str) -> anyhow::Result<bool> {
     Ok(client
         .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&class.id(), &key])
@@ -130,22 +124,33 @@ pub async fn try_lock(client: &Client, class: LockClass, key: &str) -> anyhow::R
     }
 }
 
+/// SQL: the run whose sessions are named `run` (an expression) shows no sign of life for `secs`
+/// (a parameter) seconds: none of its sessions is active, in a state this role cannot see, or has
+/// changed state since. The one definition of "vanished" both statements below use.
+fn run_shows_no_life(run: &str, secs: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM pg_stat_activity b
+                      WHERE b.application_name = {run}
+                        AND (b.state IS NULL OR b.state NOT LIKE 'idle%' OR b.state_change IS NULL
+                             OR b.state_change > clock_timestamp() - make_interval(secs => {secs})))"
+    )
+}
+
 /// The session holding the lock `(class, key)` in this database, and whether it is a vanished run.
 async fn holder(client: &Client, class: LockClass, key: &str, stale: Duration) -> anyhow::Result<Option<LockHolder>> {
     let row = client
         .query_opt(
-            "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, a.state, a.state_change,
-                    coalesce(starts_with(a.application_name, $3) AND a.state LIKE 'idle%' AND a.state_change IS NOT NULL
-                             AND NOT EXISTS (SELECT 1 FROM pg_stat_activity b
-                                              WHERE b.application_name = a.application_name
-                                                AND (b.state IS NULL OR b.state NOT LIKE 'idle%' OR b.state_change IS NULL
-                                                     OR b.state_change > clock_timestamp() - make_interval(secs => $4))),
-                             false)
-               FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-              WHERE l.locktype = 'advisory' AND l.granted
-                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-                AND l.classid = $1::int4::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2
-              LIMIT 1",
+            &format!(
+                "SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, a.state, a.state_change,
+                        coalesce(starts_with(a.application_name, $3) AND a.state LIKE 'idle%' AND a.state_change IS NOT NULL
+                                 AND {}, false)
+                   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                  WHERE l.locktype = 'advisory' AND l.granted
+                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                    AND l.classid = $1::int4::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2
+                  LIMIT 1",
+                run_shows_no_life("a.application_name", "$4")
+            ),
             &[&class.id(), &key, &crate::pg::connect::APPLICATION_PREFIX, &stale.as_secs_f64()],
         )
         .await
@@ -168,12 +173,12 @@ async fn holder(client: &Client, class: LockClass, key: &str, stale: Duration) -
 async fn terminate_vanished_run(client: &Client, application_name: &str, stale: Duration) -> anyhow::Result<u64> {
     let rows = client
         .query(
-            "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a
-              WHERE a.application_name = $1 AND starts_with(a.application_name, $3) AND a.pid <> pg_backend_pid()
-                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity b
-                                 WHERE b.application_name = $1
-                                   AND (b.state IS NULL OR b.state NOT LIKE 'idle%' OR b.state_change IS NULL
-                                        OR b.state_change > clock_timestamp() - make_interval(secs => $2)))",
+            &format!(
+                "SELECT pg_terminate_backend(a.pid, 5000) FROM pg_stat_activity a
+                  WHERE a.application_name = $1 AND starts_with(a.application_name, $3) AND a.pid <> pg_backend_pid()
+                    AND {}",
+                run_shows_no_life("$1", "$2")
+            ),
             &[&application_name, &stale.as_secs_f64(), &crate::pg::connect::APPLICATION_PREFIX],
         )
         .await

@@ -61,11 +61,11 @@ pub async fn migrate(client: &mut Client, now: Option<DateTime<Utc>>) -> anyhow:
         .query_one("SELECT pg_advisory_lock($1, $2)", &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1])
         .await
         .context("take the migration lock")?;
-    let result = pin_clock(client, now).await;
-    let result = match result {
-        Ok(()) => apply_all(client).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        pin_clock(client, now).await?;
+        apply_all(client).await
+    }
+    .await;
     // The session may be reused by the caller: never leave it pinned.
     let _ = client.batch_execute("RESET partition_archiver.now").await;
     let _ = client.query_one("SELECT pg_advisory_unlock($1, $2)", &[&MIGRATE_LOCK.0, &MIGRATE_LOCK.1]).await;
