@@ -87,6 +87,11 @@ impl Response {
         }
     }
 
+    /// Failed, and only for transient reasons (CLI exit code 3: run again).
+    pub fn failed_transiently(&self) -> bool {
+        matches!(self, Response::Run(r) if r.failed_transiently())
+    }
+
     /// Waiting for a retrieval (CLI exit code 4: run again later).
     pub fn pending(&self) -> Option<&Pending> {
         match self {
@@ -381,8 +386,25 @@ impl App {
         let mode = if dry_run { Mode::DryRun } else { Mode::Execute };
         let mut tables = Vec::new();
         for policy in &policies {
+            // A session closed under a table (the watch found its path dead) is replaced, so the
+            // other tables go on.
+            if client.is_closed() {
+                match self.connect().await {
+                    Ok(c) => client = c,
+                    Err(e) => {
+                        tables.push(TableReport::failed(policy.table.clone(), &e));
+                        continue;
+                    }
+                }
+            }
             let report = maintain_table(&mut client, policy, now, &self.settings.ddl, mode, archiver).await;
             tables.push(report);
+        }
+        if client.is_closed() {
+            // The run's record and health still count (they are what the alarms read).
+            if let Ok(c) = self.connect().await {
+                client = c;
+            }
         }
         let mut report = RunReport::of(run_id, action, dry_run, now, tables);
         if dry_run || fan_out {

@@ -207,8 +207,9 @@ const MAX_POLL: Duration = Duration::from_secs(15 * 60);
 /// Transient errors in a row a `restore --wait` rides out before it gives up (exit code 3).
 const MAX_TRANSIENT_WHILE_WAITING: u32 = 5;
 
-/// Exit codes: 0 done, 1 a table or step failed, 2 bad input (nothing changed), 3 transient,
-/// 4 pending (a retrieval from cold storage: run again later).
+/// Exit codes: 0 done, 1 a table or step failed, 2 bad input (nothing changed), 3 transient (a
+/// run whose every failure was a lost or silent connection or an S3 timeout: run it again, it goes
+/// on), 4 pending (a retrieval from cold storage: run again later).
 pub async fn run(cli: Cli) -> i32 {
     use std::io::IsTerminal;
     let output = cli.output.unwrap_or(if std::io::stdout().is_terminal() { Output::Human } else { Output::Json });
@@ -255,6 +256,8 @@ pub async fn run(cli: Cli) -> i32 {
                 4
             } else if response.ok() {
                 0
+            } else if response.failed_transiently() {
+                3
             } else {
                 1
             }

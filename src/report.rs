@@ -177,6 +177,13 @@ impl RunReport {
         r
     }
 
+    /// A failed run whose every failure is transient (a lost or silent connection, S3 timing
+    /// out): the same run later is expected to go on where this one stopped (CLI exit code 3).
+    pub fn failed_transiently(&self) -> bool {
+        let mut failed = self.tables.iter().filter(|t| t.status == TableStatus::Failed).peekable();
+        failed.peek().is_some() && failed.all(|t| t.error.as_ref().is_some_and(|e| e.kind == ErrorKind::Transient))
+    }
+
     /// Did every step that ran finish (none left unfinished by the time budget)?
     pub fn all_complete(&self) -> bool {
         !self.tables.iter().flat_map(|t| &t.steps).any(|s| s.outcome == Outcome::Unfinished)
@@ -254,5 +261,31 @@ impl RunReport {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_failed_transiently_only_when_every_failure_is_transient() {
+        let table = |name: &str, kind: Option<ErrorKind>| match kind {
+            Some(k) => TableReport::failed(QualifiedName::new("public", name), &Error::new(k, "x")),
+            None => TableReport::new(QualifiedName::new("public", name)),
+        };
+        let mut skipped = table("c", None);
+        skipped.status = TableStatus::AlreadyRunning;
+        let cases: [(Vec<TableReport>, bool, bool); 5] = [
+            (vec![table("a", None), skipped.clone()], true, false),
+            (vec![table("a", Some(ErrorKind::Transient)), table("b", None)], false, true),
+            (vec![table("a", Some(ErrorKind::Transient)), table("b", Some(ErrorKind::Transient))], false, true),
+            (vec![table("a", Some(ErrorKind::Transient)), table("b", Some(ErrorKind::Integrity))], false, false),
+            (vec![table("a", Some(ErrorKind::InvalidInput)), skipped], false, false),
+        ];
+        for (i, (tables, ok, transient)) in cases.into_iter().enumerate() {
+            let r = RunReport::of("run".into(), "maintain", false, "2026-11-24T10:00:00Z".parse().unwrap(), tables);
+            assert_eq!((r.ok, r.failed_transiently()), (ok, transient), "case {i}");
+        }
     }
 }

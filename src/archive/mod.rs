@@ -69,6 +69,15 @@ impl Archiver {
         self.budget.map_or(most, |b| most.min(b / 10))
     }
 
+    /// How long the server may take to answer where it has no work to do (the start and the end
+    /// of a COPY FROM into a bare staging table): as long as a silent connection is given
+    /// anywhere ([`DbConfig::dead_peer_bound`]).
+    pub fn reply_bound(&self) -> Duration {
+        self.db
+            .as_ref()
+            .map_or(Duration::from_secs(2 * crate::pg::connect::DEFAULT_KEEPALIVE_S), DbConfig::dead_peer_bound)
+    }
+
     /// This archiver for a fan-out run (chunks planned, left to `archive_chunk` units).
     pub fn fanning_out(&self, fan_out: bool) -> Self {
         Self { fan_out, ..self.clone() }

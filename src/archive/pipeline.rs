@@ -23,6 +23,7 @@ use crate::archive::progress::Progress;
 use crate::archive::rows::RowCounter;
 use crate::archive::settings::{Compression, Format};
 use crate::archive::store::Store;
+use crate::error::{Error, ErrorKind};
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 use bytes::Bytes;
@@ -30,6 +31,7 @@ use futures_util::{SinkExt, StreamExt};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -562,14 +564,47 @@ pub struct Source<'a> {
 
 /// Streams the object into `copy_in_sql` (a `COPY ... FROM STDIN`) on `tx`'s connection. The
 /// caller decides to commit after comparing the returned SHA-256 and row counts with the manifest.
+///
+/// The server answers the start and the end of the COPY at once (the rows go to a table with no
+/// index or trigger), so each must come within `reply_within`. In between, the client may have
+/// nothing to send for a while (S3 is slow), and the server waits to read: from outside, a COPY
+/// whose last rows or end were lost on the way looks the same, so the watch
+/// ([`crate::pg::watch`]) cannot tell, and these two bounds do.
 pub async fn restore_stream(
     db: &tokio_postgres::Transaction<'_>,
     copy_in_sql: &str,
     store: &Store,
     source: Source<'_>,
     progress: Progress,
+    reply_within: Duration,
 ) -> anyhow::Result<Restored> {
-    read_object(Some((db, copy_in_sql)), store, source, Hashes::Object, progress).await
+    read_object(Some((db, copy_in_sql, reply_within)), store, source, Hashes::Object, progress).await
+}
+
+/// Why a restore's load failed decides its kind. The way there failing (a database connection
+/// lost, reset or silent; the server shutting down or out of resources; S3 errors, which the
+/// pipeline marks transient itself) is transient: the same restore run again goes on. Anything
+/// else is about the data (rows PostgreSQL rejects, an object that does not decode): integrity.
+pub(crate) fn load_failure(what: &str, e: anyhow::Error) -> Error {
+    let e = match e.downcast::<Error>() {
+        Ok(inner) => return inner,
+        Err(e) => e,
+    };
+    let kind = if lost_the_way(&e) { ErrorKind::Transient } else { ErrorKind::Integrity };
+    Error::new(kind, format!("{what} failed, nothing was kept: {e:#}"))
+}
+
+/// A database error that is not about the statement's data: no server error at all (the
+/// connection closed or failed), or SQLSTATE class 08 (connection), 40 (rolled back), 53
+/// (resources), 57 (operator intervention: shutdown, terminated) or 58 (system).
+fn lost_the_way(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| match c.downcast_ref::<tokio_postgres::Error>() {
+        Some(pg) => pg.code().is_none_or(|code| matches!(&code.code()[..2], "08" | "40" | "53" | "57" | "58")),
+        None => c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            use std::io::ErrorKind::*;
+            matches!(io.kind(), TimedOut | ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected)
+        }),
+    })
 }
 
 /// What a read hashes.
@@ -592,7 +627,7 @@ pub async fn scan_object(
 }
 
 async fn read_object(
-    copy: Option<(&tokio_postgres::Transaction<'_>, &str)>,
+    copy: Option<(&tokio_postgres::Transaction<'_>, &str, Duration)>,
     store: &Store,
     source: Source<'_>,
     hashes: Hashes,
@@ -665,20 +700,23 @@ async fn read_object(
                 let silence = store_.settings.s3_timeouts.read;
                 loop {
                     let Ok(next) = tokio::time::timeout(silence, body.next()).await else {
-                        anyhow::bail!(
+                        return Err(Error::transient(anyhow::anyhow!(
                             "read object body: S3 sent nothing for {} s (S3_READ_TIMEOUT_SECONDS)",
                             silence.as_secs()
-                        );
+                        ))
+                        .into());
                     };
                     let Some(chunk) = next else { break };
-                    if !deliver(chunk.context("read object body")?).await {
+                    let chunk = chunk.context("read object body").map_err(Error::transient)?;
+                    if !deliver(chunk).await {
                         break;
                     }
                 }
             }
             Body::Ranges(ranges) => {
                 for (from, to) in ranges {
-                    if !deliver(store_.get_range(&key_, version_.as_deref(), from, to).await?).await {
+                    let range = store_.get_range(&key_, version_.as_deref(), from, to).await;
+                    if !deliver(range.map_err(Error::transient)?).await {
                         break;
                     }
                 }
@@ -687,13 +725,22 @@ async fn read_object(
         Ok::<_, anyhow::Error>((total, hex::encode(hash.finalize())))
     });
 
-    let Some((db, copy_in_sql)) = copy else {
+    let Some((db, copy_in_sql, reply_within)) = copy else {
         while raw_rx.recv().await.is_some() {}
         let (rows_counted, raw_sha256) = decompressor.await.context("decompressor panicked")??;
         let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;
         return Ok(Restored { rows_copied: rows_counted, rows_counted, compressed_bytes, sha256, raw_sha256 });
     };
-    let sink = db.copy_in::<_, Bytes>(copy_in_sql).await.context("start COPY FROM STDIN")?;
+    let no_reply = |what: &str| {
+        Error::transient(anyhow!(
+            "{what} COPY FROM STDIN: no answer from the server within {} s: the connection is lost",
+            reply_within.as_secs()
+        ))
+    };
+    let sink = tokio::time::timeout(reply_within, db.copy_in::<_, Bytes>(copy_in_sql))
+        .await
+        .map_err(|_| no_reply("start"))?
+        .context("start COPY FROM STDIN")?;
     let mut sink = std::pin::pin!(sink);
     let mut copy_err = None;
     while let Some(chunk) = raw_rx.recv().await {
@@ -709,6 +756,36 @@ async fn read_object(
     if let Some(e) = copy_err {
         return Err(anyhow::Error::new(e).context("COPY FROM STDIN"));
     }
-    let rows_copied = sink.as_mut().finish().await.context("finish COPY FROM STDIN")?;
+    let rows_copied = tokio::time::timeout(reply_within, sink.as_mut().finish())
+        .await
+        .map_err(|_| no_reply("finish"))?
+        .context("finish COPY FROM STDIN")?;
     Ok(Restored { rows_copied, rows_counted, compressed_bytes, sha256, raw_sha256 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_failure_is_transient_when_the_way_failed_and_integrity_when_the_data_did() {
+        let io =
+            |kind: std::io::ErrorKind| anyhow::Error::new(std::io::Error::new(kind, "x")).context("COPY FROM STDIN");
+        let cases = [
+            (io(std::io::ErrorKind::ConnectionReset), ErrorKind::Transient),
+            (io(std::io::ErrorKind::TimedOut), ErrorKind::Transient),
+            (io(std::io::ErrorKind::BrokenPipe), ErrorKind::Transient),
+            // A truncated or corrupt object: zstd says so with these.
+            (io(std::io::ErrorKind::UnexpectedEof), ErrorKind::Integrity),
+            (io(std::io::ErrorKind::Other), ErrorKind::Integrity),
+            (anyhow!("bad field count 7"), ErrorKind::Integrity),
+            // Marked deeper (S3, a missing object): kept.
+            (Error::transient(anyhow!("S3 sent nothing")).into(), ErrorKind::Transient),
+            (Error::not_found("no such key").into(), ErrorKind::NotFound),
+        ];
+        for (i, (e, kind)) in cases.into_iter().enumerate() {
+            let got = load_failure("restore of p", e);
+            assert_eq!(got.kind, kind, "case {i}: {}", got.message);
+        }
+    }
 }

@@ -17,7 +17,7 @@ use crate::archive::pipeline::{self, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access, Pending};
 use crate::archive::Archiver;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::plan::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
 use anyhow::Context;
 use serde::Serialize;
@@ -328,12 +328,9 @@ async fn restore_one(
     let size = rec.compressed_bytes.map(|b| b.max(0) as u64);
     let every = archiver.store.settings.progress_log_every();
     let progress = Progress::start(format!("restore {table}.{partition}"), Measure::Bytes, size, every);
-    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, object, progress).await.map_err(|e| match e
-        .downcast::<Error>(
-    ) {
-        Ok(inner) => inner,
-        Err(e) => Error::new(ErrorKind::Integrity, format!("restore of {partition} failed, nothing was kept: {e:#}")),
-    })?;
+    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, object, progress, archiver.reply_bound())
+        .await
+        .map_err(|e| pipeline::load_failure(&format!("restore of {partition}"), e))?;
     let want_sha = rec.sha256.clone().expect("checked");
     if got.sha256 != want_sha {
         return Err(Error::integrity(format!(

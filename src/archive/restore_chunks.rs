@@ -41,6 +41,15 @@ fn wrap(e: anyhow::Error) -> Error {
     Error::transient(e)
 }
 
+/// Drops `staging` under a lock_timeout: a session of a failed or killed load may still hold it
+/// (invariant 4), and waiting for it could be waiting forever.
+async fn drop_staging(client: &mut Client, staging: &QualifiedName) -> Result<(), tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LEFTOVER_LOCK_TIMEOUT_MS}ms'")).await?;
+    tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", staging.quoted())).await?;
+    tx.commit().await
+}
+
 /// Drops a staging table a killed restore left behind (only if it carries this tool's comment),
 /// under a lock_timeout: a killed restore's session may still hold it (invariant 4).
 async fn drop_leftover(client: &mut Client, staging: &QualifiedName) -> Result<(), Error> {
@@ -56,14 +65,7 @@ async fn drop_leftover(client: &mut Client, staging: &QualifiedName) -> Result<(
         None => Ok(()),
         Some(Some(c)) if c == STAGING_COMMENT => {
             tracing::warn!(%staging, "dropping the staging table of an interrupted restore");
-            let dropped: Result<(), tokio_postgres::Error> = async {
-                let tx = client.transaction().await?;
-                tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LEFTOVER_LOCK_TIMEOUT_MS}ms'")).await?;
-                tx.batch_execute(&format!("DROP TABLE {}", staging.quoted())).await?;
-                tx.commit().await
-            }
-            .await;
-            dropped.map_err(|e| {
+            drop_staging(client, staging).await.map_err(|e| {
                 wrap(
                     anyhow::Error::new(e).context(format!(
                         "drop {staging}, left by an interrupted restore (its session may still be open)"
@@ -142,8 +144,9 @@ async fn restore_locked(
         Err(e) => Err(e),
     };
     if renamed.is_err() {
-        if let Err(d) = client.batch_execute(&format!("DROP TABLE IF EXISTS {}", staging.quoted())).await {
-            tracing::error!(%staging, error = %d, "could not drop the staging table; the next restore drops it");
+        if let Err(d) = drop_staging(client, staging).await {
+            let d = anyhow::Error::new(d);
+            tracing::error!(%staging, error = format!("{d:#}"), "could not drop the staging table; the next restore drops it");
         }
     }
     renamed
@@ -229,15 +232,9 @@ async fn load_chunks(
                         chunk.compressed_bytes.map(|b| b.max(0) as u64),
                         archiver.store.settings.progress_log_every(),
                     );
-                    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, source, progress)
+                    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, source, progress, archiver.reply_bound())
                         .await
-                        .map_err(|e| match e.downcast::<Error>() {
-                            Ok(inner) => inner,
-                            Err(e) => Error::new(
-                                ErrorKind::Integrity,
-                                format!("restore of {partition} chunk {no} failed, nothing was kept: {e:#}"),
-                            ),
-                        })?;
+                        .map_err(|e| pipeline::load_failure(&format!("restore of {partition} chunk {no}"), e))?;
                     if got.sha256 != sha {
                         return Err(Error::integrity(format!(
                             "chunk {no} object s3://{}/{key} has SHA-256 {}, the manifest says {sha}: nothing was kept",

@@ -24,11 +24,15 @@
 //!   two hours.
 
 use crate::error::ConfigError;
+use crate::pg::watch::{Watched, Wire};
 use native_tls::{Certificate, TlsConnector};
 use postgres_native_tls::MakeTlsConnector;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio_postgres::config::SslMode as PgSslMode;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_postgres::config::{SslMode as PgSslMode, TargetSessionAttrs};
+use tokio_postgres::tls::TlsConnect;
 use tokio_postgres::{Client, Config};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,12 +144,6 @@ impl DbConfig {
             KEEPALIVE_RANGE_S,
             "seconds",
         )?);
-        pg.connect_timeout(Duration::from_secs(10))
-            .keepalives(true)
-            .keepalives_idle(keepalive)
-            .keepalives_interval(keepalive_interval(keepalive))
-            .keepalives_retries(KEEPALIVE_PROBES)
-            .tcp_user_timeout(keepalive * 4);
         let ssl_mode = ssl_mode.unwrap_or(SslMode::Prefer);
         if matches!(ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull) && ssl_root_cert.is_none() {
             return Err(ConfigError::Missing("PGSSLROOTCERT (required by sslmode verify-ca / verify-full)".into()));
@@ -200,67 +198,226 @@ impl DbConfig {
         )
     }
 
+    /// A new session of the current run, watched ([`crate::pg::watch`]). The whole of it (TCP,
+    /// TLS, start-up, session set-up) must finish within [`Self::connect_bound`]: a server behind a
+    /// blackholed route would otherwise keep a connect waiting forever.
     pub async fn connect(&self) -> anyhow::Result<Client> {
+        Ok(self.connect_watched().await?.0)
+    }
+
+    /// [`Self::connect`], also returning the session's wire (the lease leaves its own out).
+    pub async fn connect_watched(&self) -> anyhow::Result<(Client, Arc<Wire>)> {
+        use anyhow::Context;
+        let bound = self.connect_bound();
+        let mut last_error = None;
+        for target in self.targets() {
+            match tokio::time::timeout(bound, self.connect_to(&target)).await {
+                Ok(Ok(session)) => return Ok(session),
+                Ok(Err(e)) => last_error = Some(e),
+                Err(_) => last_error = Some(anyhow::anyhow!("{target}: no answer within {bound:?}")),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no host given")))
+            .with_context(|| format!("connect to {}", self.describe()))
+    }
+
+    /// How long a connect may take before it is given up: the TCP connect timeout, then as long
+    /// as a silent peer is given anywhere else.
+    pub fn connect_bound(&self) -> Duration {
+        CONNECT_TIMEOUT + self.dead_peer_bound()
+    }
+
+    /// Where to connect, in order: each host (with its `hostaddr` when given) and port.
+    fn targets(&self) -> Vec<Target> {
+        let hosts = self.pg.get_hosts();
+        let addrs = self.pg.get_hostaddrs();
+        let ports = self.pg.get_ports();
+        let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+        (0..hosts.len().max(addrs.len()))
+            .map(|i| match hosts.get(i) {
+                #[cfg(unix)]
+                Some(tokio_postgres::config::Host::Unix(dir)) => {
+                    Target::Unix(dir.join(format!(".s.PGSQL.{}", port(i))))
+                }
+                host => {
+                    let name = match host {
+                        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                        _ => addrs[i].to_string(),
+                    };
+                    Target::Tcp { host: name, addr: addrs.get(i).copied(), port: port(i) }
+                }
+            })
+            .collect()
+    }
+
+    async fn connect_to(&self, target: &Target) -> anyhow::Result<(Client, Arc<Wire>)> {
         use anyhow::Context;
         let mut pg = self.pg.clone();
         pg.application_name(application_name());
-        let client = if self.ssl_mode == SslMode::Disable {
-            pg.ssl_mode(PgSslMode::Disable);
-            let (client, conn) =
-                pg.connect(tokio_postgres::NoTls).await.with_context(|| format!("connect to {}", self.describe()))?;
-            spawn_connection(conn);
-            client
-        } else {
-            pg.ssl_mode(if self.ssl_mode == SslMode::Prefer { PgSslMode::Prefer } else { PgSslMode::Require });
-            let mut builder = TlsConnector::builder();
-            match self.ssl_mode {
-                SslMode::VerifyCa | SslMode::VerifyFull => {
-                    let path = self.ssl_root_cert.as_ref().expect("checked in from_lookup");
-                    let pem = read_root_cert(path)?;
-                    // A bundle (such as the RDS one) holds many certificates: add each.
-                    for block in split_pem(&pem) {
-                        builder.add_root_certificate(
-                            Certificate::from_pem(&block).context("parse a certificate of PGSSLROOTCERT")?,
-                        );
-                    }
-                    builder.danger_accept_invalid_hostnames(self.ssl_mode == SslMode::VerifyCa);
-                }
-                _ => {
-                    builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+        let (client, wire) = match target {
+            #[cfg(unix)]
+            Target::Unix(path) => {
+                // No TLS over a local socket (libpq does the same).
+                pg.ssl_mode(PgSslMode::Disable);
+                let socket = tokio::net::UnixStream::connect(path).await.with_context(|| target.to_string())?;
+                start(&pg, socket, tokio_postgres::NoTls).await?
+            }
+            Target::Tcp { host, addr, port } => {
+                let socket = self.tcp(host, *addr, *port).await.with_context(|| target.to_string())?;
+                if self.ssl_mode == SslMode::Disable {
+                    pg.ssl_mode(PgSslMode::Disable);
+                    start(&pg, socket, tokio_postgres::NoTls).await?
+                } else {
+                    pg.ssl_mode(if self.ssl_mode == SslMode::Prefer { PgSslMode::Prefer } else { PgSslMode::Require });
+                    let mut tls = MakeTlsConnector::new(self.tls_connector()?);
+                    let tls = tokio_postgres::tls::MakeTlsConnect::<Watched<tokio::net::TcpStream>>::make_tls_connect(
+                        &mut tls, host,
+                    )
+                    .context("TLS set-up")?;
+                    start(&pg, socket, tls).await?
                 }
             }
-            let tls = MakeTlsConnector::new(builder.build().context("build TLS connector")?);
-            let (client, conn) = pg.connect(tls).await.with_context(|| format!("connect to {}", self.describe()))?;
-            spawn_connection(conn);
-            client
         };
-        // One round trip sets the session up and reads the server's version.
+        // One round trip sets the session up and reads what the rest needs.
         // extra_float_digits = 3: floats printed as text (CSV archives, the text form of arrays or
         // composites holding floats, the Parquet statistics query) round-trip exactly whatever the
         // database's or role's own setting (<= 0 rounds them).
         let setup = format!(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
              SET synchronize_seqscans = off; SET extra_float_digits = 3; {}; \
-             SELECT current_setting('server_version_num')",
+             SELECT current_setting('server_version_num'), pg_backend_pid(), pg_is_in_recovery()",
             self.server_keepalive_sql()
         );
-        let version: i32 = client
+        let row = client
             .simple_query(&setup)
             .await
             .context("initialise session")?
-            .iter()
+            .into_iter()
             .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
                 _ => None,
             })
-            .context("initialise session: no server_version_num")?;
+            .context("initialise session: no answer")?;
+        let field = |i: usize| row.get(i).unwrap_or_default();
+        let version: i32 = field(0).parse().context("initialise session: server_version_num")?;
+        wire.backend_pid.store(field(1).parse().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        // A list of hosts with target_session_attrs=read-write means "the primary, wherever it is".
+        let read_only = field(2) == "t";
+        let wanted = self.pg.get_target_session_attrs();
+        if (read_only && wanted == TargetSessionAttrs::ReadWrite)
+            || (!read_only && wanted == TargetSessionAttrs::ReadOnly)
+        {
+            anyhow::bail!("{target}: the server does not match target_session_attrs ({wanted:?})");
+        }
         if let Some(sql) = self.connection_check_sql(version) {
             if let Err(e) = client.batch_execute(&sql).await {
                 tracing::debug!(error = %e, "the server does not check for vanished clients during a statement");
             }
         }
-        Ok(client)
+        Ok((client, wire))
     }
+
+    /// A TCP connection with the client-side keepalives and `tcp_user_timeout` (module docs).
+    async fn tcp(
+        &self,
+        host: &str,
+        addr: Option<std::net::IpAddr>,
+        port: u16,
+    ) -> anyhow::Result<tokio::net::TcpStream> {
+        use anyhow::Context;
+        let addrs: Vec<std::net::SocketAddr> = match addr {
+            Some(ip) => vec![(ip, port).into()],
+            None => tokio::net::lookup_host((host, port)).await.context("resolve")?.collect(),
+        };
+        let mut last_error = anyhow::anyhow!("the name resolves to no address");
+        for a in addrs {
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(a)).await {
+                Ok(Ok(stream)) => {
+                    stream.set_nodelay(true)?;
+                    let socket = socket2::SockRef::from(&stream);
+                    socket.set_tcp_keepalive(
+                        &socket2::TcpKeepalive::new()
+                            .with_time(self.keepalive)
+                            .with_interval(keepalive_interval(self.keepalive))
+                            .with_retries(KEEPALIVE_PROBES),
+                    )?;
+                    #[cfg(target_os = "linux")]
+                    socket.set_tcp_user_timeout(Some(self.keepalive * 4))?;
+                    return Ok(stream);
+                }
+                Ok(Err(e)) => last_error = anyhow::Error::new(e).context(a.to_string()),
+                Err(_) => last_error = anyhow::anyhow!("{a}: connect timed out after {CONNECT_TIMEOUT:?}"),
+            }
+        }
+        Err(last_error)
+    }
+
+    fn tls_connector(&self) -> anyhow::Result<TlsConnector> {
+        use anyhow::Context;
+        let mut builder = TlsConnector::builder();
+        match self.ssl_mode {
+            SslMode::VerifyCa | SslMode::VerifyFull => {
+                let path = self.ssl_root_cert.as_ref().expect("checked in from_lookup");
+                let pem = read_root_cert(path)?;
+                // A bundle (such as the RDS one) holds many certificates: add each.
+                for block in split_pem(&pem) {
+                    builder.add_root_certificate(
+                        Certificate::from_pem(&block).context("parse a certificate of PGSSLROOTCERT")?,
+                    );
+                }
+                builder.danger_accept_invalid_hostnames(self.ssl_mode == SslMode::VerifyCa);
+            }
+            _ => {
+                builder.danger_accept_invalid_certs(true).danger_accept_invalid_hostnames(true);
+            }
+        }
+        builder.build().context("build TLS connector")
+    }
+}
+
+/// One place to connect to.
+enum Target {
+    Tcp {
+        host: String,
+        addr: Option<std::net::IpAddr>,
+        port: u16,
+    },
+    #[cfg(unix)]
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tcp { host, port, .. } => write!(f, "{host}:{port}"),
+            #[cfg(unix)]
+            Self::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// The TCP connect itself gives up after this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the protocol on a watched `socket`, spawns the connection task and registers the
+/// session with the watch.
+async fn start<S, T>(pg: &Config, socket: S, tls: T) -> anyhow::Result<(Client, Arc<Wire>)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: TlsConnect<Watched<S>>,
+    T::Stream: Send + 'static,
+{
+    let (socket, wire) = Watched::new(socket);
+    let (client, conn) = pg.connect_raw(socket, tls).await?;
+    let watched = wire.clone();
+    let task = tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "database connection ended with an error");
+        }
+        crate::pg::watch::forget(&watched);
+    });
+    crate::pg::watch::register(wire.clone(), task.abort_handle());
+    Ok((client, wire))
 }
 
 /// `PGSSLROOTCERT` is a file, or `embedded:rds-global-bundle` for the RDS bundle compiled into
@@ -281,17 +438,6 @@ fn read_root_cert(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
 
 /// The `PGSSLROOTCERT` value that selects the RDS CA bundle embedded at build time.
 pub const EMBEDDED_RDS_BUNDLE: &str = "embedded:rds-global-bundle";
-
-fn spawn_connection<F>(conn: F)
-where
-    F: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
-{
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::warn!(error = %e, "database connection ended with an error");
-        }
-    });
-}
 
 /// Keepalive probes before a silent peer is declared dead.
 const KEEPALIVE_PROBES: u32 = 3;
@@ -398,14 +544,24 @@ mod tests {
         assert!(!err.contains("topsecret"), "{err}");
     }
 
-    #[test]
-    fn keepalives_on_both_sides_follow_one_setting() {
+    #[tokio::test]
+    async fn keepalives_on_both_sides_follow_one_setting() {
         let c = cfg(&[]).unwrap();
         assert_eq!((c.keepalive, c.dead_peer_bound()), (Duration::from_secs(15), Duration::from_secs(30)));
-        assert_eq!(
-            (c.pg.get_keepalives(), c.pg.get_keepalives_idle(), c.pg.get_tcp_user_timeout()),
-            (true, Duration::from_secs(15), Some(&Duration::from_secs(60)))
-        );
+        assert_eq!(c.connect_bound(), Duration::from_secs(40));
+        // The client side: read back from a real socket.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stream = c.tcp("localhost", Some([127, 0, 0, 1].into()), port).await.unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(15));
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), Duration::from_secs(5));
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), 3);
+        #[cfg(target_os = "linux")]
+        assert_eq!(socket.tcp_user_timeout().unwrap(), Some(Duration::from_secs(60)));
+        drop(listener);
+        assert!(c.tcp("localhost", Some([127, 0, 0, 1].into()), port).await.is_err(), "nothing listens");
         let c = cfg(&[("DB_KEEPALIVE_SECONDS", "60")]).unwrap();
         assert_eq!(c.dead_peer_bound(), Duration::from_secs(120));
         assert_eq!(
@@ -421,5 +577,23 @@ mod tests {
         }
         set_run_id("0123abcd");
         assert_eq!(application_name(), "partition-archiver/0123abcd");
+        // Hosts, their addresses and ports, in order.
+        let c = cfg(&[("DATABASE_URL", "host=a,b hostaddr=10.0.0.1,10.0.0.2 port=5433")]).unwrap();
+        let addrs: Vec<String> = c
+            .targets()
+            .iter()
+            .map(|t| match t {
+                Target::Tcp { host, addr, port } => format!("{host}={}:{port}", addr.unwrap()),
+                #[cfg(unix)]
+                Target::Unix(p) => p.display().to_string(),
+            })
+            .collect();
+        assert_eq!(addrs, ["a=10.0.0.1:5433", "b=10.0.0.2:5433"]);
+        let c = cfg(&[("DATABASE_URL", "host=a,b port=5433,5434 dbname=d")]).unwrap();
+        let targets: Vec<String> = c.targets().iter().map(|t| t.to_string()).collect();
+        assert_eq!(targets, ["a:5433", "b:5434"]);
+        let c = cfg(&[("DATABASE_URL", "host=/run/postgresql port=5999")]).unwrap();
+        let targets: Vec<String> = c.targets().iter().map(|t| t.to_string()).collect();
+        assert_eq!(targets, ["/run/postgresql/.s.PGSQL.5999"]);
     }
 }

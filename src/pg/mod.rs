@@ -23,3 +23,4 @@ pub mod lease;
 pub mod lock;
 pub mod migrate;
 pub mod partitions;
+pub mod watch;

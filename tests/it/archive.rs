@@ -324,7 +324,7 @@ async fn s3_down_mid_run_drops_nothing_and_the_next_run_succeeds() {
         &["maintain", "--now", NOW, "--table", "orders"],
         &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9"), ("AWS_MAX_ATTEMPTS", "2")],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "S3 unreachable: transient, run again");
     assert!(report.to_string().contains("multipart upload"), "{report}");
     assert_eq!(
         env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_manifest WHERE state = 'dropped'").await,
@@ -344,7 +344,7 @@ async fn s3_failing_mid_upload_aborts_the_upload_and_drops_nothing() {
         &["maintain", "--now", NOW, "--table", "orders"],
         &[("PARTITION_ARCHIVER_FAILPOINTS", "upload_part=error")],
     );
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3), "a failed upload: transient, run again");
     assert!(report.to_string().contains("injected fault: upload_part failed"), "{report}");
     assert_eq!(env.multipart_uploads().await, 0, "the failed upload was aborted");
     assert_eq!(

@@ -2,6 +2,7 @@
 //! started by `scripts/test.sh`. One test crate, split into modules, so the suite links once.
 mod archive;
 mod artifact;
+mod blackhole;
 mod calendar;
 mod chunks;
 mod cold;

@@ -1,0 +1,313 @@
+//! Watching a run's sessions for a dead path: a connection that neither fails nor answers.
+//!
+//! TCP keepalives and `tcp_user_timeout` ([`crate::pg::connect`]) find a dead peer when the peer
+//! is the server's kernel. When the client's TCP peer is a user-space hop (RDS Proxy, PgBouncer, a
+//! cloud SQL proxy, an L7 load balancer) whose upstream vanished, that hop keeps acknowledging
+//! every packet and the kernel never notices: a statement waits for an answer that will never
+//! come, a COPY waits for rows, and the run hangs holding its locks.
+//!
+//! So every session's socket is a [`Watched`] stream that records what the wire does: when bytes
+//! last went each way, whether the client is waiting to read (and since when), whether a write is
+//! blocked (and since when). A session is *suspect* when, for longer than the silence bound, it
+//! has been waiting for a reply that does not come, or cannot send. A suspect is not dead yet: a
+//! long `ATTACH PARTITION` that validates its rows is silent too. The run's lease session
+//! ([`crate::pg::lease`]) asks the server how it sees each suspect's backend
+//! (`pg_stat_activity`), and [`verdict`] decides:
+//!
+//! | the client                 | the server says                  | verdict                          |
+//! |----------------------------|----------------------------------|----------------------------------|
+//! | waits for a reply          | idle, or the backend is gone     | dead: the answer was lost        |
+//! | waits for a reply          | active, writing to the client    | dead: rows sent, none arrive     |
+//! | cannot write               | active, reading from the client  | dead: data sent, none arrives    |
+//! | waits or cannot write      | active on anything else          | alive: the statement is working  |
+//! | waits or cannot write      | nothing (no session answers)     | dead, once the lease has had no answer for the bound |
+//!
+//! A dead session's connection is closed, so whatever awaited it fails with an error (a
+//! transient one: the next run completes the work), and its backend is terminated when the
+//! server can be reached, so its locks go at once instead of when the server's own timers fire.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// What the wire of one session did: the order of its last read and write (a sequence: a reply
+/// and the next question can fall in one millisecond), and since when it waits, as offsets from
+/// the session's start in milliseconds (0: not now).
+#[derive(Debug)]
+pub struct Wire {
+    start: Instant,
+    events: AtomicU64,
+    last_read: AtomicU64,
+    last_write: AtomicU64,
+    read_waiting_since: AtomicU64,
+    write_blocked_since: AtomicU64,
+    /// The server process of this session, once known (0 before).
+    pub backend_pid: AtomicI32,
+}
+
+impl Wire {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            events: AtomicU64::new(0),
+            last_read: AtomicU64::new(0),
+            last_write: AtomicU64::new(0),
+            read_waiting_since: AtomicU64::new(0),
+            write_blocked_since: AtomicU64::new(0),
+            backend_pid: AtomicI32::new(0),
+        }
+    }
+
+    /// Milliseconds since the session started, never 0 (0 means "never").
+    fn tick(&self) -> u64 {
+        (self.start.elapsed().as_millis() as u64).max(1)
+    }
+
+    /// The wire as of now.
+    pub fn view(&self) -> WireView {
+        let now = self.tick();
+        let since = |at: &AtomicU64| match at.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(Duration::from_millis(now.saturating_sub(t))),
+        };
+        WireView {
+            awaiting_reply: self.last_write.load(Ordering::Relaxed) > self.last_read.load(Ordering::Relaxed),
+            read_waiting: since(&self.read_waiting_since),
+            write_blocked: since(&self.write_blocked_since),
+        }
+    }
+}
+
+/// A session's wire at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WireView {
+    /// The client sent something after the last bytes it received: a question is open (a
+    /// statement, or the rows of a COPY FROM).
+    pub awaiting_reply: bool,
+    /// The client has been waiting to read, with nothing arriving, for this long.
+    pub read_waiting: Option<Duration>,
+    /// A write has been blocked (nothing accepted) for this long.
+    pub write_blocked: Option<Duration>,
+}
+
+impl WireView {
+    /// Silent for longer than `bound` while waiting for a reply, or unable to write.
+    pub fn suspect(&self, bound: Duration) -> bool {
+        self.write_blocked.is_some_and(|d| d >= bound)
+            || (self.awaiting_reply && self.read_waiting.is_some_and(|d| d >= bound))
+    }
+}
+
+/// How the server sees a session's backend (from `pg_stat_activity`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerView {
+    /// No session of ours could ask the server for longer than the bound.
+    Unreachable,
+    /// The backend is not there (it ended).
+    Gone,
+    /// `idle`, `idle in transaction` or `idle in transaction (aborted)`: waiting for the client.
+    Idle,
+    /// Running a statement; `wait_event` as the server reports it.
+    Active { wait_event: Option<String> },
+}
+
+/// Is a session dead? `Some(why)` when it is: see the module docs' table. Pure, so the table is
+/// tested as a table.
+pub fn verdict(wire: &WireView, server: &ServerView, bound: Duration) -> Option<&'static str> {
+    if !wire.suspect(bound) {
+        return None;
+    }
+    let write_blocked = wire.write_blocked.is_some_and(|d| d >= bound);
+    match server {
+        ServerView::Unreachable => Some("no answer from the server on any connection"),
+        ServerView::Gone => Some("the server ended the session"),
+        ServerView::Idle => Some("the server finished and waits for us: its answer was lost"),
+        ServerView::Active { wait_event } => match wait_event.as_deref() {
+            Some("ClientWrite") => Some("the server is sending and nothing arrives"),
+            Some("ClientRead") if write_blocked => Some("the server waits for data that does not reach it"),
+            // Reading while we have nothing to send (a COPY FROM waiting for S3), or working.
+            _ => None,
+        },
+    }
+}
+
+/// One watched session, as the lease sees it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub wire: Arc<Wire>,
+    /// Closes the session's connection: whatever awaits it fails at once.
+    pub close: tokio::task::AbortHandle,
+}
+
+/// The sessions of this process: the lease watches them. Entries leave when their connection ends.
+static SESSIONS: Mutex<Vec<Session>> = Mutex::new(Vec::new());
+
+/// Watches `wire` until its connection task ends (the caller spawns it; [`forget`] at its end).
+pub fn register(wire: Arc<Wire>, close: tokio::task::AbortHandle) {
+    if let Ok(mut s) = SESSIONS.lock() {
+        s.retain(|e| !e.close.is_finished());
+        s.push(Session { wire, close });
+    }
+}
+
+pub fn forget(wire: &Arc<Wire>) {
+    if let Ok(mut s) = SESSIONS.lock() {
+        s.retain(|e| !Arc::ptr_eq(&e.wire, wire));
+    }
+}
+
+/// The sessions open now, the lease's own excluded by the caller.
+pub fn sessions() -> Vec<Session> {
+    SESSIONS.lock().map(|s| s.iter().filter(|e| !e.close.is_finished()).cloned().collect()).unwrap_or_default()
+}
+
+/// A socket that records what its wire does in a shared [`Wire`].
+pub struct Watched<S> {
+    inner: S,
+    wire: Arc<Wire>,
+}
+
+impl<S> Watched<S> {
+    pub fn new(inner: S) -> (Self, Arc<Wire>) {
+        let wire = Arc::new(Wire::new());
+        (Self { inner, wire: wire.clone() }, wire)
+    }
+
+    fn note_read(&self, poll: &Poll<std::io::Result<()>>, got: bool) {
+        match poll {
+            Poll::Pending => {
+                let _ = self.wire.read_waiting_since.compare_exchange(
+                    0,
+                    self.wire.tick(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            Poll::Ready(_) => {
+                self.wire.read_waiting_since.store(0, Ordering::Relaxed);
+                if got {
+                    self.wire.last_read.store(self.wire.events.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn note_write<T>(&self, poll: &Poll<std::io::Result<T>>) {
+        match poll {
+            Poll::Pending => {
+                let _ = self.wire.write_blocked_since.compare_exchange(
+                    0,
+                    self.wire.tick(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            Poll::Ready(_) => {
+                self.wire.write_blocked_since.store(0, Ordering::Relaxed);
+                self.wire.last_write.store(self.wire.events.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let got = buf.filled().len() > before;
+        self.note_read(&poll, got);
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
+        self.note_write(&poll);
+        poll
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUND: Duration = Duration::from_secs(30);
+
+    fn secs(s: u64) -> Option<Duration> {
+        Some(Duration::from_secs(s))
+    }
+    fn active(wait: &str) -> ServerView {
+        ServerView::Active { wait_event: Some(wait.into()) }
+    }
+
+    #[test]
+    fn the_verdict_table() {
+        let waiting = WireView { awaiting_reply: true, read_waiting: secs(31), write_blocked: None };
+        let waiting_briefly = WireView { read_waiting: secs(29), ..waiting };
+        // Idle at our end: the connection task always waits to read, with no question open.
+        let idle = WireView { awaiting_reply: false, read_waiting: secs(3600), write_blocked: None };
+        let blocked = WireView { awaiting_reply: true, read_waiting: secs(31), write_blocked: secs(31) };
+        let dead = |w: &WireView, s: &ServerView| verdict(w, s, BOUND).is_some();
+        let rows: [(&WireView, ServerView, bool); 17] = [
+            (&waiting, ServerView::Idle, true),
+            (&waiting, ServerView::Gone, true),
+            (&waiting, ServerView::Unreachable, true),
+            (&waiting, active("ClientWrite"), true),
+            // A COPY FROM waiting for the next rows from S3: the server reads, we have nothing yet.
+            (&waiting, active("ClientRead"), false),
+            (&waiting, ServerView::Active { wait_event: None }, false),
+            (&waiting, active("DataFileRead"), false),
+            (&waiting, active("relation"), false),
+            (&blocked, active("ClientRead"), true),
+            (&blocked, active("ClientWrite"), true),
+            (&blocked, ServerView::Active { wait_event: None }, false),
+            (&blocked, ServerView::Idle, true),
+            (&waiting_briefly, ServerView::Idle, false),
+            (&waiting_briefly, ServerView::Unreachable, false),
+            (&idle, ServerView::Idle, false),
+            (&idle, ServerView::Unreachable, false),
+            (&idle, ServerView::Gone, false),
+        ];
+        for (i, (wire, server, expected)) in rows.iter().enumerate() {
+            assert_eq!(dead(wire, server), *expected, "row {i}: {wire:?} / {server:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_wire_records_what_the_socket_does() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, mut server) = tokio::io::duplex(8);
+        let (mut watched, wire) = Watched::new(client);
+        assert_eq!(wire.view(), WireView::default());
+        watched.write_all(b"SELECT 1").await.unwrap();
+        assert!(wire.view().awaiting_reply, "a question is open");
+        // A read with nothing there waits, and says since when.
+        let mut buf = [0u8; 8];
+        assert!(tokio::time::timeout(Duration::from_millis(20), watched.read(&mut buf)).await.is_err());
+        assert!(wire.view().read_waiting.is_some());
+        assert!(wire.view().suspect(Duration::ZERO) && !wire.view().suspect(Duration::from_secs(5)));
+        // The reply closes the question.
+        server.read_exact(&mut buf).await.unwrap();
+        server.write_all(b"1").await.unwrap();
+        assert_eq!(watched.read(&mut buf).await.unwrap(), 1);
+        let v = wire.view();
+        assert!(!v.awaiting_reply && v.read_waiting.is_none(), "{v:?}");
+        // A write the peer does not take blocks, and says since when (the duplex holds 8 bytes).
+        assert!(tokio::time::timeout(Duration::from_millis(20), watched.write_all(&[0u8; 64])).await.is_err());
+        assert!(wire.view().write_blocked.is_some() && wire.view().suspect(Duration::ZERO));
+        let mut sink = vec![0u8; 64];
+        let _ = server.read(&mut sink).await.unwrap();
+        watched.write_all(&[0u8; 1]).await.unwrap();
+        assert!(wire.view().write_blocked.is_none());
+    }
+}
