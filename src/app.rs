@@ -69,7 +69,13 @@ pub enum Response {
     List {
         action: &'static str,
         ok: bool,
+        /// `database` (its manifest records) or the bucket (`s3://bucket/prefix`).
+        source: String,
         archives: Vec<ManifestRecord>,
+        /// Manifests in the bucket that could not be read, with why (in cold storage, not a
+        /// manifest).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        unreadable: Vec<String>,
     },
 }
 
@@ -119,11 +125,11 @@ impl Response {
                     for p in &t.partitions {
                         let flag = if p.detach_pending { " DETACH PENDING" } else { "" };
                         let rows = match p.estimated_rows {
-                            n if n < 0 => "?".to_string(), // never analyzed
-                            n => n.to_string(),
+                            Some(n) => format!("~{n} rows"),
+                            None => "rows not estimated yet (never analyzed)".to_string(),
                         };
                         out.push_str(&format!(
-                            "  {:<32} {:<22} {:<22} {:>12} bytes ~{rows} rows{flag}\n",
+                            "  {:<32} {:<22} {:<22} {:>12} bytes {rows}{flag}\n",
                             p.name, p.from, p.to, p.total_bytes
                         ));
                     }
@@ -154,7 +160,7 @@ impl Response {
                 if r.attached {
                     s.push_str(&format!("attached to {}\n", r.table));
                 } else if let Some(why) = &r.not_attached_because {
-                    s.push_str(&format!("not attached: {why}\n"));
+                    s.push_str(&format!("NOT attached: {why}; the restored table stays as {}\n", r.restored_as));
                 }
                 s
             }
@@ -176,10 +182,19 @@ impl Response {
                     )
                 })
                 .collect(),
-            Response::List { archives, .. } => archives
-                .iter()
-                .map(|a| {
-                    format!(
+            Response::List { archives, source, unreadable, .. } => {
+                let mut out = if archives.is_empty() {
+                    let hint = if source == "database" {
+                        " (a database without records of its archives, such as a new one: `list --from-bucket`)"
+                    } else {
+                        ""
+                    };
+                    format!("no archives in the {source}{hint}\n")
+                } else {
+                    format!("{} archives, from the {source}:\n", archives.len())
+                };
+                for a in archives {
+                    out.push_str(&format!(
                         "{}.{:<24} {:<9} rows={:<10} bytes={:<12} s3://{}/{}\n",
                         a.table(),
                         a.partition_name,
@@ -188,9 +203,13 @@ impl Response {
                         a.compressed_bytes.map_or("-".into(), |n| n.to_string()),
                         a.bucket.as_deref().unwrap_or("-"),
                         a.object_key.as_deref().unwrap_or("-")
-                    )
-                })
-                .collect(),
+                    ));
+                }
+                for u in unreadable {
+                    out.push_str(&format!("could not read {u}\n"));
+                }
+                out
+            }
         }
     }
 }
@@ -201,7 +220,9 @@ pub struct PartitionStatus {
     pub from: String,
     pub to: String,
     pub total_bytes: i64,
-    pub estimated_rows: i64,
+    /// `pg_class.reltuples`; `null` before the table was first vacuumed or analyzed (PostgreSQL
+    /// has no estimate yet).
+    pub estimated_rows: Option<i64>,
     pub detach_pending: bool,
     pub is_default: bool,
 }
@@ -288,7 +309,9 @@ impl App {
         // Every session from here on is named for this run, and the lease keeps the run looking
         // alive to other runs while it lasts (`pg::lock`, `pg::lease`).
         crate::pg::connect::set_run_id(&run_id);
-        let _lease = crate::pg::lease::RunLease::start(self.settings.db.clone());
+        // A listing from the bucket touches no database.
+        let uses_database = !matches!(request, Request::List { from_bucket: true, .. });
+        let _lease = uses_database.then(|| crate::pg::lease::RunLease::start(self.settings.db.clone()));
         match request {
             Request::Migrate { now } => {
                 let mut client = self.connect().await?;
@@ -340,7 +363,11 @@ impl App {
                 )
                 .await?;
                 Ok(match restore {
-                    RestoreOutcome::Restored(restore) => Response::Restore { action, ok: true, restore },
+                    // An --attach that was not done is not success: a script that asked for it
+                    // must not go on as if the month were back under its parent.
+                    RestoreOutcome::Restored(restore) => {
+                        Response::Restore { action, ok: restore.not_attached_because.is_none(), restore }
+                    }
                     RestoreOutcome::Pending(pending) => Response::RestorePending { action, ok: false, pending },
                 })
             }
@@ -350,11 +377,19 @@ impl App {
                 let archives = crate::archive::restore::verify_all(&client, archiver, table.as_ref(), deep).await?;
                 Ok(Response::Verify { action, ok: archives.iter().all(|a| a.ok), archives })
             }
-            Request::List { table } => {
+            Request::List { table, from_bucket: true } => {
+                // No database needed: this is for one that has no records.
+                let archiver = self.archiver()?;
+                let (archives, unreadable) = crate::archive::restore::list_bucket(archiver, table.as_ref()).await?;
+                let s = &archiver.store.settings;
+                let source = format!("s3://{}/{}", s.bucket, s.prefix);
+                Ok(Response::List { action, ok: unreadable.is_empty(), source, archives, unreadable })
+            }
+            Request::List { table, from_bucket: false } => {
                 let client = self.connect().await?;
                 let archives =
                     crate::archive::manifest::list(&client, table.as_ref()).await.map_err(Error::transient)?;
-                Ok(Response::List { action, ok: true, archives })
+                Ok(Response::List { action, ok: true, source: "database".into(), archives, unreadable: vec![] })
             }
         }
     }
@@ -500,7 +535,7 @@ impl App {
                         from,
                         to,
                         total_bytes: p.total_bytes,
-                        estimated_rows: p.estimated_rows,
+                        estimated_rows: (p.estimated_rows >= 0).then_some(p.estimated_rows),
                         detach_pending: p.detach_pending,
                         is_default,
                     }

@@ -145,6 +145,10 @@ pub enum Command {
         /// Only this table's archives (schema.table).
         #[arg(long)]
         table: Option<String>,
+        /// What the bucket holds, from its JSON manifests (for a database without records of them,
+        /// such as a new one after a disaster); reads only.
+        #[arg(long)]
+        from_bucket: bool,
     },
 }
 
@@ -197,7 +201,9 @@ impl Command {
                 Request::Restore { table: one_table(table)?, partition, into_schema, attach }
             }
             Command::Verify { table, deep } => Request::Verify { table: table.map(one_table).transpose()?, deep },
-            Command::List { table } => Request::List { table: table.map(one_table).transpose()? },
+            Command::List { table, from_bucket } => {
+                Request::List { table: table.map(one_table).transpose()?, from_bucket }
+            }
         })
     }
 }
@@ -273,7 +279,7 @@ pub async fn run(cli: Cli) -> i32 {
             match e.kind {
                 crate::error::ErrorKind::InvalidInput | crate::error::ErrorKind::NotFound => 2,
                 crate::error::ErrorKind::Transient | crate::error::ErrorKind::AlreadyRunning => 3,
-                crate::error::ErrorKind::Integrity => 1,
+                crate::error::ErrorKind::Integrity | crate::error::ErrorKind::Refused => 1,
             }
         }
     }

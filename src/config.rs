@@ -80,13 +80,7 @@ impl Settings {
         let stale_lock = stale_lock_seconds(get)?;
         let lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
         let metrics = match get("METRICS") {
-            None => {
-                if lambda {
-                    crate::aws::metrics::MetricsSink::Stdout
-                } else {
-                    crate::aws::metrics::MetricsSink::Stderr
-                }
-            }
+            None => crate::aws::metrics::MetricsSink::default_for(lambda, false),
             Some(m) => crate::aws::metrics::MetricsSink::parse(&m)
                 .ok_or_else(|| ConfigError::invalid("METRICS", &m, "stdout, stderr or off"))?,
         };
@@ -115,6 +109,11 @@ impl Settings {
         };
         let get = |k: &str| std::env::var(k).ok().or_else(|| from_file.get(k).cloned());
         let mut settings = Self::from_lookup(&get)?;
+        if get("METRICS").is_none() {
+            use std::io::IsTerminal;
+            let lambda = get("AWS_LAMBDA_RUNTIME_API").is_some();
+            settings.metrics = crate::aws::metrics::MetricsSink::default_for(lambda, std::io::stderr().is_terminal());
+        }
         settings.db = crate::aws::secrets::resolve_db(&get, settings.db).await?;
         Ok(settings)
     }

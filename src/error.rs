@@ -73,6 +73,9 @@ pub enum ErrorKind {
     Integrity,
     /// The database or S3 failed or was unreachable: a later retry may succeed.
     Transient,
+    /// The database refused a statement for a reason a retry does not change (a permission, a
+    /// constraint, a dependent object, a missing feature): someone must act first.
+    Refused,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,14 +98,19 @@ impl Error {
     pub fn integrity(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Integrity, message)
     }
-    /// Wraps an internal error chain; `{:#}` keeps every context layer in the message.
+    /// Wraps an internal error chain; `{:#}` keeps every context layer in the message. Transient,
+    /// unless the database refused a statement for good ([`refused_for_good`]).
     pub fn transient(err: anyhow::Error) -> Self {
         // An Error raised deeper keeps its kind.
         match err.downcast::<Error>() {
             Ok(e) => e,
-            Err(err) => Self::new(ErrorKind::Transient, format!("{err:#}")),
+            Err(err) => {
+                let kind = if refused_for_good(&err) { ErrorKind::Refused } else { ErrorKind::Transient };
+                Self::new(kind, format!("{err:#}"))
+            }
         }
     }
+    /// Retrying the same request may succeed (Step Functions and `restore --wait` retry these).
     pub fn retryable(&self) -> bool {
         matches!(self.kind, ErrorKind::Transient | ErrorKind::AlreadyRunning)
     }
@@ -114,8 +122,20 @@ impl Error {
             ErrorKind::AlreadyRunning => "AlreadyRunning",
             ErrorKind::Integrity => "IntegrityError",
             ErrorKind::Transient => "TransientError",
+            ErrorKind::Refused => "Refused",
         }
     }
+}
+
+/// A server error whose SQLSTATE class says a retry fails the same way: 42 (a permission, an
+/// undefined object, a syntax error), 23 (a constraint, such as rows outside an ATTACH's range), 2B
+/// (dependent objects), 0A (not supported), 22 (bad data).
+pub fn refused_for_good(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        c.downcast_ref::<tokio_postgres::Error>()
+            .and_then(|e| e.code())
+            .is_some_and(|code| matches!(&code.code()[..2], "42" | "23" | "2B" | "0A" | "22"))
+    })
 }
 
 impl From<ConfigError> for Error {

@@ -56,6 +56,8 @@ pub enum Request {
     },
     List {
         table: Option<QualifiedName>,
+        /// From the JSON manifests in the bucket instead of the database's records.
+        from_bucket: bool,
     },
 }
 
@@ -127,6 +129,8 @@ enum RawEvent {
     },
     List {
         table: Option<String>,
+        #[serde(default)]
+        from_bucket: bool,
     },
 }
 
@@ -238,9 +242,10 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
         RawEvent::Verify { table, deep } => {
             Request::Verify { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)), deep }
         }
-        RawEvent::List { table } => {
-            Request::List { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)) }
-        }
+        RawEvent::List { table, from_bucket } => Request::List {
+            table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)),
+            from_bucket,
+        },
     })
 }
 
@@ -307,7 +312,12 @@ mod tests {
                 attach: false
             }
         );
-        assert_eq!(from_event(&json!({"action": "list"})).unwrap(), Request::List { table: None });
+        assert_eq!(from_event(&json!({"action": "list"})).unwrap(), Request::List { table: None, from_bucket: false });
+        assert_eq!(
+            from_event(&json!({"action": "list", "table": "trades", "from_bucket": true})).unwrap(),
+            Request::List { table: Some(QualifiedName::new("public", "trades")), from_bucket: true }
+        );
+        assert!(from_event(&json!({"action": "list", "from_bucket": "yes"})).is_err());
         assert_eq!(
             from_event(&json!({"action": "verify", "deep": true})).unwrap(),
             Request::Verify { table: None, deep: true }

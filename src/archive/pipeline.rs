@@ -595,11 +595,14 @@ pub(crate) fn load_failure(what: &str, e: anyhow::Error) -> Error {
 }
 
 /// A database error that is not about the statement's data: no server error at all (the
-/// connection closed or failed), or SQLSTATE class 08 (connection), 40 (rolled back), 53
-/// (resources), 57 (operator intervention: shutdown, terminated) or 58 (system).
+/// connection closed or failed), or SQLSTATE class 08 (connection), 25 (a read-only transaction:
+/// a failover), 40 (rolled back), 53 (resources), 55 (a lock not granted, an object in use), 57
+/// (operator intervention: shutdown, terminated) or 58 (system).
 fn lost_the_way(e: &anyhow::Error) -> bool {
     e.chain().any(|c| match c.downcast_ref::<tokio_postgres::Error>() {
-        Some(pg) => pg.code().is_none_or(|code| matches!(&code.code()[..2], "08" | "40" | "53" | "57" | "58")),
+        Some(pg) => {
+            pg.code().is_none_or(|code| matches!(&code.code()[..2], "08" | "25" | "40" | "53" | "55" | "57" | "58"))
+        }
         None => c.downcast_ref::<std::io::Error>().is_some_and(|io| {
             use std::io::ErrorKind::*;
             matches!(io.kind(), TimedOut | ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected)
@@ -751,11 +754,14 @@ async fn read_object(
     }
     drop(raw_rx);
     let decompressed = decompressor.await.context("decompressor panicked")?;
-    let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;
-    let (rows_counted, raw_sha256) = decompressed?;
+    let downloaded = downloader.await.context("downloader panicked")?;
+    // The COPY's own failure first: when it stops, the decompressor stops too ("COPY FROM
+    // stopped"), which says nothing of why.
     if let Some(e) = copy_err {
         return Err(anyhow::Error::new(e).context("COPY FROM STDIN"));
     }
+    let (compressed_bytes, sha256) = downloaded?;
+    let (rows_counted, raw_sha256) = decompressed?;
     let rows_copied = tokio::time::timeout(reply_within, sink.as_mut().finish())
         .await
         .map_err(|_| no_reply("finish"))?

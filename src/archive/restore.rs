@@ -106,12 +106,25 @@ pub async fn find_manifest(
         return Ok(Found::Manifest(Box::new(rec), "database manifest".into()));
     }
     let store = &archiver.store;
-    let prefix = if store.settings.prefix.is_empty() {
-        format!("{}.{}/", table.schema, table.name)
-    } else {
-        format!("{}/{}.{}/", store.settings.prefix, table.schema, table.name)
-    };
     let wanted = format!("/{partition}.manifest.json");
+    if let Some(key) = manifest_keys(archiver, Some(table)).await?.into_iter().find(|k| k.ends_with(&wanted)) {
+        if let Some(pending) = ensure_readable(archiver, &key, None).await? {
+            return Ok(Found::Pending(pending));
+        }
+        let rec = read_bucket_manifest(archiver, &key).await?;
+        return Ok(Found::Manifest(Box::new(rec), format!("s3://{}/{key}", store.settings.bucket)));
+    }
+    Err(Error::not_found(format!(
+        "no archive of partition {partition} of {table}: neither the database manifest nor S3 has one"
+    )))
+}
+
+/// The keys of the JSON manifests under the archive prefix, of `table` or of every table.
+async fn manifest_keys(archiver: &Archiver, table: Option<&QualifiedName>) -> Result<Vec<String>, Error> {
+    let store = &archiver.store;
+    let folder = table.map(|t| format!("{}.{}/", t.schema, t.name)).unwrap_or_default();
+    let prefix = if store.settings.prefix.is_empty() { folder } else { format!("{}/{folder}", store.settings.prefix) };
+    let mut keys = Vec::new();
     let mut pages =
         store.client.list_objects_v2().bucket(&store.settings.bucket).prefix(&prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
@@ -121,26 +134,43 @@ pub async fn find_manifest(
                     .context(format!("list s3://{}/{prefix}", store.settings.bucket)),
             )
         })?;
-        for obj in page.contents() {
-            if let Some(key) = obj.key().filter(|k| k.ends_with(&wanted)) {
-                if let Some(pending) = ensure_readable(archiver, key, None).await? {
-                    return Ok(Found::Pending(pending));
-                }
-                let body = store
-                    .get_small(key)
-                    .await
-                    .map_err(wrap)?
-                    .ok_or_else(|| Error::not_found(format!("{key} vanished")))?;
-                let rec: ManifestRecord = serde_json::from_slice(&body).map_err(|e| {
-                    Error::integrity(format!("manifest {key} is not a valid partition-archiver manifest: {e}"))
-                })?;
-                return Ok(Found::Manifest(Box::new(rec), format!("s3://{}/{key}", store.settings.bucket)));
-            }
+        keys.extend(
+            page.contents().iter().filter_map(|o| o.key()).filter(|k| k.ends_with(".manifest.json")).map(String::from),
+        );
+    }
+    Ok(keys)
+}
+
+async fn read_bucket_manifest(archiver: &Archiver, key: &str) -> Result<ManifestRecord, Error> {
+    let body = archiver
+        .store
+        .get_small(key)
+        .await
+        .map_err(wrap)?
+        .ok_or_else(|| Error::not_found(format!("{key} vanished")))?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::integrity(format!("manifest {key} is not a valid partition-archiver manifest: {e}")))
+}
+
+/// What the bucket holds, from its JSON manifests alone (`list --from-bucket`): for a database
+/// that lost its records (a new one after a disaster), what there is to restore. Reads only: a
+/// manifest that cannot be read (in cold storage, not a manifest) is named with the reason, and no
+/// retrieval is requested.
+pub async fn list_bucket(
+    archiver: &Archiver,
+    table: Option<&QualifiedName>,
+) -> Result<(Vec<ManifestRecord>, Vec<String>), Error> {
+    let (mut archives, mut unreadable) = (Vec::new(), Vec::new());
+    for key in manifest_keys(archiver, table).await? {
+        match read_bucket_manifest(archiver, &key).await {
+            Ok(rec) => archives.push(rec),
+            Err(e) => unreadable.push(format!("s3://{}/{key}: {}", archiver.store.settings.bucket, e.message)),
         }
     }
-    Err(Error::not_found(format!(
-        "no archive of partition {partition} of {table}: neither the database manifest nor S3 has one"
-    )))
+    archives.sort_by(|a, b| {
+        (&a.table_schema, &a.table_name, &a.partition_name).cmp(&(&b.table_schema, &b.table_name, &b.partition_name))
+    });
+    Ok((archives, unreadable))
 }
 
 /// Checks a manifest before it drives any SQL: it must name this table and partition, be complete,

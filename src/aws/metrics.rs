@@ -25,6 +25,17 @@ impl MetricsSink {
             _ => None,
         }
     }
+
+    /// Where metric lines go when `METRICS` does not say: stdout in Lambda (CloudWatch reads EMF
+    /// there), stderr from the CLI for a log collector, and nowhere on a person's terminal, where
+    /// they would only clutter the report.
+    pub fn default_for(lambda: bool, stderr_is_terminal: bool) -> Self {
+        match (lambda, stderr_is_terminal) {
+            (true, _) => Self::Stdout,
+            (false, false) => Self::Stderr,
+            (false, true) => Self::Off,
+        }
+    }
 }
 
 fn emf(dimensions: &[&str], values: Vec<(&str, &str, f64)>, extra: Map<String, Value>, timestamp_ms: i64) -> Value {
@@ -148,6 +159,19 @@ mod tests {
     use crate::plan::ident::QualifiedName;
     use crate::plan::snapshot::TableStats;
     use crate::report::StepReport;
+
+    #[test]
+    fn metric_lines_go_to_cloudwatch_and_collectors_not_to_a_terminal() {
+        let cases = [
+            ((true, false), MetricsSink::Stdout),
+            ((true, true), MetricsSink::Stdout),
+            ((false, false), MetricsSink::Stderr),
+            ((false, true), MetricsSink::Off),
+        ];
+        for ((lambda, terminal), sink) in cases {
+            assert_eq!(MetricsSink::default_for(lambda, terminal), sink, "lambda {lambda}, terminal {terminal}");
+        }
+    }
 
     #[test]
     fn emf_lines_carry_values_and_both_dimension_sets() {

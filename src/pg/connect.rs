@@ -285,7 +285,8 @@ impl DbConfig {
         let setup = format!(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
              SET synchronize_seqscans = off; SET extra_float_digits = 3; {}; \
-             SELECT current_setting('server_version_num'), pg_backend_pid(), pg_is_in_recovery()",
+             SELECT current_setting('server_version_num'), pg_backend_pid(), pg_is_in_recovery(), \
+             concat_ws(' ', inet_server_addr(), inet_server_port(), pg_postmaster_start_time())",
             self.server_keepalive_sql()
         );
         let row = client
@@ -301,6 +302,7 @@ impl DbConfig {
         let field = |i: usize| row.get(i).unwrap_or_default();
         let version: i32 = field(0).parse().context("initialise session: server_version_num")?;
         wire.backend_pid.store(field(1).parse().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        let _ = wire.server.set(field(3).to_string());
         // A list of hosts with target_session_attrs=read-write means "the primary, wherever it is".
         let read_only = field(2) == "t";
         let wanted = self.pg.get_target_session_attrs();
@@ -421,20 +423,17 @@ where
 }
 
 /// `PGSSLROOTCERT` is a file, or `embedded:rds-global-bundle` for the RDS bundle compiled into
-/// this binary (see build.rs).
+/// this binary (`certs/`).
 fn read_root_cert(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
     use anyhow::Context;
     if path.as_os_str() == EMBEDDED_RDS_BUNDLE {
-        #[cfg(rds_bundle)]
-        return Ok(include_bytes!("../../certs/rds-global-bundle.pem").to_vec());
-        #[cfg(not(rds_bundle))]
-        anyhow::bail!(
-            "PGSSLROOTCERT={EMBEDDED_RDS_BUNDLE}, but this binary was built without the RDS CA bundle: \
-             download it to certs/rds-global-bundle.pem and rebuild (see certs/README.md)"
-        );
+        return Ok(RDS_BUNDLE.to_vec());
     }
     std::fs::read(path).with_context(|| format!("read PGSSLROOTCERT {}", path.display()))
 }
+
+/// The CA certificates of Amazon RDS and RDS Proxy (`certs/README.md`).
+const RDS_BUNDLE: &[u8] = include_bytes!("../../certs/rds-global-bundle.pem");
 
 /// The `PGSSLROOTCERT` value that selects the RDS CA bundle embedded at build time.
 pub const EMBEDDED_RDS_BUNDLE: &str = "embedded:rds-global-bundle";
@@ -531,17 +530,39 @@ mod tests {
         assert!(cfg(&[("PGPORT", "http")]).is_err());
         let c = cfg(&[("PGSSLMODE", "verify-full"), ("PGSSLROOTCERT", EMBEDDED_RDS_BUNDLE)]).unwrap();
         assert_eq!(c.ssl_root_cert.as_deref(), Some(std::path::Path::new(EMBEDDED_RDS_BUNDLE)));
-        #[cfg(not(rds_bundle))]
-        assert!(read_root_cert(std::path::Path::new(EMBEDDED_RDS_BUNDLE))
-            .unwrap_err()
-            .to_string()
-            .contains("built without the RDS CA bundle"));
+        assert_eq!(read_root_cert(std::path::Path::new(EMBEDDED_RDS_BUNDLE)).unwrap(), RDS_BUNDLE);
         assert!(read_root_cert(std::path::Path::new("/nonexistent/ca.pem"))
             .unwrap_err()
             .to_string()
             .contains("read PGSSLROOTCERT"));
         let err = cfg(&[("DATABASE_URL", "postgres://u:topsecret@h:notaport/d")]).unwrap_err().to_string();
         assert!(!err.contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn the_embedded_rds_bundle_parses_and_holds_the_rds_roots() {
+        use base64::Engine;
+        let blocks = split_pem(RDS_BUNDLE);
+        assert!(blocks.len() >= 100, "{} certificates", blocks.len());
+        let mut ders = Vec::new();
+        for (i, block) in blocks.iter().enumerate() {
+            Certificate::from_pem(block).unwrap_or_else(|e| panic!("certificate {i} does not parse: {e}"));
+            let body: String = String::from_utf8_lossy(block).lines().filter(|l| !l.starts_with("-----")).collect();
+            ders.push(base64::engine::general_purpose::STANDARD.decode(body).unwrap());
+        }
+        // Subject names are plain text inside the DER: the roots RDS (2024 CAs, per region) and
+        // RDS Proxy (Amazon Trust Services) certificates chain to.
+        for name in [
+            "Amazon RDS us-east-1 Root CA RSA2048 G1",
+            "Amazon RDS eu-west-1 Root CA RSA4096 G1",
+            "Amazon RDS ap-southeast-2 Root CA ECC384 G1",
+            "Amazon Root CA 1",
+        ] {
+            assert!(
+                ders.iter().any(|d| d.windows(name.len()).any(|w| w == name.as_bytes())),
+                "no certificate names {name}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -74,6 +74,30 @@ async fn archive_drop_and_restore_round_trip_keeps_every_value() {
     // verify re-reads every object.
     let (out, v) = env.json(&["verify"], &[]);
     ok(&out);
+    // The bucket alone says what there is to restore (no database: nothing listens on port 9),
+    // the same archives as the database's records.
+    let (out, from_bucket) =
+        env.json(&["list", "--from-bucket", "--table", "orders"], &[("DATABASE_URL", "postgres://x@127.0.0.1:9/none")]);
+    ok(&out);
+    let (out, from_db) = env.json(&["list", "--table", "orders"], &[]);
+    ok(&out);
+    let summary = |v: &serde_json::Value| -> Vec<(String, String, i64)> {
+        v["archives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["partition_name"].as_str().unwrap().to_string(),
+                    a["sha256"].to_string(),
+                    a["row_count"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(summary(&from_bucket).len(), 2, "{from_bucket}");
+    assert_eq!(summary(&from_bucket), summary(&from_db));
+    assert!(from_bucket["source"].as_str().unwrap().starts_with(&format!("s3://{}/", env.bucket)), "{from_bucket}");
     assert!(v["archives"].as_array().unwrap().iter().all(|a| a["ok"] == true), "{v}");
     // Restore both months into another schema: the rows are identical.
     for p in ["orders_2026_03", "orders_2026_04"] {
@@ -121,6 +145,31 @@ async fn archive_drop_and_restore_round_trip_keeps_every_value() {
     assert_eq!(env.multipart_uploads().await, 0);
 }
 
+/// `restore --attach` into a parent whose columns changed since the archive: the month is restored
+/// exactly as archived, but it cannot go back under the parent. The command must not exit 0, the
+/// report says why, and the table stays in its restore schema.
+#[tokio::test]
+async fn an_attach_that_is_not_done_is_not_success() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed(&env).await;
+    let before = march_sum(&env, None).await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
+    env.db.batch_execute("ALTER TABLE public.orders ADD COLUMN venue text NOT NULL DEFAULT 'XNAS'").await.unwrap();
+    let (out, v) = env.json(
+        &["restore", "--table", "orders", "--partition", "orders_2026_03", "--into-schema", "back", "--attach"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "{v}");
+    assert_eq!((v["ok"].as_bool(), v["restore"]["attached"].as_bool()), (Some(false), Some(false)), "{v}");
+    let why = v["restore"]["not_attached_because"].as_str().unwrap_or_default();
+    assert!(why.contains("venue"), "the reason names the column: {v}");
+    assert!(!env.names("public.orders").await.contains(&"orders_2026_03".to_string()));
+    assert_eq!(march_sum(&env, Some("back.orders_2026_03")).await, before, "restored as archived");
+    // Without --attach, the same restore is a success.
+    env.db.batch_execute("DROP TABLE back.orders_2026_03").await.unwrap();
+    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_03", "--into-schema", "back"], &[]));
+}
+
 #[tokio::test]
 async fn binary_format_and_gzip_round_trip() {
     let env = TestEnv::migrated_at(NOW).await;
@@ -163,6 +212,13 @@ pub(crate) async fn assert_consistent(env: &TestEnv) {
         assert_eq!(exists, 0, "{schema}.{name} is dropped in the manifest but still exists");
     }
     assert_eq!(env.multipart_uploads().await, 0, "orphaned multipart upload");
+}
+
+/// md5 over the rows of March 2026 of `orders` (`None`), or of a restored month, ordered by id.
+pub(crate) async fn march_sum(env: &TestEnv, restored: Option<&str>) -> Option<String> {
+    let march = "(SELECT * FROM public.orders WHERE created_at >= '2026-03-01' AND created_at < '2026-04-01')";
+    let from = restored.unwrap_or(march);
+    env.scalar_text(&format!("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {from} t")).await
 }
 
 /// The orders of the months that get archived, taken before an attack.

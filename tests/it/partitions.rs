@@ -104,6 +104,12 @@ async fn rows_in_the_default_partition_are_moved_into_the_new_partition() {
     assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_2027_04").await, 321);
     assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_default").await, 0);
     assert!(env.names("public.trades").await.contains(&"trades_default".to_string()), "default re-attached");
+    // Vacuumed after: the dead rows' pages are given back, and the estimate says 0.
+    assert_eq!(env.scalar_i64("SELECT pg_relation_size('public.trades_default')").await, 0);
+    assert_eq!(
+        env.scalar_i64("SELECT reltuples::int8 FROM pg_class WHERE oid = 'public.trades_default'::regclass").await,
+        0
+    );
 }
 
 /// Creating partitions must not stop the application: an open transaction that inserted into the
