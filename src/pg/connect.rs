@@ -285,8 +285,7 @@ impl DbConfig {
         let setup = format!(
             "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET statement_timeout = 0; \
              SET synchronize_seqscans = off; SET extra_float_digits = 3; {}; \
-             SELECT current_setting('server_version_num'), pg_backend_pid(), pg_is_in_recovery(), \
-             concat_ws(' ', inet_server_addr(), inet_server_port(), pg_postmaster_start_time())",
+             SELECT current_setting('server_version_num'), pg_backend_pid(), pg_is_in_recovery()",
             self.server_keepalive_sql()
         );
         let row = client
@@ -302,7 +301,6 @@ impl DbConfig {
         let field = |i: usize| row.get(i).unwrap_or_default();
         let version: i32 = field(0).parse().context("initialise session: server_version_num")?;
         wire.backend_pid.store(field(1).parse().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
-        let _ = wire.server.set(field(3).to_string());
         // A list of hosts with target_session_attrs=read-write means "the primary, wherever it is".
         let read_only = field(2) == "t";
         let wanted = self.pg.get_target_session_attrs();

@@ -31,18 +31,16 @@ impl RunLease {
     /// Starts the lease on a connection of its own (named for the current run).
     pub fn start(db: DbConfig) -> Self {
         let bound = db.dead_peer_bound();
-        // Look often enough that a dead session is closed within about twice the bound, and
-        // beat at least twice within it, so one lost beat does not look like an unreachable server.
+        // Look often enough that a dead session is closed within about twice the bound.
         let tick = (bound / 4).clamp(Duration::from_secs(1), LEASE_INTERVAL);
-        let beat_every = (bound / 2).clamp(Duration::from_secs(1), LEASE_INTERVAL);
         let task = tokio::spawn(async move {
             let mut session: Option<(tokio_postgres::Client, Arc<watch::Wire>)> = None;
             // A connect runs beside the watch (through a blackhole it takes its whole bound); one
             // still running when the run ends finishes on its own and closes what it opened.
             let mut connecting: Option<tokio::task::JoinHandle<anyhow::Result<_>>> = None;
             let mut last_beat: Option<Instant> = None;
-            // Since the first attempt to hear from the server that failed (none: it answered).
-            let mut unanswered_since: Option<Instant> = None;
+            // The last time the server answered us on any statement of the lease.
+            let mut last_answer = Instant::now();
             loop {
                 if session.is_none() {
                     match connecting.take() {
@@ -58,7 +56,6 @@ impl RunLease {
                             // A run without its lease can be taken for vanished after
                             // STALE_LOCK_SECONDS of idleness: say so where an operator looks.
                             Ok(Err(e)) => {
-                                unanswered_since.get_or_insert_with(Instant::now);
                                 tracing::warn!(error = %format!("{e:#}"), "lease: could not connect; trying again")
                             }
                             Err(e) => tracing::warn!(error = %e, "lease: the connect failed; trying again"),
@@ -66,15 +63,14 @@ impl RunLease {
                     }
                 }
                 if let Some((c, _)) = &session {
-                    if last_beat.is_none_or(|b| b.elapsed() >= beat_every) {
+                    if last_beat.is_none_or(|b| b.elapsed() >= LEASE_INTERVAL) {
                         match tokio::time::timeout(bound, c.simple_query("SELECT 1")).await {
                             Ok(Ok(_)) => {
-                                unanswered_since = None;
-                                last_beat = Some(Instant::now());
+                                last_answer = Instant::now();
+                                last_beat = Some(last_answer);
                             }
                             _ => {
                                 tracing::warn!("lease: the session broke; connecting again");
-                                unanswered_since.get_or_insert_with(Instant::now);
                                 session = None;
                             }
                         }
@@ -85,32 +81,22 @@ impl RunLease {
                     .into_iter()
                     .filter(|s| !own.as_ref().is_some_and(|w| Arc::ptr_eq(w, &s.wire)))
                     .filter(|s| s.wire.view().suspect(bound))
-                    // Only a session on the lease's own server can be judged by what that server
-                    // says (a list of hosts or a DNS-balanced endpoint can put them apart).
-                    .filter(|s| own.as_ref().is_none_or(|w| w.server.get() == s.wire.server.get()))
                     .collect();
                 if !suspects.is_empty() {
                     let seen = match &session {
                         Some((c, _)) => match tokio::time::timeout(bound, server_views(c, &suspects)).await {
                             Ok(Ok(seen)) => {
-                                unanswered_since = None;
+                                last_answer = Instant::now();
                                 Some(seen)
                             }
                             _ => {
-                                unanswered_since.get_or_insert_with(Instant::now);
                                 session = None;
                                 None
                             }
                         },
                         None => None,
                     };
-                    // Unreachable only when the lease has failed to hear from the server for the
-                    // bound and no session of the run has received a byte for as long: one broken
-                    // lease connection alone closes nothing.
-                    let unreachable = seen.is_none()
-                        && unanswered_since.is_some_and(|t| t.elapsed() >= bound)
-                        && watch::sessions().iter().all(|s| s.wire.since_last_read() >= bound);
-                    if seen.is_some() || unreachable {
+                    if seen.is_some() || last_answer.elapsed() >= bound {
                         close_dead(session.as_ref().map(|(c, _)| c), &suspects, seen.as_ref(), bound).await;
                     }
                 }
@@ -127,30 +113,20 @@ impl Drop for RunLease {
     }
 }
 
-/// How the server sees the suspects' backends. A session idle for under [`SETTLED`] is taken as
-/// still working: the server marks a session idle just before it sends the answer, which may
-/// still be on its way.
+/// How the server sees the suspects' backends.
 async fn server_views(
     c: &tokio_postgres::Client,
     suspects: &[watch::Session],
 ) -> Result<HashMap<i32, ServerView>, tokio_postgres::Error> {
     let pids: Vec<i32> =
         suspects.iter().map(|s| s.wire.backend_pid.load(std::sync::atomic::Ordering::Relaxed)).collect();
-    let rows = c
-        .query(
-            "SELECT pid, state, wait_event, extract(epoch FROM clock_timestamp() - state_change)::float8 \
-               FROM pg_stat_activity WHERE pid = ANY($1)",
-            &[&pids],
-        )
-        .await?;
+    let rows = c.query("SELECT pid, state, wait_event FROM pg_stat_activity WHERE pid = ANY($1)", &[&pids]).await?;
     Ok(rows
         .iter()
         .map(|r| {
             let state: Option<String> = r.get(1);
-            let in_state = Duration::from_secs_f64(r.get::<_, Option<f64>>(3).unwrap_or(0.0).max(0.0));
             let view = match state.as_deref() {
-                Some(s) if s.starts_with("idle") && in_state >= SETTLED => ServerView::Idle,
-                Some(s) if s.starts_with("idle") => ServerView::Active { wait_event: None },
+                Some(s) if s.starts_with("idle") => ServerView::Idle,
                 // Active, or hidden from us: taken as working.
                 _ => ServerView::Active { wait_event: r.get(2) },
             };
@@ -159,12 +135,8 @@ async fn server_views(
         .collect())
 }
 
-/// How long a session must have been idle at the server before an answer it owes us counts as lost.
-const SETTLED: Duration = Duration::from_secs(2);
-
-/// Closes each suspect the verdict finds dead, after terminating its backend when the server can
-/// be asked (`seen`: first, so that behind a session pooler the backend is not already someone
-/// else's); with no answer from the server, every suspect is judged unreachable.
+/// Closes each suspect the verdict finds dead, and terminates its backend when the server can be
+/// asked (`seen`); with no answer from the server, every suspect is judged unreachable.
 async fn close_dead(
     lease: Option<&tokio_postgres::Client>,
     suspects: &[watch::Session],
@@ -183,6 +155,7 @@ async fn close_dead(
         let wire = s.wire.view();
         let Some(why) = watch::verdict(&wire, &server, bound) else { continue };
         tracing::warn!(pid, why, wire = ?wire, server = ?server, "closing a dead database session");
+        s.close.abort();
         if let (Some(c), Some(_)) = (lease, seen) {
             // Ours (same run), so its locks go now rather than when the server's timers fire.
             // Never another application's session, even were the pid reused in between.
@@ -198,6 +171,5 @@ async fn close_dead(
                 tracing::warn!(pid, "could not terminate the dead session's backend; the server's keepalives will");
             }
         }
-        s.close.abort();
     }
 }

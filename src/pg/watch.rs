@@ -42,15 +42,10 @@ pub struct Wire {
     events: AtomicU64,
     last_read: AtomicU64,
     last_write: AtomicU64,
-    /// When bytes last arrived (ms offset; 0: never).
-    last_read_at: AtomicU64,
     read_waiting_since: AtomicU64,
     write_blocked_since: AtomicU64,
     /// The server process of this session, once known (0 before).
     pub backend_pid: AtomicI32,
-    /// Which server the session reached (address, port and start time, as the server says): a
-    /// lease on another server (a list of hosts, a DNS-balanced endpoint) cannot judge it.
-    pub server: std::sync::OnceLock<String>,
 }
 
 impl Wire {
@@ -60,18 +55,10 @@ impl Wire {
             events: AtomicU64::new(0),
             last_read: AtomicU64::new(0),
             last_write: AtomicU64::new(0),
-            last_read_at: AtomicU64::new(0),
             read_waiting_since: AtomicU64::new(0),
             write_blocked_since: AtomicU64::new(0),
             backend_pid: AtomicI32::new(0),
-            server: std::sync::OnceLock::new(),
         }
-    }
-
-    /// Time since bytes last arrived on this session (since it started, when none did).
-    pub fn since_last_read(&self) -> Duration {
-        let at = self.last_read_at.load(Ordering::Relaxed);
-        Duration::from_millis(self.tick().saturating_sub(at))
     }
 
     /// Milliseconds since the session started, never 0 (0 means "never").
@@ -203,7 +190,6 @@ impl<S> Watched<S> {
                 self.wire.read_waiting_since.store(0, Ordering::Relaxed);
                 if got {
                     self.wire.last_read.store(self.wire.events.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
-                    self.wire.last_read_at.store(self.wire.tick(), Ordering::Relaxed);
                 }
             }
         }
@@ -222,17 +208,6 @@ impl<S> Watched<S> {
             Poll::Ready(_) => {
                 self.wire.write_blocked_since.store(0, Ordering::Relaxed);
                 self.wire.last_write.store(self.wire.events.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
-                // Silence counts from the question: a session idle for an hour that sends a
-                // statement now has waited for its answer since now.
-                let waiting = self.wire.read_waiting_since.load(Ordering::Relaxed);
-                if waiting != 0 {
-                    let _ = self.wire.read_waiting_since.compare_exchange(
-                        waiting,
-                        self.wire.tick(),
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    );
-                }
             }
         }
     }
@@ -321,12 +296,8 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(20), watched.read(&mut buf)).await.is_err());
         assert!(wire.view().read_waiting.is_some());
         assert!(wire.view().suspect(Duration::ZERO) && !wire.view().suspect(Duration::from_secs(5)));
-        server.read_exact(&mut buf).await.unwrap();
-        // A question restarts the wait: silence counts from it, not from the idle time before.
-        tokio::time::sleep(Duration::from_millis(30)).await;
-        watched.write_all(b"SELECT 2").await.unwrap();
-        assert!(wire.view().read_waiting.is_some_and(|d| d < Duration::from_millis(25)), "{:?}", wire.view());
         // The reply closes the question.
+        server.read_exact(&mut buf).await.unwrap();
         server.write_all(b"1").await.unwrap();
         assert_eq!(watched.read(&mut buf).await.unwrap(), 1);
         let v = wire.view();
