@@ -66,6 +66,16 @@ impl Wire {
         (self.start.elapsed().as_millis() as u64).max(1)
     }
 
+    /// Marks a wait as begun now, unless one is already running (its start is kept).
+    fn waiting_from_now(&self, since: &AtomicU64) {
+        let _ = since.compare_exchange(0, self.tick(), Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    /// The next number in the order of this wire's reads and writes.
+    fn next_event(&self) -> u64 {
+        self.events.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// The wire as of now.
     pub fn view(&self) -> WireView {
         let now = self.tick();
@@ -177,38 +187,24 @@ impl<S> Watched<S> {
     }
 
     fn note_read(&self, poll: &Poll<std::io::Result<()>>, got: bool) {
-        match poll {
-            Poll::Pending => {
-                let _ = self.wire.read_waiting_since.compare_exchange(
-                    0,
-                    self.wire.tick(),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            }
-            Poll::Ready(_) => {
-                self.wire.read_waiting_since.store(0, Ordering::Relaxed);
-                if got {
-                    self.wire.last_read.store(self.wire.events.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
-                }
+        let wire = &self.wire;
+        if poll.is_pending() {
+            wire.waiting_from_now(&wire.read_waiting_since);
+        } else {
+            wire.read_waiting_since.store(0, Ordering::Relaxed);
+            if got {
+                wire.last_read.store(wire.next_event(), Ordering::Relaxed);
             }
         }
     }
 
     fn note_write<T>(&self, poll: &Poll<std::io::Result<T>>) {
-        match poll {
-            Poll::Pending => {
-                let _ = self.wire.write_blocked_since.compare_exchange(
-                    0,
-                    self.wire.tick(),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                );
-            }
-            Poll::Ready(_) => {
-                self.wire.write_blocked_since.store(0, Ordering::Relaxed);
-                self.wire.last_write.store(self.wire.events.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
-            }
+        let wire = &self.wire;
+        if poll.is_pending() {
+            wire.waiting_from_now(&wire.write_blocked_since);
+        } else {
+            wire.write_blocked_since.store(0, Ordering::Relaxed);
+            wire.last_write.store(wire.next_event(), Ordering::Relaxed);
         }
     }
 }
