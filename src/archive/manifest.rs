@@ -160,6 +160,23 @@ impl ManifestRecord {
         format!("{}.{}", self.table_schema, self.table_name)
     }
 
+    /// Points the archive's object (`chunk_no` None) or one of its current chunks at another version
+    /// of its key: an identical copy of the recorded one ([`crate::archive::check::locate`]).
+    pub fn follow(&mut self, chunk_no: Option<i32>, version_id: Option<String>) {
+        match chunk_no {
+            None => self.version_id = version_id,
+            Some(n) => {
+                let generation = self.chunk_generation;
+                if let Some(c) = self
+                    .chunks
+                    .iter_mut()
+                    .find(|c| c.generation == generation && c.chunk_no == n && c.state != "superseded")
+                {
+                    c.version_id = version_id;
+                }
+            }
+        }
+    }
     pub fn objects(&self) -> Vec<ArchiveObject<'_>> {
         if self.is_chunked() {
             return self

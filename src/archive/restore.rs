@@ -16,6 +16,7 @@ use crate::archive::manifest::{self, ManifestRecord};
 use crate::archive::pipeline::{self, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access, Pending};
+use crate::archive::store::ObjectHead;
 use crate::archive::Archiver;
 use crate::error::Error;
 use crate::plan::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
@@ -58,9 +59,8 @@ pub enum RestoreOutcome {
 /// Can `key` be read now? `None` when it can; otherwise the retrieval it waits for, requested here
 /// if none is running. Reads no data (HEAD, and RestoreObject when needed).
 async fn ensure_readable(archiver: &Archiver, key: &str, version_id: Option<&str>) -> Result<Option<Pending>, Error> {
-    let store = &archiver.store;
-    let object = format!("s3://{}/{key}", store.settings.bucket);
-    let head = store.head(key, version_id).await.map_err(wrap)?.ok_or_else(|| {
+    let object = format!("s3://{}/{key}", archiver.store.settings.bucket);
+    let head = archiver.store.head(key, version_id).await.map_err(wrap)?.ok_or_else(|| {
         Error::not_found(match version_id {
             Some(v) => {
                 format!("archive object {object} version {v} does not exist (the manifest records that version)")
@@ -68,6 +68,13 @@ async fn ensure_readable(archiver: &Archiver, key: &str, version_id: Option<&str
             None => format!("archive object {object} does not exist"),
         })
     })?;
+    readable_now(archiver, key, &head).await
+}
+
+/// [`ensure_readable`] for an object already HEADed.
+async fn readable_now(archiver: &Archiver, key: &str, head: &ObjectHead) -> Result<Option<Pending>, Error> {
+    let store = &archiver.store;
+    let object = format!("s3://{}/{key}", store.settings.bucket);
     let (class, status) = (head.storage_class.as_deref(), head.archive_status.as_deref());
     let access = retrieval::access(class, status, head.restore.as_deref())
         .map_err(|e| Error::integrity(format!("{object}: {e}: nothing was changed")))?;
@@ -79,11 +86,39 @@ async fn ensure_readable(archiver: &Archiver, key: &str, version_id: Option<&str
         Access::Archived => {
             let (tier, days) = retrieval::request_for(class, status, settings)
                 .map_err(|e| Error::invalid(format!("{object} is in {class_name}: {e}")))?;
+            let version_id = head.version_id.as_deref();
             let started = store.request_retrieval(key, version_id, tier, days).await.map_err(wrap)?;
             tracing::info!(%object, storage_class = class_name, tier = tier.as_str(), started, "retrieval pending");
             Ok(Some(Pending::new(started, tier, class_name, status, object, days)))
         }
     }
+}
+
+/// Finds every object of the archive ([`check::locate`]: the recorded version, or an identical copy
+/// of it) and points `rec` at the versions found, so the restore reads what is there now. A
+/// missing object is `NotFound`; one whose bytes are not the recorded ones is an integrity error.
+async fn locate_objects(archiver: &Archiver, rec: &mut ManifestRecord) -> Result<Vec<ObjectHead>, Error> {
+    let mut found = Vec::new();
+    for o in rec.objects() {
+        match check::locate(archiver, &o).await.map_err(wrap)? {
+            Ok(at) => {
+                if let Some(note) = &at.followed {
+                    tracing::warn!(note, "restoring from the copy the archive object was rewritten into");
+                }
+                found.push((o.chunk_no, at.head));
+            }
+            Err(check::Unlocated::Missing(why)) => {
+                return Err(Error::not_found(format!("archive {why} (the manifest records that version)")))
+            }
+            Err(check::Unlocated::Differs(why)) => {
+                return Err(Error::integrity(format!("archive {why}: nothing was changed")))
+            }
+        }
+    }
+    for (chunk_no, head) in &found {
+        rec.follow(*chunk_no, head.version_id.clone());
+    }
+    Ok(found.into_iter().map(|(_, head)| head).collect())
 }
 
 /// Where a manifest was found.
@@ -266,7 +301,7 @@ pub async fn restore(
 ) -> Result<RestoreOutcome, Error> {
     validate_ident(partition)?;
     validate_ident(into_schema)?;
-    let (rec, source) = match find_manifest(client, archiver, table, partition).await? {
+    let (mut rec, source) = match find_manifest(client, archiver, table, partition).await? {
         Found::Manifest(rec, source) => (*rec, source),
         Found::Pending(p) => return Ok(RestoreOutcome::Pending(p)),
     };
@@ -285,8 +320,9 @@ pub async fn restore(
     // Every object readable, or a retrieval requested for each one that is not (all at once, so
     // the chunks of one archive come back together).
     let mut pending = None;
-    for o in rec.objects() {
-        if let Some(p) = ensure_readable(archiver, o.key, o.version_id).await? {
+    let found = locate_objects(archiver, &mut rec).await?;
+    for (o, head) in rec.objects().iter().zip(&found) {
+        if let Some(p) = readable_now(archiver, o.key, head).await? {
             pending.get_or_insert(p);
         }
     }
@@ -477,6 +513,10 @@ pub async fn verify_all(
                 item.storage_class = Some(class.clone());
                 item.ok = true;
                 item.message = format!("size, S3 checksum and version match the manifest ({class})");
+                let followed: Vec<&str> = checked.iter().filter_map(|c| c.followed.as_deref()).collect();
+                if !followed.is_empty() {
+                    item.message = format!("size and SHA-256 match the manifest ({class}); {}", followed.join("; "));
+                }
                 if deep && !readable {
                     item.message = format!(
                         "{}; not readable without a retrieval ({class}): content not re-read (restore requests one)",
@@ -484,7 +524,7 @@ pub async fn verify_all(
                     );
                 } else if deep {
                     item.checked = "deep";
-                    match check::by_reading(archiver, &rec).await {
+                    match check::by_reading(archiver, &rec, &checked).await {
                         Ok(rows) => {
                             item.rows = Some(rows);
                             item.message = format!("SHA-256 and row count match the manifest ({class})");

@@ -133,8 +133,9 @@ async fn restore_locked(
             Ok(rows)
         } else {
             Err(Error::integrity(format!(
-                "restore of {}: {rows} rows in the chunks, the manifest says {:?}: nothing was kept",
-                rec.partition_name, rec.row_count
+                "restore of {}: {rows} rows in the chunks, the manifest says {}: nothing was kept",
+                rec.partition_name,
+                crate::archive::check::shown(rec.row_count)
             )))
         }
     });

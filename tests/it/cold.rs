@@ -1,24 +1,20 @@
 //! Cold storage is a normal state of an archive (invariant 8), against LocalStack, which keeps an
 //! object's storage class, refuses GET on GLACIER and DEEP_ARCHIVE (`InvalidObjectState`) and
-//! implements `RestoreObject` (finishing at once). Objects are moved the way a test can: a
-//! CopyObject onto themselves with the new class, which (unlike a lifecycle transition) makes a new
-//! version with a full-object checksum, so the manifest row is pointed at that version, as it
-//! points at the transitioned object in AWS.
+//! implements `RestoreObject` (finishing at once). Objects are moved the way S3 Batch Operations
+//! and `aws s3 cp --storage-class` move them: a CopyObject onto themselves with the new class,
+//! which (unlike a lifecycle transition) makes a new version with a full-object SHA-256 in place
+//! of the multipart composite. The manifest row is left as it was: verify and restore follow the
+//! identical copy.
 
 use crate::archive::{seed, NOW};
 use crate::harness::*;
 
 const MARCH: &str = "SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {} t";
 
-/// Moves the archive object of `partition` to `class` and points its manifest row at the moved
-/// object (version and checksum).
-pub(crate) async fn move_to_class(env: &TestEnv, partition: &str, class: &str) {
-    let key = env
-        .scalar_text(&format!(
-            "SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = '{partition}'"
-        ))
-        .await
-        .unwrap();
+/// Moves the archive object of `partition` to `class` by copying it onto itself; returns the
+/// version the manifest records and the copy's version.
+pub(crate) async fn move_to_class(env: &TestEnv, partition: &str, class: &str) -> (String, String) {
+    let (key, recorded) = recorded_object(env, partition).await;
     let s3 = s3().await;
     let copied = s3
         .copy_object()
@@ -39,13 +35,27 @@ pub(crate) async fn move_to_class(env: &TestEnv, partition: &str, class: &str) {
         .await
         .unwrap();
     assert_eq!(head.storage_class().map(|c| c.as_str()), Some(class));
-    env.db
-        .execute(
-            "UPDATE partition_archiver.archive_manifest SET version_id = $1, checksum_composite = $2 WHERE partition_name = $3",
-            &[&copied.version_id(), &head.checksum_sha256(), &partition],
+    let composite = env
+        .scalar_text(&format!(
+            "SELECT checksum_composite FROM partition_archiver.archive_manifest WHERE partition_name = '{partition}'"
+        ))
+        .await;
+    assert!(composite.as_deref().is_some_and(|c| c.ends_with("-1")), "{composite:?}");
+    assert_ne!(head.checksum_sha256(), composite.as_deref(), "the copy has a full-object checksum");
+    (recorded, copied.version_id().unwrap().to_string())
+}
+
+/// The key and version the manifest row records for `partition`.
+async fn recorded_object(env: &TestEnv, partition: &str) -> (String, String) {
+    let row = env
+        .db
+        .query_one(
+            "SELECT object_key, version_id FROM partition_archiver.archive_manifest WHERE partition_name = $1",
+            &[&partition],
         )
         .await
         .unwrap();
+    (row.get(0), row.get(1))
 }
 
 async fn archived_trades(env: &TestEnv) -> Option<String> {
@@ -146,7 +156,8 @@ async fn bad_retrieval_input_is_refused_by_name_and_changes_nothing() {
     let head = s3().await.head_object().bucket(&env.bucket).key(&key).send().await.unwrap();
     assert_eq!(head.restore(), None, "no retrieval was requested");
     // A version the manifest records that does not exist (for this key: a real version id of
-    // another object, so S3 answers NoSuchVersion rather than a malformed-id error).
+    // another object, so S3 answers NoSuchVersion rather than a malformed-id error), and a SHA-256
+    // the object at the key does not have: no copy to follow.
     let other = s3()
         .await
         .list_object_versions()
@@ -161,7 +172,8 @@ async fn bad_retrieval_input_is_refused_by_name_and_changes_nothing() {
         .unwrap();
     env.db
         .execute(
-            "UPDATE partition_archiver.archive_manifest SET version_id = $1 WHERE partition_name = 'trades_2026_03'",
+            "UPDATE partition_archiver.archive_manifest SET version_id = $1, sha256 = repeat('0', 64) \
+             WHERE partition_name = 'trades_2026_03'",
             &[&other],
         )
         .await
@@ -198,4 +210,52 @@ async fn the_lambda_returns_a_pending_restore_as_a_normal_report_and_refuses_wai
     assert!(err.message.contains("restore --wait") && err.message.contains("RestoreStateMachine"), "{}", err.message);
     let done = partition_archiver::lambda::handle(&app, event, None).await.unwrap();
     assert_eq!(done["ok"], true, "{done}");
+}
+
+#[tokio::test]
+async fn an_archive_rewritten_by_a_copy_verifies_and_restores_from_the_copy_when_its_version_is_gone() {
+    let env = TestEnv::migrated_at(NOW).await;
+    let original = archived_trades(&env).await;
+    let (recorded, copy) = move_to_class(&env, "trades_2026_03", "STANDARD_IA").await;
+    // The recorded version is still there and identical to its copy: the copy is followed.
+    let (out, v) = env.json(&["verify", "--table", "trades"], &[]);
+    assert!(out.status.success(), "{v}");
+    let item = &v["archives"][0];
+    assert_eq!((item["ok"].as_bool(), item["storage_class"].as_str()), (Some(true), Some("STANDARD_IA")), "{v}");
+    let message = item["message"].as_str().unwrap();
+    assert!(message.contains(&format!("version {recorded} was copied to version {copy} (STANDARD_IA)")), "{v}");
+    // A lifecycle rule expiring noncurrent versions removes the recorded one.
+    let (key, _) = recorded_object(&env, "trades_2026_03").await;
+    s3().await.delete_object().bucket(&env.bucket).key(&key).version_id(&recorded).send().await.unwrap();
+    for deep in [false, true] {
+        let args: &[&str] =
+            if deep { &["verify", "--table", "trades", "--deep"] } else { &["verify", "--table", "trades"] };
+        let (out, v) = env.json(args, &[]);
+        assert!(out.status.success(), "{v}");
+        let item = &v["archives"][0];
+        assert_eq!(item["ok"], true, "{v}");
+        assert_eq!(item["checked"], if deep { "deep" } else { "head" }, "{v}");
+        if !deep {
+            let message = item["message"].as_str().unwrap();
+            assert!(message.contains(&format!("version {recorded} is gone; its copy, version {copy}")), "{v}");
+        }
+    }
+    let (out, v) = env.json(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]);
+    assert!(out.status.success(), "{v}");
+    assert_eq!(env.scalar_text(&MARCH.replace("{}", "archive_restore.trades_2026_03")).await, original);
+    // A newest version that is not the archive is never followed.
+    s3().await
+        .put_object()
+        .bucket(&env.bucket)
+        .key(&key)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"not the archive"))
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .unwrap();
+    let (out, v) = env.json(&["verify", "--table", "trades"], &[]);
+    assert!(!out.status.success(), "{v}");
+    let message = v["archives"][0]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("version {recorded} does not exist, and the newest version")), "{v}");
+    assert!(message.contains("is 15 bytes, the manifest says") && !message.contains("Some("), "{v}");
 }

@@ -545,9 +545,9 @@ async fn verify(
     };
     if Some(count) != rec.row_count {
         bail!(Error::integrity(format!(
-            "{}: the archive holds {:?} rows but the table has {count}: not verified, nothing dropped",
+            "{}: the archive holds {} rows but the table has {count}: not verified, nothing dropped",
             rec.partition(),
-            rec.row_count
+            check::shown(rec.row_count)
         )));
     }
     check::by_statistics(client, archiver, rec)

@@ -470,8 +470,10 @@ async fn unchanged(
         return Ok(Ok(()));
     }
     Ok(Err(format!(
-        "{partition} was filenode {:?} with {:?} blocks when its chunks were planned, and is filenode {} with {} blocks now",
-        rec.rel_filenode, rec.rel_blocks, now.filenode, now.blocks
+        "{partition} was filenode {} with {} blocks when its chunks were planned, and is filenode {} with {} blocks now",
+        check::shown(rec.rel_filenode),
+        check::shown(rec.rel_blocks),
+        now.filenode, now.blocks
     )))
 }
 
@@ -741,7 +743,8 @@ async fn finish(
     statistics.map_err(|m| anyhow::Error::new(Error::integrity(format!("{m}: not verified, nothing dropped"))))?;
     if Some(counted) != rows {
         bail!(Error::integrity(format!(
-            "{partition}: its chunks hold {rows:?} rows but the table has {counted}: not verified, nothing dropped"
+            "{partition}: its chunks hold {} rows but the table has {counted}: not verified, nothing dropped",
+            check::shown(rows)
         )));
     }
     crate::pg::ddl::exec(

@@ -2,6 +2,7 @@
 //! the row count it is checked against, and the last phase ([`record`]): the JSON manifest
 //! written beside the objects, read back and compared, then the row `verified`.
 
+use crate::archive::check::shown;
 use crate::archive::manifest::{self, ManifestRecord};
 use crate::archive::store::WriteOnce;
 use crate::archive::Archiver;
@@ -60,9 +61,12 @@ pub(super) async fn record(
     let back: ManifestRecord = serde_json::from_slice(&back).context("manifest read back is not valid JSON")?;
     if !manifest::describe_the_same_archive(&back, &rec) {
         bail!(Error::integrity(format!(
-            "manifest {manifest_key} does not describe this archive (it says {:?} version {:?}, {:?} rows, sha256 {:?}): \
+            "manifest {manifest_key} does not describe this archive (it says {} version {}, {} rows, sha256 {}): \
              manifests are never replaced, nothing is dropped",
-            back.object_key, back.version_id, back.row_count, back.sha256
+            shown(back.object_key.as_deref()),
+            shown(back.version_id.as_deref()),
+            shown(back.row_count),
+            shown(back.sha256.as_deref())
         )));
     }
     exec(
