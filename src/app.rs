@@ -144,6 +144,15 @@ impl Response {
                 }
                 out
             }
+            Response::Restore { restore: r, .. } if !r.complete => format!(
+                "restore of {} {} NOT complete: {} of {} objects loaded, each SHA-256 verified ({}); run the same restore \
+                 again to go on from there\n",
+                r.table,
+                r.partition,
+                r.chunks_done.unwrap_or(0),
+                r.chunks.unwrap_or(0),
+                r.unfinished_because.as_deref().unwrap_or("stopped")
+            ),
             Response::Restore { restore: r, .. } => {
                 let checked = match (&r.sha256, r.chunks) {
                     (Some(sha), _) => format!("SHA-256 {sha} verified"),
@@ -347,8 +356,8 @@ impl App {
                 let deadline = earliest(deadline, time_budget.map(|b| started + b));
                 Ok(Response::Run(self.archive_one(run_id, &table, &partition, deadline).await?))
             }
-            Request::Restore { table, partition, into_schema, attach } => {
-                let archiver = self.archiver()?;
+            Request::Restore { table, partition, into_schema, attach, time_budget } => {
+                let archiver = &self.archiver()?.with_deadline(earliest(deadline, time_budget.map(|b| started + b)));
                 let mut client = self.connect().await?;
                 self.check_streams(&client).await?;
                 let schema = into_schema.unwrap_or_else(|| self.settings.restore_schema.clone());

@@ -122,6 +122,11 @@ pub enum Command {
         /// Attach the restored table back to its parent if its range is free.
         #[arg(long)]
         attach: bool,
+        /// Seconds this restore may take: no object is started that would not finish in time. What
+        /// is loaded stays in the staging table, the report says "complete": false, and the next
+        /// restore goes on from there.
+        #[arg(long)]
+        time_budget: Option<f64>,
         /// If the object is in cold storage, wait for its retrieval (checking with backoff) and then restore.
         #[arg(long)]
         wait: bool,
@@ -192,13 +197,14 @@ impl Command {
                 let time_budget = time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?;
                 Request::Archive { table: one_table(table)?, partition, time_budget }
             }
-            Command::Restore { table, partition, into_schema, attach, .. } => {
+            Command::Restore { table, partition, into_schema, attach, time_budget, .. } => {
                 check(&partition)?;
                 if let Some(s) = &into_schema {
                     crate::plan::ident::validate_ident(s)
                         .map_err(|e| Error::invalid(format!("--into-schema {s:?}: {e}")))?;
                 }
-                Request::Restore { table: one_table(table)?, partition, into_schema, attach }
+                let time_budget = time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?;
+                Request::Restore { table: one_table(table)?, partition, into_schema, attach, time_budget }
             }
             Command::Verify { table, deep } => Request::Verify { table: table.map(one_table).transpose()?, deep },
             Command::List { table, from_bucket } => {

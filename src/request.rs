@@ -48,6 +48,9 @@ pub enum Request {
         partition: String,
         into_schema: Option<String>,
         attach: bool,
+        /// Stop starting objects when this would be exceeded (the staging table keeps what is
+        /// loaded; the next restore goes on).
+        time_budget: Option<Duration>,
     },
     /// `deep`: also read every object back (only those S3 serves now); by default HEAD only.
     Verify {
@@ -121,6 +124,7 @@ enum RawEvent {
         attach: bool,
         /// Refused with a clear message: waiting is the CLI's (`restore --wait`).
         wait: Option<serde_json::Value>,
+        time_budget_s: Option<f64>,
     },
     Verify {
         table: Option<String>,
@@ -221,7 +225,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
             partition: partition_name(&partition)?,
             time_budget: budget(time_budget_s)?,
         },
-        RawEvent::Restore { table, partition, into_schema, attach, wait } => {
+        RawEvent::Restore { table, partition, into_schema, attach, wait, time_budget_s } => {
             if wait.is_some() {
                 return Err(Error::invalid(
                     "\"wait\" is a CLI option (restore --wait): a Lambda invocation cannot wait the hours a retrieval \
@@ -237,6 +241,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
                 partition: partition_name(&partition)?,
                 into_schema,
                 attach,
+                time_budget: budget(time_budget_s)?,
             }
         }
         RawEvent::Verify { table, deep } => {
@@ -302,16 +307,22 @@ mod tests {
         assert!(err.message.contains("not an RFC 3339 timestamp"), "{}", err.message);
         let r = from_event(&json!({"action": "maintain", "dry_run": true, "now": "2026-11-24T10:00:00Z", "tables": ["public.trades", "orders"]})).unwrap();
         assert_eq!(r.action(), "plan");
-        let r = from_event(&json!({"action": "restore", "table": "public.trades", "partition": "trades_2025_12", "into_schema": "restored", "attach": false})).unwrap();
+        let r = from_event(&json!({"action": "restore", "table": "public.trades", "partition": "trades_2025_12", "into_schema": "restored", "attach": false, "time_budget_s": 840})).unwrap();
         assert_eq!(
             r,
             Request::Restore {
                 table: QualifiedName::new("public", "trades"),
                 partition: "trades_2025_12".into(),
                 into_schema: Some("restored".into()),
-                attach: false
+                attach: false,
+                time_budget: Some(Duration::from_secs(840)),
             }
         );
+        for bad in [json!(0), json!(-5), json!("840")] {
+            let event =
+                json!({"action": "restore", "table": "trades", "partition": "trades_2025_12", "time_budget_s": bad});
+            assert!(from_event(&event).is_err(), "{event}");
+        }
         assert_eq!(from_event(&json!({"action": "list"})).unwrap(), Request::List { table: None, from_bucket: false });
         assert_eq!(
             from_event(&json!({"action": "list", "table": "trades", "from_bucket": true})).unwrap(),

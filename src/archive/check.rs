@@ -113,7 +113,7 @@ pub async fn locate(archiver: &Archiver, obj: &ArchiveObject<'_>) -> anyhow::Res
         head.restore.as_deref(),
     ) {
         Ok(access) => Ok(Checked { head, access, followed }),
-        Err(unknown) => Err(Unlocated::Differs(format!("{what}: {unknown}"))),
+        Err(unknown) => Err(Unlocated::Differs(format!("{what}: {unknown}"), None)),
     };
     let version = obj.version_id.unwrap_or("null");
     match (recorded, newest) {
@@ -125,9 +125,10 @@ pub async fn locate(archiver: &Archiver, obj: &ArchiveObject<'_>) -> anyhow::Res
             );
             Ok(checked(new, Some(note)))
         }
-        (Some(old), _) => Ok(same_bytes(&old, obj)
-            .map_err(|why| Unlocated::Differs(format!("{what} {why}")))
-            .and_then(|_| checked(old, None))),
+        (Some(old), _) => match same_bytes(&old, obj) {
+            Ok(_) => Ok(checked(old, None)),
+            Err(why) => Ok(Err(Unlocated::Differs(format!("{what} {why}"), Some(Box::new(old))))),
+        },
         (None, Some(new)) => Ok(match same_bytes(&new, obj) {
             Ok(_) => {
                 let note = format!(
@@ -150,19 +151,19 @@ pub async fn locate(archiver: &Archiver, obj: &ArchiveObject<'_>) -> anyhow::Res
 }
 
 /// Why [`locate`] found no version holding an object's recorded bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Unlocated {
     /// Neither the recorded version nor an identical copy is at the key.
     Missing(String),
-    /// The recorded version is there, but its size or checksum is not the recorded one (or its
-    /// storage class is one this tool does not know).
-    Differs(String),
+    /// The recorded version is there (its HEAD), but its size or S3 checksum is not the recorded
+    /// one; or its storage class is one this tool does not know (no HEAD).
+    Differs(String, Option<Box<ObjectHead>>),
 }
 
 impl Unlocated {
     pub fn reason(self) -> String {
         match self {
-            Unlocated::Missing(why) | Unlocated::Differs(why) => why,
+            Unlocated::Missing(why) | Unlocated::Differs(why, _) => why,
         }
     }
 }
@@ -249,13 +250,15 @@ pub struct PgStatistics {
     pub per_column: Vec<parquet::stats::PgStats>,
 }
 
+/// [`PgStatistics`] of the partition, or of the rows of `condition` (a chunk's ctid range).
 pub async fn pg_statistics(
     client: &tokio_postgres::Client,
     partition: &crate::plan::ident::QualifiedName,
     columns: &[parquet::ArchiveColumn],
+    condition: Option<&str>,
 ) -> anyhow::Result<PgStatistics> {
     let row = client
-        .query_one(&parquet::stats::query(&partition.quoted(), columns), &[])
+        .query_one(&parquet::stats::query(&partition.quoted(), columns, condition), &[])
         .await
         .with_context(|| format!("compute the statistics of {partition}"))?;
     let per_column = (0..columns.len())
@@ -295,7 +298,7 @@ pub async fn statistics(
     let partition = rec.partition();
     let pg = match computed {
         Some(pg) if pg.columns == columns => pg,
-        _ => pg_statistics(client, &partition, &columns).await?,
+        _ => pg_statistics(client, &partition, &columns, None).await?,
     };
     Ok(Some((
         pg.rows,
@@ -332,6 +335,7 @@ mod tests {
             version_id: None,
             sha256: Some(hex),
             row_count: Some(1),
+            raw_bytes: Some(3),
             compressed_bytes: Some(3),
             checksum_composite: Some("r8EQ-1"),
         };

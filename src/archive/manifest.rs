@@ -117,6 +117,7 @@ pub struct ArchiveObject<'a> {
     pub version_id: Option<&'a str>,
     pub sha256: Option<&'a str>,
     pub row_count: Option<i64>,
+    pub raw_bytes: Option<i64>,
     pub compressed_bytes: Option<i64>,
     pub checksum_composite: Option<&'a str>,
 }
@@ -187,6 +188,7 @@ impl ManifestRecord {
                     version_id: c.version_id.as_deref(),
                     sha256: c.sha256.as_deref(),
                     row_count: c.row_count,
+                    raw_bytes: c.raw_bytes,
                     compressed_bytes: c.compressed_bytes,
                     checksum_composite: c.checksum_composite.as_deref(),
                 })
@@ -200,6 +202,7 @@ impl ManifestRecord {
                 version_id: self.version_id.as_deref(),
                 sha256: self.sha256.as_deref(),
                 row_count: self.row_count,
+                raw_bytes: self.raw_bytes,
                 compressed_bytes: self.compressed_bytes,
                 checksum_composite: self.checksum_composite.as_deref(),
             })

@@ -28,6 +28,7 @@ use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use parquet::file::metadata::ParquetMetaData;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::sync::Arc;
@@ -49,6 +50,9 @@ pub struct Streamed {
     pub composite_sha256: String,
     /// (part number, ETag, base64 SHA-256) of every part, in order: what completing needs.
     pub parts: Vec<(i32, String, String)>,
+    /// A Parquet object's footer as written (every row group's statistics), checked against the
+    /// table's own before the object is completed.
+    pub footer: Option<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
 }
 
 /// The `COPY ... TO STDOUT` that feeds an archive of `partition`, or of its rows matching
@@ -258,15 +262,16 @@ impl Encoder {
             _ => 0,
         }
     }
-    /// The sink, and the rows the Parquet encoder decoded (None for the byte encoders).
-    fn finish(self) -> anyhow::Result<(PartSink, Option<u64>)> {
+    /// The sink, and the rows the Parquet encoder decoded with the footer it wrote (None for the
+    /// byte encoders).
+    fn finish(self) -> anyhow::Result<(PartSink, Option<(u64, ParquetMetaData)>)> {
         Ok(match self {
             Self::Zstd(e) => (e.finish()?, None),
             Self::Gzip(e) => (e.finish()?, None),
             Self::Plain(s) => (s, None),
             Self::Parquet(e) => {
-                let (sink, rows) = e.finish()?;
-                (sink, Some(rows))
+                let (sink, rows, footer) = e.finish()?;
+                (sink, Some((rows, footer)))
             }
         })
     }
@@ -323,7 +328,8 @@ pub async fn archive_stream(
     });
 
     // Compressor, off the async worker threads.
-    let compressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, u64, String)> {
+    type Encoded = ((u64, u64, String), Option<std::sync::Arc<ParquetMetaData>>);
+    let compressor = tokio::task::spawn_blocking(move || -> anyhow::Result<Encoded> {
         let buffers = Arc::new(Semaphore::new(parts_in_flight + 1));
         let permit = Some(PartSink::buffer_permit(&buffers).context("part buffer")?);
         let sink = PartSink {
@@ -351,12 +357,12 @@ pub async fn archive_stream(
         progress.finish();
         let (sink, decoded) = encoder.finish().map_err(encode_error)?;
         let (compressed, sha) = sink.finish().context("ship last part")?;
-        let rows = match (counter, decoded) {
-            (Some(c), _) => c.finish().map_err(|e| anyhow!("COPY stream: {e}"))?,
-            (None, Some(decoded)) => decoded,
+        let (rows, footer) = match (counter, decoded) {
+            (Some(c), _) => (c.finish().map_err(|e| anyhow!("COPY stream: {e}"))?, None),
+            (None, Some((decoded, footer))) => (decoded, Some(std::sync::Arc::new(footer))),
             (None, None) => unreachable!("a Parquet encoder counts its rows"),
         };
-        Ok((rows, compressed, sha))
+        Ok(((rows, compressed, sha), footer))
     });
 
     // Uploader: at most `parts_in_flight` parts uploading at once.
@@ -390,7 +396,7 @@ pub async fn archive_stream(
     }
     let read = reader.await.context("COPY reader panicked")?;
     let compressed = compressor.await.context("compressor panicked")?;
-    let ((rows, compressed_bytes, sha256), raw_bytes) = match (compressed, read) {
+    let (((rows, compressed_bytes, sha256), footer), raw_bytes) = match (compressed, read) {
         (Ok(c), Ok(r)) => (c, r),
         // The reader stopped because the compressor did (a value a Parquet column cannot hold):
         // the compressor's error says why.
@@ -410,7 +416,7 @@ pub async fn archive_stream(
         .iter()
         .map(|(n, etag, d)| (*n, etag.clone(), base64::engine::general_purpose::STANDARD.encode(d)))
         .collect();
-    Ok(Streamed { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts })
+    Ok(Streamed { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts, footer })
 }
 
 /// An encoder's error: a value a Parquet column cannot hold (or a row over the row-group bound)

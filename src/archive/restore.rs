@@ -1,20 +1,20 @@
 //! Restore an archived partition into PostgreSQL, verified; re-verify archives; list them.
 //!
-//! Cold storage: before anything changes, restore HEADs the object (and, when the database has no
-//! manifest row, the JSON manifest). One S3 will not serve yet gets a `RestoreObject` request and
-//! the restore returns [`RestoreOutcome::Pending`]: nothing in PostgreSQL is touched, and a later
-//! restore finds the retrieval done and restores as usual.
+//! Cold storage: before anything changes, restore HEADs every object (and, when the database has
+//! no manifest row, the JSON manifest), following an identical copy of one ([`check::locate`]).
+//! One S3 will not serve yet gets a `RestoreObject` request and the restore returns
+//! [`RestoreOutcome::Pending`]: nothing in PostgreSQL is touched, and a later restore finds the
+//! retrieval done and restores as usual.
 //!
 //! Restore: find the manifest (the database's row, or the JSON beside the object when the row is
-//! gone) -> one transaction: create `{schema}.{partition}` from the manifest's columns, stream the
-//! object through SHA-256 and the decompressor into `COPY FROM STDIN` -> commit only if the
-//! SHA-256 and both row counts match the manifest. With `attach`, attach it back to its parent
-//! if the range is free, or say why not.
+//! gone), check it, then load every object, a one-object archive as a plan of one
+//! (`restore_chunks`: a staging table, each object in a transaction committed only when its SHA-256
+//! and row counts match, within the deadline, resumable; one short rename at the end). With
+//! `attach`, attach it back to its parent if the range is free, or say why not.
 
 use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
-use crate::archive::pipeline::{self, Source};
-use crate::archive::progress::{Measure, Progress};
+use crate::archive::restore_chunks::Loaded;
 use crate::archive::retrieval::{self, Access, Pending};
 use crate::archive::store::ObjectHead;
 use crate::archive::Archiver;
@@ -29,13 +29,22 @@ pub struct RestoreReport {
     pub table: QualifiedName,
     pub partition: String,
     pub restored_as: QualifiedName,
+    /// `false` when the time left ended the restore before every object was loaded: the staging
+    /// table keeps what is loaded, and the next restore of the partition goes on from there.
+    pub complete: bool,
+    /// Rows restored (when complete).
     pub rows: u64,
     /// SHA-256 of the one object (a chunked archive checks each chunk's own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// Chunks restored, for a chunked archive.
+    /// Chunks restored, for a chunked archive (or the objects in all, for an unfinished restore).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chunks: Option<usize>,
+    /// Objects loaded so far, for an unfinished restore.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks_done: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unfinished_because: Option<String>,
     pub source: String,
     /// The database that made the archive (`system_identifier`), when the manifest records it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,7 +105,9 @@ async fn readable_now(archiver: &Archiver, key: &str, head: &ObjectHead) -> Resu
 
 /// Finds every object of the archive ([`check::locate`]: the recorded version, or an identical copy
 /// of it) and points `rec` at the versions found, so the restore reads what is there now. A
-/// missing object is `NotFound`; one whose bytes are not the recorded ones is an integrity error.
+/// missing object is `NotFound`. A recorded version whose HEAD does not say it holds the recorded
+/// bytes (a copy without a SHA-256 checksum, say) is still read: the SHA-256 of every byte loaded
+/// decides, and nothing is kept if it differs.
 async fn locate_objects(archiver: &Archiver, rec: &mut ManifestRecord) -> Result<Vec<ObjectHead>, Error> {
     let mut found = Vec::new();
     for o in rec.objects() {
@@ -110,7 +121,11 @@ async fn locate_objects(archiver: &Archiver, rec: &mut ManifestRecord) -> Result
             Err(check::Unlocated::Missing(why)) => {
                 return Err(Error::not_found(format!("archive {why} (the manifest records that version)")))
             }
-            Err(check::Unlocated::Differs(why)) => {
+            Err(check::Unlocated::Differs(why, Some(head))) => {
+                tracing::warn!(why, "the object's HEAD does not match its record: restoring it, checked by SHA-256");
+                found.push((o.chunk_no, *head));
+            }
+            Err(check::Unlocated::Differs(why, None)) => {
                 return Err(Error::integrity(format!("archive {why}: nothing was changed")))
             }
         }
@@ -329,36 +344,44 @@ pub async fn restore(
     if let Some(pending) = pending {
         return Ok(RestoreOutcome::Pending(pending));
     }
-    let format = rec.format().map_err(wrap)?;
-    let compression = rec.compression().map_err(wrap)?;
     let cols: Vec<String> = rec
         .columns
         .iter()
         .map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, if c.not_null { " NOT NULL" } else { "" }))
         .collect();
-    let chunks = rec.is_chunked().then(|| rec.objects().len());
-    let (rows, sha256) = if rec.is_chunked() {
-        let rows =
-            Box::pin(crate::archive::restore_chunks::restore_chunks(client, archiver, &rec, &target, &cols.join(", ")))
-                .await?;
-        (rows, None)
-    } else {
-        let (rows, sha) = restore_one(client, archiver, &rec, &target, format, compression, &cols).await?;
-        (rows, Some(sha))
-    };
-
+    let objects = rec.objects().len();
+    let loaded =
+        Box::pin(crate::archive::restore_chunks::restore_objects(client, archiver, &rec, &target, &cols.join(", ")))
+            .await?;
     let mut report = RestoreReport {
         table: table.clone(),
         partition: partition.into(),
         restored_as: target.clone(),
-        rows,
-        sha256,
-        chunks,
+        complete: true,
+        rows: 0,
+        // One object: its SHA-256 (each of a chunked archive's is checked against its own).
+        sha256: (objects == 1).then(|| rec.objects()[0].sha256.unwrap_or_default().to_string()),
+        chunks: rec.is_chunked().then_some(objects),
+        chunks_done: None,
+        unfinished_because: None,
         source,
         system_identifier: rec.system_identifier.clone(),
         attached: false,
         not_attached_because: None,
     };
+    match loaded {
+        Loaded::Complete(rows) => report.rows = rows,
+        Loaded::Unfinished { done, total, why } => {
+            report.complete = false;
+            report.chunks_done = Some(done);
+            report.chunks = Some(total);
+            report.unfinished_because = Some(why);
+            if attach {
+                report.not_attached_because = Some("the restore is not complete yet".into());
+            }
+            return Ok(RestoreOutcome::Restored(report));
+        }
+    }
     if attach {
         match attach_back(client, &rec, &target, lock_timeout_ms).await {
             Ok(()) => report.attached = true,
@@ -366,53 +389,6 @@ pub async fn restore(
         }
     }
     Ok(RestoreOutcome::Restored(report))
-}
-
-/// Restores a single-object archive in one transaction; returns the rows and the object's SHA-256.
-async fn restore_one(
-    client: &mut Client,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    target: &QualifiedName,
-    format: crate::archive::settings::Format,
-    compression: crate::archive::settings::Compression,
-    cols: &[String],
-) -> Result<(u64, String), Error> {
-    let (table, partition) = (rec.table(), rec.partition_name.as_str());
-    let into_schema = target.schema.as_str();
-    let key = rec.object_key.clone().expect("checked");
-    let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
-    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(into_schema)))
-        .await
-        .map_err(|e| wrap(e.into()))?;
-    tx.batch_execute(&format!("CREATE TABLE {} ({})", target.quoted(), cols.join(", ")))
-        .await
-        .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {target}"))))?;
-    let copy_sql = format!("COPY {} FROM STDIN {}", target.quoted(), format.copy_from_options());
-    let object =
-        Source { key: &key, version_id: rec.version_id.as_deref(), format, compression, columns: &rec.columns };
-    let size = rec.compressed_bytes.map(|b| b.max(0) as u64);
-    let every = archiver.store.settings.progress_log_every();
-    let progress = Progress::start(format!("restore {table}.{partition}"), Measure::Bytes, size, every);
-    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, object, progress, archiver.reply_bound())
-        .await
-        .map_err(|e| pipeline::load_failure(&format!("restore of {partition}"), e))?;
-    let want_sha = rec.sha256.clone().expect("checked");
-    if got.sha256 != want_sha {
-        return Err(Error::integrity(format!(
-            "object s3://{}/{key} has SHA-256 {}, the manifest says {want_sha}: rolled back",
-            archiver.store.settings.bucket, got.sha256
-        )));
-    }
-    let want_rows = rec.row_count.expect("checked") as u64;
-    if got.rows_copied != want_rows || got.rows_counted != want_rows {
-        return Err(Error::integrity(format!(
-            "restore of {partition}: {} rows copied ({} counted in the stream), the manifest says {want_rows}: rolled back",
-            got.rows_copied, got.rows_counted
-        )));
-    }
-    tx.commit().await.map_err(|e| wrap(e.into()))?;
-    Ok((got.rows_copied, got.sha256))
 }
 
 /// Attaches a restored table back to its parent; `Err(reason)` when the range is not free.

@@ -1,13 +1,34 @@
-//! Restore of a chunked archive: the chunks stream in parallel (`ARCHIVE_STREAMS` connections)
-//! into one staging table, each in its own transaction that commits only when the chunk's SHA-256
-//! and row counts match its manifest entry; the table appears under its final name only when every
-//! chunk is in (one short transaction that renames the staging table). Any failure drops the
-//! staging table; a staging table left by a killed restore is dropped by the next one (it is
-//! recognised by its comment, never by its name alone). One restore per staging table at a time
-//! (an advisory lock), and every chunk transaction and the rename check that the staging table is
-//! still the one this restore created (its oid).
+//! The one load path of every restore: an archive is a list of objects (its chunks, or its one
+//! object as a plan of one), loaded in parallel (`ARCHIVE_STREAMS` connections) into one staging
+//! table, each in its own transaction that commits only when the object's SHA-256 and row counts
+//! match its manifest entry, together with its `partition_archiver.restore_loaded` row. The table
+//! appears under its final name only when every object is in (one short transaction that checks
+//! the loaded rows against the manifest, renames the staging table and forgets its rows).
+//!
+//! # Units and deadlines
+//! No object is started that the time left (`--time-budget`, `"time_budget_s"`, a Lambda's
+//! deadline) would not cover ([`chunks::worth_starting`], from the rate this restore measured).
+//! A restore that stops keeps its staging table and what is loaded in it, and reports
+//! [`Loaded::Unfinished`]; the next restore of the partition goes on from the objects without a
+//! `restore_loaded` row. A time budget too short to load even the next object is refused before
+//! anything changes.
+//!
+//! # Crash consistency
+//! - Killed before the staging table is committed: nothing exists.
+//! - Killed while loading: the object's transaction rolls back with its `restore_loaded` row; what
+//!   committed before stays, and the next restore goes on from there.
+//! - Killed around the rename: it is one transaction; either the staging table (and its rows) is
+//!   still there to go on from, or the table has its name.
+//!
+//! A staging table is recognised as this tool's by its comment (never by its name alone), which
+//! carries the restore id its `restore_loaded` rows are keyed by; one whose loaded objects are not
+//! this archive's (another prefix's archive of a partition of the same name) is dropped and the
+//! restore starts afresh. A failure that retrying cannot mend (a checksum or row count that
+//! differs) drops the staging table; a transient one keeps it. One restore per staging table at a
+//! time (an advisory lock), and every load and the rename check that the staging table is still the
+//! one this restore found or created (its oid).
 
-use crate::archive::manifest::{ChunkRecord, ManifestRecord};
+use crate::archive::manifest::{ArchiveObject, ManifestRecord};
 use crate::archive::pipeline::{self, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::Archiver;
@@ -19,13 +40,18 @@ use anyhow::Context;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 /// How long dropping a leftover staging table waits for its lock.
 const LEFTOVER_LOCK_TIMEOUT_MS: u64 = 5000;
 
-/// The comment that marks a staging table as this tool's (and safe to drop when left behind).
+/// The start of the comment that marks a staging table as this tool's (and safe to drop when left
+/// behind); the restore id follows it.
 const STAGING_COMMENT: &str = "partition-archiver restore staging table: dropped by the next restore if left behind";
+
+/// A restore keeps this much time (at most a tenth of its budget) for the rename and report.
+const FINISH_MARGIN: Duration = Duration::from_secs(10);
 
 /// `{partition}__pa_restoring`, cut so it stays a valid identifier (63 bytes).
 pub fn staging_name(partition: &str) -> String {
@@ -37,22 +63,73 @@ pub fn staging_name(partition: &str) -> String {
     format!("{base}{SUFFIX}")
 }
 
+/// The staging table's comment for restore `id`, and the id back from a comment.
+fn staging_comment(id: &str) -> String {
+    format!("{STAGING_COMMENT} (restore {id})")
+}
+
+fn restore_id_of(comment: &str) -> Option<&str> {
+    comment.strip_prefix(STAGING_COMMENT)?.strip_prefix(" (restore ")?.strip_suffix(')')
+}
+
 fn wrap(e: anyhow::Error) -> Error {
     Error::transient(e)
 }
 
-/// Drops `staging` under a lock_timeout: a session of a failed or killed load may still hold it
-/// (invariant 4), and waiting for it could be waiting forever.
-async fn drop_staging(client: &mut Client, staging: &QualifiedName) -> Result<(), tokio_postgres::Error> {
+/// One object to load: the `ArchiveObject` with the number its `restore_loaded` row has.
+#[derive(Debug, Clone)]
+struct Unit {
+    no: i32,
+    key: String,
+    version_id: Option<String>,
+    sha256: String,
+    rows: i64,
+    raw_bytes: u64,
+    compressed_bytes: Option<u64>,
+}
+
+impl Unit {
+    fn of(obj: &ArchiveObject<'_>) -> Self {
+        Unit {
+            no: obj.chunk_no.unwrap_or(1),
+            key: obj.key.to_string(),
+            version_id: obj.version_id.map(str::to_string),
+            sha256: obj.sha256.unwrap_or_default().to_string(),
+            rows: obj.row_count.unwrap_or(-1),
+            raw_bytes: obj.raw_bytes.or(obj.compressed_bytes).unwrap_or(0).max(0) as u64,
+            compressed_bytes: obj.compressed_bytes.map(|b| b.max(0) as u64),
+        }
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Loaded {
+    /// Every object is in and the table has its name: the rows restored.
+    Complete(u64),
+    /// Stopped with objects left; the staging table keeps what is loaded.
+    Unfinished { done: usize, total: usize, why: String },
+}
+
+/// Drops `staging` and forgets its loaded objects, under a lock_timeout: a session of a failed or
+/// killed load may still hold it (invariant 4), and waiting for it could be waiting forever.
+async fn drop_staging(
+    client: &mut Client,
+    staging: &QualifiedName,
+    id: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
     tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LEFTOVER_LOCK_TIMEOUT_MS}ms'")).await?;
     tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", staging.quoted())).await?;
+    if let Some(id) = id {
+        tx.execute("DELETE FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id]).await?;
+    }
     tx.commit().await
 }
 
-/// Drops a staging table a killed restore left behind (only if it carries this tool's comment),
-/// under a lock_timeout: a killed restore's session may still hold it (invariant 4).
-async fn drop_leftover(client: &mut Client, staging: &QualifiedName) -> Result<(), Error> {
+/// The staging table a stopped restore left, if this tool's: its restore id and the objects
+/// loaded in it (number -> SHA-256). Err for a table of that name that is not this tool's.
+async fn leftover(client: &Client, staging: &QualifiedName) -> Result<Option<(String, Vec<(i32, String)>)>, Error> {
     let comment: Option<Option<String>> = client
         .query_opt(
             "SELECT obj_description(to_regclass($1), 'pg_class') WHERE to_regclass($1) IS NOT NULL",
@@ -61,33 +138,36 @@ async fn drop_leftover(client: &mut Client, staging: &QualifiedName) -> Result<(
         .await
         .map_err(|e| wrap(e.into()))?
         .map(|r| r.get(0));
-    match comment {
-        None => Ok(()),
-        Some(Some(c)) if c == STAGING_COMMENT => {
-            tracing::warn!(%staging, "dropping the staging table of an interrupted restore");
-            drop_staging(client, staging).await.map_err(|e| {
-                wrap(
-                    anyhow::Error::new(e).context(format!(
-                        "drop {staging}, left by an interrupted restore (its session may still be open)"
-                    )),
-                )
-            })
+    let comment = match comment {
+        None => return Ok(None),
+        Some(Some(c)) if c.starts_with(STAGING_COMMENT) => c,
+        Some(_) => {
+            return Err(Error::invalid(format!(
+                "{staging} exists and is not a partition-archiver staging table: restore refuses to touch it"
+            )))
         }
-        Some(_) => Err(Error::invalid(format!(
-            "{staging} exists and is not a partition-archiver staging table: restore refuses to touch it"
-        ))),
-    }
+    };
+    // A staging table of an earlier version has no restore id: nothing of it can be resumed.
+    let id = restore_id_of(&comment).unwrap_or_default().to_string();
+    let loaded = client
+        .query("SELECT object_no, sha256 FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
+        .await
+        .map_err(|e| wrap(anyhow::Error::new(e).context("read what the stopped restore loaded")))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok(Some((id, loaded)))
 }
 
-/// Restores every chunk of `rec` into `target` (which must not exist). `columns` is the column
-/// list of the CREATE TABLE. Returns the rows restored.
-pub async fn restore_chunks(
+/// Restores every object of `rec` into `target` (which must not exist), within the archiver's
+/// deadline. `columns` is the column list of the CREATE TABLE.
+pub async fn restore_objects(
     client: &mut Client,
     archiver: &Archiver,
     rec: &ManifestRecord,
     target: &QualifiedName,
     columns: &str,
-) -> Result<u64, Error> {
+) -> Result<Loaded, Error> {
     let staging = QualifiedName::new(&target.schema, staging_name(&target.name));
     // One restore per staging table: a second restore of this partition (or of one whose name
     // shares the staging name's first 49 bytes) is refused, never let into the first's table.
@@ -114,47 +194,121 @@ async fn restore_locked(
     target: &QualifiedName,
     staging: &QualifiedName,
     columns: &str,
-) -> Result<u64, Error> {
-    drop_leftover(client, staging).await?;
-    client
-        .batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE {staging} ({columns}); COMMENT ON TABLE {staging} IS {comment}",
-            schema = quote_ident(&target.schema),
-            staging = staging.quoted(),
-            comment = quote_literal(STAGING_COMMENT),
-        ))
+) -> Result<Loaded, Error> {
+    let migrated: bool = client
+        .query_one("SELECT to_regclass('partition_archiver.restore_loaded') IS NOT NULL", &[])
         .await
-        .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {staging}"))))?;
+        .map_err(|e| wrap(e.into()))?
+        .get(0);
+    if !migrated {
+        return Err(Error::invalid(
+            "partition_archiver.restore_loaded does not exist: run `partition-archiver migrate` (this version's \
+             migrations) before restoring; nothing was changed",
+        ));
+    }
+    let units: Vec<Unit> = rec.objects().iter().map(Unit::of).collect();
+    let total = units.len();
+    // Go on with a stopped restore of this archive: its staging table holds only objects of it.
+    let found = leftover(client, staging).await?;
+    let resumable = found.as_ref().is_some_and(|(id, loaded)| {
+        !id.is_empty() && loaded.iter().all(|(no, sha)| units.iter().any(|u| u.no == *no && u.sha256 == *sha))
+    });
+    let loaded: Vec<i32> = match (&found, resumable) {
+        (Some((_, loaded)), true) => loaded.iter().map(|(no, _)| *no).collect(),
+        _ => Vec::new(),
+    };
+    let todo: Vec<Unit> = units.iter().filter(|u| !loaded.contains(&u.no)).cloned().collect();
+    // A budget that would not cover the next object is refused before anything changes.
+    if let Some(next) = todo.first() {
+        if !chunks::worth_starting(archiver.remaining(), next.raw_bytes, None, archiver.margin(FINISH_MARGIN)) {
+            return Err(Error::invalid(format!(
+                "the time left ({:.0} s) would not cover loading object {} of {} ({} bytes before compression) and \
+                 renaming: give restore a longer --time-budget; nothing was changed",
+                archiver.remaining().unwrap_or_default().as_secs_f64(),
+                next.no,
+                rec.partition_name,
+                next.raw_bytes
+            )));
+        }
+    }
+    let id = match (found, resumable) {
+        (Some((id, _)), true) => {
+            tracing::info!(%staging, loaded = loaded.len(), total, "going on with a stopped restore");
+            id
+        }
+        (found, _) => {
+            if let Some((old, _)) = found {
+                tracing::warn!(%staging, "dropping the staging table of an interrupted restore of another archive");
+                drop_staging(client, staging, Some(&old)).await.map_err(|e| {
+                    wrap(anyhow::Error::new(e).context(format!(
+                        "drop {staging}, left by an interrupted restore (its session may still be open)"
+                    )))
+                })?;
+            }
+            create_staging(client, target, staging, columns).await?
+        }
+    };
     // The workers load into this very table (its oid), not whatever has its name by then.
     let oid: u32 =
         client.query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()]).await.map_err(|e| wrap(e.into()))?.get(0);
-    let loaded = load_chunks(archiver, rec, staging, oid).await.and_then(|rows| {
-        if Some(rows as i64) == rec.row_count {
-            Ok(rows)
-        } else {
-            Err(Error::integrity(format!(
-                "restore of {}: {rows} rows in the chunks, the manifest says {}: nothing was kept",
-                rec.partition_name,
-                crate::archive::check::shown(rec.row_count)
-            )))
+    let stopped = load(archiver, rec, staging, oid, &id, todo).await;
+    let result = match stopped {
+        Ok(None) => rename(client, rec, staging, target, oid, &id, total).await.map(Loaded::Complete),
+        Ok(Some(why)) => {
+            let done: i64 = client
+                .query_one("SELECT count(*) FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
+                .await
+                .map_err(|e| wrap(e.into()))?
+                .get(0);
+            return Ok(Loaded::Unfinished { done: done as usize, total, why });
         }
-    });
-    // One short transaction: the table appears under its name with every chunk in it.
-    let renamed = match loaded {
-        Ok(rows) => rename(client, staging, target, oid).await.map(|()| rows),
         Err(e) => Err(e),
     };
-    if renamed.is_err() {
-        if let Err(d) = drop_staging(client, staging).await {
-            let d = anyhow::Error::new(d);
-            tracing::error!(%staging, error = format!("{d:#}"), "could not drop the staging table; the next restore drops it");
+    // What retrying cannot mend leaves nothing behind; a transient failure keeps what is loaded.
+    if let Err(e) = &result {
+        if e.kind != ErrorKind::Transient {
+            if let Err(d) = drop_staging(client, staging, Some(&id)).await {
+                let d = anyhow::Error::new(d);
+                tracing::error!(%staging, error = format!("{d:#}"), "could not drop the staging table; the next restore drops it");
+            }
         }
     }
-    renamed
+    result
 }
 
-/// Renames the staging table (still the one created, by oid) to `target`, in one transaction.
-async fn rename(client: &mut Client, staging: &QualifiedName, target: &QualifiedName, oid: u32) -> Result<(), Error> {
+/// Creates the staging table with a new restore id in its comment; returns the id.
+async fn create_staging(
+    client: &Client,
+    target: &QualifiedName,
+    staging: &QualifiedName,
+    columns: &str,
+) -> Result<String, Error> {
+    let id = crate::archive::store::new_upload_token();
+    client
+        .batch_execute(&format!(
+            "BEGIN; CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE {staging} ({columns}); \
+             COMMENT ON TABLE {staging} IS {comment}; COMMIT",
+            schema = quote_ident(&target.schema),
+            staging = staging.quoted(),
+            comment = quote_literal(&staging_comment(&id)),
+        ))
+        .await
+        .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {staging}"))))?;
+    Ok(id)
+}
+
+/// Renames the staging table (still the one loaded, by oid) to `target` once every object is in,
+/// in one transaction that checks the `restore_loaded` rows against the manifest (every object,
+/// the manifest's row count) and deletes them. Returns the rows restored.
+async fn rename(
+    client: &mut Client,
+    rec: &ManifestRecord,
+    staging: &QualifiedName,
+    target: &QualifiedName,
+    oid: u32,
+    id: &str,
+    total: usize,
+) -> Result<u64, Error> {
     let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
     tx.batch_execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", staging.quoted()))
         .await
@@ -168,6 +322,21 @@ async fn rename(client: &mut Client, staging: &QualifiedName, target: &Qualified
     if !same {
         return Err(Error::integrity(format!("{staging} was replaced during the restore: nothing was kept")));
     }
+    let row = tx
+        .query_one(
+            "SELECT count(*), coalesce(sum(row_count), 0)::bigint FROM partition_archiver.restore_loaded WHERE restore_id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(|e| wrap(e.into()))?;
+    let (objects, rows): (i64, i64) = (row.get(0), row.get(1));
+    if objects as usize != total || Some(rows) != rec.row_count {
+        return Err(Error::integrity(format!(
+            "restore of {}: {objects} of {total} objects loaded with {rows} rows, the manifest says {}: nothing was kept",
+            rec.partition_name,
+            crate::archive::check::shown(rec.row_count)
+        )));
+    }
     tx.batch_execute(&format!(
         "ALTER TABLE {staging} RENAME TO {name}; COMMENT ON TABLE {target} IS NULL",
         staging = staging.quoted(),
@@ -176,109 +345,148 @@ async fn rename(client: &mut Client, staging: &QualifiedName, target: &Qualified
     ))
     .await
     .map_err(|e| wrap(anyhow::Error::new(e).context(format!("rename {staging} to {target}"))))?;
-    tx.commit().await.map_err(|e| wrap(e.into()))
+    tx.execute("DELETE FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
+        .await
+        .map_err(|e| wrap(e.into()))?;
+    tx.commit().await.map_err(|e| wrap(e.into()))?;
+    Ok(rows as u64)
 }
 
-/// Streams every chunk into `staging` on up to `ARCHIVE_STREAMS` connections, each chunk in its
-/// own verified transaction. Stops at the first failure.
-async fn load_chunks(
+/// Shared by the load workers.
+struct Workers {
+    queue: Mutex<VecDeque<Unit>>,
+    stop: AtomicBool,
+    out_of_time: AtomicBool,
+    /// Bytes (before compression) loaded and the time it took, summed over streams.
+    observed: Mutex<(u64, Duration)>,
+}
+
+/// Loads `todo` into `staging` on up to `ARCHIVE_STREAMS` connections, each object in its own
+/// verified transaction, while the time left covers the next one. `Ok(None)`: all loaded;
+/// `Ok(Some(why))`: stopped with objects left. Stops at the first failure.
+async fn load(
     archiver: &Archiver,
     rec: &ManifestRecord,
     staging: &QualifiedName,
     oid: u32,
-) -> Result<u64, Error> {
-    let objects: Vec<ChunkRecord> = rec.current_chunks().cloned().collect();
-    let format = rec.format().map_err(wrap)?;
-    let compression = rec.compression().map_err(wrap)?;
-    let db = archiver.db.clone().ok_or_else(|| Error::invalid("a chunked restore needs database settings"))?;
-    let streams = chunks::streams_for(archiver.store.settings.streams, objects.len());
-    let queue = Arc::new(Mutex::new(VecDeque::from(objects)));
-    let stop = Arc::new(AtomicBool::new(false));
-    let copy_sql = format!("COPY {} FROM STDIN {}", staging.quoted(), format.copy_from_options());
+    id: &str,
+    todo: Vec<Unit>,
+) -> Result<Option<String>, Error> {
+    let db = archiver.db.clone().ok_or_else(|| Error::invalid("a restore needs database settings"))?;
+    let streams = chunks::streams_for(archiver.store.settings.streams, todo.len());
+    let shared = Arc::new(Workers {
+        queue: Mutex::new(VecDeque::from(todo)),
+        stop: AtomicBool::new(false),
+        out_of_time: AtomicBool::new(false),
+        observed: Mutex::new((0, Duration::ZERO)),
+    });
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..streams {
-        let (db, queue, stop, copy_sql, archiver) =
-            (db.clone(), queue.clone(), stop.clone(), copy_sql.clone(), archiver.clone());
-        let partition = rec.partition_name.clone();
-        let staging = staging.clone();
-        let columns = rec.columns.clone();
+        let (db, shared, archiver, rec) = (db.clone(), shared.clone(), archiver.clone(), rec.clone());
+        let (staging, id) = (staging.clone(), id.to_string());
         workers.spawn(async move {
             let mut conn = db.connect().await.context("connect a restore stream").map_err(wrap)?;
-            let mut rows = 0u64;
             loop {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(rows);
+                if shared.stop.load(Ordering::SeqCst) {
+                    return Ok(());
                 }
-                let Some(chunk) = queue.lock().expect("queue").pop_front() else {
-                    return Ok(rows);
-                };
-                let (no, key, version) = (chunk.chunk_no, &chunk.object_key, chunk.version_id.as_deref());
-                let (sha, want_rows) = (chunk.sha256.as_deref().unwrap_or_default(), chunk.row_count.unwrap_or(-1));
-                let result: Result<u64, Error> = async {
-                    let tx = conn.transaction().await.map_err(|e| wrap(e.into()))?;
-                    let same: Option<bool> = tx
-                        .query_one("SELECT to_regclass($1)::oid = $2", &[&staging.quoted(), &oid])
-                        .await
-                        .map_err(|e| wrap(e.into()))?
-                        .get(0);
-                    if same != Some(true) {
-                        return Err(Error::integrity(format!(
-                            "{staging} is no longer the table this restore created: nothing was kept"
-                        )));
-                    }
-                    let source = Source { key, version_id: version, format, compression, columns: &columns };
-                    let progress = Progress::start(
-                        format!("restore {partition} chunk {no}"),
-                        Measure::Bytes,
-                        chunk.compressed_bytes.map(|b| b.max(0) as u64),
-                        archiver.store.settings.progress_log_every(),
-                    );
-                    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, source, progress, archiver.reply_bound())
-                        .await
-                        .map_err(|e| pipeline::load_failure(&format!("restore of {partition} chunk {no}"), e))?;
-                    if got.sha256 != sha {
-                        return Err(Error::integrity(format!(
-                            "chunk {no} object s3://{}/{key} has SHA-256 {}, the manifest says {sha}: nothing was kept",
-                            archiver.store.settings.bucket, got.sha256
-                        )));
-                    }
-                    if got.rows_copied as i64 != want_rows || got.rows_counted as i64 != want_rows {
-                        return Err(Error::integrity(format!(
-                            "restore of {partition} chunk {no}: {} rows copied ({} counted in the stream), the manifest \
-                             says {want_rows}: nothing was kept",
-                            got.rows_copied, got.rows_counted
-                        )));
-                    }
-                    crate::fail_point!(
-                        "restore_chunk_before_commit",
-                        Err(Error::transient(anyhow::anyhow!("failpoint restore_chunk_before_commit")))
-                    );
-                    tx.commit().await.map_err(|e| wrap(e.into()))?;
-                    Ok(got.rows_copied)
+                let Some(unit) = shared.queue.lock().expect("queue").pop_front() else { return Ok(()) };
+                let seen = *shared.observed.lock().expect("observed");
+                let seen = (seen.0 > 0).then_some(seen);
+                if !chunks::worth_starting(archiver.remaining(), unit.raw_bytes, seen, archiver.margin(FINISH_MARGIN)) {
+                    tracing::info!(partition = %rec.partition_name, object = unit.no, "not started: the time left would not cover it");
+                    shared.out_of_time.store(true, Ordering::SeqCst);
+                    shared.stop.store(true, Ordering::SeqCst);
+                    return Ok(());
                 }
-                .await;
-                match result {
-                    Ok(n) => rows += n,
-                    Err(e) => {
-                        stop.store(true, Ordering::SeqCst);
-                        return Err(e);
-                    }
+                let started = Instant::now();
+                if let Err(e) = load_one(&mut conn, &archiver, &rec, &staging, oid, &id, &unit).await {
+                    shared.stop.store(true, Ordering::SeqCst);
+                    return Err(e);
                 }
+                let mut o = shared.observed.lock().expect("observed");
+                o.0 += unit.raw_bytes;
+                o.1 += started.elapsed();
             }
         });
     }
-    let (mut total, mut first_error) = (0u64, None);
+    let mut first_error = None;
     while let Some(joined) = workers.join_next().await {
         match joined {
-            Ok(Ok(n)) => total += n,
+            Ok(Ok(())) => {}
             Ok(Err(e)) => first_error = first_error.or(Some(e)),
             Err(e) => first_error = first_error.or(Some(wrap(anyhow::anyhow!("restore worker panicked: {e}")))),
         }
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(total),
+    if let Some(e) = first_error {
+        return Err(e);
     }
+    let left = shared.queue.lock().expect("queue").len();
+    Ok((left > 0 || shared.out_of_time.load(Ordering::SeqCst))
+        .then(|| "the time left would not cover the next object: restore again to go on from it".to_string()))
+}
+
+/// Loads one object into `staging` in one transaction with its `restore_loaded` row, committed
+/// only when its SHA-256 and row counts match the manifest.
+async fn load_one(
+    conn: &mut Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    staging: &QualifiedName,
+    oid: u32,
+    id: &str,
+    unit: &Unit,
+) -> Result<(), Error> {
+    let (partition, no, key) = (&rec.partition_name, unit.no, &unit.key);
+    let tx = conn.transaction().await.map_err(|e| wrap(e.into()))?;
+    let same: Option<bool> = tx
+        .query_one("SELECT to_regclass($1)::oid = $2", &[&staging.quoted(), &oid])
+        .await
+        .map_err(|e| wrap(e.into()))?
+        .get(0);
+    if same != Some(true) {
+        return Err(Error::integrity(format!(
+            "{staging} is no longer the table this restore created: nothing was kept"
+        )));
+    }
+    let (format, compression) = (rec.format().map_err(wrap)?, rec.compression().map_err(wrap)?);
+    let copy_sql = format!("COPY {} FROM STDIN {}", staging.quoted(), format.copy_from_options());
+    let source = Source { key, version_id: unit.version_id.as_deref(), format, compression, columns: &rec.columns };
+    let every = archiver.store.settings.progress_log_every();
+    let work = match rec.is_chunked() {
+        true => format!("restore {}.{partition} chunk {no}", rec.table()),
+        false => format!("restore {}.{partition}", rec.table()),
+    };
+    let progress = Progress::start(work, Measure::Bytes, unit.compressed_bytes, every);
+    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, source, progress, archiver.reply_bound())
+        .await
+        .map_err(|e| pipeline::load_failure(&format!("restore of {partition} object {no}"), e))?;
+    if got.sha256 != unit.sha256 {
+        return Err(Error::integrity(format!(
+            "object {no} s3://{}/{key} has SHA-256 {}, the manifest says {}: nothing was kept",
+            archiver.store.settings.bucket, got.sha256, unit.sha256
+        )));
+    }
+    if got.rows_copied as i64 != unit.rows || got.rows_counted as i64 != unit.rows {
+        return Err(Error::integrity(format!(
+            "restore of {partition} object {no}: {} rows copied ({} counted in the stream), the manifest says {}: \
+             nothing was kept",
+            got.rows_copied, got.rows_counted, unit.rows
+        )));
+    }
+    tx.execute(
+        "INSERT INTO partition_archiver.restore_loaded (restore_id, object_no, sha256, row_count) VALUES ($1, $2, $3, $4)",
+        &[&id, &no, &unit.sha256, &unit.rows],
+    )
+    .await
+    .map_err(|e| wrap(anyhow::Error::new(e).context("record the object as loaded")))?;
+    crate::fail_point!(
+        "restore_chunk_before_commit",
+        Err(Error::transient(anyhow::anyhow!("failpoint restore_chunk_before_commit")))
+    );
+    tx.commit().await.map_err(|e| wrap(e.into()))?;
+    crate::fail_point!("restore_chunk_after_commit");
+    Ok(())
 }
 
 #[cfg(test)]
@@ -292,5 +500,13 @@ mod tests {
         let s = staging_name(&long);
         assert_eq!(s.len(), 63);
         assert!(s.ends_with("__pa_restoring"));
+    }
+
+    #[test]
+    fn a_staging_comment_carries_its_restore_id() {
+        assert_eq!(restore_id_of(&staging_comment("abc123")), Some("abc123"));
+        // A staging table of an earlier version: this tool's, with nothing to resume.
+        assert_eq!(restore_id_of(STAGING_COMMENT), None);
+        assert_eq!(restore_id_of("some other comment (restore x)"), None);
     }
 }

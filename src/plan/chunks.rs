@@ -52,6 +52,34 @@ pub fn plan_chunks(rel_blocks: u64, block_size: u64, chunk_size: u64) -> Option<
     Some(out)
 }
 
+/// Does a recorded plan cover every block of its relation, whatever its block count now? Yes when
+/// its ranges run from block 0, each starting where the one before ended, to an open end: then
+/// the rows the chunks counted, range by range, are every row of the table. `Err` says where not.
+pub fn covers_every_block(ranges: &[BlockRange]) -> Result<(), String> {
+    let Some(first) = ranges.first() else { return Err("has no chunks".into()) };
+    if first.from != 0 {
+        return Err(format!("starts at block {}, not 0", first.from));
+    }
+    for (i, pair) in ranges.windows(2).enumerate() {
+        match pair[0].to {
+            Some(to) if to == pair[1].from && to > pair[0].from => {}
+            Some(to) => {
+                return Err(format!(
+                    "has chunk {} end at block {to} and chunk {} start at {}",
+                    i + 1,
+                    i + 2,
+                    pair[1].from
+                ))
+            }
+            None => return Err(format!("has chunk {} open-ended before chunk {}", i + 1, i + 2)),
+        }
+    }
+    match ranges.last().and_then(|r| r.to) {
+        None => Ok(()),
+        Some(to) => Err(format!("ends at block {to} instead of running to the end of the relation")),
+    }
+}
+
 /// Streams to run: the configured number, never more than the chunks left to do.
 pub fn streams_for(configured: usize, chunks_left: usize) -> usize {
     configured.min(chunks_left)
@@ -132,6 +160,31 @@ mod tests {
                 assert!(max * 8192 <= size.max(8192) + 8192, "{blocks}/{size}: a chunk of {max} blocks");
                 assert!(max - min <= max / 2 + 1 || chunks.len() <= 2, "{blocks}/{size}: {sizes:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_plan_covers_every_block_only_from_block_0_contiguously_to_an_open_end() {
+        // Every plan the planner makes (and the one range of a partition under the chunk size).
+        for blocks in [0u64, 1, 2, 7, 129, 1000, 61_807, 1 << 26] {
+            for size in [100, MIB, 3 * MIB, 256 * MIB] {
+                let ranges = plan_chunks(blocks, 8192, size).unwrap_or_else(|| vec![BlockRange { from: 0, to: None }]);
+                assert_eq!(covers_every_block(&ranges), Ok(()), "{blocks} blocks in chunks of {size}: {ranges:?}");
+            }
+        }
+        let r = |from, to| BlockRange { from, to };
+        // (ranges, what the refusal names)
+        let cases: &[(&[BlockRange], &str)] = &[
+            (&[], "has no chunks"),
+            (&[r(1, None)], "starts at block 1, not 0"),
+            (&[r(0, Some(4)), r(5, None)], "has chunk 1 end at block 4 and chunk 2 start at 5"),
+            (&[r(0, Some(4)), r(3, None)], "has chunk 1 end at block 4 and chunk 2 start at 3"),
+            (&[r(0, Some(0)), r(0, None)], "has chunk 1 end at block 0 and chunk 2 start at 0"),
+            (&[r(0, None), r(4, None)], "has chunk 1 open-ended before chunk 2"),
+            (&[r(0, Some(4)), r(4, Some(8))], "ends at block 8 instead of running to the end of the relation"),
+        ];
+        for (ranges, want) in cases {
+            assert_eq!(covers_every_block(ranges), Err(want.to_string()), "{ranges:?}");
         }
     }
 

@@ -80,6 +80,21 @@ async fn restore_months(env: &TestEnv, schema: &str) -> Option<String> {
 }
 
 const MARCH: &str = "orders_2026_03";
+
+/// The final step of a chunked March: a run that completes, March dropped, and every one of its
+/// `chunks` chunk keys holding exactly one version.
+async fn final_step_drops_march_with_each_chunk_once(env: &TestEnv, chunks: usize) {
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+    ok(&out);
+    assert_eq!(report["complete"], true, "{report}");
+    let state = env
+        .scalar_text("SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'")
+        .await;
+    assert_eq!(state.as_deref(), Some("dropped"));
+    let versions = versions_under(env, &format!("{MARCH_DIR}{MARCH}.g")).await;
+    assert_eq!(versions.len(), chunks, "{versions:?}");
+    assert!(versions.iter().all(|(_, n)| *n == 1), "every chunk once: {versions:?}");
+}
 const MARCH_DIR: &str = "partition-archiver/public.orders/year=2026/month=03/";
 const MARCH_MANIFEST: &str =
     "partition-archiver/public.orders/_manifests/year=2026/month=03/orders_2026_03.manifest.json";
@@ -322,35 +337,124 @@ async fn a_chunked_archive_killed_at_any_chunk_step_is_completed_by_the_next_run
     }
 }
 
+/// Objects loaded into the staging table of a restore of `partition` into `schema` (its
+/// `restore_loaded` rows), and whether that staging table exists.
+async fn staged(env: &TestEnv, schema: &str, partition: &str) -> (i64, bool) {
+    let comment = env
+        .scalar_text(&format!("SELECT obj_description(to_regclass('{schema}.{partition}__pa_restoring'), 'pg_class')"))
+        .await;
+    let Some(comment) = comment else { return (0, false) };
+    let id = comment.rsplit_once("(restore ").unwrap().1.trim_end_matches(')').to_string();
+    let loaded = env
+        .db
+        .query_one("SELECT count(*) FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
+        .await
+        .unwrap()
+        .get(0);
+    (loaded, true)
+}
+
 #[tokio::test]
-async fn a_chunked_restore_killed_or_failing_leaves_nothing_and_the_next_one_restores() {
+async fn a_chunked_restore_killed_or_failing_keeps_only_verified_chunks_and_the_next_one_goes_on() {
     let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 24_000).await;
     let march = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders_2026_03 t").await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED));
     let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
-    let staging = "SELECT count(*) FROM pg_tables WHERE schemaname = 'r' AND tablename LIKE 'orders_2026_03%'";
-    // Killed after a chunk is in the staging table: no table under the final name.
+    let target = "SELECT count(*) FROM pg_tables WHERE schemaname = 'r' AND tablename = 'orders_2026_03'";
+    // Killed before a chunk's commit: no table under the final name, nothing recorded as loaded.
     let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_before_commit")]].concat();
     let out = env.run(&restore, &crash);
     assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(env.scalar_i64(target).await, 0);
+    assert_eq!(staged(&env, "r", MARCH).await, (0, true), "the killed restore's staging table, with no chunk in it");
+    // Killed right after a chunk's commit: that chunk is in, and recorded.
+    let crash_after = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_after_commit")]].concat();
+    let out = env.run(&restore, &crash_after);
+    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    let (loaded, _) = staged(&env, "r", MARCH).await;
+    assert!(loaded >= 1, "{loaded}");
+    // A transient failure (an error, not a kill) keeps the verified chunks for the next restore.
+    let fail = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_before_commit=error")]].concat();
+    let out = env.run(&restore, &fail);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(staged(&env, "r", MARCH).await, (loaded, true), "the verified chunks stay");
+    // The next restore goes on from them and restores every row.
+    let (out, v) = env.json(&restore, CHUNKED);
+    ok(&out);
+    assert_eq!(
+        (v["restore"]["restored_as"].as_str(), v["restore"]["complete"].as_bool()),
+        (Some("r.orders_2026_03"), Some(true)),
+        "{v}"
+    );
+    assert_eq!(staged(&env, "r", MARCH).await, (0, false), "renamed, and its loaded rows forgotten");
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM partition_archiver.restore_loaded").await, 0);
+    let restored = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await;
+    assert_eq!(restored, march);
+    // A chunk whose bytes are not the manifest's (a failure no retry mends) leaves nothing behind.
+    env.db
+        .batch_execute(
+            "UPDATE partition_archiver.archive_chunk SET sha256 = repeat('0', 64) WHERE partition_name = 'orders_2026_03' AND chunk_no = 2",
+        )
+        .await
+        .unwrap();
+    let out = env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r2"], CHUNKED);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the manifest says 0000"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(staged(&env, "r2", MARCH).await, (0, false), "an integrity failure drops the staging table");
+}
+
+#[tokio::test]
+async fn a_restore_with_a_time_budget_stops_between_chunks_and_the_next_goes_on_to_an_identical_table() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed_big(&env, 64_000).await;
+    let march = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders_2026_03 t").await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED));
+    let total = chunk_rows(&env, MARCH).await.len();
+    assert!(total >= 6, "{total}");
+    let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
+    // Too short to load any chunk: refused, nothing created.
+    let (out, v) = env.json(&[&restore[..], &["--time-budget", "0.01"]].concat(), CHUNKED);
+    assert_eq!(out.status.code(), Some(2), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("give restore a longer --time-budget"), "{v}");
+    assert_eq!(staged(&env, "r", MARCH).await, (0, false));
+    // Each chunk pauses 5 s after its commit, so the restore measures a slow rate and, with 12 s,
+    // stops after its first round of two streams.
+    let slow = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_after_commit=pause")]].concat();
+    let started = Instant::now();
+    let (out, v) = env.json(&[&restore[..], &["--time-budget", "12"]].concat(), &slow);
+    ok(&out);
+    assert!(started.elapsed() < Duration::from_secs(12), "kept to its budget: {:?}", started.elapsed());
+    let r = &v["restore"];
+    assert_eq!((r["complete"].as_bool(), r["chunks"].as_u64()), (Some(false), Some(total as u64)), "{v}");
+    let done = r["chunks_done"].as_u64().unwrap();
+    assert!(done >= 1 && done < total as u64, "{v}");
+    assert_eq!(staged(&env, "r", MARCH).await, (done as i64, true));
     assert_eq!(
         env.scalar_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'r' AND tablename = 'orders_2026_03'").await,
         0
     );
-    assert_eq!(env.scalar_i64(staging).await, 1, "the killed restore's staging table is there");
-    // A failing chunk (an error, not a kill) drops the staging table itself.
-    let fail = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_before_commit=error")]].concat();
-    let out = env.run(&restore, &fail);
-    assert_ne!(out.status.code(), Some(0));
-    assert_eq!(env.scalar_i64(staging).await, 0, "a failed restore leaves nothing behind");
-    // The next restore drops any leftover and restores every row.
-    let out = env.run(&restore, &crash);
-    assert_eq!(out.status.code(), Some(86));
+    // A budget too short for the next chunk changes nothing, and leaves the staging table as it is.
+    let out = env.run(&[&restore[..], &["--time-budget", "0.01"]].concat(), CHUNKED);
+    assert_eq!(out.status.code(), Some(2), "still too short: nothing changed");
+    assert_eq!(staged(&env, "r", MARCH).await, (done as i64, true), "the staging table is untouched");
+    // The next restore (as the Lambda event would ask it) loads only what is left.
     let (out, v) = env.json(&restore, CHUNKED);
     ok(&out);
-    assert_eq!(v["restore"]["restored_as"], "r.orders_2026_03", "{v}");
-    assert_eq!(env.scalar_i64(staging).await, 1, "only the restored table");
+    assert_eq!(v["restore"]["complete"], true, "{v}");
+    assert_eq!(
+        v["restore"]["rows"].as_i64(),
+        env.scalar_i64(
+            "SELECT row_count FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'"
+        )
+        .await
+        .into(),
+        "{v}"
+    );
     let restored = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await;
     assert_eq!(restored, march);
 }
@@ -425,20 +529,7 @@ async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_
     );
     // The final step: the killed chunk is archived (its open upload aborted), the partition
     // verified and dropped.
-    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
-    ok(&out);
-    assert_eq!(report["complete"], true, "{report}");
-    assert_eq!(
-        env.scalar_text(
-            "SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'"
-        )
-        .await
-        .as_deref(),
-        Some("dropped")
-    );
-    let versions = versions_under(&env, &format!("{MARCH_DIR}{MARCH}.g")).await;
-    assert_eq!(versions.len(), chunks.len(), "{versions:?}");
-    assert!(versions.iter().all(|(_, n)| *n == 1), "every chunk once: {versions:?}");
+    final_step_drops_march_with_each_chunk_once(&env, chunks.len()).await;
     assert_eq!(env.multipart_uploads().await, 0);
     assert_eq!(restore_months(&env, "r").await, original);
 }
@@ -464,4 +555,47 @@ async fn a_chunk_plan_keeps_its_bucket_and_another_bucket_is_refused_with_nothin
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
     ok(&out);
     assert_eq!(report["complete"], true, "{report}");
+}
+
+#[tokio::test]
+async fn a_chunk_object_deleted_before_the_final_step_is_uploaded_again_and_nothing_is_dropped_meanwhile() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed_big(&env, 40_000).await;
+    let original = env.scalar_text(ORDERS_SUM).await;
+    // Planned by the fan-out's prepare step, every chunk uploaded by its unit.
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED));
+    let chunks = chunk_rows(&env, MARCH).await;
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    for chunk in &chunks {
+        let no = chunk.1.to_string();
+        ok(&env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", &no], CHUNKED));
+    }
+    // Chunk 2's object is deleted by hand, its version and all (a plain DELETE would only add a
+    // delete marker: the recorded version would still be there, and verified).
+    let deleted = chunk_rows(&env, MARCH).await[1].3.clone();
+    let version = env
+        .scalar_text(&format!(
+            "SELECT version_id FROM partition_archiver.archive_chunk WHERE partition_name = '{MARCH}' AND chunk_no = 2"
+        ))
+        .await
+        .unwrap();
+    s3().await.delete_object().bucket(&env.bucket).key(&deleted).version_id(version).send().await.unwrap();
+    // The final step finds it gone: that chunk goes back to pending, nothing is verified or dropped.
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+    ok(&out);
+    assert_eq!(report["complete"], false, "{report}");
+    let steps = report["tables"][0]["steps"].as_array().unwrap().clone();
+    let archive = steps.iter().find(|s| s["step"] == "archive" && s["partition"] == format!("public.{MARCH}")).unwrap();
+    assert_eq!(archive["outcome"], "unfinished", "{report}");
+    assert!(archive.to_string().contains("had disappeared from the bucket"), "{archive}");
+    let after = chunk_rows(&env, MARCH).await;
+    assert_eq!(
+        after.iter().map(|c| (c.1, c.2.as_str())).filter(|c| c.1 != "uploaded").collect::<Vec<_>>(),
+        vec![(2, "pending")],
+        "{after:?}"
+    );
+    assert!(env.scalar_i64("SELECT count(*) FROM public.orders_2026_03").await > 0, "March is still in PostgreSQL");
+    // The next run uploads it again under its key (no object there to replace), verifies, drops.
+    final_step_drops_march_with_each_chunk_once(&env, chunks.len()).await;
+    assert_eq!(restore_months(&env, "r").await, original);
 }

@@ -199,7 +199,12 @@ fn cold_storage_moves_only_data_objects_and_restores_wait_in_a_state_machine() {
     assert_eq!(states["WaitForRetrieval"]["Type"], "Wait");
     assert_eq!(untag(&states["WaitForRetrieval"]["Seconds"]).as_str(), Some("RestorePollSeconds"));
     assert_eq!(states["WaitForRetrieval"]["Next"], "Restore");
-    assert_eq!(states[choices[1]["Next"].as_str().unwrap()]["Type"], "Succeed");
+    // A restore stopped by the invocation's deadline ("complete": false) is invoked again at once.
+    let unfinished = choices[1]["And"].as_sequence().unwrap();
+    assert_eq!(unfinished[1]["Variable"], "$.result.report.restore.complete");
+    assert_eq!(unfinished[1]["BooleanEquals"], false);
+    assert_eq!(choices[1]["Next"], "Restore");
+    assert_eq!(states[choices[2]["Next"].as_str().unwrap()]["Type"], "Succeed");
 }
 
 #[test]

@@ -257,7 +257,7 @@ mod tests {
         for piece in copy.chunks(1000) {
             enc.write_all(piece).unwrap();
         }
-        let (out, rows) = enc.finish().unwrap();
+        let (out, rows, _) = enc.finish().unwrap();
         assert_eq!(rows, n as u64);
         out
     }

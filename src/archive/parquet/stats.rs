@@ -65,9 +65,10 @@ pub fn check_of(column: &ArchiveColumn) -> Check {
     }
 }
 
-/// The one query over the partition: `count(*)`, then per column `count(col)` and the min and max
-/// as int8 / numeric text / float8 / bool / text in the Arrow value domain (NULL where unchecked).
-pub fn query(partition_quoted: &str, columns: &[ArchiveColumn]) -> String {
+/// The one query over the partition (or over the rows of `condition`: a chunk's ctid range):
+/// `count(*)`, then per column `count(col)` and the min and max as int8 / numeric text / float8 /
+/// bool / text in the Arrow value domain (NULL where unchecked).
+pub fn query(partition_quoted: &str, columns: &[ArchiveColumn], condition: Option<&str>) -> String {
     let mut select = vec!["count(*)::int8".to_string()];
     for c in columns {
         let q = quote_ident(&c.name);
@@ -118,7 +119,8 @@ pub fn query(partition_quoted: &str, columns: &[ArchiveColumn]) -> String {
         select.push(min);
         select.push(max);
     }
-    format!("SELECT {} FROM ONLY {partition_quoted}", select.join(", "))
+    let filter = condition.map(|c| format!(" WHERE {c}")).unwrap_or_default();
+    format!("SELECT {} FROM ONLY {partition_quoted}{filter}", select.join(", "))
 }
 
 /// A column's statistics, as PostgreSQL computed them.
@@ -312,8 +314,26 @@ mod tests {
         let options = WriteOptions { columns: columns(), zstd_level: None, row_group_bytes: 1 << 20 };
         let mut enc = ParquetEncoder::new(&options, Vec::new()).unwrap();
         enc.write_all(&copy).unwrap();
-        let (out, _) = enc.finish().unwrap();
-        parse_footer(&bytes::Bytes::from(out.clone()), out.len() as u64).unwrap()
+        let (out, _, written) = enc.finish().unwrap();
+        let parsed = parse_footer(&bytes::Bytes::from(out.clone()), out.len() as u64).unwrap();
+        // The footer the encoder hands back (a chunk is checked with it before its object is
+        // completed) says what the file's own footer says.
+        assert_eq!(written.file_metadata().num_rows(), parsed.file_metadata().num_rows());
+        assert_eq!(written.num_row_groups(), parsed.num_row_groups());
+        for (w, p) in written.row_groups().iter().zip(parsed.row_groups()) {
+            assert_eq!(w.num_rows(), p.num_rows());
+            for (wc, pc) in w.columns().iter().zip(p.columns()) {
+                let (ws, ps) = (wc.statistics().unwrap(), pc.statistics().unwrap());
+                let what = wc.column_path();
+                assert_eq!(
+                    (ws.min_bytes_opt(), ws.max_bytes_opt()),
+                    (ps.min_bytes_opt(), ps.max_bytes_opt()),
+                    "{what}"
+                );
+                assert_eq!(ws.null_count_opt(), ps.null_count_opt(), "{what}");
+            }
+        }
+        parsed
     }
 
     fn columns() -> Vec<ArchiveColumn> {
@@ -347,12 +367,15 @@ mod tests {
 
     #[test]
     fn the_query_reads_each_column_in_the_statistics_domain() {
-        let q = query("\"s\".\"p\"", &columns());
+        let q = query("\"s\".\"p\"", &columns(), None);
         assert!(q.starts_with("SELECT count(*)::int8, count(\"id\")::int8, min(\"id\")::int8::text"), "{q}");
         assert!(q.contains("FILTER (WHERE \"x\" <> 'NaN')"), "{q}");
         assert!(q.contains("min(\"note\" COLLATE \"C\")"), "{q}");
         assert!(q.ends_with("FROM ONLY \"s\".\"p\""), "{q}");
-        let json = query("p", &[column("j", oid::JSONB)]);
+        let json = query("p", &[column("j", oid::JSONB)], None);
         assert!(json.contains("count(\"j\")::int8, NULL::text, NULL::text"), "{json}");
+        // A chunk's statistics: the same query over its block range.
+        let chunk = query("p", &columns(), Some("ctid >= '(0,0)'::tid AND ctid < '(8,0)'::tid"));
+        assert!(chunk.ends_with("FROM ONLY p WHERE ctid >= '(0,0)'::tid AND ctid < '(8,0)'::tid"), "{chunk}");
     }
 }

@@ -12,7 +12,7 @@ use super::decode::{self, Decoder};
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaData};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use std::io::Write;
@@ -31,7 +31,21 @@ pub struct ParquetEncoder<W: Write + Send + 'static> {
     /// Taken by `finish`.
     decoder: Option<Decoder>,
     to_writer: Option<SyncSender<ToWriter>>,
-    writer: Option<std::thread::JoinHandle<anyhow::Result<W>>>,
+    writer: Option<std::thread::JoinHandle<anyhow::Result<(W, ParquetMetaData)>>>,
+}
+
+/// The sink under the `ArrowWriter`, taken back out after `finish` wrote the footer (the writer's
+/// own `into_inner` would write the footer a second time) so the footer's metadata, with every
+/// row group's statistics, comes back with it.
+struct Detachable<W>(Option<W>);
+
+impl<W: Write> Write for Detachable<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.as_mut().expect("written only before it is taken").write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.as_mut().expect("flushed only before it is taken").flush()
+    }
 }
 
 /// What the decoding thread sends the writing thread.
@@ -74,7 +88,7 @@ impl<W: Write + Send + 'static> ParquetEncoder<W> {
                 KeyValue::new(META_COLUMNS.to_string(), columns),
             ]))
             .build();
-        let mut writer = ArrowWriter::try_new(sink, decoder.schema(), Some(props))?;
+        let mut writer = ArrowWriter::try_new(Detachable(Some(sink)), decoder.schema(), Some(props))?;
         let bound = options.row_group_bytes;
         let (to_writer, batches) = sync_channel::<ToWriter>(2);
         // The sink may wait on the async runtime (the pipeline's part buffers): the writing
@@ -85,7 +99,11 @@ impl<W: Write + Send + 'static> ParquetEncoder<W> {
             for message in batches {
                 match message {
                     ToWriter::Batch(batch) => write_batch(&mut writer, &batch, bound)?,
-                    ToWriter::Finish => return Ok(writer.into_inner()?),
+                    ToWriter::Finish => {
+                        let footer = writer.finish()?;
+                        let sink = writer.inner_mut().0.take().expect("taken once");
+                        return Ok((sink, footer));
+                    }
                 }
             }
             anyhow::bail!("the Parquet file was abandoned before its end")
@@ -115,8 +133,8 @@ impl<W: Write + Send + 'static> ParquetEncoder<W> {
         self.decoder.as_ref().map_or(0, Decoder::rows)
     }
 
-    /// Writes the last batch and the footer; the sink and the rows written.
-    pub fn finish(mut self) -> anyhow::Result<(W, u64)> {
+    /// Writes the last batch and the footer; the sink, the rows written and the footer's metadata.
+    pub fn finish(mut self) -> anyhow::Result<(W, u64, ParquetMetaData)> {
         let decoder = self.decoder.take().expect("finished once");
         let rows = decoder.rows();
         let to_writer = self.to_writer.take().expect("open until finish");
@@ -129,13 +147,13 @@ impl<W: Write + Send + 'static> ParquetEncoder<W> {
             return Err(self.writer_error());
         }
         drop(to_writer);
-        let sink = self
+        let (sink, footer) = self
             .writer
             .take()
             .expect("joined once")
             .join()
             .map_err(|_| anyhow::anyhow!("the Parquet writer panicked"))??;
-        Ok((sink, rows))
+        Ok((sink, rows, footer))
     }
 
     /// The writing thread's own error, once it has stopped.

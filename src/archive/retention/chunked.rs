@@ -22,7 +22,7 @@
 //! changed, the partition's archive starts again from its first chunk under a new plan, with keys
 //! of its own (archives are write-once).
 
-use super::record::{count_sql, record, Archived};
+use super::record::{record, Archived};
 use crate::archive::check;
 use crate::archive::manifest::{self, ChunkRecord, ManifestRecord};
 use crate::archive::pipeline;
@@ -99,14 +99,6 @@ pub(super) async fn archive_chunked(
     (format, compression, single_key): (Format, Compression, &str),
 ) -> anyhow::Result<Archived> {
     same_bucket(&rec, archiver, partition)?;
-    // A Parquet archive's statistics query (a full scan of the frozen table) runs on a second
-    // connection while the chunks stream, as the row count of a single object does, so a database
-    // with cores to spare does it during the streaming rather than after. (On the 2-core benchmark
-    // machine, already saturated, it moved the ~1.3 s from after the chunks into them: no change.)
-    // Not with fan-out: the chunks stream in other invocations, and Finish computes it.
-    let side_statistics = (format == Format::Parquet && !archiver.fan_out)
-        .then(|| start_side_statistics(archiver, &rec, partition))
-        .flatten();
     let mut plans = 0;
     loop {
         if !rec.is_chunked() || rec.current_chunks().next().is_none() {
@@ -171,25 +163,7 @@ pub(super) async fn archive_chunked(
             }
         }
     }
-    let computed = super::prepare::side_result(side_statistics, "the statistics query").await;
-    finish(client, policy, partition, archiver, computed).await
-}
-
-/// The statistics query of a Parquet archive on a connection of its own, started with the chunk
-/// streams (the table is frozen: it sees exactly the rows they copy). None without database
-/// settings or for a manifest without type oids (then `finish` computes them).
-fn start_side_statistics(
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    partition: &QualifiedName,
-) -> Option<super::prepare::AbortOnDrop<anyhow::Result<check::PgStatistics>>> {
-    let db = archiver.db.clone()?;
-    let columns = crate::archive::parquet::columns::archive_columns(&rec.columns).ok()?;
-    let partition = partition.clone();
-    Some(super::prepare::AbortOnDrop(tokio::spawn(async move {
-        let side = db.connect().await?;
-        check::pg_statistics(&side, &partition, &columns).await
-    })))
+    finish(client, policy, partition, archiver).await
 }
 
 /// A plan under way keeps its bucket: its chunks (some perhaps uploaded) are there, and one
@@ -582,6 +556,7 @@ async fn archive_locked_chunk(
         settings.progress_log_every(),
     );
     let copy_sql = pipeline::copy_out_sql(partition, format, parquet.as_ref(), Some(&condition));
+    let written_columns = parquet.as_ref().map(|p| p.columns.clone());
     let outcome: anyhow::Result<Result<pipeline::Streamed, String>> = async {
         let up = pipeline::archive_stream(
             conn,
@@ -598,22 +573,15 @@ async fn archive_locked_chunk(
             progress,
         )
         .await?;
-        // The rows of the same range, counted after the COPY; the relation checked again after
-        // the count, so a rewrite anywhere between the first check and here is seen.
-        let counted: i64 = conn
-            .query_one(&format!("SELECT count(*) FROM {} WHERE {condition}", partition.quoted()), &[])
-            .await
-            .context("count the chunk's rows")?
-            .get(0);
+        // The rows of the same range, counted after the COPY (with a Parquet chunk's statistics);
+        // the relation checked again after the count, so a rewrite anywhere between the first
+        // check and here is seen.
+        let checked = check_chunk(conn, partition, &condition, &up, written_columns.as_deref()).await?;
         if let Err(why) = unchanged(conn, partition, rec).await? {
             return Ok(Err(why));
         }
-        if counted as u64 != up.rows {
-            bail!(Error::integrity(format!(
-                "{partition} chunk {}: {} rows streamed but count(*) over its block range is {counted}: not uploaded",
-                chunk.chunk_no, up.rows
-            )));
-        }
+        checked
+            .map_err(|why| Error::integrity(format!("{partition} chunk {}: {why}: not uploaded", chunk.chunk_no)))?;
         Ok(Ok(up))
     }
     .await;
@@ -688,6 +656,38 @@ async fn archive_locked_chunk(
     Ok(ChunkRun::Done(heap_bytes, started.elapsed()))
 }
 
+/// A chunk's rows against what was streamed, before its object is completed: `count(*)` over its
+/// block range equals the rows streamed, and for Parquet the footer just written (row count, null
+/// counts, min and max of every row group) agrees with PostgreSQL's statistics over the same
+/// range. Each chunk checks its own rows, so the plan (contiguous ranges from block 0, the last one
+/// open) needs no scan of the whole table at the end. `Ok(Err(why))` on a difference.
+async fn check_chunk(
+    conn: &Client,
+    partition: &QualifiedName,
+    condition: &str,
+    up: &pipeline::Streamed,
+    parquet_columns: Option<&[crate::archive::parquet::ArchiveColumn]>,
+) -> anyhow::Result<Result<(), String>> {
+    let (Some(columns), Some(footer)) = (parquet_columns, up.footer.as_deref()) else {
+        let counted: i64 = conn
+            .query_one(&format!("SELECT count(*) FROM {} WHERE {condition}", partition.quoted()), &[])
+            .await
+            .context("count the chunk's rows")?
+            .get(0);
+        return Ok(if counted as u64 == up.rows {
+            Ok(())
+        } else {
+            Err(format!("{} rows streamed but count(*) over its block range is {counted}", up.rows))
+        });
+    };
+    let pg = check::pg_statistics(conn, partition, columns, Some(condition)).await?;
+    if pg.rows as u64 != up.rows {
+        return Ok(Err(format!("{} rows streamed but count(*) over its block range is {}", up.rows, pg.rows)));
+    }
+    Ok(crate::archive::parquet::stats::compare(columns, std::slice::from_ref(footer), pg.rows, &pg.per_column)
+        .map_err(|why| format!("the Parquet chunk's statistics differ from its rows in the table: {why}")))
+}
+
 /// A chunk's attempt failed with `e`: its multipart upload is aborted (or left for the next run
 /// to abort) and the chunk goes back to `pending` with the error. Returns `e`.
 async fn give_back(
@@ -715,37 +715,43 @@ async fn give_back(
     e
 }
 
-/// Every chunk of the plan is uploaded: HEAD each object, compare the sum of chunk rows with
-/// `count(*)`, record the totals (`uploaded`), then the JSON manifest (`verified`).
+/// Every chunk of the plan is uploaded: the plan covers every block of the relation, each chunk
+/// object passes HEAD, the totals are recorded (`uploaded`), then the JSON manifest (`verified`).
+/// Reads catalog rows and HEADs, never the table: each chunk checked its own rows against
+/// `count(*)` over its range (and a Parquet chunk its statistics) before it was completed, so
+/// contiguous ranges from block 0 to an open end sum to the table's count.
 async fn finish(
     client: &mut Client,
     policy: &TablePolicy,
     partition: &QualifiedName,
     archiver: &Archiver,
-    computed: Option<check::PgStatistics>,
 ) -> anyhow::Result<Archived> {
     let rec = reload(client, policy, partition).await?;
     // Again here: a run killed (or a delete refused) after an earlier plan left objects behind.
     retire_superseded(archiver, &rec).await;
     let chunks: Vec<&ChunkRecord> = rec.current_chunks().collect();
     anyhow::ensure!(!chunks.is_empty() && chunks.iter().all(|c| c.state == "uploaded"), "not every chunk is uploaded");
+    let ranges: Vec<BlockRange> = chunks.iter().map(|c| c.range()).collect();
+    chunks::covers_every_block(&ranges).map_err(|why| {
+        Error::integrity(format!("{partition}: the recorded chunk plan {why}: not verified, nothing dropped"))
+    })?;
     let sum = |f: fn(&ChunkRecord) -> Option<i64>| -> Option<i64> { chunks.iter().map(|c| f(c)).sum() };
     let (rows, raw, compressed) = (sum(|c| c.row_count), sum(|c| c.raw_bytes), sum(|c| c.compressed_bytes));
-    check::by_head(archiver, &rec).await?.map_err(|m| anyhow::Error::new(Error::integrity(m)))?;
-    // A Parquet archive's statistics query counts the rows in the same scan.
-    let (counted, statistics) = match check::statistics(client, archiver, &rec, computed).await? {
-        Some((counted, compared)) => (counted, compared),
-        None => {
-            let row = client.query_one(&count_sql(partition), &[]).await.context("count the partition's rows")?;
-            (row.get(0), Ok(()))
+    if let Err(reason) = check::by_head(archiver, &rec).await? {
+        let reset = upload_missing_again(client, policy, partition, archiver, &rec).await?;
+        if reset == 0 {
+            bail!(Error::integrity(reason));
         }
-    };
-    statistics.map_err(|m| anyhow::Error::new(Error::integrity(format!("{m}: not verified, nothing dropped"))))?;
-    if Some(counted) != rows {
-        bail!(Error::integrity(format!(
-            "{partition}: its chunks hold {} rows but the table has {counted}: not verified, nothing dropped",
-            check::shown(rows)
-        )));
+        let total = chunks.len();
+        return Ok(Archived {
+            complete: false,
+            chunks_done: Some(total - reset),
+            chunks_total: Some(total),
+            unfinished_because: Some(format!(
+                "{reset} chunk object(s) recorded as uploaded had disappeared from the bucket: they are uploaded again"
+            )),
+            ..Default::default()
+        });
     }
     crate::pg::ddl::exec(
         client,
@@ -779,6 +785,33 @@ async fn finish(
         compressed_bytes: rec.compressed_bytes,
         location: Some(format!("s3://{}/{dir}/ ({total} chunks)", archiver.store.settings.bucket)),
     })
+}
+
+/// Chunks recorded `uploaded` whose object is no longer at its key (deleted by hand, or a bucket
+/// rule), while the partition is still in PostgreSQL: they go back to `pending`, without their
+/// upload's figures, so they are uploaded again (by this run's next pass or the next run). The
+/// key holds no object, so nothing is replaced; an object of other bytes at the key is still
+/// refused when the upload finds it. Returns how many.
+async fn upload_missing_again(
+    client: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+) -> anyhow::Result<usize> {
+    let mut reset = 0;
+    for (obj, chunk) in rec.objects().iter().zip(rec.current_chunks()) {
+        let Err(check::Unlocated::Missing(why)) = check::locate(archiver, obj).await? else { continue };
+        tracing::warn!(%partition, chunk = chunk.chunk_no, why, "a chunk's object is gone while the partition is still in PostgreSQL: it is uploaded again");
+        let cleared = ["multipart_upload_id", "upload_token", "row_count", "raw_bytes", "compressed_bytes", "sha256"];
+        let mut sets: Vec<(&str, Option<String>)> = cleared.iter().map(|c| (*c, None)).collect();
+        sets.extend([("checksum_composite", None), ("etag", None), ("version_id", None), ("uploaded_at", None)]);
+        sets.push(("last_error", Some(format!("{why}: uploaded again"))));
+        if set_chunk(client, policy, partition, chunk, "pending", &sets).await? {
+            reset += 1;
+        }
+    }
+    Ok(reset)
 }
 
 /// What one `archive_chunk` unit did.
