@@ -599,3 +599,55 @@ async fn a_chunk_object_deleted_before_the_final_step_is_uploaded_again_and_noth
     final_step_drops_march_with_each_chunk_once(&env, chunks.len()).await;
     assert_eq!(restore_months(&env, "r").await, original);
 }
+
+#[tokio::test]
+async fn a_chunk_object_whose_record_was_lost_is_adopted_by_its_content_and_another_is_refused() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed_big(&env, 24_000).await;
+    let original = env.scalar_text(ORDERS_SUM).await;
+    // Planned by the fan-out's prepare step; chunk 1 uploaded and completed by a unit killed before
+    // recording it.
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED));
+    let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "chunk_after_complete")]].concat();
+    let out = env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", "1"], &crash);
+    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    // The database then loses what that upload recorded (a point-in-time restore, a failover): the
+    // chunk is pending again and knows neither the upload token nor the figures.
+    env.db
+        .batch_execute(&format!(
+            "UPDATE partition_archiver.archive_chunk SET state = 'pending', upload_token = NULL, multipart_upload_id = NULL, \
+                    row_count = NULL, raw_bytes = NULL, compressed_bytes = NULL, sha256 = NULL, checksum_composite = NULL \
+              WHERE partition_name = '{MARCH}' AND chunk_no = 1"
+        ))
+        .await
+        .unwrap();
+    // Another writer's object sits at chunk 2's key: chunk 1's bytes, not chunk 2's rows.
+    let keys: Vec<String> = chunk_rows(&env, MARCH).await.into_iter().map(|c| c.3).collect();
+    let s3 = s3().await;
+    let copied = s3
+        .copy_object()
+        .bucket(&env.bucket)
+        .key(&keys[1])
+        .copy_source(format!("{}/{}", env.bucket, keys[0]))
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
+        .send()
+        .await
+        .unwrap();
+    assert!(copied.copy_object_result().unwrap().checksum_sha256().is_some());
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+    assert!(!out.status.success(), "{report}");
+    let text = report.to_string();
+    assert!(text.contains("did not upload") && text.contains("rows differ from the"), "{report}");
+    assert!(
+        text.contains(&format!("written for public.orders/{MARCH}#1 by this database")),
+        "names the writer: {report}"
+    );
+    let chunks = chunk_rows(&env, MARCH).await;
+    assert_eq!((chunks[0].2.as_str(), chunks[1].2.as_str()), ("uploaded", "pending"), "chunk 1 adopted: {chunks:?}");
+    assert!(env.scalar_i64("SELECT count(*) FROM public.orders_2026_03").await > 0, "nothing dropped");
+    // The foreign object goes (an operator's decision); the next run uploads chunk 2 and finishes,
+    // each key holding the one object written for it.
+    s3.delete_object().bucket(&env.bucket).key(&keys[1]).version_id(copied.version_id().unwrap()).send().await.unwrap();
+    final_step_drops_march_with_each_chunk_once(&env, chunks.len()).await;
+    assert_eq!(restore_months(&env, "r").await, original);
+}

@@ -421,7 +421,7 @@ async fn adopt_existing(
             "s3://{bucket}/{key} already holds an object that this run did not write ({}) and whose content cannot \
              be compared: {why}. Archives are never replaced, so nothing was written and nothing is dropped; if another \
              database or deployment archives to this bucket, give each its own ARCHIVE_PREFIX.",
-            writer(head, rec, false)
+            super::prepare::writer(head, rec, false)
         ))
         .await;
     }
@@ -476,33 +476,13 @@ async fn adopt_existing(
              {partition} of this database (system_identifier {}; {rows} rows): archives are never replaced, so nothing \
              was written and nothing is dropped. If another database (a clone restored from a snapshot, a second \
              deployment) archives to this bucket, give each its own ARCHIVE_PREFIX.",
-            writer(head, rec, true),
+            super::prepare::writer(head, rec, true),
             object.rows_counted,
             head.size,
             rec.system_identifier.as_deref().unwrap_or("unknown"),
         ),
     )
     .await
-}
-
-/// Who wrote the object at the key, from its metadata, for the refusal's message. `compared`:
-/// its rows were compared with the partition's (and differ).
-fn writer(head: &ObjectHead, rec: &ManifestRecord, compared: bool) -> String {
-    let id = head.metadata.get(store::META_SYSTEM_IDENTIFIER);
-    let same_database = id.is_some() && id == rec.system_identifier.as_ref();
-    match (head.metadata.get(store::META_SOURCE), id) {
-        (Some(source), Some(id)) if same_database && compared => format!(
-            "written for {source} by this database (system_identifier {id}) or a clone of it: an earlier upload whose \
-             rows are not the partition's rows now, or a clone's"
-        ),
-        (Some(source), Some(id)) if same_database => format!(
-            "written for {source} by this database (system_identifier {id}) or a clone of it, by an upload this row \
-             does not record (a clone's, or one whose record a database restore lost)"
-        ),
-        (Some(source), Some(id)) => format!("written for {source} by the database with system_identifier {id}"),
-        (Some(source), None) => format!("written for {source}"),
-        _ => "without partition-archiver metadata".to_string(),
-    }
 }
 
 /// Stops this partition's archive for good reasons: the row goes back to `detached` with the

@@ -25,10 +25,11 @@
 use super::record::{record, Archived};
 use crate::archive::check;
 use crate::archive::manifest::{self, ChunkRecord, ManifestRecord};
-use crate::archive::pipeline;
+use crate::archive::pipeline::{self, Hashes, Source};
 use crate::archive::progress::{Measure, Progress};
+use crate::archive::retrieval::{self, Access};
 use crate::archive::settings::{Compression, Format};
-use crate::archive::store::{self, Origin, WriteOnce};
+use crate::archive::store::{self, ObjectHead, Origin, WriteOnce};
 use crate::archive::Archiver;
 use crate::error::Error;
 use crate::pg::lock::{self, LockClass};
@@ -475,38 +476,7 @@ async fn archive_locked_chunk(
     }
     store.abort_uploads_of(key).await?;
     if let Some(head) = store.head(key, None).await? {
-        // This chunk's own upload, completed by a run that died before recording it?
-        let own = chunk.upload_token.is_some()
-            && head.metadata.get(store::META_UPLOAD_TOKEN) == chunk.upload_token.as_ref()
-            && Some(head.size) == chunk.compressed_bytes
-            && head.checksum_sha256.is_some()
-            && head.checksum_sha256 == chunk.checksum_composite;
-        if !own {
-            let message = format!(
-                "s3://{}/{key} already holds an object that chunk {} of {partition} did not upload: archives are never \
-                 replaced, so nothing was written and nothing is dropped; if another database or deployment archives to \
-                 this bucket, give each its own ARCHIVE_PREFIX",
-                store.settings.bucket, chunk.chunk_no
-            );
-            set_chunk(conn, policy, partition, &chunk, "pending", &[("last_error", Some(message.clone()))]).await?;
-            bail!(Error::integrity(message));
-        }
-        tracing::info!(%key, "the chunk's own completed upload: recorded");
-        set_chunk(
-            conn,
-            policy,
-            partition,
-            &chunk,
-            "uploaded",
-            &[
-                ("etag", head.etag.clone()),
-                ("version_id", head.version_id.clone()),
-                ("multipart_upload_id", None),
-                ("uploaded_at", Some("now()".into())),
-            ],
-        )
-        .await?;
-        return Ok(ChunkRun::Done(0, Duration::ZERO));
+        return found_at_key(conn, policy, partition, archiver, rec, &chunk, &head).await;
     }
     if let Err(why) = unchanged(conn, partition, rec).await? {
         return Ok(ChunkRun::Rewritten(why));
@@ -654,6 +624,140 @@ async fn archive_locked_chunk(
     }
     tracing::info!(%partition, chunk = chunk.chunk_no, rows = up.rows, bytes = up.compressed_bytes, "chunk uploaded");
     Ok(ChunkRun::Done(heap_bytes, started.elapsed()))
+}
+
+/// An object is already at the chunk's key, and archives are never replaced. It is recorded as
+/// this chunk's upload only when it provably is one:
+/// - it carries this chunk's upload token and the size and composite checksum recorded before its
+///   upload was completed: this chunk's own upload, completed by a run that died before recording
+///   it; or
+/// - (CSV and the other byte formats) its decompressed content is byte for byte what a COPY of the
+///   chunk's block range sends now: it holds exactly these rows, whoever wrote it (an upload whose
+///   record a database crash or point-in-time restore lost, or a clone's archive of identical
+///   rows). The work is bounded by the chunk's size, never the partition's.
+///
+/// Anything else is another database's or deployment's archive: the chunk goes back to `pending`
+/// with the reason, and an integrity error names both writers; nothing is written or dropped.
+async fn found_at_key(
+    conn: &Client,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    chunk: &ChunkRecord,
+    head: &ObjectHead,
+) -> anyhow::Result<ChunkRun> {
+    let (key, bucket) = (chunk.object_key.as_str(), &archiver.store.settings.bucket);
+    let own = chunk.upload_token.is_some()
+        && head.metadata.get(store::META_UPLOAD_TOKEN) == chunk.upload_token.as_ref()
+        && Some(head.size) == chunk.compressed_bytes
+        && head.checksum_sha256.is_some()
+        && head.checksum_sha256 == chunk.checksum_composite;
+    let mut sets = vec![
+        ("etag", head.etag.clone()),
+        ("version_id", head.version_id.clone()),
+        ("multipart_upload_id", None),
+        ("uploaded_at", Some("now()".to_string())),
+    ];
+    if own {
+        tracing::info!(%key, "the chunk's own completed upload: recorded");
+    } else {
+        match same_content(conn, partition, archiver, rec, chunk, head).await? {
+            Ok(figures) => {
+                tracing::warn!(%key, rows = figures.rows, "the object at the chunk's key holds exactly its rows: adopted");
+                sets.extend(figures.sets(head));
+            }
+            Err((why, compared)) => {
+                let message = format!(
+                    "s3://{bucket}/{key} already holds an object that chunk {} of {partition} did not upload ({}): {why}. \
+                     Archives are never replaced, so nothing was written and nothing is dropped; if another database or \
+                     deployment archives to this bucket, give each its own ARCHIVE_PREFIX",
+                    chunk.chunk_no,
+                    super::prepare::writer(head, rec, compared)
+                );
+                set_chunk(conn, policy, partition, chunk, "pending", &[("last_error", Some(message.clone()))]).await?;
+                bail!(Error::integrity(message));
+            }
+        }
+    }
+    if !set_chunk(conn, policy, partition, chunk, "uploaded", &sets).await? {
+        return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
+    }
+    Ok(ChunkRun::Done(0, Duration::ZERO))
+}
+
+/// What an object adopted by its content holds, as a chunk row records it.
+struct Figures {
+    rows: u64,
+    raw_bytes: u64,
+    sha256: String,
+}
+
+impl Figures {
+    fn sets(&self, head: &ObjectHead) -> Vec<(&'static str, Option<String>)> {
+        vec![
+            ("row_count", Some(self.rows.to_string())),
+            ("raw_bytes", Some(self.raw_bytes.to_string())),
+            ("compressed_bytes", Some(head.size.to_string())),
+            ("sha256", Some(self.sha256.clone())),
+            ("checksum_composite", head.checksum_sha256.clone()),
+            ("upload_token", None),
+            ("last_error", None),
+        ]
+    }
+}
+
+/// Does the object at the chunk's key hold exactly the chunk's rows? Its content read back (which
+/// also checks it decompresses and parses) against a COPY of the chunk's block range in the same
+/// format. `Ok(Err(why))` when it cannot be compared or differs. Only an object S3 serves now and
+/// that carries an S3 SHA-256 can be adopted (a cold one is an old archive, not a fresh upload;
+/// one without a checksum could never pass the HEAD check). A Parquet file's bytes depend on the
+/// writer, not only on the rows: it is adopted by its upload token only.
+async fn same_content(
+    conn: &Client,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    chunk: &ChunkRecord,
+    head: &ObjectHead,
+) -> anyhow::Result<Result<Figures, (String, bool)>> {
+    let (format, compression) = (rec.format()?, rec.compression()?);
+    let class = head.storage_class.as_deref().unwrap_or("STANDARD");
+    match retrieval::access(head.storage_class.as_deref(), head.archive_status.as_deref(), head.restore.as_deref()) {
+        Err(unknown) => return Ok(Err((unknown, false))),
+        Ok(Access::Readable) => {}
+        Ok(_) => {
+            let why = format!("it is in {class}, not readable without a retrieval, so its content cannot be compared");
+            return Ok(Err((why, false)));
+        }
+    }
+    if head.checksum_sha256.is_none() {
+        return Ok(Err(("it has no S3 SHA-256 checksum".into(), false)));
+    }
+    if format == Format::Parquet {
+        return Ok(Err(("a Parquet object is adopted only by its upload token".into(), false)));
+    }
+    let key = chunk.object_key.as_str();
+    let source = Source { key, version_id: head.version_id.as_deref(), format, compression, columns: &rec.columns };
+    let every = archiver.store.settings.progress_log_every();
+    let what = format!("read s3://{}/{key}", archiver.store.settings.bucket);
+    let progress = Progress::start(what.clone(), Measure::Bytes, Some(head.size.max(0) as u64), every);
+    let object = pipeline::scan_object(&archiver.store, source, Hashes::Content, progress).await.context(what)?;
+    let condition = chunk.range().ctid_condition();
+    let copy = pipeline::copy_out_sql(partition, format, None, Some(&condition));
+    let (rows, raw_bytes, raw_sha256) = pipeline::copy_digest(conn, &copy, format).await?;
+    if object.raw_sha256.as_deref() == Some(raw_sha256.as_str())
+        && object.rows_counted == rows
+        && object.compressed_bytes == head.size as u64
+    {
+        return Ok(Ok(Figures { rows, raw_bytes, sha256: object.sha256 }));
+    }
+    let why = format!(
+        "its {} rows differ from the {rows} rows of the chunk's block range in this database (system_identifier {})",
+        object.rows_counted,
+        rec.system_identifier.as_deref().unwrap_or("unknown")
+    );
+    Ok(Err((why, true)))
 }
 
 /// A chunk's rows against what was streamed, before its object is completed: `count(*)` over its

@@ -1,11 +1,12 @@
-//! What an archive's streams need before they start, shared by single-object and chunked
-//! archives: a Parquet archive's columns (read from the catalog and checked against the
-//! manifest's) and the side tasks (a row count, a statistics query) that run on a second
-//! connection and are aborted with their run.
+//! What an archive's streams need, shared by single-object and chunked archives: a Parquet
+//! archive's columns (read from the catalog and checked against the manifest's), the side tasks (a
+//! row count) that run on a second connection and are aborted with their run, and who wrote an
+//! object found at a key (for the refusal's message).
 
 use crate::archive::manifest::ManifestRecord;
 use crate::archive::pipeline;
 use crate::archive::settings::Format;
+use crate::archive::store::{self, ObjectHead};
 use crate::error::Error;
 use crate::plan::ident::QualifiedName;
 use anyhow::anyhow;
@@ -62,5 +63,25 @@ pub(super) async fn side_result<T>(task: Option<AbortOnDrop<anyhow::Result<T>>>,
             None
         }
         Err(_) => None,
+    }
+}
+
+/// Who wrote the object at the key, from its metadata, for the refusal's message. `compared`:
+/// its rows were compared with the partition's (and differ).
+pub(super) fn writer(head: &ObjectHead, rec: &ManifestRecord, compared: bool) -> String {
+    let id = head.metadata.get(store::META_SYSTEM_IDENTIFIER);
+    let same_database = id.is_some() && id == rec.system_identifier.as_ref();
+    match (head.metadata.get(store::META_SOURCE), id) {
+        (Some(source), Some(id)) if same_database && compared => format!(
+            "written for {source} by this database (system_identifier {id}) or a clone of it: an earlier upload whose \
+             rows are not the partition's rows now, or a clone's"
+        ),
+        (Some(source), Some(id)) if same_database => format!(
+            "written for {source} by this database (system_identifier {id}) or a clone of it, by an upload this row \
+             does not record (a clone's, or one whose record a database restore lost)"
+        ),
+        (Some(source), Some(id)) => format!("written for {source} by the database with system_identifier {id}"),
+        (Some(source), None) => format!("written for {source}"),
+        _ => "without partition-archiver metadata".to_string(),
     }
 }
