@@ -260,13 +260,13 @@ impl DbConfig {
                 // No TLS over a local socket (libpq does the same).
                 pg.ssl_mode(PgSslMode::Disable);
                 let socket = tokio::net::UnixStream::connect(path).await.with_context(|| target.to_string())?;
-                start(&pg, socket, tokio_postgres::NoTls).await?
+                start(&pg, socket, tokio_postgres::NoTls, true).await?
             }
             Target::Tcp { host, addr, port } => {
                 let socket = self.tcp(host, *addr, *port).await.with_context(|| target.to_string())?;
                 if self.ssl_mode == SslMode::Disable {
                     pg.ssl_mode(PgSslMode::Disable);
-                    start(&pg, socket, tokio_postgres::NoTls).await?
+                    start(&pg, socket, tokio_postgres::NoTls, true).await?
                 } else {
                     pg.ssl_mode(if self.ssl_mode == SslMode::Prefer { PgSslMode::Prefer } else { PgSslMode::Require });
                     let mut tls = MakeTlsConnector::new(self.tls_connector()?);
@@ -274,7 +274,7 @@ impl DbConfig {
                         &mut tls, host,
                     )
                     .context("TLS set-up")?;
-                    start(&pg, socket, tls).await?
+                    start(&pg, socket, tls, false).await?
                 }
             }
         };
@@ -400,14 +400,18 @@ impl std::fmt::Display for Target {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts the protocol on a watched `socket`, spawns the connection task and registers the
-/// session with the watch.
-async fn start<S, T>(pg: &Config, socket: S, tls: T) -> anyhow::Result<(Client, Arc<Wire>)>
+/// session with the watch. `plaintext`: no TLS (`tls` is `NoTls`), so the protocol is counted on
+/// the socket itself.
+async fn start<S, T>(pg: &Config, socket: S, tls: T, plaintext: bool) -> anyhow::Result<(Client, Arc<Wire>)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    T: TlsConnect<Watched<S>>,
+    T: TlsConnect<Watched<S>> + Send + 'static,
+    T::Future: Send + 'static,
     T::Stream: Send + 'static,
 {
-    let (socket, wire) = Watched::new(socket);
+    // Without TLS the protocol is read on the socket itself; with it, above the TLS layer.
+    let (socket, wire) = Watched::new(socket, plaintext);
+    let tls = crate::pg::watch::FramingTls { inner: tls, wire: wire.clone() };
     let (client, conn) = pg.connect_raw(socket, tls).await?;
     let watched = wire.clone();
     let task = tokio::spawn(async move {
