@@ -155,7 +155,9 @@ async fn close_dead(
         let wire = s.wire.view();
         let Some(why) = watch::verdict(&wire, &server, bound) else { continue };
         tracing::warn!(pid, why, wire = ?wire, server = ?server, "closing a dead database session");
-        s.close.abort();
+        // Terminated first, closed after: closing fails the step at once, and a run that then
+        // exits would take the termination with it, leaving the backend (and its locks) to a
+        // user-space hop that keeps the server's socket open.
         if let (Some(c), Some(_)) = (lease, seen) {
             // Ours (same run), so its locks go now rather than when the server's timers fire.
             // Never another application's session, even were the pid reused in between.
@@ -171,5 +173,6 @@ async fn close_dead(
                 tracing::warn!(pid, "could not terminate the dead session's backend; the server's keepalives will");
             }
         }
+        s.close.abort();
     }
 }
