@@ -356,6 +356,25 @@ const WITH_CHUNKS: &str = "to_jsonb(m) || jsonb_build_object('chunks', COALESCE(
         WHERE c.table_schema = m.table_schema AND c.table_name = m.table_name
           AND c.partition_name = m.partition_name), '[]'::jsonb))";
 
+/// Records `message` as the partition's last error, leaving its state as it is: what `list` and
+/// `status` show of a chunk's failed attempt.
+pub async fn note_error(
+    client: &impl GenericClient,
+    table: &QualifiedName,
+    partition: &str,
+    message: &str,
+) -> anyhow::Result<()> {
+    client
+        .execute(
+            "UPDATE partition_archiver.archive_manifest SET last_error = $4, updated_at = now() \
+              WHERE table_schema = $1 AND table_name = $2 AND partition_name = $3",
+            &[&table.schema, &table.name, &partition, &message],
+        )
+        .await
+        .context("record the partition's last error")?;
+    Ok(())
+}
+
 pub async fn load(
     client: &impl GenericClient,
     table: &QualifiedName,
@@ -420,10 +439,105 @@ pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra:
     )
 }
 
+/// One transition of a chunk's row: the state it moves to and every column it writes, written
+/// here and nowhere else (the chunk state machine's call sites name the transition, not columns).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkChange<'a> {
+    /// A new upload began: its multipart upload id and token; an earlier attempt's figures go.
+    Uploading { upload_id: &'a str, token: &'a str },
+    /// Every part is uploaded: what was streamed, recorded before the completion (a run killed
+    /// right after S3 completes the object finds it described by its own row).
+    Streamed { rows: u64, raw_bytes: u64, compressed_bytes: u64, sha256: &'a str, composite: &'a str },
+    /// The object is at its key, completed by this chunk's own upload.
+    Uploaded { etag: Option<&'a str>, version_id: Option<&'a str> },
+    /// An object found at the key holds exactly the chunk's rows: recorded as its archive, with
+    /// what it holds and no upload token of this tool's.
+    Adopted {
+        etag: Option<&'a str>,
+        version_id: Option<&'a str>,
+        rows: u64,
+        raw_bytes: u64,
+        compressed_bytes: i64,
+        sha256: &'a str,
+        composite: Option<&'a str>,
+    },
+    /// The attempt failed, or the object at its key was refused: back to `pending`, saying why.
+    Failed { why: &'a str },
+    /// Its recorded object is gone while the partition is still in PostgreSQL: back to `pending`
+    /// with nothing of that upload kept, so it is uploaded again.
+    Lost { why: &'a str },
+}
+
+impl ChunkChange<'_> {
+    pub fn state(&self) -> &'static str {
+        match self {
+            ChunkChange::Uploading { .. } | ChunkChange::Streamed { .. } => "uploading",
+            ChunkChange::Uploaded { .. } | ChunkChange::Adopted { .. } => "uploaded",
+            ChunkChange::Failed { .. } | ChunkChange::Lost { .. } => "pending",
+        }
+    }
+
+    /// The columns written, with their values (`now()` as itself).
+    pub fn sets(&self) -> Vec<(&'static str, Option<String>)> {
+        let text = |v: &str| Some(v.to_string());
+        let figures = |rows: u64, raw: u64, compressed: String, sha256: &str, composite: Option<&str>| {
+            vec![
+                ("row_count", Some(rows.to_string())),
+                ("raw_bytes", Some(raw.to_string())),
+                ("compressed_bytes", Some(compressed)),
+                ("sha256", text(sha256)),
+                ("checksum_composite", composite.map(str::to_string)),
+            ]
+        };
+        let none = |columns: &[&'static str]| columns.iter().map(|c| (*c, None)).collect::<Vec<_>>();
+        const FIGURES: [&str; 5] = ["row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite"];
+        match *self {
+            ChunkChange::Uploading { upload_id, token } => [
+                vec![("multipart_upload_id", text(upload_id)), ("upload_token", text(token)), ("last_error", None)],
+                none(&FIGURES),
+            ]
+            .concat(),
+            ChunkChange::Streamed { rows, raw_bytes, compressed_bytes, sha256, composite } => {
+                figures(rows, raw_bytes, compressed_bytes.to_string(), sha256, Some(composite))
+            }
+            ChunkChange::Uploaded { etag, version_id } => vec![
+                ("etag", etag.map(str::to_string)),
+                ("version_id", version_id.map(str::to_string)),
+                ("multipart_upload_id", None),
+                ("uploaded_at", text("now()")),
+            ],
+            ChunkChange::Adopted { etag, version_id, rows, raw_bytes, compressed_bytes, sha256, composite } => [
+                ChunkChange::Uploaded { etag, version_id }.sets(),
+                figures(rows, raw_bytes, compressed_bytes.to_string(), sha256, composite),
+                vec![("upload_token", None), ("last_error", None)],
+            ]
+            .concat(),
+            ChunkChange::Failed { why } => vec![("last_error", text(why)), ("multipart_upload_id", None)],
+            ChunkChange::Lost { why } => [
+                none(&FIGURES),
+                none(&["multipart_upload_id", "upload_token", "etag", "version_id", "uploaded_at"]),
+                vec![("last_error", Some(format!("{why}: uploaded again")))],
+            ]
+            .concat(),
+        }
+    }
+}
+
+/// SQL that makes `change` on one chunk row of the current plan, unless it was superseded
+/// meanwhile (a rewrite made a new plan): the caller checks that one row changed.
+pub fn chunk_change_sql(
+    table: &QualifiedName,
+    partition: &str,
+    generation: i32,
+    chunk_no: i32,
+    change: &ChunkChange<'_>,
+) -> String {
+    chunk_set_sql(table, partition, generation, chunk_no, change.state(), &change.sets())
+}
+
 /// SQL that sets `state` (and any extra `column = literal` pairs) on one chunk row of the current
-/// plan, unless it was superseded meanwhile (a rewrite made a new plan): the caller checks that
-/// one row changed.
-pub fn chunk_set_sql(
+/// plan, unless it was superseded meanwhile.
+fn chunk_set_sql(
     table: &QualifiedName,
     partition: &str,
     generation: i32,
@@ -518,6 +632,90 @@ pub fn upsert_sql(r: &ManifestRecord) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn each_chunk_transition_writes_its_state_and_columns_in_one_place() {
+        use ChunkChange::*;
+        let streamed = Streamed { rows: 5, raw_bytes: 50, compressed_bytes: 20, sha256: "ab", composite: "cd-1" };
+        let adopted = Adopted {
+            etag: Some("e"),
+            version_id: Some("v"),
+            rows: 5,
+            raw_bytes: 50,
+            compressed_bytes: 20,
+            sha256: "ab",
+            composite: Some("ef"),
+        };
+        // (change, state, columns set to a value, columns cleared)
+        let cases: Vec<(ChunkChange<'_>, &str, Vec<&str>, Vec<&str>)> = vec![
+            (
+                Uploading { upload_id: "u", token: "t" },
+                "uploading",
+                vec!["multipart_upload_id", "upload_token"],
+                vec!["last_error", "row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite"],
+            ),
+            (
+                streamed,
+                "uploading",
+                vec!["row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite"],
+                vec![],
+            ),
+            (
+                Uploaded { etag: Some("e"), version_id: None },
+                "uploaded",
+                vec!["etag", "uploaded_at"],
+                vec!["version_id", "multipart_upload_id"],
+            ),
+            (
+                adopted,
+                "uploaded",
+                vec![
+                    "etag",
+                    "version_id",
+                    "uploaded_at",
+                    "row_count",
+                    "raw_bytes",
+                    "compressed_bytes",
+                    "sha256",
+                    "checksum_composite",
+                ],
+                vec!["multipart_upload_id", "upload_token", "last_error"],
+            ),
+            (Failed { why: "w" }, "pending", vec!["last_error"], vec!["multipart_upload_id"]),
+            (
+                Lost { why: "w" },
+                "pending",
+                vec!["last_error"],
+                vec![
+                    "row_count",
+                    "raw_bytes",
+                    "compressed_bytes",
+                    "sha256",
+                    "checksum_composite",
+                    "multipart_upload_id",
+                    "upload_token",
+                    "etag",
+                    "version_id",
+                    "uploaded_at",
+                ],
+            ),
+        ];
+        for (change, state, set, cleared) in cases {
+            assert_eq!(change.state(), state, "{change:?}");
+            let sets = change.sets();
+            let mut got_set: Vec<&str> = sets.iter().filter(|(_, v)| v.is_some()).map(|(c, _)| *c).collect();
+            let mut got_cleared: Vec<&str> = sets.iter().filter(|(_, v)| v.is_none()).map(|(c, _)| *c).collect();
+            let (mut set, mut cleared) = (set, cleared);
+            for v in [&mut got_set, &mut got_cleared, &mut set, &mut cleared] {
+                v.sort_unstable();
+            }
+            assert_eq!((got_set, got_cleared), (set, cleared), "{change:?}");
+        }
+        let sql = chunk_change_sql(&QualifiedName::new("s", "t"), "p'x", 2, 3, &Failed { why: "it's gone" });
+        assert!(sql.contains("state = 'pending'") && sql.contains("last_error = 'it''s gone'"), "{sql}");
+        assert!(sql.contains("partition_name = 'p''x'") && sql.contains("generation = 2 AND chunk_no = 3"), "{sql}");
+    }
+
     use super::*;
 
     fn record(from: Option<&str>) -> ManifestRecord {

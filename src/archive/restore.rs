@@ -361,7 +361,7 @@ pub async fn restore(
         rows: 0,
         // One object: its SHA-256 (each of a chunked archive's is checked against its own).
         sha256: (objects == 1).then(|| rec.objects()[0].sha256.unwrap_or_default().to_string()),
-        chunks: rec.is_chunked().then_some(objects),
+        chunks: (objects > 1).then_some(objects),
         chunks_done: None,
         unfinished_because: None,
         source,

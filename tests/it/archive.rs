@@ -448,10 +448,8 @@ async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused()
     for (what, body, needle) in cases {
         // Overwrite the object and point the manifest at the new version (as a hand edit would).
         let put = s3.put_object().bucket(&env.bucket).key(&key).body(body.into()).send().await.unwrap();
-        env.db
-            .execute("UPDATE partition_archiver.archive_manifest SET version_id = $1 WHERE partition_name = 'trades_2026_03'", &[&put.version_id])
-            .await
-            .unwrap();
+        let version = put.version_id.unwrap();
+        env.edit_archive_record("trades_2026_03", &format!("version_id = '{version}'")).await;
         let (out, v) = env.json(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]);
         assert_ne!(out.status.code(), Some(0), "{what}");
         assert!(v.to_string().contains(needle), "{what}: {v}");
@@ -478,16 +476,18 @@ async fn corrupt_truncated_or_foreign_objects_and_edited_manifests_are_refused()
     // A manifest swapped, consistently, to another table's archive (checksums, size, rows): refused
     // by its key before anything is read.
     ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
-    env.db
-        .batch_execute(
-            "UPDATE partition_archiver.archive_manifest t
-                SET (object_key, version_id, sha256, row_count, compressed_bytes, checksum_composite) =
-                    (SELECT o.object_key, o.version_id, o.sha256, o.row_count, o.compressed_bytes, o.checksum_composite
-                       FROM partition_archiver.archive_manifest o WHERE o.partition_name = 'orders_2026_03')
-              WHERE t.partition_name = 'trades_2026_03'",
-        )
-        .await
-        .unwrap();
+    for table in ["archive_manifest", "archive_chunk"] {
+        env.db
+            .batch_execute(&format!(
+                "UPDATE partition_archiver.{table} t
+                    SET (object_key, version_id, sha256, row_count, compressed_bytes, checksum_composite) =
+                        (SELECT o.object_key, o.version_id, o.sha256, o.row_count, o.compressed_bytes, o.checksum_composite
+                           FROM partition_archiver.{table} o WHERE o.partition_name = 'orders_2026_03')
+                  WHERE t.partition_name = 'trades_2026_03'"
+            ))
+            .await
+            .unwrap();
+    }
     let (out, v) = env.json(&["restore", "--table", "trades", "--partition", "trades_2026_03"], &[]);
     assert_eq!(out.status.code(), Some(1), "{v}");
     assert!(v.to_string().contains("which is not an archive of public.trades trades_2026_03"), "{v}");

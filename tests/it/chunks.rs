@@ -123,8 +123,10 @@ async fn a_chunked_archive_is_one_valid_csv_per_block_range_and_restores_identic
         assert_eq!(key, &format!("{MARCH_DIR}{MARCH}.g1.c{no:05}.csv.zst"));
     }
     assert_eq!(chunks.iter().map(|c| c.4.unwrap()).sum::<i64>(), march_rows);
-    // April is small: one object under the key used before chunks existed.
-    assert!(chunk_rows(&env, "orders_2026_04").await.is_empty());
+    // April is small: a plan of one chunk, its object under the key used before chunks existed.
+    let april_chunks = chunk_rows(&env, "orders_2026_04").await;
+    assert_eq!(april_chunks.len(), 1, "{april_chunks:?}");
+    assert_eq!(april_chunks[0].3, "partition-archiver/public.orders/year=2026/month=04/orders_2026_04.csv.zst");
     let april = env
         .scalar_text(
             "SELECT object_key FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_04'",
@@ -186,7 +188,7 @@ async fn a_time_budget_stops_between_chunks_and_the_next_run_goes_on_without_red
     // then expected to take 8 s with the 1.5x margin) and stops starting chunks once the 25 s
     // budget, less 2.5 s kept for verify and report, would not cover one: after three rounds of
     // two streams.
-    let slow = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "chunk_after_complete=pause")]].concat();
+    let slow = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "after_complete=pause")]].concat();
     let started = Instant::now();
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders", "--time-budget", "25"], &slow);
     ok(&out);
@@ -234,7 +236,7 @@ async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() 
     let vars = [
         ("ARCHIVE_CHUNK_SIZE", "1MiB"),
         ("ARCHIVE_STREAMS", "1"),
-        ("PARTITION_ARCHIVER_FAILPOINTS", "chunk_after_complete=pause"),
+        ("PARTITION_ARCHIVER_FAILPOINTS", "after_complete=pause"),
     ];
     let child = env
         .command(&["maintain", "--now", NOW, "--table", "orders"], &vars)
@@ -316,7 +318,7 @@ async fn chunk_settings_beyond_what_the_server_allows_are_refused_before_anythin
 
 #[tokio::test]
 async fn a_chunked_archive_killed_at_any_chunk_step_is_completed_by_the_next_run_uploading_each_chunk_once() {
-    for point in ["chunk_after_create_upload", "chunk_before_complete", "chunk_after_complete"] {
+    for point in ["after_create_upload", "before_complete", "after_complete"] {
         let env = TestEnv::migrated_at(NOW).await;
         seed_big(&env, 24_000).await;
         let original = env.scalar_text(ORDERS_SUM).await;
@@ -501,7 +503,7 @@ async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_
     let mut children = Vec::new();
     for unit in units.iter().chain(std::iter::once(&units[0])) {
         let chunk = unit["chunk"].to_string();
-        let kill = if chunk == "2" { "chunk_before_complete" } else { "" };
+        let kill = if chunk == "2" { "before_complete" } else { "" };
         let vars = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", kill)]].concat();
         let cmd = env
             .command(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", &chunk], &vars)
@@ -608,7 +610,7 @@ async fn a_chunk_object_whose_record_was_lost_is_adopted_by_its_content_and_anot
     // Planned by the fan-out's prepare step; chunk 1 uploaded and completed by a unit killed before
     // recording it.
     ok(&env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED));
-    let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "chunk_after_complete")]].concat();
+    let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "after_complete")]].concat();
     let out = env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", "1"], &crash);
     assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
     // The database then loses what that upload recorded (a point-in-time restore, a failover): the
@@ -637,7 +639,11 @@ async fn a_chunk_object_whose_record_was_lost_is_adopted_by_its_content_and_anot
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
     assert!(!out.status.success(), "{report}");
     let text = report.to_string();
-    assert!(text.contains("did not upload") && text.contains("rows differ from the"), "{report}");
+    assert!(
+        text.contains("already holds another archive")
+            && text.contains("whose rows differ from public.orders_2026_03 chunk 2"),
+        "{report}"
+    );
     assert!(
         text.contains(&format!("written for public.orders/{MARCH}#1 by this database")),
         "names the writer: {report}"

@@ -170,14 +170,7 @@ async fn bad_retrieval_input_is_refused_by_name_and_changes_nothing() {
         .find(|v| v.key().unwrap().ends_with(".manifest.json"))
         .and_then(|v| v.version_id().map(str::to_string))
         .unwrap();
-    env.db
-        .execute(
-            "UPDATE partition_archiver.archive_manifest SET version_id = $1, sha256 = repeat('0', 64) \
-             WHERE partition_name = 'trades_2026_03'",
-            &[&other],
-        )
-        .await
-        .unwrap();
+    env.edit_archive_record("trades_2026_03", &format!("version_id = '{other}', sha256 = repeat('0', 64)")).await;
     let (out, v) = env.json(&restore, &[]);
     assert_eq!(out.status.code(), Some(2), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains(&format!("version {other} does not exist")), "{v}");

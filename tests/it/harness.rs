@@ -184,6 +184,16 @@ impl TestEnv {
         self.db.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
     }
 
+    /// Edits the record of a one-object archive by hand: `set` (an SQL SET list, e.g.
+    /// `version_id = 'v'`) on its manifest row and on its one chunk, where the archive's objects
+    /// are recorded.
+    pub async fn edit_archive_record(&self, partition: &str, set: &str) {
+        for table in ["archive_manifest", "archive_chunk"] {
+            let sql = format!("UPDATE partition_archiver.{table} SET {set} WHERE partition_name = $1");
+            self.db.execute(&sql, &[&partition]).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
+    }
+
     /// Everything in the database that a failed command must not have changed.
     pub async fn fingerprint(&self) -> String {
         self.scalar_text(

@@ -9,6 +9,7 @@ mod cold;
 mod faults;
 mod harness;
 mod lambda;
+mod older;
 mod parquet;
 mod partitions;
 mod progress;

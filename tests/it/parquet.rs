@@ -335,13 +335,7 @@ async fn a_corrupted_parquet_object_fails_verify_and_restore_changing_nothing() 
             .await
             .unwrap();
         let latest = s3.head_object().bucket(&env.bucket).key(key).send().await.unwrap();
-        env.db
-            .execute(
-                "UPDATE partition_archiver.archive_manifest SET version_id = $1 WHERE partition_name = 'typed_2026_03'",
-                &[&latest.version_id().unwrap()],
-            )
-            .await
-            .unwrap();
+        env.edit_archive_record("typed_2026_03", &format!("version_id = '{}'", latest.version_id().unwrap())).await;
         let before = env.fingerprint().await;
         let (out, v) = env.json(&["verify", "--deep", "--table", "public.typed"], &[]);
         assert!(!out.status.success(), "{what}: {v}");

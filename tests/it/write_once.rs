@@ -259,7 +259,7 @@ async fn an_object_written_at_the_key_while_streaming_wins_and_nothing_is_droppe
     let started = std::time::Instant::now();
     let key = loop {
         let key = env
-            .scalar_text("SELECT min(object_key) FROM partition_archiver.archive_manifest WHERE state = 'uploading' AND sha256 IS NOT NULL")
+            .scalar_text("SELECT min(object_key) FROM partition_archiver.archive_chunk WHERE state = 'uploading' AND sha256 IS NOT NULL")
             .await;
         if let Some(key) = key {
             break key;
@@ -287,9 +287,17 @@ async fn an_object_written_at_the_key_while_streaming_wins_and_nothing_is_droppe
     assert_eq!(versions_by_key(&env.bucket).await.get(&key), Some(&1), "the other object was not replaced");
     assert_eq!(env.multipart_uploads().await, 0, "the run's own upload was aborted");
     assert_eq!(
-        env.scalar_text("SELECT state || coalesce(object_key, '-') FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'").await.as_deref(),
-        Some("detached-"),
-        "back to detached, without a key"
+        env.scalar_text("SELECT state FROM partition_archiver.archive_chunk WHERE partition_name = 'orders_2026_03'")
+            .await
+            .as_deref(),
+        Some("pending"),
+        "its one chunk is back to pending"
     );
+    let last_error = env
+        .scalar_text(
+            "SELECT last_error FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'",
+        )
+        .await;
+    assert!(last_error.is_some_and(|e| e.contains("already holds another archive")), "the refusal is recorded");
     before.assert_none_lost(&env).await;
 }

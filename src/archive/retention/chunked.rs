@@ -1,18 +1,21 @@
-//! Chunked archives: a partition larger than `ARCHIVE_CHUNK_SIZE` is archived as one object per
-//! ctid block range ([`crate::plan::chunks`]), by up to `ARCHIVE_STREAMS` connections at once,
-//! chunk by chunk, resumable, within the run's time budget.
+//! Every archive is a chunk plan: a partition is archived as one object per ctid block range
+//! ([`crate::plan::chunks`]; one range, and the key `{partition}.{ext}`, for a partition under
+//! `ARCHIVE_CHUNK_SIZE`), by up to `ARCHIVE_STREAMS` connections at once, chunk by chunk,
+//! resumable, within the run's time budget.
 //!
 //! 1. [`plan`]: under the table's lock, the relation's filenode and block count are read and the
 //!    ranges recorded as `archive_chunk` rows of a new plan (`chunk_generation`); chunks of older
 //!    plans become `superseded` (their objects, if any, are deleted from the listing: a delete
-//!    marker in a versioned bucket), and the partition's row goes to `uploading`.
+//!    marker in a versioned bucket), and the partition's row goes to `uploading`. One object an
+//!    earlier version recorded, possibly complete, is carried over as a plan of one.
 //! 2. [`run_chunks`]: workers, each with its own connection, take the next unfinished chunk while
 //!    the time budget allows ([`crate::plan::chunks::worth_starting`]) and archive it
 //!    ([`archive_chunk`]) under an advisory lock of its own, so runs and fan-out units never
-//!    archive the same chunk twice.
-//! 3. Once every chunk of the plan is `uploaded`: every chunk object passes HEAD, the sum of chunk
-//!    rows equals `count(*)` of the table, the partition's row records the totals (`uploaded`) and
-//!    the JSON manifest listing every chunk is written (`verified`), as for one object.
+//!    archive the same chunk twice. Each chunk's rows are checked over its own range before its
+//!    object is completed; an object already at its key is adopted only as provably its own.
+//! 3. [`finish`], once every chunk of the plan is `uploaded`: the plan covers every block, every
+//!    chunk object passes HEAD, the partition's row records the totals (`uploaded`) and the JSON
+//!    manifest listing every chunk is written (`verified`). No table is read.
 //!
 //! # Consistency across connections and invocations
 //! The partition is detached and frozen before any chunk is read, so its rows do not change; only
@@ -24,7 +27,7 @@
 
 use super::record::{record, Archived};
 use crate::archive::check;
-use crate::archive::manifest::{self, ChunkRecord, ManifestRecord};
+use crate::archive::manifest::{self, ChunkChange, ChunkRecord, ManifestRecord};
 use crate::archive::pipeline::{self, Hashes, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access};
@@ -75,22 +78,25 @@ async fn relation(client: &Client, table: &QualifiedName) -> anyhow::Result<Rela
     })
 }
 
-/// Should this partition be archived in chunks? Yes when a chunk plan is recorded, no when a
-/// single-object upload may already have completed (its figures are recorded), otherwise by size.
-pub(super) async fn is_chunked(client: &Client, rec: &ManifestRecord, archiver: &Archiver) -> anyhow::Result<bool> {
-    if rec.is_chunked() {
-        return Ok(true);
-    }
-    if rec.sha256.is_some() || rec.state == "uploaded" {
-        return Ok(false);
-    }
-    let rel = relation(client, &rec.partition()).await?;
-    let chunk_size = archiver.store.settings.chunk_size;
-    Ok(chunks::plan_chunks(rel.blocks.max(0) as u64, rel.block_size.max(1) as u64, chunk_size).is_some())
+/// Does a new plan replace the recorded one? When there is none, and when nothing of it may have
+/// been completed yet (no chunk uploaded or with figures recorded) while the current settings
+/// put archives in another folder (ARCHIVE_PREFIX changed, as an operator does after a refusal:
+/// another database writes to the old one) or in another format or compression (a Parquet archive
+/// refused for a value it cannot hold, then the table set to CSV). Once something may be
+/// complete, the plan keeps its keys, format and compression, whatever the settings say now.
+fn needs_plan(rec: &ManifestRecord, (format, compression, single_key): (Format, Compression, &str)) -> bool {
+    let Some(first) = rec.current_chunks().next().filter(|_| rec.is_chunked()) else { return true };
+    let folder = |key: &str| key.rsplit_once('/').map_or(String::new(), |(dir, _)| dir.to_string());
+    let nothing_complete = rec.current_chunks().all(|c| c.state != "uploaded" && c.sha256.is_none());
+    let moved = folder(&first.object_key) != folder(single_key)
+        || rec.format().ok() != Some(format)
+        || rec.compression().ok() != Some(compression);
+    nothing_complete && moved
 }
 
-/// Archives a chunked partition as far as the time budget allows. `single_key` is where its one
-/// object would go (the chunks go beside it).
+/// Archives a partition as far as the time budget allows, as a plan of chunks (one, for a
+/// partition under `ARCHIVE_CHUNK_SIZE`). `single_key` is where its one object goes (the chunks
+/// of a larger one go beside it), under the format and compression given, when it is planned.
 pub(super) async fn archive_chunked(
     client: &mut Client,
     policy: &TablePolicy,
@@ -102,7 +108,7 @@ pub(super) async fn archive_chunked(
     same_bucket(&rec, archiver, partition)?;
     let mut plans = 0;
     loop {
-        if !rec.is_chunked() || rec.current_chunks().next().is_none() {
+        if needs_plan(&rec, (format, compression, single_key)) {
             if plans == MAX_PLANS_PER_RUN {
                 bail!(Error::integrity(format!(
                     "{partition} was rewritten {plans} times while its chunks were archived: stopped, nothing dropped; \
@@ -112,8 +118,8 @@ pub(super) async fn archive_chunked(
             rec = plan(client, policy, partition, archiver, format, compression, single_key).await?;
             plans += 1;
         }
-        if archiver.fan_out {
-            // The chunks are the fan-out's units: planned here, streamed by `archive_chunk`
+        if archiver.fan_out && rec.current_chunks().count() > 1 {
+            // The chunks are the fan-out's units (a plan of one is archived here, at once): planned here, streamed by `archive_chunk`
             // invocations, finished by the next maintain once all are uploaded. A plan the table
             // no longer matches (a rewrite) is made again first, so the units are valid.
             if let Err(why) = unchanged(client, partition, &rec).await? {
@@ -199,14 +205,21 @@ async fn plan(
     let store = &archiver.store;
     // As recorded now: the chunks the workers have just recorded are the ones to retire.
     let rec = &reload(client, policy, partition).await?;
-    // A single-object upload started before the partition was chunked (settings changed).
-    if let (Some(key), Some(id)) = (rec.object_key.as_deref(), rec.multipart_upload_id.as_deref()) {
+    // One object recorded by an earlier version that may already be complete is carried over as a
+    // plan of one chunk; an upload of one that cannot have completed is aborted.
+    let carried = carried_object(rec);
+    if let (None, Some(key), Some(id)) = (&carried, rec.object_key.as_deref(), rec.multipart_upload_id.as_deref()) {
         store.abort_upload(key, id).await?;
     }
     let rel = relation(client, partition).await?;
     let chunk_size = store.settings.chunk_size;
-    let ranges = chunks::plan_chunks(rel.blocks.max(0) as u64, rel.block_size.max(1) as u64, chunk_size)
-        .unwrap_or_else(|| vec![BlockRange { from: 0, to: None }]);
+    let whole = vec![BlockRange { from: 0, to: None }];
+    let ranges = match carried {
+        Some(_) => whole,
+        None => {
+            chunks::plan_chunks(rel.blocks.max(0) as u64, rel.block_size.max(1) as u64, chunk_size).unwrap_or(whole)
+        }
+    };
     let generation = rec.chunks.iter().map(|c| c.generation).max().unwrap_or(0) + 1;
     let (schema, table, name) =
         (quote_literal(&policy.table.schema), quote_literal(&policy.table.name), quote_literal(&partition.name));
@@ -214,15 +227,24 @@ async fn plan(
         "UPDATE partition_archiver.archive_chunk SET state = 'superseded', updated_at = now() \
          WHERE table_schema = {schema} AND table_name = {table} AND partition_name = {name} AND state <> 'superseded'"
     )];
+    // A plan of one chunk keeps the key archives had before chunks existed, `{partition}.{ext}`
+    // (readers and query engines see the same keys), unless an earlier plan used it.
+    let single_free = !rec.chunks.iter().any(|c| c.object_key == single_key);
     for (i, r) in ranges.iter().enumerate() {
         let no = i as i32 + 1;
-        let key = manifest::chunk_key(single_key, &partition.name, generation, no, format, compression);
+        let key = match (&carried, ranges.len() == 1 && single_free) {
+            (Some(c), _) => c.key.clone(),
+            (None, true) => single_key.to_string(),
+            (None, false) => manifest::chunk_key(single_key, &partition.name, generation, no, format, compression),
+        };
+        let (columns, values) = carried.as_ref().map(Carried::columns_and_values).unwrap_or_default();
         sql.push(format!(
             "INSERT INTO partition_archiver.archive_chunk (table_schema, table_name, partition_name, generation, chunk_no, \
-             block_from, block_to, state, object_key) VALUES ({schema}, {table}, {name}, {generation}, {no}, {}, {}, 'pending', {})",
+             block_from, block_to, object_key, state{columns}) VALUES ({schema}, {table}, {name}, {generation}, {no}, {}, {}, {}, {}{values})",
             r.from,
             r.to.map_or("NULL".to_string(), |t| t.to_string()),
-            quote_literal(&key)
+            quote_literal(&key),
+            quote_literal(carried.as_ref().map_or("pending", |c| c.state)),
         ));
     }
     sql.push(manifest::set_state_sql(
@@ -258,6 +280,51 @@ async fn plan(
     let rec = reload(client, policy, partition).await?;
     retire_superseded(archiver, &rec).await;
     Ok(rec)
+}
+
+/// One object an earlier version recorded on the partition's row (no chunk plan) that may already
+/// be complete: its figures are recorded (so a run may have died between S3 completing it and
+/// `uploaded` being recorded), or it is `uploaded`. It becomes chunk 1 of a plan of one, with its
+/// key, token and figures, so it is adopted (or verified) as any chunk's own upload is.
+struct Carried {
+    key: String,
+    state: &'static str,
+    sets: Vec<(&'static str, Option<String>)>,
+}
+
+fn carried_object(rec: &ManifestRecord) -> Option<Carried> {
+    let key = rec.object_key.clone()?;
+    if rec.is_chunked() || (rec.sha256.is_none() && rec.state != "uploaded") {
+        return None;
+    }
+    let number = |v: Option<i64>| v.map(|v| v.to_string());
+    Some(Carried {
+        key,
+        state: if rec.state == "uploaded" { "uploaded" } else { "uploading" },
+        sets: vec![
+            ("upload_token", rec.upload_token.clone()),
+            ("multipart_upload_id", rec.multipart_upload_id.clone()),
+            ("row_count", number(rec.row_count)),
+            ("raw_bytes", number(rec.raw_bytes)),
+            ("compressed_bytes", number(rec.compressed_bytes)),
+            ("sha256", rec.sha256.clone()),
+            ("checksum_composite", rec.checksum_composite.clone()),
+            ("etag", rec.etag.clone()),
+            ("version_id", rec.version_id.clone()),
+        ],
+    })
+}
+
+impl Carried {
+    /// `, col, ...` and `, value, ...` for the chunk's INSERT (values quoted; numbers are ours).
+    fn columns_and_values(&self) -> (String, String) {
+        let (mut columns, mut values) = (String::new(), String::new());
+        for (column, value) in &self.sets {
+            columns.push_str(&format!(", {column}"));
+            values.push_str(&format!(", {}", value.as_deref().map_or("NULL".to_string(), quote_literal)));
+        }
+        (columns, values)
+    }
 }
 
 /// Chunks of older plans leave the archive's directory (query engines read every object in it): a
@@ -421,25 +488,30 @@ async fn load_chunk(
     Ok(rec.chunks.into_iter().find(|c| c.generation == chunk.generation && c.chunk_no == chunk.chunk_no))
 }
 
-/// Runs a chunk-row update; `false` when the chunk was superseded meanwhile (no row changed).
+/// Records one transition of a chunk's row ([`ChunkChange`]); `false` when the chunk was
+/// superseded meanwhile (no row changed).
 async fn set_chunk(
     conn: &Client,
     policy: &TablePolicy,
     partition: &QualifiedName,
     chunk: &ChunkRecord,
-    state: &str,
-    extra: &[(&str, Option<String>)],
+    change: ChunkChange<'_>,
 ) -> anyhow::Result<bool> {
-    let sql = manifest::chunk_set_sql(&policy.table, &partition.name, chunk.generation, chunk.chunk_no, state, extra);
+    let sql = manifest::chunk_change_sql(&policy.table, &partition.name, chunk.generation, chunk.chunk_no, &change);
     Ok(conn.execute(&sql, &[]).await.context("record chunk state")? == 1)
 }
 
-/// Does the relation still match the plan?
+/// Does the relation still match the plan? A plan of one chunk from block 0 to the end reads every
+/// row wherever a rewrite put it: it always does.
 async fn unchanged(
     conn: &Client,
     partition: &QualifiedName,
     rec: &ManifestRecord,
 ) -> anyhow::Result<Result<(), String>> {
+    let ranges: Vec<BlockRange> = rec.current_chunks().map(|c| c.range()).collect();
+    if ranges == [BlockRange { from: 0, to: None }] {
+        return Ok(Ok(()));
+    }
     let now = relation(conn, partition).await?;
     if Some(now.filenode) == rec.rel_filenode && Some(now.blocks) == rec.rel_blocks {
         return Ok(Ok(()));
@@ -450,6 +522,15 @@ async fn unchanged(
         check::shown(rec.rel_blocks),
         now.filenode, now.blocks
     )))
+}
+
+/// What one chunk's attempt works with.
+struct Job<'a> {
+    conn: &'a Client,
+    policy: &'a TablePolicy,
+    partition: &'a QualifiedName,
+    archiver: &'a Archiver,
+    rec: &'a ManifestRecord,
 }
 
 async fn archive_locked_chunk(
@@ -482,80 +563,31 @@ async fn archive_locked_chunk(
         return Ok(ChunkRun::Rewritten(why));
     }
     let started = Instant::now();
-    let (format, compression) = (rec.format()?, rec.compression()?);
+    let format = rec.format()?;
     let token = store::new_upload_token();
     let origin = Origin {
         upload_token: token.clone(),
         system_identifier: rec.system_identifier.clone(),
-        source: format!("{}/{}#{}", policy.table, partition.name, chunk.chunk_no),
+        // `#N` names a chunk of a larger plan; a plan of one is the partition's one object.
+        source: match rec.current_chunks().count() {
+            1 => format!("{}/{}", policy.table, partition.name),
+            _ => format!("{}/{}#{}", policy.table, partition.name, chunk.chunk_no),
+        },
     };
     let parquet = super::prepare::parquet_write(conn, rec, format, partition, &store.settings).await?;
     let upload_id = store.create_upload(key, format.content_type(), &origin).await?;
-    let recorded = set_chunk(
-        conn,
-        policy,
-        partition,
-        &chunk,
-        "uploading",
-        &[
-            ("multipart_upload_id", Some(upload_id.clone())),
-            ("upload_token", Some(token.clone())),
-            ("row_count", None),
-            ("raw_bytes", None),
-            ("compressed_bytes", None),
-            ("sha256", None),
-            ("checksum_composite", None),
-            ("last_error", None),
-        ],
-    )
-    .await;
+    let recorded =
+        set_chunk(conn, policy, partition, &chunk, ChunkChange::Uploading { upload_id: &upload_id, token: &token })
+            .await;
     if !matches!(recorded, Ok(true)) {
         let _ = store.abort_upload(key, &upload_id).await;
         recorded?;
         return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
     }
-    crate::fail_point!("chunk_after_create_upload");
-    let rel_blocks = rec.rel_blocks.unwrap_or(0).max(0) as u64;
-    let heap_bytes = chunk.range().blocks(rel_blocks) * block_size;
-    let condition = chunk.range().ctid_condition();
-    let settings = &store.settings;
-    let progress = Progress::start(
-        format!("archive {partition} chunk {}", chunk.chunk_no),
-        Measure::Bytes,
-        None,
-        settings.progress_log_every(),
-    );
-    let copy_sql = pipeline::copy_out_sql(partition, format, parquet.as_ref(), Some(&condition));
-    let written_columns = parquet.as_ref().map(|p| p.columns.clone());
-    let outcome: anyhow::Result<Result<pipeline::Streamed, String>> = async {
-        let up = pipeline::archive_stream(
-            conn,
-            &copy_sql,
-            store,
-            key,
-            &upload_id,
-            format,
-            compression,
-            settings.compression_level,
-            parquet,
-            settings.part_size_for(heap_bytes),
-            settings.parts_in_flight,
-            progress,
-        )
-        .await?;
-        // The rows of the same range, counted after the COPY (with a Parquet chunk's statistics);
-        // the relation checked again after the count, so a rewrite anywhere between the first
-        // check and here is seen.
-        let checked = check_chunk(conn, partition, &condition, &up, written_columns.as_deref()).await?;
-        if let Err(why) = unchanged(conn, partition, rec).await? {
-            return Ok(Err(why));
-        }
-        checked
-            .map_err(|why| Error::integrity(format!("{partition} chunk {}: {why}: not uploaded", chunk.chunk_no)))?;
-        Ok(Ok(up))
-    }
-    .await;
-    let up = match outcome {
+    crate::fail_point!("after_create_upload");
+    let heap_bytes = chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size;
+    let job = Job { conn, policy, partition, archiver, rec };
+    let up = match stream_checked(&job, &chunk, &upload_id, parquet, heap_bytes).await {
         Ok(Ok(up)) => up,
         Ok(Err(why)) => {
             let _ = store.abort_upload(key, &upload_id).await;
@@ -563,58 +595,101 @@ async fn archive_locked_chunk(
         }
         Err(e) => return Err(give_back(conn, policy, partition, store, &chunk, &upload_id, e).await),
     };
-    // The figures before the object exists, as for one object: a run killed right after S3
-    // completes it finds the object described by the chunk's own row.
-    let figures = [
-        ("row_count", Some(up.rows.to_string())),
-        ("raw_bytes", Some(up.raw_bytes.to_string())),
-        ("compressed_bytes", Some(up.compressed_bytes.to_string())),
-        ("sha256", Some(up.sha256.clone())),
-        ("checksum_composite", Some(up.composite_sha256.clone())),
-    ];
-    if !set_chunk(conn, policy, partition, &chunk, "uploading", &figures).await? {
-        let _ = store.abort_upload(key, &upload_id).await;
-        return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
+    let run = complete(&job, &chunk, &upload_id, &up).await?;
+    if matches!(run, ChunkRun::Done(..)) {
+        tracing::info!(%partition, chunk = chunk.chunk_no, rows = up.rows, bytes = up.compressed_bytes, "chunk uploaded");
+        return Ok(ChunkRun::Done(heap_bytes, started.elapsed()));
     }
-    crate::fail_point!("chunk_before_complete");
-    let (etag, version_id) = match store.complete_upload(key, &upload_id, &up.parts).await {
-        Ok(WriteOnce::Written(ids)) => ids,
-        Ok(WriteOnce::Exists) => {
-            let _ = store.abort_upload(key, &upload_id).await;
-            // Our own completion, answered 412 on a retry of the call? Then it is ours: adopt it.
-            match store.head(key, None).await? {
-                Some(head)
-                    if head.metadata.get(store::META_UPLOAD_TOKEN) == Some(&token)
-                        && head.size == up.compressed_bytes as i64
-                        && head.checksum_sha256.as_deref() == Some(up.composite_sha256.as_str()) =>
-                {
-                    (head.etag, head.version_id)
-                }
-                _ => bail!(Error::integrity(format!(
-                    "another writer completed an object at s3://{}/{key} while chunk {} of {partition} streamed: ours \
-                     was dropped, nothing is dropped from the database",
-                    settings.bucket, chunk.chunk_no
-                ))),
-            }
-        }
-        Err(e) => return Err(give_back(conn, policy, partition, store, &chunk, &upload_id, e).await),
+    Ok(run)
+}
+
+/// Streams the chunk's block range into the upload, then checks its rows over the same range
+/// ([`check_chunk`]) and that the relation was not rewritten meanwhile (`Ok(Err(why))` if it was).
+async fn stream_checked(
+    job: &Job<'_>,
+    chunk: &ChunkRecord,
+    upload_id: &str,
+    parquet: Option<pipeline::ParquetWrite>,
+    heap_bytes: u64,
+) -> anyhow::Result<Result<pipeline::Streamed, String>> {
+    let (partition, rec, store) = (job.partition, job.rec, &job.archiver.store);
+    let settings = &store.settings;
+    let (format, compression) = (rec.format()?, rec.compression()?);
+    let condition = chunk.range().ctid_condition();
+    let work = match rec.current_chunks().count() {
+        1 => format!("archive {partition}"),
+        _ => format!("archive {partition} chunk {}", chunk.chunk_no),
     };
-    crate::fail_point!("chunk_after_complete");
-    let recorded = set_chunk(
-        conn,
-        policy,
-        partition,
-        &chunk,
-        "uploaded",
-        &[
-            ("etag", etag),
-            ("version_id", version_id.clone()),
-            ("multipart_upload_id", None),
-            ("uploaded_at", Some("now()".into())),
-        ],
+    let progress = Progress::start(work, Measure::Bytes, None, settings.progress_log_every());
+    let copy_sql = pipeline::copy_out_sql(partition, format, parquet.as_ref(), Some(&condition));
+    let written_columns = parquet.as_ref().map(|p| p.columns.clone());
+    let up = pipeline::archive_stream(
+        job.conn,
+        &copy_sql,
+        store,
+        &chunk.object_key,
+        upload_id,
+        format,
+        compression,
+        settings.compression_level,
+        parquet,
+        settings.part_size_for(heap_bytes),
+        settings.parts_in_flight,
+        progress,
     )
     .await?;
-    if !recorded {
+    // The rows of the same range, counted after the COPY (with a Parquet chunk's statistics);
+    // the relation checked again after the count, so a rewrite anywhere between the first check
+    // and here is seen.
+    let checked = check_chunk(job.conn, partition, &condition, &up, written_columns.as_deref()).await?;
+    if let Err(why) = unchanged(job.conn, partition, rec).await? {
+        return Ok(Err(why));
+    }
+    checked.map_err(|why| Error::integrity(format!("{partition} chunk {}: {why}: not uploaded", chunk.chunk_no)))?;
+    Ok(Ok(up))
+}
+
+/// Records what was streamed, completes the upload write-once and records the chunk `uploaded`.
+/// An object another writer completed at the key meanwhile is adopted only as provably this
+/// chunk's ([`found_at_key`]).
+async fn complete(
+    job: &Job<'_>,
+    chunk: &ChunkRecord,
+    upload_id: &str,
+    up: &pipeline::Streamed,
+) -> anyhow::Result<ChunkRun> {
+    let Job { conn, policy, partition, archiver, rec } = *job;
+    let (store, key) = (&archiver.store, chunk.object_key.as_str());
+    // The figures before the object exists: a run killed right after S3 completes it finds the
+    // object described by the chunk's own row.
+    let streamed = ChunkChange::Streamed {
+        rows: up.rows,
+        raw_bytes: up.raw_bytes,
+        compressed_bytes: up.compressed_bytes,
+        sha256: &up.sha256,
+        composite: &up.composite_sha256,
+    };
+    if !set_chunk(conn, policy, partition, chunk, streamed).await? {
+        let _ = store.abort_upload(key, upload_id).await;
+        return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
+    }
+    crate::fail_point!("before_complete");
+    let (etag, version_id) = match store.complete_upload(key, upload_id, &up.parts).await {
+        Ok(WriteOnce::Written(ids)) => ids,
+        Ok(WriteOnce::Exists) => {
+            let _ = store.abort_upload(key, upload_id).await;
+            // Our own completion, answered 412 on a retry of the call, or another writer's.
+            let head = store.head(key, None).await?.context("the key that refused our upload holds no object")?;
+            let Some(chunk) = load_chunk(conn, policy, partition, chunk).await? else {
+                return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
+            };
+            return found_at_key(conn, policy, partition, archiver, rec, &chunk, &head).await;
+        }
+        Err(e) => return Err(give_back(conn, policy, partition, store, chunk, upload_id, e).await),
+    };
+    crate::fail_point!("after_complete");
+    let uploaded = ChunkChange::Uploaded { etag: etag.as_deref(), version_id: version_id.as_deref() };
+    if !set_chunk(conn, policy, partition, chunk, uploaded).await? {
         // A new plan superseded this chunk while it streamed: its object is not part of the
         // archive, so it leaves the directory now (the new plan's run also retries this).
         if let Err(e) = store.hide_superseded(key, version_id.as_deref()).await {
@@ -622,8 +697,7 @@ async fn archive_locked_chunk(
         }
         return Ok(ChunkRun::Rewritten("the chunk plan was replaced while this chunk streamed".into()));
     }
-    tracing::info!(%partition, chunk = chunk.chunk_no, rows = up.rows, bytes = up.compressed_bytes, "chunk uploaded");
-    Ok(ChunkRun::Done(heap_bytes, started.elapsed()))
+    Ok(ChunkRun::Done(0, Duration::ZERO))
 }
 
 /// An object is already at the chunk's key, and archives are never replaced. It is recorded as
@@ -653,37 +727,67 @@ async fn found_at_key(
         && Some(head.size) == chunk.compressed_bytes
         && head.checksum_sha256.is_some()
         && head.checksum_sha256 == chunk.checksum_composite;
-    let mut sets = vec![
-        ("etag", head.etag.clone()),
-        ("version_id", head.version_id.clone()),
-        ("multipart_upload_id", None),
-        ("uploaded_at", Some("now()".to_string())),
-    ];
-    if own {
+    let (etag, version_id) = (head.etag.as_deref(), head.version_id.as_deref());
+    let adopted;
+    let change = if own {
         tracing::info!(%key, "the chunk's own completed upload: recorded");
+        ChunkChange::Uploaded { etag, version_id }
     } else {
         match same_content(conn, partition, archiver, rec, chunk, head).await? {
             Ok(figures) => {
                 tracing::warn!(%key, rows = figures.rows, "the object at the chunk's key holds exactly its rows: adopted");
-                sets.extend(figures.sets(head));
+                adopted = figures;
+                ChunkChange::Adopted {
+                    etag,
+                    version_id,
+                    rows: adopted.rows,
+                    raw_bytes: adopted.raw_bytes,
+                    compressed_bytes: head.size,
+                    sha256: &adopted.sha256,
+                    composite: head.checksum_sha256.as_deref(),
+                }
             }
-            Err((why, compared)) => {
+            Err(refusal) => {
+                let writer = super::prepare::writer(head, rec, matches!(refusal, NotSame::Differs { .. }));
+                let what = match rec.current_chunks().count() {
+                    1 => partition.to_string(),
+                    _ => format!("{partition} chunk {}", chunk.chunk_no),
+                };
+                let found = match refusal {
+                    NotSame::Uncomparable(why) => format!(
+                        "already holds an object that this run did not write ({writer}) and whose content cannot be \
+                         compared: {why}"
+                    ),
+                    NotSame::Differs { found_rows, rows } => format!(
+                        "already holds another archive ({writer}; {found_rows} rows, {} bytes) whose rows differ from \
+                         {what} of this database (system_identifier {}; {rows} rows)",
+                        head.size,
+                        rec.system_identifier.as_deref().unwrap_or("unknown")
+                    ),
+                };
                 let message = format!(
-                    "s3://{bucket}/{key} already holds an object that chunk {} of {partition} did not upload ({}): {why}. \
-                     Archives are never replaced, so nothing was written and nothing is dropped; if another database or \
-                     deployment archives to this bucket, give each its own ARCHIVE_PREFIX",
-                    chunk.chunk_no,
-                    super::prepare::writer(head, rec, compared)
+                    "s3://{bucket}/{key} {found}: archives are never replaced, so nothing was written and nothing is \
+                     dropped. If another database (a clone restored from a snapshot, a second deployment) archives to \
+                     this bucket, give each its own ARCHIVE_PREFIX."
                 );
-                set_chunk(conn, policy, partition, chunk, "pending", &[("last_error", Some(message.clone()))]).await?;
+                set_chunk(conn, policy, partition, chunk, ChunkChange::Failed { why: &message }).await?;
+                manifest::note_error(conn, &policy.table, &partition.name, &message).await?;
                 bail!(Error::integrity(message));
             }
         }
-    }
-    if !set_chunk(conn, policy, partition, chunk, "uploaded", &sets).await? {
+    };
+    if !set_chunk(conn, policy, partition, chunk, change).await? {
         return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
     }
     Ok(ChunkRun::Done(0, Duration::ZERO))
+}
+
+/// Why an object at a chunk's key is not adopted by its content.
+enum NotSame {
+    /// Its content cannot be compared (cold, no S3 checksum, Parquet): why.
+    Uncomparable(String),
+    /// Compared: it holds other rows (`found_rows` against the chunk's `rows`).
+    Differs { found_rows: u64, rows: u64 },
 }
 
 /// What an object adopted by its content holds, as a chunk row records it.
@@ -691,20 +795,6 @@ struct Figures {
     rows: u64,
     raw_bytes: u64,
     sha256: String,
-}
-
-impl Figures {
-    fn sets(&self, head: &ObjectHead) -> Vec<(&'static str, Option<String>)> {
-        vec![
-            ("row_count", Some(self.rows.to_string())),
-            ("raw_bytes", Some(self.raw_bytes.to_string())),
-            ("compressed_bytes", Some(head.size.to_string())),
-            ("sha256", Some(self.sha256.clone())),
-            ("checksum_composite", head.checksum_sha256.clone()),
-            ("upload_token", None),
-            ("last_error", None),
-        ]
-    }
 }
 
 /// Does the object at the chunk's key hold exactly the chunk's rows? Its content read back (which
@@ -720,22 +810,19 @@ async fn same_content(
     rec: &ManifestRecord,
     chunk: &ChunkRecord,
     head: &ObjectHead,
-) -> anyhow::Result<Result<Figures, (String, bool)>> {
+) -> anyhow::Result<Result<Figures, NotSame>> {
     let (format, compression) = (rec.format()?, rec.compression()?);
     let class = head.storage_class.as_deref().unwrap_or("STANDARD");
     match retrieval::access(head.storage_class.as_deref(), head.archive_status.as_deref(), head.restore.as_deref()) {
-        Err(unknown) => return Ok(Err((unknown, false))),
+        Err(unknown) => return Ok(Err(NotSame::Uncomparable(unknown))),
         Ok(Access::Readable) => {}
-        Ok(_) => {
-            let why = format!("it is in {class}, not readable without a retrieval, so its content cannot be compared");
-            return Ok(Err((why, false)));
-        }
+        Ok(_) => return Ok(Err(NotSame::Uncomparable(format!("it is in {class}, not readable without a retrieval")))),
     }
     if head.checksum_sha256.is_none() {
-        return Ok(Err(("it has no S3 SHA-256 checksum".into(), false)));
+        return Ok(Err(NotSame::Uncomparable("it has no S3 SHA-256 checksum".into())));
     }
     if format == Format::Parquet {
-        return Ok(Err(("a Parquet object is adopted only by its upload token".into(), false)));
+        return Ok(Err(NotSame::Uncomparable("a Parquet object is adopted only by its upload token".into())));
     }
     let key = chunk.object_key.as_str();
     let source = Source { key, version_id: head.version_id.as_deref(), format, compression, columns: &rec.columns };
@@ -752,12 +839,7 @@ async fn same_content(
     {
         return Ok(Ok(Figures { rows, raw_bytes, sha256: object.sha256 }));
     }
-    let why = format!(
-        "its {} rows differ from the {rows} rows of the chunk's block range in this database (system_identifier {})",
-        object.rows_counted,
-        rec.system_identifier.as_deref().unwrap_or("unknown")
-    );
-    Ok(Err((why, true)))
+    Ok(Err(NotSame::Differs { found_rows: object.rows_counted, rows }))
 }
 
 /// A chunk's rows against what was streamed, before its object is completed: `count(*)` over its
@@ -807,15 +889,9 @@ async fn give_back(
     if let Err(abort) = store.abort_upload(key, upload_id).await {
         tracing::error!(error = %format!("{abort:#}"), %key, "could not abort the multipart upload; the next run aborts it");
     }
-    let _ = set_chunk(
-        conn,
-        policy,
-        partition,
-        chunk,
-        "pending",
-        &[("last_error", Some(format!("{e:#}"))), ("multipart_upload_id", None)],
-    )
-    .await;
+    let message = format!("chunk {}: {e:#}", chunk.chunk_no);
+    let _ = set_chunk(conn, policy, partition, chunk, ChunkChange::Failed { why: &format!("{e:#}") }).await;
+    let _ = manifest::note_error(conn, &policy.table, &partition.name, &message).await;
     e
 }
 
@@ -857,37 +933,45 @@ async fn finish(
             ..Default::default()
         });
     }
-    crate::pg::ddl::exec(
-        client,
-        &manifest::set_state_sql(
-            &policy.table,
-            &partition.name,
-            "uploaded",
-            &[
-                ("row_count", rows.map(|r| r.to_string())),
-                ("raw_bytes", raw.map(|r| r.to_string())),
-                ("compressed_bytes", compressed.map(|r| r.to_string())),
-                ("uploaded_at", Some("now()".into())),
-            ],
-        ),
-    )
-    .await?;
+    let mut totals = vec![
+        ("row_count", rows.map(|r| r.to_string())),
+        ("raw_bytes", raw.map(|r| r.to_string())),
+        ("compressed_bytes", compressed.map(|r| r.to_string())),
+        ("uploaded_at", Some("now()".into())),
+    ];
+    // A plan of one chunk is also described as its one object, as archives were before chunks
+    // existed (the manifest's readers find `object_key`, `sha256`, ... where they always were).
+    if let [one] = chunks[..] {
+        totals.extend([
+            ("object_key", Some(one.object_key.clone())),
+            ("version_id", one.version_id.clone()),
+            ("etag", one.etag.clone()),
+            ("sha256", one.sha256.clone()),
+            ("checksum_composite", one.checksum_composite.clone()),
+        ]);
+    }
+    crate::pg::ddl::exec(client, &manifest::set_state_sql(&policy.table, &partition.name, "uploaded", &totals)).await?;
     crate::fail_point!("after_upload");
     let rec = reload(client, policy, partition).await?;
     let first = rec.current_chunks().next().map(|c| c.object_key.clone()).unwrap_or_default();
     let manifest_key = manifest::manifest_key(&first, &rec.table_folder(), &rec.partition_name);
     let rec = record(client, policy, archiver, rec, manifest_key).await?;
     let total = rec.current_chunks().count();
-    let dir = first.rsplit_once('/').map_or("", |(d, _)| d);
+    let bucket = &archiver.store.settings.bucket;
+    let (chunks_counted, location) = match first.rsplit_once('/') {
+        _ if total == 1 => (None, format!("s3://{bucket}/{first}")),
+        Some((dir, _)) => (Some(total), format!("s3://{bucket}/{dir}/ ({total} chunks)")),
+        None => (Some(total), format!("s3://{bucket}/ ({total} chunks)")),
+    };
     Ok(Archived {
         complete: true,
         unfinished_because: None,
-        chunks_done: Some(total),
-        chunks_total: Some(total),
+        chunks_done: chunks_counted,
+        chunks_total: chunks_counted,
         rows: rec.row_count,
         raw_bytes: rec.raw_bytes,
         compressed_bytes: rec.compressed_bytes,
-        location: Some(format!("s3://{}/{dir}/ ({total} chunks)", archiver.store.settings.bucket)),
+        location: Some(location),
     })
 }
 
@@ -907,11 +991,7 @@ async fn upload_missing_again(
     for (obj, chunk) in rec.objects().iter().zip(rec.current_chunks()) {
         let Err(check::Unlocated::Missing(why)) = check::locate(archiver, obj).await? else { continue };
         tracing::warn!(%partition, chunk = chunk.chunk_no, why, "a chunk's object is gone while the partition is still in PostgreSQL: it is uploaded again");
-        let cleared = ["multipart_upload_id", "upload_token", "row_count", "raw_bytes", "compressed_bytes", "sha256"];
-        let mut sets: Vec<(&str, Option<String>)> = cleared.iter().map(|c| (*c, None)).collect();
-        sets.extend([("checksum_composite", None), ("etag", None), ("version_id", None), ("uploaded_at", None)]);
-        sets.push(("last_error", Some(format!("{why}: uploaded again"))));
-        if set_chunk(client, policy, partition, chunk, "pending", &sets).await? {
+        if set_chunk(client, policy, partition, chunk, ChunkChange::Lost { why: &why }).await? {
             reset += 1;
         }
     }

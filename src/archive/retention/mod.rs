@@ -8,13 +8,15 @@
 //!
 //! - [`detach`]: plain DETACH and the `detached` record commit together; CONCURRENTLY (only
 //!   without a default partition) records `detaching` first, then `detached`.
-//! - [`archive`] (`archive.rs`), one function per phase: load the detached table, freeze it
-//!   against writes, stream it (`uploading`, with the multipart upload id so a killed run's
-//!   upload is aborted by the next one and an upload token; the figures recorded before the
-//!   write-once completion; then `uploaded`), verify (object size and composite checksum,
-//!   `count(*)`), record (JSON manifest written write-once and read back, then `verified`).
-//! - `prepare`: what the streams of both need first (a Parquet archive's columns, checked against
-//!   the manifest) and the side tasks on a second connection.
+//! - [`archive`] (`archive.rs`): load the detached table and freeze it against writes, then its
+//!   chunk plan (`chunked.rs`; a partition under `ARCHIVE_CHUNK_SIZE` is a plan of one chunk under
+//!   the key `{partition}.{ext}`): each chunk `pending -> uploading` (with the multipart upload id,
+//!   so a killed run's upload is aborted by the next one, and an upload token), its rows checked
+//!   over its block range and its figures recorded before the write-once completion, then
+//!   `uploaded`; once every chunk is, the partition is `uploaded` (totals; every object by HEAD),
+//!   then the JSON manifest is written write-once and read back (`verified`, `record.rs`).
+//! - `prepare`: what the chunk streams need first (a Parquet archive's columns, checked against
+//!   the manifest) and who wrote an object found at a key.
 //! - [`drop_partition`] / [`move_to_schema`]: one transaction that first checks the manifest
 //!   state (row locked, `verified`, table no longer attached), so nothing unverified is ever
 //!   dropped.
@@ -22,7 +24,18 @@
 //! # Crash consistency
 //! Every transition is committed before the next phase starts, and the planner turns a manifest
 //! row in an unfinished state into the remaining steps, so a run killed anywhere is completed by
-//! the next.
+//! the next. Per chunk state, what is durable and what a crash there leaves:
+//! - `pending`: the plan (ranges, keys) only. A killed upload may have left a multipart upload
+//!   open: the next attempt aborts every unfinished upload of the key first.
+//! - `uploading`, no figures: the upload id and token. Nothing can have been completed; the next
+//!   attempt aborts that upload and streams again.
+//! - `uploading` with figures (rows, sizes, SHA-256, composite checksum): S3 may have completed
+//!   the object. The next attempt finds it at its key and records it as this chunk's own (token,
+//!   size and checksum match), or streams again if it is not there.
+//! - `uploaded`: the object, its version and ETag. A later run only HEADs it; one whose object no
+//!   version holds any more goes back to `pending`.
+//! - The partition `uploaded`: every chunk passed HEAD and the totals are recorded; `verified`:
+//!   the JSON manifest is written and read back. Only then may `remove` drop the table.
 //!
 //! May import: [`crate::pg`], [`crate::plan`], the rest of [`crate::archive`], the error types.
 

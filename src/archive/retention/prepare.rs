@@ -1,7 +1,6 @@
-//! What an archive's streams need, shared by single-object and chunked archives: a Parquet
-//! archive's columns (read from the catalog and checked against the manifest's), the side tasks (a
-//! row count) that run on a second connection and are aborted with their run, and who wrote an
-//! object found at a key (for the refusal's message).
+//! What an archive's chunk streams need: a Parquet archive's columns (read from the catalog and
+//! checked against the manifest's), and who wrote an object found at a key (for the refusal's
+//! message).
 
 use crate::archive::manifest::ManifestRecord;
 use crate::archive::pipeline;
@@ -42,28 +41,6 @@ pub(super) async fn parquet_write(
 
 fn describe(columns: &[crate::pg::catalog::Column]) -> String {
     columns.iter().map(|c| format!("{} {}", c.name, c.type_name)).collect::<Vec<_>>().join(", ")
-}
-
-/// Aborts a background task when dropped (an early return must not leave a count running).
-pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// What a side task found, once it is done; None if it failed (logged, so the caller computes it
-/// on its own connection instead) or was aborted.
-pub(super) async fn side_result<T>(task: Option<AbortOnDrop<anyhow::Result<T>>>, what: &str) -> Option<T> {
-    match (&mut task?.0).await {
-        Ok(Ok(found)) => Some(found),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %format!("{e:#}"), "{what} on a second connection failed; computing it on this one");
-            None
-        }
-        Err(_) => None,
-    }
 }
 
 /// Who wrote the object at the key, from its metadata, for the refusal's message. `compared`:

@@ -1,5 +1,5 @@
-//! What every archive ends with, one object or many chunks: the step's report ([`Archived`]),
-//! the row count it is checked against, and the last phase ([`record`]): the JSON manifest
+//! What every archive ends with: the step's report ([`Archived`]),
+//! and the last phase ([`record`]): the JSON manifest
 //! written beside the objects, read back and compared, then the row `verified`.
 
 use crate::archive::check::shown;
@@ -8,7 +8,6 @@ use crate::archive::store::WriteOnce;
 use crate::archive::Archiver;
 use crate::error::Error;
 use crate::pg::ddl::exec;
-use crate::plan::ident::QualifiedName;
 use crate::plan::policy::TablePolicy;
 use anyhow::{anyhow, bail, Context};
 use tokio_postgres::Client;
@@ -29,10 +28,6 @@ pub struct Archived {
     pub compressed_bytes: Option<i64>,
     /// `s3://bucket/key` of the object.
     pub location: Option<String>,
-}
-
-pub(super) fn count_sql(table: &QualifiedName) -> String {
-    format!("SELECT count(*) FROM {}", table.quoted())
 }
 
 /// Phase 5: the JSON manifest beside the object, read back and compared, then the row `verified`.
