@@ -323,7 +323,11 @@ pub fn describe_the_same_archive(found: &ManifestRecord, ours: &ManifestRecord) 
     ];
     match (serde_json::to_value(found), serde_json::to_value(ours)) {
         (Ok(a), Ok(b)) => {
-            IDENTITY.iter().all(|k| a.get(k) == b.get(k)) && chunk_identity(found) == chunk_identity(ours)
+            // A manifest an earlier version wrote for one object has no chunks; it describes a plan
+            // of one whose object its top-level fields (compared above) name.
+            let one_object = found.chunks.is_empty() && ours.current_chunks().count() == 1;
+            IDENTITY.iter().all(|k| a.get(k) == b.get(k))
+                && (one_object || chunk_identity(found) == chunk_identity(ours))
         }
         _ => false,
     }
@@ -461,8 +465,12 @@ pub enum ChunkChange<'a> {
         sha256: &'a str,
         composite: Option<&'a str>,
     },
-    /// The attempt failed, or the object at its key was refused: back to `pending`, saying why.
+    /// The attempt failed: back to `pending`, saying why.
     Failed { why: &'a str },
+    /// The object at its key is not provably this chunk's (or its rows are not the chunk's): back
+    /// to `pending` with no figures or token of an upload of ours, since none can be complete
+    /// there; so a plan with nothing else complete may be made again under other settings.
+    Refused { why: &'a str },
     /// Its recorded object is gone while the partition is still in PostgreSQL: back to `pending`
     /// with nothing of that upload kept, so it is uploaded again.
     Lost { why: &'a str },
@@ -473,7 +481,7 @@ impl ChunkChange<'_> {
         match self {
             ChunkChange::Uploading { .. } | ChunkChange::Streamed { .. } => "uploading",
             ChunkChange::Uploaded { .. } | ChunkChange::Adopted { .. } => "uploaded",
-            ChunkChange::Failed { .. } | ChunkChange::Lost { .. } => "pending",
+            ChunkChange::Failed { .. } | ChunkChange::Refused { .. } | ChunkChange::Lost { .. } => "pending",
         }
     }
 
@@ -513,6 +521,10 @@ impl ChunkChange<'_> {
             ]
             .concat(),
             ChunkChange::Failed { why } => vec![("last_error", text(why)), ("multipart_upload_id", None)],
+            ChunkChange::Refused { why } => {
+                [none(&FIGURES), none(&["multipart_upload_id", "upload_token"]), vec![("last_error", text(why))]]
+                    .concat()
+            }
             ChunkChange::Lost { why } => [
                 none(&FIGURES),
                 none(&["multipart_upload_id", "upload_token", "etag", "version_id", "uploaded_at"]),
@@ -682,6 +694,20 @@ mod tests {
                 vec!["multipart_upload_id", "upload_token", "last_error"],
             ),
             (Failed { why: "w" }, "pending", vec!["last_error"], vec!["multipart_upload_id"]),
+            (
+                Refused { why: "w" },
+                "pending",
+                vec!["last_error"],
+                vec![
+                    "row_count",
+                    "raw_bytes",
+                    "compressed_bytes",
+                    "sha256",
+                    "checksum_composite",
+                    "multipart_upload_id",
+                    "upload_token",
+                ],
+            ),
             (
                 Lost { why: "w" },
                 "pending",

@@ -108,3 +108,82 @@ async fn an_archive_with_the_older_row_and_manifest_shapes_verifies_and_restores
     assert!(v["restore"]["source"].as_str().unwrap().ends_with("orders_2026_03.manifest.json"), "{v}");
     assert_eq!(march_sum(&env, Some("from_json.orders_2026_03")).await, original);
 }
+
+/// Verified, with its JSON manifest written, by an earlier version that died before recording
+/// `verified`: the older records say `uploaded`, with the older manifest in the bucket. The carried
+/// object's rows are checked again before it counts (earlier versions checked them only after
+/// `uploaded`), and the older manifest is accepted as describing it.
+async fn uploaded_by_an_earlier_version(env: &TestEnv) -> Option<String> {
+    seed(env).await;
+    let original = march_sum(env, None).await;
+    crash_at(env, "after_verify");
+    let partition = env
+        .scalar_text("SELECT partition_name FROM partition_archiver.archive_manifest WHERE state = 'verified'")
+        .await
+        .unwrap();
+    assert_eq!(partition, MARCH);
+    to_older_row_shape(env, MARCH).await;
+    env.db
+        .batch_execute(&format!(
+            "UPDATE partition_archiver.archive_manifest SET state = 'uploaded', verified_at = NULL WHERE partition_name = '{MARCH}'"
+        ))
+        .await
+        .unwrap();
+    let s3 = s3().await;
+    let manifest_key = "partition-archiver/public.orders/_manifests/year=2026/month=03/orders_2026_03.manifest.json";
+    let body = s3.get_object().bucket(&env.bucket).key(manifest_key).send().await.unwrap();
+    let mut json: serde_json::Value = serde_json::from_slice(&body.body.collect().await.unwrap().into_bytes()).unwrap();
+    for newer in ["chunks", "chunk_size", "chunk_generation", "rel_filenode", "rel_blocks"] {
+        json.as_object_mut().unwrap().remove(newer);
+    }
+    s3.put_object()
+        .bucket(&env.bucket)
+        .key(manifest_key)
+        .body(serde_json::to_vec(&json).unwrap().into())
+        .send()
+        .await
+        .unwrap();
+    original
+}
+
+#[tokio::test]
+async fn an_earlier_versions_uploaded_archive_is_checked_again_then_verified_against_its_older_manifest() {
+    let env = TestEnv::migrated_at(NOW).await;
+    let original = uploaded_by_an_earlier_version(&env).await;
+    assert!(original.is_some());
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(out.status.success(), "{report}");
+    let state = env
+        .scalar_text(&format!("SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = '{MARCH}'"))
+        .await;
+    assert_eq!(state.as_deref(), Some("dropped"), "{report}");
+    ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"], &[]));
+    assert_eq!(march_sum(&env, Some("r.orders_2026_03")).await, original);
+}
+
+#[tokio::test]
+async fn an_earlier_versions_uploaded_archive_whose_rows_differ_is_never_verified_or_dropped() {
+    let env = TestEnv::migrated_at(NOW).await;
+    uploaded_by_an_earlier_version(&env).await;
+    // A row deleted past the freeze (a superuser with session_replication_role = replica).
+    env.db
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             DELETE FROM public.{MARCH} WHERE id = (SELECT min(id) FROM public.{MARCH});
+             SET session_replication_role = origin;"
+        ))
+        .await
+        .unwrap();
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.to_string().contains("this chunk's own upload, holds"), "{report}");
+    let state = env
+        .scalar_text(&format!("SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = '{MARCH}'"))
+        .await;
+    assert_ne!(state.as_deref(), Some("verified"));
+    assert_eq!(
+        env.scalar_i64(&format!("SELECT count(*) FROM pg_tables WHERE tablename = '{MARCH}'")).await,
+        1,
+        "not dropped"
+    );
+}

@@ -115,7 +115,10 @@ pub(super) async fn archive_chunked(
                      the next run starts again"
                 )));
             }
-            rec = plan(client, policy, partition, archiver, format, compression, single_key).await?;
+            // A plan replaced because the settings moved (not a rewrite, nor none at all) is kept
+            // if a unit completed one of its chunks meanwhile.
+            let moved = rec.is_chunked() && rec.current_chunks().next().is_some();
+            rec = plan(client, policy, partition, archiver, (format, compression, single_key), moved).await?;
             plans += 1;
         }
         if archiver.fan_out && rec.current_chunks().count() > 1 {
@@ -198,9 +201,8 @@ async fn plan(
     policy: &TablePolicy,
     partition: &QualifiedName,
     archiver: &Archiver,
-    format: Format,
-    compression: Compression,
-    single_key: &str,
+    (format, compression, single_key): (Format, Compression, &str),
+    only_if_nothing_complete: bool,
 ) -> anyhow::Result<ManifestRecord> {
     let store = &archiver.store;
     // As recorded now: the chunks the workers have just recorded are the ones to retire.
@@ -272,6 +274,26 @@ async fn plan(
         ],
     ));
     let tx = client.transaction().await?;
+    if only_if_nothing_complete {
+        // The current plan's rows, locked: a unit (which holds only its chunk's lock) that records
+        // figures or `uploaded` waits for this transaction, and one that already did keeps the plan.
+        let started: i64 = tx
+            .query_one(
+                "SELECT count(*) FILTER (WHERE state = 'uploaded' OR sha256 IS NOT NULL) FROM (
+                   SELECT state, sha256 FROM partition_archiver.archive_chunk
+                    WHERE table_schema = $1 AND table_name = $2 AND partition_name = $3 AND state <> 'superseded'
+                      FOR UPDATE) c",
+                &[&policy.table.schema, &policy.table.name, &partition.name],
+            )
+            .await
+            .with_context(|| format!("lock the chunk plan of {partition}"))?
+            .get(0);
+        if started > 0 {
+            tx.rollback().await?;
+            tracing::info!(%partition, "a chunk of the plan was completed meanwhile: the plan keeps its keys");
+            return reload(client, policy, partition).await;
+        }
+    }
     for s in &sql {
         tx.batch_execute(s).await.with_context(|| format!("record the chunk plan of {partition}"))?;
     }
@@ -300,7 +322,9 @@ fn carried_object(rec: &ManifestRecord) -> Option<Carried> {
     let number = |v: Option<i64>| v.map(|v| v.to_string());
     Some(Carried {
         key,
-        state: if rec.state == "uploaded" { "uploaded" } else { "uploading" },
+        // Never `uploaded` at once: an earlier version checked the rows only after that state, so
+        // the object is found at its key and its rows checked as any chunk's own upload's are.
+        state: "uploading",
         sets: vec![
             ("upload_token", rec.upload_token.clone()),
             ("multipart_upload_id", rec.multipart_upload_id.clone()),
@@ -730,6 +754,14 @@ async fn found_at_key(
     let (etag, version_id) = (head.etag.as_deref(), head.version_id.as_deref());
     let adopted;
     let change = if own {
+        if let Err(why) = recheck_own(conn, partition, archiver, rec, chunk, head).await? {
+            let message = format!(
+                "{partition}: the object at s3://{bucket}/{key}, this chunk's own upload, {why}: not uploaded, nothing dropped"
+            );
+            set_chunk(conn, policy, partition, chunk, ChunkChange::Refused { why: &message }).await?;
+            manifest::note_error(conn, &policy.table, &partition.name, &message).await?;
+            bail!(Error::integrity(message));
+        }
         tracing::info!(%key, "the chunk's own completed upload: recorded");
         ChunkChange::Uploaded { etag, version_id }
     } else {
@@ -770,7 +802,7 @@ async fn found_at_key(
                      dropped. If another database (a clone restored from a snapshot, a second deployment) archives to \
                      this bucket, give each its own ARCHIVE_PREFIX."
                 );
-                set_chunk(conn, policy, partition, chunk, ChunkChange::Failed { why: &message }).await?;
+                set_chunk(conn, policy, partition, chunk, ChunkChange::Refused { why: &message }).await?;
                 manifest::note_error(conn, &policy.table, &partition.name, &message).await?;
                 bail!(Error::integrity(message));
             }
@@ -780,6 +812,42 @@ async fn found_at_key(
         return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
     }
     Ok(ChunkRun::Done(0, Duration::ZERO))
+}
+
+/// The rows of an object recorded as this chunk's own upload (completed by a run that died before
+/// recording it, or carried over from an earlier version, which checked rows only after `uploaded`),
+/// checked again over the chunk's block range as a fresh upload's are: `count(*)` equals the rows
+/// recorded, and a Parquet object's footer agrees with the range's statistics. `Ok(Err(why))` when
+/// not.
+async fn recheck_own(
+    conn: &Client,
+    partition: &QualifiedName,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    chunk: &ChunkRecord,
+    head: &ObjectHead,
+) -> anyhow::Result<Result<(), String>> {
+    let condition = chunk.range().ctid_condition();
+    let recorded = chunk.row_count.unwrap_or(-1);
+    if rec.format()? != Format::Parquet {
+        let sql = format!("SELECT count(*) FROM {} WHERE {condition}", partition.quoted());
+        let counted: i64 = conn.query_one(&sql, &[]).await.context("count the chunk's rows")?.get(0);
+        return Ok((counted == recorded)
+            .then_some(())
+            .ok_or_else(|| format!("holds {recorded} rows but count(*) over its block range is {counted}")));
+    }
+    let (footer, _) =
+        pipeline::parquet_metadata(&archiver.store, &chunk.object_key, head.version_id.as_deref()).await?;
+    let columns = match crate::archive::parquet::read::expected_columns(&rec.columns, &footer) {
+        Ok(columns) => columns,
+        Err(e) => return Ok(Err(format!("has other columns than the manifest's: {e:#}"))),
+    };
+    let pg = check::pg_statistics(conn, partition, &columns, Some(&condition)).await?;
+    if pg.rows != recorded {
+        return Ok(Err(format!("holds {recorded} rows but count(*) over its block range is {}", pg.rows)));
+    }
+    Ok(crate::archive::parquet::stats::compare(&columns, std::slice::from_ref(&footer), pg.rows, &pg.per_column)
+        .map_err(|why| format!("has statistics that differ from its rows in the table: {why}")))
 }
 
 /// Why an object at a chunk's key is not adopted by its content.
