@@ -3,7 +3,8 @@
 //! for people).
 
 use crate::archive::manifest::ManifestRecord;
-use crate::archive::restore::{RestoreOutcome, RestoreReport, VerifyItem};
+use crate::archive::restore::{RestoreOutcome, RestoreReport, UnitReport, VerifyItem};
+use crate::archive::restore_chunks::Step;
 use crate::archive::retrieval::Pending;
 use crate::archive::Archiver;
 use crate::aws::metrics::RunHealth;
@@ -42,7 +43,7 @@ pub enum Response {
     Restore {
         action: &'static str,
         ok: bool,
-        restore: RestoreReport,
+        restore: Box<RestoreReport>,
     },
     /// One fan-out unit (`archive_chunk`).
     Unit {
@@ -54,6 +55,13 @@ pub enum Response {
         outcome: crate::archive::retention::UnitOutcome,
         #[serde(skip_serializing_if = "Option::is_none")]
         rows: Option<i64>,
+    },
+    /// One unit of a fan-out restore (`restore_chunk`).
+    RestoreUnit {
+        action: &'static str,
+        ok: bool,
+        #[serde(flatten)]
+        unit: UnitReport,
     },
     /// A restore waiting for S3 to bring an object back from cold storage: nothing was changed.
     RestorePending {
@@ -87,6 +95,7 @@ impl Response {
             | Response::Status { ok, .. }
             | Response::Restore { ok, .. }
             | Response::Unit { ok, .. }
+            | Response::RestoreUnit { ok, .. }
             | Response::RestorePending { ok, .. }
             | Response::Verify { ok, .. }
             | Response::List { ok, .. } => *ok,
@@ -144,6 +153,26 @@ impl Response {
                 }
                 out
             }
+            Response::Restore { restore: r, .. } if r.units.is_some() => {
+                let units = r.units.as_deref().unwrap_or_default();
+                let mut s = format!(
+                    "restore {} of {} {} planned into {}: {} of {} objects to load, one unit each; then run the \
+                     restore again (without --fan-out) to rename\n",
+                    r.restore_id.as_deref().unwrap_or_default(),
+                    r.table,
+                    r.partition,
+                    r.restored_as,
+                    units.len(),
+                    r.chunks.unwrap_or(0),
+                );
+                for u in units {
+                    s.push_str(&format!(
+                        "  restore-chunk --table {} --partition {} --chunk {} --restore-id {} --into-schema {}\n",
+                        u.table, u.partition, u.chunk, u.restore_id, u.into_schema
+                    ));
+                }
+                s
+            }
             Response::Restore { restore: r, .. } if !r.complete => format!(
                 "restore of {} {} NOT complete: {} of {} objects loaded, each SHA-256 verified ({}); run the same restore \
                  again to go on from there\n",
@@ -174,6 +203,10 @@ impl Response {
                 s
             }
             Response::RestorePending { pending, .. } => format!("pending: {}\n", pending.message),
+            Response::RestoreUnit { unit: u, .. } => format!(
+                "{} {} chunk {}: {} ({} rows, SHA-256 and row count verified) into restore {}\n",
+                u.table, u.partition, u.chunk, u.outcome, u.rows, u.restore_id
+            ),
             Response::Unit { table, partition, chunk, outcome, rows, .. } => format!(
                 "{table} {partition} chunk {chunk}: {}{}\n",
                 serde_json::to_value(outcome).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default(),
@@ -356,29 +389,15 @@ impl App {
                 let deadline = earliest(deadline, time_budget.map(|b| started + b));
                 Ok(Response::Run(self.archive_one(run_id, &table, &partition, deadline).await?))
             }
-            Request::Restore { table, partition, into_schema, attach, time_budget } => {
-                let archiver = &self.archiver()?.with_deadline(earliest(deadline, time_budget.map(|b| started + b)));
-                let mut client = self.connect().await?;
-                self.check_streams(&client).await?;
-                let schema = into_schema.unwrap_or_else(|| self.settings.restore_schema.clone());
-                let restore = crate::archive::restore::restore(
-                    &mut client,
-                    archiver,
-                    &table,
-                    &partition,
-                    &schema,
-                    attach,
-                    self.settings.ddl.lock_timeout.as_millis() as u64,
-                )
-                .await?;
-                Ok(match restore {
-                    // An --attach that was not done is not success: a script that asked for it
-                    // must not go on as if the month were back under its parent.
-                    RestoreOutcome::Restored(restore) => {
-                        Response::Restore { action, ok: restore.not_attached_because.is_none(), restore }
-                    }
-                    RestoreOutcome::Pending(pending) => Response::RestorePending { action, ok: false, pending },
-                })
+            Request::Restore { table, partition, into_schema, attach, time_budget, fan_out } => {
+                let step = if fan_out { Step::Plan } else { Step::Whole };
+                let deadline = earliest(deadline, time_budget.map(|b| started + b));
+                self.restore(action, &table, &partition, into_schema, attach, deadline, step).await
+            }
+            Request::RestoreChunk { table, partition, chunk, restore_id, into_schema, time_budget } => {
+                let step = Step::Unit { chunk, restore_id: &restore_id };
+                let deadline = earliest(deadline, time_budget.map(|b| started + b));
+                self.restore(action, &table, &partition, into_schema, false, deadline, step).await
             }
             Request::Verify { table, deep } => {
                 let archiver = self.archiver()?;
@@ -401,6 +420,45 @@ impl App {
                 Ok(Response::List { action, ok: true, source: "database".into(), archives, unreadable: vec![] })
             }
         }
+    }
+
+    /// A restore, or one step of a fan-out restore (its plan, one unit).
+    #[allow(clippy::too_many_arguments)]
+    async fn restore(
+        &self,
+        action: &'static str,
+        table: &QualifiedName,
+        partition: &str,
+        into_schema: Option<String>,
+        attach: bool,
+        deadline: Option<Instant>,
+        step: Step<'_>,
+    ) -> Result<Response, Error> {
+        let archiver = &self.archiver()?.with_deadline(deadline);
+        let mut client = self.connect().await?;
+        self.check_streams(&client).await?;
+        let schema = into_schema.unwrap_or_else(|| self.settings.restore_schema.clone());
+        let lock_timeout_ms = self.settings.ddl.lock_timeout.as_millis() as u64;
+        let restore = crate::archive::restore::restore(
+            &mut client,
+            archiver,
+            table,
+            partition,
+            &schema,
+            attach,
+            lock_timeout_ms,
+            step,
+        )
+        .await?;
+        Ok(match restore {
+            // An --attach that was not done is not success: a script that asked for it must not
+            // go on as if the month were back under its parent.
+            RestoreOutcome::Restored(restore) => {
+                Response::Restore { action, ok: restore.not_attached_because.is_none(), restore }
+            }
+            RestoreOutcome::Unit(unit) => Response::RestoreUnit { action, ok: true, unit },
+            RestoreOutcome::Pending(pending) => Response::RestorePending { action, ok: false, pending },
+        })
     }
 
     /// Runs (or plans) every table; one table's failure is reported and does not stop the others.

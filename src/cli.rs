@@ -133,6 +133,33 @@ pub enum Command {
         /// With --wait: seconds before the first check; doubled after each, up to 15 minutes.
         #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), requires = "wait")]
         poll_interval: u64,
+        /// Plan a fan-out instead of loading: set up the staging table and print one unit per
+        /// object left (`restore-chunk`), for a Step Functions Map or separate processes; then run
+        /// `restore` again (without --fan-out) to load what is left and rename.
+        #[arg(long, conflicts_with_all = ["wait", "attach"])]
+        fan_out: bool,
+    },
+    /// Load one object of a planned restore into its staging table (`restore --fan-out` lists the
+    /// units); loaded side by side, each verified.
+    RestoreChunk {
+        /// The partitioned table (schema.table), as the unit gives it.
+        #[arg(long)]
+        table: String,
+        /// The archived partition, as the unit gives it.
+        #[arg(long)]
+        partition: String,
+        /// The chunk number (from 1), as the unit gives it.
+        #[arg(long, allow_hyphen_values = true)]
+        chunk: i64,
+        /// The restore id of the plan, as the unit gives it.
+        #[arg(long)]
+        restore_id: String,
+        /// The schema the plan restores into, as the unit gives it.
+        #[arg(long)]
+        into_schema: Option<String>,
+        /// Seconds this unit may take: refused, with nothing changed, if too short for its object.
+        #[arg(long)]
+        time_budget: Option<f64>,
     },
     /// Check archived objects against the manifest: size, S3 checksum, version and storage class
     /// by HEAD (no data read, no retrieval charges, whatever the storage class).
@@ -197,14 +224,27 @@ impl Command {
                 let time_budget = time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?;
                 Request::Archive { table: one_table(table)?, partition, time_budget }
             }
-            Command::Restore { table, partition, into_schema, attach, time_budget, .. } => {
+            Command::Restore { table, partition, into_schema, attach, time_budget, fan_out, .. } => {
                 check(&partition)?;
-                if let Some(s) = &into_schema {
-                    crate::plan::ident::validate_ident(s)
-                        .map_err(|e| Error::invalid(format!("--into-schema {s:?}: {e}")))?;
+                Request::Restore {
+                    table: one_table(table)?,
+                    partition,
+                    into_schema: crate::request::schema_name(into_schema, "--into-schema")?,
+                    attach,
+                    time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
+                    fan_out,
                 }
-                let time_budget = time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?;
-                Request::Restore { table: one_table(table)?, partition, into_schema, attach, time_budget }
+            }
+            Command::RestoreChunk { table, partition, chunk, restore_id, into_schema, time_budget } => {
+                check(&partition)?;
+                Request::RestoreChunk {
+                    table: one_table(table)?,
+                    partition,
+                    chunk: crate::request::chunk_number(chunk)?,
+                    restore_id: crate::request::restore_id_of(restore_id)?,
+                    into_schema: crate::request::schema_name(into_schema, "--into-schema")?,
+                    time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
+                }
             }
             Command::Verify { table, deep } => Request::Verify { table: table.map(one_table).transpose()?, deep },
             Command::List { table, from_bucket } => {

@@ -51,6 +51,17 @@ pub enum Request {
         /// Stop starting objects when this would be exceeded (the staging table keeps what is
         /// loaded; the next restore goes on).
         time_budget: Option<Duration>,
+        /// Plan a fan-out instead: set up the staging table and return one unit per object left.
+        fan_out: bool,
+    },
+    /// One fan-out unit of a restore: load one object into the staging table the plan made.
+    RestoreChunk {
+        table: QualifiedName,
+        partition: String,
+        chunk: i32,
+        restore_id: String,
+        into_schema: Option<String>,
+        time_budget: Option<Duration>,
     },
     /// `deep`: also read every object back (only those S3 serves now); by default HEAD only.
     Verify {
@@ -74,6 +85,7 @@ impl Request {
             Request::Archive { .. } => "archive",
             Request::ArchiveChunk { .. } => "archive_chunk",
             Request::Restore { .. } => "restore",
+            Request::RestoreChunk { .. } => "restore_chunk",
             Request::Verify { .. } => "verify",
             Request::List { .. } => "list",
         }
@@ -125,6 +137,16 @@ enum RawEvent {
         /// Refused with a clear message: waiting is the CLI's (`restore --wait`).
         wait: Option<serde_json::Value>,
         time_budget_s: Option<f64>,
+        #[serde(default)]
+        fan_out: bool,
+    },
+    RestoreChunk {
+        table: String,
+        partition: String,
+        chunk: i64,
+        restore_id: String,
+        into_schema: Option<String>,
+        time_budget_s: Option<f64>,
     },
     Verify {
         table: Option<String>,
@@ -172,6 +194,24 @@ pub fn parse_tables(tables: &[String]) -> Result<Vec<QualifiedName>, Error> {
     tables.iter().map(|t| QualifiedName::parse(t).map_err(|e| Error::invalid(format!("table {t:?}: {e}")))).collect()
 }
 
+/// An optional schema name, checked as an identifier.
+pub fn schema_name(s: Option<String>, what: &str) -> Result<Option<String>, Error> {
+    if let Some(s) = &s {
+        crate::plan::ident::validate_ident(s).map_err(|e| Error::invalid(format!("{what} {s:?}: {e}")))?;
+    }
+    Ok(s)
+}
+
+/// A restore id as a plan gives it: 32 hexadecimal digits.
+pub fn restore_id_of(id: String) -> Result<String, Error> {
+    if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::invalid(format!(
+            "restore_id {id:?} is not a restore id: use the one `restore --fan-out` gave (32 hexadecimal digits)"
+        )));
+    }
+    Ok(id)
+}
+
 fn partition_name(p: &str) -> Result<String, Error> {
     crate::plan::ident::validate_ident(p).map_err(|e| Error::invalid(format!("partition {p:?}: {e}")))?;
     Ok(p.to_string())
@@ -192,7 +232,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
         return Ok(Request::Maintain { dry_run: false, now: None, tables: vec![], time_budget: None, fan_out: false });
     }
     if !obj.contains_key("action") {
-        return Err(Error::invalid("event has no \"action\" (expected one of maintain, plan, status, migrate, archive, restore, verify, list) and is not an EventBridge Scheduled Event"));
+        return Err(Error::invalid("event has no \"action\" (expected one of maintain, plan, status, migrate, archive, archive_chunk, restore, restore_chunk, verify, list) and is not an EventBridge Scheduled Event"));
     }
     let raw: RawEvent =
         serde_json::from_value(event.clone()).map_err(|e| Error::invalid(format!("malformed event: {e}")))?;
@@ -225,7 +265,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
             partition: partition_name(&partition)?,
             time_budget: budget(time_budget_s)?,
         },
-        RawEvent::Restore { table, partition, into_schema, attach, wait, time_budget_s } => {
+        RawEvent::Restore { table, partition, into_schema, attach, wait, time_budget_s, fan_out } => {
             if wait.is_some() {
                 return Err(Error::invalid(
                     "\"wait\" is a CLI option (restore --wait): a Lambda invocation cannot wait the hours a retrieval \
@@ -233,14 +273,22 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
                      template's RestoreStateMachine",
                 ));
             }
-            if let Some(s) = &into_schema {
-                crate::plan::ident::validate_ident(s).map_err(|e| Error::invalid(format!("into_schema {s:?}: {e}")))?;
-            }
             Request::Restore {
                 table: parse_tables(&[table])?.remove(0),
                 partition: partition_name(&partition)?,
-                into_schema,
+                into_schema: schema_name(into_schema, "into_schema")?,
                 attach,
+                time_budget: budget(time_budget_s)?,
+                fan_out,
+            }
+        }
+        RawEvent::RestoreChunk { table, partition, chunk, restore_id, into_schema, time_budget_s } => {
+            Request::RestoreChunk {
+                table: parse_tables(&[table])?.remove(0),
+                partition: partition_name(&partition)?,
+                chunk: chunk_number(chunk)?,
+                restore_id: restore_id_of(restore_id)?,
+                into_schema: schema_name(into_schema, "into_schema")?,
                 time_budget: budget(time_budget_s)?,
             }
         }
@@ -316,8 +364,33 @@ mod tests {
                 into_schema: Some("restored".into()),
                 attach: false,
                 time_budget: Some(Duration::from_secs(840)),
+                fan_out: false,
             }
         );
+        let unit = json!({"action": "restore_chunk", "table": "trades", "partition": "trades_2025_12", "chunk": 3,
+            "restore_id": "00000000000000000000000000abcdef", "into_schema": "r", "time_budget_s": 60});
+        assert_eq!(
+            from_event(&unit).unwrap(),
+            Request::RestoreChunk {
+                table: QualifiedName::new("public", "trades"),
+                partition: "trades_2025_12".into(),
+                chunk: 3,
+                restore_id: "00000000000000000000000000abcdef".into(),
+                into_schema: Some("r".into()),
+                time_budget: Some(Duration::from_secs(60)),
+            }
+        );
+        for (field, bad, why) in [
+            ("restore_id", json!("abc"), "not a restore id"),
+            ("restore_id", json!("00000000000000000000000000abcdeg"), "not a restore id"),
+            ("chunk", json!(0), "numbered from 1"),
+            ("into_schema", json!(""), "into_schema"),
+        ] {
+            let mut event = unit.clone();
+            event[field] = bad;
+            let err = from_event(&event).unwrap_err();
+            assert!(err.message.contains(why), "{field}: {}", err.message);
+        }
         for bad in [json!(0), json!(-5), json!("840")] {
             let event =
                 json!({"action": "restore", "table": "trades", "partition": "trades_2025_12", "time_budget_s": bad});

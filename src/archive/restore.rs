@@ -14,7 +14,7 @@
 
 use crate::archive::check;
 use crate::archive::manifest::{self, ManifestRecord};
-use crate::archive::restore_chunks::Loaded;
+use crate::archive::restore_chunks::{Loaded, Step};
 use crate::archive::retrieval::{self, Access, Pending};
 use crate::archive::store::ObjectHead;
 use crate::archive::Archiver;
@@ -52,16 +52,47 @@ pub struct RestoreReport {
     pub attached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_attached_because: Option<String>,
+    /// A fan-out's plan (`restore --fan-out`): its restore id ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restore_id: Option<String>,
+    /// ... and one unit per object left to load (`restore-chunk`); then `restore` renames.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units: Option<Vec<RestoreUnit>>,
+}
+
+/// One unit of a fan-out restore: what a `restore_chunk` event (or `restore-chunk`) carries.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RestoreUnit {
+    pub table: String,
+    pub partition: String,
+    pub chunk: i32,
+    pub restore_id: String,
+    pub into_schema: String,
+}
+
+/// What one unit did.
+#[derive(Debug, Serialize)]
+pub struct UnitReport {
+    pub table: QualifiedName,
+    pub partition: String,
+    pub chunk: i32,
+    pub restore_id: String,
+    /// `loaded`, or `already_loaded` (by another unit or an earlier attempt).
+    pub outcome: &'static str,
+    /// The object's rows.
+    pub rows: i64,
 }
 
 fn wrap(e: anyhow::Error) -> Error {
     Error::transient(e)
 }
 
-/// What a restore did: restored, or asked S3 for a retrieval and changed nothing.
+/// What a restore did: restored (or planned, or stopped at its deadline), loaded one unit, or asked
+/// S3 for a retrieval and changed nothing.
 #[derive(Debug)]
 pub enum RestoreOutcome {
-    Restored(RestoreReport),
+    Restored(Box<RestoreReport>),
+    Unit(UnitReport),
     Pending(Pending),
 }
 
@@ -108,9 +139,14 @@ async fn readable_now(archiver: &Archiver, key: &str, head: &ObjectHead) -> Resu
 /// missing object is `NotFound`. A recorded version whose HEAD does not say it holds the recorded
 /// bytes (a copy without a SHA-256 checksum, say) is still read: the SHA-256 of every byte loaded
 /// decides, and nothing is kept if it differs.
-async fn locate_objects(archiver: &Archiver, rec: &mut ManifestRecord) -> Result<Vec<ObjectHead>, Error> {
+/// `only`: just that chunk's object (a unit reads no other).
+async fn locate_objects(
+    archiver: &Archiver,
+    rec: &mut ManifestRecord,
+    only: Option<i32>,
+) -> Result<Vec<(Option<i32>, ObjectHead)>, Error> {
     let mut found = Vec::new();
-    for o in rec.objects() {
+    for o in rec.objects().into_iter().filter(|o| only.is_none() || o.chunk_no.or(Some(1)) == only) {
         match check::locate(archiver, &o).await.map_err(wrap)? {
             Ok(at) => {
                 if let Some(note) = &at.followed {
@@ -133,7 +169,7 @@ async fn locate_objects(archiver: &Archiver, rec: &mut ManifestRecord) -> Result
     for (chunk_no, head) in &found {
         rec.follow(*chunk_no, head.version_id.clone());
     }
-    Ok(found.into_iter().map(|(_, head)| head).collect())
+    Ok(found)
 }
 
 /// Where a manifest was found.
@@ -305,6 +341,8 @@ fn check_key(key: &str, table: &QualifiedName, partition: &str) -> Result<(), Er
     Ok(())
 }
 
+/// Restores `partition` of `table` into `into_schema`, or does one `step` of a fan-out restore.
+#[allow(clippy::too_many_arguments)]
 pub async fn restore(
     client: &mut Client,
     archiver: &Archiver,
@@ -313,6 +351,7 @@ pub async fn restore(
     into_schema: &str,
     attach: bool,
     lock_timeout_ms: u64,
+    step: Step<'_>,
 ) -> Result<RestoreOutcome, Error> {
     validate_ident(partition)?;
     validate_ident(into_schema)?;
@@ -332,16 +371,7 @@ pub async fn restore(
             "{target} already exists: this partition was already restored (drop it or restore into another schema)"
         )));
     }
-    // Every object readable, or a retrieval requested for each one that is not (all at once, so
-    // the chunks of one archive come back together).
-    let mut pending = None;
-    let found = locate_objects(archiver, &mut rec).await?;
-    for (o, head) in rec.objects().iter().zip(&found) {
-        if let Some(p) = readable_now(archiver, o.key, head).await? {
-            pending.get_or_insert(p);
-        }
-    }
-    if let Some(pending) = pending {
+    if let Some(pending) = readable_or_retrieving(archiver, &mut rec, step).await? {
         return Ok(RestoreOutcome::Pending(pending));
     }
     let cols: Vec<String> = rec
@@ -350,9 +380,15 @@ pub async fn restore(
         .map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, if c.not_null { " NOT NULL" } else { "" }))
         .collect();
     let objects = rec.objects().len();
-    let loaded =
-        Box::pin(crate::archive::restore_chunks::restore_objects(client, archiver, &rec, &target, &cols.join(", ")))
-            .await?;
+    let loaded = Box::pin(crate::archive::restore_chunks::restore_objects(
+        client,
+        archiver,
+        &rec,
+        &target,
+        &cols.join(", "),
+        step,
+    ))
+    .await?;
     let mut report = RestoreReport {
         table: table.clone(),
         partition: partition.into(),
@@ -368,9 +404,45 @@ pub async fn restore(
         system_identifier: rec.system_identifier.clone(),
         attached: false,
         not_attached_because: None,
+        restore_id: None,
+        units: None,
     };
     match loaded {
         Loaded::Complete(rows) => report.rows = rows,
+        Loaded::Unit { rows, already } => {
+            let (chunk, restore_id) = match step {
+                Step::Unit { chunk, restore_id } => (chunk, restore_id.to_string()),
+                _ => unreachable!("only a unit step loads one unit"),
+            };
+            let outcome = if already { "already_loaded" } else { "loaded" };
+            return Ok(RestoreOutcome::Unit(UnitReport {
+                table: table.clone(),
+                partition: partition.into(),
+                chunk,
+                restore_id,
+                outcome,
+                rows,
+            }));
+        }
+        Loaded::Planned { restore_id, left, total } => {
+            report.complete = false;
+            report.chunks = Some(total);
+            report.chunks_done = Some(total - left.len());
+            report.units = Some(
+                left.into_iter()
+                    .map(|chunk| RestoreUnit {
+                        table: table.to_string(),
+                        partition: partition.into(),
+                        chunk,
+                        restore_id: restore_id.clone(),
+                        into_schema: into_schema.into(),
+                    })
+                    .collect(),
+            );
+            report.restore_id = Some(restore_id);
+            report.unfinished_because = Some("planned: load the units, then restore again to rename".into());
+            return Ok(RestoreOutcome::Restored(Box::new(report)));
+        }
         Loaded::Unfinished { done, total, why } => {
             report.complete = false;
             report.chunks_done = Some(done);
@@ -379,7 +451,7 @@ pub async fn restore(
             if attach {
                 report.not_attached_because = Some("the restore is not complete yet".into());
             }
-            return Ok(RestoreOutcome::Restored(report));
+            return Ok(RestoreOutcome::Restored(Box::new(report)));
         }
     }
     if attach {
@@ -388,7 +460,30 @@ pub async fn restore(
             Err(why) => report.not_attached_because = Some(why),
         }
     }
-    Ok(RestoreOutcome::Restored(report))
+    Ok(RestoreOutcome::Restored(Box::new(report)))
+}
+
+/// Every object `step` reads, located ([`locate_objects`]) and readable now; otherwise the
+/// retrieval it waits for, requested for each cold object at once (so the chunks of one archive
+/// come back together). A unit locates only its own object.
+async fn readable_or_retrieving(
+    archiver: &Archiver,
+    rec: &mut ManifestRecord,
+    step: Step<'_>,
+) -> Result<Option<Pending>, Error> {
+    let only = match step {
+        Step::Unit { chunk, .. } => Some(chunk),
+        _ => None,
+    };
+    let mut pending = None;
+    for (chunk_no, head) in locate_objects(archiver, rec, only).await? {
+        let objects = rec.objects();
+        let key = objects.iter().find(|o| o.chunk_no == chunk_no).map(|o| o.key).unwrap_or_default();
+        if let Some(p) = readable_now(archiver, key, &head).await? {
+            pending.get_or_insert(p);
+        }
+    }
+    Ok(pending)
 }
 
 /// Attaches a restored table back to its parent; `Err(reason)` when the range is not free.

@@ -13,6 +13,12 @@
 //! `restore_loaded` row. A time budget too short to load even the next object is refused before
 //! anything changes.
 //!
+//! # Fan-out
+//! [`Step::Plan`] sets up (or finds) the staging table and lists the objects left, [`Step::Unit`]
+//! loads one of them (units of one restore hold the staging lock shared and load side by side; a
+//! unit of another plan, an object the archive lacks, or a missing staging table is refused with
+//! nothing changed), and [`Step::Whole`], the final step, loads what is left and renames.
+//!
 //! # Crash consistency
 //! - Killed before the staging table is committed: nothing exists.
 //! - Killed while loading: the object's transaction rolls back with its `restore_loaded` row; what
@@ -102,6 +108,21 @@ impl Unit {
     }
 }
 
+/// Which part of a restore this call does: all of it, or one step of a fan-out (a Step Functions
+/// Map: the plan, then one unit per object side by side, then [`Step::Whole`] as the final step,
+/// which loads whatever a unit left and renames).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step<'a> {
+    Whole,
+    /// Set up (or find) the staging table and list the objects left to load.
+    Plan,
+    /// Load one object into the staging table of restore `restore_id`.
+    Unit {
+        chunk: i32,
+        restore_id: &'a str,
+    },
+}
+
 /// What a load did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loaded {
@@ -109,6 +130,12 @@ pub enum Loaded {
     Complete(u64),
     /// Stopped with objects left; the staging table keeps what is loaded.
     Unfinished { done: usize, total: usize, why: String },
+    /// A fan-out's plan: the staging table of restore `restore_id` is ready, and these objects
+    /// (numbers) are left to load, one unit each.
+    Planned { restore_id: String, left: Vec<i32>, total: usize },
+    /// One unit: its object is in the staging table, loaded now (`already`: by another unit or
+    /// an earlier call). `rows`: the object's rows.
+    Unit { rows: i64, already: bool },
 }
 
 /// Drops `staging` and forgets its loaded objects, under a lock_timeout: a session of a failed or
@@ -159,20 +186,24 @@ async fn leftover(client: &Client, staging: &QualifiedName) -> Result<Option<(St
     Ok(Some((id, loaded)))
 }
 
-/// Restores every object of `rec` into `target` (which must not exist), within the archiver's
-/// deadline. `columns` is the column list of the CREATE TABLE.
+/// Does `step` of restoring the objects of `rec` into `target` (which must not exist), within the
+/// archiver's deadline. `columns` is the column list of the CREATE TABLE.
 pub async fn restore_objects(
     client: &mut Client,
     archiver: &Archiver,
     rec: &ManifestRecord,
     target: &QualifiedName,
     columns: &str,
+    step: Step<'_>,
 ) -> Result<Loaded, Error> {
     let staging = QualifiedName::new(&target.schema, staging_name(&target.name));
     // One restore per staging table: a second restore of this partition (or of one whose name
-    // shares the staging name's first 49 bytes) is refused, never let into the first's table.
+    // shares the staging name's first 49 bytes) is refused, never let into the first's table. The
+    // units of one fan-out hold the lock shared: side by side, and never beside a whole restore or
+    // a plan.
+    let hold = if matches!(step, Step::Unit { .. }) { lock::Hold::Shared } else { lock::Hold::Exclusive };
     if let lock::Locked::Held(holder) =
-        lock::try_lock(client, LockClass::Restore, &staging.quoted()).await.map_err(wrap)?
+        lock::try_lock_as(client, LockClass::Restore, &staging.quoted(), hold).await.map_err(wrap)?
     {
         let by = holder.map(|h| format!(" (held by {h})")).unwrap_or_default();
         return Err(Error::new(
@@ -180,21 +211,30 @@ pub async fn restore_objects(
             format!("another restore is using {staging}{by}: run this one when it has finished"),
         ));
     }
-    let result = restore_locked(client, archiver, rec, target, &staging, columns).await;
-    if let Err(e) = lock::unlock(client, LockClass::Restore, &staging.quoted()).await {
+    let result =
+        match step {
+            Step::Whole => restore_locked(client, archiver, rec, target, &staging, columns).await,
+            Step::Plan => stage(client, archiver, rec, target, &staging, columns, false).await.map(|s| {
+                Loaded::Planned { restore_id: s.id, left: s.todo.iter().map(|u| u.no).collect(), total: s.total }
+            }),
+            Step::Unit { chunk, restore_id } => load_unit(client, archiver, rec, &staging, chunk, restore_id).await,
+        };
+    if let Err(e) = lock::unlock_as(client, LockClass::Restore, &staging.quoted(), hold).await {
         tracing::warn!(error = %e, "could not release the restore lock (it ends with the session)");
     }
     result
 }
 
-async fn restore_locked(
-    client: &mut Client,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    target: &QualifiedName,
-    staging: &QualifiedName,
-    columns: &str,
-) -> Result<Loaded, Error> {
+/// A staging table ready to load into: its restore id and oid, the objects left, of `total`.
+struct Staged {
+    id: String,
+    oid: u32,
+    todo: Vec<Unit>,
+    total: usize,
+}
+
+/// Refuses a database without `restore_loaded` (this version's migrations).
+async fn require_migrated(client: &Client) -> Result<(), Error> {
     let migrated: bool = client
         .query_one("SELECT to_regclass('partition_archiver.restore_loaded') IS NOT NULL", &[])
         .await
@@ -206,6 +246,22 @@ async fn restore_locked(
              migrations) before restoring; nothing was changed",
         ));
     }
+    Ok(())
+}
+
+/// Finds the staging table a stopped restore of this archive left (going on with it), or creates
+/// one (dropping a leftover of another archive). With `loads_next`, a time left too short to load
+/// the next object is refused first, with nothing changed.
+async fn stage(
+    client: &mut Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    target: &QualifiedName,
+    staging: &QualifiedName,
+    columns: &str,
+    loads_next: bool,
+) -> Result<Staged, Error> {
+    require_migrated(client).await?;
     let units: Vec<Unit> = rec.objects().iter().map(Unit::of).collect();
     let total = units.len();
     // Go on with a stopped restore of this archive: its staging table holds only objects of it.
@@ -219,7 +275,7 @@ async fn restore_locked(
     };
     let todo: Vec<Unit> = units.iter().filter(|u| !loaded.contains(&u.no)).cloned().collect();
     // A budget that would not cover the next object is refused before anything changes.
-    if let Some(next) = todo.first() {
+    if let Some(next) = todo.first().filter(|_| loads_next) {
         if !chunks::worth_starting(archiver.remaining(), next.raw_bytes, None, archiver.margin(FINISH_MARGIN)) {
             return Err(Error::invalid(format!(
                 "the time left ({:.0} s) would not cover loading object {} of {} ({} bytes before compression) and \
@@ -251,6 +307,19 @@ async fn restore_locked(
     // The workers load into this very table (its oid), not whatever has its name by then.
     let oid: u32 =
         client.query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()]).await.map_err(|e| wrap(e.into()))?.get(0);
+    Ok(Staged { id, oid, todo, total })
+}
+
+/// The whole restore: stage, load what is left within the deadline, rename once all is in.
+async fn restore_locked(
+    client: &mut Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    target: &QualifiedName,
+    staging: &QualifiedName,
+    columns: &str,
+) -> Result<Loaded, Error> {
+    let Staged { id, oid, todo, total } = stage(client, archiver, rec, target, staging, columns, true).await?;
     let stopped = load(archiver, rec, staging, oid, &id, todo).await;
     let result = match stopped {
         Ok(None) => rename(client, rec, staging, target, oid, &id, total).await.map(Loaded::Complete),
@@ -352,6 +421,56 @@ async fn rename(
     Ok(rows as u64)
 }
 
+/// One unit of a fan-out restore: loads object `chunk` into the staging table of restore
+/// `restore_id`, which the plan made. Refused, with nothing changed, when that staging table is
+/// not there (planned yet? renamed already?), is another restore's, or has no such object. A unit
+/// never drops the staging table (other units load into it): a failure no retry mends is left
+/// for the final step, whose own load of the object meets it and drops the table.
+async fn load_unit(
+    client: &mut Client,
+    archiver: &Archiver,
+    rec: &ManifestRecord,
+    staging: &QualifiedName,
+    chunk: i32,
+    restore_id: &str,
+) -> Result<Loaded, Error> {
+    require_migrated(client).await?;
+    let partition = &rec.partition_name;
+    let Some((id, loaded)) = leftover(client, staging).await? else {
+        return Err(Error::invalid(format!(
+            "no restore of {partition} is planned ({staging} does not exist): plan one with `restore --fan-out`"
+        )));
+    };
+    if id != restore_id {
+        return Err(Error::invalid(format!(
+            "this unit belongs to restore {restore_id}, and {staging} is restore {id}'s: plan again with \
+             `restore --fan-out` and run its units; nothing was changed"
+        )));
+    }
+    let objects = rec.objects();
+    let Some(unit) = objects.iter().map(Unit::of).find(|u| u.no == chunk) else {
+        return Err(Error::invalid(format!(
+            "chunk {chunk} does not exist in the archive of {partition} ({} objects); nothing was changed",
+            objects.len()
+        )));
+    };
+    if loaded.iter().any(|(no, _)| *no == chunk) {
+        return Ok(Loaded::Unit { rows: unit.rows, already: true });
+    }
+    if !chunks::worth_starting(archiver.remaining(), unit.raw_bytes, None, archiver.margin(FINISH_MARGIN)) {
+        return Err(Error::invalid(format!(
+            "the time left ({:.0} s) would not cover loading chunk {chunk} of {partition} ({} bytes before \
+             compression): give the unit a longer time budget; nothing was changed",
+            archiver.remaining().unwrap_or_default().as_secs_f64(),
+            unit.raw_bytes
+        )));
+    }
+    let oid: u32 =
+        client.query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()]).await.map_err(|e| wrap(e.into()))?.get(0);
+    let loaded_now = load_one(client, archiver, rec, staging, oid, &id, &unit).await?;
+    Ok(Loaded::Unit { rows: unit.rows, already: !loaded_now })
+}
+
 /// Shared by the load workers.
 struct Workers {
     queue: Mutex<VecDeque<Unit>>,
@@ -427,7 +546,8 @@ async fn load(
 }
 
 /// Loads one object into `staging` in one transaction with its `restore_loaded` row, committed
-/// only when its SHA-256 and row counts match the manifest.
+/// only when its SHA-256 and row counts match the manifest. `Ok(false)`: the object was already
+/// loaded (by another unit), nothing done.
 async fn load_one(
     conn: &mut Client,
     archiver: &Archiver,
@@ -436,7 +556,7 @@ async fn load_one(
     oid: u32,
     id: &str,
     unit: &Unit,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let (partition, no, key) = (&rec.partition_name, unit.no, &unit.key);
     let tx = conn.transaction().await.map_err(|e| wrap(e.into()))?;
     let same: Option<bool> = tx
@@ -448,6 +568,19 @@ async fn load_one(
         return Err(Error::integrity(format!(
             "{staging} is no longer the table this restore created: nothing was kept"
         )));
+    }
+    // The object's row first: a second unit of the same object waits here for this transaction,
+    // then finds the row (this one committed) and loads nothing, or takes over (it rolled back).
+    let claimed = tx
+        .execute(
+            "INSERT INTO partition_archiver.restore_loaded (restore_id, object_no, sha256, row_count) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&id, &no, &unit.sha256, &unit.rows],
+        )
+        .await
+        .map_err(|e| wrap(anyhow::Error::new(e).context("record the object as loaded")))?;
+    if claimed == 0 {
+        return Ok(false);
     }
     let (format, compression) = (rec.format().map_err(wrap)?, rec.compression().map_err(wrap)?);
     let copy_sql = format!("COPY {} FROM STDIN {}", staging.quoted(), format.copy_from_options());
@@ -474,19 +607,13 @@ async fn load_one(
             got.rows_copied, got.rows_counted, unit.rows
         )));
     }
-    tx.execute(
-        "INSERT INTO partition_archiver.restore_loaded (restore_id, object_no, sha256, row_count) VALUES ($1, $2, $3, $4)",
-        &[&id, &no, &unit.sha256, &unit.rows],
-    )
-    .await
-    .map_err(|e| wrap(anyhow::Error::new(e).context("record the object as loaded")))?;
     crate::fail_point!(
         "restore_chunk_before_commit",
         Err(Error::transient(anyhow::anyhow!("failpoint restore_chunk_before_commit")))
     );
     tx.commit().await.map_err(|e| wrap(e.into()))?;
     crate::fail_point!("restore_chunk_after_commit");
-    Ok(())
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Session advisory locks, keyed `(class, hashtext(key))`: one run per table at a time (invariant
 //! 3; the PL/pgSQL `create_partitions`, the pg_cron path, takes the same table key), one worker
-//! per chunk of a chunked archive, one restore per staging table.
+//! per chunk of a chunked archive, one restore per staging table (the units of one fan-out restore
+//! hold it shared, side by side).
 //!
 //! # Vanished runs
 //! A session lock lives as long as its session. When a run's client vanishes without the server
@@ -80,9 +81,21 @@ pub enum Locked {
     Held(Option<LockHolder>),
 }
 
-async fn try_once(client: &Client, class: LockClass, key: &str) -> anyhow::Result<bool> {
+/// How a lock is held: by one session, or shared by many (the restore units of one restore, which
+/// load side by side and keep a whole restore out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Exclusive,
+    Shared,
+}
+
+async fn try_once(client: &Client, class: LockClass, key: &str, hold: Hold) -> anyhow::Result<bool> {
+    let sql = match hold {
+        Hold::Exclusive => "SELECT pg_try_advisory_lock($1, hashtext($2))",
+        Hold::Shared => "SELECT pg_try_advisory_lock_shared($1, hashtext($2))",
+    };
     Ok(client
-        .query_one("SELECT pg_try_advisory_lock($1, hashtext($2))", &[&class.id(), &key])
+        .query_one(sql, &[&class.id(), &key])
         .await
         .with_context(|| format!("take advisory lock {class:?} {key}"))?
         .get(0))
@@ -91,13 +104,18 @@ async fn try_once(client: &Client, class: LockClass, key: &str) -> anyhow::Resul
 /// Takes the lock if it is free, or if its holder is a vanished run (terminated first); otherwise
 /// says who holds it.
 pub async fn try_lock(client: &Client, class: LockClass, key: &str) -> anyhow::Result<Locked> {
-    if try_once(client, class, key).await? {
+    try_lock_as(client, class, key, Hold::Exclusive).await
+}
+
+/// [`try_lock`], held as `hold`.
+pub async fn try_lock_as(client: &Client, class: LockClass, key: &str, hold: Hold) -> anyhow::Result<Locked> {
+    if try_once(client, class, key, hold).await? {
         return Ok(Locked::Acquired(None));
     }
     let stale = stale_after();
-    let Some(mut holder) = holder(client, class, key, stale).await? else {
+    let Some(mut holder) = holder(client, class, key, hold, stale).await? else {
         // Released in between: one more try.
-        return Ok(if try_once(client, class, key).await? { Locked::Acquired(None) } else { Locked::Held(None) });
+        return Ok(if try_once(client, class, key, hold).await? { Locked::Acquired(None) } else { Locked::Held(None) });
     };
     if !holder.vanished {
         return Ok(Locked::Held(Some(holder)));
@@ -117,7 +135,7 @@ pub async fn try_lock(client: &Client, class: LockClass, key: &str) -> anyhow::R
     tracing::warn!(lock = ?class, key, holder = %holder, sessions = terminated,
         "terminated the sessions of a vanished partition-archiver run that held the lock");
     holder.terminated = terminated > 0;
-    if try_once(client, class, key).await? {
+    if try_once(client, class, key, hold).await? {
         Ok(Locked::Acquired(Some(holder)))
     } else {
         Ok(Locked::Held(Some(holder)))
@@ -136,8 +154,15 @@ fn run_shows_no_life(run: &str, secs: &str) -> String {
     )
 }
 
-/// The session holding the lock `(class, key)` in this database, and whether it is a vanished run.
-async fn holder(client: &Client, class: LockClass, key: &str, stale: Duration) -> anyhow::Result<Option<LockHolder>> {
+/// The session holding the lock `(class, key)` in this database in a way that keeps `wanted` out
+/// (only an exclusive holder keeps a shared lock out), and whether it is a vanished run.
+async fn holder(
+    client: &Client,
+    class: LockClass,
+    key: &str,
+    wanted: Hold,
+    stale: Duration,
+) -> anyhow::Result<Option<LockHolder>> {
     let row = client
         .query_opt(
             &format!(
@@ -148,10 +173,17 @@ async fn holder(client: &Client, class: LockClass, key: &str, stale: Duration) -
                   WHERE l.locktype = 'advisory' AND l.granted
                     AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                     AND l.classid = $1::int4::oid AND l.objid = hashtext($2)::oid AND l.objsubid = 2
+                    AND (NOT $5 OR l.mode = 'ExclusiveLock')
                   LIMIT 1",
                 run_shows_no_life("a.application_name", "$4")
             ),
-            &[&class.id(), &key, &crate::pg::connect::APPLICATION_PREFIX, &stale.as_secs_f64()],
+            &[
+                &class.id(),
+                &key,
+                &crate::pg::connect::APPLICATION_PREFIX,
+                &stale.as_secs_f64(),
+                &(wanted == Hold::Shared),
+            ],
         )
         .await
         .with_context(|| format!("read who holds advisory lock {class:?} {key}"))?;
@@ -187,8 +219,16 @@ async fn terminate_vanished_run(client: &Client, application_name: &str, stale: 
 }
 
 pub async fn unlock(client: &Client, class: LockClass, key: &str) -> anyhow::Result<()> {
+    unlock_as(client, class, key, Hold::Exclusive).await
+}
+
+pub async fn unlock_as(client: &Client, class: LockClass, key: &str, hold: Hold) -> anyhow::Result<()> {
+    let sql = match hold {
+        Hold::Exclusive => "SELECT pg_advisory_unlock($1, hashtext($2))",
+        Hold::Shared => "SELECT pg_advisory_unlock_shared($1, hashtext($2))",
+    };
     client
-        .query_one("SELECT pg_advisory_unlock($1, hashtext($2))", &[&class.id(), &key])
+        .query_one(sql, &[&class.id(), &key])
         .await
         .with_context(|| format!("release advisory lock {class:?} {key}"))?;
     Ok(())

@@ -659,3 +659,129 @@ async fn a_chunk_object_whose_record_was_lost_is_adopted_by_its_content_and_anot
     final_step_drops_march_with_each_chunk_once(&env, chunks.len()).await;
     assert_eq!(restore_months(&env, "r").await, original);
 }
+
+#[tokio::test]
+async fn a_fan_out_restore_loads_its_units_side_by_side_and_the_final_step_renames_an_identical_table() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed_big(&env, 40_000).await;
+    let march = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders_2026_03 t").await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED));
+    let total = chunk_rows(&env, MARCH).await.len();
+    assert!(total >= 3, "{total}");
+    let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
+    // The plan: the staging table, and one unit per object; planning again gives the same.
+    let (out, plan) = env.json(&[&restore[..], &["--fan-out"]].concat(), CHUNKED);
+    ok(&out);
+    let r = &plan["restore"];
+    assert_eq!(
+        (r["complete"].as_bool(), r["chunks"].as_u64(), r["chunks_done"].as_u64()),
+        (Some(false), Some(total as u64), Some(0)),
+        "{plan}"
+    );
+    let id = r["restore_id"].as_str().unwrap().to_string();
+    let units = r["units"].as_array().unwrap().clone();
+    assert_eq!(units.len(), total, "{plan}");
+    for (n, u) in units.iter().enumerate() {
+        let want = serde_json::json!({"table": "public.orders", "partition": MARCH, "chunk": n + 1, "restore_id": id, "into_schema": "r"});
+        assert_eq!(u, &want);
+    }
+    assert_eq!(staged(&env, "r", MARCH).await, (0, true));
+    let (out, again) = env.json(&[&restore[..], &["--fan-out"]].concat(), CHUNKED);
+    ok(&out);
+    assert_eq!(again["restore"]["units"], r["units"], "planning again goes on with the same staging table");
+    // Bad units change nothing.
+    let unit_args = |partition: &str, chunk: &str, id: &str| -> Vec<String> {
+        [
+            "restore-chunk",
+            "--table",
+            "orders",
+            "--partition",
+            partition,
+            "--chunk",
+            chunk,
+            "--restore-id",
+            id,
+            "--into-schema",
+            "r",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let other_id = "0123456789abcdef0123456789abcdef";
+    for (args, needle) in [
+        (unit_args(MARCH, "99", &id), "chunk 99 does not exist in the archive of orders_2026_03"),
+        (unit_args(MARCH, "0", &id), "numbered from 1"),
+        (unit_args(MARCH, "1", other_id), &format!("belongs to restore {other_id}") as &str),
+        (unit_args(MARCH, "1", "x'; DROP TABLE orders; --"), "is not a restore id"),
+        (unit_args("orders_2026_04", "1", &id), "no restore of orders_2026_04 is planned"),
+        (unit_args("orders_2026_05", "1", &id), "no archive of partition orders_2026_05"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = env.run(&args, CHUNKED);
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains(needle), "{args:?}: {text}");
+    }
+    assert_eq!(staged(&env, "r", MARCH).await, (0, true));
+    // The Map: every unit as its own process, all at once, plus a second one of chunk 1; chunk 2's
+    // is killed before its commit.
+    let mut children = Vec::new();
+    for unit in units.iter().chain(std::iter::once(&units[0])) {
+        let chunk = unit["chunk"].to_string();
+        let kill = if chunk == "2" { "restore_chunk_before_commit" } else { "" };
+        let vars = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", kill)]].concat();
+        let args = unit_args(MARCH, &chunk, &id);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = env
+            .command(&args, &vars)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        children.push((chunk, child));
+    }
+    let mut outcomes = Vec::new();
+    for (chunk, child) in children {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        if chunk == "2" {
+            assert_eq!(out.status.code(), Some(86), "chunk 2 was killed: {}", String::from_utf8_lossy(&out.stderr));
+            continue;
+        }
+        ok(&out);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!((v["action"].as_str(), v["chunk"].to_string()), (Some("restore_chunk"), chunk.clone()), "{v}");
+        assert!(v["rows"].as_i64().unwrap() > 0, "{v}");
+        outcomes.push((chunk, v["outcome"].as_str().unwrap().to_string()));
+    }
+    // Chunk 1's two units: one loaded it, the other found it loaded.
+    let mut ones: Vec<&str> = outcomes.iter().filter(|(c, _)| c == "1").map(|(_, o)| o.as_str()).collect();
+    ones.sort();
+    assert_eq!(ones, ["already_loaded", "loaded"], "{outcomes:?}");
+    assert_eq!(staged(&env, "r", MARCH).await, (total as i64 - 1, true), "every unit but the killed one");
+    assert_eq!(
+        env.scalar_i64("SELECT count(*) FROM pg_tables WHERE schemaname = 'r' AND tablename = 'orders_2026_03'").await,
+        0
+    );
+    // The final step loads the killed unit's object and renames.
+    let (out, v) = env.json(&restore, CHUNKED);
+    ok(&out);
+    assert_eq!(
+        (v["restore"]["complete"].as_bool(), v["restore"]["restored_as"].as_str()),
+        (Some(true), Some("r.orders_2026_03")),
+        "{v}"
+    );
+    assert_eq!(staged(&env, "r", MARCH).await, (0, false));
+    let restored = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await;
+    assert_eq!(restored, march);
+    // A unit after the final step: refused, nothing changed.
+    let args = unit_args(MARCH, "1", &id);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (out, v) = env.json(&args, CHUNKED);
+    assert_eq!(out.status.code(), Some(2), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("r.orders_2026_03 already exists"), "{v}");
+    assert_eq!(
+        env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await,
+        march
+    );
+}

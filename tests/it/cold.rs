@@ -252,3 +252,62 @@ async fn an_archive_rewritten_by_a_copy_verifies_and_restores_from_the_copy_when
     assert!(message.contains(&format!("version {recorded} does not exist, and the newest version")), "{v}");
     assert!(message.contains("is 15 bytes, the manifest says") && !message.contains("Some("), "{v}");
 }
+
+/// The event a state of the template sends for `input`: its `Payload` with every `"key.$":
+/// "$.field"` taken from `input` (the only paths the restore machine's Map uses).
+fn payload_for(payload: &serde_yaml::Value, input: &serde_json::Value) -> serde_json::Value {
+    let mut event = serde_json::Map::new();
+    for (k, v) in payload.as_mapping().expect("a Payload mapping") {
+        let (k, v) = (k.as_str().unwrap(), v.as_str().unwrap());
+        match k.strip_suffix(".$") {
+            Some(field) => {
+                let path = v.strip_prefix("$.").expect("a top-level path");
+                event.insert(field.to_string(), input[path].clone());
+            }
+            None => {
+                event.insert(k.to_string(), serde_json::Value::String(v.to_string()));
+            }
+        }
+    }
+    serde_json::Value::Object(event)
+}
+
+#[tokio::test]
+async fn the_restore_state_machine_plans_waits_loads_each_unit_and_renames_through_the_function() {
+    let env = TestEnv::migrated_at(NOW).await;
+    let original = archived_trades(&env).await;
+    move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
+    let settings = partition_archiver::config::Settings::from_lookup(&|k| match k {
+        "DATABASE_URL" => Some(env.url.clone()),
+        "PGSSLMODE" => Some("disable".into()),
+        "ARCHIVE_BUCKET" => Some(env.bucket.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let app = partition_archiver::app::App::new(settings).await;
+    let states =
+        crate::template::template()["Resources"]["RestoreStateMachine"]["Properties"]["Definition"]["States"].clone();
+    let request = serde_json::json!({"action": "restore", "table": "public.trades", "partition": "trades_2026_03"});
+    // Plan: the request merged with {"fan_out": true} (States.JsonMerge).
+    let mut plan = request.clone();
+    plan["fan_out"] = true.into();
+    let first = partition_archiver::lambda::handle(&app, plan.clone(), None).await.unwrap();
+    assert!(first["pending"].is_object(), "a cold object is retrieved first: {first}");
+    assert_eq!(restored_tables(&env).await, 0, "nothing changed while pending");
+    // After the wait (LocalStack has the retrieval done at once), plan again: one unit.
+    let planned = partition_archiver::lambda::handle(&app, plan, None).await.unwrap();
+    let units = planned["restore"]["units"].as_array().expect("units").clone();
+    assert_eq!(units.len(), 1, "{planned}");
+    // The Map: each unit as the template's LoadChunk state sends it.
+    let load = &states["LoadChunks"]["ItemProcessor"]["States"]["LoadChunk"]["Parameters"]["Payload"];
+    for unit in &units {
+        let event = payload_for(load, unit);
+        assert_eq!(event["action"], "restore_chunk");
+        let loaded = partition_archiver::lambda::handle(&app, event, None).await.unwrap();
+        assert_eq!((loaded["ok"].as_bool(), loaded["outcome"].as_str()), (Some(true), Some("loaded")), "{loaded}");
+    }
+    // The final step: the request itself.
+    let done = partition_archiver::lambda::handle(&app, request, None).await.unwrap();
+    assert_eq!((done["ok"].as_bool(), done["restore"]["complete"].as_bool()), (Some(true), Some(true)), "{done}");
+    assert_eq!(env.scalar_text(&MARCH.replace("{}", "archive_restore.trades_2026_03")).await, original);
+}

@@ -3,12 +3,12 @@
 
 use serde_yaml::Value;
 
-fn template() -> Value {
+pub(crate) fn template() -> Value {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).unwrap();
     serde_yaml::from_str(&text).expect("template.yaml parses")
 }
 
-fn untag(v: &Value) -> &Value {
+pub(crate) fn untag(v: &Value) -> &Value {
     match v {
         Value::Tagged(t) => &t.value,
         other => other,
@@ -184,11 +184,39 @@ fn cold_storage_moves_only_data_objects_and_restores_wait_in_a_state_machine() {
         assert!(objects.as_sequence().unwrap().iter().any(|a| a == needed), "{needed} missing: {objects:?}");
     }
 
-    // request -> (pending? wait, ask again) -> restored.
+    // plan (pending? wait, plan again) -> a Map of units -> the final restore (not complete? plan
+    // again, at most 24 rounds) -> restored.
     let m = &t["Resources"]["RestoreStateMachine"];
     assert_eq!(m["Type"], "AWS::Serverless::StateMachine");
     let states = &m["Properties"]["Definition"]["States"];
-    assert_eq!(m["Properties"]["Definition"]["StartAt"], "Restore");
+    assert_eq!(m["Properties"]["Definition"]["StartAt"], "FirstRound");
+    assert_eq!(states["FirstRound"]["Next"], "Plan");
+    assert_eq!(
+        states["Plan"]["Parameters"]["Payload.$"],
+        r#"States.JsonMerge($.request, States.StringToJson('{"fan_out": true}'), false)"#
+    );
+    assert_eq!(states["Plan"]["Next"], "PlannedOrPending");
+    let planned = states["PlannedOrPending"]["Choices"].as_sequence().unwrap();
+    assert_eq!(
+        (planned[0]["Variable"].as_str(), planned[0]["Next"].as_str()),
+        (Some("$.plan.report.pending"), Some("WaitForRetrieval"))
+    );
+    assert_eq!(
+        (planned[1]["Variable"].as_str(), planned[1]["Next"].as_str()),
+        (Some("$.plan.report.restore.units"), Some("LoadChunks"))
+    );
+    assert_eq!(states["WaitForRetrieval"]["Type"], "Wait");
+    assert_eq!(untag(&states["WaitForRetrieval"]["Seconds"]).as_str(), Some("RestorePollSeconds"));
+    assert_eq!(states["WaitForRetrieval"]["Next"], "Plan");
+    let map = &states["LoadChunks"];
+    assert_eq!((map["Type"].as_str(), map["ItemsPath"].as_str()), (Some("Map"), Some("$.plan.report.restore.units")));
+    assert_eq!(untag(&map["MaxConcurrency"]).as_str(), Some("FanOutConcurrency"));
+    assert_eq!(map["Next"], "Restore");
+    let unit = &map["ItemProcessor"]["States"]["LoadChunk"]["Parameters"]["Payload"];
+    assert_eq!(unit["action"], "restore_chunk");
+    for field in ["table", "partition", "chunk", "restore_id", "into_schema"] {
+        assert_eq!(unit[format!("{field}.$").as_str()], format!("$.{field}"), "the unit's {field}");
+    }
     assert_eq!(states["Restore"]["Parameters"]["Payload.$"], "$.request");
     assert_eq!(states["Restore"]["Next"], "RestoredOrPending");
     let choices = states["RestoredOrPending"]["Choices"].as_sequence().unwrap();
@@ -196,15 +224,23 @@ fn cold_storage_moves_only_data_objects_and_restores_wait_in_a_state_machine() {
         (choices[0]["Variable"].as_str(), choices[0]["Next"].as_str()),
         (Some("$.result.report.pending"), Some("WaitForRetrieval"))
     );
-    assert_eq!(states["WaitForRetrieval"]["Type"], "Wait");
-    assert_eq!(untag(&states["WaitForRetrieval"]["Seconds"]).as_str(), Some("RestorePollSeconds"));
-    assert_eq!(states["WaitForRetrieval"]["Next"], "Restore");
-    // A restore stopped by the invocation's deadline ("complete": false) is invoked again at once.
+    // A final restore stopped by the invocation's deadline ("complete": false) plans again, at
+    // most 24 rounds; after them it fails, never succeeds.
     let unfinished = choices[1]["And"].as_sequence().unwrap();
     assert_eq!(unfinished[1]["Variable"], "$.result.report.restore.complete");
     assert_eq!(unfinished[1]["BooleanEquals"], false);
-    assert_eq!(choices[1]["Next"], "Restore");
-    assert_eq!(states[choices[2]["Next"].as_str().unwrap()]["Type"], "Succeed");
+    assert_eq!(unfinished[2]["NumericLessThan"], 24);
+    assert_eq!(choices[1]["Next"], "NextRound");
+    assert_eq!(states["NextRound"]["Next"], "Plan");
+    assert_eq!(choices[2]["And"][1]["BooleanEquals"], false);
+    assert_eq!(choices[2]["Next"], "RestoreFailed");
+    assert_eq!(states[choices[3]["Next"].as_str().unwrap()]["Type"], "Succeed");
+    // The events the machine sends are the ones the function accepts.
+    let plan = serde_json::json!({"action": "restore", "table": "public.trades", "partition": "trades_2026_01", "fan_out": true});
+    assert!(partition_archiver::request::from_event(&plan).is_ok());
+    let unit = serde_json::json!({"action": "restore_chunk", "table": "public.trades", "partition": "trades_2026_01",
+        "chunk": 2, "restore_id": "0123456789abcdef0123456789abcdef", "into_schema": "archive_restore"});
+    assert!(partition_archiver::request::from_event(&unit).is_ok());
 }
 
 #[test]
