@@ -591,11 +591,13 @@ pub fn require_not_archived_sql(table: &QualifiedName, partition: &str) -> Strin
     )
 }
 
-/// SQL that raises if `partition` holds more rows than its archive (or a different count when its
-/// freeze trigger is gone or disabled): the last check before its DROP.
-pub fn require_row_count_sql(table: &QualifiedName, partition: &QualifiedName) -> String {
+/// SQL that raises if `partition` may hold rows its archive does not: the last check before its
+/// DROP. Reads one catalog row when the freeze trigger is the one recorded before the first COPY
+/// (migration 20261206000003); otherwise counts the table, which may not hold more rows than its
+/// archive (or a different count when its freeze trigger is gone or disabled).
+pub fn require_unchanged_sql(table: &QualifiedName, partition: &QualifiedName) -> String {
     format!(
-        "SELECT partition_archiver.require_row_count({}::regclass, m.row_count) \
+        "SELECT partition_archiver.require_unchanged({}::regclass, m.row_count, m.frozen_by) \
          FROM partition_archiver.archive_manifest m \
          WHERE m.table_schema = {} AND m.table_name = {} AND m.partition_name = {}",
         quote_literal(&partition.quoted()),
@@ -624,7 +626,7 @@ pub fn upsert_sql(r: &ManifestRecord) -> String {
            upload_token = NULL, row_count = NULL, raw_bytes = NULL, compressed_bytes = NULL,
            sha256 = NULL, object_key = NULL, manifest_key = NULL, version_id = NULL, etag = NULL,
            checksum_composite = NULL, moved_to_schema = NULL, last_error = NULL, uploaded_at = NULL,
-           chunk_size = NULL, rel_filenode = NULL, rel_blocks = NULL,
+           chunk_size = NULL, rel_filenode = NULL, rel_blocks = NULL, frozen_by = NULL,
            verified_at = NULL, finished_at = NULL, updated_at = now()
          WHERE archive_manifest.state NOT IN ('verified', 'dropped', 'moved')",
         lit(&r.table_schema),

@@ -42,6 +42,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("20261126000003_archive_format_parquet.sql"),
     migration!("20261206000001_table_maintenance.sql"),
     migration!("20261206000002_restore_loaded.sql"),
+    migration!("20261206000003_freeze_proof.sql"),
     migration!("partition_archiving.sql"),
 ];
 

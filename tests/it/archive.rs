@@ -544,6 +544,69 @@ async fn a_verified_partition_that_gained_rows_is_not_dropped() {
     assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await, rows, "the table is still there, whole");
 }
 
+/// The freeze is the proof the DROP reads: a trigger changed after the first COPY (here disabled
+/// for a write and enabled again, exactly as it was) no longer proves anything, and the DROP falls
+/// back to counting the table, which holds a row its archive does not: not dropped. A session in
+/// `session_replication_role = replica` is refused like any other (the trigger fires ALWAYS).
+#[tokio::test]
+async fn a_freeze_trigger_changed_after_the_first_copy_makes_the_drop_count_and_refuse() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed(&env).await;
+    crash_at(&env, "after_verify");
+    let table = partition_in_state(&env, "verified").await;
+    let mark_sql = format!(
+        "SELECT m.frozen_by || '|' || coalesce(partition_archiver.freeze_mark('{table}'::regclass), 'none')
+           FROM partition_archiver.archive_manifest m WHERE m.partition_name = 'orders_2026_03'"
+    );
+    let (recorded, now) =
+        env.scalar_text(&mark_sql).await.unwrap().split_once('|').map(|(a, b)| (a.to_string(), b.to_string())).unwrap();
+    assert_eq!(recorded, now, "recorded at the first freeze, untouched since");
+    let err = env
+        .db
+        .batch_execute(&format!(
+            "SET session_replication_role = replica; DELETE FROM {table}; SET session_replication_role = origin"
+        ))
+        .await
+        .expect_err("the freeze fires in replica mode too");
+    assert!(err.as_db_error().unwrap().message().contains("writes are refused"), "{err}");
+    env.db.batch_execute("SET session_replication_role = origin").await.unwrap();
+    env.db
+        .batch_execute(&format!(
+            "ALTER TABLE {table} DISABLE TRIGGER partition_archiver_frozen;
+             INSERT INTO {table} (id, user_id, symbol, side, type, status, quantity, created_at)
+             SELECT id + 10000000, user_id, symbol, side, type, status, quantity, created_at FROM {table} ORDER BY id LIMIT 1;
+             ALTER TABLE {table} ENABLE ALWAYS TRIGGER partition_archiver_frozen;"
+        ))
+        .await
+        .unwrap();
+    let after = env.scalar_text(&mark_sql).await.unwrap();
+    assert_ne!(after.split_once('|').unwrap().1, recorded, "the trigger's row changed: {after}");
+    let rows = env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await;
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.to_string().contains("not dropped"), "{report}");
+    assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await, rows, "the table is still there, whole");
+}
+
+/// With the recorded trigger in place the DROP's check reads that catalog row only: asked to
+/// expect no rows at all of a table full of them, it still passes (it did not count), and with any
+/// other record it counts and refuses.
+#[tokio::test]
+async fn the_drop_check_reads_the_freeze_record_and_counts_only_without_it() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed(&env).await;
+    crash_at(&env, "after_verify");
+    let table = partition_in_state(&env, "verified").await;
+    assert!(env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await > 0);
+    let check =
+        |frozen_by: &str| format!("SELECT partition_archiver.require_unchanged('{table}'::regclass, 0, {frozen_by})");
+    env.db.batch_execute(&check(&format!("partition_archiver.freeze_mark('{table}'::regclass)"))).await.unwrap();
+    for other in ["NULL", "'unproven'", "'1:1'"] {
+        let err = env.db.batch_execute(&check(other)).await.expect_err(other);
+        assert!(err.as_db_error().unwrap().message().contains("not dropped"), "{other}: {err}");
+    }
+}
+
 /// Foreign-key actions still reach a frozen table: deleting a referenced row cascades into it
 /// (the application's DELETE does not fail), and the partition is then dropped as usual (it holds
 /// fewer rows than its archive, never more).

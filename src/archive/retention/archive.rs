@@ -14,7 +14,7 @@ use crate::archive::settings::{Compression, Format};
 use crate::archive::Archiver;
 use crate::error::Error;
 use crate::pg::ddl::{run_ddl, DdlOptions};
-use crate::plan::ident::QualifiedName;
+use crate::plan::ident::{quote_literal, QualifiedName};
 use crate::plan::period::Interval;
 use crate::plan::policy::TablePolicy;
 use anyhow::{anyhow, bail, Context};
@@ -70,7 +70,7 @@ pub async fn archive(
             target.compression.as_str()
         )));
     }
-    freeze(client, opts, &rec.partition()).await?;
+    freeze(client, opts, &rec).await?;
     // Boxed: the chunk workers' futures are deep, and the front doors nest this one further.
     Box::pin(chunked::archive_chunked(
         client,
@@ -111,14 +111,20 @@ async fn load_detached(
     }
 }
 
-/// Phase 2: freeze the table before anything reads it (migration 20250801000003): CREATE TRIGGER
-/// waits for writers already in it and every later write fails, so the COPY, the row count and
-/// the table that is finally dropped all hold the same rows. Idempotent (a rerun replaces it).
-async fn freeze(client: &mut Client, opts: &DdlOptions, table: &QualifiedName) -> anyhow::Result<()> {
+/// Phase 2: freeze the table before anything reads it (migrations 20250801000003 and
+/// 20261206000003): CREATE TRIGGER waits for writers already in it and every later write fails, so
+/// the COPY, the row counts and the table that is finally dropped all hold the same rows. The
+/// trigger's catalog row is recorded at the first freeze, so the DROP proves the freeze held by
+/// reading it rather than counting the table. Idempotent: a trigger untouched since is left as it
+/// is (replacing it would change the row the proof compares).
+async fn freeze(client: &mut Client, opts: &DdlOptions, rec: &ManifestRecord) -> anyhow::Result<()> {
+    let table = rec.partition();
     let freeze = format!(
-        "CREATE OR REPLACE TRIGGER partition_archiver_frozen BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} \
-         FOR EACH STATEMENT EXECUTE FUNCTION partition_archiver.refuse_writes()",
-        table.quoted()
+        "SELECT partition_archiver.freeze({}::regclass, {}, {}, {})",
+        quote_literal(&table.quoted()),
+        quote_literal(&rec.table_schema),
+        quote_literal(&rec.table_name),
+        quote_literal(&rec.partition_name)
     );
     run_ddl(client, opts, &format!("freeze {table}"), &[freeze])
         .await

@@ -7,10 +7,11 @@ use crate::pg::ddl::{run_ddl, DdlOptions};
 use crate::plan::ident::{quote_ident, QualifiedName};
 use crate::plan::policy::{RetentionAction, TablePolicy};
 
-/// Drops a verified partition. Whatever happened to the freeze trigger since (dropped, disabled),
-/// the table may not hold more rows than its archive (and exactly as many if the trigger is gone;
-/// fewer are rows foreign-key cascades removed), checked under the lock the DROP takes anyway (the
-/// table is detached: nobody else waits for it).
+/// Drops a verified partition, checked under the lock the DROP takes anyway (the table is
+/// detached: nobody else waits for it): the freeze trigger must be the very one recorded before
+/// the first COPY (one catalog row, no scan), or else the table may not hold more rows than its
+/// archive (and exactly as many if the trigger is gone; fewer are rows foreign-key cascades
+/// removed), counted.
 pub async fn drop_partition(
     client: &mut tokio_postgres::Client,
     policy: &TablePolicy,
@@ -20,7 +21,7 @@ pub async fn drop_partition(
     let statements = [
         manifest::require_state_sql(&policy.table, &partition.name, &["verified"]),
         format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", partition.quoted()),
-        manifest::require_row_count_sql(&policy.table, partition),
+        manifest::require_unchanged_sql(&policy.table, partition),
         format!("DROP TABLE {}", partition.quoted()),
         manifest::set_state_sql(&policy.table, &partition.name, "dropped", &[("finished_at", Some("now()".into()))]),
     ];
