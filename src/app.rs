@@ -366,8 +366,10 @@ impl App {
                 let archiver = self.archiver.as_ref().map(|a| a.with_deadline(deadline).fanning_out(fan_out));
                 Ok(Response::Run(self.maintain(run_id, action, now, dry_run, &tables, archiver.as_ref()).await?))
             }
-            Request::ArchiveChunk { table, partition, chunk } => {
-                let archiver = self.archiver()?;
+            Request::ArchiveChunk { table, partition, chunk, time_budget } => {
+                // The invocation's deadline counts, as everywhere: a chunk that would overrun it is
+                // not started.
+                let archiver = &self.archiver()?.with_deadline(earliest(deadline, time_budget.map(|b| started + b)));
                 let client = self.connect().await?;
                 let policy = crate::pg::catalog::load_policies(&client, std::slice::from_ref(&table)).await?.remove(0);
                 let name = QualifiedName::new(&table.schema, &partition);

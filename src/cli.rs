@@ -103,6 +103,10 @@ pub enum Command {
         /// The chunk number (from 1), as the unit gives it.
         #[arg(long, allow_hyphen_values = true)]
         chunk: i64,
+        /// Seconds this unit may take: a chunk that would not finish in time is not started
+        /// (outcome `not_started`).
+        #[arg(long)]
+        time_budget: Option<f64>,
     },
     /// Restore an archived partition from S3 into a new table, verified.
     ///
@@ -210,12 +214,13 @@ impl Command {
                 time_budget: None,
                 fan_out: false,
             },
-            Command::ArchiveChunk { table, partition, chunk } => {
+            Command::ArchiveChunk { table, partition, chunk, time_budget } => {
                 check(&partition)?;
                 Request::ArchiveChunk {
                     table: one_table(table)?,
                     partition,
                     chunk: crate::request::chunk_number(chunk)?,
+                    time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
                 }
             }
             Command::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },

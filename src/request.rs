@@ -42,6 +42,8 @@ pub enum Request {
         table: QualifiedName,
         partition: String,
         chunk: i32,
+        /// Not started (`not_started`) when the chunk would not finish within this.
+        time_budget: Option<Duration>,
     },
     Restore {
         table: QualifiedName,
@@ -127,6 +129,7 @@ enum RawEvent {
         table: String,
         partition: String,
         chunk: i64,
+        time_budget_s: Option<f64>,
     },
     Restore {
         table: String,
@@ -253,10 +256,11 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
             time_budget: None,
             fan_out: false,
         },
-        RawEvent::ArchiveChunk { table, partition, chunk } => Request::ArchiveChunk {
+        RawEvent::ArchiveChunk { table, partition, chunk, time_budget_s } => Request::ArchiveChunk {
             table: parse_tables(&[table])?.remove(0),
             partition: partition_name(&partition)?,
             chunk: chunk_number(chunk)?,
+            time_budget: budget(time_budget_s)?,
         },
         RawEvent::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
         RawEvent::Migrate { now: n } => Request::Migrate { now: now(n)? },
@@ -326,13 +330,14 @@ mod tests {
         );
         assert_eq!(
             from_event(
-                &json!({"action": "archive_chunk", "table": "trades", "partition": "trades_2026_01", "chunk": 3})
+                &json!({"action": "archive_chunk", "table": "trades", "partition": "trades_2026_01", "chunk": 3, "time_budget_s": 10})
             )
             .unwrap(),
             Request::ArchiveChunk {
                 table: QualifiedName::new("public", "trades"),
                 partition: "trades_2026_01".into(),
-                chunk: 3
+                chunk: 3,
+                time_budget: Some(Duration::from_secs(10)),
             }
         );
         assert_eq!(

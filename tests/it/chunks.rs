@@ -500,6 +500,14 @@ async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_
         assert!(text.contains(needle), "{args:?}: {text}");
     }
     assert_eq!(chunk_rows(&env, MARCH).await, before);
+    // A unit whose invocation has too little time left starts nothing.
+    let (out, v) = env.json(
+        &["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", "1", "--time-budget", "0.01"],
+        CHUNKED,
+    );
+    ok(&out);
+    assert_eq!(v["outcome"], "not_started", "{v}");
+    assert_eq!(chunk_rows(&env, MARCH).await, before);
     // The Map: every unit as its own process, all at once, plus a second branch on chunk 1; the
     // unit of chunk 2 is killed mid-upload.
     let mut children = Vec::new();
