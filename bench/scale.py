@@ -186,7 +186,11 @@ def main():
                 raise Violation(f"the restored {PARTITION} differs: {restored}, the original {original}")
             report.append(summary(run, fmt, heap, chunks, args.chunk_mib, args.deadline))
             # Untimed set-up for the next format: the restored table becomes the partition again.
-            sh(f"""{PSQL} -c "ALTER TABLE {schema}.{PARTITION} SET SCHEMA public" \
+            copy_checks = ("DO $$ DECLARE c record; BEGIN FOR c IN SELECT conname, pg_get_constraintdef(oid) AS def "
+                           "FROM pg_constraint WHERE conrelid = 'public.trades'::regclass AND contype = 'c' LOOP "
+                           f"EXECUTE format('ALTER TABLE public.{PARTITION} ADD CONSTRAINT %I %s', c.conname, c.def); "
+                           "END LOOP; END $$")
+            sh(f"""{PSQL} -c "ALTER TABLE {schema}.{PARTITION} SET SCHEMA public" -c {shlex.quote(copy_checks)} \
                    -c "ALTER TABLE public.trades ATTACH PARTITION public.{PARTITION} FOR VALUES FROM ('2026-03-01 00:00+00') TO ('2026-04-01 00:00+00')" \
                    -c "DELETE FROM partition_archiver.archive_chunk WHERE partition_name = '{PARTITION}'" \
                    -c "DELETE FROM partition_archiver.archive_manifest WHERE partition_name = '{PARTITION}'" """, env=env)

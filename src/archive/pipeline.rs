@@ -557,6 +557,88 @@ pub async fn copy_digest(
     Ok((rows, bytes, hex::encode(hash.finalize())))
 }
 
+/// A `Write` that keeps nothing: the SHA-256 and size of what went through.
+struct HashSink {
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl Write for HashSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.hash.update(buf);
+        self.bytes += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a deterministic re-encode of a COPY gives: comparable with an object as stored.
+pub struct Reencoded {
+    pub rows: u64,
+    /// Bytes of the COPY stream.
+    pub raw_bytes: u64,
+    /// SHA-256 (hex) and size of the file the encoder wrote.
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+/// The Parquet file `copy_sql` (a binary `COPY ... TO STDOUT`) encodes to with `parquet`'s
+/// columns and row-group bound and `compression` at `level`, hashed and never kept: the encoder is
+/// deterministic (same rows in the same order, same version and settings: the same bytes, footer
+/// included), so an object whose SHA-256 equals this one holds exactly these rows.
+pub async fn parquet_digest(
+    db: &tokio_postgres::Client,
+    copy_sql: &str,
+    compression: Compression,
+    level: i32,
+    parquet: &ParquetWrite,
+) -> anyhow::Result<Reencoded> {
+    let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
+    let (tx, mut rx) = mpsc::channel::<Bytes>(8);
+    let options = WriteOptions {
+        columns: parquet.columns.clone(),
+        zstd_level: (compression == Compression::Zstd).then_some(level),
+        row_group_bytes: parquet.row_group_bytes,
+    };
+    let encoder = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, HashSink)> {
+        let mut encoder = ParquetEncoder::new(&options, HashSink { hash: Sha256::new(), bytes: 0 })?;
+        while let Some(chunk) = rx.blocking_recv() {
+            encoder.write_all(&chunk).map_err(encode_error)?;
+        }
+        let (sink, rows, _) = encoder.finish().map_err(encode_error)?;
+        Ok((rows, sink))
+    });
+    let mut copy = std::pin::pin!(copy);
+    let mut raw_bytes = 0u64;
+    let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
+    let read: anyhow::Result<()> = async {
+        while let Some(chunk) = copy.next().await {
+            let chunk = chunk.context("read COPY stream")?;
+            raw_bytes += chunk.len() as u64;
+            batch.extend_from_slice(&chunk);
+            if batch.len() >= COPY_BATCH && tx.send(batch.split().freeze()).await.is_err() {
+                bail!(COMPRESSOR_STOPPED);
+            }
+        }
+        if !batch.is_empty() && tx.send(batch.split().freeze()).await.is_err() {
+            bail!(COMPRESSOR_STOPPED);
+        }
+        Ok(())
+    }
+    .await;
+    drop(tx);
+    let encoded = encoder.await.context("encoder panicked")?;
+    let (rows, sink) = match (encoded, read) {
+        (Ok(e), Ok(())) => e,
+        (Err(e), Err(r)) if r.to_string() == COMPRESSOR_STOPPED => return Err(e),
+        (_, Err(r)) => return Err(r),
+        (Err(e), Ok(())) => return Err(e),
+    };
+    Ok(Reencoded { rows, raw_bytes, sha256: hex::encode(sink.hash.finalize()), bytes: sink.bytes })
+}
+
 /// An archive object to read back: where it is and how it is encoded.
 #[derive(Debug, Clone, Copy)]
 pub struct Source<'a> {

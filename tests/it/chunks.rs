@@ -83,8 +83,8 @@ const MARCH: &str = "orders_2026_03";
 
 /// The final step of a chunked March: a run that completes, March dropped, and every one of its
 /// `chunks` chunk keys holding exactly one version.
-async fn final_step_drops_march_with_each_chunk_once(env: &TestEnv, chunks: usize) {
-    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+async fn final_step_drops_march_with_each_chunk_once(env: &TestEnv, chunks: usize, settings: &[(&str, &str)]) {
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], settings);
     ok(&out);
     assert_eq!(report["complete"], true, "{report}");
     let state = env
@@ -541,7 +541,7 @@ async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_
     );
     // The final step: the killed chunk is archived (its open upload aborted), the partition
     // verified and dropped.
-    final_step_drops_march_with_each_chunk_once(&env, chunks.len()).await;
+    final_step_drops_march_with_each_chunk_once(&env, chunks.len(), CHUNKED).await;
     assert_eq!(env.multipart_uploads().await, 0);
     assert_eq!(restore_months(&env, "r").await, original);
 }
@@ -608,19 +608,26 @@ async fn a_chunk_object_deleted_before_the_final_step_is_uploaded_again_and_noth
     );
     assert!(env.scalar_i64("SELECT count(*) FROM public.orders_2026_03").await > 0, "March is still in PostgreSQL");
     // The next run uploads it again under its key (no object there to replace), verifies, drops.
-    final_step_drops_march_with_each_chunk_once(&env, chunks.len()).await;
+    final_step_drops_march_with_each_chunk_once(&env, chunks.len(), CHUNKED).await;
     assert_eq!(restore_months(&env, "r").await, original);
 }
 
 #[tokio::test]
 async fn a_chunk_object_whose_record_was_lost_is_adopted_by_its_content_and_another_is_refused() {
+    // CSV: its decompressed bytes against a COPY of the range; Parquet: its bytes against a
+    // re-encode of the range.
+    adopted_by_content(CHUNKED).await;
+    adopted_by_content(&[CHUNKED, &[("ARCHIVE_FORMAT", "parquet")]].concat()).await;
+}
+
+async fn adopted_by_content(settings: &[(&str, &str)]) {
     let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 24_000).await;
     let original = env.scalar_text(ORDERS_SUM).await;
     // Planned by the fan-out's prepare step; chunk 1 uploaded and completed by a unit killed before
     // recording it.
-    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED));
-    let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "after_complete")]].concat();
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], settings));
+    let crash = [settings, &[("PARTITION_ARCHIVER_FAILPOINTS", "after_complete")]].concat();
     let out = env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", "1"], &crash);
     assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
     // The database then loses what that upload recorded (a point-in-time restore, a failover): the
@@ -646,7 +653,7 @@ async fn a_chunk_object_whose_record_was_lost_is_adopted_by_its_content_and_anot
         .await
         .unwrap();
     assert!(copied.copy_object_result().unwrap().checksum_sha256().is_some());
-    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], settings);
     assert!(!out.status.success(), "{report}");
     let text = report.to_string();
     assert!(
@@ -661,10 +668,16 @@ async fn a_chunk_object_whose_record_was_lost_is_adopted_by_its_content_and_anot
     let chunks = chunk_rows(&env, MARCH).await;
     assert_eq!((chunks[0].2.as_str(), chunks[1].2.as_str()), ("uploaded", "pending"), "chunk 1 adopted: {chunks:?}");
     assert!(env.scalar_i64("SELECT count(*) FROM public.orders_2026_03").await > 0, "nothing dropped");
+    let format = env
+        .scalar_text(&format!(
+            "SELECT format FROM partition_archiver.archive_manifest WHERE partition_name = '{MARCH}'"
+        ))
+        .await;
+    assert_eq!(format.as_deref(), settings.iter().find(|s| s.0 == "ARCHIVE_FORMAT").map(|s| s.1).or(Some("csv")));
     // The foreign object goes (an operator's decision); the next run uploads chunk 2 and finishes,
     // each key holding the one object written for it.
     s3.delete_object().bucket(&env.bucket).key(&keys[1]).version_id(copied.version_id().unwrap()).send().await.unwrap();
-    final_step_drops_march_with_each_chunk_once(&env, chunks.len()).await;
+    final_step_drops_march_with_each_chunk_once(&env, chunks.len(), settings).await;
     assert_eq!(restore_months(&env, "r").await, original);
 }
 

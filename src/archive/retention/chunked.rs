@@ -869,8 +869,10 @@ struct Figures {
 /// also checks it decompresses and parses) against a COPY of the chunk's block range in the same
 /// format. `Ok(Err(why))` when it cannot be compared or differs. Only an object S3 serves now and
 /// that carries an S3 SHA-256 can be adopted (a cold one is an old archive, not a fresh upload;
-/// one without a checksum could never pass the HEAD check). A Parquet file's bytes depend on the
-/// writer, not only on the rows: it is adopted by its upload token only.
+/// one without a checksum could never pass the HEAD check). A Parquet object is compared with a
+/// re-encode of the range by this version's encoder and settings ([`pipeline::parquet_digest`]):
+/// a Parquet file's bytes depend on its writer too, so one written by another version or with
+/// other settings is refused, never adopted wrongly.
 async fn same_content(
     conn: &Client,
     partition: &QualifiedName,
@@ -889,16 +891,28 @@ async fn same_content(
     if head.checksum_sha256.is_none() {
         return Ok(Err(NotSame::Uncomparable("it has no S3 SHA-256 checksum".into())));
     }
-    if format == Format::Parquet {
-        return Ok(Err(NotSame::Uncomparable("a Parquet object is adopted only by its upload token".into())));
-    }
     let key = chunk.object_key.as_str();
     let source = Source { key, version_id: head.version_id.as_deref(), format, compression, columns: &rec.columns };
     let every = archiver.store.settings.progress_log_every();
     let what = format!("read s3://{}/{key}", archiver.store.settings.bucket);
     let progress = Progress::start(what.clone(), Measure::Bytes, Some(head.size.max(0) as u64), every);
-    let object = pipeline::scan_object(&archiver.store, source, Hashes::Content, progress).await.context(what)?;
     let condition = chunk.range().ctid_condition();
+    if format == Format::Parquet {
+        // A deterministic re-encode of the range, against the object as stored.
+        let hashes = Hashes::Object;
+        let object = pipeline::scan_object(&archiver.store, source, hashes, progress).await.context(what)?;
+        let settings = &archiver.store.settings;
+        let parquet = super::prepare::parquet_write(conn, rec, format, partition, settings)
+            .await?
+            .context("a Parquet chunk's columns")?;
+        let copy = pipeline::copy_out_sql(partition, format, Some(&parquet), Some(&condition));
+        let again = pipeline::parquet_digest(conn, &copy, compression, settings.compression_level, &parquet).await?;
+        if again.sha256 == object.sha256 && again.bytes == head.size as u64 && again.rows == object.rows_counted {
+            return Ok(Ok(Figures { rows: again.rows, raw_bytes: again.raw_bytes, sha256: object.sha256 }));
+        }
+        return Ok(Err(NotSame::Differs { found_rows: object.rows_counted, rows: again.rows }));
+    }
+    let object = pipeline::scan_object(&archiver.store, source, Hashes::Content, progress).await.context(what)?;
     let copy = pipeline::copy_out_sql(partition, format, None, Some(&condition));
     let (rows, raw_bytes, raw_sha256) = pipeline::copy_digest(conn, &copy, format).await?;
     if object.raw_sha256.as_deref() == Some(raw_sha256.as_str())
