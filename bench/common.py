@@ -71,7 +71,7 @@ def fill_trades(env, month, n):
 def reattach_march(env):
     """Puts trades_2026_03, moved to bench_hist by an archive, back as a partition with no manifest
     row, ready to be archived again."""
-    sh(f"""{PSQL} -c "DROP TRIGGER partition_archiver_frozen ON bench_hist.trades_2026_03" \
+    sh(f"""{PSQL} -c "SELECT partition_archiver.unfreeze('bench_hist.trades_2026_03')" \
            -c "ALTER TABLE bench_hist.trades_2026_03 SET SCHEMA public" \
            -c "ALTER TABLE public.trades ATTACH PARTITION public.trades_2026_03 FOR VALUES FROM ('2026-03-01 00:00+00') TO ('2026-04-01 00:00+00')" \
            -c "DELETE FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'" """, env=env)

@@ -306,26 +306,7 @@ pub async fn archive_stream(
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
     let (part_tx, mut part_rx) = mpsc::channel::<Part>(1);
 
-    // COPY reader. PostgreSQL sends one CopyData message per row: batch them, so the compressor
-    // thread wakes once per 256 KiB rather than once per row (measured: per-row hand-offs spent
-    // more time in futex calls than in COPY itself).
-    let reader = tokio::spawn(async move {
-        let mut copy = std::pin::pin!(copy);
-        let mut raw_bytes = 0u64;
-        let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
-        while let Some(chunk) = copy.next().await {
-            let chunk = chunk.context("read COPY stream")?;
-            raw_bytes += chunk.len() as u64;
-            batch.extend_from_slice(&chunk);
-            if batch.len() >= COPY_BATCH && raw_tx.send(batch.split().freeze()).await.is_err() {
-                bail!(COMPRESSOR_STOPPED);
-            }
-        }
-        if !batch.is_empty() && raw_tx.send(batch.freeze()).await.is_err() {
-            bail!(COMPRESSOR_STOPPED);
-        }
-        Ok::<u64, anyhow::Error>(raw_bytes)
-    });
+    let reader = tokio::spawn(forward_copy(copy, raw_tx));
 
     // Compressor, off the async worker threads.
     type Encoded = ((u64, u64, String), Option<std::sync::Arc<ParquetMetaData>>);
@@ -396,14 +377,7 @@ pub async fn archive_stream(
     }
     let read = reader.await.context("COPY reader panicked")?;
     let compressed = compressor.await.context("compressor panicked")?;
-    let (((rows, compressed_bytes, sha256), footer), raw_bytes) = match (compressed, read) {
-        (Ok(c), Ok(r)) => (c, r),
-        // The reader stopped because the compressor did (a value a Parquet column cannot hold):
-        // the compressor's error says why.
-        (Err(c), Err(r)) if r.to_string() == COMPRESSOR_STOPPED => return Err(c),
-        (_, Err(r)) => return Err(r),
-        (Err(c), Ok(_)) => return Err(c),
-    };
+    let (((rows, compressed_bytes, sha256), footer), raw_bytes) = joined(compressed, read)?;
 
     done.sort_by_key(|(n, _, _)| *n);
     let mut composite = Sha256::new();
@@ -417,6 +391,39 @@ pub async fn archive_stream(
         .map(|(n, etag, d)| (*n, etag.clone(), base64::engine::general_purpose::STANDARD.encode(d)))
         .collect();
     Ok(Streamed { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts, footer })
+}
+
+/// Forwards a COPY stream to `tx`. PostgreSQL sends one CopyData message per row: they go in
+/// batches of `COPY_BATCH`, so the encoding thread wakes once per 256 KiB rather than once per row
+/// (measured: per-row hand-offs spent more time in futex calls than in COPY itself). Returns the
+/// bytes read.
+async fn forward_copy(copy: tokio_postgres::CopyOutStream, tx: mpsc::Sender<Bytes>) -> anyhow::Result<u64> {
+    let mut copy = std::pin::pin!(copy);
+    let mut raw_bytes = 0u64;
+    let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
+    while let Some(chunk) = copy.next().await {
+        let chunk = chunk.context("read COPY stream")?;
+        raw_bytes += chunk.len() as u64;
+        batch.extend_from_slice(&chunk);
+        if batch.len() >= COPY_BATCH && tx.send(batch.split().freeze()).await.is_err() {
+            bail!(COMPRESSOR_STOPPED);
+        }
+    }
+    if !batch.is_empty() && tx.send(batch.freeze()).await.is_err() {
+        bail!(COMPRESSOR_STOPPED);
+    }
+    Ok(raw_bytes)
+}
+
+/// The outcomes of an encoder and the COPY reader feeding it, as one: when the reader stopped
+/// because the encoder did (a value a Parquet column cannot hold), the encoder's error says why.
+fn joined<T, U>(encoder: anyhow::Result<T>, reader: anyhow::Result<U>) -> anyhow::Result<(T, U)> {
+    match (encoder, reader) {
+        (Ok(e), Ok(r)) => Ok((e, r)),
+        (Err(e), Err(r)) if r.to_string() == COMPRESSOR_STOPPED => Err(e),
+        (_, Err(r)) => Err(r),
+        (Err(e), Ok(_)) => Err(e),
+    }
 }
 
 /// An encoder's error: a value a Parquet column cannot hold (or a row over the row-group bound)
@@ -610,32 +617,9 @@ pub async fn parquet_digest(
         let (sink, rows, _) = encoder.finish().map_err(encode_error)?;
         Ok((rows, sink))
     });
-    let mut copy = std::pin::pin!(copy);
-    let mut raw_bytes = 0u64;
-    let mut batch = bytes::BytesMut::with_capacity(COPY_BATCH);
-    let read: anyhow::Result<()> = async {
-        while let Some(chunk) = copy.next().await {
-            let chunk = chunk.context("read COPY stream")?;
-            raw_bytes += chunk.len() as u64;
-            batch.extend_from_slice(&chunk);
-            if batch.len() >= COPY_BATCH && tx.send(batch.split().freeze()).await.is_err() {
-                bail!(COMPRESSOR_STOPPED);
-            }
-        }
-        if !batch.is_empty() && tx.send(batch.split().freeze()).await.is_err() {
-            bail!(COMPRESSOR_STOPPED);
-        }
-        Ok(())
-    }
-    .await;
-    drop(tx);
+    let read = forward_copy(copy, tx).await;
     let encoded = encoder.await.context("encoder panicked")?;
-    let (rows, sink) = match (encoded, read) {
-        (Ok(e), Ok(())) => e,
-        (Err(e), Err(r)) if r.to_string() == COMPRESSOR_STOPPED => return Err(e),
-        (_, Err(r)) => return Err(r),
-        (Err(e), Ok(())) => return Err(e),
-    };
+    let ((rows, sink), raw_bytes) = joined(encoded, read)?;
     Ok(Reencoded { rows, raw_bytes, sha256: hex::encode(sink.hash.finalize()), bytes: sink.bytes })
 }
 

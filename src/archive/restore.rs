@@ -83,6 +83,77 @@ pub struct UnitReport {
     pub rows: i64,
 }
 
+impl RestoreReport {
+    /// A complete restore of `rec` into `target`, before its rows and attach are known.
+    fn of(table: &QualifiedName, partition: &str, target: &QualifiedName, rec: &ManifestRecord, source: String) -> Self {
+        let objects = rec.objects();
+        RestoreReport {
+            table: table.clone(),
+            partition: partition.into(),
+            restored_as: target.clone(),
+            complete: true,
+            rows: 0,
+            // One object: its SHA-256 (each of a chunked archive's is checked against its own).
+            sha256: (objects.len() == 1).then(|| objects[0].sha256.unwrap_or_default().to_string()),
+            chunks: (objects.len() > 1).then_some(objects.len()),
+            chunks_done: None,
+            unfinished_because: None,
+            source,
+            system_identifier: rec.system_identifier.clone(),
+            attached: false,
+            not_attached_because: None,
+            restore_id: None,
+            units: None,
+        }
+    }
+
+    /// A fan-out's plan: one unit per object `left` of `total`.
+    fn planned(self, restore_id: String, left: Vec<i32>, total: usize) -> Self {
+        let unit = |chunk| RestoreUnit {
+            table: self.table.to_string(),
+            partition: self.partition.clone(),
+            chunk,
+            restore_id: restore_id.clone(),
+            into_schema: self.restored_as.schema.clone(),
+        };
+        RestoreReport {
+            complete: false,
+            chunks: Some(total),
+            chunks_done: Some(total - left.len()),
+            units: Some(left.iter().copied().map(unit).collect()),
+            restore_id: Some(restore_id.clone()),
+            unfinished_because: Some("planned: load the units, then restore again to rename".into()),
+            ..self
+        }
+    }
+
+    /// Stopped by the deadline with `done` of `total` objects loaded.
+    fn unfinished(self, done: usize, total: usize, why: String, attach: bool) -> Self {
+        RestoreReport {
+            complete: false,
+            chunks_done: Some(done),
+            chunks: Some(total),
+            unfinished_because: Some(why),
+            not_attached_because: attach.then(|| "the restore is not complete yet".into()),
+            ..self
+        }
+    }
+}
+
+impl From<RestoreReport> for RestoreOutcome {
+    fn from(report: RestoreReport) -> Self {
+        RestoreOutcome::Restored(Box::new(report))
+    }
+}
+
+impl UnitReport {
+    fn of(table: &QualifiedName, partition: &str, step: Step<'_>, rows: i64, already: bool) -> Self {
+        let Step::Unit { chunk, restore_id } = step else { unreachable!("only a unit step loads one unit") };
+        let outcome = if already { "already_loaded" } else { "loaded" };
+        UnitReport { table: table.clone(), partition: partition.into(), chunk, restore_id: restore_id.into(), outcome, rows }
+    }
+}
+
 fn wrap(e: anyhow::Error) -> Error {
     Error::transient(e)
 }
@@ -379,7 +450,6 @@ pub async fn restore(
         .iter()
         .map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, if c.not_null { " NOT NULL" } else { "" }))
         .collect();
-    let objects = rec.objects().len();
     let loaded = Box::pin(crate::archive::restore_chunks::restore_objects(
         client,
         archiver,
@@ -389,78 +459,22 @@ pub async fn restore(
         step,
     ))
     .await?;
-    let mut report = RestoreReport {
-        table: table.clone(),
-        partition: partition.into(),
-        restored_as: target.clone(),
-        complete: true,
-        rows: 0,
-        // One object: its SHA-256 (each of a chunked archive's is checked against its own).
-        sha256: (objects == 1).then(|| rec.objects()[0].sha256.unwrap_or_default().to_string()),
-        chunks: (objects > 1).then_some(objects),
-        chunks_done: None,
-        unfinished_because: None,
-        source,
-        system_identifier: rec.system_identifier.clone(),
-        attached: false,
-        not_attached_because: None,
-        restore_id: None,
-        units: None,
-    };
-    match loaded {
-        Loaded::Complete(rows) => report.rows = rows,
+    let report = RestoreReport::of(table, partition, &target, &rec, source);
+    let mut report = match loaded {
+        Loaded::Complete(rows) => RestoreReport { rows, ..report },
         Loaded::Unit { rows, already } => {
-            let (chunk, restore_id) = match step {
-                Step::Unit { chunk, restore_id } => (chunk, restore_id.to_string()),
-                _ => unreachable!("only a unit step loads one unit"),
-            };
-            let outcome = if already { "already_loaded" } else { "loaded" };
-            return Ok(RestoreOutcome::Unit(UnitReport {
-                table: table.clone(),
-                partition: partition.into(),
-                chunk,
-                restore_id,
-                outcome,
-                rows,
-            }));
+            return Ok(RestoreOutcome::Unit(UnitReport::of(table, partition, step, rows, already)))
         }
-        Loaded::Planned { restore_id, left, total } => {
-            report.complete = false;
-            report.chunks = Some(total);
-            report.chunks_done = Some(total - left.len());
-            report.units = Some(
-                left.into_iter()
-                    .map(|chunk| RestoreUnit {
-                        table: table.to_string(),
-                        partition: partition.into(),
-                        chunk,
-                        restore_id: restore_id.clone(),
-                        into_schema: into_schema.into(),
-                    })
-                    .collect(),
-            );
-            report.restore_id = Some(restore_id);
-            report.unfinished_because = Some("planned: load the units, then restore again to rename".into());
-            return Ok(RestoreOutcome::Restored(Box::new(report)));
-        }
-        Loaded::Unfinished { done, total, why } => {
-            report.complete = false;
-            report.chunks_done = Some(done);
-            report.chunks = Some(total);
-            report.unfinished_because = Some(why);
-            if attach {
-                report.not_attached_because = Some("the restore is not complete yet".into());
-            }
-            return Ok(RestoreOutcome::Restored(Box::new(report)));
-        }
-    }
+        Loaded::Planned { restore_id, left, total } => return Ok(report.planned(restore_id, left, total).into()),
+        Loaded::Unfinished { done, total, why } => return Ok(report.unfinished(done, total, why, attach).into()),
+    };
     if attach {
         match attach_back(client, &rec, &target, lock_timeout_ms).await {
             Ok(()) => report.attached = true,
             Err(why) => report.not_attached_because = Some(why),
         }
     }
-    Ok(RestoreOutcome::Restored(Box::new(report)))
+    Ok(report.into())
 }
 
 /// Every object `step` reads, located ([`locate_objects`]) and readable now; otherwise the

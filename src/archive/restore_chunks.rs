@@ -335,7 +335,7 @@ async fn restore_locked(
     };
     // What retrying cannot mend leaves nothing behind; a transient failure keeps what is loaded.
     if let Err(e) = &result {
-        if e.kind != ErrorKind::Transient {
+        if !matches!(e.kind, ErrorKind::Transient | ErrorKind::AlreadyRunning) {
             if let Err(d) = drop_staging(client, staging, Some(&id)).await {
                 let d = anyhow::Error::new(d);
                 tracing::error!(%staging, error = format!("{d:#}"), "could not drop the staging table; the next restore drops it");
@@ -571,6 +571,10 @@ async fn load_one(
     }
     // The object's row first: a second unit of the same object waits here for this transaction,
     // then finds the row (this one committed) and loads nothing, or takes over (it rolled back).
+    // Not for ever: a dead session's claim holds until the server notices it is gone.
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LEFTOVER_LOCK_TIMEOUT_MS}ms'"))
+        .await
+        .map_err(|e| wrap(e.into()))?;
     let claimed = tx
         .execute(
             "INSERT INTO partition_archiver.restore_loaded (restore_id, object_no, sha256, row_count) \
@@ -578,7 +582,14 @@ async fn load_one(
             &[&id, &no, &unit.sha256, &unit.rows],
         )
         .await
-        .map_err(|e| wrap(anyhow::Error::new(e).context("record the object as loaded")))?;
+        .map_err(|e| match e.code() {
+            Some(&tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE) => Error::new(
+                ErrorKind::AlreadyRunning,
+                format!("object {no} of {partition} is being loaded by another unit (or a session not ended yet): try again later"),
+            ),
+            _ => wrap(anyhow::Error::new(e).context("record the object as loaded")),
+        })?;
+    tx.batch_execute("SET LOCAL lock_timeout = 0").await.map_err(|e| wrap(e.into()))?;
     if claimed == 0 {
         return Ok(false);
     }

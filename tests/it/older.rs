@@ -168,9 +168,9 @@ async fn an_earlier_versions_uploaded_archive_whose_rows_differ_is_never_verifie
     // A row deleted past the freeze (its owner disabled the trigger for it).
     env.db
         .batch_execute(&format!(
-            "ALTER TABLE public.{MARCH} DISABLE TRIGGER partition_archiver_frozen;
+            "ALTER TABLE public.{MARCH} DISABLE TRIGGER USER;
              DELETE FROM public.{MARCH} WHERE id = (SELECT min(id) FROM public.{MARCH});
-             ALTER TABLE public.{MARCH} ENABLE ALWAYS TRIGGER partition_archiver_frozen;"
+             ALTER TABLE public.{MARCH} ENABLE TRIGGER USER;"
         ))
         .await
         .unwrap();

@@ -226,7 +226,7 @@ async fn the_same_large_partition_archived_twice_is_recognised_by_its_content() 
     // Put it back as it was, and forget the archive (as a clone or a lost record would).
     env.db
         .batch_execute(
-            "DROP TRIGGER partition_archiver_frozen ON hist.trades_2026_03;
+            "SELECT partition_archiver.unfreeze('hist.trades_2026_03');
              ALTER TABLE hist.trades_2026_03 SET SCHEMA public;
              ALTER TABLE public.trades ATTACH PARTITION public.trades_2026_03
                FOR VALUES FROM ('2026-03-01 00:00+00') TO ('2026-04-01 00:00+00');

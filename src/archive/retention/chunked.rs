@@ -249,16 +249,44 @@ async fn plan(
             quote_literal(carried.as_ref().map_or("pending", |c| c.state)),
         ));
     }
-    sql.push(manifest::set_state_sql(
+    sql.push(uploading_sql(policy, partition, generation, rel, archiver, (format, compression)));
+    let tx = client.transaction().await?;
+    if only_if_nothing_complete && completed_meanwhile(&tx, policy, partition).await? {
+        tx.rollback().await?;
+        tracing::info!(%partition, "a chunk of the plan was completed meanwhile: the plan keeps its keys");
+        return reload(client, policy, partition).await;
+    }
+    for s in &sql {
+        tx.batch_execute(s).await.with_context(|| format!("record the chunk plan of {partition}"))?;
+    }
+    tx.commit().await.with_context(|| format!("record the chunk plan of {partition}"))?;
+    tracing::info!(%partition, generation, chunks = ranges.len(), blocks = rel.blocks, filenode = rel.filenode, "chunks planned");
+    let rec = reload(client, policy, partition).await?;
+    retire_superseded(archiver, &rec).await;
+    Ok(rec)
+}
+
+/// The partition `uploading` under plan `generation`: the plan's figures recorded, an earlier
+/// version's one-object figures cleared.
+fn uploading_sql(
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+    generation: i32,
+    rel: Relation,
+    archiver: &Archiver,
+    (format, compression): (Format, Compression),
+) -> String {
+    let settings = &archiver.store.settings;
+    manifest::set_state_sql(
         &policy.table,
         &partition.name,
         "uploading",
         &[
-            ("chunk_size", Some(chunk_size.to_string())),
+            ("chunk_size", Some(settings.chunk_size.to_string())),
             ("chunk_generation", Some(generation.to_string())),
             ("rel_filenode", Some(rel.filenode.to_string())),
             ("rel_blocks", Some(rel.blocks.to_string())),
-            ("bucket", Some(store.settings.bucket.clone())),
+            ("bucket", Some(settings.bucket.clone())),
             ("format", Some(format.as_str().into())),
             ("compression", Some(compression.as_str().into())),
             ("object_key", None),
@@ -272,36 +300,29 @@ async fn plan(
             ("etag", None),
             ("version_id", None),
         ],
-    ));
-    let tx = client.transaction().await?;
-    if only_if_nothing_complete {
-        // The current plan's rows, locked: a unit (which holds only its chunk's lock) that records
-        // figures or `uploaded` waits for this transaction, and one that already did keeps the plan.
-        let started: i64 = tx
-            .query_one(
-                "SELECT count(*) FILTER (WHERE state = 'uploaded' OR sha256 IS NOT NULL) FROM (
-                   SELECT state, sha256 FROM partition_archiver.archive_chunk
-                    WHERE table_schema = $1 AND table_name = $2 AND partition_name = $3 AND state <> 'superseded'
-                      FOR UPDATE) c",
-                &[&policy.table.schema, &policy.table.name, &partition.name],
-            )
-            .await
-            .with_context(|| format!("lock the chunk plan of {partition}"))?
-            .get(0);
-        if started > 0 {
-            tx.rollback().await?;
-            tracing::info!(%partition, "a chunk of the plan was completed meanwhile: the plan keeps its keys");
-            return reload(client, policy, partition).await;
-        }
-    }
-    for s in &sql {
-        tx.batch_execute(s).await.with_context(|| format!("record the chunk plan of {partition}"))?;
-    }
-    tx.commit().await.with_context(|| format!("record the chunk plan of {partition}"))?;
-    tracing::info!(%partition, generation, chunks = ranges.len(), blocks = rel.blocks, filenode = rel.filenode, "chunks planned");
-    let rec = reload(client, policy, partition).await?;
-    retire_superseded(archiver, &rec).await;
-    Ok(rec)
+    )
+}
+
+/// Has a chunk of the current plan been completed (or its figures recorded)? The plan's rows are
+/// locked in `tx` for the answer: a unit (which holds only its chunk's lock) that records figures
+/// or `uploaded` waits for this transaction, and one that already did keeps the plan.
+async fn completed_meanwhile(
+    tx: &tokio_postgres::Transaction<'_>,
+    policy: &TablePolicy,
+    partition: &QualifiedName,
+) -> anyhow::Result<bool> {
+    let started: i64 = tx
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 'uploaded' OR sha256 IS NOT NULL) FROM (
+               SELECT state, sha256 FROM partition_archiver.archive_chunk
+                WHERE table_schema = $1 AND table_name = $2 AND partition_name = $3 AND state <> 'superseded'
+                  FOR UPDATE) c",
+            &[&policy.table.schema, &policy.table.name, &partition.name],
+        )
+        .await
+        .with_context(|| format!("lock the chunk plan of {partition}"))?
+        .get(0);
+    Ok(started > 0)
 }
 
 /// One object an earlier version recorded on the partition's row (no chunk plan) that may already
@@ -665,7 +686,8 @@ async fn stream_checked(
     // The rows of the same range, counted after the COPY (with a Parquet chunk's statistics);
     // the relation checked again after the count, so a rewrite anywhere between the first check
     // and here is seen.
-    let checked = check_chunk(job.conn, partition, &condition, &up, written_columns.as_deref()).await?;
+    let footer = written_columns.as_deref().zip(up.footer.as_deref());
+    let checked = check_rows(job.conn, partition, &condition, up.rows as i64, footer).await?;
     if let Err(why) = unchanged(job.conn, partition, rec).await? {
         return Ok(Err(why));
     }
@@ -816,9 +838,8 @@ async fn found_at_key(
 
 /// The rows of an object recorded as this chunk's own upload (completed by a run that died before
 /// recording it, or carried over from an earlier version, which checked rows only after `uploaded`),
-/// checked again over the chunk's block range as a fresh upload's are: `count(*)` equals the rows
-/// recorded, and a Parquet object's footer agrees with the range's statistics. `Ok(Err(why))` when
-/// not.
+/// checked again over the chunk's block range as a fresh upload's are ([`check_rows`], against the
+/// rows recorded and, for Parquet, the object's footer). `Ok(Err(why))` when not.
 async fn recheck_own(
     conn: &Client,
     partition: &QualifiedName,
@@ -830,11 +851,7 @@ async fn recheck_own(
     let condition = chunk.range().ctid_condition();
     let recorded = chunk.row_count.unwrap_or(-1);
     if rec.format()? != Format::Parquet {
-        let sql = format!("SELECT count(*) FROM {} WHERE {condition}", partition.quoted());
-        let counted: i64 = conn.query_one(&sql, &[]).await.context("count the chunk's rows")?.get(0);
-        return Ok((counted == recorded)
-            .then_some(())
-            .ok_or_else(|| format!("holds {recorded} rows but count(*) over its block range is {counted}")));
+        return check_rows(conn, partition, &condition, recorded, None).await;
     }
     let (footer, _) =
         pipeline::parquet_metadata(&archiver.store, &chunk.object_key, head.version_id.as_deref()).await?;
@@ -842,12 +859,7 @@ async fn recheck_own(
         Ok(columns) => columns,
         Err(e) => return Ok(Err(format!("has other columns than the manifest's: {e:#}"))),
     };
-    let pg = check::pg_statistics(conn, partition, &columns, Some(&condition)).await?;
-    if pg.rows != recorded {
-        return Ok(Err(format!("holds {recorded} rows but count(*) over its block range is {}", pg.rows)));
-    }
-    Ok(crate::archive::parquet::stats::compare(&columns, std::slice::from_ref(&footer), pg.rows, &pg.per_column)
-        .map_err(|why| format!("has statistics that differ from its rows in the table: {why}")))
+    check_rows(conn, partition, &condition, recorded, Some((&columns, &footer))).await
 }
 
 /// Why an object at a chunk's key is not adopted by its content.
@@ -924,36 +936,34 @@ async fn same_content(
     Ok(Err(NotSame::Differs { found_rows: object.rows_counted, rows }))
 }
 
-/// A chunk's rows against what was streamed, before its object is completed: `count(*)` over its
-/// block range equals the rows streamed, and for Parquet the footer just written (row count, null
-/// counts, min and max of every row group) agrees with PostgreSQL's statistics over the same
-/// range. Each chunk checks its own rows, so the plan (contiguous ranges from block 0, the last one
-/// open) needs no scan of the whole table at the end. `Ok(Err(why))` on a difference.
-async fn check_chunk(
+/// A chunk's rows against what its object holds: `count(*)` over its block range equals `rows`,
+/// and for Parquet the object's footer (row count, null counts, min and max of every row group)
+/// agrees with PostgreSQL's statistics over the same range. Checked before a fresh upload is
+/// completed (against the rows streamed and the footer just written) and for an object taken as a
+/// chunk's own, so the plan (contiguous ranges from block 0, the last one open) needs no scan of
+/// the whole table at the end. `Ok(Err(why))` on a difference.
+async fn check_rows(
     conn: &Client,
     partition: &QualifiedName,
     condition: &str,
-    up: &pipeline::Streamed,
-    parquet_columns: Option<&[crate::archive::parquet::ArchiveColumn]>,
+    rows: i64,
+    parquet: Option<(&[crate::archive::parquet::ArchiveColumn], &parquet::file::metadata::ParquetMetaData)>,
 ) -> anyhow::Result<Result<(), String>> {
-    let (Some(columns), Some(footer)) = (parquet_columns, up.footer.as_deref()) else {
+    let differs = |counted: i64| format!("holds {rows} rows but count(*) over its block range is {counted}");
+    let Some((columns, footer)) = parquet else {
         let counted: i64 = conn
             .query_one(&format!("SELECT count(*) FROM {} WHERE {condition}", partition.quoted()), &[])
             .await
             .context("count the chunk's rows")?
             .get(0);
-        return Ok(if counted as u64 == up.rows {
-            Ok(())
-        } else {
-            Err(format!("{} rows streamed but count(*) over its block range is {counted}", up.rows))
-        });
+        return Ok((counted == rows).then_some(()).ok_or_else(|| differs(counted)));
     };
     let pg = check::pg_statistics(conn, partition, columns, Some(condition)).await?;
-    if pg.rows as u64 != up.rows {
-        return Ok(Err(format!("{} rows streamed but count(*) over its block range is {}", up.rows, pg.rows)));
+    if pg.rows != rows {
+        return Ok(Err(differs(pg.rows)));
     }
     Ok(crate::archive::parquet::stats::compare(columns, std::slice::from_ref(footer), pg.rows, &pg.per_column)
-        .map_err(|why| format!("the Parquet chunk's statistics differ from its rows in the table: {why}")))
+        .map_err(|why| format!("has Parquet statistics that differ from its rows in the table: {why}")))
 }
 
 /// A chunk's attempt failed with `e`: its multipart upload is aborted (or left for the next run
