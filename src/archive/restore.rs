@@ -85,7 +85,13 @@ pub struct UnitReport {
 
 impl RestoreReport {
     /// A complete restore of `rec` into `target`, before its rows and attach are known.
-    fn of(table: &QualifiedName, partition: &str, target: &QualifiedName, rec: &ManifestRecord, source: String) -> Self {
+    fn of(
+        table: &QualifiedName,
+        partition: &str,
+        target: &QualifiedName,
+        rec: &ManifestRecord,
+        source: String,
+    ) -> Self {
         let objects = rec.objects();
         RestoreReport {
             table: table.clone(),
@@ -150,7 +156,14 @@ impl UnitReport {
     fn of(table: &QualifiedName, partition: &str, step: Step<'_>, rows: i64, already: bool) -> Self {
         let Step::Unit { chunk, restore_id } = step else { unreachable!("only a unit step loads one unit") };
         let outcome = if already { "already_loaded" } else { "loaded" };
-        UnitReport { table: table.clone(), partition: partition.into(), chunk, restore_id: restore_id.into(), outcome, rows }
+        UnitReport {
+            table: table.clone(),
+            partition: partition.into(),
+            chunk,
+            restore_id: restore_id.into(),
+            outcome,
+            rows,
+        }
     }
 }
 

@@ -585,10 +585,7 @@ async fn a_freeze_changed_after_the_first_copy_makes_the_drop_count_and_refuse()
         assert_eq!(recorded, now, "recorded at the first freeze, untouched since");
         for (who, write) in [
             ("a replica-mode session", "SET session_replication_role = replica; DELETE FROM {t}"),
-            (
-                "the row trigger alone",
-                "ALTER TABLE {t} DISABLE TRIGGER partition_archiver_frozen; DELETE FROM {t}",
-            ),
+            ("the row trigger alone", "ALTER TABLE {t} DISABLE TRIGGER partition_archiver_frozen; DELETE FROM {t}"),
         ] {
             let err = env.db.batch_execute(&format!("BEGIN; {}", write.replace("{t}", &table))).await.expect_err(who);
             assert!(err.as_db_error().unwrap().message().contains("writes are refused"), "{who}: {err}");
@@ -629,7 +626,11 @@ async fn the_drop_check_reads_the_freeze_record_and_counts_only_without_it() {
     env.edit_archive_record("orders_2026_03", "row_count = row_count - 1").await;
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
     assert!(out.status.success(), "{report}");
-    assert_eq!(env.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'orders_2026_03'").await, 0, "{report}");
+    assert_eq!(
+        env.scalar_i64("SELECT count(*) FROM pg_tables WHERE tablename = 'orders_2026_03'").await,
+        0,
+        "{report}"
+    );
 }
 
 /// Foreign-key actions still reach a frozen table: deleting a referenced row cascades into it
