@@ -231,116 +231,10 @@ impl ArchiveSettings {
         let Some(bucket) = get("ARCHIVE_BUCKET").filter(|b| !b.is_empty()) else {
             return Ok(None);
         };
-        if !(3..=63).contains(&bucket.len())
-            || !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        {
-            return Err(ConfigError::invalid("ARCHIVE_BUCKET", &bucket, "an S3 bucket name (3-63 of a-z 0-9 . -)"));
-        }
-        let prefix = get("ARCHIVE_PREFIX").unwrap_or_else(|| "partition-archiver".into()).trim_matches('/').to_string();
-        if prefix.contains("..") || prefix.chars().any(char::is_control) {
-            return Err(ConfigError::invalid(
-                "ARCHIVE_PREFIX",
-                &prefix,
-                "a key prefix without '..' or control characters",
-            ));
-        }
-        let format = match get("ARCHIVE_FORMAT") {
-            None => Format::Csv,
-            Some(f) => {
-                Format::parse(&f).ok_or_else(|| ConfigError::invalid("ARCHIVE_FORMAT", &f, "csv, binary or parquet"))?
-            }
-        };
-        let compression = match get("ARCHIVE_COMPRESSION") {
-            None => Compression::Zstd,
-            Some(c) => Compression::parse(&c)
-                .ok_or_else(|| ConfigError::invalid("ARCHIVE_COMPRESSION", &c, "zstd, gzip or none"))?,
-        };
-        if !format.supports(compression) {
-            return Err(ConfigError::invalid(
-                "ARCHIVE_COMPRESSION",
-                compression.as_str(),
-                "zstd or none with ARCHIVE_FORMAT=parquet (pages are compressed inside the file)",
-            ));
-        }
-        let compression_level = match get("ARCHIVE_COMPRESSION_LEVEL") {
-            // zstd 1, not zstd's own default of 3: measured on the benchmark's CSV partitions
-            // (random trades, and orders with sequential ids and timestamps), level 1 gave the
-            // smaller object (214 vs 232 MB; 43 vs 47 MB) for about half the CPU, and compression
-            // shares the one or two cores of a Lambda with COPY parsing, TLS and hashing
-            // (BENCHMARKS.md). Higher levels remain a setting away.
-            None => match compression {
-                Compression::Gzip => 6,
-                _ => 1,
-            },
-            Some(l) => {
-                let v: i32 =
-                    l.parse().map_err(|_| ConfigError::invalid("ARCHIVE_COMPRESSION_LEVEL", &l, "an integer"))?;
-                let ok = match compression {
-                    Compression::Zstd => (1..=19).contains(&v),
-                    Compression::Gzip => (1..=9).contains(&v),
-                    Compression::None => true,
-                };
-                if !ok {
-                    return Err(ConfigError::invalid("ARCHIVE_COMPRESSION_LEVEL", &l, "1-19 for zstd, 1-9 for gzip"));
-                }
-                v
-            }
-        };
-        let part_size = match get("ARCHIVE_PART_SIZE") {
-            None => 16 * MIB,
-            Some(s) => parse_size(&s).ok_or_else(|| {
-                ConfigError::invalid("ARCHIVE_PART_SIZE", &s, "a size such as 16MiB (at least 5MiB, at most 5GiB)")
-            })?,
-        };
-        if !(MIN_PART_SIZE..=5 * 1024 * MIB).contains(&part_size) {
-            return Err(ConfigError::invalid(
-                "ARCHIVE_PART_SIZE",
-                &part_size.to_string(),
-                "at least 5MiB (S3's minimum part size) and at most 5GiB",
-            ));
-        }
-        let parts_in_flight = match get("ARCHIVE_PARTS_IN_FLIGHT") {
-            // One part uploads while the next fills: enough when S3 is faster than compression
-            // (measured against LocalStack: 16 MiB in 130-200 ms vs ~400 ms to fill), and it keeps
-            // peak memory near 2 x part size. Raise it when the network is the bottleneck.
-            None => 1,
-            Some(s) => s
-                .parse()
-                .ok()
-                .filter(|n| (1..=64).contains(n))
-                .ok_or_else(|| ConfigError::invalid("ARCHIVE_PARTS_IN_FLIGHT", &s, "1-64"))?,
-        };
-        let sse = match get("ARCHIVE_SSE").as_deref() {
-            None | Some("AES256") | Some("aes256") => Sse::Aes256,
-            Some("aws:kms") | Some("kms") => Sse::Kms { key_id: get("ARCHIVE_KMS_KEY_ID").filter(|k| !k.is_empty()) },
-            Some(other) => {
-                return Err(ConfigError::invalid(
-                    "ARCHIVE_SSE",
-                    other,
-                    "AES256 or aws:kms (server-side encryption is always on)",
-                ))
-            }
-        };
-        let object_lock = match (get("ARCHIVE_OBJECT_LOCK_MODE"), get("ARCHIVE_OBJECT_LOCK_DAYS")) {
-            (None, None) => None,
-            (Some(mode), Some(days)) => {
-                let mode = mode.to_ascii_uppercase();
-                if mode != "GOVERNANCE" && mode != "COMPLIANCE" {
-                    return Err(ConfigError::invalid("ARCHIVE_OBJECT_LOCK_MODE", &mode, "GOVERNANCE or COMPLIANCE"));
-                }
-                let days = days
-                    .parse()
-                    .ok()
-                    .filter(|d| (1..=36500).contains(d))
-                    .ok_or_else(|| ConfigError::invalid("ARCHIVE_OBJECT_LOCK_DAYS", &days, "1-36500"))?;
-                Some(ObjectLock { mode, days })
-            }
-            _ => {
-                return Err(ConfigError::Missing(
-                    "ARCHIVE_OBJECT_LOCK_MODE and ARCHIVE_OBJECT_LOCK_DAYS go together".into(),
-                ))
-            }
-        };
+        let prefix = bucket_and_prefix(&bucket, get)?;
+        let (format, compression, compression_level) = encoding(get)?;
+        let (part_size, parts_in_flight) = upload_parts(get)?;
+        let (sse, object_lock) = protection(get)?;
         let retrieval = RetrievalSettings::from_lookup(get)?;
         let progress_log_seconds = match get("PROGRESS_LOG_SECONDS") {
             // Often enough that CloudWatch shows where a 15-minute invocation is, rarely enough
@@ -350,35 +244,7 @@ impl ArchiveSettings {
                 ConfigError::invalid("PROGRESS_LOG_SECONDS", &s, "seconds from 0 (every batch) to 3600")
             })?,
         };
-        let chunk_size = match get("ARCHIVE_CHUNK_SIZE") {
-            // 256 MiB of heap: the benchmark's 5M-row month (483 MiB) becomes two chunks, so the
-            // default two streams use two server cores; a chunk takes ~3 s per stream at the
-            // measured ~100 MB/s (little is redone after a kill or a deadline); and its object is
-            // ~30 MiB of CSV.zst, a file size query engines read well. BENCHMARKS.md has the figures.
-            None => 256 * MIB as u64,
-            Some(s) => {
-                let v = parse_size(&s)
-                    .ok_or_else(|| ConfigError::invalid("ARCHIVE_CHUNK_SIZE", &s, "a size such as 256MiB or 1GiB"))?
-                    as u64;
-                // In a Lambda, one chunk must fit in one 15-minute invocation even at the low
-                // throughput a run assumes before it has measured any (plan::chunks): 8 GiB.
-                if get("AWS_LAMBDA_RUNTIME_API").is_some() && v > MAX_LAMBDA_CHUNK_SIZE {
-                    return Err(ConfigError::invalid(
-                        "ARCHIVE_CHUNK_SIZE",
-                        &s,
-                        "at most 8GiB in a Lambda (one chunk must fit in one 15-minute invocation)",
-                    ));
-                }
-                if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&v) {
-                    return Err(ConfigError::invalid(
-                        "ARCHIVE_CHUNK_SIZE",
-                        &s,
-                        "at least 1MiB and at most 2TiB of heap (one chunk's object must stay under S3's 5 TiB limit)",
-                    ));
-                }
-                v
-            }
-        };
+        let chunk_size = chunk_size(get)?;
         let streams = match get("ARCHIVE_STREAMS") {
             // Two: on the 2-core benchmark machine the second stream takes the 5M-row month from
             // 1.39x to 1.22x a raw single COPY (both cores are then busy; BENCHMARKS.md), and two
@@ -449,6 +315,165 @@ pub fn parse_size(s: &str) -> Option<usize> {
         _ => return None,
     };
     n.checked_mul(mult)
+}
+
+/// `ARCHIVE_BUCKET` checked as an S3 bucket name, and `ARCHIVE_PREFIX` (default
+/// `partition-archiver`, without surrounding slashes).
+fn bucket_and_prefix(bucket: &str, get: &dyn Fn(&str) -> Option<String>) -> Result<String, ConfigError> {
+    if !(3..=63).contains(&bucket.len())
+        || !bucket.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+    {
+        return Err(ConfigError::invalid("ARCHIVE_BUCKET", bucket, "an S3 bucket name (3-63 of a-z 0-9 . -)"));
+    }
+    let prefix = get("ARCHIVE_PREFIX").unwrap_or_else(|| "partition-archiver".into()).trim_matches('/').to_string();
+    if prefix.contains("..") || prefix.chars().any(char::is_control) {
+        return Err(ConfigError::invalid("ARCHIVE_PREFIX", &prefix, "a key prefix without '..' or control characters"));
+    }
+    Ok(prefix)
+}
+
+/// `ARCHIVE_FORMAT`, `ARCHIVE_COMPRESSION` and `ARCHIVE_COMPRESSION_LEVEL`, checked together.
+fn encoding(get: &dyn Fn(&str) -> Option<String>) -> Result<(Format, Compression, i32), ConfigError> {
+    let format = match get("ARCHIVE_FORMAT") {
+        None => Format::Csv,
+        Some(f) => {
+            Format::parse(&f).ok_or_else(|| ConfigError::invalid("ARCHIVE_FORMAT", &f, "csv, binary or parquet"))?
+        }
+    };
+    let compression = match get("ARCHIVE_COMPRESSION") {
+        None => Compression::Zstd,
+        Some(c) => Compression::parse(&c)
+            .ok_or_else(|| ConfigError::invalid("ARCHIVE_COMPRESSION", &c, "zstd, gzip or none"))?,
+    };
+    if !format.supports(compression) {
+        return Err(ConfigError::invalid(
+            "ARCHIVE_COMPRESSION",
+            compression.as_str(),
+            "zstd or none with ARCHIVE_FORMAT=parquet (pages are compressed inside the file)",
+        ));
+    }
+    let compression_level = match get("ARCHIVE_COMPRESSION_LEVEL") {
+        // zstd 1, not zstd's own default of 3: measured on the benchmark's CSV partitions
+        // (random trades, and orders with sequential ids and timestamps), level 1 gave the
+        // smaller object (214 vs 232 MB; 43 vs 47 MB) for about half the CPU, and compression
+        // shares the one or two cores of a Lambda with COPY parsing, TLS and hashing
+        // (BENCHMARKS.md). Higher levels remain a setting away.
+        None => match compression {
+            Compression::Gzip => 6,
+            _ => 1,
+        },
+        Some(l) => {
+            let v: i32 = l.parse().map_err(|_| ConfigError::invalid("ARCHIVE_COMPRESSION_LEVEL", &l, "an integer"))?;
+            let ok = match compression {
+                Compression::Zstd => (1..=19).contains(&v),
+                Compression::Gzip => (1..=9).contains(&v),
+                Compression::None => true,
+            };
+            if !ok {
+                return Err(ConfigError::invalid("ARCHIVE_COMPRESSION_LEVEL", &l, "1-19 for zstd, 1-9 for gzip"));
+            }
+            v
+        }
+    };
+    Ok((format, compression, compression_level))
+}
+
+/// `ARCHIVE_PART_SIZE` and `ARCHIVE_PARTS_IN_FLIGHT`.
+fn upload_parts(get: &dyn Fn(&str) -> Option<String>) -> Result<(usize, usize), ConfigError> {
+    let part_size = match get("ARCHIVE_PART_SIZE") {
+        None => 16 * MIB,
+        Some(s) => parse_size(&s).ok_or_else(|| {
+            ConfigError::invalid("ARCHIVE_PART_SIZE", &s, "a size such as 16MiB (at least 5MiB, at most 5GiB)")
+        })?,
+    };
+    if !(MIN_PART_SIZE..=5 * 1024 * MIB).contains(&part_size) {
+        return Err(ConfigError::invalid(
+            "ARCHIVE_PART_SIZE",
+            &part_size.to_string(),
+            "at least 5MiB (S3's minimum part size) and at most 5GiB",
+        ));
+    }
+    let parts_in_flight = match get("ARCHIVE_PARTS_IN_FLIGHT") {
+        // One part uploads while the next fills: enough when S3 is faster than compression
+        // (measured against LocalStack: 16 MiB in 130-200 ms vs ~400 ms to fill), and it keeps
+        // peak memory near 2 x part size. Raise it when the network is the bottleneck.
+        None => 1,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| ConfigError::invalid("ARCHIVE_PARTS_IN_FLIGHT", &s, "1-64"))?,
+    };
+    Ok((part_size, parts_in_flight))
+}
+
+/// `ARCHIVE_SSE` (and `ARCHIVE_KMS_KEY_ID`), and the Object Lock pair.
+fn protection(get: &dyn Fn(&str) -> Option<String>) -> Result<(Sse, Option<ObjectLock>), ConfigError> {
+    let sse = match get("ARCHIVE_SSE").as_deref() {
+        None | Some("AES256") | Some("aes256") => Sse::Aes256,
+        Some("aws:kms") | Some("kms") => Sse::Kms { key_id: get("ARCHIVE_KMS_KEY_ID").filter(|k| !k.is_empty()) },
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "ARCHIVE_SSE",
+                other,
+                "AES256 or aws:kms (server-side encryption is always on)",
+            ))
+        }
+    };
+    let object_lock = match (get("ARCHIVE_OBJECT_LOCK_MODE"), get("ARCHIVE_OBJECT_LOCK_DAYS")) {
+        (None, None) => None,
+        (Some(mode), Some(days)) => {
+            let mode = mode.to_ascii_uppercase();
+            if mode != "GOVERNANCE" && mode != "COMPLIANCE" {
+                return Err(ConfigError::invalid("ARCHIVE_OBJECT_LOCK_MODE", &mode, "GOVERNANCE or COMPLIANCE"));
+            }
+            let days = days
+                .parse()
+                .ok()
+                .filter(|d| (1..=36500).contains(d))
+                .ok_or_else(|| ConfigError::invalid("ARCHIVE_OBJECT_LOCK_DAYS", &days, "1-36500"))?;
+            Some(ObjectLock { mode, days })
+        }
+        _ => {
+            return Err(ConfigError::Missing(
+                "ARCHIVE_OBJECT_LOCK_MODE and ARCHIVE_OBJECT_LOCK_DAYS go together".into(),
+            ))
+        }
+    };
+    Ok((sse, object_lock))
+}
+
+/// `ARCHIVE_CHUNK_SIZE`, bounded tighter in a Lambda.
+fn chunk_size(get: &dyn Fn(&str) -> Option<String>) -> Result<u64, ConfigError> {
+    Ok(match get("ARCHIVE_CHUNK_SIZE") {
+        // 256 MiB of heap: the benchmark's 5M-row month (483 MiB) becomes two chunks, so the
+        // default two streams use two server cores; a chunk takes ~3 s per stream at the
+        // measured ~100 MB/s (little is redone after a kill or a deadline); and its object is
+        // ~30 MiB of CSV.zst, a file size query engines read well. BENCHMARKS.md has the figures.
+        None => 256 * MIB as u64,
+        Some(s) => {
+            let v = parse_size(&s)
+                .ok_or_else(|| ConfigError::invalid("ARCHIVE_CHUNK_SIZE", &s, "a size such as 256MiB or 1GiB"))?
+                as u64;
+            // In a Lambda, one chunk must fit in one 15-minute invocation even at the low
+            // throughput a run assumes before it has measured any (plan::chunks): 8 GiB.
+            if get("AWS_LAMBDA_RUNTIME_API").is_some() && v > MAX_LAMBDA_CHUNK_SIZE {
+                return Err(ConfigError::invalid(
+                    "ARCHIVE_CHUNK_SIZE",
+                    &s,
+                    "at most 8GiB in a Lambda (one chunk must fit in one 15-minute invocation)",
+                ));
+            }
+            if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&v) {
+                return Err(ConfigError::invalid(
+                    "ARCHIVE_CHUNK_SIZE",
+                    &s,
+                    "at least 1MiB and at most 2TiB of heap (one chunk's object must stay under S3's 5 TiB limit)",
+                ));
+            }
+            v
+        }
+    })
 }
 
 #[cfg(test)]
