@@ -346,51 +346,73 @@ pub async fn archive_stream(
         Ok(((rows, compressed, sha), footer))
     });
 
-    // Uploader: at most `parts_in_flight` parts uploading at once.
-    let mut in_flight: JoinSet<anyhow::Result<(i32, String, [u8; 32])>> = JoinSet::new();
-    let mut done: Vec<(i32, String, [u8; 32])> = Vec::new();
-    let upload_result: anyhow::Result<()> = async {
-        while let Some(part) = part_rx.recv().await {
-            while in_flight.len() >= parts_in_flight {
-                done.push(in_flight.join_next().await.expect("non-empty")??);
+    let uploaded = upload_parts(store, key, upload_id, &mut part_rx, parts_in_flight).await;
+    let done = match uploaded {
+        Ok(done) => done,
+        Err(e) => {
+            drop(part_rx);
+            reader.abort();
+            let _ = compressor.await;
+            return Err(e);
+        }
+    };
+    let read = reader.await.context("COPY reader panicked")?;
+    let compressed = compressor.await.context("compressor panicked")?;
+    let (((rows, compressed_bytes, sha256), footer), raw_bytes) = joined(compressed, read)?;
+    let (composite_sha256, parts) = composite_of(done);
+    Ok(Streamed { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts, footer })
+}
+
+/// A part uploaded: its number, ETag and SHA-256.
+type UploadedPart = (i32, String, [u8; 32]);
+
+/// Uploads the parts arriving on `parts`, at most `in_flight` at once, until the channel closes.
+/// On an error the uploads under way are aborted.
+async fn upload_parts(
+    store: &Store,
+    key: &str,
+    upload_id: &str,
+    parts: &mut mpsc::Receiver<Part>,
+    in_flight: usize,
+) -> anyhow::Result<Vec<UploadedPart>> {
+    let mut running: JoinSet<anyhow::Result<UploadedPart>> = JoinSet::new();
+    let mut done = Vec::new();
+    let result: anyhow::Result<()> = async {
+        while let Some(part) = parts.recv().await {
+            while running.len() >= in_flight {
+                done.push(running.join_next().await.expect("non-empty")??);
             }
             let (store, key, upload_id) = (store.clone(), key.to_string(), upload_id.to_string());
-            in_flight.spawn(async move {
+            running.spawn(async move {
                 let (started, bytes) = (std::time::Instant::now(), part.data.len());
                 let etag = store.upload_part(&key, &upload_id, part.number, part.data, &part.sha256).await?;
                 tracing::debug!(part = part.number, bytes, ms = started.elapsed().as_millis() as u64, "part uploaded");
                 Ok((part.number, etag, part.sha256))
             });
         }
-        while let Some(r) = in_flight.join_next().await {
+        while let Some(r) = running.join_next().await {
             done.push(r??);
         }
         Ok(())
     }
     .await;
-    if let Err(e) = upload_result {
-        in_flight.abort_all();
-        drop(part_rx);
-        reader.abort();
-        let _ = compressor.await;
-        return Err(e);
+    if result.is_err() {
+        running.abort_all();
     }
-    let read = reader.await.context("COPY reader panicked")?;
-    let compressed = compressor.await.context("compressor panicked")?;
-    let (((rows, compressed_bytes, sha256), footer), raw_bytes) = joined(compressed, read)?;
+    result.map(|()| done)
+}
 
+/// The object's composite checksum (S3's SHA-256 of the parts' SHA-256s, `-{parts}`) and the
+/// parts in order, as the completion and the record want them.
+fn composite_of(mut done: Vec<UploadedPart>) -> (String, Vec<(i32, String, String)>) {
     done.sort_by_key(|(n, _, _)| *n);
     let mut composite = Sha256::new();
     for (_, _, digest) in &done {
         composite.update(digest);
     }
-    let composite_sha256 =
-        format!("{}-{}", base64::engine::general_purpose::STANDARD.encode(composite.finalize()), done.len());
-    let parts: Vec<(i32, String, String)> = done
-        .iter()
-        .map(|(n, etag, d)| (*n, etag.clone(), base64::engine::general_purpose::STANDARD.encode(d)))
-        .collect();
-    Ok(Streamed { rows, raw_bytes, compressed_bytes, sha256, composite_sha256, parts, footer })
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    let composite_sha256 = format!("{}-{}", b64(&composite.finalize()), done.len());
+    (composite_sha256, done.into_iter().map(|(n, etag, d)| (n, etag, b64(&d))).collect())
 }
 
 /// Forwards a COPY stream to `tx`. PostgreSQL sends one CopyData message per row: they go in
@@ -520,6 +542,97 @@ fn parquet_to_csv(
     }
     let rows = reader.finish().context("read the Parquet object")?;
     Ok((rows, raw_hash.map(|h| hex::encode(h.finalize()))))
+}
+
+/// The restore's middle stage: an object's bytes in (`input`), its content out (`output`) as COPY
+/// FROM reads it, rows counted (and hashed, for [`Hashes::Content`]). A Parquet object (`parquet`:
+/// its reader) becomes CSV; the others are decompressed.
+fn decompress(
+    parquet: Option<CsvReader>,
+    comp_rx: mpsc::Receiver<Bytes>,
+    raw_tx: mpsc::Sender<Bytes>,
+    (format, compression): (Format, Compression),
+    hashes: Hashes,
+) -> anyhow::Result<(u64, Option<String>)> {
+    if let Some(reader) = parquet {
+        return parquet_to_csv(reader, comp_rx, raw_tx, hashes);
+    }
+    let input = ChannelReader { rx: comp_rx, current: Bytes::new() };
+    let mut decoder: Box<dyn Read> = match compression {
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).context("start zstd decoder")?),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        Compression::None => Box::new(input),
+    };
+    let mut counter = RowCounter::new(format, format == Format::Csv);
+    let mut raw_hash = (hashes == Hashes::Content).then(Sha256::new);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = decoder.read(&mut buf).context("decompress (corrupt or truncated object?)")?;
+        if n == 0 {
+            break;
+        }
+        counter.feed(&buf[..n]);
+        if let Some(h) = raw_hash.as_mut() {
+            h.update(&buf[..n]);
+        }
+        if raw_tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+            bail!("COPY FROM stopped");
+        }
+    }
+    let rows = counter.finish().map_err(|e| anyhow!("archive content: {e}"))?;
+    Ok((rows, raw_hash.map(|h| hex::encode(h.finalize()))))
+}
+
+/// Fetches an object's bytes (one stream, or its ranges in order) into `tx`, through SHA-256;
+/// returns its size and SHA-256 (hex). Stops early, without error, when the receiver is gone (the
+/// decompressor failed; its error is the one to report).
+async fn download(
+    store: Store,
+    key: String,
+    version: Option<String>,
+    body: Body,
+    tx: mpsc::Sender<Bytes>,
+    mut progress: Progress,
+) -> anyhow::Result<(u64, String)> {
+    let mut hash = Sha256::new();
+    let mut total = 0u64;
+    // false: the decompressor failed; its error is the one to report.
+    let mut deliver = async |chunk: Bytes| {
+        hash.update(&chunk);
+        total += chunk.len() as u64;
+        progress.update(0, total);
+        tx.send(chunk).await.is_ok()
+    };
+    match body {
+        Body::Stream(mut body) => {
+            // The SDK's read timeout ends a call whose response does not start; a body that
+            // stops arriving part way is ended here, as transient as the rest.
+            let silence = store.settings.s3_timeouts.read;
+            loop {
+                let Ok(next) = tokio::time::timeout(silence, body.next()).await else {
+                    return Err(Error::transient(anyhow::anyhow!(
+                        "read object body: S3 sent nothing for {} s (S3_READ_TIMEOUT_SECONDS)",
+                        silence.as_secs()
+                    ))
+                    .into());
+                };
+                let Some(chunk) = next else { break };
+                let chunk = chunk.context("read object body").map_err(Error::transient)?;
+                if !deliver(chunk).await {
+                    break;
+                }
+            }
+        }
+        Body::Ranges(ranges) => {
+            for (from, to) in ranges {
+                let range = store.get_range(&key, version.as_deref(), from, to).await;
+                if !deliver(range.map_err(Error::transient)?).await {
+                    break;
+                }
+            }
+        }
+    }
+    Ok((total, hex::encode(hash.finalize())))
 }
 
 /// How an object's bytes are fetched.
@@ -706,7 +819,7 @@ async fn read_object(
     store: &Store,
     source: Source<'_>,
     hashes: Hashes,
-    mut progress: Progress,
+    progress: Progress,
 ) -> anyhow::Result<Restored> {
     let Source { key, version_id, format, compression, columns } = source;
     // A Parquet object is read footer first (a ranged GET of its tail), checked against the
@@ -728,77 +841,9 @@ async fn read_object(
     let (comp_tx, comp_rx) = mpsc::channel::<Bytes>(8);
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
 
-    let decompressor = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, Option<String>)> {
-        if let Some(reader) = parquet {
-            return parquet_to_csv(reader, comp_rx, raw_tx, hashes);
-        }
-        let input = ChannelReader { rx: comp_rx, current: Bytes::new() };
-        let mut decoder: Box<dyn Read> = match compression {
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input).context("start zstd decoder")?),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
-            Compression::None => Box::new(input),
-        };
-        let mut counter = RowCounter::new(format, format == Format::Csv);
-        let mut raw_hash = (hashes == Hashes::Content).then(Sha256::new);
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = decoder.read(&mut buf).context("decompress (corrupt or truncated object?)")?;
-            if n == 0 {
-                break;
-            }
-            counter.feed(&buf[..n]);
-            if let Some(h) = raw_hash.as_mut() {
-                h.update(&buf[..n]);
-            }
-            if raw_tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
-                bail!("COPY FROM stopped");
-            }
-        }
-        let rows = counter.finish().map_err(|e| anyhow!("archive content: {e}"))?;
-        Ok((rows, raw_hash.map(|h| hex::encode(h.finalize()))))
-    });
-
-    let downloader = tokio::spawn(async move {
-        let mut hash = Sha256::new();
-        let mut total = 0u64;
-        // false: the decompressor failed; its error is the one to report.
-        let mut deliver = async |chunk: Bytes| {
-            hash.update(&chunk);
-            total += chunk.len() as u64;
-            progress.update(0, total);
-            comp_tx.send(chunk).await.is_ok()
-        };
-        match body {
-            Body::Stream(mut body) => {
-                // The SDK's read timeout ends a call whose response does not start; a body that
-                // stops arriving part way is ended here, as transient as the rest.
-                let silence = store_.settings.s3_timeouts.read;
-                loop {
-                    let Ok(next) = tokio::time::timeout(silence, body.next()).await else {
-                        return Err(Error::transient(anyhow::anyhow!(
-                            "read object body: S3 sent nothing for {} s (S3_READ_TIMEOUT_SECONDS)",
-                            silence.as_secs()
-                        ))
-                        .into());
-                    };
-                    let Some(chunk) = next else { break };
-                    let chunk = chunk.context("read object body").map_err(Error::transient)?;
-                    if !deliver(chunk).await {
-                        break;
-                    }
-                }
-            }
-            Body::Ranges(ranges) => {
-                for (from, to) in ranges {
-                    let range = store_.get_range(&key_, version_.as_deref(), from, to).await;
-                    if !deliver(range.map_err(Error::transient)?).await {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok::<_, anyhow::Error>((total, hex::encode(hash.finalize())))
-    });
+    let decompressor =
+        tokio::task::spawn_blocking(move || decompress(parquet, comp_rx, raw_tx, (format, compression), hashes));
+    let downloader = tokio::spawn(download(store_, key_, version_, body, comp_tx, progress));
 
     let Some((db, copy_in_sql, reply_within)) = copy else {
         while raw_rx.recv().await.is_some() {}
