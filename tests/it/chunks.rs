@@ -72,6 +72,19 @@ async fn months_sum(env: &TestEnv, schema: &str) -> Option<String> {
     .await
 }
 
+/// md5 over March's rows in `schema`, in id order.
+async fn march_md5(env: &TestEnv, schema: &str) -> Option<String> {
+    env.scalar_text(&format!("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM {schema}.orders_2026_03 t")).await
+}
+
+/// `seed_big(rows)`, then March archived as chunks: March's [`march_md5`] before, and its chunks.
+async fn archived_march(env: &TestEnv, rows: i64) -> (Option<String>, usize) {
+    seed_big(env, rows).await;
+    let march = march_md5(env, "public").await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED));
+    (march, chunk_rows(env, MARCH).await.len())
+}
+
 /// Restores March (chunked) and April (one object) into `schema`; returns [`months_sum`].
 async fn restore_months(env: &TestEnv, schema: &str) -> Option<String> {
     ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", schema], CHUNKED));
@@ -362,7 +375,7 @@ async fn staged(env: &TestEnv, schema: &str, partition: &str) -> (i64, bool) {
 async fn a_chunked_restore_killed_or_failing_keeps_only_verified_chunks_and_the_next_one_goes_on() {
     let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 24_000).await;
-    let march = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders_2026_03 t").await;
+    let march = march_md5(&env, "public").await;
     ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED));
     let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
     let target = "SELECT count(*) FROM pg_tables WHERE schemaname = 'r' AND tablename = 'orders_2026_03'";
@@ -393,7 +406,7 @@ async fn a_chunked_restore_killed_or_failing_keeps_only_verified_chunks_and_the_
     );
     assert_eq!(staged(&env, "r", MARCH).await, (0, false), "renamed, and its loaded rows forgotten");
     assert_eq!(env.scalar_i64("SELECT count(*) FROM partition_archiver.restore_loaded").await, 0);
-    let restored = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await;
+    let restored = march_md5(&env, "r").await;
     assert_eq!(restored, march);
     // A chunk whose bytes are not the manifest's (a failure no retry mends) leaves nothing behind.
     env.db
@@ -415,10 +428,7 @@ async fn a_chunked_restore_killed_or_failing_keeps_only_verified_chunks_and_the_
 #[tokio::test]
 async fn a_restore_with_a_time_budget_stops_between_chunks_and_the_next_goes_on_to_an_identical_table() {
     let env = TestEnv::migrated_at(NOW).await;
-    seed_big(&env, 64_000).await;
-    let march = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders_2026_03 t").await;
-    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED));
-    let total = chunk_rows(&env, MARCH).await.len();
+    let (march, total) = archived_march(&env, 64_000).await;
     assert!(total >= 6, "{total}");
     let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
     // Too short to load any chunk: refused, nothing created.
@@ -459,7 +469,7 @@ async fn a_restore_with_a_time_budget_stops_between_chunks_and_the_next_goes_on_
         .into(),
         "{v}"
     );
-    let restored = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await;
+    let restored = march_md5(&env, "r").await;
     assert_eq!(restored, march);
 }
 
@@ -684,10 +694,7 @@ async fn adopted_by_content(settings: &[(&str, &str)]) {
 #[tokio::test]
 async fn a_fan_out_restore_loads_its_units_side_by_side_and_the_final_step_renames_an_identical_table() {
     let env = TestEnv::migrated_at(NOW).await;
-    seed_big(&env, 40_000).await;
-    let march = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM public.orders_2026_03 t").await;
-    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED));
-    let total = chunk_rows(&env, MARCH).await.len();
+    let (march, total) = archived_march(&env, 40_000).await;
     assert!(total >= 3, "{total}");
     let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
     // The plan: the staging table, and one unit per object; planning again gives the same.
@@ -793,7 +800,7 @@ async fn a_fan_out_restore_loads_its_units_side_by_side_and_the_final_step_renam
         "{v}"
     );
     assert_eq!(staged(&env, "r", MARCH).await, (0, false));
-    let restored = env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await;
+    let restored = march_md5(&env, "r").await;
     assert_eq!(restored, march);
     // A unit after the final step: refused, nothing changed.
     let args = unit_args(MARCH, "1", &id);
@@ -801,8 +808,5 @@ async fn a_fan_out_restore_loads_its_units_side_by_side_and_the_final_step_renam
     let (out, v) = env.json(&args, CHUNKED);
     assert_eq!(out.status.code(), Some(2), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("r.orders_2026_03 already exists"), "{v}");
-    assert_eq!(
-        env.scalar_text("SELECT md5(string_agg(t::text, '|' ORDER BY id)) FROM r.orders_2026_03 t").await,
-        march
-    );
+    assert_eq!(march_md5(&env, "r").await, march);
 }

@@ -180,11 +180,8 @@ async fn bad_retrieval_input_is_refused_by_name_and_changes_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-#[tokio::test]
-async fn the_lambda_returns_a_pending_restore_as_a_normal_report_and_refuses_wait() {
-    let env = TestEnv::migrated_at(NOW).await;
-    archived_trades(&env).await;
-    move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
+/// The function's core as the Lambda runtime builds it, set up for `env`.
+async fn function_of(env: &TestEnv) -> partition_archiver::app::App {
     let settings = partition_archiver::config::Settings::from_lookup(&|k| match k {
         "DATABASE_URL" => Some(env.url.clone()),
         "PGSSLMODE" => Some("disable".into()),
@@ -192,7 +189,15 @@ async fn the_lambda_returns_a_pending_restore_as_a_normal_report_and_refuses_wai
         _ => None,
     })
     .unwrap();
-    let app = partition_archiver::app::App::new(settings).await;
+    partition_archiver::app::App::new(settings).await
+}
+
+#[tokio::test]
+async fn the_lambda_returns_a_pending_restore_as_a_normal_report_and_refuses_wait() {
+    let env = TestEnv::migrated_at(NOW).await;
+    archived_trades(&env).await;
+    move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
+    let app = function_of(&env).await;
     let event = serde_json::json!({"action": "restore", "table": "public.trades", "partition": "trades_2026_03"});
     let report = partition_archiver::lambda::handle(&app, event.clone(), None).await.expect("pending is not an error");
     assert_eq!((report["ok"].as_bool(), report["pending"]["retrieval"].as_str()), (Some(false), Some("requested")));
@@ -277,14 +282,7 @@ async fn the_restore_state_machine_plans_waits_loads_each_unit_and_renames_throu
     let env = TestEnv::migrated_at(NOW).await;
     let original = archived_trades(&env).await;
     move_to_class(&env, "trades_2026_03", "DEEP_ARCHIVE").await;
-    let settings = partition_archiver::config::Settings::from_lookup(&|k| match k {
-        "DATABASE_URL" => Some(env.url.clone()),
-        "PGSSLMODE" => Some("disable".into()),
-        "ARCHIVE_BUCKET" => Some(env.bucket.clone()),
-        _ => None,
-    })
-    .unwrap();
-    let app = partition_archiver::app::App::new(settings).await;
+    let app = function_of(&env).await;
     let states =
         crate::template::template()["Resources"]["RestoreStateMachine"]["Properties"]["Definition"]["States"].clone();
     let request = serde_json::json!({"action": "restore", "table": "public.trades", "partition": "trades_2026_03"});

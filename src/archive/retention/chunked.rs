@@ -751,8 +751,9 @@ async fn complete(
 /// - it carries this chunk's upload token and the size and composite checksum recorded before its
 ///   upload was completed: this chunk's own upload, completed by a run that died before recording
 ///   it; or
-/// - (CSV and the other byte formats) its decompressed content is byte for byte what a COPY of the
-///   chunk's block range sends now: it holds exactly these rows, whoever wrote it (an upload whose
+/// - its content is byte for byte what the chunk's block range gives now (CSV and the other byte
+///   formats: its decompressed bytes against a COPY of the range; Parquet: its bytes against a
+///   re-encode of the range): it holds exactly these rows, whoever wrote it (an upload whose
 ///   record a database crash or point-in-time restore lost, or a clone's archive of identical
 ///   rows). The work is bounded by the chunk's size, never the partition's.
 ///
