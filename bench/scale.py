@@ -49,11 +49,20 @@ class Runner:
         self.log.append((phase, label, wall, rss))
         over = " OVER THE DEADLINE" if wall > self.deadline else ""
         print(f"  {phase:<16} {label:<28} {wall:6.2f} s  {rss / 1024:6.1f} MiB{over}", flush=True)
+        try:
+            out = json.loads(r.stdout) if r.stdout.strip() else {}
+        except ValueError:
+            out = {}
+        for t in out.get("tables", []) if isinstance(out, dict) else []:
+            for step in t.get("steps", []):
+                if step.get("duration_ms", 0) >= 100:
+                    tries = step.get("attempts", 1)
+                    print(f"      {step['step']} {step['partition']}: {step['duration_ms'] / 1000:.2f} s ({tries} attempts)", flush=True)
         if r.returncode not in ok_codes:
             raise Violation(f"{args}: exit {r.returncode}\n{r.stdout}\n{r.stderr[-3000:]}")
         if over:
             raise Violation(f"{args}: {wall:.2f} s, over the {self.deadline} s deadline")
-        return json.loads(r.stdout) if r.stdout.strip() else {}
+        return out
 
     def units(self, phase, make_args, units, concurrency):
         """Runs every unit, `concurrency` at once (the Map's MaxConcurrency)."""
@@ -153,7 +162,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--gb", type=float, default=8.0, help="heap of the partition, in GB (1e9 bytes)")
     ap.add_argument("--deadline", type=float, default=10.0, help="seconds each invocation is given")
-    ap.add_argument("--chunk-mib", type=int, default=96, help="ARCHIVE_CHUNK_SIZE for the deadline")
+    ap.add_argument("--chunk-mib", type=int, default=64, help="ARCHIVE_CHUNK_SIZE: a restore unit must fit the deadline at the assumed 20 MiB/s")
     ap.add_argument("--concurrency", type=int, default=2, help="units at once (the Map's MaxConcurrency)")
     ap.add_argument("--formats", default="csv,parquet")
     args = ap.parse_args()
