@@ -286,7 +286,7 @@ async fn the_restore_state_machine_plans_waits_loads_each_unit_and_renames_throu
     let states =
         crate::template::template()["Resources"]["RestoreStateMachine"]["Properties"]["Definition"]["States"].clone();
     let request = serde_json::json!({"action": "restore", "table": "public.trades", "partition": "trades_2026_03"});
-    // Plan: the request merged with {"fan_out": true} (States.JsonMerge).
+    // Plan: a copy of the request with "fan_out": true (the PlanRequest and AsPlan states).
     let mut plan = request.clone();
     plan["fan_out"] = true.into();
     let first = partition_archiver::lambda::handle(&app, plan.clone(), None).await.unwrap();

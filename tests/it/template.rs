@@ -190,11 +190,17 @@ fn cold_storage_moves_only_data_objects_and_restores_wait_in_a_state_machine() {
     assert_eq!(m["Type"], "AWS::Serverless::StateMachine");
     let states = &m["Properties"]["Definition"]["States"];
     assert_eq!(m["Properties"]["Definition"]["StartAt"], "FirstRound");
-    assert_eq!(states["FirstRound"]["Next"], "Plan");
+    // The plan: a copy of the request with "fan_out": true (the final step sends the request).
+    assert_eq!(states["FirstRound"]["Next"], "PlanRequest");
+    assert_eq!(states["PlanRequest"]["Parameters"]["request.$"], "$.request");
+    assert_eq!(states["PlanRequest"]["ResultPath"], "$.plan_request");
+    assert_eq!(states["PlanRequest"]["Next"], "AsPlan");
     assert_eq!(
-        states["Plan"]["Parameters"]["Payload.$"],
-        r#"States.JsonMerge($.request, States.StringToJson('{"fan_out": true}'), false)"#
+        (&states["AsPlan"]["Result"], &states["AsPlan"]["ResultPath"]),
+        (&true.into(), &"$.plan_request.request.fan_out".into())
     );
+    assert_eq!(states["AsPlan"]["Next"], "Plan");
+    assert_eq!(states["Plan"]["Parameters"]["Payload.$"], "$.plan_request.request");
     assert_eq!(states["Plan"]["Next"], "PlannedOrPending");
     let planned = states["PlannedOrPending"]["Choices"].as_sequence().unwrap();
     assert_eq!(
