@@ -502,9 +502,10 @@ async fn readable_or_retrieving(
         Step::Unit { chunk, .. } => Some(chunk),
         _ => None,
     };
+    let located = locate_objects(archiver, rec, only).await?;
+    let objects = rec.objects();
     let mut pending = None;
-    for (chunk_no, head) in locate_objects(archiver, rec, only).await? {
-        let objects = rec.objects();
+    for (chunk_no, head) in located {
         let key = objects.iter().find(|o| o.chunk_no == chunk_no).map(|o| o.key).unwrap_or_default();
         if let Some(p) = readable_now(archiver, key, &head).await? {
             pending.get_or_insert(p);

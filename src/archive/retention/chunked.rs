@@ -865,7 +865,7 @@ async fn recheck_own(
 
 /// Why an object at a chunk's key is not adopted by its content.
 enum NotSame {
-    /// Its content cannot be compared (cold, no S3 checksum, Parquet): why.
+    /// Its content cannot be compared (cold, no S3 checksum): why.
     Uncomparable(String),
     /// Compared: it holds other rows (`found_rows` against the chunk's `rows`).
     Differs { found_rows: u64, rows: u64 },
@@ -912,8 +912,7 @@ async fn same_content(
     let condition = chunk.range().ctid_condition();
     if format == Format::Parquet {
         // A deterministic re-encode of the range, against the object as stored.
-        let hashes = Hashes::Object;
-        let object = pipeline::scan_object(&archiver.store, source, hashes, progress).await.context(what)?;
+        let object = pipeline::scan_object(&archiver.store, source, Hashes::Object, progress).await.context(what)?;
         let settings = &archiver.store.settings;
         let parquet = super::prepare::parquet_write(conn, rec, format, partition, settings)
             .await?
