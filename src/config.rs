@@ -61,7 +61,7 @@ impl Settings {
         }
         if let Some(i) = get("DEFAULT_INTERVAL") {
             crate::plan::period::Interval::parse(&i)
-                .ok_or_else(|| ConfigError::invalid("DEFAULT_INTERVAL", &i, "month or year"))?;
+                .ok_or_else(|| ConfigError::invalid("DEFAULT_INTERVAL", &i, "day, week, month, quarter or year"))?;
             defaults.partition_interval = i;
         }
         if let Some(c) = get("DEFAULT_PARTITION_COLUMN") {
@@ -213,7 +213,7 @@ mod tests {
             ("MAINTAIN_TABLES", "a.b.c"),
             ("DEFAULT_RETENTION", "0"),
             ("DEFAULT_TIME_ZONE", "Nowhere/Land"),
-            ("DEFAULT_INTERVAL", "week"),
+            ("DEFAULT_INTERVAL", "fortnight"),
             ("PARTITION_SIZE_WARN_BYTES", "huge"),
             ("METRICS", "loud"),
             ("STALE_LOCK_SECONDS", "0"),

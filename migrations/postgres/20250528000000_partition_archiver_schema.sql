@@ -2,9 +2,11 @@
 -- create partitions ahead (callable from pg_cron), and the helpers they share.
 --
 -- The Rust planner and these functions read the same part_config row and follow the same rules:
---   * a period is a calendar month (or year) in the table's time zone;
+--   * a period is a calendar day, ISO week (from Monday), month, quarter or year in the table's
+--     time zone (part_config.partition_interval; the CHECK is in 20261206000004_intervals.sql);
 --   * bounds are exact instants, written with an explicit UTC offset (never the session TimeZone);
---   * names are {table}_YYYY_MM (monthly), {table}_YYYY (yearly), {table}_default;
+--   * names are {table}_YYYY_MM_DD (daily), {table}_IYYY_wIW (weekly: ISO year and week),
+--     {table}_YYYY_MM (monthly), {table}_YYYY_qQ (quarterly), {table}_YYYY (yearly), {table}_default;
 --   * the current period and `premake` periods ahead are created, counted from now, which is
 --     partition_archiver.now(): the real clock unless the session pins it (see below);
 --   * rows that sit in the default partition and belong to a new range are moved into it, in the
@@ -39,7 +41,8 @@ CREATE TABLE IF NOT EXISTS partition_archiver.part_config (
   schema_name        text    NOT NULL,
   table_name         text    NOT NULL,
   partition_column   text    NOT NULL DEFAULT 'created_at',
-  -- 'month' (default) or 'year'. A range cannot be partitioned both ways at once.
+  -- 'day', 'week', 'month' (default), 'quarter' or 'year' (the CHECK below is widened by
+  -- 20261206000004_intervals.sql). A change applies from the first instant not yet covered.
   partition_interval text    NOT NULL DEFAULT 'month' CHECK (partition_interval IN ('month', 'year')),
   -- periods created ahead of the current one
   premake            integer NOT NULL DEFAULT 2 CHECK (premake BETWEEN 0 AND 120),
@@ -86,7 +89,18 @@ $$;
 
 CREATE OR REPLACE FUNCTION partition_archiver.partition_name(p_table text, p_interval text, p_local timestamp)
 RETURNS text LANGUAGE sql IMMUTABLE AS $$
-  SELECT p_table || CASE p_interval WHEN 'year' THEN to_char(p_local, '"_"YYYY') ELSE to_char(p_local, '"_"YYYY"_"MM') END
+  SELECT p_table || to_char(p_local, CASE p_interval
+    WHEN 'day' THEN '"_"YYYY"_"MM"_"DD'
+    WHEN 'week' THEN '"_"IYYY"_w"IW'
+    WHEN 'quarter' THEN '"_"YYYY"_q"Q'
+    WHEN 'year' THEN '"_"YYYY'
+    ELSE '"_"YYYY"_"MM' END)
+$$;
+
+-- The length of one period: PostgreSQL's interval input has no 'quarter'.
+CREATE OR REPLACE FUNCTION partition_archiver.period_step(p_interval text)
+RETURNS interval LANGUAGE sql IMMUTABLE AS $$
+  SELECT CASE p_interval WHEN 'quarter' THEN interval '3 months' ELSE ('1 ' || p_interval)::interval END
 $$;
 
 -- The default partition of a parent, if any.
@@ -160,7 +174,7 @@ BEGIN
     PERFORM partition_archiver.ensure_default_partition(p_schema, p_table);
   END IF;
   v_default := partition_archiver.default_partition(v_parent);
-  v_step := ('1 ' || cfg.partition_interval)::interval;
+  v_step := partition_archiver.period_step(cfg.partition_interval);
   v_current := partition_archiver.period_start(cfg.partition_interval, cfg.time_zone, p_now);
   SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) INTO v_cols
     FROM pg_attribute WHERE attrelid = v_parent AND attnum > 0 AND NOT attisdropped AND attgenerated = '';

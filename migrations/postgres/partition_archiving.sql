@@ -42,7 +42,7 @@ BEGIN
   SELECT a.atttypid::regtype INTO v_type FROM pg_attribute a
    WHERE a.attrelid = v_parent AND a.attname = cfg.partition_column AND NOT a.attisdropped;
   v_cutoff := partition_archiver.period_start(cfg.partition_interval, cfg.time_zone, p_now)
-              - cfg.retention * ('1 ' || cfg.partition_interval)::interval;
+              - cfg.retention * partition_archiver.period_step(cfg.partition_interval);
   PERFORM set_config('lock_timeout', '2s', true);
 
   FOR r IN

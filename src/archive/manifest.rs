@@ -6,8 +6,9 @@ use crate::archive::settings::{Compression, Format};
 use crate::pg::catalog::Column;
 use crate::plan::chunks::BlockRange;
 use crate::plan::ident::{quote_literal, QualifiedName};
+use crate::plan::period::{Interval, Period};
 use anyhow::Context;
-use chrono::{DateTime, Datelike, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
@@ -235,22 +236,29 @@ pub fn chunk_key(
 pub fn object_key(
     prefix: &str,
     record: &ManifestRecord,
-    interval_is_year: bool,
+    interval: Interval,
     format: Format,
     compression: Compression,
 ) -> String {
-    let start = record.range_from.as_deref().and_then(|f| match DateTime::parse_from_rfc3339(f) {
-        // A timestamptz bound: the period is the one in the table's own zone.
-        Ok(d) => Some(crate::plan::period::to_local(
-            record.time_zone.parse().unwrap_or(chrono_tz::UTC),
-            d.with_timezone(&Utc),
-        )),
-        Err(_) => local_start(f),
-    });
-    let period = match start {
-        Some(s) if interval_is_year => format!("year={:04}", s.year()),
-        Some(s) => format!("year={:04}/month={:02}", s.year(), s.month()),
-        None => "year=0000".to_string(),
+    let local = |bound: Option<&str>| {
+        bound.and_then(|b| match DateTime::parse_from_rfc3339(b) {
+            // A timestamptz bound: the period is the one in the table's own zone.
+            Ok(d) => Some(crate::plan::period::to_local(
+                record.time_zone.parse().unwrap_or(chrono_tz::UTC),
+                d.with_timezone(&Utc),
+            )),
+            Err(_) => local_start(b),
+        })
+    };
+    // Keyed by the interval the range is one period of (a month archived after the table went
+    // daily keeps its month's key), else by the table's interval (the rest of a period after an
+    // interval change, a foreign range).
+    let period = match (local(record.range_from.as_deref()), local(record.range_to.as_deref())) {
+        (Some(from), to) => {
+            let keyed_by = to.and_then(|to| Interval::of_range(interval, from, to)).unwrap_or(interval);
+            Period::containing(keyed_by, from).hive_path()
+        }
+        (None, _) => "year=0000".to_string(),
     };
     let base = format!(
         "{}.{}/{}/{}{}",
@@ -762,7 +770,7 @@ mod tests {
     #[test]
     fn hive_style_keys() {
         let r = record(Some("2026-01-01T00:00:00+00:00"));
-        let k = object_key("arch", &r, false, Format::Csv, Compression::Zstd);
+        let k = object_key("arch", &r, Interval::Month, Format::Csv, Compression::Zstd);
         assert_eq!(k, "arch/public.trades/year=2026/month=01/trades_2026_01.csv.zst");
         assert_eq!(
             manifest_key(&k, "public.trades", "trades_2026_01"),
@@ -779,21 +787,36 @@ mod tests {
         // A key not in the layout (never made by object_key): beside the object.
         assert_eq!(manifest_key("x/y/t.csv", "public.t", "t"), "x/y/t.manifest.json");
         assert_eq!(
-            object_key("", &r, true, Format::Binary, Compression::None),
+            object_key("", &r, Interval::Year, Format::Binary, Compression::None),
             "public.trades/year=2026/trades_2026_01.pgcopy"
         );
         assert_eq!(
-            object_key("p", &record(None), false, Format::Csv, Compression::Gzip),
+            object_key("p", &record(None), Interval::Month, Format::Csv, Compression::Gzip),
             "p/public.trades/year=0000/trades_2026_01.csv.gz"
         );
         let mut tokyo = record(Some("2026-11-30T15:00:00+00:00"));
         tokyo.time_zone = "Asia/Tokyo".into();
         assert_eq!(
-            object_key("", &tokyo, false, Format::Csv, Compression::None),
+            object_key("", &tokyo, Interval::Month, Format::Csv, Compression::None),
             "public.trades/year=2026/month=12/trades_2026_01.csv"
         );
+        // Every interval's layout; a range keyed by the interval it is one period of.
+        let ranged = |from: &str, to: &str| ManifestRecord { range_to: Some(to.into()), ..record(Some(from)) };
+        let key = |r: &ManifestRecord, i| object_key("", r, i, Format::Parquet, Compression::Zstd);
+        let cases = [
+            (("2026-12-06T00:00:00+00:00", "2026-12-07T00:00:00+00:00"), Interval::Day, "year=2026/month=12/day=06"),
+            (("2026-11-30", "2026-12-07"), Interval::Week, "year=2026/week=49"),
+            (("2026-10-01T00:00:00", "2027-01-01T00:00:00"), Interval::Quarter, "year=2026/quarter=4"),
+            // A month archived after the table went daily keeps a month's key.
+            (("2026-05-01T00:00:00+00:00", "2026-06-01T00:00:00+00:00"), Interval::Day, "year=2026/month=05"),
+            // The rest of December after a change from daily to monthly: the table's interval.
+            (("2026-12-14T00:00:00+00:00", "2027-01-01T00:00:00+00:00"), Interval::Month, "year=2026/month=12"),
+        ];
+        for ((from, to), interval, path) in cases {
+            assert_eq!(key(&ranged(from, to), interval), format!("public.trades/{path}/trades_2026_01.parquet"));
+        }
         assert_eq!(
-            object_key("p", &record(Some("2026-03-01")), false, Format::Csv, Compression::Gzip),
+            object_key("p", &record(Some("2026-03-01")), Interval::Month, Format::Csv, Compression::Gzip),
             "p/public.trades/year=2026/month=03/trades_2026_01.csv.gz"
         );
     }

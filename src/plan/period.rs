@@ -1,7 +1,8 @@
-//! Calendar periods (months or years) in a time zone, and the exact bounds written into DDL.
+//! Calendar periods (days, ISO weeks, months, quarters or years) in a time zone, and the exact
+//! bounds written into DDL.
 //!
 //! Planning happens in local wall time of the table's zone: a period starts at local midnight of
-//! the 1st. Only when a bound is written into DDL for a `timestamptz` key is it turned into an
+//! its first day (a Monday for ISO weeks), so a daily period on a DST day is 23 or 25 hours long. Only when a bound is written into DDL for a `timestamptz` key is it turned into an
 //! exact instant, and it is written with an explicit UTC offset so the session's `TimeZone` never
 //! changes its meaning (design invariant 6). The SQL function `partition_archiver.bound_literal`
 //! produces the same text.
@@ -14,23 +15,47 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Interval {
+    Day,
+    /// ISO 8601 weeks: Monday to Sunday, numbered within their ISO year.
+    Week,
     Month,
+    Quarter,
     Year,
 }
 
 impl Interval {
+    pub const ALL: [Interval; 5] = [Self::Day, Self::Week, Self::Month, Self::Quarter, Self::Year];
+
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
+            "day" | "daily" => Some(Self::Day),
+            "week" | "weekly" => Some(Self::Week),
             "month" | "monthly" => Some(Self::Month),
+            "quarter" | "quarterly" => Some(Self::Quarter),
             "year" | "yearly" => Some(Self::Year),
             _ => None,
         }
     }
+    /// The `part_config.partition_interval` value, also PostgreSQL's `date_trunc` field name.
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Day => "day",
+            Self::Week => "week",
             Self::Month => "month",
+            Self::Quarter => "quarter",
             Self::Year => "year",
         }
+    }
+
+    /// The interval whose single period `[from, to)` is, if any (`None` for a range that is not
+    /// one whole period: a foreign partition, or the remainder created after an interval change).
+    /// The table's own interval is preferred, so a range keeps the key it has always had.
+    pub fn of_range(preferred: Interval, from: NaiveDateTime, to: NaiveDateTime) -> Option<Interval> {
+        let exact = |i: Interval| {
+            let p = Period::containing(i, from);
+            p.start() == from && p.end() == to
+        };
+        std::iter::once(preferred).chain(Self::ALL).find(|i| exact(*i))
     }
 }
 
@@ -47,14 +72,19 @@ pub enum KeyType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Period {
     pub interval: Interval,
-    /// Months since year 0 (monthly) or the year (yearly): a total order that makes stepping exact.
+    /// A total order that makes stepping exact: days since 0001-01-01 (daily), weeks since the
+    /// Monday 0001-01-01 (weekly), months since year 0, quarters since year 0, or the year.
     index: i64,
 }
 
 impl Period {
     pub fn containing(interval: Interval, local: NaiveDateTime) -> Self {
+        let days = local.date().num_days_from_ce() as i64 - 1; // 0001-01-01, a Monday, is day 0
         let index = match interval {
+            Interval::Day => days,
+            Interval::Week => days.div_euclid(7),
             Interval::Month => local.year() as i64 * 12 + local.month0() as i64,
+            Interval::Quarter => local.year() as i64 * 4 + local.month0() as i64 / 3,
             Interval::Year => local.year() as i64,
         };
         Self { interval, index }
@@ -71,10 +101,13 @@ impl Period {
     }
 
     pub fn start_date(self) -> NaiveDate {
+        let from_days = |d: i64| NaiveDate::from_num_days_from_ce_opt((d + 1) as i32);
+        let month = |m: i64| NaiveDate::from_ymd_opt(m.div_euclid(12) as i32, m.rem_euclid(12) as u32 + 1, 1);
         match self.interval {
-            Interval::Month => {
-                NaiveDate::from_ymd_opt(self.index.div_euclid(12) as i32, self.index.rem_euclid(12) as u32 + 1, 1)
-            }
+            Interval::Day => from_days(self.index),
+            Interval::Week => from_days(self.index * 7),
+            Interval::Month => month(self.index),
+            Interval::Quarter => month(self.index * 3),
             Interval::Year => NaiveDate::from_ymd_opt(self.index as i32, 1, 1),
         }
         .expect("period within chrono's range")
@@ -88,12 +121,36 @@ impl Period {
         self.offset(1).start()
     }
 
-    /// `trades_2026_01` (monthly) or `trades_2026` (yearly).
-    pub fn partition_name(self, table: &str) -> String {
+    /// The name's suffix: sorts in time order within an interval and states the period.
+    /// `2026_12_06` (day), `2026_w49` (ISO week of its ISO year), `2026_12` (month), `2026_q4`
+    /// (quarter), `2026` (year).
+    fn suffix(self) -> String {
         let d = self.start_date();
         match self.interval {
-            Interval::Month => format!("{table}_{:04}_{:02}", d.year(), d.month()),
-            Interval::Year => format!("{table}_{:04}", d.year()),
+            Interval::Day => format!("{:04}_{:02}_{:02}", d.year(), d.month(), d.day()),
+            Interval::Week => format!("{:04}_w{:02}", d.iso_week().year(), d.iso_week().week()),
+            Interval::Month => format!("{:04}_{:02}", d.year(), d.month()),
+            Interval::Quarter => format!("{:04}_q{}", d.year(), d.month0() / 3 + 1),
+            Interval::Year => format!("{:04}", d.year()),
+        }
+    }
+
+    /// `trades_2026_12` (monthly), `trades_2026_12_06` (daily) ...: see [`Period::suffix`].
+    pub fn partition_name(self, table: &str) -> String {
+        format!("{table}_{}", self.suffix())
+    }
+
+    /// The Hive-style path of the period's objects, so engines prune by it: `year=2026/month=12/day=06`
+    /// (daily), `year=2026/week=49` (weekly: the ISO year and week), `year=2026/month=12`,
+    /// `year=2026/quarter=4`, `year=2026`.
+    pub fn hive_path(self) -> String {
+        let d = self.start_date();
+        match self.interval {
+            Interval::Day => format!("year={:04}/month={:02}/day={:02}", d.year(), d.month(), d.day()),
+            Interval::Week => format!("year={:04}/week={:02}", d.iso_week().year(), d.iso_week().week()),
+            Interval::Month => format!("year={:04}/month={:02}", d.year(), d.month()),
+            Interval::Quarter => format!("year={:04}/quarter={}", d.year(), d.month0() / 3 + 1),
+            Interval::Year => format!("year={:04}", d.year()),
         }
     }
 
@@ -104,10 +161,14 @@ impl Period {
 }
 
 impl fmt::Display for Period {
+    /// `2026-12-06`, `2026-W49`, `2026-12`, `2026-Q4`, `2026`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.start_date();
         match self.interval {
+            Interval::Day => write!(f, "{}", d.format("%Y-%m-%d")),
+            Interval::Week => write!(f, "{:04}-W{:02}", d.iso_week().year(), d.iso_week().week()),
             Interval::Month => write!(f, "{:04}-{:02}", d.year(), d.month()),
+            Interval::Quarter => write!(f, "{:04}-Q{}", d.year(), d.month0() / 3 + 1),
             Interval::Year => write!(f, "{:04}", d.year()),
         }
     }
@@ -166,6 +227,149 @@ mod tests {
         assert_eq!(y.partition_name("trades"), "trades_2024");
         assert_eq!(y.end(), local("2025-01-01 00:00:00"));
         assert_eq!(p.steps_to(p.offset(5)), 5);
+    }
+
+    #[test]
+    fn every_interval_names_keys_and_steps_its_periods() {
+        // (interval, an instant inside, start, next start, name, display, Hive path)
+        let cases = [
+            (
+                Interval::Day,
+                "2026-12-06 13:00:00",
+                "2026-12-06",
+                "2026-12-07",
+                "t_2026_12_06",
+                "2026-12-06",
+                "year=2026/month=12/day=06",
+            ),
+            (
+                Interval::Day,
+                "2026-12-31 23:59:59",
+                "2026-12-31",
+                "2027-01-01",
+                "t_2026_12_31",
+                "2026-12-31",
+                "year=2026/month=12/day=31",
+            ),
+            (
+                Interval::Day,
+                "2028-02-29 00:00:00",
+                "2028-02-29",
+                "2028-03-01",
+                "t_2028_02_29",
+                "2028-02-29",
+                "year=2028/month=02/day=29",
+            ),
+            // ISO weeks start on Monday; 2026-12-06 is a Sunday, in week 49 (Mon 11-30 .. Sun 12-06).
+            (
+                Interval::Week,
+                "2026-12-06 23:00:00",
+                "2026-11-30",
+                "2026-12-07",
+                "t_2026_w49",
+                "2026-W49",
+                "year=2026/week=49",
+            ),
+            // 2027-01-01 (a Friday) is in the last ISO week of 2026, week 53.
+            (
+                Interval::Week,
+                "2027-01-01 00:00:00",
+                "2026-12-28",
+                "2027-01-04",
+                "t_2026_w53",
+                "2026-W53",
+                "year=2026/week=53",
+            ),
+            // 2024-12-30 (a Monday) starts week 1 of ISO year 2025.
+            (
+                Interval::Week,
+                "2024-12-31 00:00:00",
+                "2024-12-30",
+                "2025-01-06",
+                "t_2025_w01",
+                "2025-W01",
+                "year=2025/week=01",
+            ),
+            (
+                Interval::Month,
+                "2026-02-14 00:00:00",
+                "2026-02-01",
+                "2026-03-01",
+                "t_2026_02",
+                "2026-02",
+                "year=2026/month=02",
+            ),
+            (
+                Interval::Quarter,
+                "2026-12-06 00:00:00",
+                "2026-10-01",
+                "2027-01-01",
+                "t_2026_q4",
+                "2026-Q4",
+                "year=2026/quarter=4",
+            ),
+            (
+                Interval::Quarter,
+                "2026-03-31 23:59:59",
+                "2026-01-01",
+                "2026-04-01",
+                "t_2026_q1",
+                "2026-Q1",
+                "year=2026/quarter=1",
+            ),
+            (Interval::Year, "2026-07-01 00:00:00", "2026-01-01", "2027-01-01", "t_2026", "2026", "year=2026"),
+        ];
+        for (interval, at, start, next, name, shown, hive) in cases {
+            let p = Period::containing(interval, local(at));
+            let day = |s: &str| local(&format!("{s} 00:00:00"));
+            assert_eq!((p.start(), p.end()), (day(start), day(next)), "{interval:?} {at}");
+            assert_eq!(p.partition_name("t"), name);
+            assert_eq!(p.to_string(), shown);
+            assert_eq!(p.hive_path(), hive);
+            // Stepping is exact both ways, and a period's end is the next one's start.
+            assert_eq!(p.offset(1).start(), p.end());
+            assert_eq!(p.offset(1).offset(-1), p);
+            assert_eq!(Period::containing(interval, p.end()), p.offset(1));
+            assert_eq!(Interval::of_range(Interval::Year, p.start(), p.end()), Some(interval));
+        }
+    }
+
+    #[test]
+    fn names_sort_in_time_order_within_each_interval() {
+        for interval in Interval::ALL {
+            let first = Period::containing(interval, local("2025-11-20 00:00:00"));
+            let names: Vec<String> = (0..400).map(|i| first.offset(i).partition_name("t")).collect();
+            let mut sorted = names.clone();
+            sorted.sort();
+            assert_eq!(names, sorted, "{interval:?}");
+        }
+    }
+
+    #[test]
+    fn daily_bounds_on_dst_days_are_23_and_25_hours_apart() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        let hours = |day: &str| {
+            let p = Period::containing(Interval::Day, local(&format!("{day} 12:00:00")));
+            (to_instant(ny, p.end()) - to_instant(ny, p.start())).num_hours()
+        };
+        assert_eq!(hours("2026-03-08"), 23); // clocks spring forward
+        assert_eq!(hours("2026-11-01"), 25); // and fall back
+        assert_eq!(hours("2026-11-02"), 24);
+        let p = Period::containing(Interval::Day, local("2026-11-01 12:00:00"));
+        assert_eq!(bound_literal(KeyType::Timestamptz, ny, p.start()), "2026-11-01T04:00:00+00:00");
+        assert_eq!(bound_literal(KeyType::Timestamptz, ny, p.end()), "2026-11-02T05:00:00+00:00");
+    }
+
+    #[test]
+    fn a_range_is_keyed_by_the_interval_it_is_one_period_of() {
+        let day = |s: &str| local(&format!("{s} 00:00:00"));
+        // The table's interval goes first; a month is never taken for a quarter or a year.
+        assert_eq!(Interval::of_range(Interval::Day, day("2026-12-01"), day("2027-01-01")), Some(Interval::Month));
+        assert_eq!(Interval::of_range(Interval::Month, day("2026-10-01"), day("2027-01-01")), Some(Interval::Quarter));
+        assert_eq!(Interval::of_range(Interval::Month, day("2026-01-01"), day("2027-01-01")), Some(Interval::Year));
+        assert_eq!(Interval::of_range(Interval::Week, day("2026-12-06"), day("2026-12-07")), Some(Interval::Day));
+        // The remainder of a period after an interval change, or a foreign range: none.
+        assert_eq!(Interval::of_range(Interval::Month, day("2026-12-14"), day("2027-01-01")), None);
     }
 
     #[test]

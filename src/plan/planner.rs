@@ -6,7 +6,10 @@
 //! - the current period and `premake` periods ahead exist, counted from `now`, not from the data;
 //! - gaps between existing partitions are filled, but never with a period already past retention;
 //! - a period that overlaps an existing partition (a foreign-named one, say) is not created, and a
-//!   partial overlap is reported as a warning;
+//!   partial overlap is reported as a warning, except when the existing partitions cover a prefix
+//!   of it without a hole: then the rest of it is created under its name (after a change of
+//!   interval, the new one applies from the first instant not covered); the part of a past period
+//!   before the table's first partition is not a gap;
 //! - rows already in the default partition for a new range are moved into it (the executor does it
 //!   in the same transaction);
 //! - a detach left pending by an interrupted run is finalized first;
@@ -126,6 +129,8 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     // However old the oldest partition, never plan more than this many periods back.
     first = first.max(current.offset(-(crate::plan::policy::MAX_RETENTION as i64)));
 
+    // Where the table's history starts.
+    let history_start = ranges.iter().map(|(f, _, _)| *f).min().unwrap_or(BoundValue::MinValue);
     let mut created_periods = BTreeSet::new();
     let mut created_past_retention = Vec::new();
     let mut period = first;
@@ -140,17 +145,19 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
             ranges.iter().filter(|(f, t, _)| *f < end && start < *t).map(|(_, _, n)| *n).collect();
         let name = period.partition_name(&policy.table.name);
         let exact = ranges.iter().any(|(f, t, _)| *f == start && *t == end);
-        if exact || (overlapping.iter().any(|n| n.name == name)) {
+        // The part of a past period before the table's first partition is not a gap: nothing
+        // arrives there (a table that went from weekly to monthly starts mid-month). The current
+        // and future periods are always checked from their start.
+        let from = if period < current { history_start.max(start) } else { start };
+        let coverage = coverage(&ranges, from, end);
+        if exact || (overlapping.iter().any(|n| n.name == name)) || coverage == Coverage::Whole {
             // exists
-        } else if !overlapping.is_empty() {
-            let covered = ranges.iter().any(|(f, t, _)| *f <= start && end <= *t);
-            if !covered {
-                let names: Vec<String> = overlapping.iter().map(|n| n.to_string()).collect();
-                warnings.push(format!(
-                    "period {period} is only partly covered by {}: rows outside it go to the default partition",
-                    names.join(", ")
-                ));
-            }
+        } else if let Coverage::Hole = coverage {
+            let names: Vec<String> = overlapping.iter().map(|n| n.to_string()).collect();
+            warnings.push(format!(
+                "period {period} is only partly covered by {}: rows outside it go to the default partition",
+                names.join(", ")
+            ));
         } else if name.len() > crate::plan::ident::MAX_IDENT_BYTES {
             warnings.push(format!("cannot create {name}: longer than {} bytes", crate::plan::ident::MAX_IDENT_BYTES));
         } else if snapshot.other_relations.contains(&name) || attached_names.contains(name.as_str()) {
@@ -159,14 +166,20 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
                 policy.table.schema
             ));
         } else {
+            // After a change of interval, the period that straddles the end of the existing
+            // partitions gets only its rest: the change applies from the first instant not covered.
+            let from = match coverage {
+                Coverage::Prefix(BoundValue::At(x)) => x,
+                _ => period.start(),
+            };
             created_periods.insert(period.start());
             if cutoff.is_some_and(|c| period.end() <= c) {
-                created_past_retention.push((BoundValue::At(period.start()), policy.table.sibling(name.clone())));
+                created_past_retention.push((BoundValue::At(from), policy.table.sibling(name.clone())));
             }
             steps.push(Step::CreatePartition {
                 partition: policy.table.sibling(name),
-                period: period.to_string(),
-                from: bound_literal(snapshot.key_type, tz, period.start()),
+                period: if from == period.start() { period.to_string() } else { format!("{period} from {from}") },
+                from: bound_literal(snapshot.key_type, tz, from),
                 to: bound_literal(snapshot.key_type, tz, period.end()),
                 rows_in_default,
             });
@@ -228,6 +241,40 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     }
 
     Plan { table: policy.table.clone(), current_period: current.to_string(), retention_cutoff: cutoff, steps, warnings }
+}
+
+/// How the existing ranges cover a period `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Coverage {
+    /// Nothing overlaps it.
+    None,
+    /// Covered without a hole, from `start` up to the value (`start < x < end`): `[x, end)` is free.
+    Prefix(BoundValue),
+    /// Covered entirely, by one range or several.
+    Whole,
+    /// Something overlaps it, but not as a prefix: creating any part would leave or need a hole.
+    Hole,
+}
+
+fn coverage(ranges: &[(BoundValue, BoundValue, &QualifiedName)], start: BoundValue, end: BoundValue) -> Coverage {
+    let mut overlapping: Vec<(BoundValue, BoundValue)> =
+        ranges.iter().filter(|(f, t, _)| *f < end && start < *t).map(|(f, t, _)| (*f, *t)).collect();
+    if overlapping.is_empty() {
+        return Coverage::None;
+    }
+    overlapping.sort();
+    let mut reached = start;
+    for (f, t) in overlapping {
+        if f > reached {
+            return Coverage::Hole;
+        }
+        reached = reached.max(t);
+    }
+    if reached >= end {
+        Coverage::Whole
+    } else {
+        Coverage::Prefix(reached)
+    }
 }
 
 /// The steps of `archive --partition P`: detach (if attached), archive, drop or move, one ended

@@ -102,7 +102,7 @@ fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> 
 pub enum PolicyError {
     #[error("{table}: bad identifier: {source}")]
     Ident { table: String, source: IdentError },
-    #[error("{table}: partition_interval {value:?} is not 'month' or 'year'")]
+    #[error("{table}: partition_interval {value:?} is not 'day', 'week', 'month', 'quarter' or 'year'")]
     Interval { table: String, value: String },
     #[error("{table}: premake {value} is out of range 0..={MAX_PREMAKE}")]
     Premake { table: String, value: i32 },
@@ -197,7 +197,8 @@ mod tests {
     fn validates_every_field() {
         check(|_| {}, None);
         check(|r| r.partition_interval = "year".into(), None);
-        check(|r| r.partition_interval = "week".into(), Some("partition_interval \"week\""));
+        check(|r| r.partition_interval = "week".into(), None);
+        check(|r| r.partition_interval = "fortnight".into(), Some("partition_interval \"fortnight\""));
         check(|r| r.premake = 0, None);
         check(|r| r.premake = 1000, Some("premake 1000"));
         check(|r| r.premake = -1, Some("premake -1"));

@@ -177,11 +177,11 @@ impl TestEnv {
     }
 
     pub async fn scalar_i64(&self, sql: &str) -> i64 {
-        self.db.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+        self.db.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")).get(0)
     }
 
     pub async fn scalar_text(&self, sql: &str) -> Option<String> {
-        self.db.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+        self.db.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}")).get(0)
     }
 
     /// Edits the record of a one-object archive by hand: `set` (an SQL SET list, e.g.

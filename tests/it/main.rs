@@ -8,6 +8,7 @@ mod chunks;
 mod cold;
 mod faults;
 mod harness;
+mod intervals;
 mod lambda;
 mod older;
 mod parquet;

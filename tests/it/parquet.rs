@@ -87,7 +87,7 @@ fn duckdb_python() -> PathBuf {
 
 /// Downloads every object under `prefix` whose key ends with `suffix` into `dir`, keeping the
 /// key's path (so Hive partitions stay in the path); returns the local paths.
-async fn download(env: &TestEnv, prefix: &str, suffix: &str, dir: &Path) -> Vec<PathBuf> {
+pub(crate) async fn download(env: &TestEnv, prefix: &str, suffix: &str, dir: &Path) -> Vec<PathBuf> {
     let s3 = s3().await;
     let listed = s3.list_objects_v2().bucket(&env.bucket).prefix(prefix).send().await.unwrap();
     let mut paths = Vec::new();
@@ -102,7 +102,7 @@ async fn download(env: &TestEnv, prefix: &str, suffix: &str, dir: &Path) -> Vec<
 }
 
 /// Runs a DuckDB query in the wheel's python and returns its rows as JSON.
-fn duckdb(sql: &str) -> serde_json::Value {
+pub(crate) fn duckdb(sql: &str) -> serde_json::Value {
     let script = r#"
 import duckdb, json, sys
 rows = duckdb.connect().execute(sys.argv[1]).fetchall()

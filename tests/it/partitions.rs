@@ -288,7 +288,7 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         "INSERT INTO partition_archiver.part_config (schema_name, table_name, premake) VALUES ('public', 'x1', 1000)",
         "INSERT INTO partition_archiver.part_config (schema_name, table_name, retention) VALUES ('public', 'x2', 0)",
         "INSERT INTO partition_archiver.part_config (schema_name, table_name, time_zone) VALUES ('public', 'x3', 'Mars/Olympus')",
-        "INSERT INTO partition_archiver.part_config (schema_name, table_name, partition_interval) VALUES ('public', 'x4', 'week')",
+        "INSERT INTO partition_archiver.part_config (schema_name, table_name, partition_interval) VALUES ('public', 'x4', 'fortnight')",
     ] {
         let err = env.db.batch_execute(sql).await.unwrap_err();
         assert!(err.as_db_error().unwrap().message().contains("violates check constraint"), "{sql}: {err}");

@@ -15,7 +15,6 @@ use crate::archive::Archiver;
 use crate::error::Error;
 use crate::pg::ddl::{run_ddl, DdlOptions};
 use crate::plan::ident::{quote_literal, QualifiedName};
-use crate::plan::period::Interval;
 use crate::plan::policy::TablePolicy;
 use anyhow::{anyhow, bail, Context};
 use tokio_postgres::Client;
@@ -47,7 +46,7 @@ impl Target {
         let compression =
             policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(settings.compression);
         // (The executor refuses a pair that cannot work before any detach; `archive` checks again.)
-        let key = manifest::object_key(&settings.prefix, rec, policy.interval == Interval::Year, format, compression);
+        let key = manifest::object_key(&settings.prefix, rec, policy.interval, format, compression);
         Self { format, compression, key }
     }
 }

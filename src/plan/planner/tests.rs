@@ -18,9 +18,10 @@ fn utc(s: &str) -> DateTime<Utc> {
 }
 
 /// A partition described in a few characters:
-/// `trades_2026_10` (its range from the name), `*trades_2026_01` (detach pending), `default`,
-/// `name:2026-11-15..2026-12-01`, `legacy:MIN..2025-07-01`, `far:2030-01-01..MAX`.
-fn part(desc: &str, table: &str, interval: Interval) -> PartitionInfo {
+/// `trades_2026_10` (its range from the name, of any interval: `trades_2026_12_06`,
+/// `trades_2026_w49`, `trades_2026_q4`, `trades_2026`), `*trades_2026_01` (detach pending),
+/// `default`, `name:2026-11-15..2026-12-01`, `legacy:MIN..2025-07-01`, `far:2030-01-01..MAX`.
+fn part(desc: &str, table: &str) -> PartitionInfo {
     let (pending, desc) = match desc.strip_prefix('*') {
         Some(rest) => (true, rest),
         None => (false, desc),
@@ -36,12 +37,7 @@ fn part(desc: &str, table: &str, interval: Interval) -> PartitionInfo {
         let (f, t) = range.split_once("..").unwrap();
         (name.to_string(), PartitionBound::Range { from: bv(f), to: bv(t) })
     } else {
-        let suffix = desc.strip_prefix(&format!("{table}_")).unwrap();
-        let start = match interval {
-            Interval::Month => NaiveDate::parse_from_str(&format!("{suffix}_01"), "%Y_%m_%d").unwrap(),
-            Interval::Year => NaiveDate::parse_from_str(&format!("{suffix}_01_01"), "%Y_%m_%d").unwrap(),
-        };
-        let p = Period::containing(interval, start.and_hms_opt(0, 0, 0).unwrap());
+        let p = period_of_name(desc.strip_prefix(&format!("{table}_")).unwrap());
         (desc.to_string(), PartitionBound::Range { from: BoundValue::At(p.start()), to: BoundValue::At(p.end()) })
     };
     PartitionInfo {
@@ -51,6 +47,25 @@ fn part(desc: &str, table: &str, interval: Interval) -> PartitionInfo {
         total_bytes: 0,
         estimated_rows: 0,
     }
+}
+
+/// The period a name suffix states: `2026_12_06`, `2026_w49`, `2026_12`, `2026_q4` or `2026`.
+fn period_of_name(suffix: &str) -> Period {
+    let n = |s: &str| s.parse::<u32>().unwrap();
+    let parts: Vec<&str> = suffix.split('_').collect();
+    let (interval, date) = match parts[..] {
+        [y, w] if w.starts_with('w') => {
+            (Interval::Week, NaiveDate::from_isoywd_opt(n(y) as i32, n(&w[1..]), chrono::Weekday::Mon))
+        }
+        [y, q] if q.starts_with('q') => {
+            (Interval::Quarter, NaiveDate::from_ymd_opt(n(y) as i32, n(&q[1..]) * 3 - 2, 1))
+        }
+        [y, m, d] => (Interval::Day, NaiveDate::from_ymd_opt(n(y) as i32, n(m), n(d))),
+        [y, m] => (Interval::Month, NaiveDate::from_ymd_opt(n(y) as i32, n(m), 1)),
+        [y] => (Interval::Year, NaiveDate::from_ymd_opt(n(y) as i32, 1, 1)),
+        _ => panic!("not a period name: {suffix}"),
+    };
+    Period::containing(interval, date.unwrap().and_hms_opt(0, 0, 0).unwrap())
 }
 
 struct Case<'a> {
@@ -100,7 +115,7 @@ fn run(case: &Case) -> Plan {
         table: policy.table.clone(),
         key_column: "created_at".into(),
         key_type: case.key,
-        partitions: case.parts.iter().map(|d| part(d, &policy.table.name, policy.interval)).collect(),
+        partitions: case.parts.iter().map(|d| part(d, &policy.table.name)).collect(),
         default_rows: case.default_rows.iter().map(|(d, n)| (local(d), *n)).collect::<BTreeMap<_, _>>(),
         other_relations: case.other.iter().map(|s| s.to_string()).collect(),
         manifest: case
@@ -794,7 +809,7 @@ fn plans_100_tables_of_120_partitions_quickly() {
         table: policy.table.clone(),
         key_column: "created_at".into(),
         key_type: KeyType::Timestamptz,
-        partitions: refs.iter().map(|d| part(d, "trades", Interval::Month)).collect(),
+        partitions: refs.iter().map(|d| part(d, "trades")).collect(),
         default_rows: BTreeMap::new(),
         other_relations: Default::default(),
         manifest: vec![],
@@ -830,7 +845,7 @@ fn archive_now_case(parts: &[&str], manifest: &[(&str, ArchiveState)], partition
         table: policy.table.clone(),
         key_column: "created_at".into(),
         key_type: case.key,
-        partitions: case.parts.iter().map(|d| part(d, "trades", policy.interval)).collect(),
+        partitions: case.parts.iter().map(|d| part(d, "trades")).collect(),
         default_rows: BTreeMap::new(),
         other_relations: Default::default(),
         manifest: manifest
@@ -870,5 +885,244 @@ fn archive_now_takes_one_ended_partition_whatever_the_retention() {
     assert_eq!(
         archive_now_case(&["*trades_2026_09", "trades_2026_11", "default"], &[], "trades_2026_09").unwrap(),
         ["archive trades_2026_09", "drop trades_2026_09"]
+    );
+}
+
+/// `create {name} {from}..{to}` for a UTC table.
+fn create(name: &str, from: &str, to: &str) -> String {
+    format!("create {name} {from}T00:00:00+00:00..{to}T00:00:00+00:00")
+}
+
+#[test]
+fn every_interval_creates_the_current_period_and_premake_ahead() {
+    // 2026-12-06 is a Sunday: the last day of ISO week 49.
+    let now = "2026-12-06T10:00:00Z";
+    // (policy, [(name, from, to); 3])
+    type Row = (fn(&mut RawPolicy), [(&'static str, &'static str, &'static str); 3]);
+    let cases: [Row; 3] = [
+        (
+            |p| p.partition_interval = "day".into(),
+            [
+                ("trades_2026_12_06", "2026-12-06", "2026-12-07"),
+                ("trades_2026_12_07", "2026-12-07", "2026-12-08"),
+                ("trades_2026_12_08", "2026-12-08", "2026-12-09"),
+            ],
+        ),
+        (
+            |p| p.partition_interval = "week".into(),
+            [
+                ("trades_2026_w49", "2026-11-30", "2026-12-07"),
+                ("trades_2026_w50", "2026-12-07", "2026-12-14"),
+                ("trades_2026_w51", "2026-12-14", "2026-12-21"),
+            ],
+        ),
+        (
+            |p| p.partition_interval = "quarter".into(),
+            [
+                ("trades_2026_q4", "2026-10-01", "2027-01-01"),
+                ("trades_2027_q1", "2027-01-01", "2027-04-01"),
+                ("trades_2027_q2", "2027-04-01", "2027-07-01"),
+            ],
+        ),
+    ];
+    for (policy, expected) in cases {
+        let expected: Vec<String> = expected.iter().map(|(n, f, t)| create(n, f, t)).collect();
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        check(Case { now, policy, parts: &["default"], ..BASE }, &expected, &[]);
+    }
+}
+
+#[test]
+fn retention_counts_periods_of_the_tables_interval() {
+    // Daily, 3 days kept before today (Dec 6): Dec 1 and 2 end on or before Dec 3 and go.
+    let days = ["trades_2026_12_01", "trades_2026_12_02", "trades_2026_12_03", "trades_2026_12_04"];
+    let days: Vec<&str> =
+        days.into_iter().chain(["trades_2026_12_05", "trades_2026_12_06", "trades_2026_12_07"]).collect();
+    let mut parts = days.clone();
+    parts.extend(["trades_2026_12_08", "default"]);
+    check(
+        Case {
+            now: "2026-12-06T23:59:59Z",
+            policy: |p| {
+                p.partition_interval = "day".into();
+                p.retention = Some(3)
+            },
+            parts: &parts,
+            ..BASE
+        },
+        &[
+            "detach trades_2026_12_01",
+            "archive trades_2026_12_01",
+            "drop trades_2026_12_01",
+            "detach trades_2026_12_02",
+            "archive trades_2026_12_02",
+            "drop trades_2026_12_02",
+        ],
+        &[],
+    );
+    // Weekly, 2 weeks kept before week 49: weeks 45 and 46 go (week 47 starts Nov 16).
+    check(
+        Case {
+            now: "2026-12-06T10:00:00Z",
+            policy: |p| {
+                p.partition_interval = "week".into();
+                p.retention = Some(2)
+            },
+            parts: &[
+                "trades_2026_w45",
+                "trades_2026_w46",
+                "trades_2026_w47",
+                "trades_2026_w48",
+                "trades_2026_w49",
+                "trades_2026_w50",
+                "trades_2026_w51",
+                "default",
+            ],
+            ..BASE
+        },
+        &[
+            "detach trades_2026_w45",
+            "archive trades_2026_w45",
+            "drop trades_2026_w45",
+            "detach trades_2026_w46",
+            "archive trades_2026_w46",
+            "drop trades_2026_w46",
+        ],
+        &[],
+    );
+    // Quarterly, 1 quarter kept before Q4 2026: Q2 goes, Q3 stays.
+    check(
+        Case {
+            now: "2026-12-06T10:00:00Z",
+            policy: |p| {
+                p.partition_interval = "quarter".into();
+                p.retention = Some(1)
+            },
+            parts: &[
+                "trades_2026_q2",
+                "trades_2026_q3",
+                "trades_2026_q4",
+                "trades_2027_q1",
+                "trades_2027_q2",
+                "default",
+            ],
+            ..BASE
+        },
+        &["detach trades_2026_q2", "archive trades_2026_q2", "drop trades_2026_q2"],
+        &[],
+    );
+}
+
+#[test]
+fn daily_bounds_on_dst_days_in_the_tables_zone() {
+    // New York falls back on 2026-11-01 (a 25-hour day) and springs forward on 2026-03-08 (23).
+    for (now, expected) in [
+        (
+            "2026-11-01T12:00:00Z",
+            [
+                "create trades_2026_11_01 2026-11-01T04:00:00+00:00..2026-11-02T05:00:00+00:00",
+                "create trades_2026_11_02 2026-11-02T05:00:00+00:00..2026-11-03T05:00:00+00:00",
+            ],
+        ),
+        (
+            "2026-03-08T12:00:00Z",
+            [
+                "create trades_2026_03_08 2026-03-08T05:00:00+00:00..2026-03-09T04:00:00+00:00",
+                "create trades_2026_03_09 2026-03-09T04:00:00+00:00..2026-03-10T04:00:00+00:00",
+            ],
+        ),
+    ] {
+        check(
+            Case {
+                now,
+                policy: |p| {
+                    p.partition_interval = "day".into();
+                    p.time_zone = "America/New_York".into();
+                    p.premake = 1
+                },
+                parts: &["default"],
+                ..BASE
+            },
+            &expected,
+            &[],
+        );
+    }
+}
+
+#[test]
+fn a_change_of_interval_applies_from_the_first_instant_not_covered() {
+    let daily: fn(&mut RawPolicy) = |p| p.partition_interval = "day".into();
+    let monthly: fn(&mut RawPolicy) = |p| p.premake = 1;
+    let weekly: fn(&mut RawPolicy) = |p| p.partition_interval = "week".into();
+    // Month to day: the days inside existing months are covered; days start after them.
+    check(Case { policy: daily, parts: HOT, ..BASE }, &[], &[]);
+    check(
+        Case { now: "2027-01-31T10:00:00Z", policy: daily, parts: HOT, ..BASE },
+        &[
+            &create("trades_2027_02_01", "2027-02-01", "2027-02-02"),
+            &create("trades_2027_02_02", "2027-02-02", "2027-02-03"),
+            // Retention now counts days: whole months that ended 6 days ago go.
+            "detach trades_2026_11",
+            "archive trades_2026_11",
+            "drop trades_2026_11",
+            "detach trades_2026_12",
+            "archive trades_2026_12",
+            "drop trades_2026_12",
+        ],
+        &[],
+    );
+    // Day to month: December's days up to the 8th exist; the month gets the rest of December.
+    let days: Vec<String> = (1..=8).map(|d| format!("trades_2026_12_{d:02}")).collect();
+    let mut parts: Vec<&str> = days.iter().map(String::as_str).collect();
+    parts.push("default");
+    check(
+        Case { now: "2026-12-06T10:00:00Z", policy: monthly, parts: &parts, ..BASE },
+        &[&create("trades_2026_12", "2026-12-09", "2027-01-01"), JAN],
+        &[],
+    );
+    // Month to week: weeks inside the months are covered (week 49 by November and December
+    // together); the week that straddles the end of December gets its January days.
+    check(
+        Case {
+            now: "2026-12-27T10:00:00Z",
+            policy: weekly,
+            parts: &["trades_2026_11", "trades_2026_12", "default"],
+            ..BASE
+        },
+        &[
+            &create("trades_2026_w53", "2027-01-01", "2027-01-04"),
+            &create("trades_2027_w01", "2027-01-04", "2027-01-11"),
+        ],
+        &[],
+    );
+    check(Case { now: "2026-12-02T10:00:00Z", policy: weekly, parts: HOT, ..BASE }, &[], &[]);
+    // Week to month: weeks 49 to 51 exist (Nov 30 .. Dec 21); the table's history starts on Nov
+    // 30, so the earlier days of November (past) are not a gap; December gets Dec 21 .. Jan 1.
+    check(
+        Case {
+            now: "2026-12-06T10:00:00Z",
+            policy: monthly,
+            parts: &["trades_2026_w49", "trades_2026_w50", "trades_2026_w51", "default"],
+            ..BASE
+        },
+        &[&create("trades_2026_12", "2026-12-21", "2027-01-01"), JAN],
+        &[],
+    );
+}
+
+#[test]
+fn a_hole_inside_a_period_is_never_filled_by_a_partial_partition() {
+    // Two foreign ranges inside 2026 with a hole between them: the year is not created.
+    check(
+        Case {
+            policy: |p| {
+                p.partition_interval = "year".into();
+                p.premake = 0
+            },
+            parts: &["x:2026-03-01..2026-04-01", "y:2026-11-01..2026-12-01", "default"],
+            ..BASE
+        },
+        &[],
+        &["period 2026 is only partly covered by public.x, public.y"],
     );
 }
