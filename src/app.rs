@@ -3,7 +3,7 @@
 //! for people).
 
 use crate::archive::manifest::ManifestRecord;
-use crate::archive::restore::{RestoreOutcome, RestoreReport, UnitReport, VerifyItem};
+use crate::archive::restore::{Attach, RestoreOutcome, RestoreReport, UnitReport, VerifyItem};
 use crate::archive::restore_chunks::Step;
 use crate::archive::retrieval::Pending;
 use crate::archive::Archiver;
@@ -194,6 +194,9 @@ impl Response {
                 );
                 if let Some(id) = &r.system_identifier {
                     s.push_str(&format!("archived by the database with system_identifier {id}\n"));
+                }
+                for change in &r.reshaped {
+                    s.push_str(&format!("to attach it: {change}\n"));
                 }
                 if r.attached {
                     s.push_str(&format!("attached to {}\n", r.table));
@@ -391,15 +394,16 @@ impl App {
                 let deadline = earliest(deadline, time_budget.map(|b| started + b));
                 Ok(Response::Run(self.archive_one(run_id, &table, &partition, deadline).await?))
             }
-            Request::Restore { table, partition, into_schema, attach, time_budget, fan_out } => {
+            Request::Restore { table, partition, into_schema, attach, drop_columns, time_budget, fan_out } => {
                 let step = if fan_out { Step::Plan } else { Step::Whole };
                 let deadline = earliest(deadline, time_budget.map(|b| started + b));
+                let attach = attach.then_some(Attach { drop_columns: &drop_columns });
                 self.restore(action, &table, &partition, into_schema, attach, deadline, step).await
             }
             Request::RestoreChunk { table, partition, chunk, restore_id, into_schema, time_budget } => {
                 let step = Step::Unit { chunk, restore_id: &restore_id };
                 let deadline = earliest(deadline, time_budget.map(|b| started + b));
-                self.restore(action, &table, &partition, into_schema, false, deadline, step).await
+                self.restore(action, &table, &partition, into_schema, None, deadline, step).await
             }
             Request::Verify { table, deep } => {
                 let archiver = self.archiver()?;
@@ -432,7 +436,7 @@ impl App {
         table: &QualifiedName,
         partition: &str,
         into_schema: Option<String>,
-        attach: bool,
+        attach: Option<Attach<'_>>,
         deadline: Option<Instant>,
         step: Step<'_>,
     ) -> Result<Response, Error> {

@@ -123,9 +123,15 @@ pub enum Command {
         /// Schema to restore into (created if missing); default RESTORE_SCHEMA or archive_restore.
         #[arg(long)]
         into_schema: Option<String>,
-        /// Attach the restored table back to its parent if its range is free.
+        /// Attach the restored table back to its parent if its range is free. Columns the parent
+        /// gained since the archive are added (its default, or NULL), types widened where no value
+        /// is lost; the command fails (exit 1) with the reason when it cannot attach.
         #[arg(long)]
         attach: bool,
+        /// With --attach: columns of the archive the parent no longer has, dropped from the
+        /// restored table before it is attached (the archive keeps them). Comma-separated.
+        #[arg(long, value_delimiter = ',', requires = "attach")]
+        drop_columns: Vec<String>,
         /// Seconds this restore may take: no object is started that would not finish in time. What
         /// is loaded stays in the staging table, the report says "complete": false, and the next
         /// restore goes on from there.
@@ -229,13 +235,14 @@ impl Command {
                 let time_budget = time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?;
                 Request::Archive { table: one_table(table)?, partition, time_budget }
             }
-            Command::Restore { table, partition, into_schema, attach, time_budget, fan_out, .. } => {
+            Command::Restore { table, partition, into_schema, attach, drop_columns, time_budget, fan_out, .. } => {
                 check(&partition)?;
                 Request::Restore {
                     table: one_table(table)?,
                     partition,
                     into_schema: crate::request::schema_name(into_schema, "--into-schema")?,
                     attach,
+                    drop_columns: crate::request::drop_columns_of(drop_columns, attach, "--drop-columns")?,
                     time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
                     fan_out,
                 }

@@ -50,6 +50,9 @@ pub enum Request {
         partition: String,
         into_schema: Option<String>,
         attach: bool,
+        /// With `attach`: columns of the archive the parent no longer has, dropped from the
+        /// restored table before it is attached (the archive keeps them).
+        drop_columns: Vec<String>,
         /// Stop starting objects when this would be exceeded (the staging table keeps what is
         /// loaded; the next restore goes on).
         time_budget: Option<Duration>,
@@ -137,6 +140,8 @@ enum RawEvent {
         into_schema: Option<String>,
         #[serde(default)]
         attach: bool,
+        #[serde(default)]
+        drop_columns: Vec<String>,
         /// Refused with a clear message: waiting is the CLI's (`restore --wait`).
         wait: Option<serde_json::Value>,
         time_budget_s: Option<f64>,
@@ -205,6 +210,19 @@ pub fn schema_name(s: Option<String>, what: &str) -> Result<Option<String>, Erro
     Ok(s)
 }
 
+/// `--drop-columns` / `"drop_columns"`: identifiers, only with an attach.
+pub fn drop_columns_of(columns: Vec<String>, attach: bool, what: &str) -> Result<Vec<String>, Error> {
+    if !columns.is_empty() && !attach {
+        return Err(Error::invalid(format!(
+            "{what} only goes with an attach: a restore without it gives the partition exactly as archived"
+        )));
+    }
+    for c in &columns {
+        crate::plan::ident::validate_ident(c).map_err(|e| Error::invalid(format!("{what} {c:?}: {e}")))?;
+    }
+    Ok(columns)
+}
+
 /// A restore id as a plan gives it: 32 hexadecimal digits.
 pub fn restore_id_of(id: String) -> Result<String, Error> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -269,7 +287,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
             partition: partition_name(&partition)?,
             time_budget: budget(time_budget_s)?,
         },
-        RawEvent::Restore { table, partition, into_schema, attach, wait, time_budget_s, fan_out } => {
+        RawEvent::Restore { table, partition, into_schema, attach, drop_columns, wait, time_budget_s, fan_out } => {
             if wait.is_some() {
                 return Err(Error::invalid(
                     "\"wait\" is a CLI option (restore --wait): a Lambda invocation cannot wait the hours a retrieval \
@@ -282,6 +300,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
                 partition: partition_name(&partition)?,
                 into_schema: schema_name(into_schema, "into_schema")?,
                 attach,
+                drop_columns: drop_columns_of(drop_columns, attach, "drop_columns")?,
                 time_budget: budget(time_budget_s)?,
                 fan_out,
             }
@@ -360,6 +379,11 @@ mod tests {
         assert!(err.message.contains("not an RFC 3339 timestamp"), "{}", err.message);
         let r = from_event(&json!({"action": "maintain", "dry_run": true, "now": "2026-11-24T10:00:00Z", "tables": ["public.trades", "orders"]})).unwrap();
         assert_eq!(r.action(), "plan");
+        let r = from_event(&json!({"action": "restore", "table": "trades", "partition": "trades_2025_12", "attach": true, "drop_columns": ["fee"]})).unwrap();
+        assert!(
+            matches!(r, Request::Restore { attach: true, ref drop_columns, .. } if drop_columns == &["fee"]),
+            "{r:?}"
+        );
         let r = from_event(&json!({"action": "restore", "table": "public.trades", "partition": "trades_2025_12", "into_schema": "restored", "attach": false, "time_budget_s": 840})).unwrap();
         assert_eq!(
             r,
@@ -368,6 +392,7 @@ mod tests {
                 partition: "trades_2025_12".into(),
                 into_schema: Some("restored".into()),
                 attach: false,
+                drop_columns: vec![],
                 time_budget: Some(Duration::from_secs(840)),
                 fan_out: false,
             }
@@ -431,6 +456,14 @@ mod tests {
             (json!({"action": "maintain", "tables": ["x; drop table trades"]}), "not a valid identifier"),
             (json!({"action": "maintain", "tables": ["a.b.c"]}), "more than two parts"),
             (json!({"action": "restore", "table": "trades"}), "missing field `partition`"),
+            (
+                json!({"action": "restore", "table": "t", "partition": "p", "drop_columns": ["fee"]}),
+                "only goes with an attach",
+            ),
+            (
+                json!({"action": "restore", "table": "t", "partition": "p", "attach": true, "drop_columns": [""]}),
+                "drop_columns \"\": empty identifier",
+            ),
             (json!({"action": "restore", "table": "trades", "partition": ""}), "empty identifier"),
             (
                 json!({"action": "restore", "table": "trades", "partition": "p", "into_schema": "s".repeat(70)}),

@@ -20,6 +20,7 @@ use crate::archive::store::ObjectHead;
 use crate::archive::Archiver;
 use crate::error::Error;
 use crate::plan::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
+use crate::plan::reshape::{reshape, ArchivedColumn, Change, ParentColumn};
 use anyhow::Context;
 use serde::Serialize;
 use tokio_postgres::Client;
@@ -52,6 +53,10 @@ pub struct RestoreReport {
     pub attached: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_attached_because: Option<String>,
+    /// What `--attach` changed so the parent, whose columns changed since the archive, took the
+    /// table (`plan::reshape`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reshaped: Vec<String>,
     /// A fan-out's plan (`restore --fan-out`): its restore id ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restore_id: Option<String>,
@@ -108,6 +113,7 @@ impl RestoreReport {
             system_identifier: rec.system_identifier.clone(),
             attached: false,
             not_attached_because: None,
+            reshaped: Vec::new(),
             restore_id: None,
             units: None,
         }
@@ -425,6 +431,13 @@ fn check_key(key: &str, table: &QualifiedName, partition: &str) -> Result<(), Er
     Ok(())
 }
 
+/// `restore --attach`: put the restored table back under its parent, reshaped to the parent's
+/// columns where no value is lost, dropping the `drop_columns` the parent no longer has.
+#[derive(Debug, Clone, Copy)]
+pub struct Attach<'a> {
+    pub drop_columns: &'a [String],
+}
+
 /// Restores `partition` of `table` into `into_schema`, or does one `step` of a fan-out restore.
 #[allow(clippy::too_many_arguments)]
 pub async fn restore(
@@ -433,7 +446,7 @@ pub async fn restore(
     table: &QualifiedName,
     partition: &str,
     into_schema: &str,
-    attach: bool,
+    attach: Option<Attach<'_>>,
     lock_timeout_ms: u64,
     step: Step<'_>,
 ) -> Result<RestoreOutcome, Error> {
@@ -444,6 +457,16 @@ pub async fn restore(
         Found::Pending(p) => return Ok(RestoreOutcome::Pending(p)),
     };
     check_manifest(client, &rec, table, partition).await?;
+    if let Some(Attach { drop_columns }) = attach {
+        // Bad input changes nothing: checked before anything is loaded.
+        if let Some(c) = drop_columns.iter().find(|c| !rec.columns.iter().any(|a| &a.name == *c)) {
+            let names: Vec<&str> = rec.columns.iter().map(|a| a.name.as_str()).collect();
+            return Err(Error::invalid(format!(
+                "--drop-columns names {c}, which the archive of {partition} does not have (its columns: {})",
+                names.join(", ")
+            )));
+        }
+    }
     let target = QualifiedName::new(into_schema, partition);
     let exists: bool = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&target.quoted()])
@@ -479,11 +502,13 @@ pub async fn restore(
             return Ok(RestoreOutcome::Unit(UnitReport::of(table, partition, step, rows, already)))
         }
         Loaded::Planned { restore_id, left, total } => return Ok(report.planned(restore_id, left, total).into()),
-        Loaded::Unfinished { done, total, why } => return Ok(report.unfinished(done, total, why, attach).into()),
+        Loaded::Unfinished { done, total, why } => {
+            return Ok(report.unfinished(done, total, why, attach.is_some()).into())
+        }
     };
-    if attach {
-        match attach_back(client, &rec, &target, lock_timeout_ms).await {
-            Ok(()) => report.attached = true,
+    if let Some(Attach { drop_columns }) = attach {
+        match attach_back(client, &rec, &target, drop_columns, lock_timeout_ms).await {
+            Ok(reshaped) => (report.attached, report.reshaped) = (true, reshaped),
             Err(why) => report.not_attached_because = Some(why),
         }
     }
@@ -514,13 +539,16 @@ async fn readable_or_retrieving(
     Ok(pending)
 }
 
-/// Attaches a restored table back to its parent; `Err(reason)` when the range is not free.
+/// Attaches a restored table back to its parent, first reshaped to the parent's columns where no
+/// value is lost (`plan::reshape`), in one transaction: returns what was changed, or
+/// `Err(reason)` (the range is not free, a column cannot follow) with the table left as restored.
 async fn attach_back(
     client: &mut Client,
     rec: &ManifestRecord,
     target: &QualifiedName,
+    drop_columns: &[String],
     lock_timeout_ms: u64,
-) -> Result<(), String> {
+) -> Result<Vec<String>, String> {
     let parent = rec.table();
     let bound = |b: &Option<String>, open: &str| b.as_deref().map_or(open.to_string(), quote_literal);
     let attach = format!(
@@ -530,9 +558,21 @@ async fn attach_back(
         bound(&rec.range_from, "MINVALUE"),
         bound(&rec.range_to, "MAXVALUE")
     );
-    let result: anyhow::Result<()> = async {
+    let result: anyhow::Result<Result<Vec<String>, String>> = async {
         let tx = client.transaction().await?;
         tx.batch_execute(&format!("SET LOCAL lock_timeout = '{lock_timeout_ms}ms'")).await?;
+        let archived: Vec<ArchivedColumn> = rec
+            .columns
+            .iter()
+            .map(|c| ArchivedColumn { name: c.name.clone(), type_name: c.type_name.clone(), not_null: c.not_null })
+            .collect();
+        let changes = match reshape(&archived, &parent_columns(&tx, &parent).await?, drop_columns) {
+            Ok(changes) => changes,
+            Err(why) => return Ok(Err(why)),
+        };
+        for change in &changes {
+            tx.batch_execute(&change.sql(target)).await.with_context(|| change.describe())?;
+        }
         // ATTACH requires the parent's CHECK constraints on the table.
         let checks = tx
             .query(
@@ -546,15 +586,49 @@ async fn attach_back(
         }
         tx.batch_execute(&attach).await.context("attach")?;
         tx.commit().await?;
-        Ok(())
+        Ok(Ok(changes.iter().map(Change::describe).collect()))
     }
     .await;
-    result.map_err(|e| {
-        let msg = e.chain().find_map(|c| {
-            c.downcast_ref::<tokio_postgres::Error>().and_then(|d| d.as_db_error().map(|d| d.message().to_string()))
-        });
-        format!("could not attach {target} to {parent}: {}", msg.unwrap_or_else(|| format!("{e:#}")))
-    })
+    let prefix = || format!("could not attach {target} to {parent}");
+    result
+        .map_err(|e| {
+            let msg = e.chain().find_map(|c| {
+                c.downcast_ref::<tokio_postgres::Error>().and_then(|d| d.as_db_error().map(|d| d.message().to_string()))
+            });
+            format!("{}: {}", prefix(), msg.unwrap_or_else(|| format!("{e:#}")))
+        })?
+        .map_err(|why| format!("{}: {why}", prefix()))
+}
+
+/// The parent's columns as they are now, with defaults and generation expressions.
+async fn parent_columns(
+    tx: &tokio_postgres::Transaction<'_>,
+    parent: &QualifiedName,
+) -> anyhow::Result<Vec<ParentColumn>> {
+    let rows = tx
+        .query(
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+                    CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+                    CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+                    a.attidentity <> ''
+               FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+              ORDER BY a.attnum",
+            &[&parent.quoted()],
+        )
+        .await
+        .with_context(|| format!("read the columns of {parent}"))?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ParentColumn {
+            name: r.get(0),
+            type_name: r.get(1),
+            not_null: r.get(2),
+            default: r.get(3),
+            generated: r.get(4),
+            identity: r.get(5),
+        })
+        .collect())
 }
 
 #[derive(Debug, Serialize)]

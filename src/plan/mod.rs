@@ -1,5 +1,5 @@
 //! The pure core: identifiers, calendar periods, table policies, the catalog snapshot and the
-//! planner that turns (snapshot, policy, now) into ordered steps.
+//! planner that turns (snapshot, policy, now) into ordered steps; what a restore changes to attach.
 //!
 //! Architecture invariant: nothing here does I/O. No `tokio`, `tokio_postgres`, `aws_*`,
 //! `std::fs`, `std::net`, no clock read (`now` is an argument), and no `crate::` module outside
@@ -12,4 +12,5 @@ pub mod ident;
 pub mod period;
 pub mod planner;
 pub mod policy;
+pub mod reshape;
 pub mod snapshot;

@@ -145,29 +145,81 @@ async fn archive_drop_and_restore_round_trip_keeps_every_value() {
     assert_eq!(env.multipart_uploads().await, 0);
 }
 
-/// `restore --attach` into a parent whose columns changed since the archive: the month is restored
-/// exactly as archived, but it cannot go back under the parent. The command must not exit 0, the
-/// report says why, and the table stays in its restore schema.
+/// `restore --attach` into a parent whose columns changed since the archive (issue 20's case: a
+/// column added with a default, one dropped, and a type widened). Without `--drop-columns` the month
+/// is restored exactly as archived but not attached: the command exits 1, the report names the
+/// column, the table stays in its restore schema. With it, the table follows the parent and is
+/// attached. A `--drop-columns` the archive does not have changes nothing.
 #[tokio::test]
-async fn an_attach_that_is_not_done_is_not_success() {
+async fn restore_attach_follows_the_parents_columns_where_no_value_is_lost() {
     let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
-    let before = march_sum(&env, None).await;
-    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
-    env.db.batch_execute("ALTER TABLE public.orders ADD COLUMN venue text NOT NULL DEFAULT 'XNAS'").await.unwrap();
-    let (out, v) = env.json(
-        &["restore", "--table", "orders", "--partition", "orders_2026_03", "--into-schema", "back", "--attach"],
-        &[],
-    );
+    let march = |from: &str, cols: &str| {
+        format!("SELECT count(*) || ':' || md5(string_agg(({cols})::text, '|' ORDER BY id)) FROM {from} WHERE created_at < '2026-04-01'")
+    };
+    let as_archived = env.scalar_text(&march("public.trades", "id, order_id, price, quantity, fee, created_at")).await;
+    let kept = env.scalar_text(&march("public.trades", "id, order_id, price, quantity, created_at")).await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "trades"], &[]));
+    env.db
+        .batch_execute(
+            "ALTER TABLE public.trades ADD COLUMN venue text NOT NULL DEFAULT 'XNAS';
+             ALTER TABLE public.trades DROP COLUMN fee;
+             ALTER TABLE public.trades ALTER COLUMN price TYPE numeric",
+        )
+        .await
+        .unwrap();
+    let restore = |extra: &[&str]| {
+        let mut args = vec!["restore", "--table", "trades", "--partition", "trades_2026_03", "--into-schema", "back"];
+        args.extend_from_slice(extra);
+        env.json(&args, &[])
+    };
+
+    // Bad input: a column the archive does not have. Nothing changes.
+    let before = env.fingerprint().await;
+    let (out, v) = restore(&["--attach", "--drop-columns", "fees"]);
+    assert_eq!(out.status.code(), Some(2), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("--drop-columns names fees"), "{v}");
+    assert_eq!(env.fingerprint().await, before);
+    // And --drop-columns without --attach is refused by the command line itself.
+    let out = env.run(&["restore", "--table", "trades", "--partition", "trades_2026_03", "--drop-columns", "fee"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(env.fingerprint().await, before);
+
+    // fee is gone from the parent: restored as archived, not attached, exit 1, fee named.
+    let (out, v) = restore(&["--attach"]);
     assert_eq!(out.status.code(), Some(1), "{v}");
     assert_eq!((v["ok"].as_bool(), v["restore"]["attached"].as_bool()), (Some(false), Some(false)), "{v}");
     let why = v["restore"]["not_attached_because"].as_str().unwrap_or_default();
-    assert!(why.contains("venue"), "the reason names the column: {v}");
-    assert!(!env.names("public.orders").await.contains(&"orders_2026_03".to_string()));
-    assert_eq!(march_sum(&env, Some("back.orders_2026_03")).await, before, "restored as archived");
-    // Without --attach, the same restore is a success.
-    env.db.batch_execute("DROP TABLE back.orders_2026_03").await.unwrap();
-    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_03", "--into-schema", "back"], &[]));
+    assert!(why.contains("column fee is no longer in the parent") && why.contains("--drop-columns"), "{v}");
+    assert!(!env.names("public.trades").await.contains(&"trades_2026_03".to_string()));
+    assert_eq!(
+        env.scalar_text(&march("back.trades_2026_03", "id, order_id, price, quantity, fee, created_at")).await,
+        as_archived
+    );
+    env.db.batch_execute("DROP TABLE back.trades_2026_03").await.unwrap();
+
+    // Named: dropped from the restored table, venue added with the parent's default, price
+    // widened to the parent's numeric; attached, every kept value as it was.
+    let (out, v) = restore(&["--attach", "--drop-columns", "fee"]);
+    ok(&out);
+    assert_eq!(v["restore"]["attached"], true, "{v}");
+    assert_eq!(
+        v["restore"]["reshaped"],
+        serde_json::json!([
+            "changed column price from numeric(38,18) to numeric",
+            "dropped column fee (the archive keeps it)",
+            "added column venue (default 'XNAS'::text)"
+        ]),
+        "{v}"
+    );
+    assert!(env.names("public.trades").await.contains(&"trades_2026_03".to_string()));
+    assert_eq!(env.scalar_text(&march("public.trades", "id, order_id, price, quantity, created_at")).await, kept);
+    let rows = env.scalar_i64("SELECT count(*) FROM public.trades WHERE created_at < '2026-04-01'").await;
+    assert!(rows > 0);
+    assert_eq!(
+        env.scalar_i64("SELECT count(*) FROM public.trades WHERE created_at < '2026-04-01' AND venue = 'XNAS'").await,
+        rows
+    );
 }
 
 #[tokio::test]
