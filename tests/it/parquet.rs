@@ -499,3 +499,46 @@ async fn chunked_parquet_and_a_mixed_csv_parquet_archive_restore_identical() {
     assert_eq!(env.scalar_text(&month_sum("restored.orders_2026_04")).await, original_april);
     assert_eq!(env.scalar_text(&month_sum("restored.orders_2026_03")).await, original_march);
 }
+
+/// Months archived before and after the table's columns changed (one added, one dropped) are
+/// read together by DuckDB with `union_by_name`: each column where a month has it, NULL where
+/// not; the README's query.
+#[tokio::test]
+async fn months_with_different_columns_are_read_together_by_name() {
+    let env = TestEnv::migrated_at(NOW).await;
+    env.db
+        .batch_execute(
+            "CREATE TABLE public.evolving (id bigint, created_at timestamptz NOT NULL, note text)
+               PARTITION BY RANGE (created_at);
+             INSERT INTO partition_archiver.part_config (schema_name, table_name, retention, archive_format)
+             VALUES ('public', 'evolving', 1, 'parquet');",
+        )
+        .await
+        .unwrap();
+    ok(&env.run(&["maintain", "--now", "2026-03-05T00:00:00Z", "--table", "evolving"], &[("ARCHIVE_BUCKET", "")]));
+    env.db
+        .batch_execute("INSERT INTO public.evolving SELECT g, '2026-03-10', 'n' || g FROM generate_series(1, 300) g")
+        .await
+        .unwrap();
+    ok(&env.run(&["maintain", "--now", "2026-05-05T00:00:00Z", "--table", "evolving"], &[])); // March goes
+    env.db
+        .batch_execute(
+            "ALTER TABLE public.evolving ADD COLUMN venue text DEFAULT 'XNAS';
+             ALTER TABLE public.evolving DROP COLUMN note;
+             INSERT INTO public.evolving (id, created_at) SELECT g, '2026-04-10' FROM generate_series(301, 500) g;",
+        )
+        .await
+        .unwrap();
+    ok(&env.run(&["maintain", "--now", "2026-06-05T00:00:00Z", "--table", "evolving"], &[])); // April goes
+    let dir = tempfile::tempdir().unwrap();
+    let files = download(&env, "partition-archiver/public.evolving/", ".parquet", dir.path()).await;
+    assert_eq!(files.len(), 2, "{files:?}");
+    let rows = duckdb(&format!(
+        "SELECT month, count(*), count(note), count(venue), min(id), max(id)
+           FROM read_parquet('{}/partition-archiver/public.evolving/*/*/*.parquet', union_by_name = true,
+                             hive_partitioning = true, hive_types = {{'year': INTEGER, 'month': INTEGER}})
+          GROUP BY month ORDER BY month",
+        dir.path().display()
+    ));
+    assert_eq!(rows, serde_json::json!([["3", "300", "300", "0", "1", "300"], ["4", "200", "0", "200", "301", "500"]]));
+}
