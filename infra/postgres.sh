@@ -19,10 +19,16 @@ pg_bin() {
 }
 
 ensure_installed() {
-  if pg_bin >/dev/null && command -v psql >/dev/null; then return; fi
-  log "PostgreSQL 15 server binaries not found: installing Debian's postgresql-15"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql-15 postgresql-client-15 >/dev/null
+  local want=()
+  pg_bin >/dev/null && command -v psql >/dev/null || want+=(postgresql-15 postgresql-client-15)
+  # pg_partman, for the import-pg-partman tests (a real pg_partman, not a fixture).
+  [ -f /usr/share/postgresql/15/extension/pg_partman.control ] || want+=(postgresql-15-partman)
+  [ "${#want[@]}" = 0 ] && return
+  log "installing Debian's ${want[*]}"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${want[@]}" >/dev/null 2>&1 || {
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${want[@]}" >/dev/null
+  }
 }
 
 start() {

@@ -85,6 +85,12 @@ pub enum Response {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         unreadable: Vec<String>,
     },
+    ImportPgPartman {
+        action: &'static str,
+        ok: bool,
+        #[serde(flatten)]
+        import: crate::pg::partman::ImportReport,
+    },
 }
 
 impl Response {
@@ -98,7 +104,8 @@ impl Response {
             | Response::RestoreUnit { ok, .. }
             | Response::RestorePending { ok, .. }
             | Response::Verify { ok, .. }
-            | Response::List { ok, .. } => *ok,
+            | Response::List { ok, .. }
+            | Response::ImportPgPartman { ok, .. } => *ok,
         }
     }
 
@@ -255,6 +262,35 @@ impl Response {
                 }
                 out
             }
+            Response::ImportPgPartman { import: r, .. } => {
+                let verb = if r.dry_run { "would register" } else { "registered" };
+                let mut out = format!("pg_partman ({}):\n", r.pg_partman);
+                for i in &r.imported {
+                    let retention = i.retention.map_or("everything kept".into(), |n| format!("retention {n}"));
+                    out.push_str(&format!(
+                        "{verb} {}.{}: {} on {}, premake {}, {retention}, {}\n",
+                        i.schema,
+                        i.table,
+                        i.partition_interval.as_str(),
+                        i.partition_column,
+                        i.premake,
+                        i.retention_action.as_str()
+                    ));
+                    for note in &i.notes {
+                        out.push_str(&format!("  note: {note}\n"));
+                    }
+                    if i.still_maintained_by_pg_partman {
+                        out.push_str("  pg_partman still maintains it (automatic_maintenance = 'on'): maintain refuses it until that is 'off'\n");
+                    }
+                }
+                for t in &r.already_registered {
+                    out.push_str(&format!("{t}: registered here already, left as it is\n"));
+                }
+                for n in &r.not_imported {
+                    out.push_str(&format!("not imported {}: {}\n", n.table, n.reason));
+                }
+                out
+            }
         }
     }
 }
@@ -390,6 +426,11 @@ impl App {
                 Ok(Response::Unit { action, ok: true, table, partition, chunk, outcome, rows })
             }
             Request::Status { now, tables } => self.status(now.unwrap_or_else(Utc::now), &tables).await,
+            Request::ImportPgPartman { dry_run } => {
+                let mut client = self.connect().await?;
+                let import = crate::pg::partman::import(&mut client, dry_run).await?;
+                Ok(Response::ImportPgPartman { action, ok: true, import })
+            }
             Request::Archive { table, partition, time_budget } => {
                 let deadline = earliest(deadline, time_budget.map(|b| started + b));
                 Ok(Response::Run(self.archive_one(run_id, &table, &partition, deadline).await?))
@@ -585,6 +626,9 @@ impl App {
             report.status = TableStatus::Planned;
             report.current_period = Some(next.current_period.clone());
             report.warnings.append(&mut next.warnings);
+            if let Err(e) = crate::pg::partman::refuse_if_maintained(&client, &policy.table).await {
+                report.warnings.push(e.message);
+            }
             report.steps = next.steps.into_iter().map(crate::report::StepReport::planned).collect();
             report.stats = Some(crate::plan::snapshot::TableStats::of(&snapshot));
             if let Some(limit) = self.settings.partition_size_warn_bytes {

@@ -192,6 +192,14 @@ pub enum Command {
         #[arg(long)]
         from_bucket: bool,
     },
+    /// Register the time-based parents of pg_partman's part_config here (interval, premake,
+    /// retention, keep-table, default partition), and list what cannot be mapped. A table stays
+    /// refused by maintain while pg_partman still maintains it (automatic_maintenance = 'on').
+    ImportPgPartman {
+        /// Only report what would be registered.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn one_table(t: String) -> Result<crate::plan::ident::QualifiedName, Error> {
@@ -262,6 +270,7 @@ impl Command {
             Command::List { table, from_bucket } => {
                 Request::List { table: table.map(one_table).transpose()?, from_bucket }
             }
+            Command::ImportPgPartman { dry_run } => Request::ImportPgPartman { dry_run },
         })
     }
 }

@@ -93,6 +93,8 @@ pub async fn run_table(
         }
     }
     let result: Result<(), Error> = async {
+        // Two managers never work on one table.
+        crate::pg::partman::refuse_if_maintained(&*client, &policy.table).await?;
         let snapshot = crate::pg::catalog::load_snapshot(&*client, policy).await?;
         report.stats = Some(TableStats::of(&snapshot));
         let steps = build(&snapshot, &mut report)?;

@@ -78,6 +78,10 @@ pub enum Request {
         /// From the JSON manifests in the bucket instead of the database's records.
         from_bucket: bool,
     },
+    /// Register pg_partman's time-based parents here (`dry_run`: only say what would be).
+    ImportPgPartman {
+        dry_run: bool,
+    },
 }
 
 impl Request {
@@ -93,6 +97,7 @@ impl Request {
             Request::RestoreChunk { .. } => "restore_chunk",
             Request::Verify { .. } => "verify",
             Request::List { .. } => "list",
+            Request::ImportPgPartman { .. } => "import_pg_partman",
         }
     }
 }
@@ -165,6 +170,10 @@ enum RawEvent {
         table: Option<String>,
         #[serde(default)]
         from_bucket: bool,
+    },
+    ImportPgPartman {
+        #[serde(default)]
+        dry_run: bool,
     },
 }
 
@@ -318,6 +327,7 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
         RawEvent::Verify { table, deep } => {
             Request::Verify { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)), deep }
         }
+        RawEvent::ImportPgPartman { dry_run } => Request::ImportPgPartman { dry_run },
         RawEvent::List { table, from_bucket } => Request::List {
             table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)),
             from_bucket,

@@ -12,6 +12,8 @@
 //! - [`partitions`]: the creation steps (default partition, range partitions ahead of time, rows
 //!   moved out of the default partition, FINALIZE of a pending detach).
 //! - [`migrate`]: the embedded SQL migrations, checksummed.
+//! - [`partman`]: pg_partman's `part_config` (for `import-pg-partman`) and the refusal of a table
+//!   it still maintains.
 //!
 //! May import: [`crate::plan`], [`crate::error`], [`crate::retry`]; never the archive, AWS or the
 //! front doors.
@@ -23,4 +25,5 @@ pub mod lease;
 pub mod lock;
 pub mod migrate;
 pub mod partitions;
+pub mod partman;
 pub mod watch;

@@ -9,6 +9,7 @@
 
 pub mod chunks;
 pub mod ident;
+pub mod partman;
 pub mod period;
 pub mod planner;
 pub mod policy;

@@ -32,6 +32,14 @@ impl RetentionAction {
             _ => None,
         }
     }
+    /// The `part_config.retention_action` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ArchiveDrop => "archive_drop",
+            Self::ArchiveMove => "archive_move",
+            Self::DetachOnly => "detach_only",
+        }
+    }
     pub fn archives(self) -> bool {
         !matches!(self, Self::DetachOnly)
     }

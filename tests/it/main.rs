@@ -13,6 +13,7 @@ mod lambda;
 mod older;
 mod parquet;
 mod partitions;
+mod partman;
 mod progress;
 mod reliability;
 mod template;
