@@ -438,6 +438,10 @@ mod tests {
         }
         assert_eq!(from_event(&json!({"action": "list"})).unwrap(), Request::List { table: None, from_bucket: false });
         assert_eq!(
+            from_event(&json!({"action": "import_pg_partman", "dry_run": true})).unwrap(),
+            Request::ImportPgPartman { dry_run: true }
+        );
+        assert_eq!(
             from_event(&json!({"action": "list", "table": "trades", "from_bucket": true})).unwrap(),
             Request::List { table: Some(QualifiedName::new("public", "trades")), from_bucket: true }
         );
