@@ -52,8 +52,8 @@ pub enum CatalogError {
     NotRange(String, String),
     #[error("table {0} must be partitioned on a single column, not an expression or several columns")]
     KeyNotSingleColumn(String),
-    #[error("table {table} is partitioned on {column} of type {type_name}: expected timestamptz, timestamp or date")]
-    KeyType { table: String, column: String, type_name: String },
+    #[error("table {table} is partitioned on {column} of type {type_name}: {why}")]
+    KeyType { table: String, column: String, type_name: String, why: String },
     #[error("table {table} is partitioned on {actual}, but part_config says {configured}")]
     KeyColumnMismatch { table: String, actual: String, configured: String },
     #[error("table {table}: cannot read partition bound of {partition}: {bound}")]

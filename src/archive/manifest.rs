@@ -6,9 +6,9 @@ use crate::archive::settings::{Compression, Format};
 use crate::pg::catalog::Column;
 use crate::plan::chunks::BlockRange;
 use crate::plan::ident::{quote_literal, QualifiedName};
-use crate::plan::period::{Interval, Period};
+use crate::plan::period::{local_of_literal, Interval, KeyType, Period};
 use anyhow::Context;
-use chrono::{DateTime, NaiveDateTime, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 
@@ -240,16 +240,11 @@ pub fn object_key(
     format: Format,
     compression: Compression,
 ) -> String {
-    let local = |bound: Option<&str>| {
-        bound.and_then(|b| match DateTime::parse_from_rfc3339(b) {
-            // A timestamptz bound: the period is the one in the table's own zone.
-            Ok(d) => Some(crate::plan::period::to_local(
-                record.time_zone.parse().unwrap_or(chrono_tz::UTC),
-                d.with_timezone(&Utc),
-            )),
-            Err(_) => local_start(b),
-        })
-    };
+    // The bound literals as the record's key type writes them (older records: any time literal).
+    let tz = record.time_zone.parse().unwrap_or(chrono_tz::UTC);
+    let keys =
+        KeyType::parse(&record.key_type).into_iter().chain([KeyType::Timestamptz, KeyType::Timestamp, KeyType::Date]);
+    let local = |bound: Option<&str>| bound.and_then(|b| keys.clone().find_map(|k| local_of_literal(k, tz, b)));
     // Keyed by the interval the range is one period of (a month archived after the table went
     // daily keeps its month's key), else by the table's interval (the rest of a period after an
     // interval change, a foreign range).
@@ -273,12 +268,6 @@ pub fn object_key(
     } else {
         format!("{prefix}/{base}")
     }
-}
-
-fn local_start(s: &str) -> Option<NaiveDateTime> {
-    NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")
-        .ok()
-        .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)))
 }
 
 /// The folder of a table's JSON manifests, beside its period folders: query engines read every

@@ -3,15 +3,16 @@
 //! sit in the default partition, and the archive manifest.
 //!
 //! Refuses, with a [`CatalogError`] and no change, a table that is missing, not range-partitioned,
-//! or partitioned on anything but one `timestamptz`/`timestamp`/`date` column.
+//! or partitioned on anything but one `timestamptz`/`timestamp`/`date` column, or an integer or
+//! `uuid` column with the matching `part_config.epoch` ([`KeyType::of_column`]).
 
 use crate::error::{CatalogError, Error};
 use crate::plan::ident::QualifiedName;
-use crate::plan::period::{to_local, KeyType};
+use crate::plan::period::{local_of_literal, KeyType};
 use crate::plan::policy::{RawPolicy, TablePolicy};
 use crate::plan::snapshot::{ArchiveState, BoundValue, ManifestEntry, PartitionBound, PartitionInfo, TableSnapshot};
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::NaiveDateTime;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -32,7 +33,8 @@ pub async fn load_policies(client: &impl GenericClient, only: &[QualifiedName]) 
     let rows = client
         .query(
             "SELECT schema_name, table_name, partition_column, partition_interval, premake, retention, time_zone,
-                    retention_action, historical_schema, create_default, archive_format, archive_compression, enabled
+                    retention_action, historical_schema, create_default, archive_format, archive_compression, enabled,
+                    epoch
                FROM partition_archiver.part_config ORDER BY schema_name, table_name",
             &[],
         )
@@ -54,6 +56,7 @@ pub async fn load_policies(client: &impl GenericClient, only: &[QualifiedName]) 
             archive_format: r.get(10),
             archive_compression: r.get(11),
             enabled: r.get(12),
+            epoch: r.get(13),
         };
         all.push(TablePolicy::try_from(raw)?);
     }
@@ -112,12 +115,12 @@ pub async fn check_parent(client: &impl GenericClient, policy: &TablePolicy) -> 
         _ => return Err(CatalogError::KeyNotSingleColumn(t).into()),
     };
     let type_name: String = row.get(5);
-    let key = match type_name.as_str() {
-        "timestamp with time zone" => KeyType::Timestamptz,
-        "timestamp without time zone" => KeyType::Timestamp,
-        "date" => KeyType::Date,
-        _ => return Err(CatalogError::KeyType { table: t, column, type_name }.into()),
-    };
+    let key = KeyType::of_column(&type_name, policy.epoch).map_err(|why| CatalogError::KeyType {
+        table: t.clone(),
+        column: column.clone(),
+        type_name,
+        why,
+    })?;
     if column != policy.column {
         return Err(
             CatalogError::KeyColumnMismatch { table: t, actual: column, configured: policy.column.clone() }.into()
@@ -167,6 +170,13 @@ pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) ->
             KeyType::Timestamptz => format!("({col} AT TIME ZONE $2)"),
             KeyType::Timestamp => col.clone(),
             KeyType::Date => format!("{col}::timestamp"),
+            KeyType::EpochSeconds => format!("(to_timestamp({col}) AT TIME ZONE $2)"),
+            KeyType::EpochMilliseconds => format!("(to_timestamp({col} / 1000.0) AT TIME ZONE $2)"),
+            KeyType::EpochMicroseconds => format!("(to_timestamp({col} / 1000000.0) AT TIME ZONE $2)"),
+            // A UUIDv7's first 48 bits: milliseconds since the epoch.
+            KeyType::Uuidv7 => format!(
+                "(to_timestamp(('x' || substr(replace({col}::text, '-', ''), 1, 12))::bit(48)::int8 / 1000.0) AT TIME ZONE $2)"
+            ),
         };
         let sql = format!(
             "SELECT date_trunc($1, {local}) AS period, count(*) FROM {} WHERE $2::text IS NOT NULL GROUP BY 1",
@@ -253,14 +263,7 @@ fn parse_value(v: &str, key: KeyType, tz: Tz) -> Option<BoundValue> {
         "infinity" => return Some(BoundValue::MaxValue),
         _ => {}
     }
-    let local = match key {
-        KeyType::Timestamptz => {
-            let t = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z").ok()?;
-            to_local(tz, t.with_timezone(&Utc))
-        }
-        KeyType::Timestamp => NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok()?,
-        KeyType::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0)?,
-    };
+    let local = local_of_literal(key, tz, text)?;
     Some(BoundValue::At(local))
 }
 

@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("20261206000002_restore_loaded.sql"),
     migration!("20261206000003_freeze_proof.sql"),
     migration!("20261206000004_intervals.sql"),
+    migration!("20261206000005_epoch_keys.sql"),
     migration!("partition_archiving.sql"),
 ];
 

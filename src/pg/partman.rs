@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind};
 use crate::pg::catalog::parse_bound;
 use crate::plan::ident::{quote_ident, QualifiedName};
 use crate::plan::partman::{interval_of, map, Imported, IntervalParts, PartmanParent};
-use crate::plan::period::{Interval, KeyType, Period};
+use crate::plan::period::{Epoch, Interval, KeyType, Period};
 use crate::plan::policy::{RawPolicy, TablePolicy};
 use crate::plan::snapshot::{BoundValue, PartitionBound};
 use anyhow::Context;
@@ -98,12 +98,8 @@ pub async fn parents(client: &impl GenericClient, schema: &str) -> Result<Vec<Pa
             .map_err(read(format!("read the control column of {parent_table}")))?
             .map(|r| r.get(0));
         let control_type = control_type.unwrap_or_default();
-        let key = match control_type.as_str() {
-            "timestamp with time zone" => Some(KeyType::Timestamptz),
-            "timestamp without time zone" => Some(KeyType::Timestamp),
-            "date" => Some(KeyType::Date),
-            _ => None,
-        };
+        let epoch: String = r.get(4);
+        let key = KeyType::of_column(&control_type, Epoch::parse(&epoch)).ok();
         let interval_text: String = r.get(2);
         let retention_text: Option<String> = r.get(6);
         // Only a time parent's intervals are intervals (an id parent's '100000' would read as
@@ -130,7 +126,7 @@ pub async fn parents(client: &impl GenericClient, schema: &str) -> Result<Vec<Pa
             partition_type: r.get(3),
             interval_text,
             interval,
-            epoch: r.get(4),
+            epoch,
             premake: r.get(5),
             retention_text,
             retention,
@@ -256,8 +252,8 @@ pub async fn import(client: &mut tokio_postgres::Client, dry_run: bool) -> Resul
         }
         tx.execute(
             "INSERT INTO partition_archiver.part_config (schema_name, table_name, partition_column, partition_interval,
-                    premake, retention, retention_action, historical_schema, create_default)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    premake, retention, retention_action, historical_schema, create_default, epoch)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &raw.schema_name,
                 &raw.table_name,
@@ -268,6 +264,7 @@ pub async fn import(client: &mut tokio_postgres::Client, dry_run: bool) -> Resul
                 &raw.retention_action,
                 &raw.historical_schema,
                 &raw.create_default,
+                &raw.epoch,
             ],
         )
         .await
@@ -286,6 +283,7 @@ fn policy_of(i: &Imported) -> Result<RawPolicy, String> {
     raw.partition_column = i.partition_column.clone();
     raw.partition_interval = i.partition_interval.as_str().into();
     raw.premake = i.premake;
+    raw.epoch = i.epoch.map(|e| e.as_str().into());
     raw.retention = i.retention;
     raw.retention_action = i.retention_action.as_str().into();
     if let Some(s) = &i.historical_schema {

@@ -14,11 +14,12 @@
 //!   into `retention_schema` (or `partition_history`); `false` (pg_partman drops them) becomes
 //!   `archive_drop`: archived and verified first, then dropped;
 //! - a default partition present is kept (`create_default`);
-//! - not imported: id-based parents, epoch keys, sub-partitioned parents, trigger-based (4.x
+//! - `epoch` `seconds`, `milliseconds`, `microseconds` is kept (an integer time key);
+//! - not imported: id-based parents, `nanoseconds` epochs, sub-partitioned parents, trigger-based (4.x
 //!   `partman`) or list partitioning, and parents whose existing children are not whole periods
 //!   of their interval in UTC (pg_partman made them in another session time zone).
 
-use crate::plan::period::Interval;
+use crate::plan::period::{Epoch, Interval, KeyType};
 use crate::plan::policy::{RetentionAction, MAX_PREMAKE, MAX_RETENTION};
 use serde::Serialize;
 
@@ -64,6 +65,9 @@ pub struct Imported {
     pub table: String,
     pub partition_column: String,
     pub partition_interval: Interval,
+    /// The unit of an integer time key (pg_partman's `epoch`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<Epoch>,
     pub premake: i32,
     pub retention: Option<i32>,
     pub retention_action: RetentionAction,
@@ -84,15 +88,20 @@ pub fn map(p: &PartmanParent) -> Result<Imported, String> {
     if !matches!(p.partition_type.as_str(), "native" | "range") {
         return Err(format!("partition_type {}: only native range partitioning is imported", p.partition_type));
     }
-    if p.epoch != "none" {
-        return Err(format!("epoch {} (an integer time key): not imported yet", p.epoch));
-    }
-    if !matches!(p.control_type.as_str(), "timestamp with time zone" | "timestamp without time zone" | "date") {
+    let epoch = match p.epoch.as_str() {
+        "none" => None,
+        "seconds" => Some(Epoch::Seconds),
+        "milliseconds" => Some(Epoch::Milliseconds),
+        "microseconds" => Some(Epoch::Microseconds),
+        other => return Err(format!("epoch {other}: only seconds, milliseconds and microseconds are imported")),
+    };
+    if epoch.is_none() && matches!(p.control_type.as_str(), "bigint" | "integer" | "smallint" | "numeric") {
         return Err(format!(
             "control column {} is {}: an id-based parent, not a time range",
             p.control, p.control_type
         ));
     }
+    KeyType::of_column(&p.control_type, epoch).map_err(|why| format!("control column {}: {why}", p.control))?;
     let parts = p.interval.ok_or_else(|| format!("partition_interval {} is not a time interval", p.interval_text))?;
     let interval = interval_of(parts).ok_or_else(|| {
         format!("partition_interval {}: only a day, a week, a month, a quarter or a year is imported", p.interval_text)
@@ -141,6 +150,7 @@ pub fn map(p: &PartmanParent) -> Result<Imported, String> {
         table: p.table.clone(),
         partition_column: p.control.clone(),
         partition_interval: interval,
+        epoch,
         premake,
         retention,
         retention_action,
@@ -284,7 +294,11 @@ mod tests {
                 },
                 "id-based",
             ),
-            (PartmanParent { epoch: "seconds".into(), control_type: "bigint".into(), ..parent() }, "epoch seconds"),
+            (
+                PartmanParent { epoch: "nanoseconds".into(), control_type: "bigint".into(), ..parent() },
+                "epoch nanoseconds",
+            ),
+            (PartmanParent { control_type: "text".into(), ..parent() }, "control column created_at: expected"),
             (PartmanParent { sub_partitioned: true, ..parent() }, "sub-partitioned"),
             (PartmanParent { partition_type: "partman".into(), ..parent() }, "partition_type partman"),
             (PartmanParent { misfits: vec!["events_p2026_05".into()], ..parent() }, "events_p2026_05"),
@@ -293,6 +307,9 @@ mod tests {
             let why = map(&p).unwrap_err();
             assert!(why.contains(needle), "{why} should say {needle}");
         }
+        // An epoch parent is imported with its unit.
+        let p = PartmanParent { epoch: "milliseconds".into(), control_type: "bigint".into(), ..parent() };
+        assert_eq!(map(&p).unwrap().epoch, Some(Epoch::Milliseconds));
         // pg_partman 5.x spells native range partitioning `range`.
         assert!(map(&PartmanParent { partition_type: "range".into(), ..parent() }).is_ok());
     }

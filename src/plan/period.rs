@@ -59,13 +59,117 @@ impl Interval {
     }
 }
 
-/// The type of the partition key column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// How a key that is not a date or timestamp holds time (`part_config.epoch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum Epoch {
+    /// An integer (`bigint`, `integer`) of seconds since 1970-01-01 UTC.
+    Seconds,
+    Milliseconds,
+    Microseconds,
+    /// A `uuid` column of UUIDv7 values, whose first 48 bits are the creation time in
+    /// milliseconds since 1970-01-01 UTC.
+    Uuidv7,
+}
+
+impl Epoch {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "seconds" => Some(Self::Seconds),
+            "milliseconds" => Some(Self::Milliseconds),
+            "microseconds" => Some(Self::Microseconds),
+            "uuidv7" => Some(Self::Uuidv7),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Seconds => "seconds",
+            Self::Milliseconds => "milliseconds",
+            Self::Microseconds => "microseconds",
+            Self::Uuidv7 => "uuidv7",
+        }
+    }
+}
+
+/// The type of the partition key column, and how it holds time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum KeyType {
     Timestamptz,
     Timestamp,
     Date,
+    /// `bigint` or `integer` seconds, milliseconds or microseconds since the Unix epoch.
+    EpochSeconds,
+    EpochMilliseconds,
+    EpochMicroseconds,
+    /// `uuid` holding UUIDv7 values.
+    Uuidv7,
+}
+
+impl KeyType {
+    /// The manifest's `key_type` text (as serialized).
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "timestamptz" => Self::Timestamptz,
+            "timestamp" => Self::Timestamp,
+            "date" => Self::Date,
+            "epoch_seconds" => Self::EpochSeconds,
+            "epoch_milliseconds" => Self::EpochMilliseconds,
+            "epoch_microseconds" => Self::EpochMicroseconds,
+            "uuidv7" => Self::Uuidv7,
+            _ => return None,
+        })
+    }
+
+    /// The key type of a column of PostgreSQL type `type_name` (`format_type`) with the
+    /// policy's `epoch`; `Err` says why they do not go together.
+    pub fn of_column(type_name: &str, epoch: Option<Epoch>) -> Result<Self, String> {
+        match (type_name, epoch) {
+            ("timestamp with time zone", None) => Ok(Self::Timestamptz),
+            ("timestamp without time zone", None) => Ok(Self::Timestamp),
+            ("date", None) => Ok(Self::Date),
+            ("bigint" | "integer", Some(Epoch::Seconds)) => Ok(Self::EpochSeconds),
+            ("bigint" | "integer", Some(Epoch::Milliseconds)) => Ok(Self::EpochMilliseconds),
+            ("bigint" | "integer", Some(Epoch::Microseconds)) => Ok(Self::EpochMicroseconds),
+            ("uuid", Some(Epoch::Uuidv7)) => Ok(Self::Uuidv7),
+            ("timestamp with time zone" | "timestamp without time zone" | "date", Some(e)) => Err(format!(
+                "part_config.epoch is '{}', which is for integer or uuid keys, not {type_name}: set it to NULL",
+                e.as_str()
+            )),
+            ("bigint" | "integer", None) => Err(format!(
+                "an {type_name} key needs part_config.epoch: 'seconds', 'milliseconds' or 'microseconds' since 1970-01-01 UTC"
+            )),
+            ("bigint" | "integer", Some(Epoch::Uuidv7)) => {
+                Err(format!("part_config.epoch 'uuidv7' is for a uuid key, not {type_name}"))
+            }
+            ("uuid", _) => Err("a uuid key needs part_config.epoch = 'uuidv7' (UUIDv7 values)".into()),
+            _ => Err(format!(
+                "expected timestamptz, timestamp or date, an integer with part_config.epoch, or a uuid with epoch 'uuidv7'; not {type_name}"
+            )),
+        }
+    }
+
+    /// How the key holds time, when it is not a date or timestamp.
+    pub fn epoch(self) -> Option<Epoch> {
+        match self {
+            Self::EpochSeconds => Some(Epoch::Seconds),
+            Self::EpochMilliseconds => Some(Epoch::Milliseconds),
+            Self::EpochMicroseconds => Some(Epoch::Microseconds),
+            Self::Uuidv7 => Some(Epoch::Uuidv7),
+            Self::Timestamptz | Self::Timestamp | Self::Date => None,
+        }
+    }
+
+    /// The epoch unit of an integer key, in microseconds.
+    fn micros_per_unit(self) -> Option<i64> {
+        match self {
+            Self::EpochSeconds => Some(1_000_000),
+            Self::EpochMilliseconds => Some(1_000),
+            Self::EpochMicroseconds => Some(1),
+            _ => None,
+        }
+    }
 }
 
 /// One calendar period, identified by its first day (local to the table's zone).
@@ -198,11 +302,51 @@ pub fn to_instant(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
 use chrono::Offset;
 
 /// The literal written into `FOR VALUES FROM (...) TO (...)` for a local period boundary.
+///
+/// An epoch key's bound is the instant as an integer of its unit. A UUIDv7 key's bound is the
+/// smallest UUID whose 48-bit timestamp is the instant's millisecond (every other bit zero):
+/// every UUIDv7 made from that millisecond on sorts at or after it, every one made before sorts
+/// before it, so each period holds exactly the UUIDv7 values created in it.
 pub fn bound_literal(key: KeyType, tz: Tz, local: NaiveDateTime) -> String {
     match key {
         KeyType::Timestamptz => to_instant(tz, local).format("%Y-%m-%dT%H:%M:%S+00:00").to_string(),
         KeyType::Timestamp => local.format("%Y-%m-%dT%H:%M:%S").to_string(),
         KeyType::Date => local.format("%Y-%m-%d").to_string(),
+        KeyType::EpochSeconds | KeyType::EpochMilliseconds | KeyType::EpochMicroseconds => {
+            let micros = to_instant(tz, local).timestamp_micros();
+            micros.div_euclid(key.micros_per_unit().expect("an epoch key")).to_string()
+        }
+        KeyType::Uuidv7 => {
+            let ms = to_instant(tz, local).timestamp_millis().clamp(0, (1 << 48) - 1) as u64;
+            let hex = format!("{ms:012x}");
+            format!("{}-{}-0000-0000-000000000000", &hex[..8], &hex[8..])
+        }
+    }
+}
+
+/// The local time in `tz` a bound literal stands for (as `pg_get_expr` or [`bound_literal`]
+/// writes it, quotes removed): the inverse of [`bound_literal`]. A UUID's time is its first 48
+/// bits (milliseconds).
+pub fn local_of_literal(key: KeyType, tz: Tz, text: &str) -> Option<NaiveDateTime> {
+    let instant = |micros: i64| DateTime::<Utc>::from_timestamp_micros(micros).map(|t| to_local(tz, t));
+    match key {
+        KeyType::Timestamptz => {
+            let t = DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z")
+                .or_else(|_| DateTime::parse_from_rfc3339(text))
+                .ok()?;
+            Some(to_local(tz, t.with_timezone(&Utc)))
+        }
+        KeyType::Timestamp => NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+            .ok(),
+        KeyType::Date => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0),
+        KeyType::EpochSeconds | KeyType::EpochMilliseconds | KeyType::EpochMicroseconds => {
+            instant(text.parse::<i64>().ok()?.checked_mul(key.micros_per_unit()?)?)
+        }
+        KeyType::Uuidv7 => {
+            let hex: String = text.chars().filter(|c| *c != '-').take(12).collect();
+            instant(i64::from_str_radix(&hex, 16).ok()?.checked_mul(1000)?)
+        }
     }
 }
 
@@ -380,6 +524,23 @@ mod tests {
         assert_eq!(bound_literal(KeyType::Timestamptz, ny, local("2026-07-01 00:00:00")), "2026-07-01T04:00:00+00:00");
         assert_eq!(bound_literal(KeyType::Timestamp, ny, local("2026-07-01 00:00:00")), "2026-07-01T00:00:00");
         assert_eq!(bound_literal(KeyType::Date, ny, local("2026-07-01 00:00:00")), "2026-07-01");
+        // Epoch keys: the instant in the key's unit; UUIDv7: the smallest UUID of the millisecond.
+        // 2026-07-01 00:00 in New York is 2026-07-01T04:00:00Z = 1782878400 s.
+        let july = local("2026-07-01 00:00:00");
+        let cases = [
+            (KeyType::EpochSeconds, "1782878400"),
+            (KeyType::EpochMilliseconds, "1782878400000"),
+            (KeyType::EpochMicroseconds, "1782878400000000"),
+            (KeyType::Uuidv7, "019f1bd5-6e00-0000-0000-000000000000"),
+        ];
+        for (key, literal) in cases {
+            assert_eq!(bound_literal(key, ny, july), literal, "{key:?}");
+            assert_eq!(local_of_literal(key, ny, literal), Some(july), "{key:?}");
+        }
+        // Every literal reads back, for every key type.
+        for key in [KeyType::Timestamptz, KeyType::Timestamp, KeyType::Date] {
+            assert_eq!(local_of_literal(key, ny, &bound_literal(key, ny, july)), Some(july), "{key:?}");
+        }
         // Sao Paulo skipped midnight on 2018-11-04: PostgreSQL reads 00:00 with the offset before the gap (-03).
         let sp: Tz = "America/Sao_Paulo".parse().unwrap();
         assert_eq!(to_instant(sp, local("2018-11-04 00:00:00")).to_rfc3339(), "2018-11-04T03:00:00+00:00");

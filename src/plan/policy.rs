@@ -5,7 +5,7 @@
 //! functions read the same row; the table's CHECK constraints mirror these limits.
 
 use crate::plan::ident::{validate_ident, IdentError, QualifiedName};
-use crate::plan::period::Interval;
+use crate::plan::period::{Epoch, Interval};
 use chrono_tz::Tz;
 use serde::Serialize;
 
@@ -61,6 +61,9 @@ pub struct RawPolicy {
     pub archive_format: Option<String>,
     pub archive_compression: Option<String>,
     pub enabled: bool,
+    /// `seconds`, `milliseconds`, `microseconds` (an integer key) or `uuidv7` (a uuid key); NULL
+    /// for a timestamp or date key.
+    pub epoch: Option<String>,
 }
 
 impl RawPolicy {
@@ -80,6 +83,7 @@ impl RawPolicy {
             archive_format: None,
             archive_compression: None,
             enabled: true,
+            epoch: None,
         }
     }
 }
@@ -100,6 +104,7 @@ pub struct TablePolicy {
     pub archive_format: Option<String>,
     pub archive_compression: Option<String>,
     pub enabled: bool,
+    pub epoch: Option<Epoch>,
 }
 
 fn serialize_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
@@ -124,6 +129,8 @@ pub enum PolicyError {
     Format { table: String, value: String },
     #[error("{table}: archive_compression 'gzip' does not go with archive_format 'parquet' (zstd or none)")]
     ParquetCompression { table: String },
+    #[error("{table}: epoch {value:?} is not 'seconds', 'milliseconds', 'microseconds' or 'uuidv7'")]
+    Epoch { table: String, value: String },
     #[error("{table}: archive_compression {value:?} is not zstd, gzip or none")]
     Compression { table: String, value: String },
 }
@@ -137,6 +144,10 @@ impl TryFrom<RawPolicy> for TablePolicy {
         for ident in [&raw.schema_name, &raw.table_name, &raw.partition_column, &raw.historical_schema] {
             validate_ident(ident).map_err(|source| PolicyError::Ident { table: t(), source })?;
         }
+        let epoch = match raw.epoch.as_deref() {
+            None => None,
+            Some(e) => Some(Epoch::parse(e).ok_or_else(|| PolicyError::Epoch { table: t(), value: e.into() })?),
+        };
         let interval = Interval::parse(&raw.partition_interval)
             .ok_or_else(|| PolicyError::Interval { table: t(), value: raw.partition_interval.clone() })?;
         if !(0..=MAX_PREMAKE).contains(&raw.premake) {
@@ -177,6 +188,7 @@ impl TryFrom<RawPolicy> for TablePolicy {
             archive_format: raw.archive_format,
             archive_compression: raw.archive_compression,
             enabled: raw.enabled,
+            epoch,
         })
     }
 }
@@ -207,6 +219,9 @@ mod tests {
         check(|r| r.partition_interval = "year".into(), None);
         check(|r| r.partition_interval = "week".into(), None);
         check(|r| r.partition_interval = "fortnight".into(), Some("partition_interval \"fortnight\""));
+        check(|r| r.epoch = Some("milliseconds".into()), None);
+        check(|r| r.epoch = Some("uuidv7".into()), None);
+        check(|r| r.epoch = Some("nanoseconds".into()), Some("epoch \"nanoseconds\""));
         check(|r| r.premake = 0, None);
         check(|r| r.premake = 1000, Some("premake 1000"));
         check(|r| r.premake = -1, Some("premake -1"));

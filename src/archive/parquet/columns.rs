@@ -19,6 +19,9 @@ pub const META_VERSION: &str = "partition_archiver.parquet_version";
 pub const PARQUET_VERSION: &str = "1";
 /// Field metadata: the column's PostgreSQL type as `format_type` prints it.
 pub const FIELD_PG_TYPE: &str = "pg.type";
+/// Field metadata of the partition key when it holds time as an integer or a UUIDv7: `seconds`,
+/// `milliseconds`, `microseconds` (since 1970-01-01 UTC) or `uuidv7`.
+pub const FIELD_EPOCH: &str = "partition_archiver.epoch";
 
 /// The largest precision Decimal128 holds.
 pub const MAX_DECIMAL_PRECISION: i32 = 38;
@@ -154,6 +157,9 @@ pub struct ArchiveColumn {
     pub type_oid: u32,
     pub typmod: i32,
     pub encoding: Encoding,
+    /// The key's epoch unit, when this column is an integer or UUIDv7 partition key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<crate::plan::period::Epoch>,
 }
 
 /// The archive columns of a manifest's columns; an error if one has no type oid (a manifest
@@ -168,6 +174,7 @@ pub fn archive_columns(columns: &[Column]) -> Result<Vec<ArchiveColumn>, String>
                 type_oid,
                 typmod,
                 encoding: Encoding::of(type_oid, typmod),
+                epoch: None,
             }),
             _ => Err(format!("column {:?} has no type oid in the manifest", c.name)),
         })
@@ -181,8 +188,11 @@ pub fn arrow_schema(columns: &[ArchiveColumn]) -> Schema {
     let fields: Vec<Field> = columns
         .iter()
         .map(|c| {
-            let field = Field::new(&c.name, c.encoding.data_type(), true)
-                .with_metadata(HashMap::from([(FIELD_PG_TYPE.to_string(), c.pg_type.clone())]));
+            let mut metadata = HashMap::from([(FIELD_PG_TYPE.to_string(), c.pg_type.clone())]);
+            if let Some(epoch) = c.epoch {
+                metadata.insert(FIELD_EPOCH.to_string(), epoch.as_str().to_string());
+            }
+            let field = Field::new(&c.name, c.encoding.data_type(), true).with_metadata(metadata);
             match c.encoding {
                 Encoding::Uuid => field.with_extension_type(Uuid),
                 Encoding::Json | Encoding::Jsonb => field.with_extension_type(Json::default()),
@@ -296,6 +306,7 @@ mod tests {
             type_oid: oid,
             typmod,
             encoding: Encoding::of(oid, typmod),
+            epoch: None,
         }
     }
 

@@ -479,6 +479,7 @@ mod tests {
             type_oid,
             typmod,
             encoding: Encoding::of(type_oid, typmod),
+            epoch: None,
         }
     }
 

@@ -235,6 +235,7 @@ mod tests {
                 type_oid,
                 typmod: -1,
                 encoding: Encoding::of(type_oid, -1),
+                epoch: None,
             })
             .collect()
     }

@@ -287,6 +287,7 @@ mod tests {
             type_oid,
             typmod: -1,
             encoding: Encoding::of(type_oid, -1),
+            epoch: None,
         }
     }
 

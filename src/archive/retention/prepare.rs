@@ -35,7 +35,13 @@ pub(super) async fn parquet_write(
             describe(&live)
         ))));
     }
-    let columns = crate::archive::parquet::columns::archive_columns(&live).map_err(|e| anyhow!("{partition}: {e}"))?;
+    let mut columns =
+        crate::archive::parquet::columns::archive_columns(&live).map_err(|e| anyhow!("{partition}: {e}"))?;
+    // An integer or UUIDv7 key keeps its type; the field's metadata says how it holds time.
+    let epoch = crate::plan::period::KeyType::parse(&rec.key_type).and_then(|k| k.epoch());
+    if let Some(key) = columns.iter_mut().find(|c| c.name == rec.key_column) {
+        key.epoch = epoch;
+    }
     Ok(Some(pipeline::ParquetWrite { columns, row_group_bytes: settings.parquet_row_group_bytes }))
 }
 
