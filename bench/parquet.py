@@ -42,7 +42,9 @@ def duckdb_times(python, source, repeat):
     """Best and median seconds of the aggregate over `source` in DuckDB, and its row count."""
     script = f"""
 import duckdb, json, time
+# DuckDB draws a progress bar on stdout for a query over 2 s, which would corrupt the JSON below.
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 times = []
 for _ in range({repeat}):
     t = time.perf_counter()
@@ -53,7 +55,7 @@ print(json.dumps([min(times), sorted(times)[len(times) // 2], len(rows), sum(r[3
     out = subprocess.run([python, "-c", script], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"duckdb failed: {out.stderr}")
-    return json.loads(out.stdout)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():

@@ -105,7 +105,9 @@ pub(crate) async fn download(env: &TestEnv, prefix: &str, suffix: &str, dir: &Pa
 pub(crate) fn duckdb(sql: &str) -> serde_json::Value {
     let script = r#"
 import duckdb, json, sys
-rows = duckdb.connect().execute(sys.argv[1]).fetchall()
+con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")  # a query over 2 s would draw one on stdout
+rows = con.execute(sys.argv[1]).fetchall()
 print(json.dumps([[None if v is None else str(v) for v in r] for r in rows]))
 "#;
     let out = Command::new(duckdb_python()).args(["-c", script, sql]).output().unwrap();

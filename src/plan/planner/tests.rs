@@ -934,83 +934,44 @@ fn every_interval_creates_the_current_period_and_premake_ahead() {
 
 #[test]
 fn retention_counts_periods_of_the_tables_interval() {
-    // Daily, 3 days kept before today (Dec 6): Dec 1 and 2 end on or before Dec 3 and go.
-    let days = ["trades_2026_12_01", "trades_2026_12_02", "trades_2026_12_03", "trades_2026_12_04"];
-    let days: Vec<&str> =
-        days.into_iter().chain(["trades_2026_12_05", "trades_2026_12_06", "trades_2026_12_07"]).collect();
-    let mut parts = days.clone();
-    parts.extend(["trades_2026_12_08", "default"]);
-    check(
-        Case {
-            now: "2026-12-06T23:59:59Z",
-            policy: |p| {
-                p.partition_interval = "day".into();
-                p.retention = Some(3)
-            },
-            parts: &parts,
-            ..BASE
-        },
-        &[
-            "detach trades_2026_12_01",
-            "archive trades_2026_12_01",
-            "drop trades_2026_12_01",
-            "detach trades_2026_12_02",
-            "archive trades_2026_12_02",
-            "drop trades_2026_12_02",
-        ],
-        &[],
-    );
-    // Weekly, 2 weeks kept before week 49: weeks 45 and 46 go (week 47 starts Nov 16).
-    check(
-        Case {
-            now: "2026-12-06T10:00:00Z",
-            policy: |p| {
-                p.partition_interval = "week".into();
-                p.retention = Some(2)
-            },
-            parts: &[
-                "trades_2026_w45",
-                "trades_2026_w46",
-                "trades_2026_w47",
-                "trades_2026_w48",
-                "trades_2026_w49",
-                "trades_2026_w50",
-                "trades_2026_w51",
-                "default",
-            ],
-            ..BASE
-        },
-        &[
-            "detach trades_2026_w45",
-            "archive trades_2026_w45",
-            "drop trades_2026_w45",
-            "detach trades_2026_w46",
-            "archive trades_2026_w46",
-            "drop trades_2026_w46",
-        ],
-        &[],
-    );
-    // Quarterly, 1 quarter kept before Q4 2026: Q2 goes, Q3 stays.
-    check(
-        Case {
-            now: "2026-12-06T10:00:00Z",
-            policy: |p| {
-                p.partition_interval = "quarter".into();
-                p.retention = Some(1)
-            },
-            parts: &[
-                "trades_2026_q2",
-                "trades_2026_q3",
-                "trades_2026_q4",
-                "trades_2027_q1",
-                "trades_2027_q2",
-                "default",
-            ],
-            ..BASE
-        },
-        &["detach trades_2026_q2", "archive trades_2026_q2", "drop trades_2026_q2"],
-        &[],
-    );
+    /// The steps that retire one partition.
+    fn retired(names: &[&str]) -> Vec<String> {
+        names.iter().flat_map(|n| ["detach", "archive", "drop"].map(|s| format!("{s} {n}"))).collect()
+    }
+    // (policy, now, the partitions: every period from the first up to premake ahead, the retired)
+    type Row = (fn(&mut RawPolicy), &'static str, Vec<String>, Vec<&'static str>);
+    let cases: [Row; 3] = [
+        // Daily, 3 days kept before today (Dec 6): Dec 1 and 2 end on or before Dec 3 and go.
+        (
+            |p| (p.partition_interval, p.retention) = ("day".into(), Some(3)),
+            "2026-12-06T23:59:59Z",
+            (1..=8).map(|d| format!("trades_2026_12_{d:02}")).collect(),
+            vec!["trades_2026_12_01", "trades_2026_12_02"],
+        ),
+        // Weekly, 2 weeks kept before week 49: weeks 45 and 46 go (week 47 starts Nov 16).
+        (
+            |p| (p.partition_interval, p.retention) = ("week".into(), Some(2)),
+            "2026-12-06T10:00:00Z",
+            (45..=51).map(|w| format!("trades_2026_w{w}")).collect(),
+            vec!["trades_2026_w45", "trades_2026_w46"],
+        ),
+        // Quarterly, 1 quarter kept before Q4 2026: Q2 goes, Q3 stays.
+        (
+            |p| (p.partition_interval, p.retention) = ("quarter".into(), Some(1)),
+            "2026-12-06T10:00:00Z",
+            ["trades_2026_q2", "trades_2026_q3", "trades_2026_q4", "trades_2027_q1", "trades_2027_q2"]
+                .map(String::from)
+                .into(),
+            vec!["trades_2026_q2"],
+        ),
+    ];
+    for (policy, now, parts, gone) in cases {
+        let mut parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+        parts.push("default");
+        let expected = retired(&gone);
+        let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        check(Case { now, policy, parts: &parts, ..BASE }, &expected, &[]);
+    }
 }
 
 #[test]
