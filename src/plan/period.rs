@@ -138,7 +138,8 @@ impl KeyType {
                 e.as_str()
             )),
             ("bigint" | "integer", None) => Err(format!(
-                "an {type_name} key needs part_config.epoch: 'seconds', 'milliseconds' or 'microseconds' since 1970-01-01 UTC"
+                "an {type_name} key is time only with part_config.epoch ('seconds', 'milliseconds' or 'microseconds' \
+                 since 1970-01-01 UTC); a table partitioned by id is not managed"
             )),
             ("bigint" | "integer", Some(Epoch::Uuidv7)) => {
                 Err(format!("part_config.epoch 'uuidv7' is for a uuid key, not {type_name}"))

@@ -282,7 +282,7 @@ async fn duckdb_reads_the_day_by_its_hive_keys(env: &TestEnv, table: &str, origi
 async fn a_key_and_an_epoch_that_do_not_go_together_are_refused_and_nothing_changes() {
     let env = TestEnv::migrated_at("2026-11-01T12:00:00Z").await;
     let cases = [
-        ("bad_int", "bigint", "NULL", "needs part_config.epoch"),
+        ("bad_int", "bigint", "NULL", "is time only with part_config.epoch"),
         ("bad_ts", "timestamptz", "'seconds'", "which is for integer or uuid keys"),
         ("bad_uuid_int", "bigint", "'uuidv7'", "'uuidv7' is for a uuid key"),
         ("bad_uuid", "uuid", "'milliseconds'", "needs part_config.epoch = 'uuidv7'"),

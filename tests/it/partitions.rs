@@ -266,7 +266,7 @@ async fn bad_inputs_get_clear_errors_and_change_nothing() {
         (&["maintain", "--table", "x; drop table trades"], 2, "not a valid identifier"),
         (&["maintain", "--table", "public.plain"], 1, "is not partitioned"),
         (&["maintain", "--table", "public.by_list"], 1, "not range-partitioned"),
-        (&["maintain", "--table", "public.by_int"], 1, "expected timestamptz, timestamp or date"),
+        (&["maintain", "--table", "public.by_int"], 1, "is time only with part_config.epoch"),
         (&["maintain", "--table", "public.ghost"], 1, "does not exist"),
         (&["maintain", "--now", "last tuesday"], 2, "not an RFC 3339 timestamp"),
         (
