@@ -219,7 +219,10 @@ BEGIN
   RETURN v_created;
 END $$;
 
--- Runs create_partitions for every enabled table. Schedule it with pg_cron, for example:
+-- Runs create_partitions for every enabled table with a timestamp or date key (epoch and UUIDv7
+-- keys are the binary's: create_partitions refuses them, and one refusal would end the loop).
+-- `epoch` is read through to_jsonb because the seed migrations below call this before the column
+-- exists (20261206000005). Schedule it with pg_cron, for example:
 --   SELECT cron.schedule('partition-archiver', '0 3 * * *', 'SELECT partition_archiver.run_maintenance()');
 CREATE OR REPLACE FUNCTION partition_archiver.run_maintenance(p_now timestamptz DEFAULT partition_archiver.now())
 RETURNS integer LANGUAGE plpgsql AS $$
@@ -227,7 +230,8 @@ DECLARE
   r record;
   v_total integer := 0;
 BEGIN
-  FOR r IN SELECT schema_name, table_name FROM partition_archiver.part_config WHERE enabled ORDER BY 1, 2 LOOP
+  FOR r IN SELECT c.schema_name, c.table_name FROM partition_archiver.part_config c
+            WHERE c.enabled AND to_jsonb(c) ->> 'epoch' IS NULL ORDER BY 1, 2 LOOP
     v_total := v_total + partition_archiver.create_partitions(r.schema_name, r.table_name, p_now);
   END LOOP;
   RETURN v_total;

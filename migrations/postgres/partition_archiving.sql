@@ -31,6 +31,10 @@ BEGIN
   IF NOT FOUND THEN
     RAISE EXCEPTION 'table %.% is not registered in partition_archiver.part_config', p_schema, p_table;
   END IF;
+  IF cfg.epoch IS NOT NULL THEN
+    RAISE EXCEPTION 'table %.% has an epoch key (part_config.epoch = %): SQL-only retention handles timestamp and date keys; partition-archiver handles this table',
+      p_schema, p_table, cfg.epoch;
+  END IF;
   IF cfg.retention IS NULL THEN
     RETURN;
   END IF;
@@ -81,7 +85,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
   r record;
 BEGIN
-  FOR r IN SELECT c.schema_name, c.table_name FROM partition_archiver.part_config c WHERE c.enabled ORDER BY 1, 2 LOOP
+  -- Timestamp and date keys only: an epoch or UUIDv7 table's bounds are not timestamps.
+  FOR r IN SELECT c.schema_name, c.table_name FROM partition_archiver.part_config c
+            WHERE c.enabled AND c.epoch IS NULL ORDER BY 1, 2 LOOP
     RETURN QUERY SELECT r.schema_name || '.' || r.table_name, d.partition_name, d.upper_bound, d.action
       FROM partition_archiver.detach_expired_partitions(r.schema_name, r.table_name, p_now, p_dry_run) d;
   END LOOP;

@@ -30,9 +30,23 @@ pub async fn installed(client: &impl GenericClient) -> Result<Option<(String, St
 }
 
 /// Refuses a table that pg_partman still maintains (`automatic_maintenance = 'on'`), saying how
-/// to hand it over.
+/// to hand it over. A role that may not read pg_partman's `part_config` (pg_partman installed for
+/// other tables, its schema not granted) is not stopped by it: that is logged, and the table goes on.
 pub async fn refuse_if_maintained(client: &impl GenericClient, table: &QualifiedName) -> Result<(), Error> {
     let Some((schema, _)) = installed(client).await? else { return Ok(()) };
+    let readable: Result<bool, _> = client
+        .query_one(
+            "SELECT has_schema_privilege($1, 'USAGE')
+                    AND coalesce(has_table_privilege(to_regclass(format('%I.part_config', $1)), 'SELECT'), false)",
+            &[&schema],
+        )
+        .await
+        .map(|r| r.get(0));
+    if !matches!(readable, Ok(true)) {
+        tracing::warn!(table = %table, schema = %schema,
+            "pg_partman is installed but its part_config cannot be read by this role: whether it still maintains the table is not checked");
+        return Ok(());
+    }
     let sql = format!(
         "SELECT parent_table FROM {}.part_config WHERE to_regclass(parent_table) = to_regclass($1)
             AND automatic_maintenance = 'on'",

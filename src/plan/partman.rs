@@ -131,7 +131,16 @@ pub fn map(p: &PartmanParent) -> Result<Imported, String> {
                     interval.as_str()
                 ));
             }
-            Some(periods.clamp(1, MAX_RETENTION))
+            if periods > MAX_RETENTION {
+                // Never keep less than pg_partman did: keep everything instead.
+                notes.push(format!(
+                    "retention {text} is {periods} {}s, more than {MAX_RETENTION}: everything is kept (set retention by hand)",
+                    interval.as_str()
+                ));
+                None
+            } else {
+                Some(periods)
+            }
         }
     };
     let (retention_action, historical_schema) = if p.retention_keep_table {
@@ -251,6 +260,11 @@ mod tests {
         }
         let keep_all = map(&PartmanParent { retention_text: None, retention: None, ..parent() }).unwrap();
         assert_eq!(keep_all.retention, None);
+        let daily = PartmanParent { interval_text: "1 day".into(), interval: days(1), ..parent() };
+        let long =
+            map(&PartmanParent { retention_text: Some("5 years".into()), retention: months(60), ..daily }).unwrap();
+        assert_eq!(long.retention, None, "never fewer days than pg_partman kept");
+        assert!(long.notes[0].contains("more than 1200: everything is kept"), "{:?}", long.notes);
         let far = map(&PartmanParent { premake: 500, ..parent() }).unwrap();
         assert_eq!(far.premake, MAX_PREMAKE);
         assert!(far.notes[0].contains("premake 500 lowered"), "{:?}", far.notes);

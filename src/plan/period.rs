@@ -129,9 +129,14 @@ impl KeyType {
             ("timestamp with time zone", None) => Ok(Self::Timestamptz),
             ("timestamp without time zone", None) => Ok(Self::Timestamp),
             ("date", None) => Ok(Self::Date),
+            // An integer holds seconds until 2038-01-19; milliseconds and microseconds need bigint.
             ("bigint" | "integer", Some(Epoch::Seconds)) => Ok(Self::EpochSeconds),
-            ("bigint" | "integer", Some(Epoch::Milliseconds)) => Ok(Self::EpochMilliseconds),
-            ("bigint" | "integer", Some(Epoch::Microseconds)) => Ok(Self::EpochMicroseconds),
+            ("bigint", Some(Epoch::Milliseconds)) => Ok(Self::EpochMilliseconds),
+            ("bigint", Some(Epoch::Microseconds)) => Ok(Self::EpochMicroseconds),
+            ("integer", Some(e @ (Epoch::Milliseconds | Epoch::Microseconds))) => Err(format!(
+                "{} since 1970 do not fit an integer (they pass 2^31 within a month of 1970): the key must be bigint",
+                e.as_str()
+            )),
             ("uuid", Some(Epoch::Uuidv7)) => Ok(Self::Uuidv7),
             ("timestamp with time zone" | "timestamp without time zone" | "date", Some(e)) => Err(format!(
                 "part_config.epoch is '{}', which is for integer or uuid keys, not {type_name}: set it to NULL",

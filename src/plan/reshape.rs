@@ -160,8 +160,9 @@ pub fn lossless(from: &str, to: &str) -> bool {
         "bigint" => Some(3),
         _ => None,
     };
-    // (precision, scale) of `numeric(p,s)`; `None` for an unbounded `numeric`.
-    let numeric = |t: &str| -> Option<Option<(u32, u32)>> {
+    // (precision, scale) of `numeric(p,s)`; `None` for an unbounded `numeric`. Signed: PostgreSQL
+    // 15 allows a scale above the precision, or below zero.
+    let numeric = |t: &str| -> Option<Option<(i64, i64)>> {
         if t == "numeric" {
             return Some(None);
         }
@@ -236,6 +237,9 @@ mod tests {
             ("numeric(10,2)", "numeric(12,1)", false),
             ("numeric(10,2)", "numeric(10,4)", false),
             ("numeric(10,2)", "numeric", true),
+            // PostgreSQL 15 allows a scale above the precision: 0.00123 in numeric(3,5).
+            ("numeric(3,5)", "numeric(10,6)", true),
+            ("numeric(3,5)", "numeric(10,4)", false),
             ("numeric", "numeric(38,10)", false),
             ("character varying(10)", "character varying(20)", true),
             ("character varying(20)", "character varying(10)", false),

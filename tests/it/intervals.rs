@@ -78,15 +78,16 @@ const CASES: [Case; 7] = [
     },
     // Epoch keys: bounds are the periods' instants in the key's unit.
     Case {
+        // An int4 key: PostgreSQL prints its bounds unquoted.
         table: "ev_sec",
-        key_column: ("bigint", Some("seconds"), "extract(epoch FROM t)::bigint"),
+        key_column: ("integer", Some("seconds"), "extract(epoch FROM t)::integer"),
         interval: "month",
         zone: "UTC",
         format: "csv",
         retention: 1,
         created: "2026-12-06T10:00:00Z",
         names: ["ev_sec_2026_12", "ev_sec_2027_01", "ev_sec_2027_02"],
-        first_bound: "FOR VALUES FROM ('1796083200') TO ('1798761600')",
+        first_bound: "FOR VALUES FROM (1796083200) TO (1798761600)",
         rows: ("2026-12-01 00:00:00+00", "2027-01-01 00:00:00+00", "1 hour"),
         later: "2027-02-15T00:00:00Z",
         key: "public.ev_sec/year=2026/month=12/ev_sec_2026_12.csv.zst",
@@ -194,6 +195,15 @@ async fn every_interval_and_key_type_goes_the_whole_way() {
             Some(_) => {
                 let err = env.db.batch_execute(&twin_sql).await.unwrap_err();
                 assert!(format!("{err:?}").contains("must be timestamptz, timestamp or date"), "{what}: {err:?}");
+                // The pg_cron entry points leave such a table alone instead of failing for all.
+                let now = case.created;
+                env.db
+                    .batch_execute(&format!(
+                        "SELECT partition_archiver.run_maintenance('{now}');
+                         SELECT * FROM partition_archiver.run_archiving('{now}', true)"
+                    ))
+                    .await
+                    .unwrap_or_else(|e| panic!("{what}: the SQL functions fail with it registered: {e:?}"));
             }
         }
 
@@ -285,6 +295,7 @@ async fn a_key_and_an_epoch_that_do_not_go_together_are_refused_and_nothing_chan
         ("bad_int", "bigint", "NULL", "is time only with part_config.epoch"),
         ("bad_ts", "timestamptz", "'seconds'", "which is for integer or uuid keys"),
         ("bad_uuid_int", "bigint", "'uuidv7'", "'uuidv7' is for a uuid key"),
+        ("bad_int_ms", "integer", "'milliseconds'", "do not fit an integer"),
         ("bad_uuid", "uuid", "'milliseconds'", "needs part_config.epoch = 'uuidv7'"),
     ];
     for (table, key_type, epoch, _) in cases {
