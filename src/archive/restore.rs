@@ -467,6 +467,9 @@ pub async fn restore(
             )));
         }
     }
+    if let (Some(Attach { drop_columns }), Step::Whole | Step::Plan) = (attach, step) {
+        refuse_unattachable(client, &rec, drop_columns).await?;
+    }
     let target = QualifiedName::new(into_schema, partition);
     let exists: bool = client
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&target.quoted()])
@@ -561,12 +564,7 @@ async fn attach_back(
     let result: anyhow::Result<Result<Vec<String>, String>> = async {
         let tx = client.transaction().await?;
         tx.batch_execute(&format!("SET LOCAL lock_timeout = '{lock_timeout_ms}ms'")).await?;
-        let archived: Vec<ArchivedColumn> = rec
-            .columns
-            .iter()
-            .map(|c| ArchivedColumn { name: c.name.clone(), type_name: c.type_name.clone(), not_null: c.not_null })
-            .collect();
-        let changes = match reshape(&archived, &parent_columns(&tx, &parent).await?, drop_columns) {
+        let changes = match reshape(&archived_columns(rec), &parent_columns(&tx, &parent).await?, drop_columns) {
             Ok(changes) => changes,
             Err(why) => return Ok(Err(why)),
         };
@@ -601,8 +599,33 @@ async fn attach_back(
 }
 
 /// The parent's columns as they are now, with defaults and generation expressions.
+fn archived_columns(rec: &ManifestRecord) -> Vec<ArchivedColumn> {
+    rec.columns
+        .iter()
+        .map(|c| ArchivedColumn { name: c.name.clone(), type_name: c.type_name.clone(), not_null: c.not_null })
+        .collect()
+}
+
+/// Before anything is loaded: a restore that asks to attach, into a parent whose columns it could
+/// not follow, is refused now (bad input, nothing changed) rather than after hours of loading.
+/// The attach checks again in its own transaction. No parent: the attach will say so.
+async fn refuse_unattachable(client: &Client, rec: &ManifestRecord, drop_columns: &[String]) -> Result<(), Error> {
+    let parent = rec.table();
+    let columns = parent_columns(client, &parent).await.map_err(Error::transient)?;
+    if columns.is_empty() {
+        return Ok(());
+    }
+    reshape(&archived_columns(rec), &columns, drop_columns).map(|_| ()).map_err(|why| {
+        Error::invalid(format!(
+            "not restored: {} could not be attached to {parent} as asked: {why}. \
+             Without --attach it is restored exactly as archived",
+            rec.partition_name
+        ))
+    })
+}
+
 async fn parent_columns(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &impl tokio_postgres::GenericClient,
     parent: &QualifiedName,
 ) -> anyhow::Result<Vec<ParentColumn>> {
     let rows = tx

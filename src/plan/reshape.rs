@@ -13,7 +13,9 @@
 //!   `--drop-columns` (the archive keeps it);
 //! - a column the parent made `NOT NULL` is set `NOT NULL` (PostgreSQL checks the rows).
 //!
-//! `restore` without `--attach` never reshapes: it gives the month exactly as archived.
+//! `restore` without `--attach` never reshapes: it gives the month exactly as archived. With it,
+//! the same check runs before anything is loaded (a refusal then changes nothing) and again in
+//! the attach's transaction.
 
 use crate::plan::ident::{quote_ident, QualifiedName};
 

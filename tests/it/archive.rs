@@ -146,10 +146,10 @@ async fn archive_drop_and_restore_round_trip_keeps_every_value() {
 }
 
 /// `restore --attach` into a parent whose columns changed since the archive (issue 20's case: a
-/// column added with a default, one dropped, and a type widened). Without `--drop-columns` the month
-/// is restored exactly as archived but not attached: the command exits 1, the report names the
-/// column, the table stays in its restore schema. With it, the table follows the parent and is
-/// attached. A `--drop-columns` the archive does not have changes nothing.
+/// column added with a default, one dropped, and a type widened). Without `--drop-columns` it is
+/// refused before anything is loaded (exit 2), naming the column; with it, the table follows the
+/// parent and is attached. An attach that fails at ATTACH exits 1 and leaves the table restored
+/// exactly as archived. A `--drop-columns` the archive does not have changes nothing.
 #[tokio::test]
 async fn restore_attach_follows_the_parents_columns_where_no_value_is_lost() {
     let env = TestEnv::migrated_at(NOW).await;
@@ -185,18 +185,31 @@ async fn restore_attach_follows_the_parents_columns_where_no_value_is_lost() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(env.fingerprint().await, before);
 
-    // fee is gone from the parent: restored as archived, not attached, exit 1, fee named.
+    // fee is gone from the parent and not named: refused before anything is loaded (a restore of
+    // hundreds of GB is not made to be thrown away), fee and --drop-columns named.
     let (out, v) = restore(&["--attach"]);
+    assert_eq!(out.status.code(), Some(2), "{v}");
+    let why = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(why.contains("column fee is no longer in the parent") && why.contains("--drop-columns"), "{v}");
+    assert_eq!(env.fingerprint().await, before);
+
+    // An attach that fails at ATTACH itself (March's range taken meanwhile): exit 1, the reason in
+    // the report, and the table left in its restore schema exactly as archived: the reshape
+    // (fee dropped, venue added) rolled back with the attach.
+    env.db
+        .batch_execute("CREATE TABLE public.trades_squatter PARTITION OF public.trades FOR VALUES FROM ('2026-03-10') TO ('2026-03-11')")
+        .await
+        .unwrap();
+    let (out, v) = restore(&["--attach", "--drop-columns", "fee"]);
     assert_eq!(out.status.code(), Some(1), "{v}");
     assert_eq!((v["ok"].as_bool(), v["restore"]["attached"].as_bool()), (Some(false), Some(false)), "{v}");
-    let why = v["restore"]["not_attached_because"].as_str().unwrap_or_default();
-    assert!(why.contains("column fee is no longer in the parent") && why.contains("--drop-columns"), "{v}");
+    assert!(v["restore"]["not_attached_because"].as_str().unwrap_or_default().contains("overlap"), "{v}");
     assert!(!env.names("public.trades").await.contains(&"trades_2026_03".to_string()));
     assert_eq!(
         env.scalar_text(&march("back.trades_2026_03", "id, order_id, price, quantity, fee, created_at")).await,
         as_archived
     );
-    env.db.batch_execute("DROP TABLE back.trades_2026_03").await.unwrap();
+    env.db.batch_execute("DROP TABLE back.trades_2026_03; DROP TABLE public.trades_squatter").await.unwrap();
 
     // Named: dropped from the restored table, venue added with the parent's default, price
     // widened to the parent's numeric; attached, every kept value as it was.
