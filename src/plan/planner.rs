@@ -8,8 +8,9 @@
 //! - a period that overlaps an existing partition (a foreign-named one, say) is not created, and a
 //!   partial overlap is reported as a warning, except when the existing partitions cover a prefix
 //!   of it without a hole: then the rest of it is created under its name (after a change of
-//!   interval, the new one applies from the first instant not covered); the part of a past period
-//!   before the table's first partition is not a gap;
+//!   interval, the new one applies from the first instant not covered); the part of a period
+//!   before the table's first partition is not a gap to fill (warned about for the current and
+//!   future periods, where rows still arrive);
 //! - rows already in the default partition for a new range are moved into it (the executor does it
 //!   in the same transaction);
 //! - a detach left pending by an interrupted run is finalized first;
@@ -145,19 +146,24 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
             ranges.iter().filter(|(f, t, _)| *f < end && start < *t).map(|(_, _, n)| *n).collect();
         let name = period.partition_name(&policy.table.name);
         let exact = ranges.iter().any(|(f, t, _)| *f == start && *t == end);
-        // The part of a past period before the table's first partition is not a gap: nothing
-        // arrives there (a table that went from weekly to monthly starts mid-month). The current
-        // and future periods are always checked from their start.
-        let from = if period < current { history_start.max(start) } else { start };
-        let coverage = coverage(&ranges, from, end);
+        // The part of a period before the table's first partition is not a gap between
+        // partitions (a table that went from weekly to monthly starts mid-month): covered from
+        // there on, the rest of the period is created. For a past period that is silent; for the
+        // current and future ones, where rows still arrive, the uncovered start is also warned
+        // about.
+        let coverage = coverage(&ranges, history_start.max(start), end);
+        let from_its_start = self::coverage(&ranges, start, end);
+        let names = || overlapping.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+        let partly = |names: String| {
+            format!("period {period} is only partly covered by {names}: rows outside it go to the default partition")
+        };
+        if period >= current && from_its_start == Coverage::Hole && coverage != Coverage::Hole {
+            warnings.push(partly(names()));
+        }
         if exact || (overlapping.iter().any(|n| n.name == name)) || coverage == Coverage::Whole {
             // exists
         } else if let Coverage::Hole = coverage {
-            let names: Vec<String> = overlapping.iter().map(|n| n.to_string()).collect();
-            warnings.push(format!(
-                "period {period} is only partly covered by {}: rows outside it go to the default partition",
-                names.join(", ")
-            ));
+            warnings.push(partly(names()));
         } else if name.len() > crate::plan::ident::MAX_IDENT_BYTES {
             warnings.push(format!("cannot create {name}: longer than {} bytes", crate::plan::ident::MAX_IDENT_BYTES));
         } else if snapshot.other_relations.contains(&name) || attached_names.contains(name.as_str()) {

@@ -284,6 +284,8 @@ fn yearly_retention_and_boundary() {
 
 #[test]
 fn yearly_table_with_existing_monthly_partitions_warns_not_overlaps() {
+    // The table's history starts with x (November): the rest of the year after it is created;
+    // January to October, where rows of the current period can still arrive, is warned about.
     check(
         Case {
             policy: |p| {
@@ -293,7 +295,7 @@ fn yearly_table_with_existing_monthly_partitions_warns_not_overlaps() {
             parts: &["x:2026-11-01..2026-12-01", "default"],
             ..BASE
         },
-        &[],
+        &[&create("trades_2026", "2026-12-01", "2027-01-01")],
         &["period 2026 is only partly covered by public.x"],
     );
 }
@@ -1068,6 +1070,19 @@ fn a_change_of_interval_applies_from_the_first_instant_not_covered() {
         },
         &[&create("trades_2026_12", "2026-12-21", "2027-01-01"), JAN],
         &[],
+    );
+}
+
+#[test]
+fn a_table_begun_daily_mid_month_and_switched_to_monthly_gets_the_rest_of_the_month() {
+    // Days from December 9th to the 21st exist (the table began then); now monthly, on the 15th.
+    let days: Vec<String> = (9..=21).map(|d| format!("trades_2026_12_{d:02}")).collect();
+    let mut parts: Vec<&str> = days.iter().map(String::as_str).collect();
+    parts.push("default");
+    check(
+        Case { now: "2026-12-15T10:00:00Z", policy: |p| p.premake = 1, parts: &parts, ..BASE },
+        &[&create("trades_2026_12", "2026-12-22", "2027-01-01"), JAN],
+        &["period 2026-12 is only partly covered by public.trades_2026_12_09"],
     );
 }
 
