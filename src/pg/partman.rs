@@ -9,7 +9,7 @@ use crate::error::{Error, ErrorKind};
 use crate::pg::catalog::parse_bound;
 use crate::plan::ident::{quote_ident, QualifiedName};
 use crate::plan::partman::{interval_of, map, Imported, IntervalParts, PartmanParent};
-use crate::plan::period::{Epoch, Interval, KeyType, Period};
+use crate::plan::period::{Epoch, Interval, KeyType};
 use crate::plan::policy::{RawPolicy, TablePolicy};
 use crate::plan::snapshot::{BoundValue, PartitionBound};
 use anyhow::Context;
@@ -193,8 +193,7 @@ async fn children(
         match parse_bound(&expr, key, chrono_tz::UTC) {
             Some(PartitionBound::Default) => has_default = true,
             Some(PartitionBound::Range { from: BoundValue::At(f), to: BoundValue::At(t) }) => {
-                let p = Period::containing(interval, f);
-                if (p.start(), p.end()) != (f, t) {
+                if Interval::of_range(interval, f, t) != Some(interval) {
                     misfits.push(name);
                 }
             }

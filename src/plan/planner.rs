@@ -145,25 +145,26 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
         let overlapping: Vec<&QualifiedName> =
             ranges.iter().filter(|(f, t, _)| *f < end && start < *t).map(|(_, _, n)| *n).collect();
         let name = period.partition_name(&policy.table.name);
-        let exact = ranges.iter().any(|(f, t, _)| *f == start && *t == end);
         // The part of a period before the table's first partition is not a gap between
         // partitions (a table that went from weekly to monthly starts mid-month): covered from
         // there on, the rest of the period is created. For a past period that is silent; for the
         // current and future ones, where rows still arrive, the uncovered start is also warned
-        // about.
-        let coverage = coverage(&ranges, history_start.max(start), end);
-        let from_its_start = self::coverage(&ranges, start, end);
-        let names = || overlapping.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
-        let partly = |names: String| {
-            format!("period {period} is only partly covered by {names}: rows outside it go to the default partition")
+        // about. (A partition of exactly this period makes the coverage `Whole`.)
+        let covered = coverage(&ranges, history_start.max(start), end);
+        let partly = || {
+            let names: Vec<String> = overlapping.iter().map(|n| n.to_string()).collect();
+            format!(
+                "period {period} is only partly covered by {}: rows outside it go to the default partition",
+                names.join(", ")
+            )
         };
-        if period >= current && from_its_start == Coverage::Hole && coverage != Coverage::Hole {
-            warnings.push(partly(names()));
+        if period >= current && covered != Coverage::Hole && coverage(&ranges, start, end) == Coverage::Hole {
+            warnings.push(partly());
         }
-        if exact || (overlapping.iter().any(|n| n.name == name)) || coverage == Coverage::Whole {
+        if overlapping.iter().any(|n| n.name == name) || covered == Coverage::Whole {
             // exists
-        } else if let Coverage::Hole = coverage {
-            warnings.push(partly(names()));
+        } else if let Coverage::Hole = covered {
+            warnings.push(partly());
         } else if name.len() > crate::plan::ident::MAX_IDENT_BYTES {
             warnings.push(format!("cannot create {name}: longer than {} bytes", crate::plan::ident::MAX_IDENT_BYTES));
         } else if snapshot.other_relations.contains(&name) || attached_names.contains(name.as_str()) {
@@ -174,7 +175,7 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
         } else {
             // After a change of interval, the period that straddles the end of the existing
             // partitions gets only its rest: the change applies from the first instant not covered.
-            let from = match coverage {
+            let from = match covered {
                 Coverage::Prefix(BoundValue::At(x)) => x,
                 _ => period.start(),
             };
