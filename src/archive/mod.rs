@@ -12,6 +12,7 @@
 //! - [`retrieval`]: cold storage: which objects S3 serves now, what to request for the others.
 //! - [`check`]: an object against its manifest record, by HEAD (free) or by reading it.
 //! - [`settings`]: bucket, prefix, format, compression, part sizes, retrieval, validated.
+//! - [`workers`]: the streams that take an archive's chunks or a restore's objects side by side.
 //!
 //! May import: [`crate::pg`], [`crate::plan`], [`crate::error`], [`crate::retry`]; never the
 //! executor, AWS metrics or the front doors.
@@ -28,6 +29,7 @@ pub mod retrieval;
 pub mod rows;
 pub mod settings;
 pub mod store;
+pub mod workers;
 
 use crate::pg::connect::DbConfig;
 use settings::ArchiveSettings;

@@ -37,15 +37,13 @@
 use crate::archive::manifest::{ArchiveObject, ManifestRecord};
 use crate::archive::pipeline::{self, Source};
 use crate::archive::progress::{Measure, Progress};
-use crate::archive::Archiver;
+use crate::archive::{workers, Archiver};
 use crate::error::{Error, ErrorKind};
 use crate::pg::lock::{self, LockClass};
 use crate::plan::chunks;
 use crate::plan::ident::{quote_ident, quote_literal, QualifiedName};
 use anyhow::Context;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
@@ -471,18 +469,9 @@ async fn load_unit(
     Ok(Loaded::Unit { rows: unit.rows, already: !loaded_now })
 }
 
-/// Shared by the load workers.
-struct Workers {
-    queue: Mutex<VecDeque<Unit>>,
-    stop: AtomicBool,
-    out_of_time: AtomicBool,
-    /// Bytes (before compression) loaded and the time it took, summed over streams.
-    observed: Mutex<(u64, Duration)>,
-}
-
-/// Loads `todo` into `staging` on up to `ARCHIVE_STREAMS` connections, each object in its own
-/// verified transaction, while the time left covers the next one. `Ok(None)`: all loaded;
-/// `Ok(Some(why))`: stopped with objects left. Stops at the first failure.
+/// Loads `todo` into `staging` on up to `ARCHIVE_STREAMS` connections ([`workers::Queue`]), each
+/// object in its own verified transaction, while the time left covers the next one. `Ok(None)`:
+/// all loaded; `Ok(Some(why))`: stopped with objects left. Stops at the first failure.
 async fn load(
     archiver: &Archiver,
     rec: &ManifestRecord,
@@ -493,55 +482,27 @@ async fn load(
 ) -> Result<Option<String>, Error> {
     let db = archiver.db.clone().ok_or_else(|| Error::invalid("a restore needs database settings"))?;
     let streams = chunks::streams_for(archiver.store.settings.streams, todo.len());
-    let shared = Arc::new(Workers {
-        queue: Mutex::new(VecDeque::from(todo)),
-        stop: AtomicBool::new(false),
-        out_of_time: AtomicBool::new(false),
-        observed: Mutex::new((0, Duration::ZERO)),
-    });
-    let mut workers = tokio::task::JoinSet::new();
+    let margin = archiver.margin(FINISH_MARGIN);
+    let queue = Arc::new(workers::Queue::new(todo, |u: &Unit| u.raw_bytes, archiver.deadline, margin));
+    let mut pool = tokio::task::JoinSet::new();
     for _ in 0..streams {
-        let (db, shared, archiver, rec) = (db.clone(), shared.clone(), archiver.clone(), rec.clone());
+        let (db, queue, archiver, rec) = (db.clone(), queue.clone(), archiver.clone(), rec.clone());
         let (staging, id) = (staging.clone(), id.to_string());
-        workers.spawn(async move {
+        pool.spawn(async move {
             let mut conn = db.connect().await.context("connect a restore stream").map_err(wrap)?;
-            loop {
-                if shared.stop.load(Ordering::SeqCst) {
-                    return Ok(());
-                }
-                let Some(unit) = shared.queue.lock().expect("queue").pop_front() else { return Ok(()) };
-                let seen = *shared.observed.lock().expect("observed");
-                let seen = (seen.0 > 0).then_some(seen);
-                if !chunks::worth_starting(archiver.remaining(), unit.raw_bytes, seen, archiver.margin(FINISH_MARGIN)) {
-                    tracing::info!(partition = %rec.partition_name, object = unit.no, "not started: the time left would not cover it");
-                    shared.out_of_time.store(true, Ordering::SeqCst);
-                    shared.stop.store(true, Ordering::SeqCst);
-                    return Ok(());
-                }
+            while let Some(unit) = queue.next() {
                 let started = Instant::now();
                 if let Err(e) = load_one(&mut conn, &archiver, &rec, &staging, oid, &id, &unit).await {
-                    shared.stop.store(true, Ordering::SeqCst);
+                    queue.stop();
                     return Err(e);
                 }
-                let mut o = shared.observed.lock().expect("observed");
-                o.0 += unit.raw_bytes;
-                o.1 += started.elapsed();
+                queue.measured(unit.raw_bytes, started.elapsed());
             }
+            Ok(None)
         });
     }
-    let mut first_error = None;
-    while let Some(joined) = workers.join_next().await {
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => first_error = first_error.or(Some(e)),
-            Err(e) => first_error = first_error.or(Some(wrap(anyhow::anyhow!("restore worker panicked: {e}")))),
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    let left = shared.queue.lock().expect("queue").len();
-    Ok((left > 0 || shared.out_of_time.load(Ordering::SeqCst))
+    workers::join(pool, |e| wrap(anyhow::anyhow!("restore worker panicked: {e}"))).await?;
+    Ok((queue.ended().left > 0)
         .then(|| "the time left would not cover the next object: restore again to go on from it".to_string()))
 }
 

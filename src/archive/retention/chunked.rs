@@ -33,16 +33,14 @@ use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access};
 use crate::archive::settings::{Compression, Format};
 use crate::archive::store::{self, ObjectHead, Origin, WriteOnce};
-use crate::archive::Archiver;
+use crate::archive::{workers, Archiver};
 use crate::error::Error;
 use crate::pg::lock::{self, LockClass};
 use crate::plan::chunks::{self, BlockRange};
 use crate::plan::ident::{quote_literal, QualifiedName};
 use crate::plan::policy::TablePolicy;
 use anyhow::{anyhow, bail, Context};
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
@@ -143,7 +141,7 @@ pub(super) async fn archive_chunked(
             }
             break;
         }
-        match run_chunks(policy, partition, archiver, &rec).await? {
+        match run_chunks(client, policy, partition, archiver, &rec).await? {
             Ran::Rewritten(why) => {
                 tracing::warn!(%partition, why, "the table was rewritten since its chunks were planned: planning again");
                 rec.chunk_size = None;
@@ -417,81 +415,55 @@ enum ChunkRun {
     Rewritten(String),
 }
 
-/// Runs up to `ARCHIVE_STREAMS` workers over the plan's unfinished chunks.
+/// Runs up to `ARCHIVE_STREAMS` workers over the plan's unfinished chunks ([`workers::Queue`]).
 async fn run_chunks(
+    client: &Client,
     policy: &TablePolicy,
     partition: &QualifiedName,
     archiver: &Archiver,
     rec: &ManifestRecord,
 ) -> anyhow::Result<Ran> {
-    let todo: VecDeque<ChunkRecord> = rec.current_chunks().filter(|c| c.state != "uploaded").cloned().collect();
+    let block_size = relation(client, partition).await?.block_size.max(1) as u64;
+    let blocks = rec.rel_blocks.unwrap_or(0).max(0) as u64;
+    let todo: Vec<(ChunkRecord, u64)> = rec
+        .current_chunks()
+        .filter(|c| c.state != "uploaded")
+        .map(|c| (c.clone(), c.range().blocks(blocks) * block_size))
+        .collect();
     let streams = chunks::streams_for(archiver.store.settings.streams, todo.len());
     if streams == 0 {
         return Ok(Ran::Stopped { busy: 0, out_of_time: false });
     }
     let db = archiver.db.clone().context("chunked archives need database settings for their stream connections")?;
-    let queue = Arc::new(Mutex::new(todo));
-    let stop = Arc::new(AtomicBool::new(false));
-    let out_of_time = Arc::new(AtomicBool::new(false));
-    let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    // Heap bytes and stream-seconds of the chunks this run streamed: the per-stream rate.
-    let observed = Arc::new(Mutex::new((0u64, Duration::ZERO)));
-    let mut workers = tokio::task::JoinSet::new();
+    let margin = archiver.margin(FINISH_MARGIN);
+    let queue = Arc::new(workers::Queue::new(todo, |(_, bytes)| *bytes, archiver.deadline, margin));
+    let mut pool = tokio::task::JoinSet::new();
     for _ in 0..streams {
-        let (db, queue, stop, observed) = (db.clone(), queue.clone(), stop.clone(), observed.clone());
-        let (out_of_time, busy) = (out_of_time.clone(), busy.clone());
+        let (db, queue) = (db.clone(), queue.clone());
         let (policy, partition, archiver, rec) = (policy.clone(), partition.clone(), archiver.clone(), rec.clone());
-        workers.spawn(async move {
+        pool.spawn(async move {
             let conn = db.connect().await.context("connect a chunk stream")?;
-            let block_size = relation(&conn, &partition).await?.block_size.max(1) as u64;
-            loop {
-                if stop.load(Ordering::SeqCst) {
-                    return Ok(None);
-                }
-                let Some(chunk) = queue.lock().expect("queue").pop_front() else { return Ok(None) };
-                let bytes = chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size;
-                let seen = *observed.lock().expect("observed");
-                let seen = (seen.0 > 0).then_some(seen);
-                if !chunks::worth_starting(archiver.remaining(), bytes, seen, archiver.margin(FINISH_MARGIN)) {
-                    tracing::info!(%partition, chunk = chunk.chunk_no, "not started: the run's time budget would not cover it");
-                    out_of_time.store(true, Ordering::SeqCst);
-                    stop.store(true, Ordering::SeqCst);
-                    return Ok(None);
-                }
-                match archive_chunk(&conn, &policy, &partition, &archiver, &rec, &chunk, block_size).await {
-                    Ok(ChunkRun::Done(b, took)) => {
-                        let mut o = observed.lock().expect("observed");
-                        o.0 += b;
-                        o.1 += took;
-                    }
-                    Ok(ChunkRun::Busy) => {
-                        busy.fetch_add(1, Ordering::SeqCst);
-                    }
+            let job = Job { conn: &conn, policy: &policy, partition: &partition, archiver: &archiver, rec: &rec };
+            while let Some((chunk, _)) = queue.next() {
+                match archive_chunk(&job, &chunk, block_size).await {
+                    Ok(ChunkRun::Done(bytes, took)) => queue.measured(bytes, took),
+                    Ok(ChunkRun::Busy) => queue.busy(),
                     Ok(ChunkRun::Rewritten(why)) => {
-                        stop.store(true, Ordering::SeqCst);
+                        queue.stop();
                         return Ok(Some(why));
                     }
                     Err(e) => {
-                        stop.store(true, Ordering::SeqCst);
+                        queue.stop();
                         return Err(e.context(format!("{partition} chunk {}", chunk.chunk_no)));
                     }
                 }
             }
+            Ok(None)
         });
     }
-    let (mut first_error, mut rewritten) = (None, None);
-    while let Some(joined) = workers.join_next().await {
-        match joined.map_err(|e| anyhow!("chunk worker panicked: {e}")).and_then(|r| r) {
-            Ok(Some(why)) => rewritten = rewritten.or(Some(why)),
-            Ok(None) => {}
-            Err(e) => first_error = first_error.or(Some(e)),
-        }
-    }
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    let stopped = Ran::Stopped { busy: busy.load(Ordering::SeqCst), out_of_time: out_of_time.load(Ordering::SeqCst) };
-    Ok(rewritten.map_or(stopped, Ran::Rewritten))
+    let rewritten = workers::join(pool, |e| anyhow!("chunk worker panicked: {e}")).await?;
+    let ended = queue.ended();
+    Ok(rewritten.map_or(Ran::Stopped { busy: ended.busy, out_of_time: ended.out_of_time }, Ran::Rewritten))
 }
 
 /// The chunk's advisory lock: runs, their streams and fan-out units never archive one chunk at once.
@@ -499,51 +471,20 @@ fn chunk_lock_key(partition: &QualifiedName, chunk: &ChunkRecord) -> String {
     format!("{}.{}#{}#{}", partition.schema, partition.name, chunk.generation, chunk.chunk_no)
 }
 
-/// Archives one chunk on `conn`, under the chunk's advisory lock.
-async fn archive_chunk(
-    conn: &Client,
-    policy: &TablePolicy,
-    partition: &QualifiedName,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    chunk: &ChunkRecord,
-    block_size: u64,
-) -> anyhow::Result<ChunkRun> {
+/// Archives one chunk on the job's connection, under the chunk's advisory lock.
+async fn archive_chunk(job: &Job<'_>, chunk: &ChunkRecord, block_size: u64) -> anyhow::Result<ChunkRun> {
+    let (conn, partition) = (job.conn, job.partition);
     let key = chunk_lock_key(partition, chunk);
     if let lock::Locked::Held(holder) = lock::try_lock(conn, LockClass::Chunk, &key).await? {
         let holder = holder.map(|h| h.to_string()).unwrap_or_default();
         tracing::info!(%partition, chunk = chunk.chunk_no, %holder, "another run is archiving this chunk");
         return Ok(ChunkRun::Busy);
     }
-    let result = archive_locked_chunk(conn, policy, partition, archiver, rec, chunk, block_size).await;
+    let result = archive_locked_chunk(job, chunk, block_size).await;
     if let Err(e) = lock::unlock(conn, LockClass::Chunk, &key).await {
         tracing::warn!(error = %e, "could not release a chunk lock (it ends with the session)");
     }
     result
-}
-
-/// The chunk's row as it is now (another run may have finished or superseded it).
-async fn load_chunk(
-    conn: &Client,
-    policy: &TablePolicy,
-    partition: &QualifiedName,
-    chunk: &ChunkRecord,
-) -> anyhow::Result<Option<ChunkRecord>> {
-    let rec = manifest::load(conn, &policy.table, &partition.name).await?.context("manifest row vanished")?;
-    Ok(rec.chunks.into_iter().find(|c| c.generation == chunk.generation && c.chunk_no == chunk.chunk_no))
-}
-
-/// Records one transition of a chunk's row ([`ChunkChange`]); `false` when the chunk was
-/// superseded meanwhile (no row changed).
-async fn set_chunk(
-    conn: &Client,
-    policy: &TablePolicy,
-    partition: &QualifiedName,
-    chunk: &ChunkRecord,
-    change: ChunkChange<'_>,
-) -> anyhow::Result<bool> {
-    let sql = manifest::chunk_change_sql(&policy.table, &partition.name, chunk.generation, chunk.chunk_no, &change);
-    Ok(conn.execute(&sql, &[]).await.context("record chunk state")? == 1)
 }
 
 /// Does the relation still match the plan? A plan of one chunk from block 0 to the end reads every
@@ -569,7 +510,7 @@ async fn unchanged(
     )))
 }
 
-/// What one chunk's attempt works with.
+/// What one chunk's attempt works with: a connection of its own, and the partition's plan.
 struct Job<'a> {
     conn: &'a Client,
     policy: &'a TablePolicy,
@@ -578,17 +519,31 @@ struct Job<'a> {
     rec: &'a ManifestRecord,
 }
 
-async fn archive_locked_chunk(
-    conn: &Client,
-    policy: &TablePolicy,
-    partition: &QualifiedName,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    chunk: &ChunkRecord,
-    block_size: u64,
-) -> anyhow::Result<ChunkRun> {
+impl Job<'_> {
+    /// The chunk's row as it is now (another run may have finished or superseded it).
+    async fn load_chunk(&self, chunk: &ChunkRecord) -> anyhow::Result<Option<ChunkRecord>> {
+        let rec = reload(self.conn, self.policy, self.partition).await?;
+        Ok(rec.chunks.into_iter().find(|c| c.generation == chunk.generation && c.chunk_no == chunk.chunk_no))
+    }
+
+    /// Records one transition of a chunk's row ([`ChunkChange`]); `false` when the chunk was
+    /// superseded meanwhile (no row changed).
+    async fn set_chunk(&self, chunk: &ChunkRecord, change: ChunkChange<'_>) -> anyhow::Result<bool> {
+        let (table, partition) = (&self.policy.table, &self.partition.name);
+        let sql = manifest::chunk_change_sql(table, partition, chunk.generation, chunk.chunk_no, &change);
+        Ok(self.conn.execute(&sql, &[]).await.context("record chunk state")? == 1)
+    }
+
+    /// Records `message` as the partition's last error (what `list` and `status` show).
+    async fn note_error(&self, message: &str) -> anyhow::Result<()> {
+        manifest::note_error(self.conn, &self.policy.table, &self.partition.name, message).await
+    }
+}
+
+async fn archive_locked_chunk(job: &Job<'_>, chunk: &ChunkRecord, block_size: u64) -> anyhow::Result<ChunkRun> {
+    let Job { conn, policy, partition, archiver, rec } = *job;
     let store = &archiver.store;
-    let Some(chunk) = load_chunk(conn, policy, partition, chunk).await? else {
+    let Some(chunk) = job.load_chunk(chunk).await? else {
         return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
     };
     match chunk.state.as_str() {
@@ -602,7 +557,7 @@ async fn archive_locked_chunk(
     }
     store.abort_uploads_of(key).await?;
     if let Some(head) = store.head(key, None).await? {
-        return found_at_key(conn, policy, partition, archiver, rec, &chunk, &head).await;
+        return found_at_key(job, &chunk, &head).await;
     }
     if let Err(why) = unchanged(conn, partition, rec).await? {
         return Ok(ChunkRun::Rewritten(why));
@@ -621,9 +576,7 @@ async fn archive_locked_chunk(
     };
     let parquet = super::prepare::parquet_write(conn, rec, format, partition, &store.settings).await?;
     let upload_id = store.create_upload(key, format.content_type(), &origin).await?;
-    let recorded =
-        set_chunk(conn, policy, partition, &chunk, ChunkChange::Uploading { upload_id: &upload_id, token: &token })
-            .await;
+    let recorded = job.set_chunk(&chunk, ChunkChange::Uploading { upload_id: &upload_id, token: &token }).await;
     if !matches!(recorded, Ok(true)) {
         let _ = store.abort_upload(key, &upload_id).await;
         recorded?;
@@ -631,16 +584,15 @@ async fn archive_locked_chunk(
     }
     crate::fail_point!("after_create_upload");
     let heap_bytes = chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size;
-    let job = Job { conn, policy, partition, archiver, rec };
-    let up = match stream_checked(&job, &chunk, &upload_id, parquet, heap_bytes).await {
+    let up = match stream_checked(job, &chunk, &upload_id, parquet, heap_bytes).await {
         Ok(Ok(up)) => up,
         Ok(Err(why)) => {
             let _ = store.abort_upload(key, &upload_id).await;
             return Ok(ChunkRun::Rewritten(why));
         }
-        Err(e) => return Err(give_back(conn, policy, partition, store, &chunk, &upload_id, e).await),
+        Err(e) => return Err(give_back(job, &chunk, &upload_id, e).await),
     };
-    let run = complete(&job, &chunk, &upload_id, &up).await?;
+    let run = complete(job, &chunk, &upload_id, &up).await?;
     if matches!(run, ChunkRun::Done(..)) {
         tracing::info!(%partition, chunk = chunk.chunk_no, rows = up.rows, bytes = up.compressed_bytes, "chunk uploaded");
         return Ok(ChunkRun::Done(heap_bytes, started.elapsed()));
@@ -649,7 +601,7 @@ async fn archive_locked_chunk(
 }
 
 /// Streams the chunk's block range into the upload, then checks its rows over the same range
-/// ([`check_chunk`]) and that the relation was not rewritten meanwhile (`Ok(Err(why))` if it was).
+/// ([`check_rows`]) and that the relation was not rewritten meanwhile (`Ok(Err(why))` if it was).
 async fn stream_checked(
     job: &Job<'_>,
     chunk: &ChunkRecord,
@@ -704,8 +656,7 @@ async fn complete(
     upload_id: &str,
     up: &pipeline::Streamed,
 ) -> anyhow::Result<ChunkRun> {
-    let Job { conn, policy, partition, archiver, rec } = *job;
-    let (store, key) = (&archiver.store, chunk.object_key.as_str());
+    let (store, key) = (&job.archiver.store, chunk.object_key.as_str());
     // The figures before the object exists: a run killed right after S3 completes it finds the
     // object described by the chunk's own row.
     let streamed = ChunkChange::Streamed {
@@ -715,7 +666,7 @@ async fn complete(
         sha256: &up.sha256,
         composite: &up.composite_sha256,
     };
-    if !set_chunk(conn, policy, partition, chunk, streamed).await? {
+    if !job.set_chunk(chunk, streamed).await? {
         let _ = store.abort_upload(key, upload_id).await;
         return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
     }
@@ -726,16 +677,16 @@ async fn complete(
             let _ = store.abort_upload(key, upload_id).await;
             // Our own completion, answered 412 on a retry of the call, or another writer's.
             let head = store.head(key, None).await?.context("the key that refused our upload holds no object")?;
-            let Some(chunk) = load_chunk(conn, policy, partition, chunk).await? else {
+            let Some(chunk) = job.load_chunk(chunk).await? else {
                 return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
             };
-            return found_at_key(conn, policy, partition, archiver, rec, &chunk, &head).await;
+            return found_at_key(job, &chunk, &head).await;
         }
-        Err(e) => return Err(give_back(conn, policy, partition, store, chunk, upload_id, e).await),
+        Err(e) => return Err(give_back(job, chunk, upload_id, e).await),
     };
     crate::fail_point!("after_complete");
     let uploaded = ChunkChange::Uploaded { etag: etag.as_deref(), version_id: version_id.as_deref() };
-    if !set_chunk(conn, policy, partition, chunk, uploaded).await? {
+    if !job.set_chunk(chunk, uploaded).await? {
         // A new plan superseded this chunk while it streamed: its object is not part of the
         // archive, so it leaves the directory now (the new plan's run also retries this).
         if let Err(e) = store.hide_superseded(key, version_id.as_deref()).await {
@@ -759,15 +710,8 @@ async fn complete(
 ///
 /// Anything else is another database's or deployment's archive: the chunk goes back to `pending`
 /// with the reason, and an integrity error names both writers; nothing is written or dropped.
-async fn found_at_key(
-    conn: &Client,
-    policy: &TablePolicy,
-    partition: &QualifiedName,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    chunk: &ChunkRecord,
-    head: &ObjectHead,
-) -> anyhow::Result<ChunkRun> {
+async fn found_at_key(job: &Job<'_>, chunk: &ChunkRecord, head: &ObjectHead) -> anyhow::Result<ChunkRun> {
+    let Job { partition, archiver, rec, .. } = *job;
     let (key, bucket) = (chunk.object_key.as_str(), &archiver.store.settings.bucket);
     let own = chunk.upload_token.is_some()
         && head.metadata.get(store::META_UPLOAD_TOKEN) == chunk.upload_token.as_ref()
@@ -777,18 +721,16 @@ async fn found_at_key(
     let (etag, version_id) = (head.etag.as_deref(), head.version_id.as_deref());
     let adopted;
     let change = if own {
-        if let Err(why) = recheck_own(conn, partition, archiver, rec, chunk, head).await? {
+        if let Err(why) = recheck_own(job, chunk, head).await? {
             let message = format!(
                 "{partition}: the object at s3://{bucket}/{key}, this chunk's own upload, {why}: not uploaded, nothing dropped"
             );
-            set_chunk(conn, policy, partition, chunk, ChunkChange::Refused { why: &message }).await?;
-            manifest::note_error(conn, &policy.table, &partition.name, &message).await?;
-            bail!(Error::integrity(message));
+            return Err(refuse(job, chunk, message).await);
         }
         tracing::info!(%key, "the chunk's own completed upload: recorded");
         ChunkChange::Uploaded { etag, version_id }
     } else {
-        match same_content(conn, partition, archiver, rec, chunk, head).await? {
+        match same_content(job, chunk, head).await? {
             Ok(figures) => {
                 tracing::warn!(%key, rows = figures.rows, "the object at the chunk's key holds exactly its rows: adopted");
                 adopted = figures;
@@ -825,30 +767,35 @@ async fn found_at_key(
                      dropped. If another database (a clone restored from a snapshot, a second deployment) archives to \
                      this bucket, give each its own ARCHIVE_PREFIX."
                 );
-                set_chunk(conn, policy, partition, chunk, ChunkChange::Refused { why: &message }).await?;
-                manifest::note_error(conn, &policy.table, &partition.name, &message).await?;
-                bail!(Error::integrity(message));
+                return Err(refuse(job, chunk, message).await);
             }
         }
     };
-    if !set_chunk(conn, policy, partition, chunk, change).await? {
+    if !job.set_chunk(chunk, change).await? {
         return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
     }
     Ok(ChunkRun::Done(0, Duration::ZERO))
+}
+
+/// The object at the chunk's key is not (provably) its own: the chunk goes back to `pending` with
+/// `message`, which the partition's row also shows, and the integrity error to return says it.
+async fn refuse(job: &Job<'_>, chunk: &ChunkRecord, message: String) -> anyhow::Error {
+    let recorded = async {
+        job.set_chunk(chunk, ChunkChange::Refused { why: &message }).await?;
+        job.note_error(&message).await
+    };
+    match recorded.await {
+        Ok(()) => Error::integrity(message).into(),
+        Err(e) => e.context(message),
+    }
 }
 
 /// The rows of an object recorded as this chunk's own upload (completed by a run that died before
 /// recording it, or carried over from an earlier version, which checked rows only after `uploaded`),
 /// checked again over the chunk's block range as a fresh upload's are ([`check_rows`], against the
 /// rows recorded and, for Parquet, the object's footer). `Ok(Err(why))` when not.
-async fn recheck_own(
-    conn: &Client,
-    partition: &QualifiedName,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    chunk: &ChunkRecord,
-    head: &ObjectHead,
-) -> anyhow::Result<Result<(), String>> {
+async fn recheck_own(job: &Job<'_>, chunk: &ChunkRecord, head: &ObjectHead) -> anyhow::Result<Result<(), String>> {
+    let Job { conn, partition, archiver, rec, .. } = *job;
     let condition = chunk.range().ctid_condition();
     let recorded = chunk.row_count.unwrap_or(-1);
     if rec.format()? != Format::Parquet {
@@ -887,13 +834,11 @@ struct Figures {
 /// a Parquet file's bytes depend on its writer too, so one written by another version or with
 /// other settings is refused, never adopted wrongly.
 async fn same_content(
-    conn: &Client,
-    partition: &QualifiedName,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
+    job: &Job<'_>,
     chunk: &ChunkRecord,
     head: &ObjectHead,
 ) -> anyhow::Result<Result<Figures, NotSame>> {
+    let Job { conn, partition, archiver, rec, .. } = *job;
     let (format, compression) = (rec.format()?, rec.compression()?);
     let class = head.storage_class.as_deref().unwrap_or("STANDARD");
     match retrieval::access(head.storage_class.as_deref(), head.archive_status.as_deref(), head.restore.as_deref()) {
@@ -968,22 +913,14 @@ async fn check_rows(
 
 /// A chunk's attempt failed with `e`: its multipart upload is aborted (or left for the next run
 /// to abort) and the chunk goes back to `pending` with the error. Returns `e`.
-async fn give_back(
-    conn: &Client,
-    policy: &TablePolicy,
-    partition: &QualifiedName,
-    store: &crate::archive::store::Store,
-    chunk: &ChunkRecord,
-    upload_id: &str,
-    e: anyhow::Error,
-) -> anyhow::Error {
+async fn give_back(job: &Job<'_>, chunk: &ChunkRecord, upload_id: &str, e: anyhow::Error) -> anyhow::Error {
     let key = &chunk.object_key;
-    if let Err(abort) = store.abort_upload(key, upload_id).await {
+    if let Err(abort) = job.archiver.store.abort_upload(key, upload_id).await {
         tracing::error!(error = %format!("{abort:#}"), %key, "could not abort the multipart upload; the next run aborts it");
     }
     let message = format!("chunk {}: {e:#}", chunk.chunk_no);
-    let _ = set_chunk(conn, policy, partition, chunk, ChunkChange::Failed { why: &format!("{e:#}") }).await;
-    let _ = manifest::note_error(conn, &policy.table, &partition.name, &message).await;
+    let _ = job.set_chunk(chunk, ChunkChange::Failed { why: &format!("{e:#}") }).await;
+    let _ = job.note_error(&message).await;
     e
 }
 
@@ -1010,7 +947,7 @@ async fn finish(
     let sum = |f: fn(&ChunkRecord) -> Option<i64>| -> Option<i64> { chunks.iter().map(|c| f(c)).sum() };
     let (rows, raw, compressed) = (sum(|c| c.row_count), sum(|c| c.raw_bytes), sum(|c| c.compressed_bytes));
     if let Err(reason) = check::by_head(archiver, &rec).await? {
-        let reset = upload_missing_again(client, policy, partition, archiver, &rec).await?;
+        let reset = upload_missing_again(&Job { conn: client, policy, partition, archiver, rec: &rec }).await?;
         if reset == 0 {
             bail!(Error::integrity(reason));
         }
@@ -1072,18 +1009,13 @@ async fn finish(
 /// upload's figures, so they are uploaded again (by this run's next pass or the next run). The
 /// key holds no object, so nothing is replaced; an object of other bytes at the key is still
 /// refused when the upload finds it. Returns how many.
-async fn upload_missing_again(
-    client: &Client,
-    policy: &TablePolicy,
-    partition: &QualifiedName,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-) -> anyhow::Result<usize> {
+async fn upload_missing_again(job: &Job<'_>) -> anyhow::Result<usize> {
+    let Job { partition, archiver, rec, .. } = *job;
     let mut reset = 0;
     for (obj, chunk) in rec.objects().iter().zip(rec.current_chunks()) {
         let Err(check::Unlocated::Missing(why)) = check::locate(archiver, obj).await? else { continue };
         tracing::warn!(%partition, chunk = chunk.chunk_no, why, "a chunk's object is gone while the partition is still in PostgreSQL: it is uploaded again");
-        if set_chunk(client, policy, partition, chunk, ChunkChange::Lost { why: &why }).await? {
+        if job.set_chunk(chunk, ChunkChange::Lost { why: &why }).await? {
             reset += 1;
         }
     }
@@ -1141,7 +1073,8 @@ pub async fn archive_unit(
         tracing::warn!(%partition, chunk = chunk_no, bytes, "not started: this invocation's time would not cover it");
         return Ok((UnitOutcome::NotStarted, None));
     }
-    let outcome = match archive_chunk(client, policy, partition, archiver, &rec, &chunk, block_size).await? {
+    let job = Job { conn: client, policy, partition, archiver, rec: &rec };
+    let outcome = match archive_chunk(&job, &chunk, block_size).await? {
         ChunkRun::Done(..) => UnitOutcome::Uploaded,
         ChunkRun::Busy => UnitOutcome::Busy,
         ChunkRun::Rewritten(why) => {
@@ -1149,6 +1082,6 @@ pub async fn archive_unit(
             UnitOutcome::Rewritten
         }
     };
-    let rows = load_chunk(client, policy, partition, &chunk).await?.and_then(|c| c.row_count);
+    let rows = job.load_chunk(&chunk).await?.and_then(|c| c.row_count);
     Ok((outcome, rows))
 }
