@@ -13,7 +13,7 @@ quoting the figures. Never a test: figures go to stdout and BENCHMARKS.md.
 """
 import argparse, os, re, shlex, statistics, subprocess, sys, tempfile, time
 
-from common import BINARY, PSQL, fill_trades, reattach_march, sh, start_servers, stop_servers
+from common import BINARY, PSQL, fill_trades, print_checks, reattach_march, sh, start_servers, stop_servers
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -80,6 +80,30 @@ def measurer(env, repeat, results):
     return measure
 
 
+def measure_archives(measure, pa, part, configs, reattach):
+    """Measures raw COPY of `part` (the yardstick), then archives March once per (name, settings)
+    config, putting it back after each run. Archives are write-once: each run archives under a
+    prefix of its own, the setting this returns."""
+    measure("raw COPY csv > /dev/null (one stream)", f"psql -X -c 'COPY {part} TO STDOUT (FORMAT csv)' > /dev/null")
+    fresh = "ARCHIVE_PREFIX=bench-$(date +%s%N)"
+    for name, vars in configs:
+        measure(f"archive, {name}", f"{fresh} {vars} {pa} archive --table trades --partition trades_2026_03 > /dev/null", reset=reattach)
+        reattach()
+    return fresh
+
+
+def print_results(results, raw, copy_from, all_cpu=False):
+    """The measurements table: each result against raw COPY (restores against raw COPY FROM), with
+    the CPU of the client, PostgreSQL and LocalStack (and, with `all_cpu`, their sum per core)."""
+    extra = " all CPU s / 2 cores |" if all_cpu else ""
+    print(f"| what | min s | median s | peak RSS MiB | client CPU s | PostgreSQL CPU s | LocalStack CPU s |{extra} vs raw COPY (min) |")
+    print("|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if all_cpu else "") + "---:|")
+    for name, (mn, med, rss, cpu, server, s3) in results.items():
+        base = copy_from if ("restore" in name or "COPY FROM" in name) else raw
+        total = f" {(cpu + server + s3) / 2:.2f} |" if all_cpu else ""
+        print(f"| {name} | {mn:.2f} | {med:.2f} | {rss / 1024:.0f} | {cpu:.2f} | {server:.2f} | {s3:.2f} |{total} {mn / base:.2f}x |")
+
+
 def prepare_march(env, pa, rows):
     """Migrates, creates the partitions (a run in March 2026), makes trades move its archived
     months to bench_hist (so `reattach_march` can put March back), fills March with `rows` trades;
@@ -111,22 +135,14 @@ def main():
 
         results = {}
         measure = measurer(env, args.repeat, results)
-
         reattach = lambda: reattach_march(env)
-
-        measure("raw COPY csv > /dev/null (one stream)", f"psql -X -c 'COPY {part} TO STDOUT (FORMAT csv)' > /dev/null")
         measure("pg_dump -Fc -t partition", f"pg_dump -Fc -t {part} -f {work}/p.dump")
-        # Archives are write-once: each run archives under a prefix of its own.
-        fresh = "ARCHIVE_PREFIX=bench-$(date +%s%N)"
-        configs = [
+        fresh = measure_archives(measure, pa, part, [
             ("ARCHIVE_STREAMS=1", "ARCHIVE_STREAMS=1"),
             ("default (256MiB chunks, 2 streams)", ""),
             ("128MiB chunks, 2 streams", "ARCHIVE_CHUNK_SIZE=128MiB ARCHIVE_STREAMS=2"),
             ("128MiB chunks, 4 streams", "ARCHIVE_CHUNK_SIZE=128MiB ARCHIVE_STREAMS=4"),
-        ]
-        for name, vars in configs:
-            measure(f"archive, {name}", f"{fresh} {vars} {pa} archive --table trades --partition trades_2026_03 > /dev/null", reset=reattach)
-            reattach()
+        ], reattach)
         # Leave the partition archived with the defaults for the restores.
         sh(f"{fresh} {pa} archive --table trades --partition trades_2026_03 > /dev/null", env=env)
         chunks = sh("psql -X -At -c \"SELECT count(*) FROM partition_archiver.archive_chunk WHERE partition_name = 'trades_2026_03' AND state = 'uploaded'\"", env=env, capture=True).stdout.strip()
@@ -168,11 +184,7 @@ def main():
         raw = results["raw COPY csv > /dev/null (one stream)"][0]
         copy_from = results["raw COPY FROM csv file (one stream)"][0]
         print(f"\n### {args.rows:,} rows ({heap / 2**20:.0f} MiB heap), best of {args.repeat}, {os.cpu_count()} CPUs shared by PostgreSQL, LocalStack and the client\n")
-        print("| what | min s | median s | peak RSS MiB | client CPU s | PostgreSQL CPU s | LocalStack CPU s | all CPU s / 2 cores | vs raw COPY (min) |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        for name, (mn, med, rss, cpu, server, s3) in results.items():
-            base = copy_from if ("restore" in name or "COPY FROM" in name) else raw
-            print(f"| {name} | {mn:.2f} | {med:.2f} | {rss / 1024:.0f} | {cpu:.2f} | {server:.2f} | {s3:.2f} | {(cpu + server + s3) / 2:.2f} | {mn / base:.2f}x |")
+        print_results(results, raw, copy_from, all_cpu=True)
         one = results["archive, ARCHIVE_STREAMS=1"]
         default = results["archive, default (256MiB chunks, 2 streams)"]
         a_cpu, s_cpu = one[3] / gb, one[4] / gb
@@ -198,12 +210,7 @@ def main():
             ("budgeted archive done in 3-4 runs, each chunk once", f"{len(runs)} runs, max {max(counts.values()) if counts else 0} version(s)",
              3 <= len(runs) <= 4 and counts and max(counts.values()) == 1),
         ]
-        if big:
-            n, w, r = big
-            checks.append((f"{args.big_factor}x partition RSS <= 1.1x the 1x RSS (defaults)",
-                           f"{r / 1024:.0f} MiB vs {default[2] / 1024:.0f} MiB ({n:,} rows in {w:.1f} s)", r <= 1.1 * default[2]))
-        for name, got, ok in checks:
-            print(f"| {name} | {got} | {'yes' if ok else 'NO'} |")
+        print_checks(checks, big, args.big_factor, default[2], " (defaults)")
     finally:
         stop_servers(env)
 

@@ -75,3 +75,15 @@ def reattach_march(env):
            -c "ALTER TABLE bench_hist.trades_2026_03 SET SCHEMA public" \
            -c "ALTER TABLE public.trades ATTACH PARTITION public.trades_2026_03 FOR VALUES FROM ('2026-03-01 00:00+00') TO ('2026-04-01 00:00+00')" \
            -c "DELETE FROM partition_archiver.archive_manifest WHERE partition_name = 'trades_2026_03'" """, env=env)
+
+
+def print_checks(checks, big=None, big_factor=0, base_rss=0, note=""):
+    """Prints the targets table: each (target, measured, met) row, then, when a partition
+    `big_factor` times larger was archived (`big`: rows, seconds, peak RSS KiB), whether its peak
+    RSS stayed within 1.1x of `base_rss`."""
+    if big:
+        n, w, r = big
+        checks = checks + [(f"{big_factor}x partition RSS <= 1.1x the 1x RSS{note}",
+                            f"{r / 1024:.0f} MiB vs {base_rss / 1024:.0f} MiB ({n:,} rows in {w:.1f} s)", r <= 1.1 * base_rss)]
+    for name, got, ok in checks:
+        print(f"| {name} | {got} | {'yes' if ok else 'NO'} |")

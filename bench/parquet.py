@@ -14,8 +14,8 @@ share this machine's cores: say so when quoting the figures. Never a test: figur
 """
 import argparse, json, os, re, statistics, subprocess, sys, tempfile, time
 
-from chunks import measurer, prepare_march, timed
-from common import BINARY, PSQL, fill_trades, reattach_march, sh, start_servers, stop_servers
+from chunks import measure_archives, measurer, prepare_march, print_results, timed
+from common import BINARY, PSQL, fill_trades, print_checks, reattach_march, sh, start_servers, stop_servers
 
 DUCKDB_QUERY = """SELECT symbol, date_trunc('day', created_at) AS day, sum(quantity) AS quantity, count(*) AS trades
                     FROM {source} GROUP BY ALL ORDER BY ALL"""
@@ -74,18 +74,12 @@ def main():
         work = tempfile.mkdtemp(prefix="pa-bench-parquet-files.")
         results = {}
         measure = measurer(env, args.repeat, results)
-
         reattach = lambda: reattach_march(env)
-        measure("raw COPY csv > /dev/null (one stream)", f"psql -X -c 'COPY {part} TO STDOUT (FORMAT csv)' > /dev/null")
-        fresh = "ARCHIVE_PREFIX=bench-$(date +%s%N)"
-        configs = [
+        fresh = measure_archives(measure, pa, part, [
             ("CSV.zst, defaults (2 streams)", "ARCHIVE_FORMAT=csv"),
             ("Parquet, 1 stream", "ARCHIVE_FORMAT=parquet ARCHIVE_STREAMS=1"),
             ("Parquet, defaults (2 streams)", "ARCHIVE_FORMAT=parquet"),
-        ]
-        for name, vars in configs:
-            measure(f"archive, {name}", f"{fresh} {vars} {pa} archive --table trades --partition trades_2026_03 > /dev/null", reset=reattach)
-            reattach()
+        ], reattach)
 
         # Keep one archive of each format for sizes, DuckDB and the restore.
         sizes = {}
@@ -126,11 +120,7 @@ def main():
         raw = results["raw COPY csv > /dev/null (one stream)"][0]
         copy_from = results["raw COPY FROM csv file (one stream)"][0]
         print(f"\n### {args.rows:,} rows ({heap / 2**20:.0f} MiB heap), best of {args.repeat}, {os.cpu_count()} CPUs shared by PostgreSQL, LocalStack and the client\n")
-        print("| what | min s | median s | peak RSS MiB | client CPU s | PostgreSQL CPU s | LocalStack CPU s | vs raw COPY (min) |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for name, (mn, med, rss, cpu, server, s3) in results.items():
-            base = copy_from if ("restore" in name or "COPY FROM" in name) else raw
-            print(f"| {name} | {mn:.2f} | {med:.2f} | {rss / 1024:.0f} | {cpu:.2f} | {server:.2f} | {s3:.2f} | {mn / base:.2f}x |")
+        print_results(results, raw, copy_from)
         print(f"\nobject size: CSV.zst {sizes['csv'] / 2**20:.1f} MiB, Parquet {sizes['parquet'] / 2**20:.1f} MiB "
               f"({sizes['parquet'] / sizes['csv']:.2f}x)")
         print("\n| DuckDB: sum(quantity), count(*) by symbol and day | min s | median s | groups | rows |")
@@ -147,12 +137,7 @@ def main():
             ("restore vs raw COPY FROM", f"{restore[0] / copy_from:.2f}x", True),
             ("DuckDB Parquet vs CSV.zst", f"{duck['Parquet'][0]:.3f} s vs {duck['CSV.zst'][0]:.3f} s", duck["Parquet"][0] < duck["CSV.zst"][0]),
         ]
-        if big:
-            n, w, r = big
-            checks.append((f"{args.big_factor}x partition RSS flat (<= 1.1x, defaults)",
-                           f"{r / 1024:.0f} MiB vs {two[2] / 1024:.0f} MiB ({n:,} rows in {w:.1f} s)", r <= 1.1 * two[2]))
-        for name, got, ok in checks:
-            print(f"| {name} | {got} | {'yes' if ok else 'NO'} |")
+        print_checks(checks, big, args.big_factor, two[2], " (defaults)")
     finally:
         stop_servers(env)
 

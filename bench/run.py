@@ -10,7 +10,7 @@ binary (built if missing). Never a test: figures go to stdout and BENCHMARKS.md.
 """
 import argparse, os, shlex, statistics, sys, tempfile, time
 
-from common import BINARY, PSQL, fill_trades, pin_servers, reattach_march, sh, start_servers, stop_servers
+from common import BINARY, PSQL, fill_trades, pin_servers, print_checks, reattach_march, sh, start_servers, stop_servers
 
 
 CLIENT = ""  # "taskset -c 1 " with --pin
@@ -118,11 +118,7 @@ def main():
             ("restore <= 1.1x raw COPY FROM", f"{rest[0] / copy_from:.2f}x", rest[0] <= 1.1 * copy_from),
             ("peak RSS <= 64 MiB (archive)", f"{arch[2] / 1024:.0f} MiB", arch[2] <= 64 * 1024),
         ]
-        if big:
-            n, w, r = big
-            checks.append((f"{args.big_factor}x partition RSS <= 1.1x the 1x RSS", f"{r / 1024:.0f} MiB vs {arch[2] / 1024:.0f} MiB ({n:,} rows in {w:.1f} s)", r <= 1.1 * arch[2]))
-        for name, got, ok in checks:
-            print(f"| {name} | {got} | {'yes' if ok else 'NO'} |")
+        print_checks(checks, big, args.big_factor, arch[2])
     finally:
         stop_servers(env)
 

@@ -6,6 +6,20 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Which chunk a fan-out unit (`archive-chunk`, `restore-chunk`) works on, as the unit gives it.
+#[derive(Debug, clap::Args)]
+pub struct UnitArgs {
+    /// The partitioned table (schema.table).
+    #[arg(long)]
+    table: String,
+    /// The partition.
+    #[arg(long)]
+    partition: String,
+    /// The chunk number (from 1).
+    #[arg(long, allow_hyphen_values = true)]
+    chunk: i64,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "partition-archiver",
@@ -94,15 +108,8 @@ pub enum Command {
     /// Archive one chunk of a partition whose chunks are planned (`maintain --fan-out` lists them
     /// as units): the work of one Step Functions Map branch. Safe to run side by side and again.
     ArchiveChunk {
-        /// The partitioned table (schema.table).
-        #[arg(long)]
-        table: String,
-        /// The partition whose chunk this is.
-        #[arg(long)]
-        partition: String,
-        /// The chunk number (from 1), as the unit gives it.
-        #[arg(long, allow_hyphen_values = true)]
-        chunk: i64,
+        #[command(flatten)]
+        unit: UnitArgs,
         /// Seconds this unit may take: a chunk that would not finish in time is not started
         /// (outcome `not_started`).
         #[arg(long)]
@@ -152,15 +159,8 @@ pub enum Command {
     /// Load one object of a planned restore into its staging table (`restore --fan-out` lists the
     /// units); loaded side by side, each verified.
     RestoreChunk {
-        /// The partitioned table (schema.table), as the unit gives it.
-        #[arg(long)]
-        table: String,
-        /// The archived partition, as the unit gives it.
-        #[arg(long)]
-        partition: String,
-        /// The chunk number (from 1), as the unit gives it.
-        #[arg(long, allow_hyphen_values = true)]
-        chunk: i64,
+        #[command(flatten)]
+        unit: UnitArgs,
         /// The restore id of the plan, as the unit gives it.
         #[arg(long)]
         restore_id: String,
@@ -228,7 +228,7 @@ impl Command {
                 time_budget: None,
                 fan_out: false,
             },
-            Command::ArchiveChunk { table, partition, chunk, time_budget } => {
+            Command::ArchiveChunk { unit: UnitArgs { table, partition, chunk }, time_budget } => {
                 check(&partition)?;
                 Request::ArchiveChunk {
                     table: one_table(table)?,
@@ -255,7 +255,12 @@ impl Command {
                     fan_out,
                 }
             }
-            Command::RestoreChunk { table, partition, chunk, restore_id, into_schema, time_budget } => {
+            Command::RestoreChunk {
+                unit: UnitArgs { table, partition, chunk },
+                restore_id,
+                into_schema,
+                time_budget,
+            } => {
                 check(&partition)?;
                 Request::RestoreChunk {
                     table: one_table(table)?,

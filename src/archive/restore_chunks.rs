@@ -136,6 +136,18 @@ pub enum Loaded {
     Unit { rows: i64, already: bool },
 }
 
+/// What every step of one restore works with: the archive, where it goes, and the staging table
+/// on the way there.
+#[derive(Clone, Copy)]
+struct Restore<'a> {
+    archiver: &'a Archiver,
+    rec: &'a ManifestRecord,
+    target: &'a QualifiedName,
+    staging: &'a QualifiedName,
+    /// The column list of the staging table's CREATE TABLE.
+    columns: &'a str,
+}
+
 /// Drops `staging` and forgets its loaded objects, under a lock_timeout: a session of a failed or
 /// killed load may still hold it (invariant 4), and waiting for it could be waiting forever.
 async fn drop_staging(
@@ -209,14 +221,16 @@ pub async fn restore_objects(
             format!("another restore is using {staging}{by}: run this one when it has finished"),
         ));
     }
-    let result =
-        match step {
-            Step::Whole => restore_locked(client, archiver, rec, target, &staging, columns).await,
-            Step::Plan => stage(client, archiver, rec, target, &staging, columns, false).await.map(|s| {
-                Loaded::Planned { restore_id: s.id, left: s.todo.iter().map(|u| u.no).collect(), total: s.total }
-            }),
-            Step::Unit { chunk, restore_id } => load_unit(client, archiver, rec, &staging, chunk, restore_id).await,
-        };
+    let r = Restore { archiver, rec, target, staging: &staging, columns };
+    let result = match step {
+        Step::Whole => restore_locked(client, r).await,
+        Step::Plan => stage(client, r, false).await.map(|s| Loaded::Planned {
+            restore_id: s.id,
+            left: s.todo.iter().map(|u| u.no).collect(),
+            total: s.total,
+        }),
+        Step::Unit { chunk, restore_id } => load_unit(client, r, chunk, restore_id).await,
+    };
     if let Err(e) = lock::unlock_as(client, LockClass::Restore, &staging.quoted(), hold).await {
         tracing::warn!(error = %e, "could not release the restore lock (it ends with the session)");
     }
@@ -250,15 +264,8 @@ async fn require_migrated(client: &Client) -> Result<(), Error> {
 /// Finds the staging table a stopped restore of this archive left (going on with it), or creates
 /// one (dropping a leftover of another archive). With `loads_next`, a time left too short to load
 /// the next object is refused first, with nothing changed.
-async fn stage(
-    client: &mut Client,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    target: &QualifiedName,
-    staging: &QualifiedName,
-    columns: &str,
-    loads_next: bool,
-) -> Result<Staged, Error> {
+async fn stage(client: &mut Client, r: Restore<'_>, loads_next: bool) -> Result<Staged, Error> {
+    let Restore { archiver, rec, staging, .. } = r;
     require_migrated(client).await?;
     let units: Vec<Unit> = rec.objects().iter().map(Unit::of).collect();
     let total = units.len();
@@ -299,7 +306,7 @@ async fn stage(
                     )))
                 })?;
             }
-            create_staging(client, target, staging, columns).await?
+            create_staging(client, r).await?
         }
     };
     // The workers load into this very table (its oid), not whatever has its name by then.
@@ -309,18 +316,12 @@ async fn stage(
 }
 
 /// The whole restore: stage, load what is left within the deadline, rename once all is in.
-async fn restore_locked(
-    client: &mut Client,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    target: &QualifiedName,
-    staging: &QualifiedName,
-    columns: &str,
-) -> Result<Loaded, Error> {
-    let Staged { id, oid, todo, total } = stage(client, archiver, rec, target, staging, columns, true).await?;
-    let stopped = load(archiver, rec, staging, oid, &id, todo).await;
+async fn restore_locked(client: &mut Client, r: Restore<'_>) -> Result<Loaded, Error> {
+    let Staged { id, oid, todo, total } = stage(client, r, true).await?;
+    let staging = r.staging;
+    let stopped = load(r, oid, &id, todo).await;
     let result = match stopped {
-        Ok(None) => rename(client, rec, staging, target, oid, &id, total).await.map(Loaded::Complete),
+        Ok(None) => rename(client, r, oid, &id, total).await.map(Loaded::Complete),
         Ok(Some(why)) => {
             let done: i64 = client
                 .query_one("SELECT count(*) FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
@@ -344,12 +345,8 @@ async fn restore_locked(
 }
 
 /// Creates the staging table with a new restore id in its comment; returns the id.
-async fn create_staging(
-    client: &Client,
-    target: &QualifiedName,
-    staging: &QualifiedName,
-    columns: &str,
-) -> Result<String, Error> {
+async fn create_staging(client: &Client, r: Restore<'_>) -> Result<String, Error> {
+    let Restore { target, staging, columns, .. } = r;
     let id = crate::archive::store::new_upload_token();
     client
         .batch_execute(&format!(
@@ -367,15 +364,8 @@ async fn create_staging(
 /// Renames the staging table (still the one loaded, by oid) to `target` once every object is in,
 /// in one transaction that checks the `restore_loaded` rows against the manifest (every object,
 /// the manifest's row count) and deletes them. Returns the rows restored.
-async fn rename(
-    client: &mut Client,
-    rec: &ManifestRecord,
-    staging: &QualifiedName,
-    target: &QualifiedName,
-    oid: u32,
-    id: &str,
-    total: usize,
-) -> Result<u64, Error> {
+async fn rename(client: &mut Client, r: Restore<'_>, oid: u32, id: &str, total: usize) -> Result<u64, Error> {
+    let Restore { rec, staging, target, .. } = r;
     let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
     tx.batch_execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", staging.quoted()))
         .await
@@ -424,14 +414,8 @@ async fn rename(
 /// not there (planned yet? renamed already?), is another restore's, or has no such object. A unit
 /// never drops the staging table (other units load into it): a failure no retry mends is left
 /// for the final step, whose own load of the object meets it and drops the table.
-async fn load_unit(
-    client: &mut Client,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    staging: &QualifiedName,
-    chunk: i32,
-    restore_id: &str,
-) -> Result<Loaded, Error> {
+async fn load_unit(client: &mut Client, r: Restore<'_>, chunk: i32, restore_id: &str) -> Result<Loaded, Error> {
+    let Restore { archiver, rec, staging, .. } = r;
     require_migrated(client).await?;
     let partition = &rec.partition_name;
     let Some((id, loaded)) = leftover(client, staging).await? else {
@@ -472,14 +456,8 @@ async fn load_unit(
 /// Loads `todo` into `staging` on up to `ARCHIVE_STREAMS` connections ([`workers::Queue`]), each
 /// object in its own verified transaction, while the time left covers the next one. `Ok(None)`:
 /// all loaded; `Ok(Some(why))`: stopped with objects left. Stops at the first failure.
-async fn load(
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    staging: &QualifiedName,
-    oid: u32,
-    id: &str,
-    todo: Vec<Unit>,
-) -> Result<Option<String>, Error> {
+async fn load(r: Restore<'_>, oid: u32, id: &str, todo: Vec<Unit>) -> Result<Option<String>, Error> {
+    let Restore { archiver, rec, staging, .. } = r;
     let db = archiver.db.clone().ok_or_else(|| Error::invalid("a restore needs database settings"))?;
     let streams = chunks::streams_for(archiver.store.settings.streams, todo.len());
     let margin = archiver.margin(FINISH_MARGIN);

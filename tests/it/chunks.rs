@@ -520,27 +520,9 @@ async fn fan_out_units_run_as_separate_processes_with_one_killed_then_the_final_
     assert_eq!(chunk_rows(&env, MARCH).await, before);
     // The Map: every unit as its own process, all at once, plus a second branch on chunk 1; the
     // unit of chunk 2 is killed mid-upload.
-    let mut children = Vec::new();
-    for unit in units.iter().chain(std::iter::once(&units[0])) {
-        let chunk = unit["chunk"].to_string();
-        let kill = if chunk == "2" { "before_complete" } else { "" };
-        let vars = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", kill)]].concat();
-        let cmd = env
-            .command(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", &chunk], &vars)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        children.push((chunk, cmd));
-    }
-    for (chunk, child) in children {
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-        if chunk == "2" {
-            assert_eq!(out.status.code(), Some(86), "chunk 2 was killed: {}", String::from_utf8_lossy(&out.stderr));
-            continue;
-        }
-        ok(&out);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args =
+        |chunk: &str| ["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", chunk].map(String::from);
+    for (_, v) in run_map(&env, &units, args, "before_complete").await {
         assert!(["uploaded", "already_uploaded", "busy"].contains(&v["outcome"].as_str().unwrap()), "{v}");
     }
     let after_map = chunk_rows(&env, MARCH).await;
@@ -754,30 +736,8 @@ async fn a_fan_out_restore_loads_its_units_side_by_side_and_the_final_step_renam
     assert_eq!(staged(&env, "r", MARCH).await, (0, true));
     // The Map: every unit as its own process, all at once, plus a second one of chunk 1; chunk 2's
     // is killed before its commit.
-    let mut children = Vec::new();
-    for unit in units.iter().chain(std::iter::once(&units[0])) {
-        let chunk = unit["chunk"].to_string();
-        let kill = if chunk == "2" { "restore_chunk_before_commit" } else { "" };
-        let vars = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", kill)]].concat();
-        let args = unit_args(MARCH, &chunk, &id);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = env
-            .command(&args, &vars)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        children.push((chunk, child));
-    }
     let mut outcomes = Vec::new();
-    for (chunk, child) in children {
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
-        if chunk == "2" {
-            assert_eq!(out.status.code(), Some(86), "chunk 2 was killed: {}", String::from_utf8_lossy(&out.stderr));
-            continue;
-        }
-        ok(&out);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (chunk, v) in run_map(&env, &units, |chunk| unit_args(MARCH, chunk, &id), "restore_chunk_before_commit").await {
         assert_eq!((v["action"].as_str(), v["chunk"].to_string()), (Some("restore_chunk"), chunk.clone()), "{v}");
         assert!(v["rows"].as_i64().unwrap() > 0, "{v}");
         outcomes.push((chunk, v["outcome"].as_str().unwrap().to_string()));
@@ -809,4 +769,35 @@ async fn a_fan_out_restore_loads_its_units_side_by_side_and_the_final_step_renam
     assert_eq!(out.status.code(), Some(2), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("r.orders_2026_03 already exists"), "{v}");
     assert_eq!(march_md5(&env, "r").await, march);
+}
+
+/// A Step Functions Map as processes: one per unit, all at once, plus a second one of the first
+/// unit's chunk; chunk 2's with fail point `kill` armed. Waits for them all: chunk 2's must have
+/// died at the fail point (exit 86), every other succeeded; returns their chunks and JSON reports.
+async fn run_map<A: AsRef<[String]>>(
+    env: &TestEnv,
+    units: &[serde_json::Value],
+    args: impl Fn(&str) -> A,
+    kill: &str,
+) -> Vec<(String, serde_json::Value)> {
+    let mut children = Vec::new();
+    for unit in units.iter().chain(std::iter::once(&units[0])) {
+        let chunk = unit["chunk"].to_string();
+        let vars = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", if chunk == "2" { kill } else { "" })]].concat();
+        let args = args(&chunk);
+        let args: Vec<&str> = args.as_ref().iter().map(String::as_str).collect();
+        let piped = std::process::Stdio::piped;
+        children.push((chunk, env.command(&args, &vars).stdout(piped()).stderr(piped()).spawn().unwrap()));
+    }
+    let mut reports = Vec::new();
+    for (chunk, child) in children {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+        if chunk == "2" {
+            assert_eq!(out.status.code(), Some(86), "chunk 2 was killed: {}", String::from_utf8_lossy(&out.stderr));
+            continue;
+        }
+        ok(&out);
+        reports.push((chunk, serde_json::from_slice(&out.stdout).unwrap()));
+    }
+    reports
 }

@@ -80,22 +80,8 @@ async fn an_archive_with_the_older_row_and_manifest_shapes_verifies_and_restores
     assert_eq!(march_sum(&env, Some("from_row.orders_2026_03")).await, original);
 
     // The older JSON manifest (no chunk fields), with no database row: listed and restored from it.
-    let s3 = s3().await;
-    let manifest_key = "partition-archiver/public.orders/_manifests/year=2026/month=03/orders_2026_03.manifest.json";
-    let body = s3.get_object().bucket(&env.bucket).key(manifest_key).send().await.unwrap();
-    let mut json: serde_json::Value = serde_json::from_slice(&body.body.collect().await.unwrap().into_bytes()).unwrap();
-    let fields = json.as_object_mut().unwrap();
-    for newer in ["chunks", "chunk_size", "chunk_generation", "rel_filenode", "rel_blocks"] {
-        fields.remove(newer);
-    }
-    assert!(fields.contains_key("object_key") && fields.contains_key("sha256"), "{json}");
-    s3.put_object()
-        .bucket(&env.bucket)
-        .key(manifest_key)
-        .body(serde_json::to_vec(&json).unwrap().into())
-        .send()
-        .await
-        .unwrap();
+    let json = to_older_json_manifest(&env).await;
+    assert!(json.get("object_key").is_some() && json.get("sha256").is_some(), "{json}");
     env.db
         .batch_execute(&format!("DELETE FROM partition_archiver.archive_manifest WHERE partition_name = '{MARCH}'"))
         .await
@@ -129,6 +115,13 @@ async fn uploaded_by_an_earlier_version(env: &TestEnv) -> Option<String> {
         ))
         .await
         .unwrap();
+    to_older_json_manifest(env).await;
+    original
+}
+
+/// Rewrites March's JSON manifest in the bucket as earlier versions wrote it (no chunk fields);
+/// returns it.
+async fn to_older_json_manifest(env: &TestEnv) -> serde_json::Value {
     let s3 = s3().await;
     let manifest_key = "partition-archiver/public.orders/_manifests/year=2026/month=03/orders_2026_03.manifest.json";
     let body = s3.get_object().bucket(&env.bucket).key(manifest_key).send().await.unwrap();
@@ -136,14 +129,9 @@ async fn uploaded_by_an_earlier_version(env: &TestEnv) -> Option<String> {
     for newer in ["chunks", "chunk_size", "chunk_generation", "rel_filenode", "rel_blocks"] {
         json.as_object_mut().unwrap().remove(newer);
     }
-    s3.put_object()
-        .bucket(&env.bucket)
-        .key(manifest_key)
-        .body(serde_json::to_vec(&json).unwrap().into())
-        .send()
-        .await
-        .unwrap();
-    original
+    let body = serde_json::to_vec(&json).unwrap();
+    s3.put_object().bucket(&env.bucket).key(manifest_key).body(body.into()).send().await.unwrap();
+    json
 }
 
 #[tokio::test]
