@@ -225,40 +225,23 @@ async fn object_by_reading(
     Ok(got.rows_counted)
 }
 
-/// The statistics check of a Parquet archive: every object's footer matches the manifest's
-/// columns, and the footers' row count, null counts, min and max equal PostgreSQL's own over the
-/// partition (one query; `parquet::stats` says which columns compare min/max). Ok(Err(why)) on a
-/// difference; other formats pass.
-pub async fn by_statistics(
-    client: &tokio_postgres::Client,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-) -> anyhow::Result<Result<(), String>> {
-    Ok(match statistics(client, archiver, rec, None).await? {
-        Some((_, compared)) => compared,
-        None => Ok(()),
-    })
-}
-
-/// PostgreSQL's side of the statistics check: `count(*)`, then per column its non-NULL count, min
-/// and max, from one scan of the (frozen) partition.
+/// PostgreSQL's side of a Parquet chunk's statistics check: `count(*)`, then per column its
+/// non-NULL count, min and max, from one scan of the chunk's block range.
 #[derive(Debug, Clone)]
 pub struct PgStatistics {
-    /// The columns the query was built for.
-    pub columns: Vec<parquet::ArchiveColumn>,
     pub rows: i64,
     pub per_column: Vec<parquet::stats::PgStats>,
 }
 
-/// [`PgStatistics`] of the partition, or of the rows of `condition` (a chunk's ctid range).
+/// [`PgStatistics`] of the rows of `partition` that `condition` (a chunk's ctid range) selects.
 pub async fn pg_statistics(
     client: &tokio_postgres::Client,
     partition: &crate::plan::ident::QualifiedName,
     columns: &[parquet::ArchiveColumn],
-    condition: Option<&str>,
+    condition: &str,
 ) -> anyhow::Result<PgStatistics> {
     let row = client
-        .query_one(&parquet::stats::query(&partition.quoted(), columns, condition), &[])
+        .query_one(&parquet::stats::query(&partition.quoted(), columns, Some(condition)), &[])
         .await
         .with_context(|| format!("compute the statistics of {partition}"))?;
     let per_column = (0..columns.len())
@@ -268,43 +251,7 @@ pub async fn pg_statistics(
             max: row.get(3 + 3 * i),
         })
         .collect();
-    Ok(PgStatistics { columns: columns.to_vec(), rows: row.get(0), per_column })
-}
-
-/// [`by_statistics`], also returning the partition's `count(*)` (the statistics query computes it
-/// in the same scan); None for formats other than Parquet. `computed`: PostgreSQL's side already
-/// computed (on a second connection while the chunks streamed), used if it was computed for the
-/// columns the objects hold.
-pub async fn statistics(
-    client: &tokio_postgres::Client,
-    archiver: &Archiver,
-    rec: &ManifestRecord,
-    computed: Option<PgStatistics>,
-) -> anyhow::Result<Option<(i64, Result<(), String>)>> {
-    if rec.format()? != crate::archive::settings::Format::Parquet {
-        return Ok(None);
-    }
-    let mut metadatas = Vec::new();
-    let mut columns = None;
-    for obj in rec.objects() {
-        let (meta, _) = pipeline::parquet_metadata(&archiver.store, obj.key, obj.version_id).await?;
-        match parquet::read::expected_columns(&rec.columns, &meta) {
-            Ok(c) => columns = Some(c),
-            Err(e) => return Ok(Some((-1, Err(format!("{}: {e:#}", obj.label()))))),
-        }
-        metadatas.push(meta);
-    }
-    let columns = columns.context("no object recorded")?;
-    let partition = rec.partition();
-    let pg = match computed {
-        Some(pg) if pg.columns == columns => pg,
-        _ => pg_statistics(client, &partition, &columns, None).await?,
-    };
-    Ok(Some((
-        pg.rows,
-        parquet::stats::compare(&columns, &metadatas, pg.rows, &pg.per_column)
-            .map_err(|why| format!("{partition}: the Parquet archive's statistics differ from the table's: {why}")),
-    )))
+    Ok(PgStatistics { rows: row.get(0), per_column })
 }
 
 #[cfg(test)]

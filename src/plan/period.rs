@@ -205,11 +205,6 @@ impl Period {
         Self { interval: self.interval, index: self.index + n }
     }
 
-    /// Periods between two periods of the same interval (`other - self`).
-    pub fn steps_to(self, other: Period) -> i64 {
-        other.index - self.index
-    }
-
     pub fn start_date(self) -> NaiveDate {
         let from_days = |d: i64| NaiveDate::from_num_days_from_ce_opt((d + 1) as i32);
         let month = |m: i64| NaiveDate::from_ymd_opt(m.div_euclid(12) as i32, m.rem_euclid(12) as u32 + 1, 1);
@@ -262,11 +257,6 @@ impl Period {
             Interval::Quarter => format!("year={:04}/quarter={}", d.year(), d.month0() / 3 + 1),
             Interval::Year => format!("year={:04}", d.year()),
         }
-    }
-
-    /// Is `local` exactly the start of a period of this interval?
-    pub fn is_boundary(interval: Interval, local: NaiveDateTime) -> bool {
-        Period::containing(interval, local).start() == local
     }
 }
 
@@ -376,7 +366,7 @@ mod tests {
         let y = Period::containing(Interval::Year, local("2024-02-29 12:00:00"));
         assert_eq!(y.partition_name("trades"), "trades_2024");
         assert_eq!(y.end(), local("2025-01-01 00:00:00"));
-        assert_eq!(p.steps_to(p.offset(5)), 5);
+        assert_eq!(p.offset(5).offset(-5), p);
     }
 
     #[test]

@@ -17,4 +17,4 @@ pub mod stats;
 pub mod text;
 pub mod write;
 
-pub use columns::{ArchiveColumn, Encoding};
+pub use columns::ArchiveColumn;

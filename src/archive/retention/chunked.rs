@@ -903,7 +903,7 @@ async fn check_rows(
             .get(0);
         return Ok((counted == rows).then_some(()).ok_or_else(|| differs(counted)));
     };
-    let pg = check::pg_statistics(conn, partition, columns, Some(condition)).await?;
+    let pg = check::pg_statistics(conn, partition, columns, condition).await?;
     if pg.rows != rows {
         return Ok(Err(differs(pg.rows)));
     }

@@ -49,5 +49,4 @@ mod remove;
 pub use archive::archive;
 pub use chunked::{archive_unit, UnitOutcome};
 pub use detach::detach;
-pub use record::Archived;
 pub use remove::{drop_partition, move_to_schema};
