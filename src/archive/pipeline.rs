@@ -224,21 +224,12 @@ enum Encoder {
 }
 
 impl Encoder {
-    fn new(
-        compression: Compression,
-        level: i32,
-        parquet: Option<&ParquetWrite>,
-        sink: PartSink,
-    ) -> anyhow::Result<Self> {
-        if let Some(p) = parquet {
-            let options = WriteOptions {
-                columns: p.columns.clone(),
-                zstd_level: (compression == Compression::Zstd).then_some(level),
-                row_group_bytes: p.row_group_bytes,
-            };
+    fn new(encoding: &Encoding, sink: PartSink) -> anyhow::Result<Self> {
+        if let Some(options) = encoding.parquet_options() {
             return Ok(Self::Parquet(Box::new(ParquetEncoder::new(&options, sink)?)));
         }
-        Ok(match compression {
+        let level = encoding.level;
+        Ok(match encoding.compression {
             Compression::Zstd => Self::Zstd(ZstdFrames::new(level, sink)?),
             Compression::Gzip => {
                 Self::Gzip(flate2::write::GzEncoder::new(sink, flate2::Compression::new(level as u32)))
@@ -284,24 +275,51 @@ pub struct ParquetWrite {
     pub row_group_bytes: usize,
 }
 
-/// Streams `copy_sql` (a `COPY ... TO STDOUT`) into the multipart upload `upload_id` of `key`.
-/// Neither completes the upload nor aborts it on error: the caller does both (it owns the record).
-#[allow(clippy::too_many_arguments)]
+/// How an archive object is encoded.
+#[derive(Debug, Clone)]
+pub struct Encoding {
+    pub format: Format,
+    pub compression: Compression,
+    /// The compression level (zstd's or gzip's; a Parquet file's zstd pages).
+    pub level: i32,
+    /// A Parquet archive's columns and row-group bound; `None` for the byte formats.
+    pub parquet: Option<ParquetWrite>,
+}
+
+impl Encoding {
+    /// The Parquet writer's options, for a Parquet archive.
+    fn parquet_options(&self) -> Option<WriteOptions> {
+        self.parquet.as_ref().map(|p| WriteOptions {
+            columns: p.columns.clone(),
+            zstd_level: (self.compression == Compression::Zstd).then_some(self.level),
+            row_group_bytes: p.row_group_bytes,
+        })
+    }
+}
+
+/// Where an archive stream's bytes go: the multipart upload `upload_id` of `key`, in parts of
+/// `part_size` bytes, at most `parts_in_flight` of them uploading at once.
+#[derive(Clone, Copy)]
+pub struct Upload<'a> {
+    pub store: &'a Store,
+    pub key: &'a str,
+    pub upload_id: &'a str,
+    pub part_size: usize,
+    pub parts_in_flight: usize,
+}
+
+/// Streams `copy_sql` (a `COPY ... TO STDOUT`), encoded, into `upload`. Neither completes the
+/// upload nor aborts it on error: the caller does both (it owns the record).
 pub async fn archive_stream(
     db: &tokio_postgres::Client,
     copy_sql: &str,
-    store: &Store,
-    key: &str,
-    upload_id: &str,
-    format: Format,
-    compression: Compression,
-    level: i32,
-    parquet: Option<ParquetWrite>,
-    part_size: usize,
-    parts_in_flight: usize,
+    upload: Upload<'_>,
+    encoding: Encoding,
     mut progress: Progress,
 ) -> anyhow::Result<Streamed> {
-    anyhow::ensure!(parquet.is_some() == (format == Format::Parquet), "a Parquet archive needs its columns");
+    let Upload { store, key, upload_id, part_size, parts_in_flight } = upload;
+    let format = encoding.format;
+    anyhow::ensure!(encoding.parquet.is_some() == (format == Format::Parquet), "a Parquet archive needs its columns");
     let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
     let (raw_tx, mut raw_rx) = mpsc::channel::<Bytes>(8);
     let (part_tx, mut part_rx) = mpsc::channel::<Part>(1);
@@ -323,7 +341,7 @@ pub async fn archive_stream(
             total: 0,
             tx: part_tx,
         };
-        let mut encoder = Encoder::new(compression, level, parquet.as_ref(), sink).context("start compressor")?;
+        let mut encoder = Encoder::new(&encoding, sink).context("start compressor")?;
         // The Parquet encoder walks the binary COPY framing itself and counts the rows it wrote.
         let mut counter = (format != Format::Parquet).then(|| RowCounter::new(format, format == Format::Csv));
         let mut raw = 0u64;
@@ -704,24 +722,18 @@ pub struct Reencoded {
     pub bytes: u64,
 }
 
-/// The Parquet file `copy_sql` (a binary `COPY ... TO STDOUT`) encodes to with `parquet`'s
-/// columns and row-group bound and `compression` at `level`, hashed and never kept: the encoder is
-/// deterministic (same rows in the same order, same version and settings: the same bytes, footer
-/// included), so an object whose SHA-256 equals this one holds exactly these rows.
+/// The Parquet file `copy_sql` (a binary `COPY ... TO STDOUT`) encodes to with `encoding` (a
+/// Parquet one), hashed and never kept: the encoder is deterministic (same rows in the same order,
+/// same version and settings: the same bytes, footer included), so an object whose SHA-256 equals
+/// this one holds exactly these rows.
 pub async fn parquet_digest(
     db: &tokio_postgres::Client,
     copy_sql: &str,
-    compression: Compression,
-    level: i32,
-    parquet: &ParquetWrite,
+    encoding: &Encoding,
 ) -> anyhow::Result<Reencoded> {
+    let options = encoding.parquet_options().context("a Parquet re-encode needs the archive's columns")?;
     let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-    let options = WriteOptions {
-        columns: parquet.columns.clone(),
-        zstd_level: (compression == Compression::Zstd).then_some(level),
-        row_group_bytes: parquet.row_group_bytes,
-    };
     let encoder = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, HashSink)> {
         let mut encoder = ParquetEncoder::new(&options, HashSink { hash: Sha256::new(), bytes: 0 })?;
         while let Some(chunk) = rx.blocking_recv() {

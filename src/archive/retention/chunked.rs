@@ -193,7 +193,6 @@ async fn reload(client: &Client, policy: &TablePolicy, partition: &QualifiedName
 
 /// Records a new chunk plan: ranges from the relation as it is now, chunks of older plans
 /// superseded, the partition's row `uploading`. Returns the record with its chunks.
-#[allow(clippy::too_many_arguments)]
 async fn plan(
     client: &mut Client,
     policy: &TablePolicy,
@@ -620,21 +619,15 @@ async fn stream_checked(
     let progress = Progress::start(work, Measure::Bytes, None, settings.progress_log_every());
     let copy_sql = pipeline::copy_out_sql(partition, format, parquet.as_ref(), Some(&condition));
     let written_columns = parquet.as_ref().map(|p| p.columns.clone());
-    let up = pipeline::archive_stream(
-        job.conn,
-        &copy_sql,
+    let encoding = pipeline::Encoding { format, compression, level: settings.compression_level, parquet };
+    let upload = pipeline::Upload {
         store,
-        &chunk.object_key,
+        key: &chunk.object_key,
         upload_id,
-        format,
-        compression,
-        settings.compression_level,
-        parquet,
-        settings.part_size_for(heap_bytes),
-        settings.parts_in_flight,
-        progress,
-    )
-    .await?;
+        part_size: settings.part_size_for(heap_bytes),
+        parts_in_flight: settings.parts_in_flight,
+    };
+    let up = pipeline::archive_stream(job.conn, &copy_sql, upload, encoding, progress).await?;
     // The rows of the same range, counted after the COPY (with a Parquet chunk's statistics);
     // the relation checked again after the count, so a rewrite anywhere between the first check
     // and here is seen.
@@ -863,7 +856,9 @@ async fn same_content(
             .await?
             .context("a Parquet chunk's columns")?;
         let copy = pipeline::copy_out_sql(partition, format, Some(&parquet), Some(&condition));
-        let again = pipeline::parquet_digest(conn, &copy, compression, settings.compression_level, &parquet).await?;
+        let encoding =
+            pipeline::Encoding { format, compression, level: settings.compression_level, parquet: Some(parquet) };
+        let again = pipeline::parquet_digest(conn, &copy, &encoding).await?;
         if again.sha256 == object.sha256 && again.bytes == head.size as u64 && again.rows == object.rows_counted {
             return Ok(Ok(Figures { rows: again.rows, raw_bytes: again.raw_bytes, sha256: object.sha256 }));
         }
