@@ -28,7 +28,7 @@ pub struct Checked {
 }
 
 /// HEADs at once when an archive has many chunks.
-const HEADS_AT_ONCE: usize = 16;
+pub const HEADS_AT_ONCE: usize = 16;
 
 /// The HEAD check of every object of the archive (its chunks, or its one object). `Ok(Err(reason))`
 /// when one does not match its record.

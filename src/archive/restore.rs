@@ -13,7 +13,7 @@
 //! `attach`, attach it back to its parent if the range is free, or say why not.
 
 use crate::archive::check;
-use crate::archive::manifest::{self, ManifestRecord};
+use crate::archive::manifest::{self, ArchiveObject, ManifestRecord};
 use crate::archive::restore_chunks::{Loaded, Step};
 use crate::archive::retrieval::{self, Access, Pending};
 use crate::archive::store::ObjectHead;
@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::plan::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
 use crate::plan::reshape::{reshape, ArchivedColumn, Change, ParentColumn};
 use anyhow::Context;
+use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_postgres::Client;
 
@@ -229,15 +230,22 @@ async fn readable_now(archiver: &Archiver, key: &str, head: &ObjectHead) -> Resu
 /// missing object is `NotFound`. A recorded version whose HEAD does not say it holds the recorded
 /// bytes (a copy without a SHA-256 checksum, say) is still read: the SHA-256 of every byte loaded
 /// decides, and nothing is kept if it differs.
-/// `only`: just that chunk's object (a unit reads no other).
+/// `only`: just that chunk's object (a unit reads no other). The HEADs go out
+/// [`check::HEADS_AT_ONCE`] at a time: an archive of a 500 GB partition has thousands of chunks.
 async fn locate_objects(
     archiver: &Archiver,
     rec: &mut ManifestRecord,
     only: Option<i32>,
 ) -> Result<Vec<(Option<i32>, ObjectHead)>, Error> {
+    let objects: Vec<ArchiveObject<'_>> =
+        rec.objects().into_iter().filter(|o| only.is_none() || o.chunk_no.or(Some(1)) == only).collect();
+    let located: Vec<_> = futures_util::stream::iter(objects.iter().map(|o| check::locate(archiver, o)))
+        .buffered(check::HEADS_AT_ONCE)
+        .collect()
+        .await;
     let mut found = Vec::new();
-    for o in rec.objects().into_iter().filter(|o| only.is_none() || o.chunk_no.or(Some(1)) == only) {
-        match check::locate(archiver, &o).await.map_err(wrap)? {
+    for (o, at) in objects.iter().zip(located) {
+        match at.map_err(wrap)? {
             Ok(at) => {
                 if let Some(note) = &at.followed {
                     tracing::warn!(note, "restoring from the copy the archive object was rewritten into");
