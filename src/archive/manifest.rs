@@ -155,8 +155,6 @@ impl ManifestRecord {
     pub fn current_chunks(&self) -> impl Iterator<Item = &ChunkRecord> {
         self.chunks.iter().filter(move |c| c.generation == self.chunk_generation && c.state != "superseded")
     }
-    /// The data objects that make up the archive: the chunks of the current plan, or the one
-    /// object. Empty while nothing is recorded.
     /// `{schema}.{table}`: the table's folder in the key layout.
     pub fn table_folder(&self) -> String {
         format!("{}.{}", self.table_schema, self.table_name)
@@ -179,6 +177,8 @@ impl ManifestRecord {
             }
         }
     }
+    /// The data objects that make up the archive: the chunks of the current plan, or the one
+    /// object an earlier version recorded without chunk rows. Empty while nothing is recorded.
     pub fn objects(&self) -> Vec<ArchiveObject<'_>> {
         if self.is_chunked() {
             return self

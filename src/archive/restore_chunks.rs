@@ -470,11 +470,15 @@ async fn load(r: Restore<'_>, oid: u32, id: &str, todo: Vec<Unit>) -> Result<Opt
             let mut conn = db.connect().await.context("connect a restore stream").map_err(wrap)?;
             while let Some(unit) = queue.next() {
                 let started = Instant::now();
-                if let Err(e) = load_one(&mut conn, &archiver, &rec, &staging, oid, &id, &unit).await {
-                    queue.stop();
-                    return Err(e);
+                match load_one(&mut conn, &archiver, &rec, &staging, oid, &id, &unit).await {
+                    Ok(true) => queue.measured(unit.raw_bytes, started.elapsed()),
+                    // Another unit had loaded it: nothing streamed, so nothing joins the rate.
+                    Ok(false) => {}
+                    Err(e) => {
+                        queue.stop();
+                        return Err(e);
+                    }
                 }
-                queue.measured(unit.raw_bytes, started.elapsed());
             }
             Ok(None)
         });

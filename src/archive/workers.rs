@@ -40,9 +40,9 @@ impl<U> Queue<U> {
         }
     }
 
-    /// The next unit to work on; `None` once the queue is empty, the
-    /// pass stopped, or the time left would not cover the next unit (which stops every worker:
-    /// units are taken in order, and a later one is no smaller a promise).
+    /// The next unit to work on; `None` once the queue is empty, the pass stopped, or the time
+    /// left would not cover the next unit (which stops every worker: units are taken in order, and
+    /// a later one is no smaller a promise).
     pub fn next(&self) -> Option<U> {
         if self.stopped.load(Ordering::SeqCst) {
             return None;

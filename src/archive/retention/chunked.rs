@@ -422,12 +422,11 @@ async fn run_chunks(
     archiver: &Archiver,
     rec: &ManifestRecord,
 ) -> anyhow::Result<Ran> {
-    let block_size = relation(client, partition).await?.block_size.max(1) as u64;
-    let blocks = rec.rel_blocks.unwrap_or(0).max(0) as u64;
+    let block_size = relation(client, partition).await?.block_size;
     let todo: Vec<(ChunkRecord, u64)> = rec
         .current_chunks()
         .filter(|c| c.state != "uploaded")
-        .map(|c| (c.clone(), c.range().blocks(blocks) * block_size))
+        .map(|c| (c.clone(), heap_bytes(rec, c, block_size)))
         .collect();
     let streams = chunks::streams_for(archiver.store.settings.streams, todo.len());
     if streams == 0 {
@@ -443,8 +442,8 @@ async fn run_chunks(
         pool.spawn(async move {
             let conn = db.connect().await.context("connect a chunk stream")?;
             let job = Job { conn: &conn, policy: &policy, partition: &partition, archiver: &archiver, rec: &rec };
-            while let Some((chunk, _)) = queue.next() {
-                match archive_chunk(&job, &chunk, block_size).await {
+            while let Some((chunk, bytes)) = queue.next() {
+                match archive_chunk(&job, &chunk, bytes).await {
                     Ok(ChunkRun::Done(bytes, took)) => queue.measured(bytes, took),
                     Ok(ChunkRun::Busy) => queue.busy(),
                     Ok(ChunkRun::Rewritten(why)) => {
@@ -465,13 +464,20 @@ async fn run_chunks(
     Ok(rewritten.map_or(Ran::Stopped { busy: ended.busy, out_of_time: ended.out_of_time }, Ran::Rewritten))
 }
 
+/// The bytes of heap in `chunk`'s block range of the plan: what its stream reads, and what the
+/// time budget is weighed against.
+fn heap_bytes(rec: &ManifestRecord, chunk: &ChunkRecord, block_size: i64) -> u64 {
+    chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size.max(1) as u64
+}
+
 /// The chunk's advisory lock: runs, their streams and fan-out units never archive one chunk at once.
 fn chunk_lock_key(partition: &QualifiedName, chunk: &ChunkRecord) -> String {
     format!("{}.{}#{}#{}", partition.schema, partition.name, chunk.generation, chunk.chunk_no)
 }
 
-/// Archives one chunk on the job's connection, under the chunk's advisory lock.
-async fn archive_chunk(job: &Job<'_>, chunk: &ChunkRecord, block_size: u64) -> anyhow::Result<ChunkRun> {
+/// Archives one chunk (`heap_bytes` of heap) on the job's connection, under the chunk's advisory
+/// lock.
+async fn archive_chunk(job: &Job<'_>, chunk: &ChunkRecord, heap_bytes: u64) -> anyhow::Result<ChunkRun> {
     let (conn, partition) = (job.conn, job.partition);
     let key = chunk_lock_key(partition, chunk);
     if let lock::Locked::Held(holder) = lock::try_lock(conn, LockClass::Chunk, &key).await? {
@@ -479,7 +485,7 @@ async fn archive_chunk(job: &Job<'_>, chunk: &ChunkRecord, block_size: u64) -> a
         tracing::info!(%partition, chunk = chunk.chunk_no, %holder, "another run is archiving this chunk");
         return Ok(ChunkRun::Busy);
     }
-    let result = archive_locked_chunk(job, chunk, block_size).await;
+    let result = archive_locked_chunk(job, chunk, heap_bytes).await;
     if let Err(e) = lock::unlock(conn, LockClass::Chunk, &key).await {
         tracing::warn!(error = %e, "could not release a chunk lock (it ends with the session)");
     }
@@ -539,7 +545,7 @@ impl Job<'_> {
     }
 }
 
-async fn archive_locked_chunk(job: &Job<'_>, chunk: &ChunkRecord, block_size: u64) -> anyhow::Result<ChunkRun> {
+async fn archive_locked_chunk(job: &Job<'_>, chunk: &ChunkRecord, heap_bytes: u64) -> anyhow::Result<ChunkRun> {
     let Job { conn, policy, partition, archiver, rec } = *job;
     let store = &archiver.store;
     let Some(chunk) = job.load_chunk(chunk).await? else {
@@ -582,7 +588,6 @@ async fn archive_locked_chunk(job: &Job<'_>, chunk: &ChunkRecord, block_size: u6
         return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
     }
     crate::fail_point!("after_create_upload");
-    let heap_bytes = chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size;
     let up = match stream_checked(job, &chunk, &upload_id, parquet, heap_bytes).await {
         Ok(Ok(up)) => up,
         Ok(Err(why)) => {
@@ -1062,14 +1067,13 @@ pub async fn archive_unit(
         return Ok((UnitOutcome::AlreadyUploaded, chunk.row_count));
     }
     same_bucket(&rec, archiver, partition)?;
-    let block_size = relation(client, partition).await?.block_size.max(1) as u64;
-    let bytes = chunk.range().blocks(rec.rel_blocks.unwrap_or(0).max(0) as u64) * block_size;
+    let bytes = heap_bytes(&rec, &chunk, relation(client, partition).await?.block_size);
     if !chunks::worth_starting(archiver.remaining(), bytes, None, archiver.margin(FINISH_MARGIN)) {
         tracing::warn!(%partition, chunk = chunk_no, bytes, "not started: this invocation's time would not cover it");
         return Ok((UnitOutcome::NotStarted, None));
     }
     let job = Job { conn: client, policy, partition, archiver, rec: &rec };
-    let outcome = match archive_chunk(&job, &chunk, block_size).await? {
+    let outcome = match archive_chunk(&job, &chunk, bytes).await? {
         ChunkRun::Done(..) => UnitOutcome::Uploaded,
         ChunkRun::Busy => UnitOutcome::Busy,
         ChunkRun::Rewritten(why) => {
