@@ -331,6 +331,25 @@ pub(crate) async fn partition_in_state(env: &TestEnv, state: &str) -> String {
     .unwrap_or_else(|| panic!("no partition in state {state}"))
 }
 
+/// Seeded orders whose first archive the run left `verified` (killed just before the DROP): the
+/// environment and the partition, as `schema.name`.
+async fn verified_before_drop(env: TestEnv) -> (TestEnv, String) {
+    seed(&env).await;
+    crash_at(&env, "after_verify");
+    let table = partition_in_state(&env, "verified").await;
+    (env, table)
+}
+
+/// The next `maintain` refuses to drop `table` (it may hold rows its archive does not), saying so,
+/// and leaves every row of it in place.
+async fn assert_drop_refused(env: &TestEnv, table: &str, what: &str) {
+    let rows = env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await;
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    assert!(!out.status.success(), "{what}: {report}");
+    assert!(report.to_string().contains("not dropped"), "{what}: {report}");
+    assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await, rows, "{what}: still there, whole");
+}
+
 /// A clean `maintain` of orders after an attack: it succeeds and leaves everything consistent.
 pub(crate) async fn next_run_completes(env: &TestEnv) {
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
@@ -590,10 +609,7 @@ async fn assert_frozen_then_completed(env: &TestEnv, state: &str) {
 /// freeze trigger was dropped by hand and a row written) is not dropped, and says why.
 #[tokio::test]
 async fn a_verified_partition_that_gained_rows_is_not_dropped() {
-    let env = TestEnv::migrated_at(NOW).await;
-    seed(&env).await;
-    crash_at(&env, "after_verify");
-    let table = partition_in_state(&env, "verified").await;
+    let (env, table) = verified_before_drop(TestEnv::migrated_at(NOW).await).await;
     env.db
         .batch_execute(&format!(
             "SELECT partition_archiver.unfreeze('{table}');
@@ -602,11 +618,7 @@ async fn a_verified_partition_that_gained_rows_is_not_dropped() {
         ))
         .await
         .unwrap();
-    let rows = env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await;
-    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
-    assert!(!out.status.success(), "{report}");
-    assert!(report.to_string().contains("not dropped"), "{report}");
-    assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await, rows, "the table is still there, whole");
+    assert_drop_refused(&env, &table, "a row written with the freeze trigger dropped by hand").await;
 }
 
 /// The freeze is the proof the DROP reads. Both freeze triggers fire for every session (ALWAYS,
@@ -637,10 +649,7 @@ async fn a_freeze_changed_after_the_first_copy_makes_the_drop_count_and_refuse()
         ),
     ];
     for (what, change) in scenarios {
-        let env = TestEnv::migrated_at(NOW).await;
-        seed(&env).await;
-        crash_at(&env, "after_verify");
-        let table = partition_in_state(&env, "verified").await;
+        let (env, table) = verified_before_drop(TestEnv::migrated_at(NOW).await).await;
         let mark_sql = format!(
             "SELECT m.frozen_by || '|' || coalesce(partition_archiver.freeze_mark('{table}'::regclass), 'none')
                FROM partition_archiver.archive_manifest m WHERE m.partition_name = 'orders_2026_03'"
@@ -660,11 +669,7 @@ async fn a_freeze_changed_after_the_first_copy_makes_the_drop_count_and_refuse()
         env.db.batch_execute(&change.replace("{t}", &table)).await.unwrap();
         let after = env.scalar_text(&mark_sql).await.unwrap();
         assert_ne!(after.split_once('|').unwrap().1, recorded, "{what}: the mark changed: {after}");
-        let rows = env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await;
-        let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
-        assert!(!out.status.success(), "{what}: {report}");
-        assert!(report.to_string().contains("not dropped"), "{what}: {report}");
-        assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await, rows, "{what}: still there, whole");
+        assert_drop_refused(&env, &table, what).await;
     }
 }
 
@@ -673,10 +678,7 @@ async fn a_freeze_changed_after_the_first_copy_makes_the_drop_count_and_refuse()
 /// other record it counts and refuses.
 #[tokio::test]
 async fn the_drop_check_reads_the_freeze_record_and_counts_only_without_it() {
-    let env = TestEnv::migrated_at(NOW).await;
-    seed(&env).await;
-    crash_at(&env, "after_verify");
-    let table = partition_in_state(&env, "verified").await;
+    let (env, table) = verified_before_drop(TestEnv::migrated_at(NOW).await).await;
     assert!(env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await > 0);
     let check =
         |frozen_by: &str| format!("SELECT partition_archiver.require_unchanged('{table}'::regclass, 0, {frozen_by})");
@@ -713,9 +715,7 @@ async fn foreign_key_cascades_pass_the_freeze_and_the_partition_is_still_dropped
         )
         .await
         .unwrap();
-    seed(&env).await;
-    crash_at(&env, "after_verify");
-    let table = partition_in_state(&env, "verified").await;
+    let (env, table) = verified_before_drop(env).await;
     let before = env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 5")).await;
     assert!(before > 0);
     env.db.batch_execute("DELETE FROM public.accounts WHERE id = 5").await.unwrap();

@@ -120,24 +120,17 @@ pub(super) async fn archive_chunked(
             plans += 1;
         }
         if archiver.fan_out && rec.current_chunks().count() > 1 {
-            // The chunks are the fan-out's units (a plan of one is archived here, at once): planned here, streamed by `archive_chunk`
-            // invocations, finished by the next maintain once all are uploaded. A plan the table
-            // no longer matches (a rewrite) is made again first, so the units are valid.
+            // The chunks are the fan-out's units (a plan of one is archived here, at once):
+            // planned here, streamed by `archive_chunk` invocations, finished by the next maintain
+            // once all are uploaded. A plan the table no longer matches (a rewrite) is made again
+            // first, so the units are valid.
             if let Err(why) = unchanged(client, partition, &rec).await? {
                 tracing::warn!(%partition, why, "rewritten since its chunks were planned: planning again");
                 rec.chunk_size = None;
                 continue;
             }
-            let total = rec.current_chunks().count();
-            let done = rec.current_chunks().filter(|c| c.state == "uploaded").count();
-            if done < total {
-                return Ok(Archived {
-                    complete: false,
-                    chunks_done: Some(done),
-                    chunks_total: Some(total),
-                    unfinished_because: Some("fan-out: the chunks are left to archive_chunk units".into()),
-                    ..Default::default()
-                });
+            if let Some(left) = unfinished(&rec, "fan-out: the chunks are left to archive_chunk units".into()) {
+                return Ok(left);
             }
             break;
         }
@@ -148,30 +141,37 @@ pub(super) async fn archive_chunked(
             }
             Ran::Stopped { busy, out_of_time } => {
                 rec = reload(client, policy, partition).await?;
-                let total = rec.current_chunks().count();
-                let done = rec.current_chunks().filter(|c| c.state == "uploaded").count();
-                if done < total {
-                    let mut why = Vec::new();
-                    if out_of_time {
-                        why.push("the time budget would not cover the next chunk".to_string());
-                    }
-                    if busy > 0 {
-                        why.push(format!("{busy} chunk(s) held by another run or fan-out unit"));
-                    }
-                    return Ok(Archived {
-                        complete: false,
-                        chunks_done: Some(done),
-                        chunks_total: Some(total),
-                        unfinished_because: Some(if why.is_empty() { "chunks left".into() } else { why.join("; ") }),
-                        rows: Some(rec.current_chunks().filter_map(|c| c.row_count).sum()),
-                        ..Default::default()
-                    });
+                let mut why = Vec::new();
+                if out_of_time {
+                    why.push("the time budget would not cover the next chunk".to_string());
+                }
+                if busy > 0 {
+                    why.push(format!("{busy} chunk(s) held by another run or fan-out unit"));
+                }
+                let why = if why.is_empty() { "chunks left".into() } else { why.join("; ") };
+                if let Some(left) = unfinished(&rec, why) {
+                    return Ok(left);
                 }
                 break;
             }
         }
     }
     finish(client, policy, partition, archiver).await
+}
+
+/// `None` when every chunk of the plan is uploaded; else the report of an archive left unfinished
+/// for `why`, with the chunks and rows done so far.
+fn unfinished(rec: &ManifestRecord, why: String) -> Option<Archived> {
+    let total = rec.current_chunks().count();
+    let done = rec.current_chunks().filter(|c| c.state == "uploaded").count();
+    (done < total).then(|| Archived {
+        complete: false,
+        chunks_done: Some(done),
+        chunks_total: Some(total),
+        unfinished_because: Some(why),
+        rows: Some(rec.current_chunks().filter(|c| c.state == "uploaded").filter_map(|c| c.row_count).sum()),
+        ..Default::default()
+    })
 }
 
 /// A plan under way keeps its bucket: its chunks (some perhaps uploaded) are there, and one
