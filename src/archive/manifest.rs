@@ -430,7 +430,7 @@ fn set_clause(state: &str, extra: &[(&str, Option<String>)]) -> String {
 
 /// SQL that sets `state` (and any extra `column = literal` pairs) on one manifest row. Built with
 /// [`quote_literal`] because it runs inside [`crate::pg::ddl::run_ddl`]'s statement lists.
-pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Option<String>)]) -> String {
+fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Option<String>)]) -> String {
     format!(
         "UPDATE partition_archiver.archive_manifest SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {}",
         set_clause(state, extra),
@@ -440,9 +440,117 @@ pub fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra:
     )
 }
 
+/// One transition of a partition's manifest row after [`upsert_sql`] created it: the state it moves
+/// to and every column it writes, written here and nowhere else (the call sites name the
+/// transition, not columns).
+#[derive(Debug, Clone)]
+pub enum PartitionChange<'a> {
+    /// A `DETACH ... CONCURRENTLY` finished: `detaching` to `detached`.
+    Detached,
+    /// A new chunk plan (`uploading`): its size, number and the relation it was made from, where
+    /// and how its objects go; an earlier version's one-object figures are cleared.
+    Planned {
+        chunk_size: u64,
+        generation: i32,
+        rel_filenode: i64,
+        rel_blocks: i64,
+        bucket: &'a str,
+        format: Format,
+        compression: Compression,
+    },
+    /// Every chunk uploaded and found by HEAD: the totals; a plan of one is also described as its
+    /// one object, as archives were before chunks existed (readers find `object_key`, `sha256`, ...
+    /// where they always were).
+    Uploaded { rows: Option<i64>, raw_bytes: Option<i64>, compressed_bytes: Option<i64>, one: Option<&'a ChunkRecord> },
+    /// The JSON manifest is written at `manifest_key` and read back.
+    Verified { manifest_key: &'a str },
+    /// The table is dropped.
+    Dropped,
+    /// The table is moved to `schema` (where the row now finds it).
+    Moved { schema: &'a str },
+}
+
+impl PartitionChange<'_> {
+    pub fn state(&self) -> &'static str {
+        match self {
+            PartitionChange::Detached => "detached",
+            PartitionChange::Planned { .. } => "uploading",
+            PartitionChange::Uploaded { .. } => "uploaded",
+            PartitionChange::Verified { .. } => "verified",
+            PartitionChange::Dropped => "dropped",
+            PartitionChange::Moved { .. } => "moved",
+        }
+    }
+
+    /// The columns written, with their values (`now()` as itself).
+    pub fn sets(&self) -> Vec<(&'static str, Option<String>)> {
+        let number = |v: Option<i64>| v.map(|v| v.to_string());
+        match *self {
+            PartitionChange::Detached => vec![],
+            PartitionChange::Planned {
+                chunk_size,
+                generation,
+                rel_filenode,
+                rel_blocks,
+                bucket,
+                format,
+                compression,
+            } => [
+                vec![
+                    ("chunk_size", Some(chunk_size.to_string())),
+                    ("chunk_generation", Some(generation.to_string())),
+                    ("rel_filenode", Some(rel_filenode.to_string())),
+                    ("rel_blocks", Some(rel_blocks.to_string())),
+                    ("bucket", Some(bucket.to_string())),
+                    ("format", Some(format.as_str().to_string())),
+                    ("compression", Some(compression.as_str().to_string())),
+                ],
+                ["object_key", "multipart_upload_id", "upload_token", "row_count", "raw_bytes", "compressed_bytes"]
+                    .into_iter()
+                    .chain(["sha256", "checksum_composite", "etag", "version_id"])
+                    .map(|c| (c, None))
+                    .collect(),
+            ]
+            .concat(),
+            PartitionChange::Uploaded { rows, raw_bytes, compressed_bytes, one } => {
+                let mut sets = vec![
+                    ("row_count", number(rows)),
+                    ("raw_bytes", number(raw_bytes)),
+                    ("compressed_bytes", number(compressed_bytes)),
+                    ("uploaded_at", Some("now()".into())),
+                ];
+                if let Some(one) = one {
+                    sets.extend([
+                        ("object_key", Some(one.object_key.clone())),
+                        ("version_id", one.version_id.clone()),
+                        ("etag", one.etag.clone()),
+                        ("sha256", one.sha256.clone()),
+                        ("checksum_composite", one.checksum_composite.clone()),
+                    ]);
+                }
+                sets
+            }
+            PartitionChange::Verified { manifest_key } => {
+                vec![("manifest_key", Some(manifest_key.to_string())), ("verified_at", Some("now()".into()))]
+            }
+            PartitionChange::Dropped => vec![("finished_at", Some("now()".into()))],
+            PartitionChange::Moved { schema } => vec![
+                ("moved_to_schema", Some(schema.to_string())),
+                ("partition_schema", Some(schema.to_string())),
+                ("finished_at", Some("now()".into())),
+            ],
+        }
+    }
+}
+
+/// SQL that makes `change` on the partition's manifest row.
+pub fn partition_change_sql(table: &QualifiedName, partition: &str, change: &PartitionChange<'_>) -> String {
+    set_state_sql(table, partition, change.state(), &change.sets())
+}
+
 /// One transition of a chunk's row: the state it moves to and every column it writes, written
 /// here and nowhere else (the chunk state machine's call sites name the transition, not columns).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ChunkChange<'a> {
     /// A new upload began: its multipart upload id and token; an earlier attempt's figures go.
     Uploading { upload_id: &'a str, token: &'a str },
@@ -471,12 +579,17 @@ pub enum ChunkChange<'a> {
     /// Its recorded object is gone while the partition is still in PostgreSQL: back to `pending`
     /// with nothing of that upload kept, so it is uploaded again.
     Lost { why: &'a str },
+    /// The one object an earlier version recorded on the partition's row (no chunk rows), which
+    /// may be complete, becomes the new plan's one chunk with that upload's token, id and figures:
+    /// `uploading`, never `uploaded` at once (that version checked rows only after that state), so
+    /// it is found at its key and its rows checked as any chunk's own upload's are.
+    CarriedOver(&'a ManifestRecord),
 }
 
 impl ChunkChange<'_> {
     pub fn state(&self) -> &'static str {
         match self {
-            ChunkChange::Uploading { .. } | ChunkChange::Streamed { .. } => "uploading",
+            ChunkChange::Uploading { .. } | ChunkChange::Streamed { .. } | ChunkChange::CarriedOver(_) => "uploading",
             ChunkChange::Uploaded { .. } | ChunkChange::Adopted { .. } => "uploaded",
             ChunkChange::Failed { .. } | ChunkChange::Refused { .. } | ChunkChange::Lost { .. } => "pending",
         }
@@ -522,6 +635,17 @@ impl ChunkChange<'_> {
                 [none(&FIGURES), none(&["multipart_upload_id", "upload_token"]), vec![("last_error", text(why))]]
                     .concat()
             }
+            ChunkChange::CarriedOver(rec) => vec![
+                ("upload_token", rec.upload_token.clone()),
+                ("multipart_upload_id", rec.multipart_upload_id.clone()),
+                ("row_count", rec.row_count.map(|v| v.to_string())),
+                ("raw_bytes", rec.raw_bytes.map(|v| v.to_string())),
+                ("compressed_bytes", rec.compressed_bytes.map(|v| v.to_string())),
+                ("sha256", rec.sha256.clone()),
+                ("checksum_composite", rec.checksum_composite.clone()),
+                ("etag", rec.etag.clone()),
+                ("version_id", rec.version_id.clone()),
+            ],
             ChunkChange::Lost { why } => [
                 none(&FIGURES),
                 none(&["multipart_upload_id", "upload_token", "etag", "version_id", "uploaded_at"]),
@@ -542,6 +666,38 @@ pub fn chunk_change_sql(
     change: &ChunkChange<'_>,
 ) -> String {
     chunk_set_sql(table, partition, generation, chunk_no, change.state(), &change.sets())
+}
+
+/// SQL that supersedes every chunk of the partition's plans: the first statement of a new plan.
+pub fn supersede_chunks_sql(table: &QualifiedName, partition: &str) -> String {
+    format!(
+        "UPDATE partition_archiver.archive_chunk SET state = 'superseded', updated_at = now() \
+         WHERE table_schema = {} AND table_name = {} AND partition_name = {} AND state <> 'superseded'",
+        quote_literal(&table.schema),
+        quote_literal(&table.name),
+        quote_literal(partition)
+    )
+}
+
+/// SQL that records chunk `chunk_no` of plan `generation`, `pending`: its block range and key.
+pub fn new_chunk_sql(
+    table: &QualifiedName,
+    partition: &str,
+    generation: i32,
+    chunk_no: i32,
+    range: BlockRange,
+    key: &str,
+) -> String {
+    format!(
+        "INSERT INTO partition_archiver.archive_chunk (table_schema, table_name, partition_name, generation, chunk_no, \
+         block_from, block_to, object_key, state) VALUES ({}, {}, {}, {generation}, {chunk_no}, {}, {}, {}, 'pending')",
+        quote_literal(&table.schema),
+        quote_literal(&table.name),
+        quote_literal(partition),
+        range.from,
+        range.to.map_or("NULL".to_string(), |t| t.to_string()),
+        quote_literal(key)
+    )
 }
 
 /// SQL that sets `state` (and any extra `column = literal` pairs) on one chunk row of the current
@@ -727,18 +883,116 @@ mod tests {
         ];
         for (change, state, set, cleared) in cases {
             assert_eq!(change.state(), state, "{change:?}");
-            let sets = change.sets();
-            let mut got_set: Vec<&str> = sets.iter().filter(|(_, v)| v.is_some()).map(|(c, _)| *c).collect();
-            let mut got_cleared: Vec<&str> = sets.iter().filter(|(_, v)| v.is_none()).map(|(c, _)| *c).collect();
-            let (mut set, mut cleared) = (set, cleared);
-            for v in [&mut got_set, &mut got_cleared, &mut set, &mut cleared] {
-                v.sort_unstable();
-            }
-            assert_eq!((got_set, got_cleared), (set, cleared), "{change:?}");
+            assert_writes(&change.sets(), set, cleared, &format!("{change:?}"));
         }
+        // An earlier version's one object carries its upload's token, id and figures as they are.
+        let older = ManifestRecord {
+            upload_token: Some("t".into()),
+            row_count: Some(5),
+            raw_bytes: Some(50),
+            compressed_bytes: Some(20),
+            sha256: Some("ab".into()),
+            checksum_composite: Some("cd-1".into()),
+            etag: Some("e".into()),
+            ..record(None)
+        };
+        let carried = CarriedOver(&older);
+        assert_eq!(carried.state(), "uploading");
+        let set =
+            vec!["upload_token", "row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite", "etag"];
+        assert_writes(&carried.sets(), set, vec!["multipart_upload_id", "version_id"], "carried over");
         let sql = chunk_change_sql(&QualifiedName::new("s", "t"), "p'x", 2, 3, &Failed { why: "it's gone" });
         assert!(sql.contains("state = 'pending'") && sql.contains("last_error = 'it''s gone'"), "{sql}");
         assert!(sql.contains("partition_name = 'p''x'") && sql.contains("generation = 2 AND chunk_no = 3"), "{sql}");
+    }
+
+    /// `sets` gives a value to exactly the columns `set` and clears exactly `cleared`.
+    fn assert_writes(sets: &[(&str, Option<String>)], set: Vec<&str>, cleared: Vec<&str>, what: &str) {
+        let mut got_set: Vec<&str> = sets.iter().filter(|(_, v)| v.is_some()).map(|(c, _)| *c).collect();
+        let mut got_cleared: Vec<&str> = sets.iter().filter(|(_, v)| v.is_none()).map(|(c, _)| *c).collect();
+        let (mut set, mut cleared) = (set, cleared);
+        for v in [&mut got_set, &mut got_cleared, &mut set, &mut cleared] {
+            v.sort_unstable();
+        }
+        assert_eq!((got_set, got_cleared), (set, cleared), "{what}");
+    }
+
+    #[test]
+    fn each_partition_transition_writes_its_state_and_columns_in_one_place() {
+        use PartitionChange::*;
+        let chunk = ChunkRecord {
+            generation: 1,
+            chunk_no: 1,
+            block_from: 0,
+            block_to: None,
+            state: "uploaded".into(),
+            object_key: "k".into(),
+            multipart_upload_id: None,
+            upload_token: Some("t".into()),
+            row_count: Some(5),
+            raw_bytes: Some(50),
+            compressed_bytes: Some(20),
+            sha256: Some("ab".into()),
+            checksum_composite: Some("cd-1".into()),
+            etag: Some("e".into()),
+            version_id: None,
+            last_error: None,
+            uploaded_at: None,
+        };
+        let planned = Planned {
+            chunk_size: 64,
+            generation: 2,
+            rel_filenode: 7,
+            rel_blocks: 9,
+            bucket: "b",
+            format: Format::Csv,
+            compression: Compression::Zstd,
+        };
+        let totals = ["row_count", "raw_bytes", "compressed_bytes", "uploaded_at"];
+        // (change, state, columns set to a value, columns cleared)
+        let cases: Vec<(PartitionChange<'_>, &str, Vec<&str>, Vec<&str>)> = vec![
+            (Detached, "detached", vec![], vec![]),
+            (
+                planned,
+                "uploading",
+                vec!["chunk_size", "chunk_generation", "rel_filenode", "rel_blocks", "bucket", "format", "compression"],
+                vec![
+                    "object_key",
+                    "multipart_upload_id",
+                    "upload_token",
+                    "row_count",
+                    "raw_bytes",
+                    "compressed_bytes",
+                    "sha256",
+                    "checksum_composite",
+                    "etag",
+                    "version_id",
+                ],
+            ),
+            (
+                Uploaded { rows: Some(5), raw_bytes: Some(50), compressed_bytes: Some(20), one: None },
+                "uploaded",
+                totals.to_vec(),
+                vec![],
+            ),
+            // A plan of one is described as its one object too (its missing version recorded so).
+            (
+                Uploaded { rows: Some(5), raw_bytes: Some(50), compressed_bytes: Some(20), one: Some(&chunk) },
+                "uploaded",
+                [&totals[..], &["object_key", "etag", "sha256", "checksum_composite"]].concat(),
+                vec!["version_id"],
+            ),
+            (Verified { manifest_key: "m" }, "verified", vec!["manifest_key", "verified_at"], vec![]),
+            (Dropped, "dropped", vec!["finished_at"], vec![]),
+            (Moved { schema: "h" }, "moved", vec!["moved_to_schema", "partition_schema", "finished_at"], vec![]),
+        ];
+        for (change, state, set, cleared) in cases {
+            assert_eq!(change.state(), state, "{change:?}");
+            assert_writes(&change.sets(), set, cleared, &format!("{change:?}"));
+        }
+        let sql = partition_change_sql(&QualifiedName::new("s", "t"), "p'x", &Moved { schema: "o'h" });
+        assert!(sql.contains("state = 'moved'") && sql.contains("moved_to_schema = 'o''h'"), "{sql}");
+        assert!(sql.contains("partition_name = 'p''x'") && sql.contains("finished_at = now()"), "{sql}");
     }
 
     use super::*;

@@ -27,7 +27,7 @@
 
 use super::record::{record, Archived};
 use crate::archive::check;
-use crate::archive::manifest::{self, ChunkChange, ChunkRecord, ManifestRecord};
+use crate::archive::manifest::{self, ChunkChange, ChunkRecord, ManifestRecord, PartitionChange};
 use crate::archive::pipeline::{self, Hashes, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access};
@@ -37,7 +37,7 @@ use crate::archive::{workers, Archiver};
 use crate::error::Error;
 use crate::pg::lock::{self, LockClass};
 use crate::plan::chunks::{self, BlockRange};
-use crate::plan::ident::{quote_literal, QualifiedName};
+use crate::plan::ident::QualifiedName;
 use crate::plan::policy::TablePolicy;
 use anyhow::{anyhow, bail, Context};
 use std::sync::Arc;
@@ -207,7 +207,7 @@ async fn plan(
     // One object recorded by an earlier version that may already be complete is carried over as a
     // plan of one chunk; an upload of one that cannot have completed is aborted.
     let carried = carried_object(rec);
-    if let (None, Some(key), Some(id)) = (&carried, rec.object_key.as_deref(), rec.multipart_upload_id.as_deref()) {
+    if let (None, Some(key), Some(id)) = (carried, rec.object_key.as_deref(), rec.multipart_upload_id.as_deref()) {
         store.abort_upload(key, id).await?;
     }
     let rel = relation(client, partition).await?;
@@ -220,31 +220,22 @@ async fn plan(
         }
     };
     let generation = rec.chunks.iter().map(|c| c.generation).max().unwrap_or(0) + 1;
-    let (schema, table, name) =
-        (quote_literal(&policy.table.schema), quote_literal(&policy.table.name), quote_literal(&partition.name));
-    let mut sql = vec![format!(
-        "UPDATE partition_archiver.archive_chunk SET state = 'superseded', updated_at = now() \
-         WHERE table_schema = {schema} AND table_name = {table} AND partition_name = {name} AND state <> 'superseded'"
-    )];
+    let (table, name) = (&policy.table, partition.name.as_str());
+    let mut sql = vec![manifest::supersede_chunks_sql(table, name)];
     // A plan of one chunk keeps the key archives had before chunks existed, `{partition}.{ext}`
     // (readers and query engines see the same keys), unless an earlier plan used it.
     let single_free = !rec.chunks.iter().any(|c| c.object_key == single_key);
-    for (i, r) in ranges.iter().enumerate() {
+    for (i, range) in ranges.iter().enumerate() {
         let no = i as i32 + 1;
-        let key = match (&carried, ranges.len() == 1 && single_free) {
-            (Some(c), _) => c.key.clone(),
+        let key = match (carried, ranges.len() == 1 && single_free) {
+            (Some(key), _) => key.to_string(),
             (None, true) => single_key.to_string(),
-            (None, false) => manifest::chunk_key(single_key, &partition.name, generation, no, format, compression),
+            (None, false) => manifest::chunk_key(single_key, name, generation, no, format, compression),
         };
-        let (columns, values) = carried.as_ref().map(Carried::columns_and_values).unwrap_or_default();
-        sql.push(format!(
-            "INSERT INTO partition_archiver.archive_chunk (table_schema, table_name, partition_name, generation, chunk_no, \
-             block_from, block_to, object_key, state{columns}) VALUES ({schema}, {table}, {name}, {generation}, {no}, {}, {}, {}, {}{values})",
-            r.from,
-            r.to.map_or("NULL".to_string(), |t| t.to_string()),
-            quote_literal(&key),
-            quote_literal(carried.as_ref().map_or("pending", |c| c.state)),
-        ));
+        sql.push(manifest::new_chunk_sql(table, name, generation, no, *range, &key));
+    }
+    if carried.is_some() {
+        sql.push(manifest::chunk_change_sql(table, name, generation, 1, &ChunkChange::CarriedOver(rec)));
     }
     sql.push(uploading_sql(policy, partition, generation, rel, archiver, (format, compression)));
     let tx = client.transaction().await?;
@@ -274,30 +265,16 @@ fn uploading_sql(
     (format, compression): (Format, Compression),
 ) -> String {
     let settings = &archiver.store.settings;
-    manifest::set_state_sql(
-        &policy.table,
-        &partition.name,
-        "uploading",
-        &[
-            ("chunk_size", Some(settings.chunk_size.to_string())),
-            ("chunk_generation", Some(generation.to_string())),
-            ("rel_filenode", Some(rel.filenode.to_string())),
-            ("rel_blocks", Some(rel.blocks.to_string())),
-            ("bucket", Some(settings.bucket.clone())),
-            ("format", Some(format.as_str().into())),
-            ("compression", Some(compression.as_str().into())),
-            ("object_key", None),
-            ("multipart_upload_id", None),
-            ("upload_token", None),
-            ("row_count", None),
-            ("raw_bytes", None),
-            ("compressed_bytes", None),
-            ("sha256", None),
-            ("checksum_composite", None),
-            ("etag", None),
-            ("version_id", None),
-        ],
-    )
+    let planned = PartitionChange::Planned {
+        chunk_size: settings.chunk_size,
+        generation,
+        rel_filenode: rel.filenode,
+        rel_blocks: rel.blocks,
+        bucket: &settings.bucket,
+        format,
+        compression,
+    };
+    manifest::partition_change_sql(&policy.table, &partition.name, &planned)
 }
 
 /// Has a chunk of the current plan been completed (or its figures recorded)? The plan's rows are
@@ -322,51 +299,14 @@ async fn completed_meanwhile(
     Ok(started > 0)
 }
 
-/// One object an earlier version recorded on the partition's row (no chunk plan) that may already
-/// be complete: its figures are recorded (so a run may have died between S3 completing it and
-/// `uploaded` being recorded), or it is `uploaded`. It becomes chunk 1 of a plan of one, with its
-/// key, token and figures, so it is adopted (or verified) as any chunk's own upload is.
-struct Carried {
-    key: String,
-    state: &'static str,
-    sets: Vec<(&'static str, Option<String>)>,
-}
-
-fn carried_object(rec: &ManifestRecord) -> Option<Carried> {
-    let key = rec.object_key.clone()?;
-    if rec.is_chunked() || (rec.sha256.is_none() && rec.state != "uploaded") {
-        return None;
-    }
-    let number = |v: Option<i64>| v.map(|v| v.to_string());
-    Some(Carried {
-        key,
-        // Never `uploaded` at once: an earlier version checked the rows only after that state, so
-        // the object is found at its key and its rows checked as any chunk's own upload's are.
-        state: "uploading",
-        sets: vec![
-            ("upload_token", rec.upload_token.clone()),
-            ("multipart_upload_id", rec.multipart_upload_id.clone()),
-            ("row_count", number(rec.row_count)),
-            ("raw_bytes", number(rec.raw_bytes)),
-            ("compressed_bytes", number(rec.compressed_bytes)),
-            ("sha256", rec.sha256.clone()),
-            ("checksum_composite", rec.checksum_composite.clone()),
-            ("etag", rec.etag.clone()),
-            ("version_id", rec.version_id.clone()),
-        ],
-    })
-}
-
-impl Carried {
-    /// `, col, ...` and `, value, ...` for the chunk's INSERT (values quoted; numbers are ours).
-    fn columns_and_values(&self) -> (String, String) {
-        let (mut columns, mut values) = (String::new(), String::new());
-        for (column, value) in &self.sets {
-            columns.push_str(&format!(", {column}"));
-            values.push_str(&format!(", {}", value.as_deref().map_or("NULL".to_string(), quote_literal)));
-        }
-        (columns, values)
-    }
+/// The key of the one object an earlier version recorded on the partition's row (no chunk plan)
+/// that may already be complete: its figures are recorded (so a run may have died between S3
+/// completing it and `uploaded` being recorded), or it is `uploaded`. It becomes chunk 1 of a plan
+/// of one ([`ChunkChange::CarriedOver`]), so it is adopted (or verified) as any chunk's own upload
+/// is.
+fn carried_object(rec: &ManifestRecord) -> Option<&str> {
+    let key = rec.object_key.as_deref()?;
+    (!rec.is_chunked() && (rec.sha256.is_some() || rec.state == "uploaded")).then_some(key)
 }
 
 /// Chunks of older plans leave the archive's directory (query engines read every object in it): a
@@ -962,24 +902,12 @@ async fn finish(
             ..Default::default()
         });
     }
-    let mut totals = vec![
-        ("row_count", rows.map(|r| r.to_string())),
-        ("raw_bytes", raw.map(|r| r.to_string())),
-        ("compressed_bytes", compressed.map(|r| r.to_string())),
-        ("uploaded_at", Some("now()".into())),
-    ];
-    // A plan of one chunk is also described as its one object, as archives were before chunks
-    // existed (the manifest's readers find `object_key`, `sha256`, ... where they always were).
-    if let [one] = chunks[..] {
-        totals.extend([
-            ("object_key", Some(one.object_key.clone())),
-            ("version_id", one.version_id.clone()),
-            ("etag", one.etag.clone()),
-            ("sha256", one.sha256.clone()),
-            ("checksum_composite", one.checksum_composite.clone()),
-        ]);
-    }
-    crate::pg::ddl::exec(client, &manifest::set_state_sql(&policy.table, &partition.name, "uploaded", &totals)).await?;
+    let one = match chunks[..] {
+        [one] => Some(one),
+        _ => None,
+    };
+    let uploaded = PartitionChange::Uploaded { rows, raw_bytes: raw, compressed_bytes: compressed, one };
+    crate::pg::ddl::exec(client, &manifest::partition_change_sql(&policy.table, &partition.name, &uploaded)).await?;
     crate::fail_point!("after_upload");
     let rec = reload(client, policy, partition).await?;
     let first = rec.current_chunks().next().map(|c| c.object_key.clone()).unwrap_or_default();

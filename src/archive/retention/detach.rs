@@ -2,7 +2,7 @@
 //! The manifest row is written with the partition's bounds and columns before or with the DETACH,
 //! so a detached table is never without its record.
 
-use crate::archive::manifest::{self, ManifestRecord};
+use crate::archive::manifest::{self, ManifestRecord, PartitionChange};
 use crate::pg::ddl::{ddl_outside_transaction, run_ddl, DdlOptions};
 use crate::plan::ident::QualifiedName;
 use crate::plan::period::bound_literal;
@@ -54,9 +54,8 @@ pub async fn detach(
     if let Err(e) = r {
         return (Err(e), n);
     }
-    let (r, m) =
-        run_ddl(client, opts, &label, &[manifest::set_state_sql(&policy.table, &partition.name, "detached", &[])])
-            .await;
+    let detached = manifest::partition_change_sql(&policy.table, &partition.name, &PartitionChange::Detached);
+    let (r, m) = run_ddl(client, opts, &label, &[detached]).await;
     crate::fail_point!("after_detach");
     (r.map(|_| ()), n + m)
 }

@@ -3,7 +3,7 @@
 //! written beside the objects, read back and compared, then the row `verified`.
 
 use crate::archive::check::shown;
-use crate::archive::manifest::{self, ManifestRecord};
+use crate::archive::manifest::{self, ManifestRecord, PartitionChange};
 use crate::archive::store::WriteOnce;
 use crate::archive::Archiver;
 use crate::error::Error;
@@ -66,11 +66,10 @@ pub(super) async fn record(
     }
     exec(
         client,
-        &manifest::set_state_sql(
+        &manifest::partition_change_sql(
             &policy.table,
             &rec.partition_name,
-            "verified",
-            &[("manifest_key", Some(manifest_key)), ("verified_at", Some("now()".into()))],
+            &PartitionChange::Verified { manifest_key: &manifest_key },
         ),
     )
     .await?;

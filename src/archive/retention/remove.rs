@@ -2,7 +2,7 @@
 //! schema (`verified`, or `detached` for the detach-only policy). Each is one transaction that
 //! first checks the manifest state, so nothing unverified is ever dropped.
 
-use crate::archive::manifest;
+use crate::archive::manifest::{self, PartitionChange};
 use crate::pg::ddl::{run_ddl, DdlOptions};
 use crate::plan::ident::{quote_ident, QualifiedName};
 use crate::plan::policy::{RetentionAction, TablePolicy};
@@ -23,7 +23,7 @@ pub async fn drop_partition(
         format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", partition.quoted()),
         manifest::require_unchanged_sql(&policy.table, partition),
         format!("DROP TABLE {}", partition.quoted()),
-        manifest::set_state_sql(&policy.table, &partition.name, "dropped", &[("finished_at", Some("now()".into()))]),
+        manifest::partition_change_sql(&policy.table, &partition.name, &PartitionChange::Dropped),
     ];
     let (r, n) = run_ddl(client, opts, &format!("drop {partition}"), &statements).await;
     crate::fail_point!("after_drop");
@@ -46,16 +46,7 @@ pub async fn move_to_schema(
         manifest::require_state_sql(&policy.table, &partition.name, allowed),
         format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)),
         format!("ALTER TABLE {} SET SCHEMA {}", partition.quoted(), quote_ident(schema)),
-        manifest::set_state_sql(
-            &policy.table,
-            &partition.name,
-            "moved",
-            &[
-                ("moved_to_schema", Some(schema.to_string())),
-                ("partition_schema", Some(schema.to_string())),
-                ("finished_at", Some("now()".into())),
-            ],
-        ),
+        manifest::partition_change_sql(&policy.table, &partition.name, &PartitionChange::Moved { schema }),
     ];
     let (r, n) = run_ddl(client, opts, &format!("move {partition} to {schema}"), &statements).await;
     (r.map(|_| ()), n)
