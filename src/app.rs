@@ -2,7 +2,7 @@
 //! [`App::handle`] that runs one [`Request`] and returns a [`Response`] (JSON for machines, text
 //! for people).
 
-use crate::archive::manifest::ManifestRecord;
+use crate::archive::manifest::{ChunkState, ManifestRecord};
 use crate::archive::restore::{Attach, RestoreOutcome, RestoreReport, UnitReport, VerifyItem};
 use crate::archive::restore_chunks::Step;
 use crate::archive::retrieval::Pending;
@@ -13,7 +13,7 @@ use crate::error::Error;
 use crate::executor::{maintain_table, Mode};
 use crate::pg::migrate::MigrationOutcome;
 use crate::plan::ident::QualifiedName;
-use crate::plan::snapshot::{BoundValue, PartitionBound};
+use crate::plan::snapshot::{ArchiveState, BoundValue, PartitionBound};
 use crate::report::{ArchiveUnit, RunReport, TableReport, TableStatus};
 use crate::request::Request;
 use chrono::{DateTime, Utc};
@@ -730,8 +730,8 @@ async fn fan_out_units(
     let whole = if dry_run { report.archive_units() } else { vec![] };
     for t in &report.tables {
         let records = crate::archive::manifest::list(client, Some(&t.table)).await.map_err(Error::transient)?;
-        for rec in records.iter().filter(|r| r.is_chunked() && r.state == "uploading") {
-            units.extend(rec.current_chunks().filter(|c| c.state != "uploaded").map(|c| ArchiveUnit {
+        for rec in records.iter().filter(|r| r.is_chunked() && r.state == ArchiveState::Uploading) {
+            units.extend(rec.current_chunks().filter(|c| c.state != ChunkState::Uploaded).map(|c| ArchiveUnit {
                 table: t.table.to_string(),
                 partition: rec.partition_name.clone(),
                 chunk: Some(c.chunk_no),

@@ -7,6 +7,7 @@ use crate::pg::catalog::Column;
 use crate::plan::chunks::BlockRange;
 use crate::plan::ident::{quote_literal, QualifiedName};
 use crate::plan::period::{local_of_literal, Interval, KeyType, Period};
+use crate::plan::snapshot::ArchiveState;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ pub struct ManifestRecord {
     pub range_from: Option<String>,
     pub range_to: Option<String>,
     pub columns: Vec<Column>,
-    pub state: String,
+    pub state: ArchiveState,
     pub row_count: Option<i64>,
     pub raw_bytes: Option<i64>,
     pub compressed_bytes: Option<i64>,
@@ -83,7 +84,7 @@ pub struct ChunkRecord {
     pub block_from: i64,
     /// `None`: to the end of the relation.
     pub block_to: Option<i64>,
-    pub state: String,
+    pub state: ChunkState,
     pub object_key: String,
     #[serde(default)]
     pub multipart_upload_id: Option<String>,
@@ -100,6 +101,31 @@ pub struct ChunkRecord {
     pub last_error: Option<String>,
     #[serde(default)]
     pub uploaded_at: Option<DateTime<Utc>>,
+}
+
+/// Where a chunk is in its state machine (`archive_chunk.state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChunkState {
+    /// Planned, or given back after a failed or refused attempt: to be uploaded.
+    Pending,
+    /// An upload began (its id and token recorded); with figures, S3 may have completed it.
+    Uploading,
+    /// Its object is at its key, recorded.
+    Uploaded,
+    /// Of an older plan: not part of the archive.
+    Superseded,
+}
+
+impl ChunkState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChunkState::Pending => "pending",
+            ChunkState::Uploading => "uploading",
+            ChunkState::Uploaded => "uploaded",
+            ChunkState::Superseded => "superseded",
+        }
+    }
 }
 
 impl ChunkRecord {
@@ -153,7 +179,7 @@ impl ManifestRecord {
     }
     /// The chunks of the current plan, in order.
     pub fn current_chunks(&self) -> impl Iterator<Item = &ChunkRecord> {
-        self.chunks.iter().filter(move |c| c.generation == self.chunk_generation && c.state != "superseded")
+        self.chunks.iter().filter(move |c| c.generation == self.chunk_generation && c.state != ChunkState::Superseded)
     }
     /// `{schema}.{table}`: the table's folder in the key layout.
     pub fn table_folder(&self) -> String {
@@ -170,7 +196,7 @@ impl ManifestRecord {
                 if let Some(c) = self
                     .chunks
                     .iter_mut()
-                    .find(|c| c.generation == generation && c.chunk_no == n && c.state != "superseded")
+                    .find(|c| c.generation == generation && c.chunk_no == n && c.state != ChunkState::Superseded)
                 {
                     c.version_id = version_id;
                 }
@@ -471,14 +497,14 @@ pub enum PartitionChange<'a> {
 }
 
 impl PartitionChange<'_> {
-    pub fn state(&self) -> &'static str {
+    pub fn state(&self) -> ArchiveState {
         match self {
-            PartitionChange::Detached => "detached",
-            PartitionChange::Planned { .. } => "uploading",
-            PartitionChange::Uploaded { .. } => "uploaded",
-            PartitionChange::Verified { .. } => "verified",
-            PartitionChange::Dropped => "dropped",
-            PartitionChange::Moved { .. } => "moved",
+            PartitionChange::Detached => ArchiveState::Detached,
+            PartitionChange::Planned { .. } => ArchiveState::Uploading,
+            PartitionChange::Uploaded { .. } => ArchiveState::Uploaded,
+            PartitionChange::Verified { .. } => ArchiveState::Verified,
+            PartitionChange::Dropped => ArchiveState::Dropped,
+            PartitionChange::Moved { .. } => ArchiveState::Moved,
         }
     }
 
@@ -545,7 +571,7 @@ impl PartitionChange<'_> {
 
 /// SQL that makes `change` on the partition's manifest row.
 pub fn partition_change_sql(table: &QualifiedName, partition: &str, change: &PartitionChange<'_>) -> String {
-    set_state_sql(table, partition, change.state(), &change.sets())
+    set_state_sql(table, partition, change.state().as_str(), &change.sets())
 }
 
 /// One transition of a chunk's row: the state it moves to and every column it writes, written
@@ -587,11 +613,13 @@ pub enum ChunkChange<'a> {
 }
 
 impl ChunkChange<'_> {
-    pub fn state(&self) -> &'static str {
+    pub fn state(&self) -> ChunkState {
         match self {
-            ChunkChange::Uploading { .. } | ChunkChange::Streamed { .. } | ChunkChange::CarriedOver(_) => "uploading",
-            ChunkChange::Uploaded { .. } | ChunkChange::Adopted { .. } => "uploaded",
-            ChunkChange::Failed { .. } | ChunkChange::Refused { .. } | ChunkChange::Lost { .. } => "pending",
+            ChunkChange::Uploading { .. } | ChunkChange::Streamed { .. } | ChunkChange::CarriedOver(_) => {
+                ChunkState::Uploading
+            }
+            ChunkChange::Uploaded { .. } | ChunkChange::Adopted { .. } => ChunkState::Uploaded,
+            ChunkChange::Failed { .. } | ChunkChange::Refused { .. } | ChunkChange::Lost { .. } => ChunkState::Pending,
         }
     }
 
@@ -665,7 +693,7 @@ pub fn chunk_change_sql(
     chunk_no: i32,
     change: &ChunkChange<'_>,
 ) -> String {
-    chunk_set_sql(table, partition, generation, chunk_no, change.state(), &change.sets())
+    chunk_set_sql(table, partition, generation, chunk_no, change.state().as_str(), &change.sets())
 }
 
 /// SQL that supersedes every chunk of the partition's plans: the first statement of a new plan.
@@ -792,7 +820,7 @@ pub fn upsert_sql(r: &ManifestRecord) -> String {
         opt(&r.range_from),
         opt(&r.range_to),
         lit(&columns),
-        lit(&r.state),
+        lit(r.state.as_str()),
         lit(env!("CARGO_PKG_VERSION")),
     )
 }
@@ -882,7 +910,7 @@ mod tests {
             ),
         ];
         for (change, state, set, cleared) in cases {
-            assert_eq!(change.state(), state, "{change:?}");
+            assert_eq!(change.state().as_str(), state, "{change:?}");
             assert_writes(&change.sets(), set, cleared, &format!("{change:?}"));
         }
         // An earlier version's one object carries its upload's token, id and figures as they are.
@@ -897,7 +925,7 @@ mod tests {
             ..record(None)
         };
         let carried = CarriedOver(&older);
-        assert_eq!(carried.state(), "uploading");
+        assert_eq!(carried.state(), ChunkState::Uploading);
         let set =
             vec!["upload_token", "row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite", "etag"];
         assert_writes(&carried.sets(), set, vec!["multipart_upload_id", "version_id"], "carried over");
@@ -925,7 +953,7 @@ mod tests {
             chunk_no: 1,
             block_from: 0,
             block_to: None,
-            state: "uploaded".into(),
+            state: ChunkState::Uploaded,
             object_key: "k".into(),
             multipart_upload_id: None,
             upload_token: Some("t".into()),
@@ -987,7 +1015,7 @@ mod tests {
             (Moved { schema: "h" }, "moved", vec!["moved_to_schema", "partition_schema", "finished_at"], vec![]),
         ];
         for (change, state, set, cleared) in cases {
-            assert_eq!(change.state(), state, "{change:?}");
+            assert_eq!(change.state().as_str(), state, "{change:?}");
             assert_writes(&change.sets(), set, cleared, &format!("{change:?}"));
         }
         let sql = partition_change_sql(&QualifiedName::new("s", "t"), "p'x", &Moved { schema: "o'h" });
@@ -1093,7 +1121,7 @@ mod tests {
             typmod: Some(-1),
         }];
         let mut same = ours.clone();
-        same.state = "dropped".into();
+        same.state = ArchiveState::Dropped;
         same.upload_token = Some("other".into());
         same.system_identifier = Some("42".into());
         same.manifest_version += 1;

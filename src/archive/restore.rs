@@ -372,7 +372,7 @@ async fn check_manifest(
             rec.partition_name
         )));
     }
-    if !matches!(rec.state.as_str(), "verified" | "dropped" | "moved") {
+    if !rec.state.is_archived() {
         return Err(Error::invalid(format!(
             "partition {partition} is in archive state {}: only verified archives are restored",
             rec.state
@@ -690,10 +690,7 @@ pub async fn verify_all(
 ) -> Result<Vec<VerifyItem>, Error> {
     let records = manifest::list(client, table).await.map_err(wrap)?;
     let mut out = Vec::new();
-    for rec in records
-        .into_iter()
-        .filter(|r| matches!(r.state.as_str(), "verified" | "dropped" | "moved") && !r.objects().is_empty())
-    {
+    for rec in records.into_iter().filter(|r| r.state.is_archived() && !r.objects().is_empty()) {
         let mut item = VerifyItem {
             table: rec.table(),
             partition: rec.partition_name.clone(),

@@ -6,7 +6,7 @@
 use crate::plan::ident::QualifiedName;
 use crate::plan::period::KeyType;
 use chrono::{DateTime, NaiveDateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One end of a range partition, as local wall time in the table's zone.
@@ -47,9 +47,11 @@ impl PartitionInfo {
 /// Archive state of one partition, persisted in `partition_archiver.archive_manifest`.
 /// `attached -> detaching -> detached -> uploading -> uploaded -> verified -> dropped | moved`;
 /// every transition is committed before the next step starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ArchiveState {
+    /// The first state of a record (a `DETACH ... CONCURRENTLY` under way).
+    #[default]
     Detaching,
     Detached,
     Uploading,
@@ -83,9 +85,20 @@ impl ArchiveState {
             Self::Moved => "moved",
         }
     }
+    /// Its archive is verified (whether the table is still there, dropped or moved): what
+    /// restore and verify read.
+    pub fn is_archived(self) -> bool {
+        matches!(self, Self::Verified | Self::Dropped | Self::Moved)
+    }
     /// The partition has left the database's hot set for good (nothing more to do).
     pub fn is_final(self) -> bool {
         matches!(self, Self::Dropped | Self::Moved)
+    }
+}
+
+impl std::fmt::Display for ArchiveState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
     }
 }
 

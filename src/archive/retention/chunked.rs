@@ -27,7 +27,7 @@
 
 use super::record::{record, Archived};
 use crate::archive::check;
-use crate::archive::manifest::{self, ChunkChange, ChunkRecord, ManifestRecord, PartitionChange};
+use crate::archive::manifest::{self, ChunkChange, ChunkRecord, ChunkState, ManifestRecord, PartitionChange};
 use crate::archive::pipeline::{self, Hashes, Source};
 use crate::archive::progress::{Measure, Progress};
 use crate::archive::retrieval::{self, Access};
@@ -39,6 +39,7 @@ use crate::pg::lock::{self, LockClass};
 use crate::plan::chunks::{self, BlockRange};
 use crate::plan::ident::QualifiedName;
 use crate::plan::policy::TablePolicy;
+use crate::plan::snapshot::ArchiveState;
 use anyhow::{anyhow, bail, Context};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,7 +86,7 @@ async fn relation(client: &Client, table: &QualifiedName) -> anyhow::Result<Rela
 fn needs_plan(rec: &ManifestRecord, (format, compression, single_key): (Format, Compression, &str)) -> bool {
     let Some(first) = rec.current_chunks().next().filter(|_| rec.is_chunked()) else { return true };
     let folder = |key: &str| key.rsplit_once('/').map_or(String::new(), |(dir, _)| dir.to_string());
-    let nothing_complete = rec.current_chunks().all(|c| c.state != "uploaded" && c.sha256.is_none());
+    let nothing_complete = rec.current_chunks().all(|c| c.state != ChunkState::Uploaded && c.sha256.is_none());
     let moved = folder(&first.object_key) != folder(single_key)
         || rec.format().ok() != Some(format)
         || rec.compression().ok() != Some(compression);
@@ -163,13 +164,13 @@ pub(super) async fn archive_chunked(
 /// for `why`, with the chunks and rows done so far.
 fn unfinished(rec: &ManifestRecord, why: String) -> Option<Archived> {
     let total = rec.current_chunks().count();
-    let done = rec.current_chunks().filter(|c| c.state == "uploaded").count();
+    let done = rec.current_chunks().filter(|c| c.state == ChunkState::Uploaded).count();
     (done < total).then(|| Archived {
         complete: false,
         chunks_done: Some(done),
         chunks_total: Some(total),
         unfinished_because: Some(why),
-        rows: Some(rec.current_chunks().filter(|c| c.state == "uploaded").filter_map(|c| c.row_count).sum()),
+        rows: Some(rec.current_chunks().filter(|c| c.state == ChunkState::Uploaded).filter_map(|c| c.row_count).sum()),
         ..Default::default()
     })
 }
@@ -306,7 +307,7 @@ async fn completed_meanwhile(
 /// is.
 fn carried_object(rec: &ManifestRecord) -> Option<&str> {
     let key = rec.object_key.as_deref()?;
-    (!rec.is_chunked() && (rec.sha256.is_some() || rec.state == "uploaded")).then_some(key)
+    (!rec.is_chunked() && (rec.sha256.is_some() || rec.state == ArchiveState::Uploaded)).then_some(key)
 }
 
 /// Chunks of older plans leave the archive's directory (query engines read every object in it): a
@@ -315,7 +316,7 @@ fn carried_object(rec: &ManifestRecord) -> Option<&str> {
 /// a versioned bucket; the manifest lists the chunk as superseded). Best effort, and repeated by
 /// every run that plans or finishes the partition, so an interrupted or failed attempt is retried.
 async fn retire_superseded(archiver: &Archiver, rec: &ManifestRecord) {
-    for old in rec.chunks.iter().filter(|c| c.state == "superseded") {
+    for old in rec.chunks.iter().filter(|c| c.state == ChunkState::Superseded) {
         if let Err(e) = retire(archiver, old).await {
             tracing::warn!(key = %old.object_key, error = %format!("{e:#}"), "could not retire a superseded chunk object; the next run tries again");
         }
@@ -365,7 +366,7 @@ async fn run_chunks(
     let block_size = relation(client, partition).await?.block_size;
     let todo: Vec<(ChunkRecord, u64)> = rec
         .current_chunks()
-        .filter(|c| c.state != "uploaded")
+        .filter(|c| c.state != ChunkState::Uploaded)
         .map(|c| (c.clone(), heap_bytes(rec, c, block_size)))
         .collect();
     let streams = chunks::streams_for(archiver.store.settings.streams, todo.len());
@@ -491,10 +492,10 @@ async fn archive_locked_chunk(job: &Job<'_>, chunk: &ChunkRecord, heap_bytes: u6
     let Some(chunk) = job.load_chunk(chunk).await? else {
         return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into()));
     };
-    match chunk.state.as_str() {
-        "uploaded" => return Ok(ChunkRun::Done(0, Duration::ZERO)),
-        "superseded" => return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into())),
-        _ => {}
+    match chunk.state {
+        ChunkState::Uploaded => return Ok(ChunkRun::Done(0, Duration::ZERO)),
+        ChunkState::Superseded => return Ok(ChunkRun::Rewritten("the chunk plan was replaced".into())),
+        ChunkState::Pending | ChunkState::Uploading => {}
     }
     let key = chunk.object_key.as_str();
     if let Some(old) = chunk.multipart_upload_id.as_deref() {
@@ -879,7 +880,10 @@ async fn finish(
     // Again here: a run killed (or a delete refused) after an earlier plan left objects behind.
     retire_superseded(archiver, &rec).await;
     let chunks: Vec<&ChunkRecord> = rec.current_chunks().collect();
-    anyhow::ensure!(!chunks.is_empty() && chunks.iter().all(|c| c.state == "uploaded"), "not every chunk is uploaded");
+    anyhow::ensure!(
+        !chunks.is_empty() && chunks.iter().all(|c| c.state == ChunkState::Uploaded),
+        "not every chunk is uploaded"
+    );
     let ranges: Vec<BlockRange> = chunks.iter().map(|c| c.range()).collect();
     chunks::covers_every_block(&ranges).map_err(|why| {
         Error::integrity(format!("{partition}: the recorded chunk plan {why}: not verified, nothing dropped"))
@@ -978,7 +982,7 @@ pub async fn archive_unit(
     let rec = manifest::load(client, &policy.table, &partition.name).await?.ok_or_else(|| {
         Error::not_found(format!("{partition} of {} has no archive manifest row: no chunk to archive", policy.table))
     })?;
-    if !rec.is_chunked() || !matches!(rec.state.as_str(), "uploading") {
+    if !rec.is_chunked() || rec.state != ArchiveState::Uploading {
         bail!(Error::invalid(format!(
             "{partition} has no chunk plan being archived (archive state {}): run `maintain --fan-out` to plan its chunks",
             rec.state
@@ -991,7 +995,7 @@ pub async fn archive_unit(
             rec.chunk_generation
         ))
     })?;
-    if chunk.state == "uploaded" {
+    if chunk.state == ChunkState::Uploaded {
         return Ok((UnitOutcome::AlreadyUploaded, chunk.row_count));
     }
     same_bucket(&rec, archiver, partition)?;

@@ -7,7 +7,7 @@ use crate::pg::ddl::{ddl_outside_transaction, run_ddl, DdlOptions};
 use crate::plan::ident::QualifiedName;
 use crate::plan::period::bound_literal;
 use crate::plan::policy::TablePolicy;
-use crate::plan::snapshot::{BoundValue, TableSnapshot};
+use crate::plan::snapshot::{ArchiveState, BoundValue, TableSnapshot};
 use anyhow::anyhow;
 use tokio_postgres::Client;
 
@@ -37,13 +37,13 @@ pub async fn detach(
     let guard = manifest::require_not_archived_sql(&policy.table, &partition.name);
     if !concurrently {
         let mut rec = record;
-        rec.state = "detached".into();
+        rec.state = ArchiveState::Detached;
         let (r, n) = run_ddl(client, opts, &label, &[guard, manifest::upsert_sql(&rec), detach]).await;
         crate::fail_point!("after_detach");
         return (r.map(|_| ()), n);
     }
     let mut rec = record;
-    rec.state = "detaching".into();
+    rec.state = ArchiveState::Detaching;
     let (r, mut n) = run_ddl(client, opts, &label, &[guard, manifest::upsert_sql(&rec)]).await;
     if let Err(e) = r {
         return (Err(e), n);
@@ -100,7 +100,7 @@ async fn detach_record(
         range_from: lit(from),
         range_to: lit(to),
         columns,
-        state: "detaching".into(),
+        state: ArchiveState::Detaching,
         ..Default::default()
     })
 }

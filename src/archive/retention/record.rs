@@ -9,6 +9,7 @@ use crate::archive::Archiver;
 use crate::error::Error;
 use crate::pg::ddl::exec;
 use crate::plan::policy::TablePolicy;
+use crate::plan::snapshot::ArchiveState;
 use anyhow::{anyhow, bail, Context};
 use tokio_postgres::Client;
 
@@ -40,7 +41,7 @@ pub(super) async fn record(
     manifest_key: String,
 ) -> anyhow::Result<ManifestRecord> {
     let store = &archiver.store;
-    rec.state = "verified".into();
+    rec.state = ArchiveState::Verified;
     rec.manifest_key = Some(manifest_key.clone());
     rec.verified_at = Some(chrono::Utc::now());
     let doc = serde_json::to_vec_pretty(&rec)?;
