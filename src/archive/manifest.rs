@@ -948,25 +948,14 @@ mod tests {
     #[test]
     fn each_partition_transition_writes_its_state_and_columns_in_one_place() {
         use PartitionChange::*;
-        let chunk = ChunkRecord {
-            generation: 1,
-            chunk_no: 1,
-            block_from: 0,
-            block_to: None,
-            state: ChunkState::Uploaded,
-            object_key: "k".into(),
-            multipart_upload_id: None,
-            upload_token: Some("t".into()),
-            row_count: Some(5),
-            raw_bytes: Some(50),
-            compressed_bytes: Some(20),
-            sha256: Some("ab".into()),
-            checksum_composite: Some("cd-1".into()),
-            etag: Some("e".into()),
-            version_id: None,
-            last_error: None,
-            uploaded_at: None,
-        };
+        // A chunk row as the database gives it (no version: an unversioned bucket).
+        let chunk: ChunkRecord = serde_json::from_value(serde_json::json!({
+            "generation": 1, "chunk_no": 1, "block_from": 0, "block_to": null, "state": "uploaded",
+            "object_key": "k", "upload_token": "t", "row_count": 5, "raw_bytes": 50, "compressed_bytes": 20,
+            "sha256": "ab", "checksum_composite": "cd-1", "etag": "e", "version_id": null
+        }))
+        .unwrap();
+        assert_eq!(chunk.state, ChunkState::Uploaded);
         let planned = Planned {
             chunk_size: 64,
             generation: 2,
