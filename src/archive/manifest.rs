@@ -439,24 +439,44 @@ pub async fn list(client: &impl GenericClient, table: Option<&QualifiedName>) ->
         .collect()
 }
 
-/// `state = ..., updated_at = now(), col = literal, ...` for a manifest or chunk row: values are
-/// quoted with [`quote_literal`], `None` is NULL and the value `now()` is the function.
-fn set_clause(state: &str, extra: &[(&str, Option<String>)]) -> String {
-    let mut sets = vec![format!("state = {}", quote_literal(state)), "updated_at = now()".to_string()];
-    for (col, val) in extra {
-        let v = match val {
-            Some(v) if v == "now()" => "now()".to_string(),
-            Some(v) => quote_literal(v),
-            None => "NULL".to_string(),
-        };
-        sets.push(format!("{col} = {v}"));
+/// What a transition writes into a column: a value (quoted with [`quote_literal`]), NULL, or the
+/// transaction's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Text(String),
+    Null,
+    Now,
+}
+
+impl Value {
+    fn text(v: impl ToString) -> Self {
+        Value::Text(v.to_string())
     }
+    fn sql(&self) -> String {
+        match self {
+            Value::Text(v) => quote_literal(v),
+            Value::Null => "NULL".to_string(),
+            Value::Now => "now()".to_string(),
+        }
+    }
+}
+
+impl<T: ToString> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Value::text)
+    }
+}
+
+/// `state = ..., updated_at = now(), col = value, ...` for a manifest or chunk row.
+fn set_clause(state: &str, extra: &[(&str, Value)]) -> String {
+    let mut sets = vec![format!("state = {}", quote_literal(state)), "updated_at = now()".to_string()];
+    sets.extend(extra.iter().map(|(col, val)| format!("{col} = {}", val.sql())));
     sets.join(", ")
 }
 
-/// SQL that sets `state` (and any extra `column = literal` pairs) on one manifest row. Built with
+/// SQL that sets `state` (and any extra `column = value` pairs) on one manifest row. Built with
 /// [`quote_literal`] because it runs inside [`crate::pg::ddl::run_ddl`]'s statement lists.
-fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Option<String>)]) -> String {
+fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Value)]) -> String {
     format!(
         "UPDATE partition_archiver.archive_manifest SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {}",
         set_clause(state, extra),
@@ -508,9 +528,8 @@ impl PartitionChange<'_> {
         }
     }
 
-    /// The columns written, with their values (`now()` as itself).
-    pub fn sets(&self) -> Vec<(&'static str, Option<String>)> {
-        let number = |v: Option<i64>| v.map(|v| v.to_string());
+    /// The columns written, with their values.
+    pub fn sets(&self) -> Vec<(&'static str, Value)> {
         match *self {
             PartitionChange::Detached => vec![],
             PartitionChange::Planned {
@@ -523,47 +542,47 @@ impl PartitionChange<'_> {
                 compression,
             } => [
                 vec![
-                    ("chunk_size", Some(chunk_size.to_string())),
-                    ("chunk_generation", Some(generation.to_string())),
-                    ("rel_filenode", Some(rel_filenode.to_string())),
-                    ("rel_blocks", Some(rel_blocks.to_string())),
-                    ("bucket", Some(bucket.to_string())),
-                    ("format", Some(format.as_str().to_string())),
-                    ("compression", Some(compression.as_str().to_string())),
+                    ("chunk_size", Value::text(chunk_size)),
+                    ("chunk_generation", Value::text(generation)),
+                    ("rel_filenode", Value::text(rel_filenode)),
+                    ("rel_blocks", Value::text(rel_blocks)),
+                    ("bucket", Value::text(bucket)),
+                    ("format", Value::text(format.as_str())),
+                    ("compression", Value::text(compression.as_str())),
                 ],
                 ["object_key", "multipart_upload_id", "upload_token", "row_count", "raw_bytes", "compressed_bytes"]
                     .into_iter()
                     .chain(["sha256", "checksum_composite", "etag", "version_id"])
-                    .map(|c| (c, None))
+                    .map(|c| (c, Value::Null))
                     .collect(),
             ]
             .concat(),
             PartitionChange::Uploaded { rows, raw_bytes, compressed_bytes, one } => {
                 let mut sets = vec![
-                    ("row_count", number(rows)),
-                    ("raw_bytes", number(raw_bytes)),
-                    ("compressed_bytes", number(compressed_bytes)),
-                    ("uploaded_at", Some("now()".into())),
+                    ("row_count", rows.into()),
+                    ("raw_bytes", raw_bytes.into()),
+                    ("compressed_bytes", compressed_bytes.into()),
+                    ("uploaded_at", Value::Now),
                 ];
                 if let Some(one) = one {
                     sets.extend([
-                        ("object_key", Some(one.object_key.clone())),
-                        ("version_id", one.version_id.clone()),
-                        ("etag", one.etag.clone()),
-                        ("sha256", one.sha256.clone()),
-                        ("checksum_composite", one.checksum_composite.clone()),
+                        ("object_key", Value::text(&one.object_key)),
+                        ("version_id", one.version_id.as_deref().into()),
+                        ("etag", one.etag.as_deref().into()),
+                        ("sha256", one.sha256.as_deref().into()),
+                        ("checksum_composite", one.checksum_composite.as_deref().into()),
                     ]);
                 }
                 sets
             }
             PartitionChange::Verified { manifest_key } => {
-                vec![("manifest_key", Some(manifest_key.to_string())), ("verified_at", Some("now()".into()))]
+                vec![("manifest_key", Value::text(manifest_key)), ("verified_at", Value::Now)]
             }
-            PartitionChange::Dropped => vec![("finished_at", Some("now()".into()))],
+            PartitionChange::Dropped => vec![("finished_at", Value::Now)],
             PartitionChange::Moved { schema } => vec![
-                ("moved_to_schema", Some(schema.to_string())),
-                ("partition_schema", Some(schema.to_string())),
-                ("finished_at", Some("now()".into())),
+                ("moved_to_schema", Value::text(schema)),
+                ("partition_schema", Value::text(schema)),
+                ("finished_at", Value::Now),
             ],
         }
     }
@@ -623,61 +642,64 @@ impl ChunkChange<'_> {
         }
     }
 
-    /// The columns written, with their values (`now()` as itself).
-    pub fn sets(&self) -> Vec<(&'static str, Option<String>)> {
-        let text = |v: &str| Some(v.to_string());
-        let figures = |rows: u64, raw: u64, compressed: String, sha256: &str, composite: Option<&str>| {
+    /// The columns written, with their values.
+    pub fn sets(&self) -> Vec<(&'static str, Value)> {
+        let figures = |rows: u64, raw: u64, compressed: i64, sha256: &str, composite: Option<&str>| {
             vec![
-                ("row_count", Some(rows.to_string())),
-                ("raw_bytes", Some(raw.to_string())),
-                ("compressed_bytes", Some(compressed)),
-                ("sha256", text(sha256)),
-                ("checksum_composite", composite.map(str::to_string)),
+                ("row_count", Value::text(rows)),
+                ("raw_bytes", Value::text(raw)),
+                ("compressed_bytes", Value::text(compressed)),
+                ("sha256", Value::text(sha256)),
+                ("checksum_composite", composite.into()),
             ]
         };
-        let none = |columns: &[&'static str]| columns.iter().map(|c| (*c, None)).collect::<Vec<_>>();
+        let null = |columns: &[&'static str]| columns.iter().map(|c| (*c, Value::Null)).collect::<Vec<_>>();
         const FIGURES: [&str; 5] = ["row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite"];
         match *self {
             ChunkChange::Uploading { upload_id, token } => [
-                vec![("multipart_upload_id", text(upload_id)), ("upload_token", text(token)), ("last_error", None)],
-                none(&FIGURES),
+                vec![
+                    ("multipart_upload_id", Value::text(upload_id)),
+                    ("upload_token", Value::text(token)),
+                    ("last_error", Value::Null),
+                ],
+                null(&FIGURES),
             ]
             .concat(),
             ChunkChange::Streamed { rows, raw_bytes, compressed_bytes, sha256, composite } => {
-                figures(rows, raw_bytes, compressed_bytes.to_string(), sha256, Some(composite))
+                figures(rows, raw_bytes, compressed_bytes as i64, sha256, Some(composite))
             }
             ChunkChange::Uploaded { etag, version_id } => vec![
-                ("etag", etag.map(str::to_string)),
-                ("version_id", version_id.map(str::to_string)),
-                ("multipart_upload_id", None),
-                ("uploaded_at", text("now()")),
+                ("etag", etag.into()),
+                ("version_id", version_id.into()),
+                ("multipart_upload_id", Value::Null),
+                ("uploaded_at", Value::Now),
             ],
             ChunkChange::Adopted { etag, version_id, rows, raw_bytes, compressed_bytes, sha256, composite } => [
                 ChunkChange::Uploaded { etag, version_id }.sets(),
-                figures(rows, raw_bytes, compressed_bytes.to_string(), sha256, composite),
-                vec![("upload_token", None), ("last_error", None)],
+                figures(rows, raw_bytes, compressed_bytes, sha256, composite),
+                null(&["upload_token", "last_error"]),
             ]
             .concat(),
-            ChunkChange::Failed { why } => vec![("last_error", text(why)), ("multipart_upload_id", None)],
+            ChunkChange::Failed { why } => vec![("last_error", Value::text(why)), ("multipart_upload_id", Value::Null)],
             ChunkChange::Refused { why } => {
-                [none(&FIGURES), none(&["multipart_upload_id", "upload_token"]), vec![("last_error", text(why))]]
+                [null(&FIGURES), null(&["multipart_upload_id", "upload_token"]), vec![("last_error", Value::text(why))]]
                     .concat()
             }
             ChunkChange::CarriedOver(rec) => vec![
-                ("upload_token", rec.upload_token.clone()),
-                ("multipart_upload_id", rec.multipart_upload_id.clone()),
-                ("row_count", rec.row_count.map(|v| v.to_string())),
-                ("raw_bytes", rec.raw_bytes.map(|v| v.to_string())),
-                ("compressed_bytes", rec.compressed_bytes.map(|v| v.to_string())),
-                ("sha256", rec.sha256.clone()),
-                ("checksum_composite", rec.checksum_composite.clone()),
-                ("etag", rec.etag.clone()),
-                ("version_id", rec.version_id.clone()),
+                ("upload_token", rec.upload_token.as_deref().into()),
+                ("multipart_upload_id", rec.multipart_upload_id.as_deref().into()),
+                ("row_count", rec.row_count.into()),
+                ("raw_bytes", rec.raw_bytes.into()),
+                ("compressed_bytes", rec.compressed_bytes.into()),
+                ("sha256", rec.sha256.as_deref().into()),
+                ("checksum_composite", rec.checksum_composite.as_deref().into()),
+                ("etag", rec.etag.as_deref().into()),
+                ("version_id", rec.version_id.as_deref().into()),
             ],
             ChunkChange::Lost { why } => [
-                none(&FIGURES),
-                none(&["multipart_upload_id", "upload_token", "etag", "version_id", "uploaded_at"]),
-                vec![("last_error", Some(format!("{why}: uploaded again")))],
+                null(&FIGURES),
+                null(&["multipart_upload_id", "upload_token", "etag", "version_id", "uploaded_at"]),
+                vec![("last_error", Value::text(format!("{why}: uploaded again")))],
             ]
             .concat(),
         }
@@ -736,7 +758,7 @@ fn chunk_set_sql(
     generation: i32,
     chunk_no: i32,
     state: &str,
-    extra: &[(&str, Option<String>)],
+    extra: &[(&str, Value)],
 ) -> String {
     format!(
         "UPDATE partition_archiver.archive_chunk SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {} \
@@ -935,9 +957,9 @@ mod tests {
     }
 
     /// `sets` gives a value to exactly the columns `set` and clears exactly `cleared`.
-    fn assert_writes(sets: &[(&str, Option<String>)], set: Vec<&str>, cleared: Vec<&str>, what: &str) {
-        let mut got_set: Vec<&str> = sets.iter().filter(|(_, v)| v.is_some()).map(|(c, _)| *c).collect();
-        let mut got_cleared: Vec<&str> = sets.iter().filter(|(_, v)| v.is_none()).map(|(c, _)| *c).collect();
+    fn assert_writes(sets: &[(&str, Value)], set: Vec<&str>, cleared: Vec<&str>, what: &str) {
+        let mut got_set: Vec<&str> = sets.iter().filter(|(_, v)| *v != Value::Null).map(|(c, _)| *c).collect();
+        let mut got_cleared: Vec<&str> = sets.iter().filter(|(_, v)| *v == Value::Null).map(|(c, _)| *c).collect();
         let (mut set, mut cleared) = (set, cleared);
         for v in [&mut got_set, &mut got_cleared, &mut set, &mut cleared] {
             v.sort_unstable();
@@ -1087,13 +1109,20 @@ mod tests {
             &QualifiedName::new("public", "t'x"),
             "p",
             "uploaded",
-            &[("sha256", Some("ab'c".into())), ("etag", None), ("uploaded_at", Some("now()".into()))],
+            &[
+                ("sha256", Value::text("ab'c")),
+                ("etag", Value::Null),
+                ("uploaded_at", Value::Now),
+                ("x", Value::text("now()")),
+            ],
         );
         assert!(sql.contains("table_name = 't''x'"), "{sql}");
         assert!(
             sql.contains("sha256 = 'ab''c'") && sql.contains("etag = NULL") && sql.contains("uploaded_at = now()"),
             "{sql}"
         );
+        // Only `Value::Now` is the function: a text that reads `now()` is a quoted value.
+        assert!(sql.contains("x = 'now()'"), "{sql}");
     }
 
     #[test]

@@ -161,7 +161,8 @@ pub(super) async fn archive_chunked(
 }
 
 /// `None` when every chunk of the plan is uploaded; else the report of an archive left unfinished
-/// for `why`, with the chunks and rows done so far.
+/// for `why`, with the chunks done so far. No rows: they are reported once, by the run that
+/// completes the archive (the `RowsArchived` metric sums every run's).
 fn unfinished(rec: &ManifestRecord, why: String) -> Option<Archived> {
     let total = rec.current_chunks().count();
     let done = rec.current_chunks().filter(|c| c.state == ChunkState::Uploaded).count();
@@ -170,7 +171,6 @@ fn unfinished(rec: &ManifestRecord, why: String) -> Option<Archived> {
         chunks_done: Some(done),
         chunks_total: Some(total),
         unfinished_because: Some(why),
-        rows: Some(rec.current_chunks().filter(|c| c.state == ChunkState::Uploaded).filter_map(|c| c.row_count).sum()),
         ..Default::default()
     })
 }
