@@ -486,6 +486,14 @@ fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(
     )
 }
 
+/// What an upload found out about its object, on a chunk's row or (a plan of one) the partition's.
+const FIGURES: [&str; 5] = ["row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite"];
+
+/// `columns` set to NULL.
+fn null(columns: &[&'static str]) -> Vec<(&'static str, Value)> {
+    columns.iter().map(|c| (*c, Value::Null)).collect()
+}
+
 /// One transition of a partition's manifest row after [`upsert_sql`] created it: the state it moves
 /// to and every column it writes, written here and nowhere else (the call sites name the
 /// transition, not columns).
@@ -550,11 +558,8 @@ impl PartitionChange<'_> {
                     ("format", Value::text(format.as_str())),
                     ("compression", Value::text(compression.as_str())),
                 ],
-                ["object_key", "multipart_upload_id", "upload_token", "row_count", "raw_bytes", "compressed_bytes"]
-                    .into_iter()
-                    .chain(["sha256", "checksum_composite", "etag", "version_id"])
-                    .map(|c| (c, Value::Null))
-                    .collect(),
+                null(&FIGURES),
+                null(&["object_key", "multipart_upload_id", "upload_token", "etag", "version_id"]),
             ]
             .concat(),
             PartitionChange::Uploaded { rows, raw_bytes, compressed_bytes, one } => {
@@ -653,8 +658,6 @@ impl ChunkChange<'_> {
                 ("checksum_composite", composite.into()),
             ]
         };
-        let null = |columns: &[&'static str]| columns.iter().map(|c| (*c, Value::Null)).collect::<Vec<_>>();
-        const FIGURES: [&str; 5] = ["row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite"];
         match *self {
             ChunkChange::Uploading { upload_id, token } => [
                 vec![

@@ -238,7 +238,18 @@ async fn plan(
     if carried.is_some() {
         sql.push(manifest::chunk_change_sql(table, name, generation, 1, &ChunkChange::CarriedOver(rec)));
     }
-    sql.push(uploading_sql(policy, partition, generation, rel, archiver, (format, compression)));
+    // The partition `uploading` under this plan: its figures recorded, an earlier version's
+    // one-object figures cleared.
+    let planned = PartitionChange::Planned {
+        chunk_size,
+        generation,
+        rel_filenode: rel.filenode,
+        rel_blocks: rel.blocks,
+        bucket: &store.settings.bucket,
+        format,
+        compression,
+    };
+    sql.push(manifest::partition_change_sql(table, name, &planned));
     let tx = client.transaction().await?;
     if only_if_nothing_complete && completed_meanwhile(&tx, policy, partition).await? {
         tx.rollback().await?;
@@ -253,29 +264,6 @@ async fn plan(
     let rec = reload(client, policy, partition).await?;
     retire_superseded(archiver, &rec).await;
     Ok(rec)
-}
-
-/// The partition `uploading` under plan `generation`: the plan's figures recorded, an earlier
-/// version's one-object figures cleared.
-fn uploading_sql(
-    policy: &TablePolicy,
-    partition: &QualifiedName,
-    generation: i32,
-    rel: Relation,
-    archiver: &Archiver,
-    (format, compression): (Format, Compression),
-) -> String {
-    let settings = &archiver.store.settings;
-    let planned = PartitionChange::Planned {
-        chunk_size: settings.chunk_size,
-        generation,
-        rel_filenode: rel.filenode,
-        rel_blocks: rel.blocks,
-        bucket: &settings.bucket,
-        format,
-        compression,
-    };
-    manifest::partition_change_sql(&policy.table, &partition.name, &planned)
 }
 
 /// Has a chunk of the current plan been completed (or its figures recorded)? The plan's rows are
@@ -895,16 +883,10 @@ async fn finish(
         if reset == 0 {
             bail!(Error::integrity(reason));
         }
-        let total = chunks.len();
-        return Ok(Archived {
-            complete: false,
-            chunks_done: Some(total - reset),
-            chunks_total: Some(total),
-            unfinished_because: Some(format!(
-                "{reset} chunk object(s) recorded as uploaded had disappeared from the bucket: they are uploaded again"
-            )),
-            ..Default::default()
-        });
+        let why = format!(
+            "{reset} chunk object(s) recorded as uploaded had disappeared from the bucket: they are uploaded again"
+        );
+        return unfinished(&reload(client, policy, partition).await?, why).context("reset chunks are pending");
     }
     let one = match chunks[..] {
         [one] => Some(one),
