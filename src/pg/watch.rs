@@ -310,12 +310,20 @@ pub fn sessions() -> Vec<Session> {
 }
 
 /// A socket that records what its wire does in a shared [`Wire`]; on a plaintext socket (no TLS)
-/// it also counts the protocol's questions and answers.
+/// it also counts the protocol's questions and answers. Above TLS it is a [`Framed`] layer.
 pub struct Watched<S> {
     inner: S,
     wire: Arc<Wire>,
+    /// The protocol's bytes pass here in plaintext: count its questions and answers.
     plaintext: bool,
+    /// The socket itself: record when reads and writes wait (not above TLS, where a read may
+    /// wait on a TLS record rather than on the server).
+    timed: bool,
 }
+
+/// The plaintext side of a TLS session: counts the protocol's questions and answers into the wire
+/// whose [`Watched`] socket (which sees only encrypted bytes) records the timing.
+pub type Framed<S> = Watched<S>;
 
 impl<S> Watched<S> {
     /// `plaintext`: the protocol runs on this socket unencrypted (no TLS will be negotiated).
@@ -324,11 +332,19 @@ impl<S> Watched<S> {
         if plaintext {
             wire.count_exchange();
         }
-        (Self { inner, wire: wire.clone(), plaintext }, wire)
+        (Self { inner, wire: wire.clone(), plaintext, timed: true }, wire)
+    }
+
+    /// The [`Framed`] layer above TLS over a socket watched into `wire`.
+    pub fn framed(inner: S, wire: Arc<Wire>) -> Framed<S> {
+        Self { inner, wire, plaintext: true, timed: false }
     }
 
     fn note_read(&self, poll: &Poll<std::io::Result<()>>, got: bool) {
         let wire = &self.wire;
+        if !self.timed {
+            return;
+        }
         if poll.is_pending() {
             wire.waiting_from_now(&wire.read_waiting_since);
         } else {
@@ -341,6 +357,9 @@ impl<S> Watched<S> {
 
     fn note_write<T>(&self, poll: &Poll<std::io::Result<T>>) {
         let wire = &self.wire;
+        if !self.timed {
+            return;
+        }
         if poll.is_pending() {
             wire.waiting_from_now(&wire.write_blocked_since);
         } else {
@@ -380,39 +399,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 }
 
-/// The plaintext side of a TLS session: counts the protocol's questions and answers into the wire
-/// its [`Watched`] socket (which sees only encrypted bytes) records the timing of.
-pub struct Framed<S> {
-    inner: S,
-    wire: Arc<Wire>,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Framed<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        self.wire.plaintext(&buf.filled()[before..], false);
-        poll
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Framed<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, data);
-        if let Poll::Ready(Ok(n)) = &poll {
-            self.wire.plaintext(&data[..*n], true);
-        }
-        poll
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<S: tokio_postgres::tls::TlsStream + Unpin> tokio_postgres::tls::TlsStream for Framed<S> {
+impl<S: tokio_postgres::tls::TlsStream + Unpin> tokio_postgres::tls::TlsStream for Watched<S> {
     fn channel_binding(&self) -> tokio_postgres::tls::ChannelBinding {
         self.inner.channel_binding()
     }
@@ -441,7 +428,7 @@ where
         Box::pin(async move {
             let inner = handshake.await?;
             wire.count_exchange();
-            Ok(Framed { inner, wire })
+            Ok(Watched::framed(inner, wire))
         })
     }
 }
@@ -601,7 +588,7 @@ mod tests {
         let (client, mut server) = tokio::io::duplex(1024);
         let wire = Arc::new(Wire::new());
         wire.count_exchange();
-        let mut framed = Framed { inner: client, wire: wire.clone() };
+        let mut framed = Watched::framed(client, wire.clone());
         framed.write_all(&startup()).await.unwrap();
         assert!(wire.view().awaiting_reply);
         server.write_all(&[msg(b'K', &[0; 8]), msg(b'Z', b"I")].concat()).await.unwrap();
