@@ -152,4 +152,17 @@ impl From<CatalogError> for Error {
     }
 }
 
+/// An internal failure at the boundary: [`Error::transient`] (an [`Error`] raised deeper keeps its
+/// kind; one that retrying cannot mend is `Refused`).
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Self {
+        Self::transient(e)
+    }
+}
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::transient(e.into())
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

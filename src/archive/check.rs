@@ -8,7 +8,7 @@
 use crate::archive::manifest::{ArchiveObject, ManifestRecord};
 use crate::archive::parquet;
 use crate::archive::pipeline::{self, Hashes, Source};
-use crate::archive::progress::{Measure, Progress};
+use crate::archive::progress::Progress;
 use crate::archive::retrieval::{self, Access};
 use crate::archive::store::ObjectHead;
 use crate::archive::Archiver;
@@ -198,7 +198,6 @@ async fn object_by_reading(
 ) -> anyhow::Result<u64> {
     let progress = Progress::start(
         format!("verify {} {}", rec.partition(), obj.label()),
-        Measure::Bytes,
         obj.compressed_bytes.map(|b| b.max(0) as u64),
         archiver.store.settings.progress_log_every(),
     );

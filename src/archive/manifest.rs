@@ -42,34 +42,26 @@ pub struct ManifestRecord {
     pub version_id: Option<String>,
     pub etag: Option<String>,
     pub checksum_composite: Option<String>,
-    #[serde(default)]
     pub multipart_upload_id: Option<String>,
     pub pg_version: Option<String>,
     pub tool_version: Option<String>,
     /// `system_identifier` of the database that archived the partition (absent in archives made
     /// before it was recorded).
-    #[serde(default)]
     pub system_identifier: Option<String>,
     /// The token written into the data object's metadata by the upload that made it.
-    #[serde(default)]
     pub upload_token: Option<String>,
-    #[serde(default)]
     pub moved_to_schema: Option<String>,
     pub created_at: Option<DateTime<Utc>>,
     pub uploaded_at: Option<DateTime<Utc>>,
     pub verified_at: Option<DateTime<Utc>>,
-    #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
     /// Bytes of heap per chunk of the current plan; `None`: one object (`object_key`).
-    #[serde(default)]
     pub chunk_size: Option<i64>,
     /// The current chunk plan's number (a rewrite between chunks makes the next one).
     #[serde(default)]
     pub chunk_generation: i32,
     /// `pg_relation_filenode()` and block count the chunk plan was made from.
-    #[serde(default)]
     pub rel_filenode: Option<i64>,
-    #[serde(default)]
     pub rel_blocks: Option<i64>,
     /// Every chunk of every plan of a chunked archive (older plans' as `superseded`), in order.
     #[serde(default)]
@@ -86,9 +78,7 @@ pub struct ChunkRecord {
     pub block_to: Option<i64>,
     pub state: ChunkState,
     pub object_key: String,
-    #[serde(default)]
     pub multipart_upload_id: Option<String>,
-    #[serde(default)]
     pub upload_token: Option<String>,
     pub row_count: Option<i64>,
     pub raw_bytes: Option<i64>,
@@ -97,9 +87,7 @@ pub struct ChunkRecord {
     pub checksum_composite: Option<String>,
     pub etag: Option<String>,
     pub version_id: Option<String>,
-    #[serde(default)]
     pub last_error: Option<String>,
-    #[serde(default)]
     pub uploaded_at: Option<DateTime<Utc>>,
 }
 
@@ -281,14 +269,7 @@ pub fn object_key(
         }
         (None, _) => "year=0000".to_string(),
     };
-    let base = format!(
-        "{}.{}/{}/{}{}",
-        record.table_schema,
-        record.table_name,
-        period,
-        record.partition_name,
-        format.suffix(compression)
-    );
+    let base = format!("{}/{period}/{}{}", record.table_folder(), record.partition_name, format.suffix(compression));
     if prefix.is_empty() {
         base
     } else {
@@ -417,8 +398,12 @@ pub async fn load(
         )
         .await
         .context("read archive manifest")?;
-    row.map(|r| serde_json::from_value(r.get::<_, serde_json::Value>(0)).context("decode archive manifest row"))
-        .transpose()
+    row.map(decode).transpose()
+}
+
+/// A row of [`WITH_CHUNKS`].
+fn decode(row: tokio_postgres::Row) -> anyhow::Result<ManifestRecord> {
+    serde_json::from_value(row.get::<_, serde_json::Value>(0)).context("decode archive manifest row")
 }
 
 pub async fn list(client: &impl GenericClient, table: Option<&QualifiedName>) -> anyhow::Result<Vec<ManifestRecord>> {
@@ -434,9 +419,7 @@ pub async fn list(client: &impl GenericClient, table: Option<&QualifiedName>) ->
         )
         .await
         .context("list archive manifest")?;
-    rows.into_iter()
-        .map(|r| serde_json::from_value(r.get::<_, serde_json::Value>(0)).context("decode archive manifest row"))
-        .collect()
+    rows.into_iter().map(decode).collect()
 }
 
 /// What a transition writes into a column: a value (quoted with [`quote_literal`]), NULL, or the
@@ -474,15 +457,23 @@ fn set_clause(state: &str, extra: &[(&str, Value)]) -> String {
     sets.join(", ")
 }
 
-/// SQL that sets `state` (and any extra `column = value` pairs) on one manifest row. Built with
-/// [`quote_literal`] because it runs inside [`crate::pg::ddl::run_ddl`]'s statement lists.
+/// A partition's key, `'schema', 'table', 'partition'`, as literals (quoted with [`quote_literal`]:
+/// these statements run inside [`crate::pg::ddl::run_ddl`]'s statement lists, without parameters).
+fn key_literals(table: &QualifiedName, partition: &str) -> String {
+    [&table.schema, &table.name, partition].map(quote_literal).join(", ")
+}
+
+/// The rows of a partition, of `archive_manifest` or `archive_chunk`.
+fn where_partition(table: &QualifiedName, partition: &str) -> String {
+    format!("(table_schema, table_name, partition_name) = ({})", key_literals(table, partition))
+}
+
+/// SQL that sets `state` (and any extra `column = value` pairs) on one manifest row.
 fn set_state_sql(table: &QualifiedName, partition: &str, state: &str, extra: &[(&str, Value)]) -> String {
     format!(
-        "UPDATE partition_archiver.archive_manifest SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {}",
+        "UPDATE partition_archiver.archive_manifest SET {} WHERE {}",
         set_clause(state, extra),
-        quote_literal(&table.schema),
-        quote_literal(&table.name),
-        quote_literal(partition)
+        where_partition(table, partition)
     )
 }
 
@@ -718,17 +709,20 @@ pub fn chunk_change_sql(
     chunk_no: i32,
     change: &ChunkChange<'_>,
 ) -> String {
-    chunk_set_sql(table, partition, generation, chunk_no, change.state().as_str(), &change.sets())
+    format!(
+        "UPDATE partition_archiver.archive_chunk SET {} WHERE {} \
+         AND generation = {generation} AND chunk_no = {chunk_no} AND state <> 'superseded'",
+        set_clause(change.state().as_str(), &change.sets()),
+        where_partition(table, partition)
+    )
 }
 
 /// SQL that supersedes every chunk of the partition's plans: the first statement of a new plan.
 pub fn supersede_chunks_sql(table: &QualifiedName, partition: &str) -> String {
     format!(
         "UPDATE partition_archiver.archive_chunk SET state = 'superseded', updated_at = now() \
-         WHERE table_schema = {} AND table_name = {} AND partition_name = {} AND state <> 'superseded'",
-        quote_literal(&table.schema),
-        quote_literal(&table.name),
-        quote_literal(partition)
+         WHERE {} AND state <> 'superseded'",
+        where_partition(table, partition)
     )
 }
 
@@ -743,33 +737,11 @@ pub fn new_chunk_sql(
 ) -> String {
     format!(
         "INSERT INTO partition_archiver.archive_chunk (table_schema, table_name, partition_name, generation, chunk_no, \
-         block_from, block_to, object_key, state) VALUES ({}, {}, {}, {generation}, {chunk_no}, {}, {}, {}, 'pending')",
-        quote_literal(&table.schema),
-        quote_literal(&table.name),
-        quote_literal(partition),
+         block_from, block_to, object_key, state) VALUES ({}, {generation}, {chunk_no}, {}, {}, {}, 'pending')",
+        key_literals(table, partition),
         range.from,
         range.to.map_or("NULL".to_string(), |t| t.to_string()),
         quote_literal(key)
-    )
-}
-
-/// SQL that sets `state` (and any extra `column = literal` pairs) on one chunk row of the current
-/// plan, unless it was superseded meanwhile.
-fn chunk_set_sql(
-    table: &QualifiedName,
-    partition: &str,
-    generation: i32,
-    chunk_no: i32,
-    state: &str,
-    extra: &[(&str, Value)],
-) -> String {
-    format!(
-        "UPDATE partition_archiver.archive_chunk SET {} WHERE table_schema = {} AND table_name = {} AND partition_name = {} \
-         AND generation = {generation} AND chunk_no = {chunk_no} AND state <> 'superseded'",
-        set_clause(state, extra),
-        quote_literal(&table.schema),
-        quote_literal(&table.name),
-        quote_literal(partition)
     )
 }
 
@@ -778,10 +750,8 @@ fn chunk_set_sql(
 pub fn require_state_sql(table: &QualifiedName, partition: &str, states: &[&str]) -> String {
     let states: Vec<String> = states.iter().map(|s| quote_literal(s)).collect();
     format!(
-        "SELECT partition_archiver.require_archive_state({}, {}, {}, ARRAY[{}]::text[])",
-        quote_literal(&table.schema),
-        quote_literal(&table.name),
-        quote_literal(partition),
+        "SELECT partition_archiver.require_archive_state({}, ARRAY[{}]::text[])",
+        key_literals(table, partition),
         states.join(", ")
     )
 }
@@ -789,12 +759,7 @@ pub fn require_state_sql(table: &QualifiedName, partition: &str, states: &[&str]
 /// SQL that raises if the partition name already has an archive (`verified`, `dropped`, `moved`):
 /// its object must never be replaced, so such a partition is never detached for archiving again.
 pub fn require_not_archived_sql(table: &QualifiedName, partition: &str) -> String {
-    format!(
-        "SELECT partition_archiver.require_not_archived({}, {}, {})",
-        quote_literal(&table.schema),
-        quote_literal(&table.name),
-        quote_literal(partition)
-    )
+    format!("SELECT partition_archiver.require_not_archived({})", key_literals(table, partition))
 }
 
 /// SQL that raises if `partition` may hold rows its archive does not: the last check before its
@@ -804,12 +769,9 @@ pub fn require_not_archived_sql(table: &QualifiedName, partition: &str) -> Strin
 pub fn require_unchanged_sql(table: &QualifiedName, partition: &QualifiedName) -> String {
     format!(
         "SELECT partition_archiver.require_unchanged({}::regclass, m.row_count, m.frozen_by) \
-         FROM partition_archiver.archive_manifest m \
-         WHERE m.table_schema = {} AND m.table_name = {} AND m.partition_name = {}",
+         FROM partition_archiver.archive_manifest m WHERE {}",
         quote_literal(&partition.quoted()),
-        quote_literal(&table.schema),
-        quote_literal(&table.name),
-        quote_literal(&partition.name)
+        where_partition(table, &partition.name)
     )
 }
 
@@ -956,7 +918,11 @@ mod tests {
         assert_writes(&carried.sets(), set, vec!["multipart_upload_id", "version_id"], "carried over");
         let sql = chunk_change_sql(&QualifiedName::new("s", "t"), "p'x", 2, 3, &Failed { why: "it's gone" });
         assert!(sql.contains("state = 'pending'") && sql.contains("last_error = 'it''s gone'"), "{sql}");
-        assert!(sql.contains("partition_name = 'p''x'") && sql.contains("generation = 2 AND chunk_no = 3"), "{sql}");
+        assert!(
+            sql.contains("(table_schema, table_name, partition_name) = ('s', 't', 'p''x')")
+                && sql.contains("generation = 2 AND chunk_no = 3"),
+            "{sql}"
+        );
     }
 
     /// `sets` gives a value to exactly the columns `set` and clears exactly `cleared`.
@@ -1034,7 +1000,11 @@ mod tests {
         }
         let sql = partition_change_sql(&QualifiedName::new("s", "t"), "p'x", &Moved { schema: "o'h" });
         assert!(sql.contains("state = 'moved'") && sql.contains("moved_to_schema = 'o''h'"), "{sql}");
-        assert!(sql.contains("partition_name = 'p''x'") && sql.contains("finished_at = now()"), "{sql}");
+        assert!(
+            sql.contains("(table_schema, table_name, partition_name) = ('s', 't', 'p''x')")
+                && sql.contains("finished_at = now()"),
+            "{sql}"
+        );
     }
 
     use super::*;
@@ -1119,7 +1089,7 @@ mod tests {
                 ("x", Value::text("now()")),
             ],
         );
-        assert!(sql.contains("table_name = 't''x'"), "{sql}");
+        assert!(sql.contains("= ('public', 't''x', 'p')"), "{sql}");
         assert!(
             sql.contains("sha256 = 'ab''c'") && sql.contains("etag = NULL") && sql.contains("uploaded_at = now()"),
             "{sql}"

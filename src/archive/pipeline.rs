@@ -847,7 +847,7 @@ async fn read_object(
     // the benchmark's month; S3 also drops a connection that stops reading).
     let body = match &parquet {
         Some(reader) => Body::Ranges(reader.fetch_ranges()),
-        None => Body::Stream(store.get_stream(key, version_id).await?),
+        None => Body::Stream(store.get(key, version_id, None).await?),
     };
     let (store_, key_, version_) = (store.clone(), key.to_string(), version_id.map(str::to_string));
     let (comp_tx, comp_rx) = mpsc::channel::<Bytes>(8);

@@ -8,18 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-/// What the bar's length counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Measure {
-    /// Rows (the archive: the table's row estimate is the total).
-    Rows,
-    /// Bytes read from S3 (restore, verify --deep: the object's size is the total).
-    Bytes,
-}
-
 pub struct Progress {
     what: String,
-    measure: Measure,
     bar: Option<ProgressBar>,
     started: Instant,
     last_log: Instant,
@@ -28,25 +18,21 @@ pub struct Progress {
 
 impl Progress {
     /// `what` names the work ("archive public.trades_2026_03"); `total` is the expected number of
-    /// rows or bytes, if known (an estimate is fine: it only feeds the ETA).
-    pub fn start(what: impl Into<String>, measure: Measure, total: Option<u64>, log_every: Duration) -> Self {
+    /// bytes, if known (an object's size; an estimate is fine: it only feeds the ETA).
+    pub fn start(what: impl Into<String>, total: Option<u64>, log_every: Duration) -> Self {
         let what = what.into();
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = match total.filter(|t| *t > 0) {
                 Some(t) => ProgressBar::new(t),
                 None => ProgressBar::new_spinner(),
             };
-            let position = match measure {
-                Measure::Rows => "{human_pos}/{human_len} rows",
-                Measure::Bytes => "{bytes}/{total_bytes}",
-            };
-            let template = format!("{{prefix}} [{{bar:30}}] {position} {{msg}} ETA {{eta}}");
-            bar.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
+            let template = "{prefix} [{bar:30}] {bytes}/{total_bytes} {msg} ETA {eta}";
+            bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
             bar.set_prefix(what.clone());
             bar
         });
         let now = Instant::now();
-        Self { what, measure, bar, started: now, last_log: now, log_every }
+        Self { what, bar, started: now, last_log: now, log_every }
     }
 
     /// Reports `rows` and `bytes` done so far (either may be 0 when the stream does not know it).
@@ -55,11 +41,8 @@ impl Progress {
         let mb_per_s = bytes as f64 / 1e6 / elapsed;
         match &self.bar {
             Some(bar) => {
-                bar.set_position(if self.measure == Measure::Rows { rows } else { bytes });
-                bar.set_message(match self.measure {
-                    Measure::Rows => format!("{:.1} MB, {mb_per_s:.1} MB/s", bytes as f64 / 1e6),
-                    Measure::Bytes => format!("{mb_per_s:.1} MB/s"),
-                });
+                bar.set_position(bytes);
+                bar.set_message(format!("{mb_per_s:.1} MB/s"));
             }
             None if self.last_log.elapsed() >= self.log_every => {
                 self.last_log = Instant::now();

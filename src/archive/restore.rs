@@ -14,9 +14,9 @@
 
 use crate::archive::check;
 use crate::archive::manifest::{self, ArchiveObject, ManifestRecord};
-use crate::archive::restore_chunks::{Loaded, Step};
+use crate::archive::restore_chunks::{self, Loaded, Step};
 use crate::archive::retrieval::{self, Access, Pending};
-use crate::archive::store::ObjectHead;
+use crate::archive::store::{self, ObjectHead};
 use crate::archive::Archiver;
 use crate::error::Error;
 use crate::plan::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
@@ -26,7 +26,7 @@ use futures_util::StreamExt;
 use serde::Serialize;
 use tokio_postgres::Client;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct RestoreReport {
     pub table: QualifiedName,
     pub partition: String,
@@ -104,19 +104,12 @@ impl RestoreReport {
             partition: partition.into(),
             restored_as: target.clone(),
             complete: true,
-            rows: 0,
             // One object: its SHA-256 (each of a chunked archive's is checked against its own).
             sha256: (objects.len() == 1).then(|| objects[0].sha256.unwrap_or_default().to_string()),
             chunks: (objects.len() > 1).then_some(objects.len()),
-            chunks_done: None,
-            unfinished_because: None,
             source,
             system_identifier: rec.system_identifier.clone(),
-            attached: false,
-            not_attached_because: None,
-            reshaped: Vec::new(),
-            restore_id: None,
-            units: None,
+            ..Default::default()
         }
     }
 
@@ -174,10 +167,6 @@ impl UnitReport {
     }
 }
 
-fn wrap(e: anyhow::Error) -> Error {
-    Error::transient(e)
-}
-
 /// What a restore did: restored (or planned, or stopped at its deadline), loaded one unit, or asked
 /// S3 for a retrieval and changed nothing.
 #[derive(Debug)]
@@ -191,7 +180,7 @@ pub enum RestoreOutcome {
 /// if none is running. Reads no data (HEAD, and RestoreObject when needed).
 async fn ensure_readable(archiver: &Archiver, key: &str, version_id: Option<&str>) -> Result<Option<Pending>, Error> {
     let object = format!("s3://{}/{key}", archiver.store.settings.bucket);
-    let head = archiver.store.head(key, version_id).await.map_err(wrap)?.ok_or_else(|| {
+    let head = archiver.store.head(key, version_id).await?.ok_or_else(|| {
         Error::not_found(match version_id {
             Some(v) => {
                 format!("archive object {object} version {v} does not exist (the manifest records that version)")
@@ -218,7 +207,7 @@ async fn readable_now(archiver: &Archiver, key: &str, head: &ObjectHead) -> Resu
             let (tier, days) = retrieval::request_for(class, status, settings)
                 .map_err(|e| Error::invalid(format!("{object} is in {class_name}: {e}")))?;
             let version_id = head.version_id.as_deref();
-            let started = store.request_retrieval(key, version_id, tier, days).await.map_err(wrap)?;
+            let started = store.request_retrieval(key, version_id, tier, days).await?;
             tracing::info!(%object, storage_class = class_name, tier = tier.as_str(), started, "retrieval pending");
             Ok(Some(Pending::new(started, tier, class_name, status, object, days)))
         }
@@ -245,7 +234,7 @@ async fn locate_objects(
         .await;
     let mut found = Vec::new();
     for (o, at) in objects.iter().zip(located) {
-        match at.map_err(wrap)? {
+        match at? {
             Ok(at) => {
                 if let Some(note) = &at.followed {
                     tracing::warn!(note, "restoring from the copy the archive object was rewritten into");
@@ -285,7 +274,7 @@ pub async fn find_manifest(
     table: &QualifiedName,
     partition: &str,
 ) -> Result<Found, Error> {
-    let from_db = manifest::load(client, table, partition).await.map_err(wrap)?;
+    let from_db = manifest::load(client, table, partition).await?;
     if let Some(rec) = from_db {
         return Ok(Found::Manifest(Box::new(rec), "database manifest".into()));
     }
@@ -312,12 +301,8 @@ async fn manifest_keys(archiver: &Archiver, table: Option<&QualifiedName>) -> Re
     let mut pages =
         store.client.list_objects_v2().bucket(&store.settings.bucket).prefix(&prefix).into_paginator().send();
     while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| {
-            wrap(
-                anyhow::anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
-                    .context(format!("list s3://{}/{prefix}", store.settings.bucket)),
-            )
-        })?;
+        let page =
+            page.map_err(store::sdk_err).with_context(|| format!("list s3://{}/{prefix}", store.settings.bucket))?;
         keys.extend(
             page.contents().iter().filter_map(|o| o.key()).filter(|k| k.ends_with(".manifest.json")).map(String::from),
         );
@@ -326,12 +311,7 @@ async fn manifest_keys(archiver: &Archiver, table: Option<&QualifiedName>) -> Re
 }
 
 async fn read_bucket_manifest(archiver: &Archiver, key: &str) -> Result<ManifestRecord, Error> {
-    let body = archiver
-        .store
-        .get_small(key)
-        .await
-        .map_err(wrap)?
-        .ok_or_else(|| Error::not_found(format!("{key} vanished")))?;
+    let body = archiver.store.get_small(key).await?.ok_or_else(|| Error::not_found(format!("{key} vanished")))?;
     serde_json::from_slice(&body)
         .map_err(|e| Error::integrity(format!("manifest {key} is not a valid partition-archiver manifest: {e}")))
 }
@@ -479,11 +459,7 @@ pub async fn restore(
         refuse_unattachable(client, &rec, drop_columns).await?;
     }
     let target = QualifiedName::new(into_schema, partition);
-    let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&target.quoted()])
-        .await
-        .map_err(|e| wrap(e.into()))?
-        .get(0);
+    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&target.quoted()]).await?.get(0);
     if exists {
         return Err(Error::invalid(format!(
             "{target} already exists: this partition was already restored (drop it or restore into another schema)"
@@ -492,20 +468,7 @@ pub async fn restore(
     if let Some(pending) = readable_or_retrieving(archiver, &mut rec, step).await? {
         return Ok(RestoreOutcome::Pending(pending));
     }
-    let cols: Vec<String> = rec
-        .columns
-        .iter()
-        .map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, if c.not_null { " NOT NULL" } else { "" }))
-        .collect();
-    let loaded = Box::pin(crate::archive::restore_chunks::restore_objects(
-        client,
-        archiver,
-        &rec,
-        &target,
-        &cols.join(", "),
-        step,
-    ))
-    .await?;
+    let loaded = Box::pin(restore_chunks::restore_objects(client, archiver, &rec, &target, step)).await?;
     let report = RestoreReport::of(table, partition, &target, &rec, source);
     let mut report = match loaded {
         Loaded::Complete(rows) => RestoreReport { rows, ..report },
@@ -606,7 +569,7 @@ async fn attach_back(
         .map_err(|why| format!("{}: {why}", prefix()))
 }
 
-/// The parent's columns as they are now, with defaults and generation expressions.
+/// The archive's columns, as `plan::reshape` compares them with the parent's.
 fn archived_columns(rec: &ManifestRecord) -> Vec<ArchivedColumn> {
     rec.columns
         .iter()
@@ -619,7 +582,7 @@ fn archived_columns(rec: &ManifestRecord) -> Vec<ArchivedColumn> {
 /// The attach checks again in its own transaction. No parent: the attach will say so.
 async fn refuse_unattachable(client: &Client, rec: &ManifestRecord, drop_columns: &[String]) -> Result<(), Error> {
     let parent = rec.table();
-    let columns = parent_columns(client, &parent).await.map_err(Error::transient)?;
+    let columns = parent_columns(client, &parent).await?;
     if columns.is_empty() {
         return Ok(());
     }
@@ -632,6 +595,7 @@ async fn refuse_unattachable(client: &Client, rec: &ManifestRecord, drop_columns
     })
 }
 
+/// The parent's columns as they are now, with defaults and generation expressions.
 async fn parent_columns(
     tx: &impl tokio_postgres::GenericClient,
     parent: &QualifiedName,
@@ -662,7 +626,7 @@ async fn parent_columns(
         .collect())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct VerifyItem {
     pub table: QualifiedName,
     pub partition: String,
@@ -688,18 +652,15 @@ pub async fn verify_all(
     table: Option<&QualifiedName>,
     deep: bool,
 ) -> Result<Vec<VerifyItem>, Error> {
-    let records = manifest::list(client, table).await.map_err(wrap)?;
+    let records = manifest::list(client, table).await?;
     let mut out = Vec::new();
     for rec in records.into_iter().filter(|r| r.state.is_archived() && !r.objects().is_empty()) {
         let mut item = VerifyItem {
             table: rec.table(),
             partition: rec.partition_name.clone(),
-            ok: false,
             checked: "head",
-            storage_class: None,
             system_identifier: rec.system_identifier.clone(),
-            rows: None,
-            message: String::new(),
+            ..Default::default()
         };
         match check::by_head(archiver, &rec).await {
             Err(e) => item.message = format!("{e:#}"),

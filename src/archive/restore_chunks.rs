@@ -36,9 +36,10 @@
 
 use crate::archive::manifest::{ArchiveObject, ManifestRecord};
 use crate::archive::pipeline::{self, Source};
-use crate::archive::progress::{Measure, Progress};
+use crate::archive::progress::Progress;
 use crate::archive::{workers, Archiver};
 use crate::error::{Error, ErrorKind};
+use crate::pg::catalog::Column;
 use crate::pg::lock::{self, LockClass};
 use crate::plan::chunks;
 use crate::plan::ident::{quote_ident, quote_literal, QualifiedName};
@@ -74,10 +75,6 @@ fn staging_comment(id: &str) -> String {
 
 fn restore_id_of(comment: &str) -> Option<&str> {
     comment.strip_prefix(STAGING_COMMENT)?.strip_prefix(" (restore ")?.strip_suffix(')')
-}
-
-fn wrap(e: anyhow::Error) -> Error {
-    Error::transient(e)
 }
 
 /// One object to load: the `ArchiveObject` with the number its `restore_loaded` row has.
@@ -144,8 +141,6 @@ struct Restore<'a> {
     rec: &'a ManifestRecord,
     target: &'a QualifiedName,
     staging: &'a QualifiedName,
-    /// The column list of the staging table's CREATE TABLE.
-    columns: &'a str,
 }
 
 /// Drops `staging` and forgets its loaded objects, under a lock_timeout: a session of a failed or
@@ -172,8 +167,7 @@ async fn leftover(client: &Client, staging: &QualifiedName) -> Result<Option<(St
             "SELECT obj_description(to_regclass($1), 'pg_class') WHERE to_regclass($1) IS NOT NULL",
             &[&staging.quoted()],
         )
-        .await
-        .map_err(|e| wrap(e.into()))?
+        .await?
         .map(|r| r.get(0));
     let comment = match comment {
         None => return Ok(None),
@@ -189,7 +183,7 @@ async fn leftover(client: &Client, staging: &QualifiedName) -> Result<Option<(St
     let loaded = client
         .query("SELECT object_no, sha256 FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
         .await
-        .map_err(|e| wrap(anyhow::Error::new(e).context("read what the stopped restore loaded")))?
+        .context("read what the stopped restore loaded")?
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
@@ -197,13 +191,12 @@ async fn leftover(client: &Client, staging: &QualifiedName) -> Result<Option<(St
 }
 
 /// Does `step` of restoring the objects of `rec` into `target` (which must not exist), within the
-/// archiver's deadline. `columns` is the column list of the CREATE TABLE.
+/// archiver's deadline.
 pub async fn restore_objects(
     client: &mut Client,
     archiver: &Archiver,
     rec: &ManifestRecord,
     target: &QualifiedName,
-    columns: &str,
     step: Step<'_>,
 ) -> Result<Loaded, Error> {
     let staging = QualifiedName::new(&target.schema, staging_name(&target.name));
@@ -212,16 +205,14 @@ pub async fn restore_objects(
     // units of one fan-out hold the lock shared: side by side, and never beside a whole restore or
     // a plan.
     let hold = if matches!(step, Step::Unit { .. }) { lock::Hold::Shared } else { lock::Hold::Exclusive };
-    if let lock::Locked::Held(holder) =
-        lock::try_lock_as(client, LockClass::Restore, &staging.quoted(), hold).await.map_err(wrap)?
-    {
+    if let lock::Locked::Held(holder) = lock::try_lock_as(client, LockClass::Restore, &staging.quoted(), hold).await? {
         let by = holder.map(|h| format!(" (held by {h})")).unwrap_or_default();
         return Err(Error::new(
             ErrorKind::AlreadyRunning,
             format!("another restore is using {staging}{by}: run this one when it has finished"),
         ));
     }
-    let r = Restore { archiver, rec, target, staging: &staging, columns };
+    let r = Restore { archiver, rec, target, staging: &staging };
     let result = match step {
         Step::Whole => restore_locked(client, r).await,
         Step::Plan => stage(client, r, false).await.map(|s| Loaded::Planned {
@@ -247,11 +238,8 @@ struct Staged {
 
 /// Refuses a database without `restore_loaded` (this version's migrations).
 async fn require_migrated(client: &Client) -> Result<(), Error> {
-    let migrated: bool = client
-        .query_one("SELECT to_regclass('partition_archiver.restore_loaded') IS NOT NULL", &[])
-        .await
-        .map_err(|e| wrap(e.into()))?
-        .get(0);
+    let migrated: bool =
+        client.query_one("SELECT to_regclass('partition_archiver.restore_loaded') IS NOT NULL", &[]).await?.get(0);
     if !migrated {
         return Err(Error::invalid(
             "partition_archiver.restore_loaded does not exist: run `partition-archiver migrate` (this version's \
@@ -300,18 +288,15 @@ async fn stage(client: &mut Client, r: Restore<'_>, loads_next: bool) -> Result<
         (found, _) => {
             if let Some((old, _)) = found {
                 tracing::warn!(%staging, "dropping the staging table of an interrupted restore of another archive");
-                drop_staging(client, staging, Some(&old)).await.map_err(|e| {
-                    wrap(anyhow::Error::new(e).context(format!(
-                        "drop {staging}, left by an interrupted restore (its session may still be open)"
-                    )))
+                drop_staging(client, staging, Some(&old)).await.with_context(|| {
+                    format!("drop {staging}, left by an interrupted restore (its session may still be open)")
                 })?;
             }
             create_staging(client, r).await?
         }
     };
     // The workers load into this very table (its oid), not whatever has its name by then.
-    let oid: u32 =
-        client.query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()]).await.map_err(|e| wrap(e.into()))?.get(0);
+    let oid: u32 = client.query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()]).await?.get(0);
     Ok(Staged { id, oid, todo, total })
 }
 
@@ -325,8 +310,7 @@ async fn restore_locked(client: &mut Client, r: Restore<'_>) -> Result<Loaded, E
         Ok(Some(why)) => {
             let done: i64 = client
                 .query_one("SELECT count(*) FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
-                .await
-                .map_err(|e| wrap(e.into()))?
+                .await?
                 .get(0);
             return Ok(Loaded::Unfinished { done: done as usize, total, why });
         }
@@ -344,20 +328,25 @@ async fn restore_locked(client: &mut Client, r: Restore<'_>) -> Result<Loaded, E
     result
 }
 
-/// Creates the staging table with a new restore id in its comment; returns the id.
+/// Creates the staging table, with the archive's columns (their names and types checked by
+/// `restore::check_manifest`) and a new restore id in its comment; returns the id.
 async fn create_staging(client: &Client, r: Restore<'_>) -> Result<String, Error> {
-    let Restore { target, staging, columns, .. } = r;
+    let Restore { rec, target, staging, .. } = r;
+    let not_null = |c: &Column| if c.not_null { " NOT NULL" } else { "" };
+    let columns: Vec<String> =
+        rec.columns.iter().map(|c| format!("{} {}{}", quote_ident(&c.name), c.type_name, not_null(c))).collect();
     let id = crate::archive::store::new_upload_token();
     client
         .batch_execute(&format!(
             "BEGIN; CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE {staging} ({columns}); \
              COMMENT ON TABLE {staging} IS {comment}; COMMIT",
+            columns = columns.join(", "),
             schema = quote_ident(&target.schema),
             staging = staging.quoted(),
             comment = quote_literal(&staging_comment(&id)),
         ))
         .await
-        .map_err(|e| wrap(anyhow::Error::new(e).context(format!("create {staging}"))))?;
+        .context(format!("create {staging}"))?;
     Ok(id)
 }
 
@@ -366,14 +355,13 @@ async fn create_staging(client: &Client, r: Restore<'_>) -> Result<String, Error
 /// the manifest's row count) and deletes them. Returns the rows restored.
 async fn rename(client: &mut Client, r: Restore<'_>, oid: u32, id: &str, total: usize) -> Result<u64, Error> {
     let Restore { rec, staging, target, .. } = r;
-    let tx = client.transaction().await.map_err(|e| wrap(e.into()))?;
+    let tx = client.transaction().await?;
     tx.batch_execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", staging.quoted()))
         .await
-        .map_err(|e| wrap(anyhow::Error::new(e).context(format!("lock {staging}"))))?;
+        .context(format!("lock {staging}"))?;
     let same: bool = tx
         .query_one("SELECT to_regclass($1)::oid = $2", &[&staging.quoted(), &oid])
-        .await
-        .map_err(|e| wrap(e.into()))?
+        .await?
         .get::<_, Option<bool>>(0)
         .unwrap_or(false);
     if !same {
@@ -385,7 +373,7 @@ async fn rename(client: &mut Client, r: Restore<'_>, oid: u32, id: &str, total: 
             &[&id],
         )
         .await
-        .map_err(|e| wrap(e.into()))?;
+        ?;
     let (objects, rows): (i64, i64) = (row.get(0), row.get(1));
     if objects as usize != total || Some(rows) != rec.row_count {
         return Err(Error::integrity(format!(
@@ -401,11 +389,9 @@ async fn rename(client: &mut Client, r: Restore<'_>, oid: u32, id: &str, total: 
         target = target.quoted(),
     ))
     .await
-    .map_err(|e| wrap(anyhow::Error::new(e).context(format!("rename {staging} to {target}"))))?;
-    tx.execute("DELETE FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
-        .await
-        .map_err(|e| wrap(e.into()))?;
-    tx.commit().await.map_err(|e| wrap(e.into()))?;
+    .context(format!("rename {staging} to {target}"))?;
+    tx.execute("DELETE FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id]).await?;
+    tx.commit().await?;
     Ok(rows as u64)
 }
 
@@ -447,8 +433,7 @@ async fn load_unit(client: &mut Client, r: Restore<'_>, chunk: i32, restore_id: 
             unit.raw_bytes
         )));
     }
-    let oid: u32 =
-        client.query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()]).await.map_err(|e| wrap(e.into()))?.get(0);
+    let oid: u32 = client.query_one("SELECT to_regclass($1)::oid", &[&staging.quoted()]).await?.get(0);
     let loaded_now = load_one(client, archiver, rec, staging, oid, &id, &unit).await?;
     Ok(Loaded::Unit { rows: unit.rows, already: !loaded_now })
 }
@@ -467,7 +452,7 @@ async fn load(r: Restore<'_>, oid: u32, id: &str, todo: Vec<Unit>) -> Result<Opt
         let (db, queue, archiver, rec) = (db.clone(), queue.clone(), archiver.clone(), rec.clone());
         let (staging, id) = (staging.clone(), id.to_string());
         pool.spawn(async move {
-            let mut conn = db.connect().await.context("connect a restore stream").map_err(wrap)?;
+            let mut conn = db.connect().await.context("connect a restore stream")?;
             while let Some(unit) = queue.next() {
                 let started = Instant::now();
                 match load_one(&mut conn, &archiver, &rec, &staging, oid, &id, &unit).await {
@@ -483,7 +468,7 @@ async fn load(r: Restore<'_>, oid: u32, id: &str, todo: Vec<Unit>) -> Result<Opt
             Ok(None)
         });
     }
-    workers::join(pool, |e| wrap(anyhow::anyhow!("restore worker panicked: {e}"))).await?;
+    workers::join(pool, |e| anyhow::anyhow!("restore worker panicked: {e}").into()).await?;
     Ok((queue.ended().left > 0)
         .then(|| "the time left would not cover the next object: restore again to go on from it".to_string()))
 }
@@ -501,12 +486,8 @@ async fn load_one(
     unit: &Unit,
 ) -> Result<bool, Error> {
     let (partition, no, key) = (&rec.partition_name, unit.no, &unit.key);
-    let tx = conn.transaction().await.map_err(|e| wrap(e.into()))?;
-    let same: Option<bool> = tx
-        .query_one("SELECT to_regclass($1)::oid = $2", &[&staging.quoted(), &oid])
-        .await
-        .map_err(|e| wrap(e.into()))?
-        .get(0);
+    let tx = conn.transaction().await?;
+    let same: Option<bool> = tx.query_one("SELECT to_regclass($1)::oid = $2", &[&staging.quoted(), &oid]).await?.get(0);
     if same != Some(true) {
         return Err(Error::integrity(format!(
             "{staging} is no longer the table this restore created: nothing was kept"
@@ -515,9 +496,7 @@ async fn load_one(
     // The object's row first: a second unit of the same object waits here for this transaction,
     // then finds the row (this one committed) and loads nothing, or takes over (it rolled back).
     // Not for ever: a dead session's claim holds until the server notices it is gone.
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LEFTOVER_LOCK_TIMEOUT_MS}ms'"))
-        .await
-        .map_err(|e| wrap(e.into()))?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LEFTOVER_LOCK_TIMEOUT_MS}ms'")).await?;
     let claimed = tx
         .execute(
             "INSERT INTO partition_archiver.restore_loaded (restore_id, object_no, sha256, row_count) \
@@ -530,13 +509,13 @@ async fn load_one(
                 ErrorKind::AlreadyRunning,
                 format!("object {no} of {partition} is being loaded by another unit (or a session not ended yet): try again later"),
             ),
-            _ => wrap(anyhow::Error::new(e).context("record the object as loaded")),
+            _ => anyhow::Error::new(e).context("record the object as loaded").into(),
         })?;
-    tx.batch_execute("SET LOCAL lock_timeout = 0").await.map_err(|e| wrap(e.into()))?;
+    tx.batch_execute("SET LOCAL lock_timeout = 0").await?;
     if claimed == 0 {
         return Ok(false);
     }
-    let (format, compression) = (rec.format().map_err(wrap)?, rec.compression().map_err(wrap)?);
+    let (format, compression) = (rec.format()?, rec.compression()?);
     let copy_sql = format!("COPY {} FROM STDIN {}", staging.quoted(), format.copy_from_options());
     let source = Source { key, version_id: unit.version_id.as_deref(), format, compression, columns: &rec.columns };
     let every = archiver.store.settings.progress_log_every();
@@ -544,7 +523,7 @@ async fn load_one(
         true => format!("restore {}.{partition} chunk {no}", rec.table()),
         false => format!("restore {}.{partition}", rec.table()),
     };
-    let progress = Progress::start(work, Measure::Bytes, unit.compressed_bytes, every);
+    let progress = Progress::start(work, unit.compressed_bytes, every);
     let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, source, progress, archiver.reply_bound())
         .await
         .map_err(|e| pipeline::load_failure(&format!("restore of {partition} object {no}"), e))?;
@@ -565,7 +544,7 @@ async fn load_one(
         "restore_chunk_before_commit",
         Err(Error::transient(anyhow::anyhow!("failpoint restore_chunk_before_commit")))
     );
-    tx.commit().await.map_err(|e| wrap(e.into()))?;
+    tx.commit().await?;
     crate::fail_point!("restore_chunk_after_commit");
     Ok(true)
 }

@@ -137,7 +137,7 @@ fn metadata_value(s: &str) -> String {
     out
 }
 
-fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> anyhow::Error {
+pub fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> anyhow::Error {
     // DisplayErrorContext prints the whole chain (service code and message), not just "service error".
     anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
 }
@@ -185,16 +185,8 @@ impl Store {
         if let Some(id) = &origin.system_identifier {
             req = req.metadata(META_SYSTEM_IDENTIFIER, id);
         }
-        req = match &self.settings.sse {
-            Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Sse::Kms { key_id } => {
-                let r = req.server_side_encryption(ServerSideEncryption::AwsKms);
-                match key_id {
-                    Some(k) => r.ssekms_key_id(k),
-                    None => r,
-                }
-            }
-        };
+        let (sse, kms_key) = self.encryption();
+        req = req.server_side_encryption(sse).set_ssekms_key_id(kms_key);
         if let Some(lock) = &self.settings.object_lock {
             let until = chrono::Utc::now() + chrono::Duration::days(lock.days as i64);
             req = req
@@ -207,6 +199,14 @@ impl Store {
             .map_err(sdk_err)
             .with_context(|| format!("start multipart upload of s3://{}/{key}", self.bucket()))?;
         out.upload_id.ok_or_else(|| anyhow!("S3 returned no upload id for {key}"))
+    }
+
+    /// Every object's server-side encryption, and the KMS key (none: the bucket's default key).
+    fn encryption(&self) -> (ServerSideEncryption, Option<String>) {
+        match &self.settings.sse {
+            Sse::Aes256 => (ServerSideEncryption::Aes256, None),
+            Sse::Kms { key_id } => (ServerSideEncryption::AwsKms, key_id.clone()),
+        }
     }
 
     pub async fn upload_part(
@@ -397,13 +397,8 @@ impl Store {
                 .checksum_sha256(sha.clone())
                 .if_none_match("*")
                 .body(ByteStream::from(body.clone()));
-            match &self.settings.sse {
-                Sse::Aes256 => req.server_side_encryption(ServerSideEncryption::Aes256),
-                Sse::Kms { key_id } => {
-                    req.server_side_encryption(ServerSideEncryption::AwsKms).set_ssekms_key_id(key_id.clone())
-                }
-            }
-            .send()
+            let (sse, kms_key) = self.encryption();
+            req.server_side_encryption(sse).set_ssekms_key_id(kms_key).send()
         })
         .await
         .map(|w| w.map(|out| out.version_id))
@@ -484,13 +479,9 @@ impl Store {
         Ok(bytes)
     }
 
-    pub async fn get_stream(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<ByteStream> {
-        self.get(key, version_id, None).await
-    }
-
     /// GetObject, whole or a `range`; a missing object is `NotFound`, a cold one a transient error
     /// that says a retrieval is needed.
-    async fn get(&self, key: &str, version_id: Option<&str>, range: Option<String>) -> anyhow::Result<ByteStream> {
+    pub async fn get(&self, key: &str, version_id: Option<&str>, range: Option<String>) -> anyhow::Result<ByteStream> {
         let what = range.clone().map_or_else(String::new, |r| format!("{r} of "));
         let out = self
             .client

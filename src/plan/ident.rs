@@ -54,7 +54,7 @@ pub fn validate_ident(ident: &str) -> Result<(), IdentError> {
 }
 
 /// A schema-qualified relation name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct QualifiedName {
     pub schema: String,
     pub name: String,

@@ -29,7 +29,7 @@ use super::record::{record, Archived};
 use crate::archive::check;
 use crate::archive::manifest::{self, ChunkChange, ChunkRecord, ChunkState, ManifestRecord, PartitionChange};
 use crate::archive::pipeline::{self, Hashes, Source};
-use crate::archive::progress::{Measure, Progress};
+use crate::archive::progress::Progress;
 use crate::archive::retrieval::{self, Access};
 use crate::archive::settings::{Compression, Format};
 use crate::archive::store::{self, ObjectHead, Origin, WriteOnce};
@@ -550,7 +550,7 @@ async fn stream_checked(
         1 => format!("archive {partition}"),
         _ => format!("archive {partition} chunk {}", chunk.chunk_no),
     };
-    let progress = Progress::start(work, Measure::Bytes, None, settings.progress_log_every());
+    let progress = Progress::start(work, None, settings.progress_log_every());
     let copy_sql = pipeline::copy_out_sql(partition, format, parquet.as_ref(), Some(&condition));
     let written_columns = parquet.as_ref().map(|p| p.columns.clone());
     let encoding = pipeline::Encoding { format, compression, level: settings.compression_level, parquet };
@@ -780,7 +780,7 @@ async fn same_content(
     let source = Source { key, version_id: head.version_id.as_deref(), format, compression, columns: &rec.columns };
     let every = archiver.store.settings.progress_log_every();
     let what = format!("read s3://{}/{key}", archiver.store.settings.bucket);
-    let progress = Progress::start(what.clone(), Measure::Bytes, Some(head.size.max(0) as u64), every);
+    let progress = Progress::start(what.clone(), Some(head.size.max(0) as u64), every);
     let condition = chunk.range().ctid_condition();
     if format == Format::Parquet {
         // A deterministic re-encode of the range, against the object as stored.
