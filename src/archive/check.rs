@@ -42,14 +42,8 @@ pub async fn by_head(archiver: &Archiver, rec: &ManifestRecord) -> anyhow::Resul
             .buffered(HEADS_AT_ONCE)
             .collect()
             .await;
-    let mut out = Vec::with_capacity(results.len());
-    for r in results {
-        match r? {
-            Ok(c) => out.push(c),
-            Err(reason) => return Ok(Err(reason)),
-        }
-    }
-    Ok(Ok(out))
+    // In order: the first object's failure or mismatch is the one reported.
+    results.into_iter().collect()
 }
 
 /// Does the object S3 describes hold the recorded bytes? Its size must be the recorded size, and

@@ -169,6 +169,15 @@ impl ManifestRecord {
     pub fn current_chunks(&self) -> impl Iterator<Item = &ChunkRecord> {
         self.chunks.iter().filter(move |c| c.generation == self.chunk_generation && c.state != ChunkState::Superseded)
     }
+    /// ` chunk N` where the plan has more than one chunk, for naming the work on one; nothing for a
+    /// plan of one (it is the partition's one object).
+    pub fn chunk_label(&self, chunk_no: i32) -> String {
+        if self.current_chunks().count() > 1 {
+            format!(" chunk {chunk_no}")
+        } else {
+            String::new()
+        }
+    }
     /// `{schema}.{table}`: the table's folder in the key layout.
     pub fn table_folder(&self) -> String {
         format!("{}.{}", self.table_schema, self.table_name)

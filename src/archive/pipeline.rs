@@ -55,28 +55,21 @@ pub struct Streamed {
     pub footer: Option<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
 }
 
-/// The `COPY ... TO STDOUT` that feeds an archive of `partition`, or of its rows matching
-/// `condition` (a chunk's ctid range). A Parquet archive selects its columns by name, with the
-/// text-form ones cast on the server, and reads them in binary.
+/// The `COPY ... TO STDOUT` that feeds an archive of the rows of `partition` that `condition` (a
+/// chunk's ctid range) selects. A Parquet archive selects its columns by name, with the text-form
+/// ones cast on the server, and reads them in binary.
 pub fn copy_out_sql(
     partition: &crate::plan::ident::QualifiedName,
     format: Format,
     parquet: Option<&ParquetWrite>,
-    condition: Option<&str>,
+    condition: &str,
 ) -> String {
-    let filter = condition.map(|c| format!(" WHERE {c}")).unwrap_or_default();
-    match parquet {
-        Some(p) => format!(
-            "COPY (SELECT {} FROM ONLY {}{filter}) TO STDOUT {}",
-            crate::archive::parquet::columns::select_list(&p.columns),
-            partition.quoted(),
-            format.copy_to_options()
-        ),
-        None if condition.is_some() => {
-            format!("COPY (SELECT * FROM {}{filter}) TO STDOUT {}", partition.quoted(), format.copy_to_options())
-        }
-        None => format!("COPY {} TO STDOUT {}", partition.quoted(), format.copy_to_options()),
-    }
+    let columns = parquet.map_or("*".to_string(), |p| crate::archive::parquet::columns::select_list(&p.columns));
+    format!(
+        "COPY (SELECT {columns} FROM {} WHERE {condition}) TO STDOUT {}",
+        partition.quoted(),
+        format.copy_to_options()
+    )
 }
 
 /// The COPY reader's error when the compressor stage has stopped (its own error is the one to tell).

@@ -519,10 +519,7 @@ async fn load_one(
     let copy_sql = format!("COPY {} FROM STDIN {}", staging.quoted(), format.copy_from_options());
     let source = Source { key, version_id: unit.version_id.as_deref(), format, compression, columns: &rec.columns };
     let every = archiver.store.settings.progress_log_every();
-    let work = match rec.current_chunks().count() > 1 {
-        true => format!("restore {}.{partition} chunk {no}", rec.table()),
-        false => format!("restore {}.{partition}", rec.table()),
-    };
+    let work = format!("restore {}.{partition}{}", rec.table(), rec.chunk_label(no));
     let progress = Progress::start(work, unit.compressed_bytes, every);
     let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, source, progress, archiver.reply_bound())
         .await

@@ -236,43 +236,26 @@ impl ArchiveSettings {
         let (part_size, parts_in_flight) = upload_parts(get)?;
         let (sse, object_lock) = protection(get)?;
         let retrieval = RetrievalSettings::from_lookup(get)?;
-        let progress_log_seconds = match get("PROGRESS_LOG_SECONDS") {
-            // Often enough that CloudWatch shows where a 15-minute invocation is, rarely enough
-            // not to matter in the bill.
-            None => 30,
-            Some(s) => s.trim().parse::<u64>().ok().filter(|n| *n <= 3600).ok_or_else(|| {
-                ConfigError::invalid("PROGRESS_LOG_SECONDS", &s, "seconds from 0 (every batch) to 3600")
-            })?,
-        };
+        // Often enough that CloudWatch shows where a 15-minute invocation is, rarely enough not to
+        // matter in the bill.
+        let every = |s: &str| s.trim().parse().ok().filter(|n| *n <= 3600);
+        let progress_log_seconds =
+            setting(get, "PROGRESS_LOG_SECONDS", 30, every, "seconds from 0 (every batch) to 3600")?;
         let chunk_size = chunk_size(get)?;
-        let streams = match get("ARCHIVE_STREAMS") {
-            // Two: on the 2-core benchmark machine the second stream takes the 5M-row month from
-            // 1.39x to 1.22x a raw single COPY (both cores are then busy; BENCHMARKS.md), and two
-            // server backends stay a small share of a production database's cores while the
-            // application runs. Raise it on a large database with a Lambda of several vCPUs.
-            None => 2,
-            Some(s) => s.trim().parse().ok().filter(|n| (1..=MAX_STREAMS).contains(n)).ok_or_else(|| {
-                ConfigError::invalid(
-                    "ARCHIVE_STREAMS",
-                    &s,
-                    "1-64 connections (and fewer than the server's max_connections allows)",
-                )
-            })?,
-        };
-        let parquet_row_group_bytes = match get("ARCHIVE_PARQUET_ROW_GROUP_BYTES") {
-            // 32 MiB: row groups large enough for engines to read in few requests, small enough
-            // that two streams stay well under 256 MiB of memory (ARCHITECTURE.md has the sum).
-            None => crate::archive::parquet::write::DEFAULT_ROW_GROUP_BYTES,
-            Some(s) => parse_size(&s)
-                .filter(|v| (crate::archive::parquet::write::MIN_ROW_GROUP_BYTES..=1024 * MIB).contains(v))
-                .ok_or_else(|| {
-                    ConfigError::invalid(
-                        "ARCHIVE_PARQUET_ROW_GROUP_BYTES",
-                        &s,
-                        "a size from 1MiB to 1GiB, such as 32MiB",
-                    )
-                })?,
-        };
+        // Two: on the 2-core benchmark machine the second stream takes the 5M-row month from 1.39x
+        // to 1.22x a raw single COPY (both cores are then busy; BENCHMARKS.md), and two server
+        // backends stay a small share of a production database's cores while the application
+        // runs. Raise it on a large database with a Lambda of several vCPUs.
+        let connections = |s: &str| s.trim().parse().ok().filter(|n| (1..=MAX_STREAMS).contains(n));
+        let expected = "1-64 connections (and fewer than the server's max_connections allows)";
+        let streams = setting(get, "ARCHIVE_STREAMS", 2, connections, expected)?;
+        // 32 MiB: row groups large enough for engines to read in few requests, small enough that
+        // two streams stay well under 256 MiB of memory (ARCHITECTURE.md has the sum).
+        use crate::archive::parquet::write::{DEFAULT_ROW_GROUP_BYTES, MIN_ROW_GROUP_BYTES};
+        let row_group = |s: &str| parse_size(s).filter(|v| (MIN_ROW_GROUP_BYTES..=1024 * MIB).contains(v));
+        let expected = "a size from 1MiB to 1GiB, such as 32MiB";
+        let parquet_row_group_bytes =
+            setting(get, "ARCHIVE_PARQUET_ROW_GROUP_BYTES", DEFAULT_ROW_GROUP_BYTES, row_group, expected)?;
         let s3_timeouts = S3Timeouts::from_lookup(get)?;
         Ok(Some(Self {
             s3_timeouts,
@@ -299,6 +282,18 @@ impl ArchiveSettings {
         let needed = expected_bytes.div_ceil((MAX_PARTS - 100) as u64) as usize;
         self.part_size.max(needed.next_multiple_of(MIB))
     }
+}
+
+/// `key`'s value as `parse` reads it, or `default` when it is not set; a value `parse` refuses is
+/// an error that says what was `expected`.
+fn setting<T>(
+    get: &dyn Fn(&str) -> Option<String>,
+    key: &str,
+    default: T,
+    parse: impl Fn(&str) -> Option<T>,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    get(key).map_or(Ok(default), |s| parse(&s).ok_or_else(|| ConfigError::invalid(key, &s, expected)))
 }
 
 /// `16MiB`, `8388608`, `5mb` (MB and MiB both mean 2^20 here).
@@ -334,17 +329,8 @@ fn bucket_and_prefix(bucket: &str, get: &dyn Fn(&str) -> Option<String>) -> Resu
 
 /// `ARCHIVE_FORMAT`, `ARCHIVE_COMPRESSION` and `ARCHIVE_COMPRESSION_LEVEL`, checked together.
 fn encoding(get: &dyn Fn(&str) -> Option<String>) -> Result<(Format, Compression, i32), ConfigError> {
-    let format = match get("ARCHIVE_FORMAT") {
-        None => Format::Csv,
-        Some(f) => {
-            Format::parse(&f).ok_or_else(|| ConfigError::invalid("ARCHIVE_FORMAT", &f, "csv, binary or parquet"))?
-        }
-    };
-    let compression = match get("ARCHIVE_COMPRESSION") {
-        None => Compression::Zstd,
-        Some(c) => Compression::parse(&c)
-            .ok_or_else(|| ConfigError::invalid("ARCHIVE_COMPRESSION", &c, "zstd, gzip or none"))?,
-    };
+    let format = setting(get, "ARCHIVE_FORMAT", Format::Csv, Format::parse, "csv, binary or parquet")?;
+    let compression = setting(get, "ARCHIVE_COMPRESSION", Compression::Zstd, Compression::parse, "zstd, gzip or none")?;
     if !format.supports(compression) {
         return Err(ConfigError::invalid(
             "ARCHIVE_COMPRESSION",
@@ -380,12 +366,8 @@ fn encoding(get: &dyn Fn(&str) -> Option<String>) -> Result<(Format, Compression
 
 /// `ARCHIVE_PART_SIZE` and `ARCHIVE_PARTS_IN_FLIGHT`.
 fn upload_parts(get: &dyn Fn(&str) -> Option<String>) -> Result<(usize, usize), ConfigError> {
-    let part_size = match get("ARCHIVE_PART_SIZE") {
-        None => 16 * MIB,
-        Some(s) => parse_size(&s).ok_or_else(|| {
-            ConfigError::invalid("ARCHIVE_PART_SIZE", &s, "a size such as 16MiB (at least 5MiB, at most 5GiB)")
-        })?,
-    };
+    let expected = "a size such as 16MiB (at least 5MiB, at most 5GiB)";
+    let part_size = setting(get, "ARCHIVE_PART_SIZE", 16 * MIB, parse_size, expected)?;
     if !(MIN_PART_SIZE..=5 * 1024 * MIB).contains(&part_size) {
         return Err(ConfigError::invalid(
             "ARCHIVE_PART_SIZE",
@@ -393,17 +375,11 @@ fn upload_parts(get: &dyn Fn(&str) -> Option<String>) -> Result<(usize, usize), 
             "at least 5MiB (S3's minimum part size) and at most 5GiB",
         ));
     }
-    let parts_in_flight = match get("ARCHIVE_PARTS_IN_FLIGHT") {
-        // One part uploads while the next fills: enough when S3 is faster than compression
-        // (measured against LocalStack: 16 MiB in 130-200 ms vs ~400 ms to fill), and it keeps
-        // peak memory near 2 x part size. Raise it when the network is the bottleneck.
-        None => 1,
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|n| (1..=64).contains(n))
-            .ok_or_else(|| ConfigError::invalid("ARCHIVE_PARTS_IN_FLIGHT", &s, "1-64"))?,
-    };
+    // One part uploads while the next fills: enough when S3 is faster than compression (measured
+    // against LocalStack: 16 MiB in 130-200 ms vs ~400 ms to fill), and it keeps peak memory near
+    // 2 x part size. Raise it when the network is the bottleneck.
+    let in_flight = |s: &str| s.parse().ok().filter(|n| (1..=64).contains(n));
+    let parts_in_flight = setting(get, "ARCHIVE_PARTS_IN_FLIGHT", 1, in_flight, "1-64")?;
     Ok((part_size, parts_in_flight))
 }
 

@@ -162,6 +162,22 @@ fn scalars(array: &ArrayRef) -> Result<Vec<Option<Scalar>>, String> {
     })
 }
 
+/// Folds one footer's per-row-group minimums (`beyond` Less) or maximums (Greater) into `slot`,
+/// with whether the value is exact (not truncated).
+fn keep_extreme(
+    slot: &mut Option<(Scalar, bool)>,
+    values: Vec<Option<Scalar>>,
+    exact: &arrow_array::BooleanArray,
+    beyond: Ordering,
+) {
+    for (i, v) in values.into_iter().enumerate() {
+        let Some(v) = v else { continue };
+        if slot.as_ref().is_none_or(|(m, _)| v.cmp(m) == Some(beyond)) {
+            *slot = Some((v, !exact.is_null(i) && exact.value(i)));
+        }
+    }
+}
+
 fn fold(metadatas: &[ParquetMetaData], columns: &[ArchiveColumn]) -> Result<(u64, Vec<Folded>), String> {
     let mut rows = 0u64;
     let mut folded = vec![Folded::default(); columns.len()];
@@ -183,26 +199,13 @@ fn fold(metadatas: &[ParquetMetaData], columns: &[ArchiveColumn]) -> Result<(u64
             if check_of(c) == Check::Nulls {
                 continue;
             }
-            let mins = scalars(&conv.row_group_mins(row_groups.iter()).map_err(|e| e.to_string())?)?;
-            let maxes = scalars(&conv.row_group_maxes(row_groups.iter()).map_err(|e| e.to_string())?)?;
-            let min_exact = conv.row_group_is_min_value_exact(row_groups.iter()).map_err(|e| e.to_string())?;
-            let max_exact = conv.row_group_is_max_value_exact(row_groups.iter()).map_err(|e| e.to_string())?;
-            for (i, v) in mins.into_iter().enumerate() {
-                if let Some(v) = v {
-                    let exact = !min_exact.is_null(i) && min_exact.value(i);
-                    if f.min.as_ref().is_none_or(|(m, _)| v.cmp(m) == Some(Ordering::Less)) {
-                        f.min = Some((v, exact));
-                    }
-                }
-            }
-            for (i, v) in maxes.into_iter().enumerate() {
-                if let Some(v) = v {
-                    let exact = !max_exact.is_null(i) && max_exact.value(i);
-                    if f.max.as_ref().is_none_or(|(m, _)| v.cmp(m) == Some(Ordering::Greater)) {
-                        f.max = Some((v, exact));
-                    }
-                }
-            }
+            let groups = || row_groups.iter();
+            let mins = scalars(&conv.row_group_mins(groups()).map_err(|e| e.to_string())?)?;
+            let maxes = scalars(&conv.row_group_maxes(groups()).map_err(|e| e.to_string())?)?;
+            let min_exact = conv.row_group_is_min_value_exact(groups()).map_err(|e| e.to_string())?;
+            let max_exact = conv.row_group_is_max_value_exact(groups()).map_err(|e| e.to_string())?;
+            keep_extreme(&mut f.min, mins, &min_exact, Ordering::Less);
+            keep_extreme(&mut f.max, maxes, &max_exact, Ordering::Greater);
         }
     }
     Ok((rows, folded))

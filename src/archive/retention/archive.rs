@@ -8,9 +8,8 @@
 //! 3. The chunk plan: each chunk streamed, checked over its own block range, completed
 //!    write-once, then every object checked by HEAD and the JSON manifest written (`verified`).
 
-use super::chunked;
+use super::chunked::{self, Target};
 use crate::archive::manifest::{self, ManifestRecord};
-use crate::archive::settings::{Compression, Format};
 use crate::archive::Archiver;
 use crate::error::Error;
 use crate::pg::ddl::{run_ddl, DdlOptions};
@@ -18,38 +17,6 @@ use crate::plan::ident::{quote_literal, QualifiedName};
 use crate::plan::policy::TablePolicy;
 use anyhow::{anyhow, bail, Context};
 use tokio_postgres::Client;
-
-/// Format, compression and object key of a partition's archive: those its row already records
-/// when a completion may have happened (the streamed figures are recorded just before completing:
-/// a run killed after S3 completed the object must find it where it is, whatever the settings say
-/// now), else the current settings (the table's own `archive_format` / `archive_compression`
-/// first), so a failed attempt never pins a key, format or compression that does not work.
-struct Target {
-    format: Format,
-    compression: Compression,
-    key: String,
-}
-
-impl Target {
-    fn of(policy: &TablePolicy, rec: &ManifestRecord, archiver: &Archiver) -> Self {
-        let settings = &archiver.store.settings;
-        if let (Some(key), Ok(format), Ok(compression), Some(true), true) = (
-            rec.object_key.clone(),
-            rec.format(),
-            rec.compression(),
-            rec.bucket.as_deref().map(|b| b == settings.bucket),
-            rec.sha256.is_some(),
-        ) {
-            return Self { format, compression, key };
-        }
-        let format = policy.archive_format.as_deref().and_then(Format::parse).unwrap_or(settings.format);
-        let compression =
-            policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(settings.compression);
-        // (The executor refuses a pair that cannot work before any detach; `archive` checks again.)
-        let key = manifest::object_key(&settings.prefix, rec, policy.interval, format, compression);
-        Self { format, compression, key }
-    }
-}
 
 /// Archives a detached partition through every phase that remains, and returns what it archived.
 pub async fn archive(
@@ -71,15 +38,7 @@ pub async fn archive(
     }
     freeze(client, opts, &rec).await?;
     // Boxed: the chunk workers' futures are deep, and the front doors nest this one further.
-    Box::pin(chunked::archive_chunked(
-        client,
-        policy,
-        partition,
-        archiver,
-        rec,
-        (target.format, target.compression, &target.key),
-    ))
-    .await
+    Box::pin(chunked::archive_chunked(client, policy, partition, archiver, rec, &target)).await
 }
 
 /// Phase 1: the partition's manifest row, which must exist (only partitions this tool detached

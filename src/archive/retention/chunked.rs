@@ -77,37 +77,70 @@ async fn relation(client: &Client, table: &QualifiedName) -> anyhow::Result<Rela
     })
 }
 
+/// Format, compression and object key of a partition's archive: those its row already records
+/// when a completion may have happened (the streamed figures are recorded just before completing:
+/// a run killed after S3 completed the object must find it where it is, whatever the settings say
+/// now), else the current settings (the table's own `archive_format` / `archive_compression`
+/// first), so a failed attempt never pins a key, format or compression that does not work.
+pub(super) struct Target {
+    pub(super) format: Format,
+    pub(super) compression: Compression,
+    /// Where a plan of one chunk puts its object (a larger plan's chunks go beside it).
+    pub(super) key: String,
+}
+
+impl Target {
+    pub(super) fn of(policy: &TablePolicy, rec: &ManifestRecord, archiver: &Archiver) -> Self {
+        let settings = &archiver.store.settings;
+        if let (Some(key), Ok(format), Ok(compression), Some(true), true) = (
+            rec.object_key.clone(),
+            rec.format(),
+            rec.compression(),
+            rec.bucket.as_deref().map(|b| b == settings.bucket),
+            rec.sha256.is_some(),
+        ) {
+            return Self { format, compression, key };
+        }
+        let format = policy.archive_format.as_deref().and_then(Format::parse).unwrap_or(settings.format);
+        let compression =
+            policy.archive_compression.as_deref().and_then(Compression::parse).unwrap_or(settings.compression);
+        // (The executor refuses a pair that cannot work before any detach; `archive` checks again.)
+        let key = manifest::object_key(&settings.prefix, rec, policy.interval, format, compression);
+        Self { format, compression, key }
+    }
+}
+
 /// Does a new plan replace the recorded one? When there is none, and when nothing of it may have
 /// been completed yet (no chunk uploaded or with figures recorded) while the current settings
 /// put archives in another folder (ARCHIVE_PREFIX changed, as an operator does after a refusal:
 /// another database writes to the old one) or in another format or compression (a Parquet archive
 /// refused for a value it cannot hold, then the table set to CSV). Once something may be
 /// complete, the plan keeps its keys, format and compression, whatever the settings say now.
-fn needs_plan(rec: &ManifestRecord, (format, compression, single_key): (Format, Compression, &str)) -> bool {
+fn needs_plan(rec: &ManifestRecord, target: &Target) -> bool {
     let Some(first) = rec.current_chunks().next().filter(|_| rec.is_chunked()) else { return true };
     let folder = |key: &str| key.rsplit_once('/').map_or(String::new(), |(dir, _)| dir.to_string());
     let nothing_complete = rec.current_chunks().all(|c| c.state != ChunkState::Uploaded && c.sha256.is_none());
-    let moved = folder(&first.object_key) != folder(single_key)
-        || rec.format().ok() != Some(format)
-        || rec.compression().ok() != Some(compression);
+    let moved = folder(&first.object_key) != folder(&target.key)
+        || rec.format().ok() != Some(target.format)
+        || rec.compression().ok() != Some(target.compression);
     nothing_complete && moved
 }
 
 /// Archives a partition as far as the time budget allows, as a plan of chunks (one, for a
-/// partition under `ARCHIVE_CHUNK_SIZE`). `single_key` is where its one object goes (the chunks
-/// of a larger one go beside it), under the format and compression given, when it is planned.
+/// partition under `ARCHIVE_CHUNK_SIZE`), under the [`Target`]'s format, compression and key when
+/// it is planned.
 pub(super) async fn archive_chunked(
     client: &mut Client,
     policy: &TablePolicy,
     partition: &QualifiedName,
     archiver: &Archiver,
     mut rec: ManifestRecord,
-    (format, compression, single_key): (Format, Compression, &str),
+    target: &Target,
 ) -> anyhow::Result<Archived> {
     same_bucket(&rec, archiver, partition)?;
     let mut plans = 0;
     loop {
-        if needs_plan(&rec, (format, compression, single_key)) {
+        if needs_plan(&rec, target) {
             if plans == MAX_PLANS_PER_RUN {
                 bail!(Error::integrity(format!(
                     "{partition} was rewritten {plans} times while its chunks were archived: stopped, nothing dropped; \
@@ -117,7 +150,7 @@ pub(super) async fn archive_chunked(
             // A plan replaced because the settings moved (not a rewrite, nor none at all) is kept
             // if a unit completed one of its chunks meanwhile.
             let moved = rec.is_chunked() && rec.current_chunks().next().is_some();
-            rec = plan(client, policy, partition, archiver, (format, compression, single_key), moved).await?;
+            rec = plan(client, policy, partition, archiver, target, moved).await?;
             plans += 1;
         }
         if archiver.fan_out && rec.current_chunks().count() > 1 {
@@ -130,8 +163,8 @@ pub(super) async fn archive_chunked(
                 rec.chunk_size = None;
                 continue;
             }
-            if let Some(left) = unfinished(&rec, "fan-out: the chunks are left to archive_chunk units".into()) {
-                return Ok(left);
+            if !all_uploaded(&rec) {
+                return Ok(unfinished(&rec, "fan-out: the chunks are left to archive_chunk units".into()));
             }
             break;
         }
@@ -150,8 +183,8 @@ pub(super) async fn archive_chunked(
                     why.push(format!("{busy} chunk(s) held by another run or fan-out unit"));
                 }
                 let why = if why.is_empty() { "chunks left".into() } else { why.join("; ") };
-                if let Some(left) = unfinished(&rec, why) {
-                    return Ok(left);
+                if !all_uploaded(&rec) {
+                    return Ok(unfinished(&rec, why));
                 }
                 break;
             }
@@ -160,19 +193,21 @@ pub(super) async fn archive_chunked(
     finish(client, policy, partition, archiver).await
 }
 
-/// `None` when every chunk of the plan is uploaded; else the report of an archive left unfinished
-/// for `why`, with the chunks done so far. No rows: they are reported once, by the run that
-/// completes the archive (the `RowsArchived` metric sums every run's).
-fn unfinished(rec: &ManifestRecord, why: String) -> Option<Archived> {
-    let total = rec.current_chunks().count();
-    let done = rec.current_chunks().filter(|c| c.state == ChunkState::Uploaded).count();
-    (done < total).then(|| Archived {
+fn all_uploaded(rec: &ManifestRecord) -> bool {
+    rec.current_chunks().all(|c| c.state == ChunkState::Uploaded)
+}
+
+/// The report of an archive left unfinished for `why`, with the chunks done so far. No rows: they
+/// are reported once, by the run that completes the archive (the `RowsArchived` metric sums every
+/// run's).
+fn unfinished(rec: &ManifestRecord, why: String) -> Archived {
+    Archived {
         complete: false,
-        chunks_done: Some(done),
-        chunks_total: Some(total),
+        chunks_done: Some(rec.current_chunks().filter(|c| c.state == ChunkState::Uploaded).count()),
+        chunks_total: Some(rec.current_chunks().count()),
         unfinished_because: Some(why),
         ..Default::default()
-    })
+    }
 }
 
 /// A plan under way keeps its bucket: its chunks (some perhaps uploaded) are there, and one
@@ -199,9 +234,10 @@ async fn plan(
     policy: &TablePolicy,
     partition: &QualifiedName,
     archiver: &Archiver,
-    (format, compression, single_key): (Format, Compression, &str),
+    target: &Target,
     only_if_nothing_complete: bool,
 ) -> anyhow::Result<ManifestRecord> {
+    let (format, compression, single_key) = (target.format, target.compression, target.key.as_str());
     let store = &archiver.store;
     // As recorded now: the chunks the workers have just recorded are the ones to retire.
     let rec = &reload(client, policy, partition).await?;
@@ -546,12 +582,9 @@ async fn stream_checked(
     let settings = &store.settings;
     let (format, compression) = (rec.format()?, rec.compression()?);
     let condition = chunk.range().ctid_condition();
-    let work = match rec.current_chunks().count() {
-        1 => format!("archive {partition}"),
-        _ => format!("archive {partition} chunk {}", chunk.chunk_no),
-    };
+    let work = format!("archive {partition}{}", rec.chunk_label(chunk.chunk_no));
     let progress = Progress::start(work, None, settings.progress_log_every());
-    let copy_sql = pipeline::copy_out_sql(partition, format, parquet.as_ref(), Some(&condition));
+    let copy_sql = pipeline::copy_out_sql(partition, format, parquet.as_ref(), &condition);
     let written_columns = parquet.as_ref().map(|p| p.columns.clone());
     let encoding = pipeline::Encoding { format, compression, level: settings.compression_level, parquet };
     let upload = pipeline::Upload {
@@ -673,10 +706,7 @@ async fn found_at_key(job: &Job<'_>, chunk: &ChunkRecord, head: &ObjectHead) -> 
             }
             Err(refusal) => {
                 let writer = super::prepare::writer(head, rec, matches!(refusal, NotSame::Differs { .. }));
-                let what = match rec.current_chunks().count() {
-                    1 => partition.to_string(),
-                    _ => format!("{partition} chunk {}", chunk.chunk_no),
-                };
+                let what = format!("{partition}{}", rec.chunk_label(chunk.chunk_no));
                 let found = match refusal {
                     NotSame::Uncomparable(why) => format!(
                         "already holds an object that this run did not write ({writer}) and whose content cannot be \
@@ -789,7 +819,7 @@ async fn same_content(
         let parquet = super::prepare::parquet_write(conn, rec, format, partition, settings)
             .await?
             .context("a Parquet chunk's columns")?;
-        let copy = pipeline::copy_out_sql(partition, format, Some(&parquet), Some(&condition));
+        let copy = pipeline::copy_out_sql(partition, format, Some(&parquet), &condition);
         let encoding =
             pipeline::Encoding { format, compression, level: settings.compression_level, parquet: Some(parquet) };
         let again = pipeline::parquet_digest(conn, &copy, &encoding).await?;
@@ -799,7 +829,7 @@ async fn same_content(
         return Ok(Err(NotSame::Differs { found_rows: object.rows_counted, rows: again.rows }));
     }
     let object = pipeline::scan_object(&archiver.store, source, Hashes::Content, progress).await.context(what)?;
-    let copy = pipeline::copy_out_sql(partition, format, None, Some(&condition));
+    let copy = pipeline::copy_out_sql(partition, format, None, &condition);
     let (rows, raw_bytes, raw_sha256) = pipeline::copy_digest(conn, &copy, format).await?;
     if object.raw_sha256.as_deref() == Some(raw_sha256.as_str())
         && object.rows_counted == rows
@@ -868,10 +898,7 @@ async fn finish(
     // Again here: a run killed (or a delete refused) after an earlier plan left objects behind.
     retire_superseded(archiver, &rec).await;
     let chunks: Vec<&ChunkRecord> = rec.current_chunks().collect();
-    anyhow::ensure!(
-        !chunks.is_empty() && chunks.iter().all(|c| c.state == ChunkState::Uploaded),
-        "not every chunk is uploaded"
-    );
+    anyhow::ensure!(!chunks.is_empty() && all_uploaded(&rec), "not every chunk is uploaded");
     let ranges: Vec<BlockRange> = chunks.iter().map(|c| c.range()).collect();
     chunks::covers_every_block(&ranges).map_err(|why| {
         Error::integrity(format!("{partition}: the recorded chunk plan {why}: not verified, nothing dropped"))
@@ -886,7 +913,8 @@ async fn finish(
         let why = format!(
             "{reset} chunk object(s) recorded as uploaded had disappeared from the bucket: they are uploaded again"
         );
-        return unfinished(&reload(client, policy, partition).await?, why).context("reset chunks are pending");
+        // Reloaded: a unit may have uploaded a reset chunk again meanwhile; the next run finishes.
+        return Ok(unfinished(&reload(client, policy, partition).await?, why));
     }
     let one = match chunks[..] {
         [one] => Some(one),
