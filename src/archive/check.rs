@@ -202,7 +202,7 @@ async fn object_by_reading(
         compression: rec.compression()?,
         columns: &rec.columns,
     };
-    let got = pipeline::scan_object(&archiver.store, source, Hashes::Object, progress).await?;
+    let got = pipeline::read_object(None, &archiver.store, source, Hashes::Object, progress).await?;
     anyhow::ensure!(
         Some(got.sha256.as_str()) == obj.sha256,
         "SHA-256 {} differs from the manifest's {}",

@@ -752,25 +752,6 @@ pub struct Source<'a> {
     pub columns: &'a [crate::pg::catalog::Column],
 }
 
-/// Streams the object into `copy_in_sql` (a `COPY ... FROM STDIN`) on `tx`'s connection. The
-/// caller decides to commit after comparing the returned SHA-256 and row counts with the manifest.
-///
-/// The server answers the start and the end of the COPY at once (the rows go to a table with no
-/// index or trigger), so each must come within `reply_within`. In between, the client may have
-/// nothing to send for a while (S3 is slow), and the server waits to read: from outside, a COPY
-/// whose last rows or end were lost on the way looks the same, so the watch
-/// ([`crate::pg::watch`]) cannot tell, and these two bounds do.
-pub async fn restore_stream(
-    db: &tokio_postgres::Transaction<'_>,
-    copy_in_sql: &str,
-    store: &Store,
-    source: Source<'_>,
-    progress: Progress,
-    reply_within: Duration,
-) -> anyhow::Result<Restored> {
-    read_object(Some((db, copy_in_sql, reply_within)), store, source, Hashes::Object, progress).await
-}
-
 /// Why a restore's load failed decides its kind. The way there failing (a database connection
 /// lost, reset or silent; the server shutting down or out of resources; S3 errors, which the
 /// pipeline marks transient itself) is transient: the same restore run again goes on. Anything
@@ -809,18 +790,24 @@ pub enum Hashes {
     Content,
 }
 
-/// Reads an object through SHA-256, the decompressor and the row counter, without loading it.
-pub async fn scan_object(
-    store: &Store,
-    source: Source<'_>,
-    hashes: Hashes,
-    progress: Progress,
-) -> anyhow::Result<Restored> {
-    read_object(None, store, source, hashes, progress).await
+/// Where a read object's rows go: `sql` (a `COPY ... FROM STDIN`) on `tx`'s connection. The caller
+/// decides to commit after comparing the returned SHA-256 and row counts with the manifest.
+///
+/// The server answers the start and the end of the COPY at once (the rows go to a table with no
+/// index or trigger), so each must come within `reply_within`. In between, the client may have
+/// nothing to send for a while (S3 is slow), and the server waits to read: from outside, a COPY
+/// whose last rows or end were lost on the way looks the same, so the watch
+/// ([`crate::pg::watch`]) cannot tell, and these two bounds do.
+pub struct CopyIn<'a> {
+    pub tx: &'a tokio_postgres::Transaction<'a>,
+    pub sql: &'a str,
+    pub reply_within: Duration,
 }
 
-async fn read_object(
-    copy: Option<(&tokio_postgres::Transaction<'_>, &str, Duration)>,
+/// Reads an object through SHA-256, the decompressor and the row counter, into `copy` (a restore)
+/// or nowhere (a check of what it holds).
+pub async fn read_object(
+    copy: Option<CopyIn<'_>>,
     store: &Store,
     source: Source<'_>,
     hashes: Hashes,
@@ -850,7 +837,7 @@ async fn read_object(
         tokio::task::spawn_blocking(move || decompress(parquet, comp_rx, raw_tx, (format, compression), hashes));
     let downloader = tokio::spawn(download(store_, key_, version_, body, comp_tx, progress));
 
-    let Some((db, copy_in_sql, reply_within)) = copy else {
+    let Some(CopyIn { tx: db, sql: copy_in_sql, reply_within }) = copy else {
         while raw_rx.recv().await.is_some() {}
         let (rows_counted, raw_sha256) = decompressor.await.context("decompressor panicked")??;
         let (compressed_bytes, sha256) = downloader.await.context("downloader panicked")??;

@@ -35,7 +35,7 @@
 //! one this restore found or created (its oid).
 
 use crate::archive::manifest::{ArchiveObject, ManifestRecord};
-use crate::archive::pipeline::{self, Source};
+use crate::archive::pipeline::{self, CopyIn, Hashes, Source};
 use crate::archive::progress::Progress;
 use crate::archive::{workers, Archiver};
 use crate::error::{Error, ErrorKind};
@@ -521,7 +521,8 @@ async fn load_one(
     let every = archiver.store.settings.progress_log_every();
     let work = format!("restore {}.{partition}{}", rec.table(), rec.chunk_label(no));
     let progress = Progress::start(work, unit.compressed_bytes, every);
-    let got = pipeline::restore_stream(&tx, &copy_sql, &archiver.store, source, progress, archiver.reply_bound())
+    let into = CopyIn { tx: &tx, sql: &copy_sql, reply_within: archiver.reply_bound() };
+    let got = pipeline::read_object(Some(into), &archiver.store, source, Hashes::Object, progress)
         .await
         .map_err(|e| pipeline::load_failure(&format!("restore of {partition} object {no}"), e))?;
     if got.sha256 != unit.sha256 {

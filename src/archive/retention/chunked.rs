@@ -814,7 +814,8 @@ async fn same_content(
     let condition = chunk.range().ctid_condition();
     if format == Format::Parquet {
         // A deterministic re-encode of the range, against the object as stored.
-        let object = pipeline::scan_object(&archiver.store, source, Hashes::Object, progress).await.context(what)?;
+        let object =
+            pipeline::read_object(None, &archiver.store, source, Hashes::Object, progress).await.context(what)?;
         let settings = &archiver.store.settings;
         let parquet = super::prepare::parquet_write(conn, rec, format, partition, settings)
             .await?
@@ -828,7 +829,7 @@ async fn same_content(
         }
         return Ok(Err(NotSame::Differs { found_rows: object.rows_counted, rows: again.rows }));
     }
-    let object = pipeline::scan_object(&archiver.store, source, Hashes::Content, progress).await.context(what)?;
+    let object = pipeline::read_object(None, &archiver.store, source, Hashes::Content, progress).await.context(what)?;
     let copy = pipeline::copy_out_sql(partition, format, None, &condition);
     let (rows, raw_bytes, raw_sha256) = pipeline::copy_digest(conn, &copy, format).await?;
     if object.raw_sha256.as_deref() == Some(raw_sha256.as_str())
