@@ -372,8 +372,7 @@ async fn rename(client: &mut Client, r: Restore<'_>, oid: u32, id: &str, total: 
             "SELECT count(*), coalesce(sum(row_count), 0)::bigint FROM partition_archiver.restore_loaded WHERE restore_id = $1",
             &[&id],
         )
-        .await
-        ?;
+        .await?;
     let (objects, rows): (i64, i64) = (row.get(0), row.get(1));
     if objects as usize != total || Some(rows) != rec.row_count {
         return Err(Error::integrity(format!(
