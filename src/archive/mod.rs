@@ -7,8 +7,10 @@
 //! - [`parquet`]: Parquet archives: PostgreSQL types mapped to Arrow, exact or refused.
 //! - [`rows`]: row counting in CSV and binary COPY streams.
 //! - [`progress`]: a bar on a terminal, a log line every 30 s elsewhere, for every long stream.
-//! - [`restore`]: restore (one transaction, verified), verify, manifest lookup in S3.
-//! - [`restore_chunks`]: a chunked archive's restore: chunks in parallel into a staging table.
+//! - [`restore`]: restore's front (manifest from the database or S3, checked; cold objects
+//!   retrieved first; attach), verify, list the bucket.
+//! - [`restore_chunks`]: every restore's one load path: objects in parallel into a staging table,
+//!   each verified, in units a deadline can stop, then one rename.
 //! - [`retrieval`]: cold storage: which objects S3 serves now, what to request for the others.
 //! - [`check`]: an object against its manifest record, by HEAD (free) or by reading it.
 //! - [`settings`]: bucket, prefix, format, compression, part sizes, retrieval, validated.

@@ -176,22 +176,8 @@ pub enum RestoreOutcome {
     Pending(Pending),
 }
 
-/// Can `key` be read now? `None` when it can; otherwise the retrieval it waits for, requested here
-/// if none is running. Reads no data (HEAD, and RestoreObject when needed).
-async fn ensure_readable(archiver: &Archiver, key: &str, version_id: Option<&str>) -> Result<Option<Pending>, Error> {
-    let object = format!("s3://{}/{key}", archiver.store.settings.bucket);
-    let head = archiver.store.head(key, version_id).await?.ok_or_else(|| {
-        Error::not_found(match version_id {
-            Some(v) => {
-                format!("archive object {object} version {v} does not exist (the manifest records that version)")
-            }
-            None => format!("archive object {object} does not exist"),
-        })
-    })?;
-    readable_now(archiver, key, &head).await
-}
-
-/// [`ensure_readable`] for an object already HEADed.
+/// Can the object at `key`, as `head` describes it, be read now? `None` when it can; otherwise the
+/// retrieval it waits for, requested here if none is running (RestoreObject). Reads no data.
 async fn readable_now(archiver: &Archiver, key: &str, head: &ObjectHead) -> Result<Option<Pending>, Error> {
     let store = &archiver.store;
     let object = format!("s3://{}/{key}", store.settings.bucket);
@@ -281,7 +267,8 @@ pub async fn find_manifest(
     let store = &archiver.store;
     let wanted = format!("/{partition}.manifest.json");
     if let Some(key) = manifest_keys(archiver, Some(table)).await?.into_iter().find(|k| k.ends_with(&wanted)) {
-        if let Some(pending) = ensure_readable(archiver, &key, None).await? {
+        let head = store.head(&key, None).await?.ok_or_else(|| Error::not_found(format!("{key} vanished")))?;
+        if let Some(pending) = readable_now(archiver, &key, &head).await? {
             return Ok(Found::Pending(pending));
         }
         let rec = read_bucket_manifest(archiver, &key).await?;

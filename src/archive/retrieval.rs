@@ -179,10 +179,7 @@ impl Pending {
         } else {
             "a retrieval requested earlier is in progress".to_string()
         };
-        let class = match archive_status {
-            Some(status) => format!("{storage_class} ({status})"),
-            None => storage_class.to_string(),
-        };
+        let class = archive_status.map_or_else(|| storage_class.to_string(), |s| format!("{storage_class} ({s})"));
         Self {
             retrieval: if started { "requested" } else { "in_progress" },
             tier,

@@ -46,13 +46,10 @@ impl RowCounter {
     pub fn finish(&self) -> Result<u64, String> {
         match self {
             Self::Csv { in_quotes: true, .. } => Err("CSV stream ends inside a quoted field".into()),
-            Self::Csv { newlines, header, .. } => {
-                if *header {
-                    newlines.checked_sub(1).ok_or_else(|| "CSV stream has no header line".to_string())
-                } else {
-                    Ok(*newlines)
-                }
+            Self::Csv { newlines, header: true, .. } => {
+                newlines.checked_sub(1).ok_or_else(|| "CSV stream has no header line".to_string())
             }
+            Self::Csv { newlines, .. } => Ok(*newlines),
             Self::Binary(b) => b.finish(),
         }
     }

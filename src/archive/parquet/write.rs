@@ -138,12 +138,8 @@ impl<W: Write + Send + 'static> ParquetEncoder<W> {
         let decoder = self.decoder.take().expect("finished once");
         let rows = decoder.rows();
         let to_writer = self.to_writer.take().expect("open until finish");
-        if let Some(batch) = decoder.finish()? {
-            if to_writer.send(ToWriter::Batch(batch)).is_err() {
-                return Err(self.writer_error());
-            }
-        }
-        if to_writer.send(ToWriter::Finish).is_err() {
+        let last = decoder.finish()?.map(ToWriter::Batch);
+        if last.into_iter().chain([ToWriter::Finish]).any(|m| to_writer.send(m).is_err()) {
             return Err(self.writer_error());
         }
         drop(to_writer);
