@@ -837,20 +837,18 @@ mod tests {
             sha256: "ab",
             composite: Some("ef"),
         };
+        // What an upload found out about its object, written (or cleared) together.
+        let figures = || vec!["row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite"];
+        let and = |a: Vec<&'static str>, b: &[&'static str]| [a, b.to_vec()].concat();
         // (change, state, columns set to a value, columns cleared)
         let cases: Vec<(ChunkChange<'_>, &str, Vec<&str>, Vec<&str>)> = vec![
             (
                 Uploading { upload_id: "u", token: "t" },
                 "uploading",
                 vec!["multipart_upload_id", "upload_token"],
-                vec!["last_error", "row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite"],
+                and(figures(), &["last_error"]),
             ),
-            (
-                streamed,
-                "uploading",
-                vec!["row_count", "raw_bytes", "compressed_bytes", "sha256", "checksum_composite"],
-                vec![],
-            ),
+            (streamed, "uploading", figures(), vec![]),
             (
                 Uploaded { etag: Some("e"), version_id: None },
                 "uploaded",
@@ -860,16 +858,7 @@ mod tests {
             (
                 adopted,
                 "uploaded",
-                vec![
-                    "etag",
-                    "version_id",
-                    "uploaded_at",
-                    "row_count",
-                    "raw_bytes",
-                    "compressed_bytes",
-                    "sha256",
-                    "checksum_composite",
-                ],
+                and(figures(), &["etag", "version_id", "uploaded_at"]),
                 vec!["multipart_upload_id", "upload_token", "last_error"],
             ),
             (Failed { why: "w" }, "pending", vec!["last_error"], vec!["multipart_upload_id"]),
@@ -877,32 +866,13 @@ mod tests {
                 Refused { why: "w" },
                 "pending",
                 vec!["last_error"],
-                vec![
-                    "row_count",
-                    "raw_bytes",
-                    "compressed_bytes",
-                    "sha256",
-                    "checksum_composite",
-                    "multipart_upload_id",
-                    "upload_token",
-                ],
+                and(figures(), &["multipart_upload_id", "upload_token"]),
             ),
             (
                 Lost { why: "w" },
                 "pending",
                 vec!["last_error"],
-                vec![
-                    "row_count",
-                    "raw_bytes",
-                    "compressed_bytes",
-                    "sha256",
-                    "checksum_composite",
-                    "multipart_upload_id",
-                    "upload_token",
-                    "etag",
-                    "version_id",
-                    "uploaded_at",
-                ],
+                and(figures(), &["multipart_upload_id", "upload_token", "etag", "version_id", "uploaded_at"]),
             ),
         ];
         for (change, state, set, cleared) in cases {
