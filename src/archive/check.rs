@@ -110,28 +110,25 @@ pub async fn locate(archiver: &Archiver, obj: &ArchiveObject<'_>) -> anyhow::Res
         Err(unknown) => Err(Unlocated::Differs(format!("{what}: {unknown}"), None)),
     };
     let version = obj.version_id.unwrap_or("null");
+    // `how`: what became of the recorded version, up to the copy's version and class.
+    let follow = |new: ObjectHead, how: &str| {
+        let class = new.storage_class.as_deref().unwrap_or("STANDARD");
+        let copy = shown(new.version_id.as_deref());
+        let note = format!(
+            "{what}: version {version} {how} version {copy} ({class}), identical by size and SHA-256: followed"
+        );
+        checked(new, Some(note))
+    };
     match (recorded, newest) {
         (Some(old), Some(new)) if same_bytes(&old, obj).is_ok() && same_bytes(&new, obj).is_ok() => {
-            let note = format!(
-                "{what}: version {version} was copied to version {} ({}), identical by size and SHA-256: followed",
-                shown(new.version_id.as_deref()),
-                new.storage_class.as_deref().unwrap_or("STANDARD")
-            );
-            Ok(checked(new, Some(note)))
+            Ok(follow(new, "was copied to"))
         }
         (Some(old), _) => match same_bytes(&old, obj) {
             Ok(_) => Ok(checked(old, None)),
             Err(why) => Ok(Err(Unlocated::Differs(format!("{what} {why}"), Some(Box::new(old))))),
         },
         (None, Some(new)) => Ok(match same_bytes(&new, obj) {
-            Ok(_) => {
-                let note = format!(
-                    "{what}: version {version} is gone; its copy, version {} ({}), is identical by size and SHA-256: followed",
-                    shown(new.version_id.as_deref()),
-                    new.storage_class.as_deref().unwrap_or("STANDARD")
-                );
-                checked(new, Some(note))
-            }
+            Ok(_) => follow(new, "is gone; its copy,"),
             Err(why) => Err(Unlocated::Missing(format!(
                 "{what} version {version} does not exist, and the newest version, {}, {why}",
                 shown(new.version_id.as_deref())
