@@ -468,7 +468,7 @@ fn set_clause(state: &str, extra: &[(&str, Value)]) -> String {
 
 /// A partition's key, `'schema', 'table', 'partition'`, as literals (quoted with [`quote_literal`]:
 /// these statements run inside [`crate::pg::ddl::run_ddl`]'s statement lists, without parameters).
-fn key_literals(table: &QualifiedName, partition: &str) -> String {
+pub fn key_literals(table: &QualifiedName, partition: &str) -> String {
     [&table.schema, &table.name, partition].map(quote_literal).join(", ")
 }
 

@@ -78,11 +78,9 @@ async fn load_detached(
 async fn freeze(client: &mut Client, opts: &DdlOptions, rec: &ManifestRecord) -> anyhow::Result<()> {
     let table = rec.partition();
     let freeze = format!(
-        "SELECT partition_archiver.freeze({}::regclass, {}, {}, {})",
+        "SELECT partition_archiver.freeze({}::regclass, {})",
         quote_literal(&table.quoted()),
-        quote_literal(&rec.table_schema),
-        quote_literal(&rec.table_name),
-        quote_literal(&rec.partition_name)
+        manifest::key_literals(&rec.table(), &rec.partition_name)
     );
     run_ddl(client, opts, &format!("freeze {table}"), &[freeze])
         .await
