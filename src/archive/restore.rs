@@ -19,8 +19,9 @@ use crate::archive::retrieval::{self, Access, Pending};
 use crate::archive::store::{self, ObjectHead};
 use crate::archive::Archiver;
 use crate::error::Error;
+use crate::pg::catalog::parent_columns;
 use crate::plan::ident::{quote_ident, quote_literal, validate_ident, QualifiedName};
-use crate::plan::reshape::{reshape, ArchivedColumn, Change, ParentColumn};
+use crate::plan::reshape::{reshape, ArchivedColumn, Change};
 use anyhow::Context;
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -580,37 +581,6 @@ async fn refuse_unattachable(client: &Client, rec: &ManifestRecord, drop_columns
             rec.partition_name
         ))
     })
-}
-
-/// The parent's columns as they are now, with defaults and generation expressions.
-async fn parent_columns(
-    tx: &impl tokio_postgres::GenericClient,
-    parent: &QualifiedName,
-) -> anyhow::Result<Vec<ParentColumn>> {
-    let rows = tx
-        .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                    CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
-                    CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END,
-                    a.attidentity <> ''
-               FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
-              ORDER BY a.attnum",
-            &[&parent.quoted()],
-        )
-        .await
-        .with_context(|| format!("read the columns of {parent}"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| ParentColumn {
-            name: r.get(0),
-            type_name: r.get(1),
-            not_null: r.get(2),
-            default: r.get(3),
-            generated: r.get(4),
-            identity: r.get(5),
-        })
-        .collect())
 }
 
 #[derive(Debug, Default, Serialize)]

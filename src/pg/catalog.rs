@@ -10,6 +10,7 @@ use crate::error::{CatalogError, Error};
 use crate::plan::ident::QualifiedName;
 use crate::plan::period::{local_of_literal, KeyType};
 use crate::plan::policy::{RawPolicy, TablePolicy};
+use crate::plan::reshape::ParentColumn;
 use crate::plan::snapshot::{ArchiveState, BoundValue, ManifestEntry, PartitionBound, PartitionInfo, TableSnapshot};
 use anyhow::Context;
 use chrono::NaiveDateTime;
@@ -292,33 +293,72 @@ pub struct Column {
     pub not_null: bool,
     /// The type's oid and typmod (`pg_attribute.atttypid`, `atttypmod`): what a typed archive
     /// (Parquet) maps the column by. Absent in manifests written before typed archives.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub type_oid: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub typmod: Option<i32>,
 }
 
-/// Column names, types and NOT NULL of a relation, in order, as `CREATE TABLE` would need them.
+/// Column names, types and NOT NULL of a relation, in order, as `CREATE TABLE` would need them:
+/// what COPY reads (generated columns are left out, as COPY leaves them out).
 pub async fn columns(client: &impl GenericClient, rel: &QualifiedName) -> anyhow::Result<Vec<Column>> {
+    let columns = attributes(client, rel).await?.into_iter().filter(|a| a.generated.is_none());
+    Ok(columns.map(|a| a.column).collect())
+}
+
+/// Every column of a relation, generated ones included, with its default, generation expression
+/// and identity: what `restore --attach` reshapes a restored table to ([`crate::plan::reshape`]).
+pub async fn parent_columns(client: &impl GenericClient, rel: &QualifiedName) -> anyhow::Result<Vec<ParentColumn>> {
+    Ok(attributes(client, rel)
+        .await?
+        .into_iter()
+        .map(|a| ParentColumn {
+            name: a.column.name,
+            type_name: a.column.type_name,
+            not_null: a.column.not_null,
+            default: a.default,
+            generated: a.generated,
+            identity: a.identity,
+        })
+        .collect())
+}
+
+/// One column of `pg_attribute` with its `pg_attrdef` expression.
+struct Attribute {
+    column: Column,
+    default: Option<String>,
+    generated: Option<String>,
+    identity: bool,
+}
+
+/// The one catalog read of a relation's columns, in order ([`columns`], [`parent_columns`]).
+async fn attributes(client: &impl GenericClient, rel: &QualifiedName) -> anyhow::Result<Vec<Attribute>> {
     let rows = client
         .query(
-            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atttypid, a.atttypmod
-               FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-              WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped
-                AND a.attgenerated = ''  -- COPY leaves generated columns out; so do we
+            "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, a.atttypid, a.atttypmod,
+                    CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+                    CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+                    a.attidentity <> ''
+               FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+              WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
               ORDER BY a.attnum",
-            &[&rel.schema, &rel.name],
+            &[&rel.quoted()],
         )
         .await
-        .with_context(|| format!("read columns of {rel}"))?;
+        .with_context(|| format!("read the columns of {rel}"))?;
     Ok(rows
         .into_iter()
-        .map(|r| Column {
-            name: r.get(0),
-            type_name: r.get(1),
-            not_null: r.get(2),
-            type_oid: Some(r.get(3)),
-            typmod: Some(r.get(4)),
+        .map(|r| Attribute {
+            column: Column {
+                name: r.get(0),
+                type_name: r.get(1),
+                not_null: r.get(2),
+                type_oid: Some(r.get(3)),
+                typmod: Some(r.get(4)),
+            },
+            default: r.get(5),
+            generated: r.get(6),
+            identity: r.get(7),
         })
         .collect())
 }
