@@ -340,31 +340,20 @@ impl<S> Watched<S> {
         Self { inner, wire, plaintext: true, timed: false }
     }
 
-    fn note_read(&self, poll: &Poll<std::io::Result<()>>, got: bool) {
-        let wire = &self.wire;
+    /// Notes one poll of a read or a write (timed sockets only): a pending poll starts (or keeps)
+    /// the wait in `waiting_since`; a ready one ends it, and one that `moved` bytes is the wire's
+    /// newest event of its direction (`last`).
+    fn note(&self, pending: bool, moved: bool, waiting_since: &AtomicU64, last: &AtomicU64) {
         if !self.timed {
             return;
         }
-        if poll.is_pending() {
-            wire.waiting_from_now(&wire.read_waiting_since);
+        if pending {
+            self.wire.waiting_from_now(waiting_since);
         } else {
-            wire.read_waiting_since.store(0, Ordering::Relaxed);
-            if got {
-                wire.last_read.store(wire.next_event(), Ordering::Relaxed);
+            waiting_since.store(0, Ordering::Relaxed);
+            if moved {
+                last.store(self.wire.next_event(), Ordering::Relaxed);
             }
-        }
-    }
-
-    fn note_write<T>(&self, poll: &Poll<std::io::Result<T>>) {
-        let wire = &self.wire;
-        if !self.timed {
-            return;
-        }
-        if poll.is_pending() {
-            wire.waiting_from_now(&wire.write_blocked_since);
-        } else {
-            wire.write_blocked_since.store(0, Ordering::Relaxed);
-            wire.last_write.store(wire.next_event(), Ordering::Relaxed);
         }
     }
 }
@@ -374,7 +363,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         let got = buf.filled().len() > before;
-        self.note_read(&poll, got);
+        self.note(poll.is_pending(), got, &self.wire.read_waiting_since, &self.wire.last_read);
         if self.plaintext && got {
             self.wire.plaintext(&buf.filled()[before..], false);
         }
@@ -385,7 +374,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
 impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, data);
-        self.note_write(&poll);
+        self.note(poll.is_pending(), true, &self.wire.write_blocked_since, &self.wire.last_write);
         if let (true, Poll::Ready(Ok(n))) = (self.plaintext, &poll) {
             self.wire.plaintext(&data[..*n], true);
         }
