@@ -226,18 +226,33 @@ impl Period {
         self.offset(1).start()
     }
 
+    /// The calendar fields that name the period, coarsest first: the name's suffix and the
+    /// Hive-style path are both written from them. A week is named by its ISO year and week.
+    fn fields(self) -> Vec<(&'static str, String)> {
+        let d = self.start_date();
+        let year = ("year", format!("{:04}", d.year()));
+        match self.interval {
+            Interval::Day => vec![year, ("month", format!("{:02}", d.month())), ("day", format!("{:02}", d.day()))],
+            Interval::Week => {
+                let week = d.iso_week();
+                vec![("year", format!("{:04}", week.year())), ("week", format!("{:02}", week.week()))]
+            }
+            Interval::Month => vec![year, ("month", format!("{:02}", d.month()))],
+            Interval::Quarter => vec![year, ("quarter", (d.month0() / 3 + 1).to_string())],
+            Interval::Year => vec![year],
+        }
+    }
+
     /// The name's suffix: sorts in time order within an interval and states the period.
     /// `2026_12_06` (day), `2026_w49` (ISO week of its ISO year), `2026_12` (month), `2026_q4`
     /// (quarter), `2026` (year).
     fn suffix(self) -> String {
-        let d = self.start_date();
-        match self.interval {
-            Interval::Day => format!("{:04}_{:02}_{:02}", d.year(), d.month(), d.day()),
-            Interval::Week => format!("{:04}_w{:02}", d.iso_week().year(), d.iso_week().week()),
-            Interval::Month => format!("{:04}_{:02}", d.year(), d.month()),
-            Interval::Quarter => format!("{:04}_q{}", d.year(), d.month0() / 3 + 1),
-            Interval::Year => format!("{:04}", d.year()),
-        }
+        let marked = |(field, value): (&str, String)| match field {
+            "week" => format!("w{value}"),
+            "quarter" => format!("q{value}"),
+            _ => value,
+        };
+        self.fields().into_iter().map(marked).collect::<Vec<_>>().join("_")
     }
 
     /// `trades_2026_12` (monthly), `trades_2026_12_06` (daily) ...: see [`Period::suffix`].
@@ -249,14 +264,7 @@ impl Period {
     /// (daily), `year=2026/week=49` (weekly: the ISO year and week), `year=2026/month=12`,
     /// `year=2026/quarter=4`, `year=2026`.
     pub fn hive_path(self) -> String {
-        let d = self.start_date();
-        match self.interval {
-            Interval::Day => format!("year={:04}/month={:02}/day={:02}", d.year(), d.month(), d.day()),
-            Interval::Week => format!("year={:04}/week={:02}", d.iso_week().year(), d.iso_week().week()),
-            Interval::Month => format!("year={:04}/month={:02}", d.year(), d.month()),
-            Interval::Quarter => format!("year={:04}/quarter={}", d.year(), d.month0() / 3 + 1),
-            Interval::Year => format!("year={:04}", d.year()),
-        }
+        self.fields().into_iter().map(|(field, value)| format!("{field}={value}")).collect::<Vec<_>>().join("/")
     }
 }
 
