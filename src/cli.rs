@@ -1,7 +1,7 @@
 //! The command line: the same verbs as the Lambda, over the same [`crate::app::App`].
 
 use crate::error::Error;
-use crate::request::{parse_now, parse_tables, Request};
+use crate::request::{RawEvent, Request, Spelling};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -202,56 +202,33 @@ pub enum Command {
     },
 }
 
-fn one_table(t: String) -> Result<crate::plan::ident::QualifiedName, Error> {
-    Ok(parse_tables(&[t])?.remove(0))
-}
-
 impl Command {
+    /// The request the flags give, checked as a Lambda event's fields are (one
+    /// [`RawEvent::into_request`]), with messages that name the flags.
     pub fn into_request(self) -> Result<Request, Error> {
-        let now = |n: Option<String>| n.as_deref().map(parse_now).transpose();
-        let check = |p: &str| {
-            crate::plan::ident::validate_ident(p).map_err(|e| Error::invalid(format!("partition {p:?}: {e}")))
-        };
-        Ok(match self {
-            Command::Migrate { now: n } => Request::Migrate { now: now(n)? },
-            Command::Maintain { dry_run, now: n, tables, time_budget, fan_out } => Request::Maintain {
-                dry_run,
-                now: now(n)?,
-                tables: parse_tables(&tables)?,
-                time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
-                fan_out,
-            },
-            Command::Plan { now: n, tables } => Request::Maintain {
-                dry_run: true,
-                now: now(n)?,
-                tables: parse_tables(&tables)?,
-                time_budget: None,
-                fan_out: false,
-            },
-            Command::ArchiveChunk { unit: UnitArgs { table, partition, chunk }, time_budget } => {
-                check(&partition)?;
-                Request::ArchiveChunk {
-                    table: one_table(table)?,
-                    partition,
-                    chunk: crate::request::chunk_number(chunk)?,
-                    time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
-                }
+        let raw = match self {
+            Command::Migrate { now } => RawEvent::Migrate { now },
+            Command::Maintain { dry_run, now, tables, time_budget, fan_out } => {
+                RawEvent::Maintain { dry_run, now, tables, time_budget_s: time_budget, fan_out }
             }
-            Command::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
+            Command::Plan { now, tables } => RawEvent::Plan { now, tables },
+            Command::ArchiveChunk { unit: UnitArgs { table, partition, chunk }, time_budget } => {
+                RawEvent::ArchiveChunk { table, partition, chunk, time_budget_s: time_budget }
+            }
+            Command::Status { now, tables } => RawEvent::Status { now, tables },
             Command::Archive { table, partition, time_budget } => {
-                check(&partition)?;
-                let time_budget = time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?;
-                Request::Archive { table: one_table(table)?, partition, time_budget }
+                RawEvent::Archive { table, partition, time_budget_s: time_budget }
             }
             Command::Restore { table, partition, into_schema, attach, drop_columns, time_budget, fan_out, .. } => {
-                check(&partition)?;
-                Request::Restore {
-                    table: one_table(table)?,
+                let time_budget_s = time_budget;
+                RawEvent::Restore {
+                    table,
                     partition,
-                    into_schema: crate::request::schema_name(into_schema, "--into-schema")?,
+                    into_schema,
                     attach,
-                    drop_columns: crate::request::drop_columns_of(drop_columns, attach, "--drop-columns")?,
-                    time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
+                    drop_columns,
+                    wait: None,
+                    time_budget_s,
                     fan_out,
                 }
             }
@@ -261,22 +238,14 @@ impl Command {
                 into_schema,
                 time_budget,
             } => {
-                check(&partition)?;
-                Request::RestoreChunk {
-                    table: one_table(table)?,
-                    partition,
-                    chunk: crate::request::chunk_number(chunk)?,
-                    restore_id: crate::request::restore_id_of(restore_id)?,
-                    into_schema: crate::request::schema_name(into_schema, "--into-schema")?,
-                    time_budget: time_budget.map(|s| crate::request::time_budget(s, "--time-budget")).transpose()?,
-                }
+                let time_budget_s = time_budget;
+                RawEvent::RestoreChunk { table, partition, chunk, restore_id, into_schema, time_budget_s }
             }
-            Command::Verify { table, deep } => Request::Verify { table: table.map(one_table).transpose()?, deep },
-            Command::List { table, from_bucket } => {
-                Request::List { table: table.map(one_table).transpose()?, from_bucket }
-            }
-            Command::ImportPgPartman { dry_run } => Request::ImportPgPartman { dry_run },
-        })
+            Command::Verify { table, deep } => RawEvent::Verify { table, deep },
+            Command::List { table, from_bucket } => RawEvent::List { table, from_bucket },
+            Command::ImportPgPartman { dry_run } => RawEvent::ImportPgPartman { dry_run },
+        };
+        raw.into_request(Spelling::Flags)
     }
 }
 
@@ -439,6 +408,33 @@ mod tests {
         for id in ["table", "partition", "into_schema", "attach", "wait", "poll_interval"] {
             assert!(ids.contains(&id), "{ids:?}");
         }
+    }
+
+    /// The flags are checked by the same code as a Lambda event's fields, and the messages name
+    /// the flags (an event's name its keys: `request::tests`).
+    #[test]
+    fn flags_are_checked_as_events_are_and_messages_name_the_flags() {
+        let request = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["partition-archiver"], args].concat()).expect("flags parse");
+            cli.command.into_request()
+        };
+        let restore = ["restore", "--table", "public.orders", "--partition", "orders_2026_01"];
+        let cases: [(&[&str], &str); 5] = [
+            (&["maintain", "--time-budget", "-1"], "--time-budget -1 is not a time budget"),
+            (&[&restore[..], &["--into-schema", "a\tb"]].concat(), "--into-schema \"a\\tb\""),
+            (&[&restore[..], &["--attach", "--drop-columns", "a\tb"]].concat(), "--drop-columns \"a\\tb\""),
+            (&["archive-chunk", "--table", "public.orders", "--partition", "p", "--chunk", "0"], "chunk 0"),
+            (&["plan", "--now", "yesterday"], "is not an RFC 3339 timestamp"),
+        ];
+        for (args, needle) in cases {
+            let e = request(args).expect_err(needle).to_string();
+            assert!(e.contains(needle), "{args:?}: {e}");
+        }
+        let ok = request(&[&restore[..], &["--time-budget", "30", "--fan-out"]].concat()).unwrap();
+        assert!(
+            matches!(ok, Request::Restore { fan_out: true, time_budget: Some(t), .. } if t.as_secs() == 30),
+            "{ok:?}"
+        );
     }
 
     #[test]

@@ -174,8 +174,7 @@ mod tests {
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        Settings::from_lookup(&|k| map.get(k).cloned())
+        Settings::from_lookup(&crate::error::lookup_of(vars))
     }
 
     #[test]

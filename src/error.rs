@@ -14,6 +14,15 @@ pub enum ConfigError {
     File { path: String, message: String },
 }
 
+/// A settings test's environment: `vars` as the lookup every `from_lookup` reads (and
+/// [`ConfigError`] reports on).
+#[cfg(test)]
+pub(crate) fn lookup_of(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: std::collections::HashMap<String, String> =
+        vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |k| map.get(k).cloned()
+}
+
 impl ConfigError {
     pub fn invalid(key: &str, value: &str, expected: &str) -> Self {
         Self::Invalid { key: key.into(), value: format!("{value:?}"), expected: expected.into() }

@@ -102,9 +102,11 @@ impl Request {
     }
 }
 
+/// A request as given, before any check: a Lambda event's fields, which the CLI's flags fill in
+/// too, so both are checked by one [`RawEvent::into_request`].
 #[derive(Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-enum RawEvent {
+pub(crate) enum RawEvent {
     Maintain {
         #[serde(default)]
         dry_run: bool,
@@ -177,17 +179,17 @@ enum RawEvent {
     },
 }
 
-pub fn parse_now(s: &str) -> Result<DateTime<Utc>, Error> {
+fn parse_now(s: &str) -> Result<DateTime<Utc>, Error> {
     DateTime::parse_from_rfc3339(s).map(|d| d.with_timezone(&Utc)).map_err(|e| {
         Error::invalid(format!("now {s:?} is not an RFC 3339 timestamp such as 2026-11-24T10:00:00Z: {e}"))
     })
 }
 
 /// The longest time budget accepted: a day (a Lambda has 15 minutes; a CLI run may have hours).
-pub const MAX_TIME_BUDGET_S: f64 = 86_400.0;
+const MAX_TIME_BUDGET_S: f64 = 86_400.0;
 
 /// A time budget in seconds: positive and at most a day.
-pub fn time_budget(seconds: f64, name: &str) -> Result<Duration, Error> {
+fn time_budget(seconds: f64, name: &str) -> Result<Duration, Error> {
     if !(seconds.is_finite() && seconds > 0.0 && seconds <= MAX_TIME_BUDGET_S) {
         return Err(Error::invalid(format!(
             "{name} {seconds} is not a time budget: give the seconds the run may take, more than 0 and at most {MAX_TIME_BUDGET_S}"
@@ -197,14 +199,14 @@ pub fn time_budget(seconds: f64, name: &str) -> Result<Duration, Error> {
 }
 
 /// A chunk number: 1 or more.
-pub fn chunk_number(n: i64) -> Result<i32, Error> {
+fn chunk_number(n: i64) -> Result<i32, Error> {
     i32::try_from(n)
         .ok()
         .filter(|n| *n >= 1)
         .ok_or_else(|| Error::invalid(format!("chunk {n} is not a chunk number: chunks are numbered from 1")))
 }
 
-pub fn parse_tables(tables: &[String]) -> Result<Vec<QualifiedName>, Error> {
+fn parse_tables(tables: &[String]) -> Result<Vec<QualifiedName>, Error> {
     if tables.len() > MAX_TABLES {
         return Err(Error::invalid(format!("{} tables given: at most {MAX_TABLES}", tables.len())));
     }
@@ -212,7 +214,7 @@ pub fn parse_tables(tables: &[String]) -> Result<Vec<QualifiedName>, Error> {
 }
 
 /// An optional schema name, checked as an identifier.
-pub fn schema_name(s: Option<String>, what: &str) -> Result<Option<String>, Error> {
+fn schema_name(s: Option<String>, what: &str) -> Result<Option<String>, Error> {
     if let Some(s) = &s {
         crate::plan::ident::validate_ident(s).map_err(|e| Error::invalid(format!("{what} {s:?}: {e}")))?;
     }
@@ -220,7 +222,7 @@ pub fn schema_name(s: Option<String>, what: &str) -> Result<Option<String>, Erro
 }
 
 /// `--drop-columns` / `"drop_columns"`: identifiers, only with an attach.
-pub fn drop_columns_of(columns: Vec<String>, attach: bool, what: &str) -> Result<Vec<String>, Error> {
+fn drop_columns_of(columns: Vec<String>, attach: bool, what: &str) -> Result<Vec<String>, Error> {
     if !columns.is_empty() && !attach {
         return Err(Error::invalid(format!(
             "{what} only goes with an attach: a restore without it gives the partition exactly as archived"
@@ -233,7 +235,7 @@ pub fn drop_columns_of(columns: Vec<String>, attach: bool, what: &str) -> Result
 }
 
 /// A restore id as a plan gives it: 32 hexadecimal digits.
-pub fn restore_id_of(id: String) -> Result<String, Error> {
+fn restore_id_of(id: String) -> Result<String, Error> {
     if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::invalid(format!(
             "restore_id {id:?} is not a restore id: use the one `restore --fan-out` gave (32 hexadecimal digits)"
@@ -266,73 +268,98 @@ pub fn from_event(event: &serde_json::Value) -> Result<Request, Error> {
     }
     let raw: RawEvent =
         serde_json::from_value(event.clone()).map_err(|e| Error::invalid(format!("malformed event: {e}")))?;
-    let now = |n: Option<String>| n.as_deref().map(parse_now).transpose();
-    let budget = |b: Option<f64>| b.map(|s| time_budget(s, "time_budget_s")).transpose();
-    Ok(match raw {
-        RawEvent::Maintain { dry_run, now: n, tables, time_budget_s, fan_out } => Request::Maintain {
-            dry_run,
-            now: now(n)?,
-            tables: parse_tables(&tables)?,
-            time_budget: budget(time_budget_s)?,
-            fan_out,
-        },
-        RawEvent::Plan { now: n, tables } => Request::Maintain {
-            dry_run: true,
-            now: now(n)?,
-            tables: parse_tables(&tables)?,
-            time_budget: None,
-            fan_out: false,
-        },
-        RawEvent::ArchiveChunk { table, partition, chunk, time_budget_s } => Request::ArchiveChunk {
-            table: parse_tables(&[table])?.remove(0),
-            partition: partition_name(&partition)?,
-            chunk: chunk_number(chunk)?,
-            time_budget: budget(time_budget_s)?,
-        },
-        RawEvent::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
-        RawEvent::Migrate { now: n } => Request::Migrate { now: now(n)? },
-        RawEvent::Archive { table, partition, time_budget_s } => Request::Archive {
-            table: parse_tables(&[table])?.remove(0),
-            partition: partition_name(&partition)?,
-            time_budget: budget(time_budget_s)?,
-        },
-        RawEvent::Restore { table, partition, into_schema, attach, drop_columns, wait, time_budget_s, fan_out } => {
-            if wait.is_some() {
-                return Err(Error::invalid(
-                    "\"wait\" is a CLI option (restore --wait): a Lambda invocation cannot wait the hours a retrieval \
-                     takes. Invoke restore again later (it reports \"pending\" until the object is back), or start the \
-                     template's RestoreStateMachine",
-                ));
-            }
-            Request::Restore {
-                table: parse_tables(&[table])?.remove(0),
-                partition: partition_name(&partition)?,
-                into_schema: schema_name(into_schema, "into_schema")?,
-                attach,
-                drop_columns: drop_columns_of(drop_columns, attach, "drop_columns")?,
+    raw.into_request(Spelling::Event)
+}
+
+/// Whose names a message gives a field by: the CLI's flags or the Lambda event's keys.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Spelling {
+    Flags,
+    Event,
+}
+
+impl Spelling {
+    /// `time_budget_s` is `--time-budget` on the command line; `into_schema` is `--into-schema`.
+    fn of(self, key: &str) -> String {
+        match self {
+            Spelling::Event => key.into(),
+            Spelling::Flags => format!("--{}", key.strip_suffix("_s").unwrap_or(key).replace('_', "-")),
+        }
+    }
+}
+
+impl RawEvent {
+    /// The typed request, every field checked (bad input changes nothing); messages name fields
+    /// as `spelling` does.
+    pub(crate) fn into_request(self, spelling: Spelling) -> Result<Request, Error> {
+        let now = |n: Option<String>| n.as_deref().map(parse_now).transpose();
+        let budget = |b: Option<f64>| b.map(|s| time_budget(s, &spelling.of("time_budget_s"))).transpose();
+        Ok(match self {
+            Self::Maintain { dry_run, now: n, tables, time_budget_s, fan_out } => Request::Maintain {
+                dry_run,
+                now: now(n)?,
+                tables: parse_tables(&tables)?,
                 time_budget: budget(time_budget_s)?,
                 fan_out,
-            }
-        }
-        RawEvent::RestoreChunk { table, partition, chunk, restore_id, into_schema, time_budget_s } => {
-            Request::RestoreChunk {
+            },
+            Self::Plan { now: n, tables } => Request::Maintain {
+                dry_run: true,
+                now: now(n)?,
+                tables: parse_tables(&tables)?,
+                time_budget: None,
+                fan_out: false,
+            },
+            Self::ArchiveChunk { table, partition, chunk, time_budget_s } => Request::ArchiveChunk {
                 table: parse_tables(&[table])?.remove(0),
                 partition: partition_name(&partition)?,
                 chunk: chunk_number(chunk)?,
-                restore_id: restore_id_of(restore_id)?,
-                into_schema: schema_name(into_schema, "into_schema")?,
                 time_budget: budget(time_budget_s)?,
+            },
+            Self::Status { now: n, tables } => Request::Status { now: now(n)?, tables: parse_tables(&tables)? },
+            Self::Migrate { now: n } => Request::Migrate { now: now(n)? },
+            Self::Archive { table, partition, time_budget_s } => Request::Archive {
+                table: parse_tables(&[table])?.remove(0),
+                partition: partition_name(&partition)?,
+                time_budget: budget(time_budget_s)?,
+            },
+            Self::Restore { table, partition, into_schema, attach, drop_columns, wait, time_budget_s, fan_out } => {
+                if wait.is_some() {
+                    return Err(Error::invalid(
+                        "\"wait\" is a CLI option (restore --wait): a Lambda invocation cannot wait the hours a retrieval \
+                         takes. Invoke restore again later (it reports \"pending\" until the object is back), or start the \
+                         template's RestoreStateMachine",
+                    ));
+                }
+                Request::Restore {
+                    table: parse_tables(&[table])?.remove(0),
+                    partition: partition_name(&partition)?,
+                    into_schema: schema_name(into_schema, &spelling.of("into_schema"))?,
+                    attach,
+                    drop_columns: drop_columns_of(drop_columns, attach, &spelling.of("drop_columns"))?,
+                    time_budget: budget(time_budget_s)?,
+                    fan_out,
+                }
             }
-        }
-        RawEvent::Verify { table, deep } => {
-            Request::Verify { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)), deep }
-        }
-        RawEvent::ImportPgPartman { dry_run } => Request::ImportPgPartman { dry_run },
-        RawEvent::List { table, from_bucket } => Request::List {
-            table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)),
-            from_bucket,
-        },
-    })
+            Self::RestoreChunk { table, partition, chunk, restore_id, into_schema, time_budget_s } => {
+                Request::RestoreChunk {
+                    table: parse_tables(&[table])?.remove(0),
+                    partition: partition_name(&partition)?,
+                    chunk: chunk_number(chunk)?,
+                    restore_id: restore_id_of(restore_id)?,
+                    into_schema: schema_name(into_schema, &spelling.of("into_schema"))?,
+                    time_budget: budget(time_budget_s)?,
+                }
+            }
+            Self::Verify { table, deep } => {
+                Request::Verify { table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)), deep }
+            }
+            Self::ImportPgPartman { dry_run } => Request::ImportPgPartman { dry_run },
+            Self::List { table, from_bucket } => Request::List {
+                table: table.map(|t| parse_tables(&[t])).transpose()?.map(|mut v| v.remove(0)),
+                from_bucket,
+            },
+        })
+    }
 }
 
 #[cfg(test)]

@@ -196,7 +196,6 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     /// (storage class, archive status, x-amz-restore, expected access or error fragment)
     type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<&'a str>, Result<Access, &'a str>);
@@ -250,10 +249,7 @@ mod tests {
 
     #[test]
     fn settings_defaults_and_bad_values() {
-        let parse = |pairs: &[(&str, &str)]| {
-            let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            RetrievalSettings::from_lookup(&|k| m.get(k).cloned())
-        };
+        let parse = |pairs: &[(&str, &str)]| RetrievalSettings::from_lookup(&crate::error::lookup_of(pairs));
         assert_eq!(parse(&[]).unwrap(), RetrievalSettings { tier: Tier::Standard, days: 7 });
         assert_eq!(
             parse(&[("RESTORE_RETRIEVAL_TIER", "Bulk"), ("RESTORE_RETRIEVAL_DAYS", "30")]).unwrap(),

@@ -455,11 +455,9 @@ fn chunk_size(get: &dyn Fn(&str) -> Option<String>) -> Result<u64, ConfigError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Option<ArchiveSettings>, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        ArchiveSettings::from_lookup(&|k| map.get(k).cloned())
+        ArchiveSettings::from_lookup(&crate::error::lookup_of(vars))
     }
 
     #[test]

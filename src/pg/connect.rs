@@ -498,11 +498,9 @@ fn take_ssl_params(conn: &str) -> Result<(String, Option<SslMode>, Option<PathBu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<DbConfig, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        DbConfig::from_lookup(&|k| map.get(k).cloned())
+        DbConfig::from_lookup(&crate::error::lookup_of(vars))
     }
 
     #[test]
