@@ -410,6 +410,27 @@ pub async fn load(
     row.map(decode).transpose()
 }
 
+/// One chunk's row as it is now (another run may have finished or superseded it), without the
+/// plan's other rows: a chunk's attempt re-reads only its own, so its work does not grow with the
+/// plan (a 500 GB partition has ~1,900 chunks; its whole manifest takes ~50 ms to read).
+pub async fn load_chunk(
+    client: &impl GenericClient,
+    table: &QualifiedName,
+    partition: &str,
+    generation: i32,
+    chunk_no: i32,
+) -> anyhow::Result<Option<ChunkRecord>> {
+    let row = client
+        .query_opt(
+            "SELECT to_jsonb(c) FROM partition_archiver.archive_chunk c
+              WHERE table_schema = $1 AND table_name = $2 AND partition_name = $3 AND generation = $4 AND chunk_no = $5",
+            &[&table.schema, &table.name, &partition, &generation, &chunk_no],
+        )
+        .await
+        .context("read a chunk's row")?;
+    row.map(|r| serde_json::from_value(r.get::<_, serde_json::Value>(0)).context("decode a chunk's row")).transpose()
+}
+
 /// A row of [`WITH_CHUNKS`].
 fn decode(row: tokio_postgres::Row) -> anyhow::Result<ManifestRecord> {
     serde_json::from_value(row.get::<_, serde_json::Value>(0)).context("decode archive manifest row")

@@ -492,8 +492,8 @@ struct Job<'a> {
 impl Job<'_> {
     /// The chunk's row as it is now (another run may have finished or superseded it).
     async fn load_chunk(&self, chunk: &ChunkRecord) -> anyhow::Result<Option<ChunkRecord>> {
-        let rec = reload(self.conn, self.policy, self.partition).await?;
-        Ok(rec.chunks.into_iter().find(|c| c.generation == chunk.generation && c.chunk_no == chunk.chunk_no))
+        let (table, partition) = (&self.policy.table, &self.partition.name);
+        manifest::load_chunk(self.conn, table, partition, chunk.generation, chunk.chunk_no).await
     }
 
     /// Records one transition of a chunk's row ([`ChunkChange`]); `false` when the chunk was
