@@ -661,43 +661,29 @@ pub struct Restored {
     pub compressed_bytes: u64,
     /// SHA-256 of the object as stored (compressed), hex.
     pub sha256: String,
-    /// SHA-256 (hex) of the decompressed COPY data, comparable with [`copy_digest`]; only when
-    /// asked for ([`Hashes::Content`]: it costs a second hash over the larger stream).
+    /// SHA-256 (hex) of the decompressed COPY data; only when asked for ([`Hashes::Content`]: it
+    /// costs a second hash over the larger stream).
     pub raw_sha256: Option<String>,
 }
 
-/// Rows, size and SHA-256 (hex) of what `copy_sql` (a `COPY ... TO STDOUT`) sends, without keeping
-/// it: compared with an object's decompressed content to tell whether the object holds exactly
-/// this table's rows.
-pub async fn copy_digest(
-    db: &tokio_postgres::Client,
-    copy_sql: &str,
-    format: Format,
-) -> anyhow::Result<(u64, u64, String)> {
-    let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
-    let mut copy = std::pin::pin!(copy);
-    let (mut hash, mut bytes) = (Sha256::new(), 0u64);
-    let mut counter = RowCounter::new(format, format == Format::Csv);
-    while let Some(chunk) = copy.next().await {
-        let chunk = chunk.context("read COPY stream")?;
-        bytes += chunk.len() as u64;
-        hash.update(&chunk);
-        counter.feed(&chunk);
+impl Restored {
+    /// The SHA-256 a [`RowsDigest`] in `format` is compared with: a Parquet object's as stored, a CSV or
+    /// binary object's decompressed content (read with [`Hashes::for_comparing`]).
+    pub fn comparable_sha256(&self, format: Format) -> Option<&str> {
+        match format {
+            Format::Parquet => Some(&self.sha256),
+            Format::Csv | Format::Binary => self.raw_sha256.as_deref(),
+        }
     }
-    let rows = counter.finish().map_err(|e| anyhow!("COPY stream: {e}"))?;
-    Ok((rows, bytes, hex::encode(hash.finalize())))
 }
 
-/// A `Write` that keeps nothing: the SHA-256 and size of what went through.
-struct HashSink {
-    hash: Sha256,
-    bytes: u64,
-}
+/// A `Write` that keeps nothing: the SHA-256 of what went through.
+#[derive(Default)]
+struct HashSink(Sha256);
 
 impl Write for HashSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.hash.update(buf);
-        self.bytes += buf.len() as u64;
+        self.0.update(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -705,30 +691,36 @@ impl Write for HashSink {
     }
 }
 
-/// What a deterministic re-encode of a COPY gives: comparable with an object as stored.
-pub struct Reencoded {
+/// What the rows of a `COPY ... TO STDOUT` give in an archive's encoding, hashed and never kept:
+/// comparable with an object read back ([`Restored::comparable_sha256`]) to tell whether the
+/// object holds exactly these rows.
+pub struct RowsDigest {
     pub rows: u64,
     /// Bytes of the COPY stream.
     pub raw_bytes: u64,
-    /// SHA-256 (hex) and size of the file the encoder wrote.
+    /// SHA-256 (hex): of the COPY data itself for a CSV or binary archive (an object's
+    /// decompressed content); of the Parquet file the encoder writes for a Parquet one. The
+    /// encoder is deterministic (same rows in the same order, same version and settings: the same
+    /// bytes, footer included).
     pub sha256: String,
-    pub bytes: u64,
 }
 
-/// The Parquet file `copy_sql` (a binary `COPY ... TO STDOUT`) encodes to with `encoding` (a
-/// Parquet one), hashed and never kept: the encoder is deterministic (same rows in the same order,
-/// same version and settings: the same bytes, footer included), so an object whose SHA-256 equals
-/// this one holds exactly these rows.
-pub async fn parquet_digest(
-    db: &tokio_postgres::Client,
-    copy_sql: &str,
-    encoding: &Encoding,
-) -> anyhow::Result<Reencoded> {
-    let options = encoding.parquet_options().context("a Parquet re-encode needs the archive's columns")?;
+/// The [`RowsDigest`] of `copy_sql` in `encoding` (its compression applies only to Parquet pages).
+pub async fn digest(db: &tokio_postgres::Client, copy_sql: &str, encoding: &Encoding) -> anyhow::Result<RowsDigest> {
+    let (format, parquet) = (encoding.format, encoding.parquet_options());
+    anyhow::ensure!(parquet.is_some() == (format == Format::Parquet), "a Parquet digest needs its columns");
     let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-    let encoder = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, HashSink)> {
-        let mut encoder = ParquetEncoder::new(&options, HashSink { hash: Sha256::new(), bytes: 0 })?;
+    let digester = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, HashSink)> {
+        let Some(options) = parquet else {
+            let (mut sink, mut counter) = (HashSink::default(), RowCounter::new(format, format == Format::Csv));
+            while let Some(chunk) = rx.blocking_recv() {
+                counter.feed(&chunk);
+                sink.write_all(&chunk)?;
+            }
+            return Ok((counter.finish().map_err(|e| anyhow!("COPY stream: {e}"))?, sink));
+        };
+        let mut encoder = ParquetEncoder::new(&options, HashSink::default())?;
         while let Some(chunk) = rx.blocking_recv() {
             encoder.write_all(&chunk).map_err(encode_error)?;
         }
@@ -736,9 +728,9 @@ pub async fn parquet_digest(
         Ok((rows, sink))
     });
     let read = forward_copy(copy, tx).await;
-    let encoded = encoder.await.context("encoder panicked")?;
-    let ((rows, sink), raw_bytes) = joined(encoded, read)?;
-    Ok(Reencoded { rows, raw_bytes, sha256: hex::encode(sink.hash.finalize()), bytes: sink.bytes })
+    let digested = digester.await.context("digest panicked")?;
+    let ((rows, sink), raw_bytes) = joined(digested, read)?;
+    Ok(RowsDigest { rows, raw_bytes, sha256: hex::encode(sink.0.finalize()) })
 }
 
 /// An archive object to read back: where it is and how it is encoded.
@@ -788,6 +780,16 @@ pub enum Hashes {
     Object,
     /// Also its decompressed content.
     Content,
+}
+
+impl Hashes {
+    /// What a read of an object in `format` hashes to be compared with a [`RowsDigest`].
+    pub fn for_comparing(format: Format) -> Self {
+        match format {
+            Format::Parquet => Self::Object,
+            Format::Csv | Format::Binary => Self::Content,
+        }
+    }
 }
 
 /// Where a read object's rows go: `sql` (a `COPY ... FROM STDIN`) on `tx`'s connection. The caller

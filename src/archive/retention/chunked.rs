@@ -787,7 +787,7 @@ struct Figures {
 /// format. `Ok(Err(why))` when it cannot be compared or differs. Only an object S3 serves now and
 /// that carries an S3 SHA-256 can be adopted (a cold one is an old archive, not a fresh upload;
 /// one without a checksum could never pass the HEAD check). A Parquet object is compared with a
-/// re-encode of the range by this version's encoder and settings ([`pipeline::parquet_digest`]):
+/// re-encode of the range by this version's encoder and settings ([`pipeline::digest`]):
 /// a Parquet file's bytes depend on its writer too, so one written by another version or with
 /// other settings is refused, never adopted wrongly.
 async fn same_content(
@@ -811,34 +811,21 @@ async fn same_content(
     let every = archiver.store.settings.progress_log_every();
     let what = format!("read s3://{}/{key}", archiver.store.settings.bucket);
     let progress = Progress::start(what.clone(), Some(head.size.max(0) as u64), every);
-    let condition = chunk.range().ctid_condition();
-    if format == Format::Parquet {
-        // A deterministic re-encode of the range, against the object as stored.
-        let object =
-            pipeline::read_object(None, &archiver.store, source, Hashes::Object, progress).await.context(what)?;
-        let settings = &archiver.store.settings;
-        let parquet = super::prepare::parquet_write(conn, rec, format, partition, settings)
-            .await?
-            .context("a Parquet chunk's columns")?;
-        let copy = pipeline::copy_out_sql(partition, format, Some(&parquet), &condition);
-        let encoding =
-            pipeline::Encoding { format, compression, level: settings.compression_level, parquet: Some(parquet) };
-        let again = pipeline::parquet_digest(conn, &copy, &encoding).await?;
-        if again.sha256 == object.sha256 && again.bytes == head.size as u64 && again.rows == object.rows_counted {
-            return Ok(Ok(Figures { rows: again.rows, raw_bytes: again.raw_bytes, sha256: object.sha256 }));
-        }
-        return Ok(Err(NotSame::Differs { found_rows: object.rows_counted, rows: again.rows }));
-    }
-    let object = pipeline::read_object(None, &archiver.store, source, Hashes::Content, progress).await.context(what)?;
-    let copy = pipeline::copy_out_sql(partition, format, None, &condition);
-    let (rows, raw_bytes, raw_sha256) = pipeline::copy_digest(conn, &copy, format).await?;
-    if object.raw_sha256.as_deref() == Some(raw_sha256.as_str())
-        && object.rows_counted == rows
+    let settings = &archiver.store.settings;
+    let parquet = super::prepare::parquet_write(conn, rec, format, partition, settings).await?;
+    let object = pipeline::read_object(None, &archiver.store, source, Hashes::for_comparing(format), progress)
+        .await
+        .context(what)?;
+    let copy = pipeline::copy_out_sql(partition, format, parquet.as_ref(), &chunk.range().ctid_condition());
+    let encoding = pipeline::Encoding { format, compression, level: settings.compression_level, parquet };
+    let again = pipeline::digest(conn, &copy, &encoding).await?;
+    if object.comparable_sha256(format) == Some(again.sha256.as_str())
+        && object.rows_counted == again.rows
         && object.compressed_bytes == head.size as u64
     {
-        return Ok(Ok(Figures { rows, raw_bytes, sha256: object.sha256 }));
+        return Ok(Ok(Figures { rows: again.rows, raw_bytes: again.raw_bytes, sha256: object.sha256 }));
     }
-    Ok(Err(NotSame::Differs { found_rows: object.rows_counted, rows }))
+    Ok(Err(NotSame::Differs { found_rows: object.rows_counted, rows: again.rows }))
 }
 
 /// A chunk's rows against what its object holds: `count(*)` over its block range equals `rows`,
