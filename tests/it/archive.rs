@@ -311,8 +311,9 @@ impl OrdersBefore {
     }
 }
 
-/// Runs `maintain` of orders with the fault point `point` armed: the process must die there (exit 86).
-pub(crate) fn crash_at(env: &TestEnv, point: &str) {
+/// Runs `maintain` of orders with the fault point `point` armed: the process must die there (exit
+/// 86). Returns once the killed run's sessions are gone.
+pub(crate) async fn crash_at(env: &TestEnv, point: &str) {
     let out = env.run(&["maintain", "--now", NOW, "--table", "orders"], &[("PARTITION_ARCHIVER_FAILPOINTS", point)]);
     assert_eq!(
         out.status.code(),
@@ -320,6 +321,7 @@ pub(crate) fn crash_at(env: &TestEnv, point: &str) {
         "{point}: the run should die at the fault point: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    env.wait_for_orphaned_backends().await;
 }
 
 /// The first orders partition whose archive is in `state`, as `schema.name`.
@@ -335,7 +337,7 @@ pub(crate) async fn partition_in_state(env: &TestEnv, state: &str) -> String {
 /// environment and the partition, as `schema.name`.
 async fn verified_before_drop(env: TestEnv) -> (TestEnv, String) {
     seed(&env).await;
-    crash_at(&env, "after_verify");
+    crash_at(&env, "after_verify").await;
     let table = partition_in_state(&env, "verified").await;
     (env, table)
 }
@@ -410,7 +412,7 @@ async fn a_crash_at_any_step_is_completed_by_the_next_run() {
         let env = TestEnv::migrated_at(NOW).await;
         seed(&env).await;
         let before = OrdersBefore::take(&env).await;
-        crash_at(&env, point);
+        crash_at(&env, point).await;
         before.assert_none_lost(&env).await;
         // The second run finishes every partition and leaves no orphaned multipart upload.
         next_run_completes(&env).await;
@@ -585,7 +587,7 @@ async fn a_partition_is_frozen_before_it_is_copied_and_writes_to_it_are_refused(
     for (point, state) in [("after_create_upload", "uploading"), ("after_verify", "verified")] {
         let env = TestEnv::migrated_at(NOW).await;
         seed(&env).await;
-        crash_at(&env, point);
+        crash_at(&env, point).await;
         assert_frozen_then_completed(&env, state).await;
     }
 }

@@ -340,6 +340,7 @@ async fn a_chunked_archive_killed_at_any_chunk_step_is_completed_by_the_next_run
         let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", point)]].concat();
         let out = env.run(&["maintain", "--now", NOW, "--table", "orders"], &crash);
         assert_eq!(out.status.code(), Some(86), "{point}: {}", String::from_utf8_lossy(&out.stderr));
+        env.wait_for_orphaned_backends().await;
         let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
         ok(&out);
         assert_eq!(report["complete"], true, "{point}: {report}");
@@ -383,12 +384,14 @@ async fn a_chunked_restore_killed_or_failing_keeps_only_verified_chunks_and_the_
     let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_before_commit")]].concat();
     let out = env.run(&restore, &crash);
     assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    env.wait_for_orphaned_backends().await;
     assert_eq!(env.scalar_i64(target).await, 0);
     assert_eq!(staged(&env, "r", MARCH).await, (0, true), "the killed restore's staging table, with no chunk in it");
     // Killed right after a chunk's commit: that chunk is in, and recorded.
     let crash_after = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_after_commit")]].concat();
     let out = env.run(&restore, &crash_after);
     assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    env.wait_for_orphaned_backends().await;
     let (loaded, _) = staged(&env, "r", MARCH).await;
     assert!(loaded >= 1, "{loaded}");
     // A transient failure (an error, not a kill) keeps the verified chunks for the next restore.
@@ -622,6 +625,7 @@ async fn adopted_by_content(settings: &[(&str, &str)]) {
     let crash = [settings, &[("PARTITION_ARCHIVER_FAILPOINTS", "after_complete")]].concat();
     let out = env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", "1"], &crash);
     assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    env.wait_for_orphaned_backends().await;
     // The database then loses what that upload recorded (a point-in-time restore, a failover): the
     // chunk is pending again and knows neither the upload token nor the figures.
     env.db

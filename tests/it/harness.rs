@@ -205,6 +205,21 @@ impl TestEnv {
         .unwrap()
     }
 
+    /// Waits until no session of a partition-archiver run is left in this test's database. A
+    /// killed client's backend finishes the statement it is running (a COMMIT sent just before the
+    /// kill still commits) and only then notices the closed socket, holding its locks until it
+    /// exits: look at the data, or start the next run, after that (seen: a drop committing between
+    /// two reads of a check; a restore refused for the killed one's lock).
+    pub async fn wait_for_orphaned_backends(&self) {
+        let started = std::time::Instant::now();
+        let ours = "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND application_name LIKE 'partition-archiver/%'";
+        while self.scalar_i64(ours).await > 0 {
+            assert!(started.elapsed() < std::time::Duration::from_secs(30), "the killed run's backend did not exit");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn multipart_uploads(&self) -> usize {
         s3().await.list_multipart_uploads().bucket(&self.bucket).send().await.unwrap().uploads().len()
     }

@@ -38,7 +38,7 @@ async fn one_object_in_flight_from_an_earlier_version_is_completed_without_uploa
         let env = TestEnv::migrated_at(NOW).await;
         seed(&env).await;
         let before = OrdersBefore::take(&env).await;
-        crash_at(&env, point);
+        crash_at(&env, point).await;
         let partition = env
             .scalar_text("SELECT partition_name FROM partition_archiver.archive_manifest WHERE state = 'uploading'")
             .await
@@ -102,7 +102,7 @@ async fn an_archive_with_the_older_row_and_manifest_shapes_verifies_and_restores
 async fn uploaded_by_an_earlier_version(env: &TestEnv) -> Option<String> {
     seed(env).await;
     let original = march_sum(env, None).await;
-    crash_at(env, "after_verify");
+    crash_at(env, "after_verify").await;
     let partition = env
         .scalar_text("SELECT partition_name FROM partition_archiver.archive_manifest WHERE state = 'verified'")
         .await

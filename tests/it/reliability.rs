@@ -17,23 +17,6 @@ fn spawn_maintain(env: &TestEnv) -> std::process::Child {
         .unwrap()
 }
 
-/// A killed client's backend finishes the statement it is running (a COMMIT sent just before the
-/// kill still commits) and only then notices the closed socket. Look at the data after that, or
-/// the check races the last transaction (seen: a drop committing between two reads of the check).
-async fn wait_for_orphaned_backends(env: &TestEnv) {
-    let started = Instant::now();
-    while env
-        .scalar_i64(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'partition-archiver/%'",
-        )
-        .await
-        > 0
-    {
-        assert!(started.elapsed() < Duration::from_secs(30), "the killed run's backend did not exit");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// One campaign: fresh databases, each with a run killed with SIGKILL after a random delay spread
 /// over a whole run, then a clean run, then the invariant on the data; until `kills` runs were
 /// really killed mid-way (a run that finished before its kill does not count).
@@ -62,7 +45,7 @@ async fn kill_campaign(kills: usize) {
         }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        wait_for_orphaned_backends(&env).await;
+        env.wait_for_orphaned_backends().await;
         before.assert_none_lost(&env).await;
         let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
         assert!(out.status.success(), "attempt {attempts}: the clean run after a kill must succeed: {report}");
@@ -203,7 +186,7 @@ async fn a_database_crash_between_steps_is_completed_by_the_next_run() {
         let mut env = TestEnv::migrated_on(&server.admin_url, NOW).await;
         seed(&env).await;
         let before = OrdersBefore::take(&env).await;
-        crash_at(&env, point);
+        crash_at(&env, point).await;
         let started_at = "SELECT pg_postmaster_start_time()::text";
         let first_start = env.scalar_text(started_at).await;
         if checkpoint {

@@ -176,7 +176,7 @@ async fn a_run_killed_after_completing_finds_its_object_even_when_the_prefix_cha
     let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;
     let before = OrdersBefore::take(&env).await;
-    crate::archive::crash_at(&env, "after_complete");
+    crate::archive::crash_at(&env, "after_complete").await;
     let completed = versions_by_key(&env.bucket).await;
     assert_eq!(completed.len(), 1, "one object completed, its `uploaded` not recorded: {completed:?}");
     let (out, report) =
