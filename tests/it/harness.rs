@@ -209,7 +209,7 @@ impl TestEnv {
     /// killed client's backend finishes the statement it is running (a COMMIT sent just before the
     /// kill still commits) and only then notices the closed socket, holding its locks until it
     /// exits: look at the data, or start the next run, after that (seen: a drop committing between
-    /// two reads of a check; a restore refused for the killed one's lock).
+    /// two reads of a check). A restore started meanwhile can be refused for the killed one's lock.
     pub async fn wait_for_orphaned_backends(&self) {
         let started = std::time::Instant::now();
         let ours = "SELECT count(*) FROM pg_stat_activity \
