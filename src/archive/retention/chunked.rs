@@ -808,11 +808,10 @@ async fn same_content(
     }
     let key = chunk.object_key.as_str();
     let source = Source { key, version_id: head.version_id.as_deref(), format, compression, columns: &rec.columns };
-    let every = archiver.store.settings.progress_log_every();
-    let what = format!("read s3://{}/{key}", archiver.store.settings.bucket);
-    let progress = Progress::start(what.clone(), Some(head.size.max(0) as u64), every);
     let settings = &archiver.store.settings;
     let parquet = super::prepare::parquet_write(conn, rec, format, partition, settings).await?;
+    let what = format!("read s3://{}/{key}", settings.bucket);
+    let progress = Progress::start(what.clone(), Some(head.size.max(0) as u64), settings.progress_log_every());
     let object = pipeline::read_object(None, &archiver.store, source, Hashes::for_comparing(format), progress)
         .await
         .context(what)?;
