@@ -63,6 +63,10 @@ pub struct ManifestRecord {
     /// `pg_relation_filenode()` and block count the chunk plan was made from.
     pub rel_filenode: Option<i64>,
     pub rel_blocks: Option<i64>,
+    /// Rows a trigger (a foreign-key action) had written into the frozen table when the plan was
+    /// made (`frozen_writes_of`, migration 20261207000001): another count since means a row may
+    /// have moved to a block range already copied.
+    pub rel_writes: Option<i64>,
     /// Every chunk of every plan of a chunked archive (older plans' as `superseded`), in order.
     #[serde(default)]
     pub chunks: Vec<ChunkRecord>,
@@ -529,6 +533,7 @@ pub enum PartitionChange<'a> {
         generation: i32,
         rel_filenode: i64,
         rel_blocks: i64,
+        rel_writes: i64,
         bucket: &'a str,
         format: Format,
         compression: Compression,
@@ -566,6 +571,7 @@ impl PartitionChange<'_> {
                 generation,
                 rel_filenode,
                 rel_blocks,
+                rel_writes,
                 bucket,
                 format,
                 compression,
@@ -575,6 +581,7 @@ impl PartitionChange<'_> {
                     ("chunk_generation", Value::text(generation)),
                     ("rel_filenode", Value::text(rel_filenode)),
                     ("rel_blocks", Value::text(rel_blocks)),
+                    ("rel_writes", Value::text(rel_writes)),
                     ("bucket", Value::text(bucket)),
                     ("format", Value::text(format.as_str())),
                     ("compression", Value::text(compression.as_str())),
@@ -793,12 +800,13 @@ pub fn require_not_archived_sql(table: &QualifiedName, partition: &str) -> Strin
 }
 
 /// SQL that raises if `partition` may hold rows its archive does not: the last check before its
-/// DROP. Reads one catalog row when the freeze trigger is the one recorded before the first COPY
-/// (migration 20261206000003); otherwise counts the table, which may not hold more rows than its
-/// archive (or a different count when its freeze trigger is gone or disabled).
+/// DROP. Reads catalog rows when the freeze trigger is the one recorded before the first COPY
+/// (migration 20261206000003) and no trigger has written a row into the table since the chunk plan
+/// (20261207000001); otherwise counts the table, which may not hold more rows than its archive (or
+/// a different count when its freeze trigger is gone or disabled).
 pub fn require_unchanged_sql(table: &QualifiedName, partition: &QualifiedName) -> String {
     format!(
-        "SELECT partition_archiver.require_unchanged({}::regclass, m.row_count, m.frozen_by) \
+        "SELECT partition_archiver.require_unchanged({}::regclass, m.row_count, m.frozen_by, m.rel_writes) \
          FROM partition_archiver.archive_manifest m WHERE {}",
         quote_literal(&partition.quoted()),
         where_partition(table, &partition.name)
@@ -824,7 +832,7 @@ pub fn upsert_sql(r: &ManifestRecord) -> String {
            upload_token = NULL, row_count = NULL, raw_bytes = NULL, compressed_bytes = NULL,
            sha256 = NULL, object_key = NULL, manifest_key = NULL, version_id = NULL, etag = NULL,
            checksum_composite = NULL, moved_to_schema = NULL, last_error = NULL, uploaded_at = NULL,
-           chunk_size = NULL, rel_filenode = NULL, rel_blocks = NULL, frozen_by = NULL,
+           chunk_size = NULL, rel_filenode = NULL, rel_blocks = NULL, rel_writes = NULL, frozen_by = NULL,
            verified_at = NULL, finished_at = NULL, updated_at = now()
          WHERE archive_manifest.state NOT IN ('verified', 'dropped', 'moved')",
         lit(&r.table_schema),
@@ -952,6 +960,7 @@ mod tests {
             generation: 2,
             rel_filenode: 7,
             rel_blocks: 9,
+            rel_writes: 2,
             bucket: "b",
             format: Format::Csv,
             compression: Compression::Zstd,
@@ -963,7 +972,16 @@ mod tests {
             (
                 planned,
                 "uploading",
-                vec!["chunk_size", "chunk_generation", "rel_filenode", "rel_blocks", "bucket", "format", "compression"],
+                vec![
+                    "chunk_size",
+                    "chunk_generation",
+                    "rel_filenode",
+                    "rel_blocks",
+                    "rel_writes",
+                    "bucket",
+                    "format",
+                    "compression",
+                ],
                 vec![
                     "object_key",
                     "multipart_upload_id",

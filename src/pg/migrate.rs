@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("20261206000003_freeze_proof.sql"),
     migration!("20261206000004_intervals.sql"),
     migration!("20261206000005_epoch_keys.sql"),
+    migration!("20261207000001_frozen_writes.sql"),
     migration!("partition_archiving.sql"),
 ];
 

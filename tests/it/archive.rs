@@ -675,6 +675,34 @@ async fn a_freeze_changed_after_the_first_copy_makes_the_drop_count_and_refuse()
     }
 }
 
+/// A `DETACH ... CONCURRENTLY` that a killed run left for the next one to finalize leaves the row
+/// `detaching` with the table detached: its archive still starts with nothing copied, so the
+/// freeze records its proof (not 'unproven', which would make the DROP count the whole table).
+#[tokio::test]
+async fn an_archive_that_starts_from_detaching_records_the_freeze_proof() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed(&env).await;
+    crash_at(&env, "after_detach").await;
+    let table = partition_in_state(&env, "detached").await;
+    let name = table.split_once('.').unwrap().1.to_string();
+    env.db
+        .batch_execute(&format!(
+            "UPDATE partition_archiver.archive_manifest SET state = 'detaching' WHERE partition_name = '{name}'"
+        ))
+        .await
+        .unwrap();
+    next_run_completes(&env).await;
+    let proof = env
+        .scalar_text(&format!(
+            "SELECT state || ' ' || frozen_by FROM partition_archiver.archive_manifest WHERE partition_name = '{name}'"
+        ))
+        .await
+        .unwrap();
+    let (state, frozen_by) = proof.split_once(' ').unwrap();
+    assert_eq!(state, "dropped");
+    assert!(frozen_by != "unproven" && frozen_by.contains('/'), "a freeze mark: {proof}");
+}
+
 /// With the recorded trigger in place the DROP's check reads that catalog row only: asked to
 /// expect no rows at all of a table full of them, it still passes (it did not count), and with any
 /// other record it counts and refuses.
@@ -682,12 +710,19 @@ async fn a_freeze_changed_after_the_first_copy_makes_the_drop_count_and_refuse()
 async fn the_drop_check_reads_the_freeze_record_and_counts_only_without_it() {
     let (env, table) = verified_before_drop(TestEnv::migrated_at(NOW).await).await;
     assert!(env.scalar_i64(&format!("SELECT count(*) FROM {table}")).await > 0);
-    let check =
-        |frozen_by: &str| format!("SELECT partition_archiver.require_unchanged('{table}'::regclass, 0, {frozen_by})");
-    env.db.batch_execute(&check(&format!("partition_archiver.freeze_mark('{table}'::regclass)"))).await.unwrap();
-    for other in ["NULL", "'unproven'", "'1:1'"] {
-        let err = env.db.batch_execute(&check(other)).await.expect_err(other);
-        assert!(err.as_db_error().unwrap().message().contains("not dropped"), "{other}: {err}");
+    // (frozen_by, rows written by triggers when the chunk plan was made)
+    let check = |frozen_by: &str, writes: &str| {
+        format!("SELECT partition_archiver.require_unchanged('{table}'::regclass, 0, {frozen_by}, {writes})")
+    };
+    let mark = format!("partition_archiver.freeze_mark('{table}'::regclass)");
+    for writes in ["0", "NULL"] {
+        env.db.batch_execute(&check(&mark, writes)).await.unwrap();
+    }
+    // Another mark, or a count of trigger writes other than the plan's (a foreign-key action wrote
+    // a row since): counted, and refused.
+    for (frozen_by, writes) in [("NULL", "0"), ("'unproven'", "0"), ("'1:1'", "0"), (mark.as_str(), "1")] {
+        let err = env.db.batch_execute(&check(frozen_by, writes)).await.expect_err(frozen_by);
+        assert!(err.as_db_error().unwrap().message().contains("not dropped"), "{frozen_by}, {writes}: {err}");
     }
     // The run that drops it takes that path: told its archive holds one row fewer than the table
     // (which a count would refuse), it still drops the table, as nothing was written since the
@@ -722,5 +757,39 @@ async fn foreign_key_cascades_pass_the_freeze_and_the_partition_is_still_dropped
     assert!(before > 0);
     env.db.batch_execute("DELETE FROM public.accounts WHERE id = 5").await.unwrap();
     assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 5")).await, 0, "cascaded");
+    // A delete moves no row: it is not counted as a write that could (migration 20261207000001).
+    let writes = format!("SELECT partition_archiver.frozen_writes_of('{table}'::regclass)");
+    assert_eq!(env.scalar_i64(&writes).await, 0);
     next_run_completes(&env).await;
+}
+
+/// A foreign-key action that updates rows of a verified partition (ON UPDATE CASCADE) passes the
+/// freeze and is counted; the DROP then counts the table instead of trusting the freeze alone (the
+/// archive holds every row, with its value before the update), drops it, and forgets the count.
+#[tokio::test]
+async fn a_row_a_foreign_key_action_updates_after_the_archive_makes_the_drop_count() {
+    let env = TestEnv::migrated_at(NOW).await;
+    env.db
+        .batch_execute(
+            "CREATE TABLE public.accounts (id bigint PRIMARY KEY);
+             INSERT INTO public.accounts SELECT generate_series(0, 100);
+             ALTER TABLE public.orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (user_id)
+               REFERENCES public.accounts (id) ON UPDATE CASCADE;",
+        )
+        .await
+        .unwrap();
+    let (env, table) = verified_before_drop(env).await;
+    let updated = env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 5")).await;
+    assert!(updated > 0);
+    env.db.batch_execute("UPDATE public.accounts SET id = 500 WHERE id = 5").await.unwrap();
+    assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 500")).await, updated);
+    let writes = format!("SELECT partition_archiver.frozen_writes_of('{table}'::regclass)");
+    assert_eq!(env.scalar_i64(&writes).await, updated, "every row the action wrote is counted");
+    // The freeze's catalog rows alone would have let it drop a table that (for all they say) holds
+    // one row more than its archive; with a trigger's write since the plan, it counts and refuses.
+    env.edit_archive_record("orders_2026_03", "row_count = row_count - 1").await;
+    assert_drop_refused(&env, &table, "a trigger wrote rows since the plan").await;
+    env.edit_archive_record("orders_2026_03", "row_count = row_count + 1").await;
+    next_run_completes(&env).await;
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM partition_archiver.frozen_writes").await, 0);
 }

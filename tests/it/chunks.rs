@@ -294,6 +294,61 @@ async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() 
 }
 
 #[tokio::test]
+async fn a_row_a_foreign_key_action_writes_between_two_chunks_starts_the_archive_again() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed_big(&env, 24_000).await;
+    // orders.user_id references users ON UPDATE CASCADE; the detached March keeps the constraint, so
+    // changing a user's id updates March's rows of that user (a write the freeze lets through: the
+    // application's UPDATE of users must not fail). Each updated row gets a new version, which
+    // PostgreSQL may put in a page of a chunk already copied.
+    env.db
+        .batch_execute(
+            "CREATE TABLE public.users (id bigint PRIMARY KEY);
+             INSERT INTO public.users SELECT DISTINCT user_id FROM public.orders;
+             ALTER TABLE public.orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id)
+               REFERENCES public.users (id) ON UPDATE CASCADE",
+        )
+        .await
+        .unwrap();
+    let vars = [
+        ("ARCHIVE_CHUNK_SIZE", "1MiB"),
+        ("ARCHIVE_STREAMS", "1"),
+        ("PARTITION_ARCHIVER_FAILPOINTS", "after_complete=pause:3"),
+    ];
+    let child = env
+        .command(&["maintain", "--now", NOW, "--table", "orders"], &vars)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_chunk WHERE sha256 IS NOT NULL").await == 0 {
+        assert!(Instant::now() < deadline, "no chunk was streamed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let user = "(SELECT min(user_id) FROM public.orders_2026_03)";
+    let moved = env.scalar_i64(&format!("SELECT count(*) FROM public.orders_2026_03 WHERE user_id = {user}")).await;
+    assert!(moved > 0);
+    env.db.batch_execute(&format!("UPDATE public.users SET id = id + 1000000 WHERE id = {user}")).await.unwrap();
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.orders_2026_03 WHERE user_id >= 1000000").await, moved);
+    let counted = "SELECT partition_archiver.frozen_writes_of('public.orders_2026_03')";
+    assert_eq!(env.scalar_i64(counted).await, moved, "every row the action wrote is counted");
+    let march = march_md5(&env, "public").await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["complete"], true, "{report}");
+    // The plan the write came after was given up; the next one archived March as it is now.
+    let chunks = chunk_rows(&env, MARCH).await;
+    assert!(chunks.iter().filter(|c| c.0 == 1).all(|c| c.2 == "superseded"), "{chunks:?}");
+    let new: Vec<_> = chunks.iter().filter(|c| c.0 == 2).collect();
+    assert!(!new.is_empty() && new.iter().all(|c| c.2 == "uploaded" && c.3.contains(".g2.c")), "{chunks:?}");
+    let state = "SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'";
+    assert_eq!(env.scalar_text(state).await.as_deref(), Some("dropped"));
+    ok(&env.run(&["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "restored"], CHUNKED));
+    assert_eq!(march_md5(&env, "restored").await, march, "March restores as it was after the update");
+}
+
+#[tokio::test]
 async fn chunk_settings_beyond_what_the_server_allows_are_refused_before_anything_changes() {
     let env = TestEnv::migrated_at(NOW).await;
     seed(&env).await;

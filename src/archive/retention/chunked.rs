@@ -57,23 +57,28 @@ pub(super) struct Relation {
     filenode: i64,
     blocks: i64,
     block_size: i64,
+    /// Rows a trigger (a foreign-key action) has inserted or updated in the frozen table
+    /// (`partition_archiver.frozen_writes_of`): a new row version may go to any page with free
+    /// space, an already copied one included, so the plan's chunks only add up while it is the same.
+    writes: i64,
 }
 
-/// Filenode, block count and block size of `table`.
+/// Filenode, block count, block size and trigger writes of `table`.
 async fn relation(client: &Client, table: &QualifiedName) -> anyhow::Result<Relation> {
     let row = client
         .query_one(
             "SELECT pg_relation_filenode(c.oid)::bigint, pg_relation_size(c.oid) / current_setting('block_size')::bigint, \
-                    current_setting('block_size')::bigint
+                    current_setting('block_size')::bigint, partition_archiver.frozen_writes_of(c.oid)
                FROM pg_class c WHERE c.oid = to_regclass($1)",
             &[&table.quoted()],
         )
         .await
-        .with_context(|| format!("read the relation size of {table}"))?;
+        .with_context(|| format!("read the relation size of {table} (has `partition-archiver migrate` run?)"))?;
     Ok(Relation {
         filenode: row.get::<_, Option<i64>>(0).unwrap_or(0),
         blocks: row.get::<_, Option<i64>>(1).unwrap_or(0),
         block_size: row.get(2),
+        writes: row.get::<_, Option<i64>>(3).unwrap_or(0),
     })
 }
 
@@ -143,8 +148,8 @@ pub(super) async fn archive_chunked(
         if needs_plan(&rec, target) {
             if plans == MAX_PLANS_PER_RUN {
                 bail!(Error::integrity(format!(
-                    "{partition} was rewritten {plans} times while its chunks were archived: stopped, nothing dropped; \
-                     the next run starts again"
+                    "{partition} was rewritten (or written by a trigger) {plans} times while its chunks were archived: \
+                     stopped, nothing dropped; the next run starts again"
                 )));
             }
             // A plan replaced because the settings moved (not a rewrite, nor none at all) is kept
@@ -281,6 +286,7 @@ async fn plan(
         generation,
         rel_filenode: rel.filenode,
         rel_blocks: rel.blocks,
+        rel_writes: rel.writes,
         bucket: &store.settings.bucket,
         format,
         compression,
@@ -457,8 +463,9 @@ async fn archive_chunk(job: &Job<'_>, chunk: &ChunkRecord, heap_bytes: u64) -> a
     result
 }
 
-/// Does the relation still match the plan? A plan of one chunk from block 0 to the end reads every
-/// row wherever a rewrite put it: it always does.
+/// Does the relation still match the plan: the same filenode (no rewrite), block count, and rows
+/// written by triggers (none moved into a range already copied)? A plan of one chunk from block 0
+/// to the end reads every row in one COPY, wherever it is: it always does.
 async fn unchanged(
     conn: &Client,
     partition: &QualifiedName,
@@ -469,14 +476,19 @@ async fn unchanged(
         return Ok(Ok(()));
     }
     let now = relation(conn, partition).await?;
-    if Some(now.filenode) == rec.rel_filenode && Some(now.blocks) == rec.rel_blocks {
+    let planned = (rec.rel_filenode, rec.rel_blocks, rec.rel_writes.unwrap_or(0));
+    if planned == (Some(now.filenode), Some(now.blocks), now.writes) {
         return Ok(Ok(()));
     }
     Ok(Err(format!(
-        "{partition} was filenode {} with {} blocks when its chunks were planned, and is filenode {} with {} blocks now",
+        "{partition} was filenode {} with {} blocks and {} rows written by triggers when its chunks were planned, \
+         and is filenode {} with {} blocks and {} rows written by triggers now",
         check::shown(rec.rel_filenode),
         check::shown(rec.rel_blocks),
-        now.filenode, now.blocks
+        planned.2,
+        now.filenode,
+        now.blocks,
+        now.writes
     )))
 }
 
@@ -526,11 +538,14 @@ async fn archive_locked_chunk(job: &Job<'_>, chunk: &ChunkRecord, heap_bytes: u6
         store.abort_upload(key, old).await?;
     }
     store.abort_uploads_of(key).await?;
-    if let Some(head) = store.head(key, None).await? {
-        return found_at_key(job, &chunk, &head).await;
-    }
+    // The plan first: after a rewrite, an object at the key (this chunk's own upload whose record
+    // was lost) holds rows of the old layout, which no range of the new one matches; a new plan,
+    // with keys of its own, retires it instead of refusing it at every run.
     if let Err(why) = unchanged(conn, partition, rec).await? {
         return Ok(ChunkRun::Rewritten(why));
+    }
+    if let Some(head) = store.head(key, None).await? {
+        return found_at_key(job, &chunk, &head).await;
     }
     let started = Instant::now();
     let format = rec.format()?;

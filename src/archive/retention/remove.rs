@@ -4,7 +4,7 @@
 
 use crate::archive::manifest::{self, PartitionChange};
 use crate::pg::ddl::{run_ddl, DdlOptions};
-use crate::plan::ident::{quote_ident, QualifiedName};
+use crate::plan::ident::{quote_ident, quote_literal, QualifiedName};
 use crate::plan::policy::{RetentionAction, TablePolicy};
 
 /// Drops a verified partition, checked under the lock the DROP takes anyway (the table is
@@ -22,6 +22,11 @@ pub async fn drop_partition(
         manifest::require_state_sql(&policy.table, &partition.name, &["verified"]),
         format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", partition.quoted()),
         manifest::require_unchanged_sql(&policy.table, partition),
+        // Its count of rows written by triggers goes with it (an oid is used again).
+        format!(
+            "DELETE FROM partition_archiver.frozen_writes WHERE relid = {}::regclass",
+            quote_literal(&partition.quoted())
+        ),
         format!("DROP TABLE {}", partition.quoted()),
         manifest::partition_change_sql(&policy.table, &partition.name, &PartitionChange::Dropped),
     ];
