@@ -410,6 +410,37 @@ async fn a_chunked_archive_killed_at_any_chunk_step_is_completed_by_the_next_run
     }
 }
 
+/// A run killed after S3 completed a chunk's object, before recording it; then the table is
+/// rewritten (VACUUM FULL compacts the pages its deleted rows left): the object holds rows of the
+/// old layout, which the chunk's range no longer has. The next run sees the rewrite before the
+/// object, makes a new plan and retires the object, instead of refusing it at every run.
+#[tokio::test]
+async fn a_rewrite_after_a_chunk_completed_unrecorded_starts_a_new_plan() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed_big(&env, 24_000).await;
+    env.db.batch_execute("DELETE FROM public.orders_2026_03 WHERE id % 3 = 0").await.unwrap();
+    let original = env.scalar_text(ORDERS_SUM).await;
+    let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "after_complete")]].concat();
+    let out = env.run(&["maintain", "--now", NOW, "--table", "orders"], &crash);
+    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    env.wait_for_orphaned_backends().await;
+    let blocks = "SELECT pg_relation_size('public.orders_2026_03')";
+    let before = env.scalar_i64(blocks).await;
+    env.db.batch_execute("VACUUM FULL public.orders_2026_03").await.unwrap();
+    assert!(env.scalar_i64(blocks).await < before, "the rewrite moved rows to other pages");
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
+    ok(&out);
+    assert_eq!(report["complete"], true, "{report}");
+    let chunks = chunk_rows(&env, MARCH).await;
+    assert!(chunks.iter().filter(|c| c.0 == 1).all(|c| c.2 == "superseded"), "{chunks:?}");
+    assert!(chunks.iter().filter(|c| c.0 == 2).all(|c| c.2 == "uploaded"), "{chunks:?}");
+    assert!(chunks.iter().any(|c| c.0 == 2), "{chunks:?}");
+    // The first plan's completed object left the listing.
+    let listed = s3().await.list_objects_v2().bucket(&env.bucket).prefix(MARCH_DIR).send().await.unwrap();
+    assert!(listed.contents().iter().filter_map(|o| o.key()).all(|k| !k.contains(".g1.")), "{listed:?}");
+    assert_eq!(restore_months(&env, "r").await, original);
+}
+
 /// Objects loaded into the staging table of a restore of `partition` into `schema` (its
 /// `restore_loaded` rows), and whether that staging table exists.
 async fn staged(env: &TestEnv, schema: &str, partition: &str) -> (i64, bool) {
