@@ -22,7 +22,7 @@ use crate::archive::parquet::ArchiveColumn;
 use crate::archive::progress::Progress;
 use crate::archive::rows::RowCounter;
 use crate::archive::settings::{Compression, Format};
-use crate::archive::store::Store;
+use crate::archive::store::{self, Store};
 use crate::error::{Error, ErrorKind};
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
@@ -745,9 +745,10 @@ pub struct Source<'a> {
 }
 
 /// Why a restore's load failed decides its kind. The way there failing (a database connection
-/// lost, reset or silent; the server shutting down or out of resources; S3 errors, which the
-/// pipeline marks transient itself) is transient: the same restore run again goes on. Anything
-/// else is about the data (rows PostgreSQL rejects, an object that does not decode): integrity.
+/// lost, reset or silent; the server shutting down or out of resources; an S3 request failing,
+/// [`store::S3Failure`], or marked transient by the pipeline) is transient: the same restore run
+/// again goes on. Anything else is about the data (rows PostgreSQL rejects, an object that does
+/// not decode): integrity.
 pub(crate) fn load_failure(what: &str, e: anyhow::Error) -> Error {
     let e = match e.downcast::<Error>() {
         Ok(inner) => return inner,
@@ -766,10 +767,13 @@ fn lost_the_way(e: &anyhow::Error) -> bool {
         Some(pg) => {
             pg.code().is_none_or(|code| matches!(&code.code()[..2], "08" | "25" | "40" | "53" | "55" | "57" | "58"))
         }
-        None => c.downcast_ref::<std::io::Error>().is_some_and(|io| {
-            use std::io::ErrorKind::*;
-            matches!(io.kind(), TimedOut | ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected)
-        }),
+        None => {
+            c.is::<store::S3Failure>()
+                || c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+                    use std::io::ErrorKind::*;
+                    matches!(io.kind(), TimedOut | ConnectionReset | ConnectionAborted | BrokenPipe | NotConnected)
+                })
+        }
     })
 }
 
@@ -898,6 +902,12 @@ mod tests {
             (anyhow!("bad field count 7"), ErrorKind::Integrity),
             // Marked deeper (S3, a missing object): kept.
             (Error::transient(anyhow!("S3 sent nothing")).into(), ErrorKind::Transient),
+            // An S3 request that failed (a GetObject or the Parquet footer's HEAD answered 503
+            // SlowDown after the SDK's retries): the way, not the data.
+            (
+                anyhow::Error::new(store::S3Failure("service error: SlowDown".into())).context("get s3://b/k"),
+                ErrorKind::Transient,
+            ),
             (Error::not_found("no such key").into(), ErrorKind::NotFound),
         ];
         for (i, (e, kind)) in cases.into_iter().enumerate() {

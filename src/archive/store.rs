@@ -137,9 +137,16 @@ fn metadata_value(s: &str) -> String {
     out
 }
 
+/// An S3 request that failed after the SDK's own retries (throttled, a server error, a timeout,
+/// the connection, expired credentials): the way to an object failed, not its bytes. Typed, so a
+/// restore keeps what it has loaded when one fails ([`crate::archive::pipeline::load_failure`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct S3Failure(pub String);
+
 pub fn sdk_err<E: std::error::Error + Send + Sync + 'static>(e: aws_sdk_s3::error::SdkError<E>) -> anyhow::Error {
     // DisplayErrorContext prints the whole chain (service code and message), not just "service error".
-    anyhow!("{}", aws_sdk_s3::error::DisplayErrorContext(e))
+    anyhow::Error::new(S3Failure(aws_sdk_s3::error::DisplayErrorContext(e).to_string()))
 }
 
 impl Store {
@@ -464,10 +471,11 @@ impl Store {
         }
         let body = self.get(key, version_id, Some(format!("bytes={start}-{}", end - 1))).await?;
         let attempt = self.settings.s3_timeouts.attempt;
+        let read = format!("read s3://{}/{key}", self.bucket());
         let body = tokio::time::timeout(attempt, body.collect())
             .await
-            .map_err(|_| anyhow!("read s3://{}/{key}: not read within {} s", self.bucket(), attempt.as_secs()))?
-            .with_context(|| format!("read s3://{}/{key}", self.bucket()))?;
+            .map_err(|_| S3Failure(format!("{read}: not read within {} s", attempt.as_secs())))?
+            .map_err(|e| S3Failure(format!("{read}: {}", aws_sdk_s3::error::DisplayErrorContext(e))))?;
         let bytes = body.into_bytes();
         anyhow::ensure!(
             bytes.len() as u64 == end - start,

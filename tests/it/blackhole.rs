@@ -1,4 +1,4 @@
-//! PostgreSQL blackholed in each phase of an archive and a restore: a proxy in front of the server
+//! PostgreSQL (and, for a restore, S3) blackholed in each phase of an archive and a restore: a proxy in front of the server
 //! forwards everything until the client sends a statement of the phase, then goes silent (no
 //! data, no reset) on that connection, or on every connection. The run must end within a bound
 //! of the silence setting with exit code 3 (transient), lose nothing, and leave a state the next
@@ -315,5 +315,65 @@ async fn a_blackholed_restore_load_ends_in_bounded_time_and_runs_again() {
     assert_ended_transiently("restore load", &out, elapsed, &bh);
     heal(&env, &bh).await;
     ok(&env.run(&restore, crate::chunks::CHUNKED));
+    assert_eq!(crate::archive::march_sum(&env, Some("r.orders_2026_03")).await, before, "the restore is identical");
+}
+
+/// S3 falls silent while a restore loads its second object (a partition of the way to S3, not a
+/// fault of the data): the GetObject fails after the SDK's retries, the restore ends as transient
+/// (exit code 3), and the staging table keeps the object already loaded; run again, the restore
+/// goes on from there and restores identical rows. (Such a failure was once taken for corrupt
+/// data, and the staging table with everything loaded in it was dropped.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_silent_while_a_restore_loads_keeps_what_is_loaded() {
+    let env = TestEnv::migrated_at(NOW).await;
+    crate::chunks::seed_big(&env, 20_000).await;
+    let before = crate::archive::march_sum(&env, None).await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], crate::chunks::CHUNKED));
+    let s3: SocketAddr = {
+        let u = url::Url::parse(&endpoint()).unwrap();
+        format!("127.0.0.1:{}", u.port().unwrap()).parse().unwrap()
+    };
+    // Silent from the moment the test says so (the trigger is never sent), on every connection.
+    let bh = start_blackhole(s3, "\u{1}never sent\u{1}", At::Before, Scope::Everything).await;
+    let proxy = format!("http://127.0.0.1:{}", bh.port);
+    let restore = ["restore", "--table", "orders", "--partition", "orders_2026_03", "--into-schema", "r"];
+    let vars = [
+        ("ARCHIVE_CHUNK_SIZE", "1MiB"),
+        ("ARCHIVE_STREAMS", "1"),
+        ("AWS_ENDPOINT_URL", proxy.as_str()),
+        ("S3_CONNECT_TIMEOUT_SECONDS", "2"),
+        ("S3_READ_TIMEOUT_SECONDS", "2"),
+        ("S3_ATTEMPT_TIMEOUT_SECONDS", "4"),
+        ("PARTITION_ARCHIVER_FAILPOINTS", "restore_chunk_after_commit=pause:2"),
+        ("METRICS", "off"),
+    ];
+    let child = env.command(&restore, &vars).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let loaded = "SELECT count(*) FROM partition_archiver.restore_loaded";
+    let waited = Instant::now();
+    while env.scalar_i64(loaded).await == 0 {
+        assert!(waited.elapsed() < Duration::from_secs(60), "no object was loaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bh.triggered.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    eprintln!(
+        "S3 silent at restore load: ended {:?} after the silence, exit {:?}",
+        started.elapsed(),
+        out.status.code()
+    );
+    assert!(started.elapsed() < RUN_BOUND, "the restore took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(3), "transient: {stdout}");
+    assert!(stdout.contains("\"transient\""), "{stdout}");
+    let kept = env.scalar_i64(loaded).await;
+    assert!(kept >= 1, "the objects loaded before the silence are kept");
+    let staging =
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'r' AND tablename = 'orders_2026_03__pa_restoring'";
+    assert_eq!(env.scalar_i64(staging).await, 1, "the staging table is kept");
+    bh.healed.store(true, Ordering::SeqCst);
+    let (out, report) = env.json(&restore, crate::chunks::CHUNKED);
+    ok(&out);
+    assert_eq!(report["restore"]["complete"], true, "{report}");
     assert_eq!(crate::archive::march_sum(&env, Some("r.orders_2026_03")).await, before, "the restore is identical");
 }
