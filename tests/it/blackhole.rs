@@ -1,6 +1,6 @@
-//! PostgreSQL (and, for a restore, S3) blackholed in each phase of an archive and a restore: a proxy in front of the server
-//! forwards everything until the client sends a statement of the phase, then goes silent (no
-//! data, no reset) on that connection, or on every connection. The run must end within a bound
+//! PostgreSQL (and, for a restore, S3) blackholed in each phase of an archive and a restore: a
+//! proxy in front of the server forwards everything until the client sends a statement of the
+//! phase, then goes silent (no data, no reset) on that connection, or on every connection. The run must end within a bound
 //! of the silence setting with exit code 3 (transient), lose nothing, and leave a state the next
 //! run completes; a restore likewise.
 //!
