@@ -48,8 +48,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
-/// How long dropping a leftover staging table waits for its lock.
-const LEFTOVER_LOCK_TIMEOUT_MS: u64 = 5000;
+/// How long dropping a leftover staging table, claiming an object and renaming wait for a lock.
+const STAGING_LOCK_TIMEOUT_MS: u64 = 5000;
 
 /// The start of the comment that marks a staging table as this tool's (and safe to drop when left
 /// behind); the restore id follows it.
@@ -151,7 +151,7 @@ async fn drop_staging(
     id: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LEFTOVER_LOCK_TIMEOUT_MS}ms'")).await?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{STAGING_LOCK_TIMEOUT_MS}ms'")).await?;
     tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", staging.quoted())).await?;
     if let Some(id) = id {
         tx.execute("DELETE FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id]).await?;
@@ -356,9 +356,15 @@ async fn create_staging(client: &Client, r: Restore<'_>) -> Result<String, Error
 async fn rename(client: &mut Client, r: Restore<'_>, oid: u32, id: &str, total: usize) -> Result<u64, Error> {
     let Restore { rec, staging, target, .. } = r;
     let tx = client.transaction().await?;
-    tx.batch_execute(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", staging.quoted()))
-        .await
-        .context(format!("lock {staging}"))?;
+    // Not for ever: a session that read the staging table (a pg_dump, an open transaction) holds a
+    // lock until it ends. A lock not granted is transient: the load is kept, and the next restore
+    // only renames.
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{STAGING_LOCK_TIMEOUT_MS}ms'; LOCK TABLE {} IN ACCESS EXCLUSIVE MODE",
+        staging.quoted()
+    ))
+    .await
+    .context(format!("lock {staging} to rename it (another session holds a lock on it: restore again later)"))?;
     let same: bool = tx
         .query_one("SELECT to_regclass($1)::oid = $2", &[&staging.quoted(), &oid])
         .await?
@@ -495,7 +501,7 @@ async fn load_one(
     // The object's row first: a second unit of the same object waits here for this transaction,
     // then finds the row (this one committed) and loads nothing, or takes over (it rolled back).
     // Not for ever: a dead session's claim holds until the server notices it is gone.
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LEFTOVER_LOCK_TIMEOUT_MS}ms'")).await?;
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{STAGING_LOCK_TIMEOUT_MS}ms'")).await?;
     let claimed = tx
         .execute(
             "INSERT INTO partition_archiver.restore_loaded (restore_id, object_no, sha256, row_count) \

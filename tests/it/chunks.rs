@@ -458,6 +458,38 @@ async fn staged(env: &TestEnv, schema: &str, partition: &str) -> (i64, bool) {
     (loaded, true)
 }
 
+/// A session holds a lock on the staging table (a pg_dump, an open transaction that read it)
+/// when the restore renames it: the rename waits a bounded time, the restore ends as transient
+/// with every object still loaded, and the next restore only renames.
+#[tokio::test]
+async fn a_rename_blocked_by_a_lock_on_the_staging_table_ends_in_bounded_time_and_keeps_the_load() {
+    let env = TestEnv::migrated_at(NOW).await;
+    let (march, total) = archived_march(&env, 24_000).await;
+    let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
+    ok(&env.run(&[&restore[..], &["--fan-out"]].concat(), CHUNKED));
+    let blocker = connect(&env.url).await;
+    blocker.batch_execute(&format!("BEGIN; LOCK TABLE r.{MARCH}__pa_restoring IN ACCESS SHARE MODE")).await.unwrap();
+    let mut child = env.command(&restore, CHUNKED).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the rename waited for the lock without a bound");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "transient: {stdout}");
+    assert!(stdout.contains("lock"), "{stdout}");
+    assert_eq!(staged(&env, "r", MARCH).await, (total as i64, true), "every object stays loaded");
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    let (out, report) = env.json(&restore, CHUNKED);
+    ok(&out);
+    assert_eq!(report["restore"]["complete"], true, "{report}");
+    assert_eq!(march_md5(&env, "r").await, march);
+}
+
 #[tokio::test]
 async fn a_chunked_restore_killed_or_failing_keeps_only_verified_chunks_and_the_next_one_goes_on() {
     let env = TestEnv::migrated_at(NOW).await;
