@@ -27,9 +27,11 @@
 //!   still there to go on from, or the table has its name.
 //!
 //! A staging table is recognised as this tool's by its comment (never by its name alone), which
-//! carries the restore id its `restore_loaded` rows are keyed by; one whose loaded objects are not
-//! this archive's (another prefix's archive of a partition of the same name) is dropped and the
-//! restore starts afresh. A failure that retrying cannot mend (a checksum or row count that
+//! carries the restore id its `restore_loaded` rows are keyed by and the archive it restores
+//! (`schema.table/partition`): one of another partition whose staging name is the same is refused
+//! with nothing changed (that restore may be between two steps of its fan-out); one whose loaded
+//! objects are not this archive's (another prefix's archive of the same partition) is dropped and
+//! the restore starts afresh. A failure that retrying cannot mend (a checksum or row count that
 //! differs) drops the staging table; a transient one keeps it. One restore per staging table at a
 //! time (an advisory lock), and every load and the rename check that the staging table is still the
 //! one this restore found or created (its oid).
@@ -68,13 +70,24 @@ pub fn staging_name(partition: &str) -> String {
     format!("{base}{SUFFIX}")
 }
 
-/// The staging table's comment for restore `id`, and the id back from a comment.
-fn staging_comment(id: &str) -> String {
-    format!("{STAGING_COMMENT} (restore {id})")
+/// The staging table's comment for restore `id` of `archive` ([`archive_of`]): two restores whose
+/// staging names are the same (partitions of the same name, or whose names share their first 49
+/// bytes, into one schema) never take each other's table for their own, even between the steps
+/// of a fan-out, when no lock is held.
+fn staging_comment(id: &str, archive: &str) -> String {
+    format!("{STAGING_COMMENT} (restore {id} of {archive})")
 }
 
-fn restore_id_of(comment: &str) -> Option<&str> {
-    comment.strip_prefix(STAGING_COMMENT)?.strip_prefix(" (restore ")?.strip_suffix(')')
+/// What a staging table's comment says: the restore id, and the archive (absent in a comment of
+/// an earlier version).
+fn staging_mark(comment: &str) -> Option<(&str, Option<&str>)> {
+    let inner = comment.strip_prefix(STAGING_COMMENT)?.strip_prefix(" (restore ")?.strip_suffix(')')?;
+    Some(inner.split_once(" of ").map_or((inner, None), |(id, archive)| (id, Some(archive))))
+}
+
+/// `schema.table/partition`: which archive a staging table is being restored from.
+fn archive_of(rec: &ManifestRecord) -> String {
+    format!("{}/{}", rec.table(), rec.partition_name)
 }
 
 /// One object to load: the `ArchiveObject` with the number its `restore_loaded` row has.
@@ -159,9 +172,11 @@ async fn drop_staging(
     tx.commit().await
 }
 
-/// The staging table a stopped restore left, if this tool's: its restore id and the objects
-/// loaded in it (number -> SHA-256). Err for a table of that name that is not this tool's.
-async fn leftover(client: &Client, staging: &QualifiedName) -> Result<Option<(String, Vec<(i32, String)>)>, Error> {
+/// The staging table a stopped restore of this archive left: its restore id and the objects
+/// loaded in it (number -> SHA-256). Err for a table of that name that is not this tool's, or
+/// that a restore of another archive uses (nothing is changed: it may be under way).
+async fn leftover(client: &Client, r: Restore<'_>) -> Result<Option<(String, Vec<(i32, String)>)>, Error> {
+    let staging = r.staging;
     let comment: Option<Option<String>> = client
         .query_opt(
             "SELECT obj_description(to_regclass($1), 'pg_class') WHERE to_regclass($1) IS NOT NULL",
@@ -179,7 +194,19 @@ async fn leftover(client: &Client, staging: &QualifiedName) -> Result<Option<(St
         }
     };
     // A staging table of an earlier version has no restore id: nothing of it can be resumed.
-    let id = restore_id_of(&comment).unwrap_or_default().to_string();
+    let (id, archive) = staging_mark(&comment).unwrap_or_default();
+    let ours = archive_of(r.rec);
+    if let Some(other) = archive.filter(|a| *a != ours) {
+        return Err(Error::new(
+            ErrorKind::AlreadyRunning,
+            format!(
+                "{staging} is the staging table of a restore of {other}, whose name is this restore's too: run this \
+                 one when that one has finished, or restore into another schema (if that restore was abandoned, \
+                 DROP TABLE {staging}); nothing was changed"
+            ),
+        ));
+    }
+    let id = id.to_string();
     let loaded = client
         .query("SELECT object_no, sha256 FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
         .await
@@ -258,7 +285,7 @@ async fn stage(client: &mut Client, r: Restore<'_>, loads_next: bool) -> Result<
     let units: Vec<Unit> = rec.objects().iter().map(Unit::of).collect();
     let total = units.len();
     // Go on with a stopped restore of this archive: its staging table holds only objects of it.
-    let found = leftover(client, staging).await?;
+    let found = leftover(client, r).await?;
     let resumable = found.as_ref().is_some_and(|(id, loaded)| {
         !id.is_empty() && loaded.iter().all(|(no, sha)| units.iter().any(|u| u.no == *no && u.sha256 == *sha))
     });
@@ -343,7 +370,7 @@ async fn create_staging(client: &Client, r: Restore<'_>) -> Result<String, Error
             columns = columns.join(", "),
             schema = quote_ident(&target.schema),
             staging = staging.quoted(),
-            comment = quote_literal(&staging_comment(&id)),
+            comment = quote_literal(&staging_comment(&id, &archive_of(rec))),
         ))
         .await
         .context(format!("create {staging}"))?;
@@ -409,7 +436,7 @@ async fn load_unit(client: &mut Client, r: Restore<'_>, chunk: i32, restore_id: 
     let Restore { archiver, rec, staging, .. } = r;
     require_migrated(client).await?;
     let partition = &rec.partition_name;
-    let Some((id, loaded)) = leftover(client, staging).await? else {
+    let Some((id, loaded)) = leftover(client, r).await? else {
         return Err(Error::invalid(format!(
             "no restore of {partition} is planned ({staging} does not exist): plan one with `restore --fan-out`"
         )));
@@ -566,10 +593,12 @@ mod tests {
     }
 
     #[test]
-    fn a_staging_comment_carries_its_restore_id() {
-        assert_eq!(restore_id_of(&staging_comment("abc123")), Some("abc123"));
-        // A staging table of an earlier version: this tool's, with nothing to resume.
-        assert_eq!(restore_id_of(STAGING_COMMENT), None);
-        assert_eq!(restore_id_of("some other comment (restore x)"), None);
+    fn a_staging_comment_carries_its_restore_id_and_archive() {
+        let comment = staging_comment("abc123", "public.orders/orders_2026_03");
+        assert_eq!(staging_mark(&comment), Some(("abc123", Some("public.orders/orders_2026_03"))));
+        // Earlier versions: with an id only; with none (this tool's, with nothing to resume).
+        assert_eq!(staging_mark(&format!("{STAGING_COMMENT} (restore abc123)")), Some(("abc123", None)));
+        assert_eq!(staging_mark(STAGING_COMMENT), None);
+        assert_eq!(staging_mark("some other comment (restore x)"), None);
     }
 }

@@ -448,7 +448,8 @@ async fn staged(env: &TestEnv, schema: &str, partition: &str) -> (i64, bool) {
         .scalar_text(&format!("SELECT obj_description(to_regclass('{schema}.{partition}__pa_restoring'), 'pg_class')"))
         .await;
     let Some(comment) = comment else { return (0, false) };
-    let id = comment.rsplit_once("(restore ").unwrap().1.trim_end_matches(')').to_string();
+    // `... (restore {id} of {table}/{partition})`
+    let id = comment.rsplit_once("(restore ").unwrap().1.split(' ').next().unwrap().to_string();
     let loaded = env
         .db
         .query_one("SELECT count(*) FROM partition_archiver.restore_loaded WHERE restore_id = $1", &[&id])
@@ -484,6 +485,38 @@ async fn a_rename_blocked_by_a_lock_on_the_staging_table_ends_in_bounded_time_an
     assert!(stdout.contains("lock"), "{stdout}");
     assert_eq!(staged(&env, "r", MARCH).await, (total as i64, true), "every object stays loaded");
     blocker.batch_execute("ROLLBACK").await.unwrap();
+    let (out, report) = env.json(&restore, CHUNKED);
+    ok(&out);
+    assert_eq!(report["restore"]["complete"], true, "{report}");
+    assert_eq!(march_md5(&env, "r").await, march);
+}
+
+/// Two restores whose staging tables have one name (a partition of the same name of another
+/// table, or one whose name shares its first 49 bytes, into the same schema): a restore that
+/// finds the other's staging table, even one with nothing loaded yet, between the steps of a
+/// fan-out, refuses to go on with it or drop it, and changes nothing.
+#[tokio::test]
+async fn a_restore_refuses_the_staging_table_of_another_archive_and_changes_nothing() {
+    let env = TestEnv::migrated_at(NOW).await;
+    let (march, _) = archived_march(&env, 24_000).await;
+    let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
+    ok(&env.run(&[&restore[..], &["--fan-out"]].concat(), CHUNKED));
+    // What a plan for `other.orders`' partition of the same name would have left: its comment.
+    let staging = format!("r.{MARCH}__pa_restoring");
+    let comment = format!("SELECT obj_description('{staging}'::regclass, 'pg_class')");
+    let ours = env.scalar_text(&comment).await.unwrap();
+    let theirs = ours.replace("of public.orders/", "of other.orders/");
+    assert_ne!(theirs, ours, "{ours}");
+    env.db.batch_execute(&format!("COMMENT ON TABLE {staging} IS '{theirs}'")).await.unwrap();
+    for args in [&[&restore[..], &["--fan-out"]].concat(), &restore[..]] {
+        let out = env.run(args, CHUNKED);
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {text}");
+        assert!(text.contains("restore of other.orders/orders_2026_03"), "{args:?}: {text}");
+        assert_eq!(env.scalar_text(&comment).await.as_deref(), Some(theirs.as_str()), "left as it was");
+    }
+    // That restore done (here: its staging table gone), this one plans and restores.
+    env.db.batch_execute(&format!("DROP TABLE {staging}")).await.unwrap();
     let (out, report) = env.json(&restore, CHUNKED);
     ok(&out);
     assert_eq!(report["restore"]["complete"], true, "{report}");
