@@ -715,6 +715,39 @@ async fn a_chunk_plan_keeps_its_bucket_and_another_bucket_is_refused_with_nothin
     assert_eq!(report["complete"], true, "{report}");
 }
 
+/// The fan-out's final step killed after every chunk was uploaded and recorded (its JSON manifest
+/// may be written), then the table rewritten: the next final step finishes the archive it has
+/// (each chunk was checked under its plan; the rows are frozen) instead of planning it again,
+/// which would have met its own manifest of the first plan at the manifest's key at every run.
+#[tokio::test]
+async fn a_rewrite_after_every_chunk_is_uploaded_does_not_start_the_archive_again() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed_big(&env, 24_000).await;
+    env.db.batch_execute("DELETE FROM public.orders_2026_03 WHERE id % 3 = 0").await.unwrap();
+    let original = env.scalar_text(ORDERS_SUM).await;
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED));
+    let chunks = chunk_rows(&env, MARCH).await;
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    for chunk in &chunks {
+        let no = chunk.1.to_string();
+        ok(&env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", &no], CHUNKED));
+    }
+    let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "after_upload")]].concat();
+    let out = env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], &crash);
+    assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
+    env.wait_for_orphaned_backends().await;
+    env.db.batch_execute("VACUUM FULL public.orders_2026_03").await.unwrap();
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED);
+    ok(&out);
+    assert_eq!(report["complete"], true, "{report}");
+    let after = chunk_rows(&env, MARCH).await;
+    assert!(after.iter().all(|c| c.0 == 1 && c.2 == "uploaded"), "the first plan, kept: {after:?}");
+    assert_eq!(after.len(), chunks.len());
+    let state = "SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'";
+    assert_eq!(env.scalar_text(state).await.as_deref(), Some("dropped"));
+    assert_eq!(restore_months(&env, "r").await, original);
+}
+
 #[tokio::test]
 async fn a_chunk_object_deleted_before_the_final_step_is_uploaded_again_and_nothing_is_dropped_meanwhile() {
     let env = TestEnv::migrated_at(NOW).await;

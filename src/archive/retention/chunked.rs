@@ -161,17 +161,20 @@ pub(super) async fn archive_chunked(
         if archiver.fan_out && rec.current_chunks().count() > 1 {
             // The chunks are the fan-out's units (a plan of one is archived here, at once):
             // planned here, streamed by `archive_chunk` invocations, finished by the next maintain
-            // once all are uploaded. A plan the table no longer matches (a rewrite) is made again
-            // first, so the units are valid.
+            // once all are uploaded. Once all are, the archive is whole whatever happened to the
+            // table since (each chunk checked its rows under the plan, and the rows are frozen):
+            // it is finished, never planned again (its JSON manifest may already be written).
+            // Otherwise a plan the table no longer matches (a rewrite) is made again first, so
+            // the units are valid.
+            if all_uploaded(&rec) {
+                break;
+            }
             if let Err(why) = unchanged(client, partition, &rec).await? {
                 tracing::warn!(%partition, why, "rewritten since its chunks were planned: planning again");
                 rec.chunk_size = None;
                 continue;
             }
-            if !all_uploaded(&rec) {
-                return Ok(unfinished(&rec, "fan-out: the chunks are left to archive_chunk units".into()));
-            }
-            break;
+            return Ok(unfinished(&rec, "fan-out: the chunks are left to archive_chunk units".into()));
         }
         match run_chunks(client, policy, partition, archiver, &rec).await? {
             Ran::Rewritten(why) => {
