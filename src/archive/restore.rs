@@ -447,10 +447,25 @@ pub async fn restore(
         refuse_unattachable(client, &rec, drop_columns).await?;
     }
     let target = QualifiedName::new(into_schema, partition);
-    let exists: bool = client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&target.quoted()]).await?.get(0);
-    if exists {
+    let found: Option<(Option<String>, bool)> = client
+        .query_opt(
+            "SELECT obj_description(c.oid, 'pg_class'), c.relispartition FROM pg_class c WHERE c.oid = to_regclass($1)",
+            &[&target.quoted()],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1)));
+    if let Some((comment, is_partition)) = found {
+        // Restored before and not attached (the attach refused, or the run killed before it):
+        // `--attach` attaches it, nothing loaded again.
+        let unattached = !is_partition && comment.as_deref() == Some(&restore_chunks::restored_comment(&rec));
+        if let (Some(attach), Step::Whole, true) = (attach, step, unattached) {
+            let rows = rec.row_count.unwrap_or_default().max(0) as u64;
+            let report = RestoreReport { rows, ..RestoreReport::of(table, partition, &target, &rec, source) };
+            return Ok(attached(client, &rec, &target, attach, lock_timeout_ms, report).await.into());
+        }
         return Err(Error::invalid(format!(
-            "{target} already exists: this partition was already restored (drop it or restore into another schema)"
+            "{target} already exists: this partition was already restored (drop it or restore into another schema{})",
+            if unattached { "; `--attach` attaches it as it is" } else { "" }
         )));
     }
     if let Some(pending) = readable_or_retrieving(archiver, &mut rec, step).await? {
@@ -458,7 +473,7 @@ pub async fn restore(
     }
     let loaded = Box::pin(restore_chunks::restore_objects(client, archiver, &rec, &target, step)).await?;
     let report = RestoreReport::of(table, partition, &target, &rec, source);
-    let mut report = match loaded {
+    let report = match loaded {
         Loaded::Complete(rows) => RestoreReport { rows, ..report },
         Loaded::Unit { rows, already } => {
             return Ok(RestoreOutcome::Unit(UnitReport::of(table, partition, step, rows, already)))
@@ -468,13 +483,27 @@ pub async fn restore(
             return Ok(report.unfinished(done, total, why, attach.is_some()).into())
         }
     };
-    if let Some(Attach { drop_columns }) = attach {
-        match attach_back(client, &rec, &target, drop_columns, lock_timeout_ms).await {
-            Ok(reshaped) => (report.attached, report.reshaped) = (true, reshaped),
-            Err(why) => report.not_attached_because = Some(why),
-        }
+    Ok(match attach {
+        Some(attach) => attached(client, &rec, &target, attach, lock_timeout_ms, report).await,
+        None => report,
     }
-    Ok(report.into())
+    .into())
+}
+
+/// `report` once the restored table is attached back ([`attach_back`]), or with why not.
+async fn attached(
+    client: &mut Client,
+    rec: &ManifestRecord,
+    target: &QualifiedName,
+    Attach { drop_columns }: Attach<'_>,
+    lock_timeout_ms: u64,
+    mut report: RestoreReport,
+) -> RestoreReport {
+    match attach_back(client, rec, target, drop_columns, lock_timeout_ms).await {
+        Ok(reshaped) => (report.attached, report.reshaped) = (true, reshaped),
+        Err(why) => report.not_attached_because = Some(why),
+    }
+    report
 }
 
 /// Every object `step` reads, located ([`locate_objects`]) and readable now; otherwise the

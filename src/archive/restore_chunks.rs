@@ -90,6 +90,13 @@ fn archive_of(rec: &ManifestRecord) -> String {
     format!("{}/{}", rec.table(), rec.partition_name)
 }
 
+/// The comment a restored table keeps, saying where it came from: a `restore --attach` that finds
+/// its table under it and not attached (the attach refused, or the run killed between the rename
+/// and the attach) attaches it instead of refusing to restore it again.
+pub fn restored_comment(rec: &ManifestRecord) -> String {
+    format!("partition-archiver: restored from the archive of {}", archive_of(rec))
+}
+
 /// One object to load: the `ArchiveObject` with the number its `restore_loaded` row has.
 #[derive(Debug, Clone)]
 struct Unit {
@@ -415,10 +422,11 @@ async fn rename(client: &mut Client, r: Restore<'_>, oid: u32, id: &str, total: 
         )));
     }
     tx.batch_execute(&format!(
-        "ALTER TABLE {staging} RENAME TO {name}; COMMENT ON TABLE {target} IS NULL",
+        "ALTER TABLE {staging} RENAME TO {name}; COMMENT ON TABLE {target} IS {comment}",
         staging = staging.quoted(),
         name = quote_ident(&target.name),
         target = target.quoted(),
+        comment = quote_literal(&restored_comment(rec)),
     ))
     .await
     .context(format!("rename {staging} to {target}"))?;

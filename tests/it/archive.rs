@@ -209,13 +209,22 @@ async fn restore_attach_follows_the_parents_columns_where_no_value_is_lost() {
         env.scalar_text(&march("back.trades_2026_03", "id, order_id, price, quantity, fee, created_at")).await,
         as_archived
     );
-    env.db.batch_execute("DROP TABLE back.trades_2026_03; DROP TABLE public.trades_squatter").await.unwrap();
+    // Restoring it again without --attach is refused; with --attach, once the range is free, the
+    // table already restored is attached as it is (the same table: nothing loaded again).
+    let (out, v) = restore(&[]);
+    assert_eq!(out.status.code(), Some(2), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("`--attach` attaches it"), "{v}");
+    let oid = "SELECT 'back.trades_2026_03'::regclass::oid::bigint";
+    let restored_oid = env.scalar_i64(oid).await;
+    env.db.batch_execute("DROP TABLE public.trades_squatter").await.unwrap();
 
     // Named: dropped from the restored table, venue added with the parent's default, price
     // widened to the parent's numeric; attached, every kept value as it was.
     let (out, v) = restore(&["--attach", "--drop-columns", "fee"]);
     ok(&out);
     assert_eq!(v["restore"]["attached"], true, "{v}");
+    assert_eq!(env.scalar_i64(oid).await, restored_oid, "the table restored before, attached");
+    assert_eq!(v["restore"]["complete"], true, "{v}");
     assert_eq!(
         v["restore"]["reshaped"],
         serde_json::json!([
@@ -233,6 +242,10 @@ async fn restore_attach_follows_the_parents_columns_where_no_value_is_lost() {
         env.scalar_i64("SELECT count(*) FROM public.trades WHERE created_at < '2026-04-01' AND venue = 'XNAS'").await,
         rows
     );
+    // Attached, it is restored for good: a third restore is refused.
+    let (out, v) = restore(&["--attach", "--drop-columns", "fee"]);
+    assert_eq!(out.status.code(), Some(2), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap_or_default().contains("already exists"), "{v}");
 }
 
 #[tokio::test]
