@@ -424,10 +424,12 @@ async fn a_rewrite_after_a_chunk_completed_unrecorded_starts_a_new_plan() {
     let out = env.run(&["maintain", "--now", NOW, "--table", "orders"], &crash);
     assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
     env.wait_for_orphaned_backends().await;
-    let blocks = "SELECT pg_relation_size('public.orders_2026_03')";
-    let before = env.scalar_i64(blocks).await;
+    // (It compacts the pages when no snapshot still sees the deleted rows, as here on a quiet
+    // server; the new filenode alone makes the next run plan again either way.)
+    let filenode = "SELECT pg_relation_filenode('public.orders_2026_03')::bigint";
+    let before = env.scalar_i64(filenode).await;
     env.db.batch_execute("VACUUM FULL public.orders_2026_03").await.unwrap();
-    assert!(env.scalar_i64(blocks).await < before, "the rewrite moved rows to other pages");
+    assert_ne!(env.scalar_i64(filenode).await, before, "rewritten");
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
     ok(&out);
     assert_eq!(report["complete"], true, "{report}");
