@@ -750,22 +750,27 @@ async fn the_drop_check_reads_the_freeze_record_and_counts_only_without_it() {
     );
 }
 
+/// `env` whose orders reference `public.accounts` (ids 0 to 100) with the foreign-key `action`.
+async fn with_accounts(env: TestEnv, action: &str) -> TestEnv {
+    env.db
+        .batch_execute(&format!(
+            "CREATE TABLE public.accounts (id bigint PRIMARY KEY);
+             INSERT INTO public.accounts SELECT generate_series(0, 100);
+             ALTER TABLE public.orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (user_id)
+               REFERENCES public.accounts (id) {action};"
+        ))
+        .await
+        .unwrap();
+    env
+}
+
 /// Foreign-key actions still reach a frozen table: deleting a referenced row cascades into it
 /// (the application's DELETE does not fail), and the partition is then dropped as usual (it holds
 /// fewer rows than its archive, never more).
 #[tokio::test]
 async fn foreign_key_cascades_pass_the_freeze_and_the_partition_is_still_dropped() {
-    let env = TestEnv::migrated_at(NOW).await;
-    env.db
-        .batch_execute(
-            "CREATE TABLE public.accounts (id bigint PRIMARY KEY);
-             INSERT INTO public.accounts SELECT generate_series(0, 100);
-             ALTER TABLE public.orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (user_id)
-               REFERENCES public.accounts (id) ON DELETE CASCADE;",
-        )
-        .await
-        .unwrap();
-    let (env, table) = verified_before_drop(env).await;
+    let (env, table) =
+        verified_before_drop(with_accounts(TestEnv::migrated_at(NOW).await, "ON DELETE CASCADE").await).await;
     let before = env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 5")).await;
     assert!(before > 0);
     env.db.batch_execute("DELETE FROM public.accounts WHERE id = 5").await.unwrap();
@@ -781,17 +786,8 @@ async fn foreign_key_cascades_pass_the_freeze_and_the_partition_is_still_dropped
 /// archive holds every row, with its value before the update), drops it, and forgets the count.
 #[tokio::test]
 async fn a_row_a_foreign_key_action_updates_after_the_archive_makes_the_drop_count() {
-    let env = TestEnv::migrated_at(NOW).await;
-    env.db
-        .batch_execute(
-            "CREATE TABLE public.accounts (id bigint PRIMARY KEY);
-             INSERT INTO public.accounts SELECT generate_series(0, 100);
-             ALTER TABLE public.orders ADD CONSTRAINT orders_account_fk FOREIGN KEY (user_id)
-               REFERENCES public.accounts (id) ON UPDATE CASCADE;",
-        )
-        .await
-        .unwrap();
-    let (env, table) = verified_before_drop(env).await;
+    let (env, table) =
+        verified_before_drop(with_accounts(TestEnv::migrated_at(NOW).await, "ON UPDATE CASCADE").await).await;
     let updated = env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 5")).await;
     assert!(updated > 0);
     env.db.batch_execute("UPDATE public.accounts SET id = 500 WHERE id = 5").await.unwrap();

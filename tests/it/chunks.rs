@@ -93,6 +93,15 @@ async fn restore_months(env: &TestEnv, schema: &str) -> Option<String> {
 }
 
 const MARCH: &str = "orders_2026_03";
+const RESTORE_MARCH_INTO_R: [&str; 7] = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
+
+/// `restore` of March into `r` completes, and restores March as `march` (its md5) was.
+async fn restore_march_into_r_completes(env: &TestEnv, march: &Option<String>) {
+    let (out, report) = env.json(&RESTORE_MARCH_INTO_R, CHUNKED);
+    ok(&out);
+    assert_eq!(report["restore"]["complete"], true, "{report}");
+    assert_eq!(&march_md5(env, "r").await, march);
+}
 
 /// The final step of a chunked March: a run that completes, March dropped, and every one of its
 /// `chunks` chunk keys holding exactly one version.
@@ -242,16 +251,13 @@ async fn a_time_budget_stops_between_chunks_and_the_next_run_goes_on_without_red
     assert_eq!(restore_months(&env, "restored").await, original);
 }
 
-#[tokio::test]
-async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() {
-    let env = TestEnv::migrated_at(NOW).await;
-    seed_big(&env, 24_000).await;
-    let original = env.scalar_text(ORDERS_SUM).await;
-    // One stream, and a pause after each chunk's upload: VACUUM FULL runs during the first pause.
+/// A `maintain` of orders with one stream that pauses 3 s after each chunk's upload, once its
+/// first chunk is streamed: the test changes the table during that pause.
+async fn maintain_paused_after_the_first_chunk(env: &TestEnv) -> std::process::Child {
     let vars = [
         ("ARCHIVE_CHUNK_SIZE", "1MiB"),
         ("ARCHIVE_STREAMS", "1"),
-        ("PARTITION_ARCHIVER_FAILPOINTS", "after_complete=pause"),
+        ("PARTITION_ARCHIVER_FAILPOINTS", "after_complete=pause:3"),
     ];
     let child = env
         .command(&["maintain", "--now", NOW, "--table", "orders"], &vars)
@@ -259,15 +265,20 @@ async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() 
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let started =
-            env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_chunk WHERE sha256 IS NOT NULL").await;
-        if started > 0 {
-            break;
-        }
+    while env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_chunk WHERE sha256 IS NOT NULL").await == 0 {
         assert!(Instant::now() < deadline, "no chunk was streamed");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    child
+}
+
+#[tokio::test]
+async fn a_rewrite_between_two_chunks_starts_the_archive_again_under_new_keys() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed_big(&env, 24_000).await;
+    let original = env.scalar_text(ORDERS_SUM).await;
+    // VACUUM FULL runs during the pause after the first chunk.
+    let child = maintain_paused_after_the_first_chunk(&env).await;
     let filenode = env.scalar_i64("SELECT pg_relation_filenode('public.orders_2026_03')::bigint").await;
     env.db.batch_execute("VACUUM FULL public.orders_2026_03").await.unwrap();
     assert_ne!(env.scalar_i64("SELECT pg_relation_filenode('public.orders_2026_03')::bigint").await, filenode);
@@ -310,21 +321,7 @@ async fn a_row_a_foreign_key_action_writes_between_two_chunks_starts_the_archive
         )
         .await
         .unwrap();
-    let vars = [
-        ("ARCHIVE_CHUNK_SIZE", "1MiB"),
-        ("ARCHIVE_STREAMS", "1"),
-        ("PARTITION_ARCHIVER_FAILPOINTS", "after_complete=pause:3"),
-    ];
-    let child = env
-        .command(&["maintain", "--now", NOW, "--table", "orders"], &vars)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while env.scalar_i64("SELECT count(*) FROM partition_archiver.archive_chunk WHERE sha256 IS NOT NULL").await == 0 {
-        assert!(Instant::now() < deadline, "no chunk was streamed");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let child = maintain_paused_after_the_first_chunk(&env).await;
     let user = "(SELECT min(user_id) FROM public.orders_2026_03)";
     let moved = env.scalar_i64(&format!("SELECT count(*) FROM public.orders_2026_03 WHERE user_id = {user}")).await;
     assert!(moved > 0);
@@ -468,7 +465,7 @@ async fn staged(env: &TestEnv, schema: &str, partition: &str) -> (i64, bool) {
 async fn a_rename_blocked_by_a_lock_on_the_staging_table_ends_in_bounded_time_and_keeps_the_load() {
     let env = TestEnv::migrated_at(NOW).await;
     let (march, total) = archived_march(&env, 24_000).await;
-    let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
+    let restore = RESTORE_MARCH_INTO_R;
     ok(&env.run(&[&restore[..], &["--fan-out"]].concat(), CHUNKED));
     let blocker = connect(&env.url).await;
     blocker.batch_execute(&format!("BEGIN; LOCK TABLE r.{MARCH}__pa_restoring IN ACCESS SHARE MODE")).await.unwrap();
@@ -487,10 +484,7 @@ async fn a_rename_blocked_by_a_lock_on_the_staging_table_ends_in_bounded_time_an
     assert!(stdout.contains("lock"), "{stdout}");
     assert_eq!(staged(&env, "r", MARCH).await, (total as i64, true), "every object stays loaded");
     blocker.batch_execute("ROLLBACK").await.unwrap();
-    let (out, report) = env.json(&restore, CHUNKED);
-    ok(&out);
-    assert_eq!(report["restore"]["complete"], true, "{report}");
-    assert_eq!(march_md5(&env, "r").await, march);
+    restore_march_into_r_completes(&env, &march).await;
 }
 
 /// Two restores whose staging tables have one name (a partition of the same name of another
@@ -501,7 +495,7 @@ async fn a_rename_blocked_by_a_lock_on_the_staging_table_ends_in_bounded_time_an
 async fn a_restore_refuses_the_staging_table_of_another_archive_and_changes_nothing() {
     let env = TestEnv::migrated_at(NOW).await;
     let (march, _) = archived_march(&env, 24_000).await;
-    let restore = ["restore", "--table", "orders", "--partition", MARCH, "--into-schema", "r"];
+    let restore = RESTORE_MARCH_INTO_R;
     ok(&env.run(&[&restore[..], &["--fan-out"]].concat(), CHUNKED));
     // What a plan for `other.orders`' partition of the same name would have left: its comment.
     let staging = format!("r.{MARCH}__pa_restoring");
@@ -519,10 +513,7 @@ async fn a_restore_refuses_the_staging_table_of_another_archive_and_changes_noth
     }
     // That restore done (here: its staging table gone), this one plans and restores.
     env.db.batch_execute(&format!("DROP TABLE {staging}")).await.unwrap();
-    let (out, report) = env.json(&restore, CHUNKED);
-    ok(&out);
-    assert_eq!(report["restore"]["complete"], true, "{report}");
-    assert_eq!(march_md5(&env, "r").await, march);
+    restore_march_into_r_completes(&env, &march).await;
 }
 
 #[tokio::test]
@@ -717,6 +708,19 @@ async fn a_chunk_plan_keeps_its_bucket_and_another_bucket_is_refused_with_nothin
     assert_eq!(report["complete"], true, "{report}");
 }
 
+/// March planned by the fan-out's prepare step (at least three chunks), every chunk uploaded by
+/// its unit: its chunk rows.
+async fn march_planned_and_every_unit_run(env: &TestEnv) -> Vec<(i32, i32, String, String, Option<i64>)> {
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED));
+    let chunks = chunk_rows(env, MARCH).await;
+    assert!(chunks.len() >= 3, "{chunks:?}");
+    for chunk in &chunks {
+        let no = chunk.1.to_string();
+        ok(&env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", &no], CHUNKED));
+    }
+    chunks
+}
+
 /// The fan-out's final step killed after every chunk was uploaded and recorded (its JSON manifest
 /// may be written), then the table rewritten: the next final step finishes the archive it has
 /// (each chunk was checked under its plan; the rows are frozen) instead of planning it again,
@@ -727,13 +731,7 @@ async fn a_rewrite_after_every_chunk_is_uploaded_does_not_start_the_archive_agai
     seed_big(&env, 24_000).await;
     env.db.batch_execute("DELETE FROM public.orders_2026_03 WHERE id % 3 = 0").await.unwrap();
     let original = env.scalar_text(ORDERS_SUM).await;
-    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED));
-    let chunks = chunk_rows(&env, MARCH).await;
-    assert!(chunks.len() >= 3, "{chunks:?}");
-    for chunk in &chunks {
-        let no = chunk.1.to_string();
-        ok(&env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", &no], CHUNKED));
-    }
+    let chunks = march_planned_and_every_unit_run(&env).await;
     let crash = [CHUNKED, &[("PARTITION_ARCHIVER_FAILPOINTS", "after_upload")]].concat();
     let out = env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], &crash);
     assert_eq!(out.status.code(), Some(86), "{}", String::from_utf8_lossy(&out.stderr));
@@ -755,14 +753,7 @@ async fn a_chunk_object_deleted_before_the_final_step_is_uploaded_again_and_noth
     let env = TestEnv::migrated_at(NOW).await;
     seed_big(&env, 40_000).await;
     let original = env.scalar_text(ORDERS_SUM).await;
-    // Planned by the fan-out's prepare step, every chunk uploaded by its unit.
-    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders", "--fan-out"], CHUNKED));
-    let chunks = chunk_rows(&env, MARCH).await;
-    assert!(chunks.len() >= 3, "{chunks:?}");
-    for chunk in &chunks {
-        let no = chunk.1.to_string();
-        ok(&env.run(&["archive-chunk", "--table", "orders", "--partition", MARCH, "--chunk", &no], CHUNKED));
-    }
+    let chunks = march_planned_and_every_unit_run(&env).await;
     // Chunk 2's object is deleted by hand, its version and all (a plain DELETE would only add a
     // delete marker: the recorded version would still be there, and verified).
     let deleted = chunk_rows(&env, MARCH).await[1].3.clone();
