@@ -1,5 +1,5 @@
--- Rows written into a frozen table by another trigger, counted, so an archive made of several
--- chunks (several COPYs, in several transactions, perhaps hours apart) never misses one.
+-- Writes into a frozen table by another trigger, recorded, so an archive made of several chunks
+-- (several COPYs, in several transactions, perhaps hours apart) never misses a row.
 --
 -- The freeze lets writes made by another trigger through (pg_trigger_depth() > 1): foreign-key
 -- actions (ON DELETE SET NULL / SET DEFAULT, ON UPDATE CASCADE), which a detached table keeps
@@ -7,19 +7,23 @@
 -- writes a new version of the row, which PostgreSQL may put in any page with free space: in a
 -- block range whose chunk is already copied, while the old version, in a range not copied yet, is
 -- dead by the time that chunk's COPY reads it. The row would then be in neither the archive nor,
--- after the DROP, the table, and no count would see it (the number of rows is unchanged). An
+-- after a DROP that trusts the freeze mark (20261206000003), the table: the mark skips the count,
+-- which would have seen one row more than archived (unless another row moved the other way). An
 -- INSERT by a trigger can land in a copied range the same way.
 --
--- So refuse_row_writes() counts every row it lets through by trigger, except a DELETE (a row
--- deleted after its chunk was copied is still in the archive; one deleted before was gone), in
--- frozen_writes. A chunk plan records the count it was made at (archive_manifest.rel_writes);
--- every chunk compares it, as it compares the relation's filenode and block count, before its COPY
--- and after its count, and a different count starts the archive again under a new plan, as a
--- rewrite does. At the DROP, require_unchanged() also takes the count: a write after the last
--- chunk costs the table's count(*) (require_row_count), as a changed freeze mark does.
+-- So refuse_row_writes() records, once per transaction and table, that a trigger inserted or
+-- updated rows (a DELETE is not recorded: a row deleted after its chunk was copied is still in the
+-- archive; one deleted before was gone): a row appended to frozen_writes, never an update of a
+-- shared row, so the application's transactions neither wait for each other on it nor fail to
+-- serialize. A chunk plan records how many there were when it was made
+-- (archive_manifest.rel_writes); every chunk compares that, as it compares the relation's filenode
+-- and block count, before its COPY and after its count, and another number starts the archive
+-- again under a new plan, as a rewrite does. At the DROP, require_unchanged() also compares it: a
+-- write after the last chunk costs the table's count(*) (require_row_count), as a changed freeze
+-- mark does.
 --
--- The function is SECURITY DEFINER so the count is kept whoever's write fires it (a foreign-key
--- action runs as the owner of the table it changes), with a fixed search_path.
+-- The function is SECURITY DEFINER so the write is recorded whoever's write fires it (a
+-- foreign-key action runs as the owner of the table it changes), with a fixed search_path.
 --
 -- Replacing refuse_row_writes() gives its pg_proc row a new xmin, so every freeze mark recorded
 -- before this migration no longer matches: an archive under way when it is applied is counted
@@ -31,23 +35,24 @@
 -- Idempotent.
 
 CREATE TABLE IF NOT EXISTS partition_archiver.frozen_writes (
-  relid          oid         PRIMARY KEY,
-  writes         bigint      NOT NULL,
-  last_write_at  timestamptz NOT NULL DEFAULT now()
+  relid       oid         NOT NULL,
+  written_at  timestamptz NOT NULL DEFAULT now()
 );
 
+CREATE INDEX IF NOT EXISTS frozen_writes_relid ON partition_archiver.frozen_writes (relid);
+
 COMMENT ON TABLE partition_archiver.frozen_writes IS
-  'Rows inserted or updated by another trigger (foreign-key actions) in a frozen table, by the table''s oid.';
+  'One row per transaction in which another trigger (a foreign-key action) inserted or updated rows of a frozen table (its oid).';
 
 ALTER TABLE partition_archiver.archive_manifest ADD COLUMN IF NOT EXISTS rel_writes bigint;
 
 COMMENT ON COLUMN partition_archiver.archive_manifest.rel_writes IS
-  'frozen_writes.writes of the table when the current chunk plan was made (NULL: none were counted).';
+  'frozen_writes_of() the table when the current chunk plan was made (NULL: a plan of an earlier version).';
 
--- The count of `p_table`: 0 when none was ever counted.
+-- How many transactions a trigger wrote rows of `p_table` in: only ever grows (until its DROP).
 CREATE OR REPLACE FUNCTION partition_archiver.frozen_writes_of(p_table regclass) RETURNS bigint
 LANGUAGE sql STABLE AS $$
-  SELECT coalesce((SELECT w.writes FROM partition_archiver.frozen_writes w WHERE w.relid = p_table), 0)
+  SELECT count(*) FROM partition_archiver.frozen_writes w WHERE w.relid = p_table
 $$;
 
 CREATE OR REPLACE FUNCTION partition_archiver.refuse_row_writes() RETURNS trigger
@@ -57,9 +62,10 @@ BEGIN
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
   END IF;
   IF pg_trigger_depth() > 1 THEN
-    IF TG_OP <> 'DELETE' THEN
-      INSERT INTO partition_archiver.frozen_writes AS w (relid, writes) VALUES (TG_RELID, 1)
-      ON CONFLICT (relid) DO UPDATE SET writes = w.writes + 1, last_write_at = now();
+    -- Once per transaction (a setting local to it; rolled back with it) and table.
+    IF TG_OP <> 'DELETE' AND current_setting('partition_archiver.wrote_' || TG_RELID, true) IS DISTINCT FROM 'on' THEN
+      PERFORM set_config('partition_archiver.wrote_' || TG_RELID, 'on', true);
+      INSERT INTO partition_archiver.frozen_writes (relid) VALUES (TG_RELID);
     END IF;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
   END IF;
@@ -69,7 +75,7 @@ BEGIN
           HINT = 'Restore the partition from its archive to change it, or SELECT partition_archiver.unfreeze(''schema.table'') if its archive was abandoned.';
 END $$;
 
--- As in 20261206000003, with the writes counted since the plan: the catalog rows alone prove the
+-- As in 20261206000003, with the trigger writes since the plan: the catalog rows alone prove the
 -- table unchanged only when no trigger wrote a row into it since.
 CREATE OR REPLACE FUNCTION partition_archiver.require_unchanged(
   p_table regclass, p_expected bigint, p_frozen_by text, p_writes bigint
@@ -81,6 +87,12 @@ BEGIN
   END IF;
   PERFORM partition_archiver.require_row_count(p_table, p_expected);
 END $$;
+
+-- The form an earlier version's binary calls: the same check, as for a plan that recorded none.
+CREATE OR REPLACE FUNCTION partition_archiver.require_unchanged(p_table regclass, p_expected bigint, p_frozen_by text)
+RETURNS void LANGUAGE sql AS $$
+  SELECT partition_archiver.require_unchanged(p_table, p_expected, p_frozen_by, NULL::bigint)
+$$;
 
 CREATE OR REPLACE FUNCTION partition_archiver.freeze(
   p_table regclass, p_table_schema text, p_table_name text, p_partition text

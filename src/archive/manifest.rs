@@ -63,9 +63,10 @@ pub struct ManifestRecord {
     /// `pg_relation_filenode()` and block count the chunk plan was made from.
     pub rel_filenode: Option<i64>,
     pub rel_blocks: Option<i64>,
-    /// Rows a trigger (a foreign-key action) had written into the frozen table when the plan was
-    /// made (`frozen_writes_of`, migration 20261207000001): another count since means a row may
-    /// have moved to a block range already copied.
+    /// Transactions in which a trigger (a foreign-key action) had written rows of the frozen table
+    /// when the plan was made (`frozen_writes_of`, migration 20261207000001): another number since
+    /// means a row may have moved to a block range already copied. `None`: a plan of an earlier
+    /// version.
     pub rel_writes: Option<i64>,
     /// Every chunk of every plan of a chunked archive (older plans' as `superseded`), in order.
     #[serde(default)]

@@ -571,6 +571,7 @@ async fn attach_back(
             tx.batch_execute(&format!("ALTER TABLE {} ADD CONSTRAINT {} {def}", target.quoted(), quote_ident(&name))).await?;
         }
         tx.batch_execute(&attach).await.context("attach")?;
+        tx.batch_execute(&format!("COMMENT ON TABLE {} IS NULL", target.quoted())).await?;
         tx.commit().await?;
         Ok(Ok(changes.iter().map(Change::describe).collect()))
     }

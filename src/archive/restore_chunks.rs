@@ -90,11 +90,14 @@ fn archive_of(rec: &ManifestRecord) -> String {
     format!("{}/{}", rec.table(), rec.partition_name)
 }
 
-/// The comment a restored table keeps, saying where it came from: a `restore --attach` that finds
-/// its table under it and not attached (the attach refused, or the run killed between the rename
-/// and the attach) attaches it instead of refusing to restore it again.
+/// The comment a restored table keeps until it is attached, saying where it came from (the archive
+/// and its first object's SHA-256): a `restore --attach` that finds its table under it and not
+/// attached (the attach refused, or the run killed between the rename and the attach) attaches it
+/// instead of refusing to restore it again. The attach clears it: a table attached and detached
+/// again later is no longer the restore.
 pub fn restored_comment(rec: &ManifestRecord) -> String {
-    format!("partition-archiver: restored from the archive of {}", archive_of(rec))
+    let first = rec.objects().first().and_then(|o| o.sha256).unwrap_or_default().to_string();
+    format!("partition-archiver: restored from the archive of {} (SHA-256 {first}), not attached", archive_of(rec))
 }
 
 /// One object to load: the `ArchiveObject` with the number its `restore_loaded` row has.

@@ -224,6 +224,8 @@ async fn restore_attach_follows_the_parents_columns_where_no_value_is_lost() {
     ok(&out);
     assert_eq!(v["restore"]["attached"], true, "{v}");
     assert_eq!(env.scalar_i64(oid).await, restored_oid, "the table restored before, attached");
+    let comment = "SELECT obj_description('back.trades_2026_03'::regclass, 'pg_class')";
+    assert_eq!(env.scalar_text(comment).await, None, "attached, it is no longer marked as a restore to attach");
     assert_eq!(v["restore"]["complete"], true, "{v}");
     assert_eq!(
         v["restore"]["reshaped"],
@@ -782,7 +784,7 @@ async fn foreign_key_cascades_pass_the_freeze_and_the_partition_is_still_dropped
 }
 
 /// A foreign-key action that updates rows of a verified partition (ON UPDATE CASCADE) passes the
-/// freeze and is counted; the DROP then counts the table instead of trusting the freeze alone (the
+/// freeze and is recorded (once per transaction); the DROP then counts the table instead of trusting the freeze alone (the
 /// archive holds every row, with its value before the update), drops it, and forgets the count.
 #[tokio::test]
 async fn a_row_a_foreign_key_action_updates_after_the_archive_makes_the_drop_count() {
@@ -793,7 +795,12 @@ async fn a_row_a_foreign_key_action_updates_after_the_archive_makes_the_drop_cou
     env.db.batch_execute("UPDATE public.accounts SET id = 500 WHERE id = 5").await.unwrap();
     assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {table} WHERE user_id = 500")).await, updated);
     let writes = format!("SELECT partition_archiver.frozen_writes_of('{table}'::regclass)");
-    assert_eq!(env.scalar_i64(&writes).await, updated, "every row the action wrote is counted");
+    assert_eq!(env.scalar_i64(&writes).await, 1, "the transaction the action wrote rows in is recorded, once");
+    env.db.batch_execute("UPDATE public.accounts SET id = 5 WHERE id = 500").await.unwrap();
+    assert_eq!(env.scalar_i64(&writes).await, 2, "and the next one");
+    // A transaction rolled back leaves no record (nor any row changed).
+    env.db.batch_execute("BEGIN; UPDATE public.accounts SET id = 500 WHERE id = 5; ROLLBACK").await.unwrap();
+    assert_eq!(env.scalar_i64(&writes).await, 2);
     // The freeze's catalog rows alone would have let it drop a table that (for all they say) holds
     // one row more than its archive; with a trigger's write since the plan, it counts and refuses.
     env.edit_archive_record("orders_2026_03", "row_count = row_count - 1").await;

@@ -57,9 +57,10 @@ pub(super) struct Relation {
     filenode: i64,
     blocks: i64,
     block_size: i64,
-    /// Rows a trigger (a foreign-key action) has inserted or updated in the frozen table
-    /// (`partition_archiver.frozen_writes_of`): a new row version may go to any page with free
-    /// space, an already copied one included, so the plan's chunks only add up while it is the same.
+    /// Transactions in which a trigger (a foreign-key action) inserted or updated rows of the
+    /// frozen table (`partition_archiver.frozen_writes_of`): a new row version may go to any page
+    /// with free space, an already copied one included, so the plan's chunks only add up while it
+    /// is the same.
     writes: i64,
 }
 
@@ -115,20 +116,40 @@ impl Target {
     }
 }
 
-/// Does a new plan replace the recorded one? When there is none, and when nothing of it may have
-/// been completed yet (no chunk uploaded or with figures recorded) while the current settings
-/// put archives in another folder (ARCHIVE_PREFIX changed, as an operator does after a refusal:
-/// another database writes to the old one) or in another format or compression (a Parquet archive
-/// refused for a value it cannot hold, then the table set to CSV). Once something may be
-/// complete, the plan keeps its keys, format and compression, whatever the settings say now.
-fn needs_plan(rec: &ManifestRecord, target: &Target) -> bool {
-    let Some(first) = rec.current_chunks().next().filter(|_| rec.is_chunked()) else { return true };
+/// Whether a new plan replaces the recorded one ([`needs_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replan {
+    No,
+    Yes,
+    /// Only if no unit completed one of its chunks meanwhile (checked in the plan's transaction):
+    /// the plan was replaced because the settings moved, not because it cannot be kept.
+    UnlessCompletedMeanwhile,
+}
+
+/// Does a new plan replace the recorded one? When there is none (or a rewrite cleared it); when
+/// it has several chunks and was made by an earlier version, which did not record trigger writes
+/// (`rel_writes`), and is still uploading (a row a foreign-key action moved meanwhile could be
+/// missed); and when nothing of it may have been completed yet (no chunk uploaded or with figures
+/// recorded) while the current settings put archives in another folder (ARCHIVE_PREFIX changed,
+/// as an operator does after a refusal: another database writes to the old one) or in another
+/// format or compression (a Parquet archive refused for a value it cannot hold, then the table set
+/// to CSV). Once something may be complete, the plan keeps its keys, format and compression,
+/// whatever the settings say now.
+fn needs_plan(rec: &ManifestRecord, target: &Target) -> Replan {
+    let Some(first) = rec.current_chunks().next().filter(|_| rec.is_chunked()) else { return Replan::Yes };
+    if rec.rel_writes.is_none() && rec.current_chunks().count() > 1 && rec.state == ArchiveState::Uploading {
+        return Replan::Yes;
+    }
     let folder = |key: &str| key.rsplit_once('/').map_or(String::new(), |(dir, _)| dir.to_string());
     let nothing_complete = rec.current_chunks().all(|c| c.state != ChunkState::Uploaded && c.sha256.is_none());
     let moved = folder(&first.object_key) != folder(&target.key)
         || rec.format().ok() != Some(target.format)
         || rec.compression().ok() != Some(target.compression);
-    nothing_complete && moved
+    if nothing_complete && moved {
+        Replan::UnlessCompletedMeanwhile
+    } else {
+        Replan::No
+    }
 }
 
 /// Archives a partition as far as the time budget allows, as a plan of chunks (one, for a
@@ -145,17 +166,16 @@ pub(super) async fn archive_chunked(
     same_bucket(&rec, archiver, partition)?;
     let mut plans = 0;
     loop {
-        if needs_plan(&rec, target) {
+        let replan = needs_plan(&rec, target);
+        if replan != Replan::No {
             if plans == MAX_PLANS_PER_RUN {
                 bail!(Error::integrity(format!(
                     "{partition} was rewritten (or written by a trigger) {plans} times while its chunks were archived: \
                      stopped, nothing dropped; the next run starts again"
                 )));
             }
-            // A plan replaced because the settings moved (not a rewrite, nor none at all) is kept
-            // if a unit completed one of its chunks meanwhile.
-            let moved = rec.is_chunked() && rec.current_chunks().next().is_some();
-            rec = plan(client, policy, partition, archiver, target, moved).await?;
+            let only_if_nothing_complete = replan == Replan::UnlessCompletedMeanwhile;
+            rec = plan(client, policy, partition, archiver, target, only_if_nothing_complete).await?;
             plans += 1;
         }
         if archiver.fan_out && rec.current_chunks().count() > 1 {
@@ -484,8 +504,8 @@ async fn unchanged(
         return Ok(Ok(()));
     }
     Ok(Err(format!(
-        "{partition} was filenode {} with {} blocks and {} rows written by triggers when its chunks were planned, \
-         and is filenode {} with {} blocks and {} rows written by triggers now",
+        "{partition} was filenode {} with {} blocks and {} trigger writes when its chunks were planned, and is \
+         filenode {} with {} blocks and {} trigger writes now",
         check::shown(rec.rel_filenode),
         check::shown(rec.rel_blocks),
         planned.2,
