@@ -62,10 +62,15 @@ BEGIN
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
   END IF;
   IF pg_trigger_depth() > 1 THEN
-    -- Once per transaction (a setting local to it; rolled back with it) and table.
+    -- Once per transaction (a setting local to it; rolled back with it) and table; not for a
+    -- table moved to the historical schema (no DROP follows, and it stays frozen for years).
     IF TG_OP <> 'DELETE' AND current_setting('partition_archiver.wrote_' || TG_RELID, true) IS DISTINCT FROM 'on' THEN
       PERFORM set_config('partition_archiver.wrote_' || TG_RELID, 'on', true);
-      INSERT INTO partition_archiver.frozen_writes (relid) VALUES (TG_RELID);
+      IF NOT EXISTS (SELECT 1 FROM partition_archiver.archive_manifest m
+                      WHERE m.partition_schema = TG_TABLE_SCHEMA AND m.partition_name = TG_TABLE_NAME
+                        AND m.state = 'moved') THEN
+        INSERT INTO partition_archiver.frozen_writes (relid) VALUES (TG_RELID);
+      END IF;
     END IF;
     RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
   END IF;

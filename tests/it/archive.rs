@@ -718,6 +718,33 @@ async fn an_archive_that_starts_from_detaching_records_the_freeze_proof() {
     assert!(frozen_by != "unproven" && frozen_by.contains('/'), "a freeze mark: {proof}");
 }
 
+/// A partition moved to the historical schema stays frozen, and foreign-key actions still reach it
+/// (the application's writes do not fail); their writes are no longer recorded: no DROP follows.
+#[tokio::test]
+async fn trigger_writes_into_a_moved_partition_pass_and_are_not_recorded() {
+    let env = with_accounts(TestEnv::migrated_at(NOW).await, "ON UPDATE CASCADE").await;
+    seed(&env).await;
+    env.db
+        .batch_execute(
+            "UPDATE partition_archiver.part_config SET retention_action = 'archive_move', historical_schema = 'hist'
+              WHERE table_name = 'orders'",
+        )
+        .await
+        .unwrap();
+    ok(&env.run(&["maintain", "--now", NOW, "--table", "orders"], &[]));
+    let moved = "hist.orders_2026_03";
+    let state = "SELECT state FROM partition_archiver.archive_manifest WHERE partition_name = 'orders_2026_03'";
+    assert_eq!(env.scalar_text(state).await.as_deref(), Some("moved"));
+    let rows = env.scalar_i64(&format!("SELECT count(*) FROM {moved} WHERE user_id = 5")).await;
+    assert!(rows > 0);
+    env.db.batch_execute("UPDATE public.accounts SET id = 500 WHERE id = 5").await.unwrap();
+    assert_eq!(env.scalar_i64(&format!("SELECT count(*) FROM {moved} WHERE user_id = 500")).await, rows);
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM partition_archiver.frozen_writes").await, 0);
+    // A write by name is still refused.
+    let err = env.db.batch_execute(&format!("DELETE FROM {moved}")).await.expect_err("frozen");
+    assert!(err.as_db_error().unwrap().message().contains("writes are refused"), "{err}");
+}
+
 /// With the recorded trigger in place the DROP's check reads that catalog row only: asked to
 /// expect no rows at all of a table full of them, it still passes (it did not count), and with any
 /// other record it counts and refuses.

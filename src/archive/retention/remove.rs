@@ -22,11 +22,8 @@ pub async fn drop_partition(
         manifest::require_state_sql(&policy.table, &partition.name, &["verified"]),
         format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", partition.quoted()),
         manifest::require_unchanged_sql(&policy.table, partition),
-        // Its count of rows written by triggers goes with it (an oid is used again).
-        format!(
-            "DELETE FROM partition_archiver.frozen_writes WHERE relid = {}::regclass",
-            quote_literal(&partition.quoted())
-        ),
+        // Its record of trigger writes goes with it (an oid is used again).
+        forget_trigger_writes(partition),
         format!("DROP TABLE {}", partition.quoted()),
         manifest::partition_change_sql(&policy.table, &partition.name, &PartitionChange::Dropped),
     ];
@@ -50,9 +47,19 @@ pub async fn move_to_schema(
     let statements = [
         manifest::require_state_sql(&policy.table, &partition.name, allowed),
         format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema)),
+        // Trigger writes matter no more: no DROP follows (nor are they recorded from now on).
+        forget_trigger_writes(partition),
         format!("ALTER TABLE {} SET SCHEMA {}", partition.quoted(), quote_ident(schema)),
         manifest::partition_change_sql(&policy.table, &partition.name, &PartitionChange::Moved { schema }),
     ];
     let (r, n) = run_ddl(client, opts, &format!("move {partition} to {schema}"), &statements).await;
     (r.map(|_| ()), n)
+}
+
+/// SQL that deletes the record of trigger writes into `partition` (migration 20261207000001).
+fn forget_trigger_writes(partition: &QualifiedName) -> String {
+    format!(
+        "DELETE FROM partition_archiver.frozen_writes WHERE relid = {}::regclass",
+        quote_literal(&partition.quoted())
+    )
 }
