@@ -447,17 +447,9 @@ pub async fn restore(
         refuse_unattachable(client, &rec, drop_columns).await?;
     }
     let target = QualifiedName::new(into_schema, partition);
-    let found: Option<(Option<String>, bool)> = client
-        .query_opt(
-            "SELECT obj_description(c.oid, 'pg_class'), c.relispartition FROM pg_class c WHERE c.oid = to_regclass($1)",
-            &[&target.quoted()],
-        )
-        .await?
-        .map(|r| (r.get(0), r.get(1)));
-    if let Some((comment, is_partition)) = found {
+    if let Some(unattached) = restore_chunks::restored_unattached(client, &rec, &target).await? {
         // Restored before and not attached (the attach refused, or the run killed before it):
         // `--attach` attaches it, nothing loaded again.
-        let unattached = !is_partition && comment.as_deref() == Some(&restore_chunks::restored_comment(&rec));
         if let (Some(attach), Step::Whole, true) = (attach, step, unattached) {
             let rows = rec.row_count.unwrap_or_default().max(0) as u64;
             let report = RestoreReport { rows, ..RestoreReport::of(table, partition, &target, &rec, source) };

@@ -95,9 +95,32 @@ fn archive_of(rec: &ManifestRecord) -> String {
 /// attached (the attach refused, or the run killed between the rename and the attach) attaches it
 /// instead of refusing to restore it again. The attach clears it: a table attached and detached
 /// again later is no longer the restore.
-pub fn restored_comment(rec: &ManifestRecord) -> String {
+fn restored_comment(rec: &ManifestRecord) -> String {
     let first = rec.objects().first().and_then(|o| o.sha256).unwrap_or_default().to_string();
     format!("partition-archiver: restored from the archive of {} (SHA-256 {first}), not attached", archive_of(rec))
+}
+
+/// The comment of table `name` and whether it is a partition; `None` when there is no such table.
+/// The marks this module leaves on tables are comments: a staging table's, a restored one's.
+async fn comment_of(client: &Client, name: &QualifiedName) -> Result<Option<(Option<String>, bool)>, Error> {
+    let found = client
+        .query_opt(
+            "SELECT obj_description(c.oid, 'pg_class'), c.relispartition FROM pg_class c WHERE c.oid = to_regclass($1)",
+            &[&name.quoted()],
+        )
+        .await?;
+    Ok(found.map(|r| (r.get(0), r.get(1))))
+}
+
+/// Is there a table at `target`, and is it this archive's restore, not attached yet (its
+/// [`restored_comment`], and not a partition)? `None`: no table there.
+pub async fn restored_unattached(
+    client: &Client,
+    rec: &ManifestRecord,
+    target: &QualifiedName,
+) -> Result<Option<bool>, Error> {
+    let found = comment_of(client, target).await?;
+    Ok(found.map(|(comment, is_partition)| !is_partition && comment == Some(restored_comment(rec))))
 }
 
 /// One object to load: the `ArchiveObject` with the number its `restore_loaded` row has.
@@ -187,16 +210,9 @@ async fn drop_staging(
 /// that a restore of another archive uses (nothing is changed: it may be under way).
 async fn leftover(client: &Client, r: Restore<'_>) -> Result<Option<(String, Vec<(i32, String)>)>, Error> {
     let staging = r.staging;
-    let comment: Option<Option<String>> = client
-        .query_opt(
-            "SELECT obj_description(to_regclass($1), 'pg_class') WHERE to_regclass($1) IS NOT NULL",
-            &[&staging.quoted()],
-        )
-        .await?
-        .map(|r| r.get(0));
-    let comment = match comment {
+    let comment = match comment_of(client, staging).await? {
         None => return Ok(None),
-        Some(Some(c)) if c.starts_with(STAGING_COMMENT) => c,
+        Some((Some(c), _)) if c.starts_with(STAGING_COMMENT) => c,
         Some(_) => {
             return Err(Error::invalid(format!(
                 "{staging} exists and is not a partition-archiver staging table: restore refuses to touch it"

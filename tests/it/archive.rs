@@ -811,8 +811,9 @@ async fn foreign_key_cascades_pass_the_freeze_and_the_partition_is_still_dropped
 }
 
 /// A foreign-key action that updates rows of a verified partition (ON UPDATE CASCADE) passes the
-/// freeze and is recorded (once per transaction); the DROP then counts the table instead of trusting the freeze alone (the
-/// archive holds every row, with its value before the update), drops it, and forgets the count.
+/// freeze and is recorded (once per transaction); the DROP then counts the table instead of
+/// trusting the freeze alone (the archive holds every row, with its value before the update),
+/// drops it, and forgets the record.
 #[tokio::test]
 async fn a_row_a_foreign_key_action_updates_after_the_archive_makes_the_drop_count() {
     let (env, table) =
