@@ -460,6 +460,11 @@ mod tests {
         ArchiveSettings::from_lookup(&crate::error::lookup_of(vars))
     }
 
+    /// The settings of `vars` with `ARCHIVE_BUCKET=b-1` unless they name a bucket.
+    fn in_bucket(vars: &[(&str, &str)]) -> Result<Option<ArchiveSettings>, ConfigError> {
+        parse(&[&[("ARCHIVE_BUCKET", "b-1")], vars].concat())
+    }
+
     #[test]
     fn defaults_and_validation() {
         assert!(parse(&[]).unwrap().is_none());
@@ -472,8 +477,7 @@ mod tests {
         assert_eq!((s.chunk_size, s.streams), (256 * MIB as u64, 2));
         let secs = std::time::Duration::from_secs;
         assert_eq!(s.s3_timeouts, S3Timeouts { connect: secs(10), read: secs(120), attempt: secs(900) });
-        let s = parse(&[
-            ("ARCHIVE_BUCKET", "b-1"),
+        let s = in_bucket(&[
             ("S3_CONNECT_TIMEOUT_SECONDS", "2"),
             ("S3_READ_TIMEOUT_SECONDS", "5"),
             ("S3_ATTEMPT_TIMEOUT_SECONDS", "5"),
@@ -481,69 +485,46 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!((s.s3_timeouts.read, s.s3_timeouts.attempt), (secs(5), secs(5)));
-        let s = parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "1MiB"), ("ARCHIVE_STREAMS", "4")])
-            .unwrap()
-            .unwrap();
+        let s = in_bucket(&[("ARCHIVE_CHUNK_SIZE", "1MiB"), ("ARCHIVE_STREAMS", "4")]).unwrap().unwrap();
         assert_eq!((s.chunk_size, s.streams), (MIB as u64, 4));
-        assert!(parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "2TiB")]).is_err(), "no TiB unit");
-        assert!(parse(&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "2048GiB")]).unwrap().is_some());
+        assert!(in_bucket(&[("ARCHIVE_CHUNK_SIZE", "2TiB")]).is_err(), "no TiB unit");
+        assert!(in_bucket(&[("ARCHIVE_CHUNK_SIZE", "2048GiB")]).unwrap().is_some());
         let bad: &[(&[(&str, &str)], &str)] = &[
             (&[("ARCHIVE_BUCKET", "Bad_Bucket")], "ARCHIVE_BUCKET"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_CONNECT_TIMEOUT_SECONDS", "0")], "S3_CONNECT_TIMEOUT_SECONDS"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_READ_TIMEOUT_SECONDS", "-1")], "S3_READ_TIMEOUT_SECONDS"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_READ_TIMEOUT_SECONDS", "3601")], "S3_READ_TIMEOUT_SECONDS"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_ATTEMPT_TIMEOUT_SECONDS", "1e9")], "S3_ATTEMPT_TIMEOUT_SECONDS"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("S3_ATTEMPT_TIMEOUT_SECONDS", "60")], "S3_ATTEMPT_TIMEOUT_SECONDS"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "orc")], "ARCHIVE_FORMAT"),
+            (&[("S3_CONNECT_TIMEOUT_SECONDS", "0")], "S3_CONNECT_TIMEOUT_SECONDS"),
+            (&[("S3_READ_TIMEOUT_SECONDS", "-1")], "S3_READ_TIMEOUT_SECONDS"),
+            (&[("S3_READ_TIMEOUT_SECONDS", "3601")], "S3_READ_TIMEOUT_SECONDS"),
+            (&[("S3_ATTEMPT_TIMEOUT_SECONDS", "1e9")], "S3_ATTEMPT_TIMEOUT_SECONDS"),
+            (&[("S3_ATTEMPT_TIMEOUT_SECONDS", "60")], "S3_ATTEMPT_TIMEOUT_SECONDS"),
+            (&[("ARCHIVE_FORMAT", "orc")], "ARCHIVE_FORMAT"),
+            (&[("ARCHIVE_FORMAT", "parquet"), ("ARCHIVE_COMPRESSION", "gzip")], "ARCHIVE_COMPRESSION"),
+            (&[("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "512KiB")], "ARCHIVE_PARQUET_ROW_GROUP_BYTES"),
+            (&[("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "lots")], "ARCHIVE_PARQUET_ROW_GROUP_BYTES"),
+            (&[("ARCHIVE_COMPRESSION", "lz4")], "ARCHIVE_COMPRESSION"),
+            (&[("ARCHIVE_COMPRESSION_LEVEL", "42")], "ARCHIVE_COMPRESSION_LEVEL"),
+            (&[("ARCHIVE_PART_SIZE", "1MiB")], "at least 5MiB"),
+            (&[("ARCHIVE_PART_SIZE", "lots")], "ARCHIVE_PART_SIZE"),
+            (&[("ARCHIVE_SSE", "none")], "ARCHIVE_SSE"),
+            (&[("ARCHIVE_OBJECT_LOCK_MODE", "forever"), ("ARCHIVE_OBJECT_LOCK_DAYS", "3")], "GOVERNANCE or COMPLIANCE"),
+            (&[("ARCHIVE_OBJECT_LOCK_DAYS", "3")], "go together"),
+            (&[("ARCHIVE_PREFIX", "a/../b")], "ARCHIVE_PREFIX"),
+            (&[("ARCHIVE_CHUNK_SIZE", "0")], "at least 1MiB"),
+            (&[("ARCHIVE_CHUNK_SIZE", "512KiB")], "at least 1MiB"),
+            (&[("ARCHIVE_CHUNK_SIZE", "3000GiB")], "5 TiB"),
+            (&[("ARCHIVE_CHUNK_SIZE", "big")], "ARCHIVE_CHUNK_SIZE"),
+            (&[("ARCHIVE_STREAMS", "0")], "ARCHIVE_STREAMS"),
             (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_FORMAT", "parquet"), ("ARCHIVE_COMPRESSION", "gzip")],
-                "ARCHIVE_COMPRESSION",
-            ),
-            (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "512KiB")],
-                "ARCHIVE_PARQUET_ROW_GROUP_BYTES",
-            ),
-            (
-                &[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PARQUET_ROW_GROUP_BYTES", "lots")],
-                "ARCHIVE_PARQUET_ROW_GROUP_BYTES",
-            ),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION", "lz4")], "ARCHIVE_COMPRESSION"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_COMPRESSION_LEVEL", "42")], "ARCHIVE_COMPRESSION_LEVEL"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "1MiB")], "at least 5MiB"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PART_SIZE", "lots")], "ARCHIVE_PART_SIZE"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_SSE", "none")], "ARCHIVE_SSE"),
-            (
-                &[
-                    ("ARCHIVE_BUCKET", "b-1"),
-                    ("ARCHIVE_OBJECT_LOCK_MODE", "forever"),
-                    ("ARCHIVE_OBJECT_LOCK_DAYS", "3"),
-                ],
-                "GOVERNANCE or COMPLIANCE",
-            ),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_OBJECT_LOCK_DAYS", "3")], "go together"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_PREFIX", "a/../b")], "ARCHIVE_PREFIX"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "0")], "at least 1MiB"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "512KiB")], "at least 1MiB"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "3000GiB")], "5 TiB"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_CHUNK_SIZE", "big")], "ARCHIVE_CHUNK_SIZE"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_STREAMS", "0")], "ARCHIVE_STREAMS"),
-            (
-                &[
-                    ("ARCHIVE_BUCKET", "b-1"),
-                    ("ARCHIVE_CHUNK_SIZE", "16GiB"),
-                    ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
-                ],
+                &[("ARCHIVE_CHUNK_SIZE", "16GiB"), ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")],
                 "at most 8GiB in a Lambda",
             ),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_STREAMS", "65")], "ARCHIVE_STREAMS"),
-            (&[("ARCHIVE_BUCKET", "b-1"), ("ARCHIVE_STREAMS", "-1")], "ARCHIVE_STREAMS"),
+            (&[("ARCHIVE_STREAMS", "65")], "ARCHIVE_STREAMS"),
+            (&[("ARCHIVE_STREAMS", "-1")], "ARCHIVE_STREAMS"),
         ];
         for (vars, needle) in bad {
-            let e = parse(vars).unwrap_err().to_string();
+            let e = in_bucket(vars).unwrap_err().to_string();
             assert!(e.contains(needle), "{e} should contain {needle}");
         }
-        let s = parse(&[
-            ("ARCHIVE_BUCKET", "b-1"),
+        let s = in_bucket(&[
             ("ARCHIVE_SSE", "aws:kms"),
             ("ARCHIVE_KMS_KEY_ID", "k1"),
             ("ARCHIVE_PART_SIZE", "8MiB"),
@@ -559,7 +540,7 @@ mod tests {
 
     #[test]
     fn part_size_grows_to_stay_under_10000_parts() {
-        let s = parse(&[("ARCHIVE_BUCKET", "b-1")]).unwrap().unwrap();
+        let s = in_bucket(&[]).unwrap().unwrap();
         assert_eq!(s.part_size_for(1 << 30), 16 * MIB);
         let huge = 1u64 << 40; // 1 TiB
         let p = s.part_size_for(huge);

@@ -80,11 +80,12 @@ struct Case<'a> {
     manifest: &'a [(&'a str, ArchiveState)],
 }
 
+/// A table with only its default partition, planned on 2026-11-24 with the default policy.
 const BASE: Case<'static> = Case {
     now: "2026-11-24T10:00:00Z",
     policy: |_| {},
     key: KeyType::Timestamptz,
-    parts: &[],
+    parts: &["default"],
     default_rows: &[],
     other: &[],
     manifest: &[],
@@ -155,7 +156,7 @@ const HOT: &[&str] = &["trades_2026_11", "trades_2026_12", "trades_2027_01", "de
 
 #[test]
 fn empty_table_gets_default_current_and_two_ahead() {
-    check(BASE, &["default trades_default", NOV, DEC, JAN], &[]);
+    check(Case { parts: &[], ..BASE }, &["default trades_default", NOV, DEC, JAN], &[]);
 }
 
 #[test]
@@ -179,19 +180,19 @@ fn counts_from_now_not_from_the_newest_data() {
 
 #[test]
 fn premake_zero_creates_only_the_current_period() {
-    check(Case { policy: |p| p.premake = 0, parts: &["default"], ..BASE }, &[NOV], &[]);
+    check(Case { policy: |p| p.premake = 0, ..BASE }, &[NOV], &[]);
 }
 
 #[test]
 fn premake_large() {
-    let plan = run(&Case { policy: |p| p.premake = 120, parts: &["default"], ..BASE });
+    let plan = run(&Case { policy: |p| p.premake = 120, ..BASE });
     assert_eq!(plan.steps.len(), 121);
     assert_eq!(render(plan.steps.last().unwrap()).split(' ').nth(1), Some("trades_2036_11"));
 }
 
 #[test]
 fn no_default_when_policy_says_so() {
-    check(Case { policy: |p| p.create_default = false, ..BASE }, &[NOV, DEC, JAN], &[]);
+    check(Case { policy: |p| p.create_default = false, parts: &[], ..BASE }, &[NOV, DEC, JAN], &[]);
 }
 
 #[test]
@@ -217,7 +218,7 @@ fn month_boundaries_in_utc() {
 #[test]
 fn year_boundary_monthly() {
     check(
-        Case { now: "2026-12-31T23:00:00Z", parts: &["default"], ..BASE },
+        Case { now: "2026-12-31T23:00:00Z", ..BASE },
         &[DEC, JAN, "create trades_2027_02 2027-02-01T00:00:00+00:00..2027-03-01T00:00:00+00:00"],
         &[],
     );
@@ -226,12 +227,12 @@ fn year_boundary_monthly() {
 #[test]
 fn leap_year_february() {
     check(
-        Case { now: "2028-02-29T12:00:00Z", policy: |p| p.premake = 0, parts: &["default"], ..BASE },
+        Case { now: "2028-02-29T12:00:00Z", policy: |p| p.premake = 0, ..BASE },
         &["create trades_2028_02 2028-02-01T00:00:00+00:00..2028-03-01T00:00:00+00:00"],
         &[],
     );
     check(
-        Case { now: "2028-01-31T12:00:00Z", policy: |p| p.premake = 1, parts: &["default"], ..BASE },
+        Case { now: "2028-01-31T12:00:00Z", policy: |p| p.premake = 1, ..BASE },
         &[
             "create trades_2028_01 2028-01-01T00:00:00+00:00..2028-02-01T00:00:00+00:00",
             "create trades_2028_02 2028-02-01T00:00:00+00:00..2028-03-01T00:00:00+00:00",
@@ -248,7 +249,6 @@ fn yearly_interval() {
                 p.partition_interval = "year".into();
                 p.premake = 1
             },
-            parts: &["default"],
             ..BASE
         },
         &[
@@ -304,12 +304,7 @@ fn yearly_table_with_existing_monthly_partitions_warns_not_overlaps() {
 fn new_york_bounds_follow_dst() {
     // 00:00 in New York is 05:00 UTC in winter (EST) and 04:00 UTC in summer (EDT).
     check(
-        Case {
-            now: "2026-03-15T12:00:00Z",
-            policy: |p| p.time_zone = "America/New_York".into(),
-            parts: &["default"],
-            ..BASE
-        },
+        Case { now: "2026-03-15T12:00:00Z", policy: |p| p.time_zone = "America/New_York".into(), ..BASE },
         &[
             "create trades_2026_03 2026-03-01T05:00:00+00:00..2026-04-01T04:00:00+00:00",
             "create trades_2026_04 2026-04-01T04:00:00+00:00..2026-05-01T04:00:00+00:00",
@@ -318,12 +313,7 @@ fn new_york_bounds_follow_dst() {
         &[],
     );
     check(
-        Case {
-            now: "2026-10-20T12:00:00Z",
-            policy: |p| p.time_zone = "America/New_York".into(),
-            parts: &["default"],
-            ..BASE
-        },
+        Case { now: "2026-10-20T12:00:00Z", policy: |p| p.time_zone = "America/New_York".into(), ..BASE },
         &[
             "create trades_2026_10 2026-10-01T04:00:00+00:00..2026-11-01T04:00:00+00:00",
             "create trades_2026_11 2026-11-01T04:00:00+00:00..2026-12-01T05:00:00+00:00",
@@ -342,7 +332,6 @@ fn local_month_differs_from_utc_month() {
             p.time_zone = "America/New_York".into();
             p.premake = 0
         },
-        parts: &["default"],
         ..BASE
     });
     assert_eq!(plan.current_period, "2026-11");
@@ -353,7 +342,6 @@ fn local_month_differs_from_utc_month() {
             p.time_zone = "Asia/Tokyo".into();
             p.premake = 0
         },
-        parts: &["default"],
         ..BASE
     });
     assert_eq!(plan.current_period, "2026-12");
@@ -369,7 +357,6 @@ fn london_bounds_follow_bst() {
                 p.time_zone = "Europe/London".into();
                 p.premake = 1
             },
-            parts: &["default"],
             ..BASE
         },
         &[
@@ -386,7 +373,6 @@ fn london_bounds_follow_bst() {
                 p.time_zone = "Europe/London".into();
                 p.premake = 0
             },
-            parts: &["default"],
             ..BASE
         },
         &["create trades_2026_05 2026-04-30T23:00:00+00:00..2026-05-31T23:00:00+00:00"],
@@ -403,14 +389,13 @@ fn timestamp_and_date_keys_get_local_literals() {
                 p.time_zone = "America/New_York".into();
                 p.premake = 0
             },
-            parts: &["default"],
             ..BASE
         },
         &["create trades_2026_11 2026-11-01T00:00:00..2026-12-01T00:00:00"],
         &[],
     );
     check(
-        Case { key: KeyType::Date, policy: |p| p.premake = 0, parts: &["default"], ..BASE },
+        Case { key: KeyType::Date, policy: |p| p.premake = 0, ..BASE },
         &["create trades_2026_11 2026-11-01..2026-12-01"],
         &[],
     );
@@ -930,7 +915,7 @@ fn every_interval_creates_the_current_period_and_premake_ahead() {
     for (policy, expected) in cases {
         let expected: Vec<String> = expected.iter().map(|(n, f, t)| create(n, f, t)).collect();
         let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
-        check(Case { now, policy, parts: &["default"], ..BASE }, &expected, &[]);
+        check(Case { now, policy, ..BASE }, &expected, &[]);
     }
 }
 
@@ -1003,7 +988,6 @@ fn daily_bounds_on_dst_days_in_the_tables_zone() {
                     p.time_zone = "America/New_York".into();
                     p.premake = 1
                 },
-                parts: &["default"],
                 ..BASE
             },
             &expected,
