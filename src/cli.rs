@@ -152,8 +152,9 @@ pub enum Command {
         poll_interval: u64,
         /// Plan a fan-out instead of loading: set up the staging table and print one unit per
         /// object left (`restore-chunk`), for a Step Functions Map or separate processes; then run
-        /// `restore` again (without --fan-out) to load what is left and rename.
-        #[arg(long, conflicts_with_all = ["wait", "attach"])]
+        /// `restore` again (without --fan-out) to load what is left and rename. With --attach (as
+        /// `RestoreStateMachine` sends it) the plan first refuses what the attach would refuse.
+        #[arg(long, conflicts_with = "wait")]
         fan_out: bool,
     },
     /// Load one object of a planned restore into its staging table (`restore --fan-out` lists the

@@ -134,6 +134,17 @@ impl RestoreReport {
         }
     }
 
+    /// A fan-out's plan for a table restored before and not attached: no unit to load; the
+    /// final step attaches it.
+    fn left_to_attach(self) -> Self {
+        RestoreReport {
+            complete: false,
+            units: Some(Vec::new()),
+            unfinished_because: Some("restored before and not attached: restore again to attach it".into()),
+            ..self
+        }
+    }
+
     /// Stopped by the deadline with `done` of `total` objects loaded.
     fn unfinished(self, done: usize, total: usize, why: String, attach: bool) -> Self {
         RestoreReport {
@@ -449,11 +460,16 @@ pub async fn restore(
     let target = QualifiedName::new(into_schema, partition);
     if let Some(unattached) = restore_chunks::restored_unattached(client, &rec, &target).await? {
         // Restored before and not attached (the attach refused, or the run killed before it):
-        // `--attach` attaches it, nothing loaded again.
-        if let (Some(attach), Step::Whole, true) = (attach, step, unattached) {
-            let rows = rec.row_count.unwrap_or_default().max(0) as u64;
-            let report = RestoreReport { rows, ..RestoreReport::of(table, partition, &target, &rec, source) };
-            return Ok(attached(client, &rec, &target, attach, lock_timeout_ms, report).await.into());
+        // `--attach` attaches it, nothing loaded again; a fan-out's plan has no unit to load,
+        // and its final step (a whole restore) attaches.
+        let report = RestoreReport::of(table, partition, &target, &rec, source);
+        match (attach, step, unattached) {
+            (Some(attach), Step::Whole, true) => {
+                let report = RestoreReport { rows: rec.row_count.unwrap_or_default().max(0) as u64, ..report };
+                return Ok(attached(client, &rec, &target, attach, lock_timeout_ms, report).await.into());
+            }
+            (Some(_), Step::Plan, true) => return Ok(report.left_to_attach().into()),
+            _ => {}
         }
         return Err(Error::invalid(format!(
             "{target} already exists: this partition was already restored (drop it or restore into another schema{})",

@@ -217,6 +217,17 @@ async fn restore_attach_follows_the_parents_columns_where_no_value_is_lost() {
     let oid = "SELECT 'back.trades_2026_03'::regclass::oid::bigint";
     let restored_oid = env.scalar_i64(oid).await;
     env.db.batch_execute("DROP TABLE public.trades_squatter").await.unwrap();
+    // A fan-out (`RestoreStateMachine`) plans no unit to load for it and changes nothing; its
+    // final step, the whole restore below, attaches.
+    let (out, v) = restore(&["--fan-out", "--attach", "--drop-columns", "fee"]);
+    ok(&out);
+    assert_eq!(
+        (v["restore"]["complete"].as_bool(), v["restore"]["units"].clone()),
+        (Some(false), serde_json::json!([])),
+        "{v}"
+    );
+    assert_eq!(env.scalar_i64(oid).await, restored_oid);
+    assert!(!env.names("public.trades").await.contains(&"trades_2026_03".to_string()));
 
     // Named: dropped from the restored table, venue added with the parent's default, price
     // widened to the parent's numeric; attached, every kept value as it was.
