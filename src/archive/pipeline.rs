@@ -677,20 +677,6 @@ impl Restored {
     }
 }
 
-/// A `Write` that keeps nothing: the SHA-256 of what went through.
-#[derive(Default)]
-struct HashSink(Sha256);
-
-impl Write for HashSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// What the rows of a `COPY ... TO STDOUT` give in an archive's encoding, hashed and never kept:
 /// comparable with an object read back ([`Restored::comparable_sha256`]) to tell whether the
 /// object holds exactly these rows.
@@ -711,16 +697,17 @@ pub async fn digest(db: &tokio_postgres::Client, copy_sql: &str, encoding: &Enco
     anyhow::ensure!(parquet.is_some() == (format == Format::Parquet), "a Parquet digest needs its columns");
     let copy = db.copy_out(copy_sql).await.context("start COPY TO STDOUT")?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(8);
-    let digester = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, HashSink)> {
+    // `Sha256` is a `Write` that keeps nothing: the encoder writes the Parquet file into it.
+    let digester = tokio::task::spawn_blocking(move || -> anyhow::Result<(u64, Sha256)> {
         let Some(options) = parquet else {
-            let (mut sink, mut counter) = (HashSink::default(), RowCounter::new(format, format == Format::Csv));
+            let (mut sink, mut counter) = (Sha256::new(), RowCounter::new(format, format == Format::Csv));
             while let Some(chunk) = rx.blocking_recv() {
                 counter.feed(&chunk);
-                sink.write_all(&chunk)?;
+                sink.update(&chunk);
             }
             return Ok((counter.finish().map_err(|e| anyhow!("COPY stream: {e}"))?, sink));
         };
-        let mut encoder = ParquetEncoder::new(&options, HashSink::default())?;
+        let mut encoder = ParquetEncoder::new(&options, Sha256::new())?;
         while let Some(chunk) = rx.blocking_recv() {
             encoder.write_all(&chunk).map_err(encode_error)?;
         }
@@ -730,7 +717,7 @@ pub async fn digest(db: &tokio_postgres::Client, copy_sql: &str, encoding: &Enco
     let read = forward_copy(copy, tx).await;
     let digested = digester.await.context("digest panicked")?;
     let ((rows, sink), raw_bytes) = joined(digested, read)?;
-    Ok(RowsDigest { rows, raw_bytes, sha256: hex::encode(sink.0.finalize()) })
+    Ok(RowsDigest { rows, raw_bytes, sha256: hex::encode(sink.finalize()) })
 }
 
 /// An archive object to read back: where it is and how it is encoded.

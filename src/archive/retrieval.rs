@@ -23,13 +23,10 @@ pub enum Tier {
 }
 
 impl Tier {
+    /// The S3 name (`Standard`) or its lower case.
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "Standard" | "standard" => Some(Self::Standard),
-            "Bulk" | "bulk" => Some(Self::Bulk),
-            "Expedited" | "expedited" => Some(Self::Expedited),
-            _ => None,
-        }
+        let named = |t: &Self| t.as_str() == s || t.as_str().to_lowercase() == s;
+        [Self::Standard, Self::Bulk, Self::Expedited].into_iter().find(named)
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -122,6 +119,12 @@ pub fn access(
     })
 }
 
+/// Deep Archive, as a class or as Intelligent-Tiering's deepest tier: retrieval takes up to 12
+/// hours (Standard) or 48 (Bulk), and Expedited is not offered.
+fn is_deep(storage_class: Option<&str>, archive_status: Option<&str>) -> bool {
+    storage_class == Some("DEEP_ARCHIVE") || archive_status == Some("DEEP_ARCHIVE_ACCESS")
+}
+
 /// The `RestoreObject` parameters for an archived object: the tier, and the days the copy stays
 /// (`None` for Intelligent-Tiering, whose archive tiers take none). `Err` when S3 does not offer
 /// the configured tier for that class.
@@ -130,8 +133,7 @@ pub fn request_for(
     archive_status: Option<&str>,
     settings: RetrievalSettings,
 ) -> Result<(Tier, Option<u32>), String> {
-    let deep = storage_class == Some("DEEP_ARCHIVE") || archive_status == Some("DEEP_ARCHIVE_ACCESS");
-    if deep && settings.tier == Tier::Expedited {
+    if is_deep(storage_class, archive_status) && settings.tier == Tier::Expedited {
         return Err("Expedited retrieval is not offered for Deep Archive: set RESTORE_RETRIEVAL_TIER to Standard \
                     (within 12 hours) or Bulk (within 48 hours)"
             .into());
@@ -166,8 +168,7 @@ impl Pending {
         object: String,
         days: Option<u32>,
     ) -> Self {
-        let deep = storage_class == "DEEP_ARCHIVE" || archive_status == Some("DEEP_ARCHIVE_ACCESS");
-        let hours = match (deep, tier) {
+        let hours = match (is_deep(Some(storage_class), archive_status), tier) {
             (false, Tier::Expedited) => "1-5 minutes",
             (true, Tier::Standard) => "up to 12 hours",
             (true, _) => "up to 48 hours",

@@ -3,6 +3,7 @@
 //! exact); binary COPY is walked tuple by tuple. The count is checked against `count(*)` of the
 //! partition before anything is dropped, and against `COPY FROM`'s count on restore.
 
+use crate::archive::parquet::decode::SIGNATURE;
 use crate::archive::settings::Format;
 
 pub enum RowCounter {
@@ -54,8 +55,6 @@ impl RowCounter {
         }
     }
 }
-
-const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
 #[derive(Default)]
 pub struct BinaryCounter {

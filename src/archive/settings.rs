@@ -34,12 +34,7 @@ pub enum Format {
 
 impl Format {
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "csv" => Some(Self::Csv),
-            "binary" => Some(Self::Binary),
-            "parquet" => Some(Self::Parquet),
-            _ => None,
-        }
+        [Self::Csv, Self::Binary, Self::Parquet].into_iter().find(|f| f.as_str() == s)
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -96,12 +91,7 @@ pub enum Compression {
 
 impl Compression {
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "zstd" => Some(Self::Zstd),
-            "gzip" => Some(Self::Gzip),
-            "none" => Some(Self::None),
-            _ => None,
-        }
+        [Self::Zstd, Self::Gzip, Self::None].into_iter().find(|c| c.as_str() == s)
     }
     pub fn as_str(self) -> &'static str {
         match self {

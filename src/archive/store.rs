@@ -341,7 +341,7 @@ impl Store {
     }
 
     /// Aborts every unfinished multipart upload of `key` (left by a run that was killed).
-    pub async fn abort_uploads_of(&self, key: &str) -> anyhow::Result<usize> {
+    pub async fn abort_uploads_of(&self, key: &str) -> anyhow::Result<()> {
         let out = self
             .client
             .list_multipart_uploads()
@@ -351,16 +351,12 @@ impl Store {
             .await
             .map_err(sdk_err)
             .with_context(|| format!("list multipart uploads of s3://{}/{key}", self.bucket()))?;
-        let mut n = 0;
         for u in out.uploads() {
-            if u.key() == Some(key) {
-                if let Some(id) = u.upload_id() {
-                    self.abort_upload(key, id).await?;
-                    n += 1;
-                }
+            if let (Some(id), true) = (u.upload_id(), u.key() == Some(key)) {
+                self.abort_upload(key, id).await?;
             }
         }
-        Ok(n)
+        Ok(())
     }
 
     pub async fn head(&self, key: &str, version_id: Option<&str>) -> anyhow::Result<Option<ObjectHead>> {

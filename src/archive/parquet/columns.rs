@@ -10,7 +10,6 @@ use arrow_schema::extension::{Json, Uuid};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Key-value metadata: the archive's columns with their PostgreSQL types and encodings (JSON).
 pub const META_COLUMNS: &str = "partition_archiver.columns";
@@ -201,10 +200,6 @@ pub fn arrow_schema(columns: &[ArchiveColumn]) -> Schema {
         })
         .collect();
     Schema::new(fields)
-}
-
-pub fn schema_ref(columns: &[ArchiveColumn]) -> Arc<Schema> {
-    Arc::new(arrow_schema(columns))
 }
 
 /// The select list of the COPY that feeds a Parquet archive: each column by name, cast to text

@@ -301,7 +301,7 @@ impl Decoder {
     /// `max_row_bytes`: a row whose COPY form is larger is refused (it could not fit the
     /// row-group bound).
     pub fn new(columns: Vec<ArchiveColumn>, max_row_bytes: usize) -> Self {
-        let schema = super::columns::schema_ref(&columns);
+        let schema = Arc::new(super::columns::arrow_schema(&columns));
         let builders = columns.iter().map(|c| Builder::new(c.encoding, BATCH_ROWS, 0)).collect();
         Self {
             columns,
