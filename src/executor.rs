@@ -14,7 +14,7 @@
 
 use crate::archive::retention;
 use crate::archive::Archiver;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::pg::ddl::DdlOptions;
 use crate::pg::lock::{try_lock_table, unlock_table, Locked};
 use crate::pg::partitions;
@@ -127,29 +127,34 @@ async fn execute_steps(
     archiver: Option<&Archiver>,
     report: &mut TableReport,
 ) -> Result<(), Error> {
+    // The table's failure ([`keep_worse`]): the run reports it, after the other partitions' steps.
     let mut failed: Option<Error> = None;
-    // Partitions whose archive the time budget left unfinished: their later steps wait for the
-    // next run (nothing unverified is dropped).
-    let mut unfinished: Vec<QualifiedName> = Vec::new();
+    // Partitions whose later steps wait for the next run, and why: a step of theirs failed, or
+    // the time budget left their archive unfinished (nothing unverified is dropped). Another
+    // partition's steps go on: a month that cannot be created (its rows in the default partition
+    // referenced by another table, say) must not keep the next months from being created, nor
+    // one partition's archive the others'.
+    let mut held: Vec<(QualifiedName, &'static str)> = Vec::new();
+    const FAILED: &str = "an earlier step of this partition failed: the next run tries again";
+    const UNFINISHED: &str = "this partition's archive is not finished: the next run goes on";
     for step in steps {
-        if failed.is_some() {
+        let why = match held.iter().find(|(p, _)| p == step.partition()) {
+            Some((_, why)) => Some(*why),
+            // A session lost fails every step after it: they wait for the next run.
+            None if client.is_closed() => Some("the database session was lost: the next run goes on"),
+            None => None,
+        };
+        if let Some(why) = why {
             let mut s = StepReport::planned(step);
             s.outcome = Outcome::Skipped;
-            s.detail = Some("an earlier step of this table failed".into());
-            report.steps.push(s);
-            continue;
-        }
-        if unfinished.contains(step.partition()) {
-            let mut s = StepReport::planned(step);
-            s.outcome = Outcome::Skipped;
-            s.detail = Some("this partition's archive is not finished: the next run goes on".into());
+            s.detail = Some(why.into());
             report.steps.push(s);
             continue;
         }
         // A run out of time starts no archive (small ones have no chunk to stop at).
         if let (Step::Archive { partition }, Some(a)) = (&step, archiver) {
             if !crate::plan::chunks::worth_starting(a.remaining(), 0, None, a.margin(ARCHIVE_START_MARGIN)) {
-                unfinished.push(partition.clone());
+                held.push((partition.clone(), UNFINISHED));
                 let mut s = StepReport::planned(step);
                 s.outcome = Outcome::Unfinished;
                 s.detail = Some("not started: the run's time budget is spent; the next run archives it".into());
@@ -161,11 +166,12 @@ async fn execute_steps(
         // first detach (its partitions keep being created).
         if let (Step::Detach { .. } | Step::Archive { .. }, Some(a)) = (&step, archiver) {
             if let Err(why) = a.store.settings.table_format(policy) {
+                held.push((step.partition().clone(), FAILED));
                 let mut s = StepReport::planned(step);
                 s.outcome = Outcome::Failed;
                 s.detail = Some(why.clone());
                 report.steps.push(s);
-                failed = Some(Error::invalid(why));
+                keep_worse(&mut failed, Error::invalid(why));
                 continue;
             }
         }
@@ -181,7 +187,7 @@ async fn execute_steps(
                 tracing::info!(step = ?s.step, rows_moved = r.rows_moved, "step done");
                 s.outcome = if r.unfinished { Outcome::Unfinished } else { Outcome::Done };
                 if r.unfinished {
-                    unfinished.push(s.step.partition().clone());
+                    held.push((s.step.partition().clone(), UNFINISHED));
                 }
                 s.chunks_done = r.chunks_done;
                 s.chunks_total = r.chunks_total;
@@ -196,7 +202,8 @@ async fn execute_steps(
                 tracing::error!(step = ?s.step, error = %e, "step failed");
                 s.outcome = Outcome::Failed;
                 s.detail = Some(e.message.clone());
-                failed = Some(e);
+                held.push((s.step.partition().clone(), FAILED));
+                keep_worse(&mut failed, e);
             }
         }
         report.steps.push(s);
@@ -204,6 +211,15 @@ async fn execute_steps(
     match failed {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Of a table's failures, the one it reports: the first that a retry does not cure (the run is
+/// then not a transient failure), else the first.
+fn keep_worse(failed: &mut Option<Error>, e: Error) {
+    match failed {
+        Some(f) if f.kind != ErrorKind::Transient || e.kind == ErrorKind::Transient => {}
+        _ => *failed = Some(e),
     }
 }
 

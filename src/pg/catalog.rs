@@ -179,14 +179,18 @@ pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) ->
                 "(to_timestamp(('x' || substr(replace({col}::text, '-', ''), 1, 12))::bit(48)::int8 / 1000.0) AT TIME ZONE $2)"
             ),
         };
-        // An epoch value outside years 1 to 9999 (microseconds written into a seconds table, say)
-        // would make to_timestamp fail the whole snapshot: such rows are left out of the count and
-        // stay in the default partition.
+        // A key outside years 1 to 9999 has no period to create: such rows are left out of the
+        // count and stay in the default partition. An epoch value there (microseconds written into
+        // a seconds table, say) would make to_timestamp fail the whole snapshot, and an infinite
+        // or far-future timestamp cannot be read into a calendar date at all.
         let sane = match key_type {
             KeyType::EpochSeconds => format!(" AND {col} BETWEEN -62135596800 AND 253402300799"),
             KeyType::EpochMilliseconds => format!(" AND {col} BETWEEN -62135596800000 AND 253402300799999"),
             KeyType::EpochMicroseconds => format!(" AND {col} BETWEEN -62135596800000000 AND 253402300799999999"),
-            _ => String::new(),
+            KeyType::Uuidv7 => String::new(),
+            KeyType::Timestamptz | KeyType::Timestamp | KeyType::Date => {
+                format!(" AND {local} BETWEEN '0001-01-01' AND '9999-12-31 23:59:59.999999'")
+            }
         };
         let sql = format!(
             "SELECT date_trunc($1, {local}) AS period, count(*) FROM {} WHERE $2::text IS NOT NULL{sane} GROUP BY 1",
@@ -198,7 +202,8 @@ pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) ->
             .await
             .map_err(|e| db(e, "count rows in the default partition"))?
         {
-            let period: Option<NaiveDateTime> = r.get(0);
+            let period: Option<NaiveDateTime> =
+                r.try_get(0).map_err(|e| db(e, "read a period of the rows in the default partition"))?;
             if let Some(p) = period {
                 default_rows.insert(p, r.get::<_, i64>(1));
             }

@@ -46,6 +46,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!("20261206000004_intervals.sql"),
     migration!("20261206000005_epoch_keys.sql"),
     migration!("20261207000001_frozen_writes.sql"),
+    migration!("20261207000002_partition_moves.sql"),
     migration!("partition_archiving.sql"),
 ];
 

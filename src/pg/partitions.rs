@@ -6,6 +6,7 @@ use crate::pg::ddl::{ddl_outside_transaction, run_ddl, sqlstate, DdlOptions};
 use crate::plan::ident::{quote_ident, quote_literal, QualifiedName};
 use crate::plan::policy::TablePolicy;
 use crate::plan::snapshot::TableSnapshot;
+use anyhow::Context;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
@@ -20,22 +21,57 @@ pub async fn finalize_detach(
     ddl_outside_transaction(client, opts, &format!("finalize detach of {partition}"), &sql).await
 }
 
+/// Where a new partition of `parent` goes and whose it is: PARTITION OF would put it in the
+/// parent's tablespace, if it has one; and it is given to the parent's owner, as pg_partman does,
+/// not left to the role that runs the archiver (the owner's own `ALTER TABLE` on the parent would
+/// then fail with "must be owner of table ..."). ATTACH needs the archiver to be a member of the
+/// owner's role, which is also what `OWNER TO` needs.
+struct Placement {
+    /// ` TABLESPACE "ts"`, or empty.
+    tablespace: String,
+    /// `ALTER TABLE .. OWNER TO ..` when the owner is not the archiver's role.
+    owner: Option<String>,
+}
+
+impl Placement {
+    async fn of(client: &Client, parent: &QualifiedName, partition: &QualifiedName) -> anyhow::Result<Self> {
+        let row = client
+            .query_one(
+                "SELECT t.spcname::text, pg_get_userbyid(c.relowner)::text, c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                   FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = $1::text::regclass",
+                &[&parent.quoted()],
+            )
+            .await
+            .with_context(|| format!("read the tablespace and owner of {parent}"))?;
+        let tablespace = row.get::<_, Option<String>>(0).map(|t| format!(" TABLESPACE {}", quote_ident(&t)));
+        let owner = row
+            .get::<_, bool>(2)
+            .then(|| format!("ALTER TABLE {} OWNER TO {}", partition.quoted(), quote_ident(&row.get::<_, String>(1))));
+        Ok(Self { tablespace: tablespace.unwrap_or_default(), owner })
+    }
+}
+
 /// The default partition (`PARTITION OF ... DEFAULT`, created once, so its ACCESS EXCLUSIVE on the
-/// parent is paid once).
+/// parent is paid once), the parent owner's.
 pub async fn create_default(
     client: &mut Client,
     parent: &QualifiedName,
     partition: &QualifiedName,
     opts: &DdlOptions,
 ) -> (anyhow::Result<()>, u32) {
-    let sql = format!("CREATE TABLE {} PARTITION OF {} DEFAULT", partition.quoted(), parent.quoted());
-    let (r, n) = run_ddl(client, opts, &format!("create {partition}"), &[sql]).await;
+    let owner = match Placement::of(client, parent, partition).await {
+        Ok(p) => p.owner,
+        Err(e) => return (Err(e), 1),
+    };
+    let create = format!("CREATE TABLE {} PARTITION OF {} DEFAULT", partition.quoted(), parent.quoted());
+    let statements: Vec<String> = std::iter::once(create).chain(owner).collect();
+    let (r, n) = run_ddl(client, opts, &format!("create {partition}"), &statements).await;
     (r.map(|_| ()), n)
 }
 
 /// Creates one range partition: `CREATE TABLE (LIKE parent)` + `ATTACH`, or, when rows for its range
-/// sit in the default partition, detach default + create + move the rows + re-attach default, all
-/// in one transaction. Returns the rows moved out of the default partition.
+/// sit in the default partition, detach default + create + move the rows + attach both, all in
+/// one transaction. Returns the rows moved out of the default partition.
 #[allow(clippy::too_many_arguments)]
 pub async fn create_partition(
     client: &mut Client,
@@ -57,16 +93,9 @@ pub async fn create_partition(
     // the LIKE options copy what ATTACH requires to match (NOT NULL, CHECKs, generated columns)
     // and what PARTITION OF would have given (defaults, storage, compression). One transaction:
     // a failed ATTACH leaves no stray table.
-    // PARTITION OF would also put the table in the parent's tablespace, if it has one.
-    let tablespace = match client
-        .query_opt(
-            "SELECT t.spcname::text FROM pg_class c JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = $1::text::regclass",
-            &[&parent],
-        )
-        .await
-    {
-        Ok(row) => row.map(|r| format!(" TABLESPACE {}", quote_ident(&r.get::<_, String>(0)))).unwrap_or_default(),
-        Err(e) => return (Err(anyhow::Error::new(e).context(format!("read the tablespace of {parent}"))), 1),
+    let Placement { tablespace, owner } = match Placement::of(client, &policy.table, partition).await {
+        Ok(p) => p,
+        Err(e) => return (Err(e), 1),
     };
     let create = [
         format!(
@@ -84,7 +113,8 @@ pub async fn create_partition(
     let label = format!("create {partition}");
     let default = snapshot.default_partition().map(|d| d.name.clone());
     if rows_in_default == 0 || default.is_none() {
-        let (r, n) = run_ddl(client, opts, &label, &create).await;
+        let statements: Vec<String> = create.iter().cloned().chain(owner.clone()).collect();
+        let (r, n) = run_ddl(client, opts, &label, &statements).await;
         match r {
             Ok(_) => return (Ok(0), n),
             // Rows reached the default partition after the snapshot was taken: move them.
@@ -107,16 +137,25 @@ pub async fn create_partition(
         p = partition.quoted(),
     );
     let [create_table, attach] = create;
-    let statements = [
+    // The rows go into the new table before it is attached: a row moved is the same row, not a
+    // new one, so the parent's row triggers (which ATTACH gives the partition) must not see it:
+    // a BEFORE INSERT trigger would change its values, an audit or outbox trigger record an
+    // insert that never happened. (The detached default has no trigger of the parent's either.)
+    // The ATTACH then checks the moved rows against the range and builds the parent's indexes
+    // over them (a unique one refusing a duplicate as the INSERT would have).
+    let statements: Vec<String> = [
         format!("ALTER TABLE {parent} DETACH PARTITION {}", default.quoted()),
         create_table,
-        attach,
         move_rows,
+        attach,
         format!("ALTER TABLE {parent} ATTACH PARTITION {} DEFAULT", default.quoted()),
-    ];
+    ]
+    .into_iter()
+    .chain(owner)
+    .collect();
     let (r, n) = run_ddl(client, opts, &label, &statements).await;
     let moved = match r {
-        Ok(counts) => counts[3] as i64,
+        Ok(counts) => counts[2] as i64,
         Err(e) => return (Err(e), n),
     };
     if moved > 0 {

@@ -79,17 +79,31 @@ async fn maintain_creates_exactly_the_expected_partitions_and_a_second_run_chang
     assert_eq!(env.fingerprint().await, fp);
 }
 
+/// Rows of a new partition's range found in the default partition are moved into it, by the
+/// binary and by the SQL function (pg_cron), as the same rows: the parent's row triggers (here
+/// one that changes a value and one that audits inserts) do not fire for them, and fire for the
+/// partition's new rows afterwards.
 #[tokio::test]
 async fn rows_in_the_default_partition_are_moved_into_the_new_partition() {
     let env = TestEnv::migrated_at(MIGRATED).await;
     env.db
         .batch_execute(
             "INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, created_at)
-             SELECT g, g, 'BTC', 'buy', 1, 1, timestamptz '2027-04-10 00:00:00+00' + (g || ' minutes')::interval FROM generate_series(1, 321) g",
+             SELECT g, g, 'BTC', 'buy', 1, 1, timestamptz '2027-04-10 00:00:00+00' + (g || ' minutes')::interval FROM generate_series(1, 321) g;
+             CREATE TABLE public.trade_audit (id bigint);
+             CREATE FUNCTION public.bump_fee() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.fee := NEW.fee + 1; RETURN NEW; END $$;
+             CREATE FUNCTION public.audit_trade() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.trade_audit VALUES (NEW.id); RETURN NULL; END $$;
+             CREATE TRIGGER bump_fee BEFORE INSERT ON public.trades FOR EACH ROW EXECUTE FUNCTION public.bump_fee();
+             CREATE TRIGGER audit_trade AFTER INSERT ON public.trades FOR EACH ROW EXECUTE FUNCTION public.audit_trade();",
         )
         .await
         .unwrap();
     assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_default").await, 321);
+    let rows_of = |from: &str, to: &str| {
+        format!("SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY id)) FROM public.trades t WHERE created_at >= '{from}' AND created_at < '{to}'")
+    };
+    let april = rows_of("2027-04-01", "2027-05-01");
+    let april_before = env.scalar_text(&april).await;
     let (out, report) =
         env.json(&["maintain", "--now", "2027-03-10T00:00:00Z", "--table", "trades"], &[("ARCHIVE_BUCKET", "")]);
     ok(&out);
@@ -104,12 +118,145 @@ async fn rows_in_the_default_partition_are_moved_into_the_new_partition() {
     assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_2027_04").await, 321);
     assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_default").await, 0);
     assert!(env.names("public.trades").await.contains(&"trades_default".to_string()), "default re-attached");
+    assert_eq!(env.scalar_text(&april).await, april_before, "the same rows, unchanged by the BEFORE INSERT trigger");
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trade_audit").await, 0, "no insert audited");
+
     // Vacuumed after: the dead rows' pages are given back, and the estimate says 0.
     assert_eq!(env.scalar_i64("SELECT pg_relation_size('public.trades_default')").await, 0);
     assert_eq!(
         env.scalar_i64("SELECT reltuples::int8 FROM pg_class WHERE oid = 'public.trades_default'::regclass").await,
         0
     );
+    // The new partition has the parent's triggers for the rows that come next.
+    let fee = "INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, fee, created_at)
+               VALUES (1, 1, 'BTC', 'buy', 1, 1, 0, '2027-04-20 00:00+00') RETURNING fee::int8";
+    assert_eq!(env.scalar_i64(fee).await, 1);
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trade_audit").await, 1);
+
+    // The SQL function moves rows the same way: 50 July rows (audited and bumped once, as they
+    // arrive in the default partition) are moved unchanged, and audited no more.
+    env.db
+        .batch_execute(
+            "INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, created_at)
+             SELECT g, g, 'ETH', 'sell', 2, 2, timestamptz '2027-07-10 00:00:00+00' + (g || ' minutes')::interval FROM generate_series(1, 50) g",
+        )
+        .await
+        .unwrap();
+    let july = rows_of("2027-07-01", "2027-08-01");
+    let july_before = env.scalar_text(&july).await;
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trade_audit").await, 51);
+    env.db
+        .batch_execute("SELECT partition_archiver.create_partitions('public', 'trades', '2027-06-10 00:00+00')")
+        .await
+        .unwrap();
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_2027_07").await, 50);
+    assert_eq!(env.scalar_text(&july).await, july_before);
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trade_audit").await, 51);
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_default").await, 0);
+}
+
+/// A month whose partition cannot be created (its row in the default partition is referenced by
+/// another table's foreign key, so the default cannot be detached to move it) fails alone: the
+/// next months are created, and the run says it failed. The SQL path (pg_cron) goes on to the next
+/// table the same way.
+#[tokio::test]
+async fn a_partition_that_cannot_be_created_does_not_stop_the_next_ones() {
+    let env = TestEnv::migrated_at(MIGRATED).await;
+    env.db
+        .batch_execute(
+            "CREATE TABLE public.fills (order_id bigint, order_at timestamptz,
+               FOREIGN KEY (order_id, order_at) REFERENCES public.orders (id, created_at));
+             WITH o AS (
+               INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
+               VALUES (1, 'BTC-USD', 'buy', 'limit', 'new', 1, 1, '2026-09-10 10:00+00'),
+                      (1, 'BTC-USD', 'buy', 'limit', 'new', 1, 1, '2027-07-10 10:00+00')
+               RETURNING id, created_at)
+             INSERT INTO public.fills SELECT id, created_at FROM o;",
+        )
+        .await
+        .unwrap();
+    let (out, report) =
+        env.json(&["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"], &[("ARCHIVE_BUCKET", "")]);
+    assert!(!out.status.success(), "{report}");
+    let outcomes: Vec<String> = report["tables"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| format!("{} {}", s["partition"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "public.orders_2026_09 failed",
+            "public.orders_2026_10 done",
+            "public.orders_2027_02 done",
+            "public.orders_2027_03 done",
+            "public.orders_2027_04 done"
+        ],
+        "{report}"
+    );
+    assert_eq!(report["tables"][0]["status"], "failed", "{report}");
+    assert!(env.names("public.orders").await.contains(&"orders_2027_04".to_string()));
+
+    // run_maintenance: orders fails at July (its row is referenced), and is rolled back alone;
+    // trades gets its partitions.
+    env.db.batch_execute("SELECT partition_archiver.run_maintenance('2027-06-15 12:00+00')").await.unwrap();
+    let (orders, trades) = (env.names("public.orders").await, env.names("public.trades").await);
+    assert!(!orders.contains(&"orders_2027_06".to_string()), "{orders:?}");
+    assert!(
+        ["trades_2027_06", "trades_2027_07", "trades_2027_08"].iter().all(|t| trades.contains(&t.to_string())),
+        "{trades:?}"
+    );
+}
+
+/// Partitions the archiver creates belong to the parent's owner, as pg_partman's do, not to the
+/// role the archiver runs as; by the binary and by the SQL function.
+#[tokio::test]
+async fn new_partitions_belong_to_the_parents_owner() {
+    let env = TestEnv::migrated_at(MIGRATED).await;
+    let owner = unique("app_owner_");
+    env.db
+        .batch_execute(&format!(
+            "CREATE ROLE {owner}; ALTER TABLE public.orders OWNER TO {owner}; ALTER TABLE public.trades OWNER TO {owner};
+             DROP TABLE public.orders_default"
+        ))
+        .await
+        .unwrap();
+    ok(&env.run(&["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"], &[("ARCHIVE_BUCKET", "")]));
+    env.db
+        .batch_execute("SELECT partition_archiver.create_partitions('public', 'trades', '2027-02-15 12:00+00')")
+        .await
+        .unwrap();
+    let owned =
+        |table: &str| format!("SELECT pg_get_userbyid(relowner)::text FROM pg_class WHERE oid = '{table}'::regclass");
+    for table in ["public.orders_default", "public.orders_2027_02", "public.orders_2027_04", "public.trades_2027_04"] {
+        assert_eq!(env.scalar_text(&owned(table)).await.as_deref(), Some(owner.as_str()), "{table}");
+    }
+    env.db.batch_execute(&format!("REASSIGN OWNED BY {owner} TO CURRENT_USER; DROP ROLE {owner}")).await.unwrap();
+}
+
+/// A key the calendar cannot hold (infinity, -infinity) in the default partition is left there;
+/// the run goes on.
+#[tokio::test]
+async fn a_row_with_an_infinite_key_in_the_default_partition_stays_there() {
+    let env = TestEnv::migrated_at(MIGRATED).await;
+    env.db
+        .batch_execute(
+            "INSERT INTO public.trades (order_id, user_id, symbol, side, price, quantity, created_at)
+             VALUES (1, 1, 'BTC', 'buy', 1, 1, 'infinity'), (2, 2, 'BTC', 'buy', 1, 1, '-infinity'),
+                    (3, 3, 'BTC', 'buy', 1, 1, '2027-04-10 00:00+00')",
+        )
+        .await
+        .unwrap();
+    let (out, report) =
+        env.json(&["maintain", "--now", "2027-03-10T00:00:00Z", "--table", "trades"], &[("ARCHIVE_BUCKET", "")]);
+    ok(&out);
+    assert!(
+        steps(&report, "public.trades").contains(&"create_partition public.trades_2027_04".to_string()),
+        "{report}"
+    );
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_2027_04").await, 1);
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.trades_default WHERE NOT isfinite(created_at)").await, 2);
 }
 
 /// Creating partitions must not stop the application: an open transaction that inserted into the
