@@ -155,7 +155,15 @@ fn stale_lock_seconds(get: &dyn Fn(&str) -> Option<String>) -> Result<Duration, 
 fn read_toml(path: &Path) -> Result<HashMap<String, String>, ConfigError> {
     let err = |message: String| ConfigError::File { path: path.display().to_string(), message };
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| err(e.to_string()))?;
+    // Not the parser's Display, which quotes the offending line: a line that may hold a password.
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        let at = e.span().map(|s| {
+            let before = &text[..s.start];
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {}, column {column}: ", before.matches('\n').count() + 1)
+        });
+        err(format!("{}{}", at.unwrap_or_default(), e.message()))
+    })?;
     let mut out = HashMap::new();
     for (k, v) in table {
         let s = match v {
@@ -237,6 +245,10 @@ mod tests {
         assert_eq!(s.archive.unwrap().bucket, "from-file");
         std::fs::write(&p, "LOCK_TIMEOUT_MS = [1]").unwrap();
         assert!(read_toml(&p).unwrap_err().to_string().contains("expected a string"));
+        // A line the parser refuses is located, never quoted: it may hold a password.
+        std::fs::write(&p, "LOCK_TIMEOUT_MS = 750\nDATABASE_URL = \"postgres://app:hunter2@db.example/shop\n").unwrap();
+        let e = read_toml(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2, column") && !e.contains("hunter2"), "{e}");
     }
 }
 
