@@ -288,12 +288,14 @@ pub fn to_local(tz: Tz, instant: DateTime<Utc>) -> NaiveDateTime {
 }
 
 /// The instant of a local wall time in `tz`, resolved as PostgreSQL's `AT TIME ZONE` does: an
-/// ambiguous time (a fall-back hour) takes the earlier instant; a time that does not exist (a
-/// spring-forward gap) is read with the offset in force before the gap.
+/// ambiguous time (a fall-back hour) takes the offset in force after the transition, which is the
+/// later instant; a time that does not exist (a spring-forward gap) is read with the offset in
+/// force before the gap. (A midnight is ambiguous where clocks fall back at 01:00 to 00:00:
+/// Havana in November, the Azores in October.)
 pub fn to_instant(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     match tz.from_local_datetime(&local) {
         LocalResult::Single(t) => t.with_timezone(&Utc),
-        LocalResult::Ambiguous(a, b) => a.min(b).with_timezone(&Utc),
+        LocalResult::Ambiguous(a, b) => a.max(b).with_timezone(&Utc),
         LocalResult::None => {
             let before = local - chrono::Duration::hours(3);
             let offset = tz.offset_from_local_datetime(&before).earliest().map(|t| t.fix());
@@ -548,5 +550,16 @@ mod tests {
         // Sao Paulo skipped midnight on 2018-11-04: PostgreSQL reads 00:00 with the offset before the gap (-03).
         let sp: Tz = "America/Sao_Paulo".parse().unwrap();
         assert_eq!(to_instant(sp, local("2018-11-04 00:00:00")).to_rfc3339(), "2018-11-04T03:00:00+00:00");
+        // Midnights that happen twice: PostgreSQL 15 reads them with the offset after the fall
+        // back (`'2026-11-01 00:00'::timestamp AT TIME ZONE 'America/Havana'` is 05:00+00), so
+        // the binary's bounds meet the SQL function's.
+        for (zone, midnight, instant) in [
+            ("America/Havana", "2026-11-01 00:00:00", "2026-11-01T05:00:00+00:00"),
+            ("Atlantic/Azores", "2026-10-25 00:00:00", "2026-10-25T01:00:00+00:00"),
+            ("America/New_York", "2026-11-01 01:30:00", "2026-11-01T06:30:00+00:00"),
+        ] {
+            let tz: Tz = zone.parse().unwrap();
+            assert_eq!(to_instant(tz, local(midnight)).to_rfc3339(), instant, "{zone}");
+        }
     }
 }
