@@ -95,7 +95,7 @@ pub async fn run_table(
     let result: Result<(), Error> = async {
         // Two managers never work on one table.
         crate::pg::partman::refuse_if_maintained(&*client, &policy.table).await?;
-        let snapshot = crate::pg::catalog::load_snapshot(&*client, policy).await?;
+        let snapshot = snapshot_within_lock_timeout(client, policy, opts).await?;
         report.stats = Some(TableStats::of(&snapshot));
         let steps = build(&snapshot, &mut report)?;
         if dry_run {
@@ -212,6 +212,25 @@ async fn execute_steps(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// The table's snapshot, read in one transaction under the DDL `lock_timeout`: its size functions
+/// and its count of the default partition's rows take ACCESS SHARE on each partition, which an
+/// `ALTER TABLE` holding ACCESS EXCLUSIVE on one (an application's migration, say) would make wait
+/// without end, the table's lock held all the while. A lock not granted fails the table
+/// (transient): the next run tries again.
+async fn snapshot_within_lock_timeout(
+    client: &mut Client,
+    policy: &TablePolicy,
+    opts: &DdlOptions,
+) -> Result<TableSnapshot, Error> {
+    let db = |e: tokio_postgres::Error| Error::transient(anyhow::Error::new(e).context("read the table's snapshot"));
+    let tx = client.transaction().await.map_err(db)?;
+    let timeout_ms = opts.lock_timeout.as_millis().max(1);
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{timeout_ms}ms'")).await.map_err(db)?;
+    let snapshot = crate::pg::catalog::load_snapshot(&tx, policy).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(snapshot)
 }
 
 /// Of a table's failures, the one it reports: the first that a retry does not cure (the run is

@@ -344,6 +344,45 @@ async fn ddl_waits_at_most_lock_timeout_retries_then_reports() {
     assert!(env.names("public.orders").await.contains(&"orders_2027_08".to_string()));
 }
 
+/// Reading the table's snapshot waits at most the lock timeout: a session holding ACCESS
+/// EXCLUSIVE on one partition (an application's ALTER TABLE, say) fails the table transiently
+/// instead of keeping the run, and the table's lock, waiting without end.
+#[tokio::test]
+async fn the_snapshot_waits_at_most_the_lock_timeout_for_a_partition() {
+    let env = TestEnv::migrated_at(MIGRATED).await;
+    let blocker = connect(&env.url).await;
+    blocker.batch_execute("BEGIN; LOCK TABLE public.orders_2026_12 IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let mut child = env
+        .command(
+            &["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"],
+            &[("ARCHIVE_BUCKET", ""), ("LOCK_TIMEOUT_MS", "200")],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            child.kill().unwrap();
+            panic!("maintain still waits for the partition's lock after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let out = child.wait_with_output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status.code(), Some(3), "{report}");
+    let error = &report["tables"][0]["error"];
+    assert_eq!(error["kind"], "transient", "{report}");
+    assert!(error["message"].as_str().unwrap_or_default().contains("lock timeout"), "{report}");
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    ok(&env.run(&["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"], &[("ARCHIVE_BUCKET", "")]));
+    assert!(env.names("public.orders").await.contains(&"orders_2027_04".to_string()));
+}
+
 #[tokio::test]
 async fn a_table_in_a_dst_zone_gets_exact_bounds() {
     let env = TestEnv::migrated_at(MIGRATED).await;
