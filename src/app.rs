@@ -799,7 +799,9 @@ async fn run_health(client: &tokio_postgres::Client) -> RunHealth {
 /// Records the tables this run maintained without failure or skip (the source of
 /// `OldestTableMaintenanceDays`). A table skipped because another run held it keeps its old date.
 async fn record_maintained_tables(client: &tokio_postgres::Client, report: &RunReport) {
-    for t in report.tables.iter().filter(|t| t.status == TableStatus::Ok) {
+    // Only a table maintained through: one whose archive a time budget (or a busy chunk) leaves
+    // unfinished run after run must come to the stale alarm, as a skipped one does.
+    for t in report.tables.iter().filter(|t| t.status == TableStatus::Ok && t.complete()) {
         if let Err(e) = client
             .execute(
                 "INSERT INTO partition_archiver.table_maintenance (schema_name, table_name, last_success_at, last_run_id)

@@ -117,6 +117,10 @@ impl TableReport {
             lock_holder: None,
         }
     }
+    /// Gone through: not skipped for another run's lock, and no step left unfinished.
+    pub fn complete(&self) -> bool {
+        self.status != TableStatus::AlreadyRunning && !self.steps.iter().any(|s| s.outcome == Outcome::Unfinished)
+    }
     pub fn failed(table: QualifiedName, e: &Error) -> Self {
         let mut r = Self::new(table);
         r.status = TableStatus::Failed;
@@ -160,7 +164,8 @@ pub struct ArchiveUnit {
 
 impl RunReport {
     /// A report of `tables`: `ok` unless one failed; `complete` unless a time budget left an
-    /// archive unfinished; the skipped tables counted.
+    /// archive unfinished or a table was skipped (another run holds it); the skipped tables
+    /// counted.
     pub fn of(run_id: String, action: &str, dry_run: bool, now: DateTime<Utc>, tables: Vec<TableReport>) -> Self {
         let mut r = Self {
             run_id,
@@ -184,9 +189,10 @@ impl RunReport {
         failed.peek().is_some() && failed.all(|t| t.error.as_ref().is_some_and(|e| e.kind == ErrorKind::Transient))
     }
 
-    /// Did every step that ran finish (none left unfinished by the time budget)?
+    /// Did every table get its turn (none skipped for another run's lock) and every step that ran
+    /// finish (none left unfinished by the time budget)? Else the same run again has work left.
     pub fn all_complete(&self) -> bool {
-        !self.tables.iter().flat_map(|t| &t.steps).any(|s| s.outcome == Outcome::Unfinished)
+        self.tables.iter().all(TableReport::complete)
     }
 
     /// The archive steps of this report, as units of work.

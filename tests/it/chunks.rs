@@ -229,11 +229,20 @@ async fn a_time_budget_stops_between_chunks_and_the_next_run_goes_on_without_red
     let uploaded_first: Vec<String> =
         chunk_rows(&env, MARCH).await.into_iter().filter(|c| c.2 == "uploaded").map(|c| c.3).collect();
     assert_eq!(uploaded_first.len() as u64, done);
+    // Not maintained through: the stale alarm's date is not this run's.
+    let maintained_by = |report: &serde_json::Value| {
+        format!(
+            "SELECT count(*) FROM partition_archiver.table_maintenance WHERE table_name = 'orders' AND last_run_id = '{}'",
+            report["run_id"].as_str().unwrap()
+        )
+    };
+    assert_eq!(env.scalar_i64(&maintained_by(&report)).await, 0);
 
     // The next run finishes: every chunk uploaded exactly once (one version per key).
     let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], CHUNKED);
     ok(&out);
     assert_eq!(report["complete"], true, "{report}");
+    assert_eq!(env.scalar_i64(&maintained_by(&report)).await, 1);
     let chunks = chunk_rows(&env, MARCH).await;
     assert_eq!(chunks.len() as u64, total);
     assert!(chunks.iter().all(|c| c.0 == 1 && c.2 == "uploaded"), "{chunks:?}");
