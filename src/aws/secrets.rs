@@ -1,6 +1,6 @@
 //! Database credentials on AWS: the standard RDS secret JSON from Secrets Manager (read once, at
 //! cold start), and optionally RDS IAM authentication (a SigV4-presigned token used as password,
-//! valid 15 minutes, made fresh for every connection).
+//! valid 15 minutes, made fresh for every connection: [`DbConfig::password_source`]).
 
 use crate::error::{ConfigError, Error};
 use crate::pg::connect::DbConfig;
@@ -139,32 +139,38 @@ pub async fn resolve_db(env: &dyn Fn(&str) -> Option<String>, current: DbConfig)
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let secret = fetch_secret(&sdk, &secret_id).await?;
     let iam = matches!(env("DB_IAM_AUTH").as_deref(), Some("true") | Some("1"));
-    let password = if iam {
-        use aws_credential_types::provider::ProvideCredentials;
+    let mut config = secret.db_config(None, env)?;
+    if iam {
         let provider = sdk
             .credentials_provider()
             .ok_or_else(|| Error::invalid("DB_IAM_AUTH=true but no AWS credentials are available"))?;
-        let creds = provider
-            .provide_credentials()
-            .await
-            .map_err(|e| Error::transient(anyhow::anyhow!("AWS credentials: {e}")))?;
         let region =
             sdk.region().map(|r| r.to_string()).ok_or_else(|| Error::invalid("DB_IAM_AUTH=true needs AWS_REGION"))?;
-        Some(
-            rds_auth_token(
-                &secret.host,
-                secret.port.unwrap_or(5432),
-                &secret.username,
-                &region,
-                creds,
-                SystemTime::now(),
-            )
-            .map_err(Error::transient)?,
-        )
-    } else {
-        None
-    };
-    Ok(secret.db_config(password, env)?)
+        let source = iam_tokens(provider, secret.host.clone(), secret.port.unwrap_or(5432), secret.username, region);
+        // One now, so missing credentials fail the start, not the first connect.
+        source().await.map_err(Error::transient)?;
+        config.password_source = Some(source);
+    }
+    Ok(config)
+}
+
+/// A fresh RDS IAM token for each connect, from the SDK's credentials provider (which caches and
+/// renews the role's credentials itself).
+fn iam_tokens(
+    provider: aws_credential_types::provider::SharedCredentialsProvider,
+    host: String,
+    port: u16,
+    user: String,
+    region: String,
+) -> crate::pg::connect::PasswordSource {
+    use aws_credential_types::provider::ProvideCredentials;
+    std::sync::Arc::new(move || {
+        let (provider, host, user, region) = (provider.clone(), host.clone(), user.clone(), region.clone());
+        Box::pin(async move {
+            let creds = provider.provide_credentials().await.map_err(|e| anyhow::anyhow!("AWS credentials: {e}"))?;
+            rds_auth_token(&host, port, &user, &region, creds, SystemTime::now())
+        })
+    })
 }
 
 #[cfg(test)]
@@ -216,5 +222,16 @@ mod tests {
             token,
             rds_auth_token("db.example.us-east-1.rds.amazonaws.com", 5432, "other", "us-east-1", creds, t).unwrap()
         );
+    }
+
+    /// The source a connect calls signs with the provider's credentials as they are then.
+    #[tokio::test]
+    async fn iam_tokens_are_made_from_the_provider_at_each_call() {
+        let creds = aws_credential_types::Credentials::new("AKIDNOW", "secret", None, None, "test");
+        let provider = aws_credential_types::provider::SharedCredentialsProvider::new(creds);
+        let source = iam_tokens(provider, "db.example".into(), 5433, "app".into(), "eu-west-1".into());
+        let token = source().await.unwrap();
+        assert!(token.starts_with("db.example:5433/?Action=connect&DBUser=app&"), "{token}");
+        assert!(token.contains("X-Amz-Credential=AKIDNOW%2F") && token.contains("%2Feu-west-1%2Frds-db%2F"), "{token}");
     }
 }

@@ -70,7 +70,14 @@ pub struct DbConfig {
     pub ssl_root_cert: Option<PathBuf>,
     /// `DB_KEEPALIVE_SECONDS`: TCP keepalive idle time, both sides (see the module docs).
     pub keepalive: Duration,
+    /// Makes each new session's password, in place of `pg`'s: an RDS IAM token is valid 15
+    /// minutes, and a warm Lambda process connects for hours.
+    pub password_source: Option<PasswordSource>,
 }
+
+/// A password made for each connect ([`DbConfig::password_source`]).
+pub type PasswordSource =
+    Arc<dyn Fn() -> futures_util::future::BoxFuture<'static, anyhow::Result<String>> + Send + Sync>;
 
 /// Every session's `application_name` starts with this; the rest is the run id.
 pub const APPLICATION_PREFIX: &str = "partition-archiver/";
@@ -148,7 +155,7 @@ impl DbConfig {
         if matches!(ssl_mode, SslMode::VerifyCa | SslMode::VerifyFull) && ssl_root_cert.is_none() {
             return Err(ConfigError::Missing("PGSSLROOTCERT (required by sslmode verify-ca / verify-full)".into()));
         }
-        Ok(Self { pg, ssl_mode, ssl_root_cert, keepalive })
+        Ok(Self { pg, ssl_mode, ssl_root_cert, keepalive, password_source: None })
     }
 
     /// How long a session of this configuration can go without a word from its peer before one
@@ -254,6 +261,9 @@ impl DbConfig {
         use anyhow::Context;
         let mut pg = self.pg.clone();
         pg.application_name(application_name());
+        if let Some(source) = &self.password_source {
+            pg.password(source().await.context("make the session's password")?);
+        }
         let (client, wire) = match target {
             #[cfg(unix)]
             Target::Unix(path) => {

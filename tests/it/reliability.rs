@@ -229,3 +229,36 @@ async fn a_database_restart_mid_copy_fails_the_run_cleanly_and_the_next_run_comp
     next_run_completes(&env).await;
     before.assert_none_lost(&env).await;
 }
+
+/// With a password source (RDS IAM authentication: a token is valid 15 minutes, a warm Lambda
+/// process connects for hours), every new session gets a password made for it, not the one made
+/// at start.
+#[tokio::test]
+async fn every_session_gets_a_password_made_for_it() {
+    use partition_archiver::pg::connect::DbConfig;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let env = TestEnv::new().await;
+    let url = env.url.clone();
+    let mut config = DbConfig::from_lookup(&|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "PGSSLMODE" => Some("disable".into()),
+        _ => None,
+    })
+    .unwrap();
+    let made = Arc::new(AtomicUsize::new(0));
+    let counter = made.clone();
+    config.password_source = Some(Arc::new(move || {
+        let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+        Box::pin(async move { Ok(format!("token-{n}")) })
+    }));
+    for expected in 1..=2 {
+        let client = config.connect().await.unwrap();
+        assert_eq!(client.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0), 1);
+        assert_eq!(made.load(Ordering::SeqCst), expected);
+    }
+    // A source that fails fails the connect, saying so.
+    config.password_source = Some(Arc::new(|| Box::pin(async { Err(anyhow::anyhow!("no credentials")) })));
+    let e = config.connect().await.err().expect("no password, no session");
+    assert!(format!("{e:#}").contains("no credentials"), "{e:#}");
+}
