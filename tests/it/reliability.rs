@@ -259,6 +259,6 @@ async fn every_session_gets_a_password_made_for_it() {
     }
     // A source that fails fails the connect, saying so.
     config.password_source = Some(Arc::new(|| Box::pin(async { Err(anyhow::anyhow!("no credentials")) })));
-    let e = config.connect().await.err().expect("no password, no session");
+    let Err(e) = config.connect().await else { panic!("no password, no session") };
     assert!(format!("{e:#}").contains("no credentials"), "{e:#}");
 }
