@@ -848,3 +848,37 @@ async fn a_row_a_foreign_key_action_updates_after_the_archive_makes_the_drop_cou
     next_run_completes(&env).await;
     assert_eq!(env.scalar_i64("SELECT count(*) FROM partition_archiver.frozen_writes").await, 0);
 }
+
+/// Without a default partition the detach is CONCURRENTLY. When its wait for the queries begun
+/// before it runs out of `lock_timeout`, the partition is left "detach pending", and the same
+/// statement again is refused ("already pending"): the step finishes it with FINALIZE once the
+/// query ends, instead of failing and holding the partition for the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detach_concurrently_that_times_out_is_finalized_in_the_same_step() {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed(&env).await;
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.orders_default").await, 0);
+    env.db
+        .batch_execute(
+            "DROP TABLE public.orders_default;
+             UPDATE partition_archiver.part_config SET create_default = false WHERE table_name = 'orders'",
+        )
+        .await
+        .unwrap();
+    let reader = connect(&env.url).await;
+    reader.batch_execute("BEGIN; SELECT count(*) FROM public.orders").await.unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        reader.batch_execute("COMMIT").await.unwrap();
+    });
+    let vars = [("LOCK_TIMEOUT_MS", "500"), ("DDL_MAX_ATTEMPTS", "10")];
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &vars);
+    release.await.unwrap();
+    ok(&out);
+    let steps = report["tables"][0]["steps"].as_array().unwrap();
+    let first = steps.iter().find(|s| s["step"] == "detach").unwrap();
+    assert_eq!((first["concurrently"].as_bool(), first["outcome"].as_str()), (Some(true), Some("done")), "{report}");
+    assert!(first["attempts"].as_u64().unwrap() > 2, "it waited for the reader: {first}");
+    assert!(steps.iter().all(|s| s["outcome"] == "done"), "{report}");
+    assert_consistent(&env).await;
+}

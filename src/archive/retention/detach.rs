@@ -52,12 +52,28 @@ pub async fn detach(
     let (r, m) = ddl_outside_transaction(client, opts, &label, &detach).await;
     n += m;
     if let Err(e) = r {
-        return (Err(e), n);
+        // Its first transaction committed and the wait for older queries ran out of time: the
+        // partition is left pending, and DETACH CONCURRENTLY again is refused ("already pending").
+        // FINALIZE finishes it; if it cannot either, the next run's plan starts with it.
+        if !detach_pending(client, partition).await {
+            return (Err(e), n);
+        }
+        let (r, m) = crate::pg::partitions::finalize_detach(client, &policy.table, partition, opts).await;
+        n += m;
+        if let Err(f) = r {
+            return (Err(f.context(format!("{e:#}"))), n);
+        }
     }
     let detached = manifest::partition_change_sql(&policy.table, &partition.name, &PartitionChange::Detached);
     let (r, m) = run_ddl(client, opts, &label, &[detached]).await;
     crate::fail_point!("after_detach");
     (r.map(|_| ()), n + m)
+}
+
+/// Is `partition` left "detach pending" by a DETACH CONCURRENTLY that did not finish?
+async fn detach_pending(client: &Client, partition: &QualifiedName) -> bool {
+    let sql = "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = $1::text::regclass";
+    matches!(client.query_opt(sql, &[&partition.quoted()]).await, Ok(Some(row)) if row.get::<_, bool>(0))
 }
 
 /// The manifest row of a partition about to be detached: its bounds as exact literals, its columns.
