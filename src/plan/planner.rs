@@ -13,7 +13,9 @@
 //!   future periods, where rows still arrive);
 //! - rows already in the default partition for a new range are moved into it (the executor does it
 //!   in the same transaction);
-//! - a detach left pending by an interrupted run is finalized first;
+//! - a detach left pending by an interrupted run is finalized first; one left by someone else (no
+//!   record of ours) that is past retention is detached by its Detach step, which records it and
+//!   then finishes it with FINALIZE, and it is archived as any other;
 //! - a partition is due for retention when its whole range ends on or before the start of
 //!   (current period - retention); never the current or a future one, never the default;
 //! - partitions part-way through the archive state machine resume where they stopped.
@@ -21,7 +23,7 @@
 use crate::plan::ident::QualifiedName;
 use crate::plan::period::{bound_literal, to_local, Period};
 use crate::plan::policy::{RetentionAction, TablePolicy};
-use crate::plan::snapshot::{ArchiveState, BoundValue, PartitionBound, TableSnapshot};
+use crate::plan::snapshot::{ArchiveState, BoundValue, PartitionBound, PartitionInfo, TableSnapshot};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeSet;
@@ -35,7 +37,8 @@ pub enum Step {
     CreateDefault { partition: QualifiedName },
     /// Create one period's partition; moves `rows_in_default` rows out of the default partition.
     CreatePartition { partition: QualifiedName, period: String, from: String, to: String, rows_in_default: i64 },
-    /// Detach a partition past retention (`CONCURRENTLY` only when the parent has no default).
+    /// Detach a partition past retention (`CONCURRENTLY` only when the parent has no default, or
+    /// when someone else's detach left it pending: then FINALIZE, after its record).
     Detach { partition: QualifiedName, concurrently: bool },
     /// Stream the detached partition to S3, verify the object, record it in the manifest.
     Archive { partition: QualifiedName },
@@ -81,8 +84,15 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     let mut steps = Vec::new();
     let mut warnings = Vec::new();
 
-    // 1. Finish what an interrupted DETACH ... CONCURRENTLY left behind.
-    for p in snapshot.partitions.iter().filter(|p| p.detach_pending) {
+    // 1. Finish what an interrupted DETACH ... CONCURRENTLY left behind. One that is not ours (no
+    // record) and is past retention is left to its Detach step below, which records it first:
+    // finalized here without a record, it would leave the parent and every later plan.
+    let cutoff_bound = cutoff.map(BoundValue::At);
+    let adopted = |p: &PartitionInfo| {
+        let due = matches!((&p.bound, cutoff_bound), (PartitionBound::Range { to, .. }, Some(c)) if *to <= c);
+        p.detach_pending && due && !snapshot.manifest.iter().any(|m| m.partition.name == p.name.name)
+    };
+    for p in snapshot.partitions.iter().filter(|p| p.detach_pending && !adopted(p)) {
         steps.push(Step::FinalizeDetach { partition: p.name.clone() });
     }
 
@@ -207,11 +217,12 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     // 4. Retention.
     if let Some(cutoff) = cutoff {
         let cutoff = BoundValue::At(cutoff);
+        // (start, partition, finalized by step 1)
         let mut due: Vec<(BoundValue, &QualifiedName, bool)> = Vec::new();
         for p in &snapshot.partitions {
             if let PartitionBound::Range { from, to } = p.bound {
                 if to <= cutoff {
-                    due.push((from, &p.name, p.detach_pending));
+                    due.push((from, &p.name, p.detach_pending && !adopted(p)));
                 }
             }
         }
@@ -234,7 +245,10 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
                 continue;
             }
             if !pending {
-                steps.push(Step::Detach { partition: name.clone(), concurrently: !has_default });
+                // A pending one (adopted) is finished with FINALIZE by the detach, after its record.
+                let concurrently =
+                    !has_default || snapshot.partitions.iter().any(|p| &p.name == name && p.detach_pending);
+                steps.push(Step::Detach { partition: name.clone(), concurrently });
             }
             push_after_detach(&mut steps, policy, name, ArchiveState::Detached);
         }
@@ -308,11 +322,13 @@ pub fn archive_now(
                 )))
             }
             PartitionBound::Range { .. } => {
-                if !p.detach_pending {
-                    steps.push(Step::Detach {
-                        partition: p.name.clone(),
-                        concurrently: snapshot.default_partition().is_none(),
-                    });
+                let ours = snapshot.manifest.iter().any(|m| m.partition.name == partition);
+                if p.detach_pending && ours {
+                    steps.push(Step::FinalizeDetach { partition: p.name.clone() });
+                } else {
+                    // Pending and not ours: the detach records it, then finishes it with FINALIZE.
+                    let concurrently = p.detach_pending || snapshot.default_partition().is_none();
+                    steps.push(Step::Detach { partition: p.name.clone(), concurrently });
                 }
                 push_after_detach(&mut steps, policy, &p.name, ArchiveState::Detached);
             }

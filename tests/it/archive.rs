@@ -855,16 +855,7 @@ async fn a_row_a_foreign_key_action_updates_after_the_archive_makes_the_drop_cou
 /// query ends, instead of failing and holding the partition for the next run.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detach_concurrently_that_times_out_is_finalized_in_the_same_step() {
-    let env = TestEnv::migrated_at(NOW).await;
-    seed(&env).await;
-    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.orders_default").await, 0);
-    env.db
-        .batch_execute(
-            "DROP TABLE public.orders_default;
-             UPDATE partition_archiver.part_config SET create_default = false WHERE table_name = 'orders'",
-        )
-        .await
-        .unwrap();
+    let env = orders_without_default().await;
     let reader = connect(&env.url).await;
     reader.batch_execute("BEGIN; SELECT count(*) FROM public.orders").await.unwrap();
     let release = tokio::spawn(async move {
@@ -881,4 +872,52 @@ async fn a_detach_concurrently_that_times_out_is_finalized_in_the_same_step() {
     assert!(first["attempts"].as_u64().unwrap() > 2, "it waited for the reader: {first}");
     assert!(steps.iter().all(|s| s["outcome"] == "done"), "{report}");
     assert_consistent(&env).await;
+}
+
+/// A seeded database whose orders table has no default partition (and gets none): its detaches
+/// are CONCURRENTLY.
+async fn orders_without_default() -> TestEnv {
+    let env = TestEnv::migrated_at(NOW).await;
+    seed(&env).await;
+    assert_eq!(env.scalar_i64("SELECT count(*) FROM public.orders_default").await, 0);
+    env.db
+        .batch_execute(
+            "DROP TABLE public.orders_default;
+             UPDATE partition_archiver.part_config SET create_default = false WHERE table_name = 'orders'",
+        )
+        .await
+        .unwrap();
+    env
+}
+
+/// Someone else's `DETACH ... CONCURRENTLY` of a partition past retention, interrupted (here its
+/// wait for an older query timed out), leaves it "detach pending" with no record of ours. The run
+/// records it, finishes the detach with FINALIZE, and archives it as its own: finalized without a
+/// record, it left the parent and every later plan, archived by nobody.
+#[tokio::test]
+async fn a_pending_detach_not_made_by_the_archiver_is_recorded_and_archived() {
+    let env = orders_without_default().await;
+    let march = |t: &str| format!("SELECT count(*) || ':' || md5(string_agg(t::text, '|' ORDER BY id)) FROM {t} t");
+    let before = env.scalar_text(&march("public.orders_2026_03")).await;
+    let reader = connect(&env.url).await;
+    reader.batch_execute("BEGIN; SELECT count(*) FROM public.orders").await.unwrap();
+    env.db.batch_execute("SET lock_timeout = '200ms'").await.unwrap();
+    let err = env
+        .db
+        .batch_execute("ALTER TABLE public.orders DETACH PARTITION public.orders_2026_03 CONCURRENTLY")
+        .await
+        .expect_err("the wait for the reader times out");
+    assert!(err.to_string().contains("lock timeout") || format!("{err:?}").contains("55P03"), "{err:?}");
+    env.db.batch_execute("RESET lock_timeout").await.unwrap();
+    reader.batch_execute("COMMIT").await.unwrap();
+    let pending =
+        "SELECT count(*) FROM pg_inherits WHERE inhdetachpending AND inhrelid = 'public.orders_2026_03'::regclass";
+    assert_eq!(env.scalar_i64(pending).await, 1);
+
+    let (out, report) = env.json(&["maintain", "--now", NOW, "--table", "orders"], &[]);
+    ok(&out);
+    assert!(steps(&report, "public.orders").contains(&"detach public.orders_2026_03".to_string()), "{report}");
+    assert_consistent(&env).await;
+    ok(&env.run(&["restore", "--table", "orders", "--partition", "orders_2026_03"], &[]));
+    assert_eq!(env.scalar_text(&march("archive_restore.orders_2026_03")).await, before);
 }

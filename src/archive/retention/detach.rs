@@ -49,13 +49,20 @@ pub async fn detach(
         return (Err(e), n);
     }
     crate::fail_point!("before_detach_concurrently");
-    let (r, m) = ddl_outside_transaction(client, opts, &label, &detach).await;
+    // A partition already "detach pending" (someone's DETACH CONCURRENTLY interrupted) is
+    // finished with FINALIZE: the statement again would be refused.
+    let pending = detach_pending(client, partition).await;
+    let (r, m) = if pending {
+        crate::pg::partitions::finalize_detach(client, &policy.table, partition, opts).await
+    } else {
+        ddl_outside_transaction(client, opts, &label, &detach).await
+    };
     n += m;
     if let Err(e) = r {
         // Its first transaction committed and the wait for older queries ran out of time: the
         // partition is left pending, and DETACH CONCURRENTLY again is refused ("already pending").
         // FINALIZE finishes it; if it cannot either, the next run's plan starts with it.
-        if !detach_pending(client, partition).await {
+        if pending || !detach_pending(client, partition).await {
             return (Err(e), n);
         }
         let (r, m) = crate::pg::partitions::finalize_detach(client, &policy.table, partition, opts).await;

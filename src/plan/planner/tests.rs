@@ -562,9 +562,18 @@ fn pending_detach_is_finalized_first() {
 
 #[test]
 fn pending_detach_past_retention_is_finalized_then_archived() {
+    // Ours (recorded `detaching`): finalized, then archived.
+    let parts = &["*trades_2026_03", "trades_2026_11", "trades_2026_12", "trades_2027_01", "default"];
     check(
-        Case { parts: &["*trades_2026_03", "trades_2026_11", "trades_2026_12", "trades_2027_01", "default"], ..BASE },
+        Case { parts, manifest: &[("trades_2026_03", ArchiveState::Detaching)], ..BASE },
         &["finalize trades_2026_03", "archive trades_2026_03", "drop trades_2026_03"],
+        &[],
+    );
+    // Someone else's (no record): detached by the Detach step, which records it before it
+    // finishes it with FINALIZE; finalized first, it would leave every later plan unarchived.
+    check(
+        Case { parts, ..BASE },
+        &["detach concurrently trades_2026_03", "archive trades_2026_03", "drop trades_2026_03"],
         &[],
     );
 }
@@ -869,9 +878,15 @@ fn archive_now_takes_one_ended_partition_whatever_the_retention() {
     assert!(archive_now_case(HOT, &[("trades_2026_04", ArchiveState::Dropped)], "trades_2026_04")
         .unwrap_err()
         .contains("already archived"));
+    // A pending detach: finalized when ours, detached (recorded, then finalized) when not.
+    let pending = &["*trades_2026_09", "trades_2026_11", "default"];
     assert_eq!(
-        archive_now_case(&["*trades_2026_09", "trades_2026_11", "default"], &[], "trades_2026_09").unwrap(),
-        ["archive trades_2026_09", "drop trades_2026_09"]
+        archive_now_case(pending, &[("trades_2026_09", ArchiveState::Detaching)], "trades_2026_09").unwrap(),
+        ["finalize trades_2026_09", "archive trades_2026_09", "drop trades_2026_09"]
+    );
+    assert_eq!(
+        archive_now_case(pending, &[], "trades_2026_09").unwrap(),
+        ["detach concurrently trades_2026_09", "archive trades_2026_09", "drop trades_2026_09"]
     );
 }
 
