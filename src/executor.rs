@@ -130,10 +130,11 @@ async fn execute_steps(
     // The table's failure ([`keep_worse`]): the run reports it, after the other partitions' steps.
     let mut failed: Option<Error> = None;
     // Partitions whose later steps wait for the next run, and why: a step of theirs failed, or
-    // the time budget left their archive unfinished (nothing unverified is dropped). Another
-    // partition's steps go on: a month that cannot be created (its rows in the default partition
-    // referenced by another table, say) must not keep the next months from being created, nor
-    // one partition's archive the others'.
+    // the time budget left their archive unfinished (nothing unverified is dropped). After a
+    // failure the table's retention steps wait too (an S3 or database fault would fail each
+    // partition in turn), but its partitions are still created: a month that cannot be created
+    // (its rows in the default partition referenced by another table, say) or a FINALIZE that
+    // keeps timing out must not keep the next months from being created.
     let mut held: Vec<(QualifiedName, &'static str)> = Vec::new();
     const FAILED: &str = "an earlier step of this partition failed: the next run tries again";
     const UNFINISHED: &str = "this partition's archive is not finished: the next run goes on";
@@ -142,6 +143,9 @@ async fn execute_steps(
             Some((_, why)) => Some(*why),
             // A session lost fails every step after it: they wait for the next run.
             None if client.is_closed() => Some("the database session was lost: the next run goes on"),
+            None if failed.is_some() && step.is_retention() => {
+                Some("an earlier step of this table failed: its retention waits for the next run")
+            }
             None => None,
         };
         if let Some(why) = why {

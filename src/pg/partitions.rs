@@ -6,6 +6,7 @@ use crate::pg::ddl::{ddl_outside_transaction, run_ddl, sqlstate, DdlOptions};
 use crate::plan::ident::{quote_ident, quote_literal, QualifiedName};
 use crate::plan::policy::TablePolicy;
 use crate::plan::snapshot::TableSnapshot;
+use crate::retry::RetryPolicy;
 use anyhow::Context;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -163,8 +164,13 @@ pub async fn create_partition(
         // blocks no writer) makes their space reusable and gives back the pages at the end of the
         // file, so its size (`status`, the metrics) stops counting them; ANALYZE renews its
         // estimate. Not needed for correctness, so a failure only warns: autovacuum will do it.
-        if let Err(e) = client.batch_execute(&format!("VACUUM (ANALYZE) {}", default.quoted())).await {
-            tracing::warn!(partition = %default, error = %e, "could not vacuum the default partition after moving rows out");
+        // Under the DDL lock_timeout, as everything else: an anti-wraparound autovacuum of the
+        // default partition (which does not give way) would keep it waiting.
+        let vacuum = format!("VACUUM (ANALYZE) {}", default.quoted());
+        let once = DdlOptions { lock_timeout: opts.lock_timeout, retry: RetryPolicy { max_attempts: 1, ..opts.retry } };
+        let (r, _) = ddl_outside_transaction(client, &once, &label, &vacuum).await;
+        if let Err(e) = r {
+            tracing::warn!(partition = %default, error = %format!("{e:#}"), "could not vacuum the default partition after moving rows out");
         }
     }
     (Ok(moved), n)
