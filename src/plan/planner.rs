@@ -109,7 +109,13 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     let has_default = snapshot.default_partition().is_some();
     if policy.create_default && !has_default {
         let name = format!("{}_default", policy.table.name);
-        if snapshot.other_relations.contains(&name) {
+        if name.len() > crate::plan::ident::MAX_IDENT_BYTES {
+            // PostgreSQL would truncate it, and the name checks here would look for another.
+            warnings.push(format!(
+                "cannot create default partition {name}: longer than {} bytes",
+                crate::plan::ident::MAX_IDENT_BYTES
+            ));
+        } else if snapshot.other_relations.contains(&name) {
             warnings.push(format!(
                 "cannot create default partition: {name} already exists and is not a partition of {}",
                 policy.table

@@ -508,6 +508,8 @@ fn name_taken_by_a_non_partition() {
 fn long_table_names_are_refused_not_truncated() {
     let plan = run(&Case { policy: |p| p.table_name = "t".repeat(60), parts: &[], ..BASE });
     assert!(plan.warnings.iter().any(|w| w.contains("longer than 63 bytes")), "{:?}", plan.warnings);
+    assert!(plan.warnings.iter().any(|w| w.starts_with("cannot create default partition")), "{:?}", plan.warnings);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
 }
 
 #[test]
