@@ -616,11 +616,12 @@ impl App {
     }
 
     async fn status(&self, now: DateTime<Utc>, only: &[QualifiedName]) -> Result<Response, Error> {
-        let client = self.connect().await?;
+        let mut client = self.connect().await?;
         let policies = crate::pg::catalog::load_policies(&client, only).await?;
         let mut tables = Vec::new();
         for policy in &policies {
-            let snapshot = crate::pg::catalog::load_snapshot(&client, policy).await?;
+            let snapshot =
+                crate::pg::catalog::load_snapshot_within(&mut client, policy, self.settings.ddl.lock_timeout).await?;
             let mut next = crate::plan::planner::plan(&snapshot, policy, now);
             let mut report = TableReport::new(policy.table.clone());
             report.status = TableStatus::Planned;
@@ -702,7 +703,8 @@ impl App {
         let now = Utc::now();
         // Bad input (default partition, current period, unknown partition) is refused before any
         // change; the steps are chosen again under the table's lock.
-        let snapshot = crate::pg::catalog::load_snapshot(&client, &policy).await?;
+        let snapshot =
+            crate::pg::catalog::load_snapshot_within(&mut client, &policy, self.settings.ddl.lock_timeout).await?;
         crate::plan::planner::archive_now(&snapshot, &policy, now, partition)?;
         let report = crate::executor::run_table(
             &mut client,

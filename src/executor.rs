@@ -95,7 +95,7 @@ pub async fn run_table(
     let result: Result<(), Error> = async {
         // Two managers never work on one table.
         crate::pg::partman::refuse_if_maintained(&*client, &policy.table).await?;
-        let snapshot = snapshot_within_lock_timeout(client, policy, opts).await?;
+        let snapshot = crate::pg::catalog::load_snapshot_within(client, policy, opts.lock_timeout).await?;
         report.stats = Some(TableStats::of(&snapshot));
         let steps = build(&snapshot, &mut report)?;
         if dry_run {
@@ -131,11 +131,13 @@ async fn execute_steps(
     let mut failed: Option<Error> = None;
     // Partitions whose later steps wait for the next run, and why: a step of theirs failed, or
     // the time budget left their archive unfinished (nothing unverified is dropped). After a
-    // failure the table's retention steps wait too (an S3 or database fault would fail each
-    // partition in turn), but its partitions are still created: a month that cannot be created
-    // (its rows in the default partition referenced by another table, say) or a FINALIZE that
-    // keeps timing out must not keep the next months from being created.
+    // failed retention step (or FINALIZE) the table's later retention steps wait too: an S3 or
+    // database fault would fail each partition in turn. Creation never waits for another
+    // partition: a month that cannot be created (its rows in the default partition referenced by
+    // another table, say) or a FINALIZE that keeps timing out must not keep the next months from
+    // being created, and a creation failing run after run must not stop retention either.
     let mut held: Vec<(QualifiedName, &'static str)> = Vec::new();
+    let mut retention_failed = false;
     const FAILED: &str = "an earlier step of this partition failed: the next run tries again";
     const UNFINISHED: &str = "this partition's archive is not finished: the next run goes on";
     for step in steps {
@@ -143,8 +145,8 @@ async fn execute_steps(
             Some((_, why)) => Some(*why),
             // A session lost fails every step after it: they wait for the next run.
             None if client.is_closed() => Some("the database session was lost: the next run goes on"),
-            None if failed.is_some() && step.is_retention() => {
-                Some("an earlier step of this table failed: its retention waits for the next run")
+            None if retention_failed && step.is_retention() => {
+                Some("an earlier retention step of this table failed: its retention waits for the next run")
             }
             None => None,
         };
@@ -175,6 +177,7 @@ async fn execute_steps(
                 s.outcome = Outcome::Failed;
                 s.detail = Some(why.clone());
                 report.steps.push(s);
+                retention_failed = true;
                 keep_worse(&mut failed, Error::invalid(why));
                 continue;
             }
@@ -207,6 +210,7 @@ async fn execute_steps(
                 s.outcome = Outcome::Failed;
                 s.detail = Some(e.message.clone());
                 held.push((s.step.partition().clone(), FAILED));
+                retention_failed |= s.step.is_retention() || matches!(s.step, Step::FinalizeDetach { .. });
                 keep_worse(&mut failed, e);
             }
         }
@@ -216,25 +220,6 @@ async fn execute_steps(
         Some(e) => Err(e),
         None => Ok(()),
     }
-}
-
-/// The table's snapshot, read in one transaction under the DDL `lock_timeout`: its size functions
-/// and its count of the default partition's rows take ACCESS SHARE on each partition, which an
-/// `ALTER TABLE` holding ACCESS EXCLUSIVE on one (an application's migration, say) would make wait
-/// without end, the table's lock held all the while. A lock not granted fails the table
-/// (transient): the next run tries again.
-async fn snapshot_within_lock_timeout(
-    client: &mut Client,
-    policy: &TablePolicy,
-    opts: &DdlOptions,
-) -> Result<TableSnapshot, Error> {
-    let db = |e: tokio_postgres::Error| Error::transient(anyhow::Error::new(e).context("read the table's snapshot"));
-    let tx = client.transaction().await.map_err(db)?;
-    let timeout_ms = opts.lock_timeout.as_millis().max(1);
-    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{timeout_ms}ms'")).await.map_err(db)?;
-    let snapshot = crate::pg::catalog::load_snapshot(&tx, policy).await?;
-    tx.commit().await.map_err(db)?;
-    Ok(snapshot)
 }
 
 /// Of a table's failures, the one it reports: the first that a retry does not cure (the run is

@@ -130,7 +130,28 @@ pub async fn check_parent(client: &impl GenericClient, policy: &TablePolicy) -> 
     Ok((oid, key))
 }
 
-pub async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) -> Result<TableSnapshot, Error> {
+/// [`load_snapshot`] in one transaction under `lock_timeout`: its size functions and its count of
+/// the default partition's rows take ACCESS SHARE on each partition, which an `ALTER TABLE`
+/// holding ACCESS EXCLUSIVE on one (an application's migration, say) would make wait without end,
+/// the table's lock held all the while. A lock not granted in time is a transient error: the next
+/// run tries again. Every read of a snapshot goes through here.
+pub async fn load_snapshot_within(
+    client: &mut tokio_postgres::Client,
+    policy: &TablePolicy,
+    lock_timeout: std::time::Duration,
+) -> Result<TableSnapshot, Error> {
+    let db = |e: tokio_postgres::Error| Error::transient(anyhow::Error::new(e).context("read the table's snapshot"));
+    let tx = client.transaction().await.map_err(db)?;
+    let timeout_ms = lock_timeout.as_millis().max(1);
+    tx.batch_execute(&format!("SET LOCAL lock_timeout = '{timeout_ms}ms'")).await.map_err(db)?;
+    let snapshot = load_snapshot(&tx, policy).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(snapshot)
+}
+
+/// The table's snapshot: its partitions, bounds, sizes, the default partition's rows per period,
+/// the manifest. Read it with [`load_snapshot_within`].
+async fn load_snapshot(client: &impl GenericClient, policy: &TablePolicy) -> Result<TableSnapshot, Error> {
     let (oid, key_type) = check_parent(client, policy).await?;
     let db = |e: tokio_postgres::Error, what: &str| Error::transient(anyhow::Error::new(e).context(what.to_string()));
     let rows = client

@@ -157,8 +157,8 @@ async fn rows_in_the_default_partition_are_moved_into_the_new_partition() {
 
 /// A month whose partition cannot be created (its row in the default partition is referenced by
 /// another table's foreign key, so the default cannot be detached to move it) fails alone: the
-/// next months are created, and the run says it failed. The SQL path (pg_cron) goes on to the next
-/// table the same way.
+/// next months are created, a partition past retention is archived and dropped, and the run says
+/// it failed. The SQL path (pg_cron) goes on to the next table the same way.
 #[tokio::test]
 async fn a_partition_that_cannot_be_created_does_not_stop_the_next_ones() {
     let env = TestEnv::migrated_at(MIGRATED).await;
@@ -171,30 +171,34 @@ async fn a_partition_that_cannot_be_created_does_not_stop_the_next_ones() {
                VALUES (1, 'BTC-USD', 'buy', 'limit', 'new', 1, 1, '2026-09-10 10:00+00'),
                       (1, 'BTC-USD', 'buy', 'limit', 'new', 1, 1, '2027-07-10 10:00+00')
                RETURNING id, created_at)
-             INSERT INTO public.fills SELECT id, created_at FROM o;",
+             INSERT INTO public.fills SELECT id, created_at FROM o;
+             CREATE TABLE public.orders_2026_05 PARTITION OF public.orders FOR VALUES FROM ('2026-05-01 00:00+00') TO ('2026-06-01 00:00+00');
+             INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
+             VALUES (2, 'ETH-USD', 'sell', 'limit', 'new', 1, 1, '2026-05-10 10:00+00');",
         )
         .await
         .unwrap();
-    let (out, report) =
-        env.json(&["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"], &[("ARCHIVE_BUCKET", "")]);
+    let (out, report) = env.json(&["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"], &[]);
     assert!(!out.status.success(), "{report}");
     let outcomes: Vec<String> = report["tables"][0]["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| format!("{} {}", s["partition"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
+        .map(|s| {
+            let (step, partition) = (s["step"].as_str().unwrap(), s["partition"].as_str().unwrap());
+            format!("{step} {partition} {}", s["outcome"].as_str().unwrap())
+        })
         .collect();
-    assert_eq!(
-        outcomes,
-        [
-            "public.orders_2026_09 failed",
-            "public.orders_2026_10 done",
-            "public.orders_2027_02 done",
-            "public.orders_2027_03 done",
-            "public.orders_2027_04 done"
-        ],
-        "{report}"
-    );
+    let failed: Vec<&String> = outcomes.iter().filter(|o| !o.ends_with(" done")).collect();
+    assert_eq!(failed, ["create_partition public.orders_2026_09 failed"], "{report}");
+    for expected in [
+        "create_partition public.orders_2027_04 done",
+        "detach public.orders_2026_05 done",
+        "archive public.orders_2026_05 done",
+        "drop public.orders_2026_05 done",
+    ] {
+        assert!(outcomes.contains(&expected.to_string()), "{expected}: {outcomes:?}");
+    }
     assert_eq!(report["tables"][0]["status"], "failed", "{report}");
     assert!(env.names("public.orders").await.contains(&"orders_2027_04".to_string()));
 
@@ -381,6 +385,59 @@ async fn the_snapshot_waits_at_most_the_lock_timeout_for_a_partition() {
     blocker.batch_execute("ROLLBACK").await.unwrap();
     ok(&env.run(&["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"], &[("ARCHIVE_BUCKET", "")]));
     assert!(env.names("public.orders").await.contains(&"orders_2027_04".to_string()));
+}
+
+/// The same for the snapshot read again before detaching a partition this run created (for old
+/// rows found in the default partition, past retention): it waits at most the lock timeout.
+#[tokio::test]
+async fn the_snapshot_before_a_detach_waits_at_most_the_lock_timeout() {
+    let env = TestEnv::migrated_at(MIGRATED).await;
+    env.db
+        .batch_execute(
+            "INSERT INTO public.orders (user_id, symbol, side, type, status, price, quantity, created_at)
+             VALUES (1, 'BTC-USD', 'buy', 'limit', 'new', 1, 1, '2026-04-10 10:00+00')",
+        )
+        .await
+        .unwrap();
+    let mut run = env
+        .command(
+            &["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"],
+            &[("LOCK_TIMEOUT_MS", "300"), ("PARTITION_ARCHIVER_FAILPOINTS", "before_detach=pause:3")],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // April is created (its row moved out of the default partition); then, while the run pauses
+    // before detaching it, a session takes ACCESS EXCLUSIVE on another partition.
+    let started = Instant::now();
+    while !env.names("public.orders").await.contains(&"orders_2026_04".to_string()) {
+        assert!(started.elapsed() < Duration::from_secs(20), "April was never created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let blocker = connect(&env.url).await;
+    blocker.batch_execute("BEGIN; LOCK TABLE public.orders_2026_12 IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let locked = Instant::now();
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if locked.elapsed() > Duration::from_secs(30) {
+            run.kill().unwrap();
+            panic!("the run still waits for the partition's lock after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let report: serde_json::Value = serde_json::from_slice(&run.wait_with_output().unwrap().stdout).unwrap();
+    blocker.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(status.code(), Some(3), "{report}");
+    let detach = report["tables"][0]["steps"].as_array().unwrap().iter().find(|s| s["step"] == "detach").cloned();
+    let detach = detach.unwrap_or_default();
+    assert_eq!(detach["outcome"], "failed", "{report}");
+    assert!(detach["detail"].as_str().unwrap_or_default().contains("lock timeout"), "{report}");
+    // Nothing was detached: the next run does it all.
+    ok(&env.run(&["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"], &[]));
+    assert!(!env.names("public.orders").await.contains(&"orders_2026_04".to_string()));
 }
 
 #[tokio::test]

@@ -21,7 +21,8 @@ pub async fn detach(
     concurrently: bool,
     opts: &DdlOptions,
 ) -> (anyhow::Result<()>, u32) {
-    let record = match detach_record(client, policy, snapshot, partition).await {
+    crate::fail_point!("before_detach");
+    let record = match detach_record(client, policy, snapshot, partition, opts).await {
         Ok(r) => r,
         Err(e) => return (Err(e), 0),
     };
@@ -85,10 +86,11 @@ async fn detach_pending(client: &Client, partition: &QualifiedName) -> bool {
 
 /// The manifest row of a partition about to be detached: its bounds as exact literals, its columns.
 async fn detach_record(
-    client: &Client,
+    client: &mut Client,
     policy: &TablePolicy,
     snapshot: &TableSnapshot,
     partition: &QualifiedName,
+    opts: &DdlOptions,
 ) -> anyhow::Result<ManifestRecord> {
     // A partition this run created (for rows found in the default partition) is not in the
     // snapshot taken before the run: read the catalog again for it.
@@ -96,7 +98,9 @@ async fn detach_record(
     let snapshot = if snapshot.partitions.iter().any(|p| &p.name == partition) {
         snapshot
     } else {
-        fresh = crate::pg::catalog::load_snapshot(client, policy).await.map_err(anyhow::Error::new)?;
+        fresh = crate::pg::catalog::load_snapshot_within(client, policy, opts.lock_timeout)
+            .await
+            .map_err(anyhow::Error::new)?;
         &fresh
     };
     let info = snapshot
@@ -109,7 +113,7 @@ async fn detach_record(
         BoundValue::At(t) => Some(bound_literal(snapshot.key_type, policy.time_zone, t)),
         _ => None,
     };
-    let columns = crate::pg::catalog::columns(client, partition).await?;
+    let columns = crate::pg::catalog::columns(&*client, partition).await?;
     let key_type = serde_json::to_value(snapshot.key_type)?.as_str().unwrap_or_default().to_string();
     Ok(ManifestRecord {
         manifest_version: manifest::MANIFEST_VERSION,
