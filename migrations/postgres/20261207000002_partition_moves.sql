@@ -4,10 +4,23 @@
 --   PARTITION OF give the partition) must not fire for it. A BEFORE INSERT trigger would change
 --   its values, an audit or outbox trigger record an insert that never happened.
 -- * A new partition belongs to the parent's owner, not to the role that happened to create it
---   (else the owner's own ALTER TABLE on the parent fails with "must be owner of table ...").
+--   (else the owner's own ALTER TABLE on the parent fails with "must be owner of table ..."),
+--   when that can be done (OWNER TO needs the owner's role to be allowed to create in the schema,
+--   which PostgreSQL 15's public schema does not give every role): otherwise it stays the
+--   creator's, with a NOTICE.
 -- * run_maintenance goes on to the next table when one fails (a lock timeout behind a long query,
 --   say), with a WARNING: one busy table no longer stops every other table's partitions.
 -- Replaces the functions of 20250528000000; idempotent.
+
+-- Gives a table just created to its parent's owner; if PostgreSQL refuses (a permission), it stays
+-- the creator's, with a NOTICE: a partition is never left uncreated for its owner.
+CREATE OR REPLACE FUNCTION partition_archiver.give_to_owner(p_schema text, p_table text, p_owner text)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', p_schema, p_table, p_owner);
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE NOTICE '%.% stays owned by %: %', p_schema, p_table, current_user, SQLERRM;
+END $$;
 
 CREATE OR REPLACE FUNCTION partition_archiver.create_partitions(
   p_schema text, p_table text, p_now timestamptz DEFAULT partition_archiver.now(), p_back integer DEFAULT 0)
@@ -57,7 +70,7 @@ BEGIN
   IF cfg.create_default THEN
     v_made := partition_archiver.ensure_default_partition(p_schema, p_table);
     IF v_made AND v_owner <> current_user THEN
-      EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', p_schema, p_table || '_default', v_owner);
+      PERFORM partition_archiver.give_to_owner(p_schema, p_table || '_default', v_owner);
     END IF;
   END IF;
   v_default := partition_archiver.default_partition(v_parent);
@@ -102,7 +115,7 @@ BEGIN
                        p_schema, v_name, p_schema, p_table, v_lo, v_hi);
       END IF;
       IF v_owner <> current_user THEN
-        EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', p_schema, v_name, v_owner);
+        PERFORM partition_archiver.give_to_owner(p_schema, v_name, v_owner);
       END IF;
       v_created := v_created + 1;
     EXCEPTION WHEN invalid_object_definition THEN

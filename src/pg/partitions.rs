@@ -25,21 +25,27 @@ pub async fn finalize_detach(
 /// Where a new partition of `parent` goes and whose it is: PARTITION OF would put it in the
 /// parent's tablespace, if it has one; and it is given to the parent's owner, as pg_partman does,
 /// not left to the role that runs the archiver (the owner's own `ALTER TABLE` on the parent would
-/// then fail with "must be owner of table ..."). ATTACH needs the archiver to be a member of the
-/// owner's role, which is also what `OWNER TO` needs.
+/// then fail with "must be owner of table ...").
 struct Placement {
     /// ` TABLESPACE "ts"`, or empty.
     tablespace: String,
-    /// `ALTER TABLE .. OWNER TO ..` when the owner is not the archiver's role.
+    /// `ALTER TABLE .. OWNER TO ..` when the owner is another role and can be given the table.
     owner: Option<String>,
 }
 
 impl Placement {
     async fn of(client: &Client, parent: &QualifiedName, partition: &QualifiedName) -> anyhow::Result<Self> {
+        // OWNER TO needs a superuser, or a member of the new owner's role whose role may create
+        // in the schema (PostgreSQL 15's `public` does not let every role create): otherwise the
+        // archiver keeps the table, as before, rather than fail the creation.
         let row = client
             .query_one(
-                "SELECT t.spcname::text, pg_get_userbyid(c.relowner)::text, c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)
-                   FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace WHERE c.oid = $1::text::regclass",
+                "SELECT t.spcname::text, pg_get_userbyid(c.relowner)::text,
+                        c.relowner <> r.oid AND (r.rolsuper OR (pg_has_role(r.oid, c.relowner, 'MEMBER')
+                          AND has_schema_privilege(c.relowner, c.relnamespace, 'CREATE')))
+                   FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+                   JOIN pg_roles r ON r.rolname = current_user
+                  WHERE c.oid = $1::text::regclass",
                 &[&parent.quoted()],
             )
             .await
@@ -49,6 +55,18 @@ impl Placement {
             .get::<_, bool>(2)
             .then(|| format!("ALTER TABLE {} OWNER TO {}", partition.quoted(), quote_ident(&row.get::<_, String>(1))));
         Ok(Self { tablespace: tablespace.unwrap_or_default(), owner })
+    }
+
+    /// Gives the partition just created to the parent's owner, after its creation committed: a
+    /// refusal (a permission the check above could not foresee) leaves it the archiver's, warned.
+    async fn hand_over(self, client: &Client, partition: &QualifiedName, opts: &DdlOptions) {
+        let Some(sql) = self.owner else { return };
+        let once = DdlOptions { lock_timeout: opts.lock_timeout, retry: RetryPolicy { max_attempts: 1, ..opts.retry } };
+        if let (Err(e), _) =
+            ddl_outside_transaction(client, &once, &format!("give {partition} to its parent's owner"), &sql).await
+        {
+            tracing::warn!(%partition, error = %format!("{e:#}"), "the new partition stays the archiver's");
+        }
     }
 }
 
@@ -60,13 +78,15 @@ pub async fn create_default(
     partition: &QualifiedName,
     opts: &DdlOptions,
 ) -> (anyhow::Result<()>, u32) {
-    let owner = match Placement::of(client, parent, partition).await {
-        Ok(p) => p.owner,
+    let placement = match Placement::of(client, parent, partition).await {
+        Ok(p) => p,
         Err(e) => return (Err(e), 1),
     };
     let create = format!("CREATE TABLE {} PARTITION OF {} DEFAULT", partition.quoted(), parent.quoted());
-    let statements: Vec<String> = std::iter::once(create).chain(owner).collect();
-    let (r, n) = run_ddl(client, opts, &format!("create {partition}"), &statements).await;
+    let (r, n) = run_ddl(client, opts, &format!("create {partition}"), &[create]).await;
+    if r.is_ok() {
+        placement.hand_over(client, partition, opts).await;
+    }
     (r.map(|_| ()), n)
 }
 
@@ -94,10 +114,11 @@ pub async fn create_partition(
     // the LIKE options copy what ATTACH requires to match (NOT NULL, CHECKs, generated columns)
     // and what PARTITION OF would have given (defaults, storage, compression). One transaction:
     // a failed ATTACH leaves no stray table.
-    let Placement { tablespace, owner } = match Placement::of(client, &policy.table, partition).await {
+    let placement = match Placement::of(client, &policy.table, partition).await {
         Ok(p) => p,
         Err(e) => return (Err(e), 1),
     };
+    let tablespace = &placement.tablespace;
     let create = [
         format!(
             "CREATE TABLE {} (LIKE {parent} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED \
@@ -114,10 +135,12 @@ pub async fn create_partition(
     let label = format!("create {partition}");
     let default = snapshot.default_partition().map(|d| d.name.clone());
     if rows_in_default == 0 || default.is_none() {
-        let statements: Vec<String> = create.iter().cloned().chain(owner.clone()).collect();
-        let (r, n) = run_ddl(client, opts, &label, &statements).await;
+        let (r, n) = run_ddl(client, opts, &label, &create).await;
         match r {
-            Ok(_) => return (Ok(0), n),
+            Ok(_) => {
+                placement.hand_over(client, partition, opts).await;
+                return (Ok(0), n);
+            }
             // Rows reached the default partition after the snapshot was taken: move them.
             Err(e) if default.is_some() && sqlstate(&e) == Some(SqlState::CHECK_VIOLATION) => {}
             Err(e) => return (Err(e), n),
@@ -144,21 +167,19 @@ pub async fn create_partition(
     // insert that never happened. (The detached default has no trigger of the parent's either.)
     // The ATTACH then checks the moved rows against the range and builds the parent's indexes
     // over them (a unique one refusing a duplicate as the INSERT would have).
-    let statements: Vec<String> = [
+    let statements = [
         format!("ALTER TABLE {parent} DETACH PARTITION {}", default.quoted()),
         create_table,
         move_rows,
         attach,
         format!("ALTER TABLE {parent} ATTACH PARTITION {} DEFAULT", default.quoted()),
-    ]
-    .into_iter()
-    .chain(owner)
-    .collect();
+    ];
     let (r, n) = run_ddl(client, opts, &label, &statements).await;
     let moved = match r {
         Ok(counts) => counts[2] as i64,
         Err(e) => return (Err(e), n),
     };
+    placement.hand_over(client, partition, opts).await;
     if moved > 0 {
         // The moved rows stay in the default partition as dead tuples: a plain VACUUM (its lock
         // blocks no writer) makes their space reusable and gives back the pages at the end of the

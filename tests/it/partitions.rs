@@ -214,7 +214,9 @@ async fn a_partition_that_cannot_be_created_does_not_stop_the_next_ones() {
 }
 
 /// Partitions the archiver creates belong to the parent's owner, as pg_partman's do, not to the
-/// role the archiver runs as; by the binary and by the SQL function.
+/// role the archiver runs as; by the binary and by the SQL function. An archiver that is not a
+/// superuser, a member of an owner role that may not create in the schema (PostgreSQL 15's
+/// `public`), cannot give them away: it still creates them, and keeps them.
 #[tokio::test]
 async fn new_partitions_belong_to_the_parents_owner() {
     let env = TestEnv::migrated_at(MIGRATED).await;
@@ -222,7 +224,7 @@ async fn new_partitions_belong_to_the_parents_owner() {
     env.db
         .batch_execute(&format!(
             "CREATE ROLE {owner}; ALTER TABLE public.orders OWNER TO {owner}; ALTER TABLE public.trades OWNER TO {owner};
-             DROP TABLE public.orders_default"
+             ALTER TABLE public.trades_default OWNER TO {owner}; DROP TABLE public.orders_default"
         ))
         .await
         .unwrap();
@@ -236,7 +238,48 @@ async fn new_partitions_belong_to_the_parents_owner() {
     for table in ["public.orders_default", "public.orders_2027_02", "public.orders_2027_04", "public.trades_2027_04"] {
         assert_eq!(env.scalar_text(&owned(table)).await.as_deref(), Some(owner.as_str()), "{table}");
     }
-    env.db.batch_execute(&format!("REASSIGN OWNED BY {owner} TO CURRENT_USER; DROP ROLE {owner}")).await.unwrap();
+
+    let archiver = unique("archiver_");
+    env.db
+        .batch_execute(&format!(
+            "CREATE ROLE {archiver} LOGIN; GRANT {owner} TO {archiver}; GRANT CREATE ON SCHEMA public TO {archiver};
+             GRANT USAGE ON SCHEMA partition_archiver TO {archiver};
+             GRANT ALL ON ALL TABLES IN SCHEMA partition_archiver TO {archiver};
+             GRANT ALL ON ALL SEQUENCES IN SCHEMA partition_archiver TO {archiver};"
+        ))
+        .await
+        .unwrap();
+    assert!(!env
+        .scalar_text(&format!("SELECT has_schema_privilege('{owner}', 'public', 'CREATE')::text"))
+        .await
+        .unwrap()
+        .eq("true"));
+    assert!(env.url.contains("://postgres@"), "{}", env.url);
+    let as_archiver = env.url.replace("://postgres@", &format!("://{archiver}@"));
+    let (out, report) = env.json(
+        &["maintain", "--now", "2027-06-15T12:00:00Z", "--table", "orders"],
+        &[("ARCHIVE_BUCKET", ""), ("DATABASE_URL", &as_archiver), ("METRICS", "off")],
+    );
+    ok(&out);
+    assert!(
+        steps(&report, "public.orders").contains(&"create_partition public.orders_2027_08".to_string()),
+        "{report}"
+    );
+    assert_eq!(env.scalar_text(&owned("public.orders_2027_08")).await.as_deref(), Some(archiver.as_str()));
+    env.db
+        .batch_execute(&format!(
+            "SET ROLE {archiver}; SELECT partition_archiver.create_partitions('public', 'trades', '2027-06-15 12:00+00'); RESET ROLE"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(env.scalar_text(&owned("public.trades_2027_08")).await.as_deref(), Some(archiver.as_str()));
+    env.db
+        .batch_execute(&format!(
+            "REASSIGN OWNED BY {owner}, {archiver} TO CURRENT_USER; DROP OWNED BY {owner}, {archiver};
+             DROP ROLE {archiver}; DROP ROLE {owner}"
+        ))
+        .await
+        .unwrap();
 }
 
 /// A key the calendar cannot hold (infinity, -infinity) in the default partition is left there;
