@@ -210,7 +210,9 @@ async fn execute_steps(
                 s.outcome = Outcome::Failed;
                 s.detail = Some(e.message.clone());
                 held.push((s.step.partition().clone(), FAILED));
-                retention_failed |= s.step.is_retention() || matches!(s.step, Step::FinalizeDetach { .. });
+                // (A default partition the plan counted on for a plain DETACH is missing too.)
+                retention_failed |= s.step.is_retention()
+                    || matches!(s.step, Step::FinalizeDetach { .. } | Step::CreateDefault { .. });
                 keep_worse(&mut failed, e);
             }
         }

@@ -35,13 +35,17 @@ struct Placement {
 
 impl Placement {
     async fn of(client: &Client, parent: &QualifiedName, partition: &QualifiedName) -> anyhow::Result<Self> {
-        // OWNER TO needs a superuser, or a member of the new owner's role whose role may create
-        // in the schema (PostgreSQL 15's `public` does not let every role create): otherwise the
+        // OWNER TO needs a superuser, or a role that may become the new owner (a member of its
+        // role; from PostgreSQL 16, one with the SET option) and a new owner that may create in
+        // the schema (PostgreSQL 15's `public` does not let every role create): otherwise the
         // archiver keeps the table, as before, rather than fail the creation.
         let row = client
             .query_one(
                 "SELECT t.spcname::text, pg_get_userbyid(c.relowner)::text,
-                        c.relowner <> r.oid AND (r.rolsuper OR (pg_has_role(r.oid, c.relowner, 'MEMBER')
+                        c.relowner <> r.oid AND (r.rolsuper OR (
+                          CASE WHEN current_setting('server_version_num')::int >= 160000
+                               THEN pg_has_role(r.oid, c.relowner, 'SET')
+                               ELSE pg_has_role(r.oid, c.relowner, 'MEMBER') END
                           AND has_schema_privilege(c.relowner, c.relnamespace, 'CREATE')))
                    FROM pg_class c LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
                    JOIN pg_roles r ON r.rolname = current_user
@@ -57,15 +61,27 @@ impl Placement {
         Ok(Self { tablespace: tablespace.unwrap_or_default(), owner })
     }
 
-    /// Gives the partition just created to the parent's owner, after its creation committed: a
-    /// refusal (a permission the check above could not foresee) leaves it the archiver's, warned.
-    async fn hand_over(self, client: &Client, partition: &QualifiedName, opts: &DdlOptions) {
-        let Some(sql) = self.owner else { return };
-        let once = DdlOptions { lock_timeout: opts.lock_timeout, retry: RetryPolicy { max_attempts: 1, ..opts.retry } };
-        if let (Err(e), _) =
-            ddl_outside_transaction(client, &once, &format!("give {partition} to its parent's owner"), &sql).await
-        {
-            tracing::warn!(%partition, error = %format!("{e:#}"), "the new partition stays the archiver's");
+    /// Runs the creating `statements` with the hand-over to the owner last, in the same
+    /// transaction (the table is not visible yet: its `OWNER TO` waits for nobody). Refused for a
+    /// permission the check above could not foresee, the creation is run again without it: the
+    /// partition is created, the archiver's, warned.
+    async fn create(
+        &self,
+        client: &mut Client,
+        opts: &DdlOptions,
+        label: &str,
+        statements: &[String],
+    ) -> (anyhow::Result<Vec<u64>>, u32) {
+        let Some(owner) = &self.owner else { return run_ddl(client, opts, label, statements).await };
+        let with_owner: Vec<String> = statements.iter().chain([owner]).cloned().collect();
+        let (r, n) = run_ddl(client, opts, label, &with_owner).await;
+        match r {
+            Err(e) if sqlstate(&e) == Some(SqlState::INSUFFICIENT_PRIVILEGE) => {
+                tracing::warn!(%label, error = %format!("{e:#}"), "the new partition stays the archiver's");
+                let (r, m) = run_ddl(client, opts, label, statements).await;
+                (r, n + m)
+            }
+            other => (other, n),
         }
     }
 }
@@ -83,10 +99,7 @@ pub async fn create_default(
         Err(e) => return (Err(e), 1),
     };
     let create = format!("CREATE TABLE {} PARTITION OF {} DEFAULT", partition.quoted(), parent.quoted());
-    let (r, n) = run_ddl(client, opts, &format!("create {partition}"), &[create]).await;
-    if r.is_ok() {
-        placement.hand_over(client, partition, opts).await;
-    }
+    let (r, n) = placement.create(client, opts, &format!("create {partition}"), &[create]).await;
     (r.map(|_| ()), n)
 }
 
@@ -135,12 +148,9 @@ pub async fn create_partition(
     let label = format!("create {partition}");
     let default = snapshot.default_partition().map(|d| d.name.clone());
     if rows_in_default == 0 || default.is_none() {
-        let (r, n) = run_ddl(client, opts, &label, &create).await;
+        let (r, n) = placement.create(client, opts, &label, &create).await;
         match r {
-            Ok(_) => {
-                placement.hand_over(client, partition, opts).await;
-                return (Ok(0), n);
-            }
+            Ok(_) => return (Ok(0), n),
             // Rows reached the default partition after the snapshot was taken: move them.
             Err(e) if default.is_some() && sqlstate(&e) == Some(SqlState::CHECK_VIOLATION) => {}
             Err(e) => return (Err(e), n),
@@ -179,7 +189,6 @@ pub async fn create_partition(
         Ok(counts) => counts[2] as i64,
         Err(e) => return (Err(e), n),
     };
-    placement.hand_over(client, partition, opts).await;
     if moved > 0 {
         // The moved rows stay in the default partition as dead tuples: a plain VACUUM (its lock
         // blocks no writer) makes their space reusable and gives back the pages at the end of the
