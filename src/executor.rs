@@ -211,8 +211,8 @@ async fn execute_steps(
                 s.detail = Some(e.message.clone());
                 held.push((s.step.partition().clone(), FAILED));
                 // (A default partition the plan counted on for a plain DETACH is missing too.)
-                retention_failed |= s.step.is_retention()
-                    || matches!(s.step, Step::FinalizeDetach { .. } | Step::CreateDefault { .. });
+                retention_failed |=
+                    s.step.is_retention() || matches!(s.step, Step::FinalizeDetach { .. } | Step::CreateDefault { .. });
                 keep_worse(&mut failed, e);
             }
         }

@@ -391,6 +391,36 @@ async fn ddl_waits_at_most_lock_timeout_retries_then_reports() {
     assert!(env.names("public.orders").await.contains(&"orders_2027_08".to_string()));
 }
 
+/// `maintain --now 2027-02-15 --table orders`, started with `vars`, its report on a pipe.
+fn spawn_maintain(env: &TestEnv, vars: &[(&str, &str)]) -> std::process::Child {
+    env.command(&["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"], vars)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The run's exit status and report, once it ends; killed, and the test failed with `what`, if it
+/// is still running after `limit`.
+async fn ends_within(
+    mut run: std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> (std::process::ExitStatus, serde_json::Value) {
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = run.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > limit {
+            run.kill().unwrap();
+            panic!("{what} after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    (status, serde_json::from_slice(&run.wait_with_output().unwrap().stdout).unwrap())
+}
+
 /// Reading the table's snapshot waits at most the lock timeout: a session holding ACCESS
 /// EXCLUSIVE on one partition (an application's ALTER TABLE, say) fails the table transiently
 /// instead of keeping the run, and the table's lock, waiting without end.
@@ -399,28 +429,8 @@ async fn the_snapshot_waits_at_most_the_lock_timeout_for_a_partition() {
     let env = TestEnv::migrated_at(MIGRATED).await;
     let blocker = connect(&env.url).await;
     blocker.batch_execute("BEGIN; LOCK TABLE public.orders_2026_12 IN ACCESS EXCLUSIVE MODE").await.unwrap();
-    let mut child = env
-        .command(
-            &["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"],
-            &[("ARCHIVE_BUCKET", ""), ("LOCK_TIMEOUT_MS", "200")],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            child.kill().unwrap();
-            panic!("maintain still waits for the partition's lock after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let out = child.wait_with_output().unwrap();
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let child = spawn_maintain(&env, &[("ARCHIVE_BUCKET", ""), ("LOCK_TIMEOUT_MS", "200")]);
+    let (status, report) = ends_within(child, Duration::from_secs(30), "maintain waits for the partition's lock").await;
     assert_eq!(status.code(), Some(3), "{report}");
     let error = &report["tables"][0]["error"];
     assert_eq!(error["kind"], "transient", "{report}");
@@ -442,15 +452,8 @@ async fn the_snapshot_before_a_detach_waits_at_most_the_lock_timeout() {
         )
         .await
         .unwrap();
-    let mut run = env
-        .command(
-            &["maintain", "--now", "2027-02-15T12:00:00Z", "--table", "orders"],
-            &[("LOCK_TIMEOUT_MS", "300"), ("PARTITION_ARCHIVER_FAILPOINTS", "before_detach=pause:3")],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let run =
+        spawn_maintain(&env, &[("LOCK_TIMEOUT_MS", "300"), ("PARTITION_ARCHIVER_FAILPOINTS", "before_detach=pause:3")]);
     // April is created (its row moved out of the default partition); then, while the run pauses
     // before detaching it, a session takes ACCESS EXCLUSIVE on another partition.
     let started = Instant::now();
@@ -460,18 +463,7 @@ async fn the_snapshot_before_a_detach_waits_at_most_the_lock_timeout() {
     }
     let blocker = connect(&env.url).await;
     blocker.batch_execute("BEGIN; LOCK TABLE public.orders_2026_12 IN ACCESS EXCLUSIVE MODE").await.unwrap();
-    let locked = Instant::now();
-    let status = loop {
-        if let Some(status) = run.try_wait().unwrap() {
-            break status;
-        }
-        if locked.elapsed() > Duration::from_secs(30) {
-            run.kill().unwrap();
-            panic!("the run still waits for the partition's lock after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let report: serde_json::Value = serde_json::from_slice(&run.wait_with_output().unwrap().stdout).unwrap();
+    let (status, report) = ends_within(run, Duration::from_secs(30), "the run waits for the partition's lock").await;
     blocker.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(status.code(), Some(3), "{report}");
     let detach = report["tables"][0]["steps"].as_array().unwrap().iter().find(|s| s["step"] == "detach").cloned();
