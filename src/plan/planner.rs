@@ -90,7 +90,7 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     let cutoff_bound = cutoff.map(BoundValue::At);
     let adopted = |p: &PartitionInfo| {
         let due = matches!((&p.bound, cutoff_bound), (PartitionBound::Range { to, .. }, Some(c)) if *to <= c);
-        p.detach_pending && due && !snapshot.manifest.iter().any(|m| m.partition.name == p.name.name)
+        p.detach_pending && due && snapshot.record_of(&p.name.name).is_none()
     };
     for p in snapshot.partitions.iter().filter(|p| p.detach_pending && !adopted(p)) {
         steps.push(Step::FinalizeDetach { partition: p.name.clone() });
@@ -223,20 +223,20 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
     // 4. Retention.
     if let Some(cutoff) = cutoff {
         let cutoff = BoundValue::At(cutoff);
-        // (start, partition, finalized by step 1)
-        let mut due: Vec<(BoundValue, &QualifiedName, bool)> = Vec::new();
+        // (start, partition, left "detach pending", adopted: someone else's pending detach)
+        let mut due: Vec<(BoundValue, &QualifiedName, bool, bool)> = Vec::new();
         for p in &snapshot.partitions {
             if let PartitionBound::Range { from, to } = p.bound {
                 if to <= cutoff {
-                    due.push((from, &p.name, p.detach_pending && !adopted(p)));
+                    due.push((from, &p.name, p.detach_pending, adopted(p)));
                 }
             }
         }
         for (from, name) in &created_past_retention {
-            due.push((*from, name, false));
+            due.push((*from, name, false, false));
         }
         due.sort();
-        for (_, name, pending) in due {
+        for (_, name, pending, adopted) in due {
             // A name archived before (then restored and attached, or recreated for late rows that
             // reached the default partition) is never archived again under the same key: that would
             // replace a verified archive. Its rows stay in PostgreSQL until someone decides.
@@ -250,11 +250,10 @@ pub fn plan(snapshot: &TableSnapshot, policy: &TablePolicy, now: DateTime<Utc>) 
                 ));
                 continue;
             }
-            if !pending {
-                // A pending one (adopted) is finished with FINALIZE by the detach, after its record.
-                let concurrently =
-                    !has_default || snapshot.partitions.iter().any(|p| &p.name == name && p.detach_pending);
-                steps.push(Step::Detach { partition: name.clone(), concurrently });
+            // Ours, pending, is finalized by step 1; an adopted one is finished with FINALIZE by its
+            // detach, after its record.
+            if !pending || adopted {
+                steps.push(Step::Detach { partition: name.clone(), concurrently: !has_default || pending });
             }
             push_after_detach(&mut steps, policy, name, ArchiveState::Detached);
         }
@@ -328,8 +327,7 @@ pub fn archive_now(
                 )))
             }
             PartitionBound::Range { .. } => {
-                let ours = snapshot.manifest.iter().any(|m| m.partition.name == partition);
-                if p.detach_pending && ours {
+                if p.detach_pending && snapshot.record_of(partition).is_some() {
                     steps.push(Step::FinalizeDetach { partition: p.name.clone() });
                 } else {
                     // Pending and not ours: the detach records it, then finishes it with FINALIZE.
@@ -339,7 +337,7 @@ pub fn archive_now(
                 push_after_detach(&mut steps, policy, &p.name, ArchiveState::Detached);
             }
         },
-        None => match snapshot.manifest.iter().find(|m| m.partition.name == partition) {
+        None => match snapshot.record_of(partition) {
             Some(m) if !m.state.is_final() => push_after_detach(&mut steps, policy, &m.partition, m.state),
             Some(m) => {
                 return Err(Error::invalid(format!("{} is already archived (state {})", m.partition, m.state.as_str())))

@@ -129,6 +129,10 @@ impl TableSnapshot {
     pub fn default_rows_total(&self) -> i64 {
         self.default_rows.values().sum()
     }
+    /// This tool's record of partition `name` in the manifest, if it has one.
+    pub fn record_of(&self, name: &str) -> Option<&ManifestEntry> {
+        self.manifest.iter().find(|m| m.partition.name == name)
+    }
 }
 
 /// What the catalog says about a table, for `status` and the metrics.

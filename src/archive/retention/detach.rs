@@ -50,26 +50,34 @@ pub async fn detach(
         return (Err(e), n);
     }
     crate::fail_point!("before_detach_concurrently");
-    // A partition already "detach pending" (someone's DETACH CONCURRENTLY interrupted) is
-    // finished with FINALIZE: the statement again would be refused.
-    let pending = detach_pending(client, partition).await;
-    let (r, m) = if pending {
-        crate::pg::partitions::finalize_detach(client, &policy.table, partition, opts).await
+    // A partition "detach pending" is finished with FINALIZE (DETACH CONCURRENTLY again would be
+    // refused as "already pending"): one someone's interrupted detach left so, and one ours leaves
+    // so when, its first transaction committed, its wait for older queries runs out of time. If
+    // FINALIZE cannot finish it either, the next run's plan starts with it.
+    let mut left_pending_by = None;
+    let pending = if detach_pending(client, partition).await {
+        true
     } else {
-        ddl_outside_transaction(client, opts, &label, &detach).await
-    };
-    n += m;
-    if let Err(e) = r {
-        // Its first transaction committed and the wait for older queries ran out of time: the
-        // partition is left pending, and DETACH CONCURRENTLY again is refused ("already pending").
-        // FINALIZE finishes it; if it cannot either, the next run's plan starts with it.
-        if pending || !detach_pending(client, partition).await {
-            return (Err(e), n);
+        let (r, m) = ddl_outside_transaction(client, opts, &label, &detach).await;
+        n += m;
+        match r {
+            Ok(()) => false,
+            Err(e) if detach_pending(client, partition).await => {
+                left_pending_by = Some(e);
+                true
+            }
+            Err(e) => return (Err(e), n),
         }
+    };
+    if pending {
         let (r, m) = crate::pg::partitions::finalize_detach(client, &policy.table, partition, opts).await;
         n += m;
         if let Err(f) = r {
-            return (Err(f.context(format!("{e:#}"))), n);
+            let f = match left_pending_by {
+                Some(e) => f.context(format!("{e:#}")),
+                None => f,
+            };
+            return (Err(f), n);
         }
     }
     let detached = manifest::partition_change_sql(&policy.table, &partition.name, &PartitionChange::Detached);
